@@ -1,0 +1,84 @@
+//! Per-core registers and the generic counter.
+
+use aarch64_cpu::registers::{CNTFRQ_EL0, CNTPCT_EL0, DAIF, MPIDR_EL1, TPIDR_EL1};
+use tock_registers::interfaces::{Readable, Writeable};
+
+/// This core's MPIDR affinity fields (Aff3..Aff0), the id PSCI and the device tree use.
+pub fn mpidr() -> u64 {
+    MPIDR_EL1.get() & 0xff_00ff_ffff
+}
+
+/// Points TPIDR_EL1 at this core's per-core data.
+pub fn set_percore_pointer(ptr: usize) {
+    TPIDR_EL1.set(ptr as u64);
+}
+
+/// The per-core data pointer set by [`set_percore_pointer`] (0 before it is set).
+#[inline(always)]
+pub fn percore_pointer() -> usize {
+    TPIDR_EL1.get() as usize
+}
+
+/// Ticks of the generic counter since reset.
+#[inline]
+pub fn counter() -> u64 {
+    // ISB so the read is not speculated ahead of the code that precedes it: timestamps around a
+    // measured region must bracket it.
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+    CNTPCT_EL0.get()
+}
+
+/// Generic counter frequency in Hz.
+pub fn counter_frequency() -> u64 {
+    CNTFRQ_EL0.get()
+}
+
+/// Nanoseconds since reset according to the generic counter.
+pub fn uptime_ns() -> u64 {
+    let freq = counter_frequency().max(1);
+    (counter() as u128 * 1_000_000_000 / freq as u128) as u64
+}
+
+/// Current stack pointer.
+#[inline(always)]
+pub fn stack_pointer() -> usize {
+    let sp: usize;
+    // SAFETY: reading SP has no side effects.
+    unsafe { core::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    sp
+}
+
+/// True when IRQs are masked on this core.
+pub fn irqs_masked() -> bool {
+    DAIF.get() & (1 << 7) != 0
+}
+
+/// Masks IRQs and returns whether they were masked before (for [`restore_irqs`]).
+#[inline(always)]
+pub fn mask_irqs() -> bool {
+    let was = irqs_masked();
+    // SAFETY: masking interrupts on this core is always allowed; it only delays their delivery.
+    unsafe { core::arch::asm!("msr daifset, #2", options(nomem, nostack, preserves_flags)) };
+    was
+}
+
+/// Restores the IRQ mask to what [`mask_irqs`] returned.
+#[inline(always)]
+pub fn restore_irqs(was_masked: bool) {
+    if !was_masked {
+        // SAFETY: re-enabling IRQs that were enabled before the matching mask_irqs().
+        unsafe { core::arch::asm!("msr daifclr, #2", options(nomem, nostack, preserves_flags)) };
+    }
+}
+
+/// Waits for an event (another core's `sev`, an interrupt).
+#[inline]
+pub fn wait_for_event() {
+    aarch64_cpu::asm::wfe();
+}
+
+/// Wakes cores waiting in [`wait_for_event`].
+#[inline]
+pub fn send_event() {
+    aarch64_cpu::asm::sev();
+}

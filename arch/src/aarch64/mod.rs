@@ -1,0 +1,21 @@
+//! Orientation: the aarch64 half of the arch crate. `boot.s` and `vectors.s` are the only
+//! assembly files; the Rust modules here give the rest of the kernel typed access to what they set up.
+
+pub mod cpu;
+pub mod exception;
+pub mod psci;
+pub mod semihosting;
+
+core::arch::global_asm!(include_str!("boot.s"));
+core::arch::global_asm!(include_str!("vectors.s"));
+
+unsafe extern "C" {
+    /// First instruction run by a secondary core after PSCI CPU_ON (see boot.s).
+    fn _secondary_entry();
+}
+
+/// Physical address a PSCI CPU_ON call should start a secondary core at.
+/// The kernel runs identity-mapped, so the link address is the physical address.
+pub fn secondary_entry_address() -> u64 {
+    _secondary_entry as *const () as usize as u64
+}

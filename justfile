@@ -1,0 +1,21 @@
+# Thin aliases for `cargo xtask` (install just with `cargo install just`; cargo xtask works without it).
+
+# Boot tricolor in QEMU (4 cores, VirtIO GPU, UART on this terminal; Ctrl-A X quits).
+run *ARGS:
+    cargo xtask run {{ARGS}}
+
+# Everything CI runs: lint, host tests, QEMU tests at smp 1 and 4.
+test *ARGS:
+    cargo xtask test {{ARGS}}
+
+# Only the QEMU tests.
+qemu-test *ARGS:
+    cargo xtask qemu-test {{ARGS}}
+
+# cargo fmt --check and clippy on the host and the kernel target.
+lint:
+    cargo xtask lint
+
+# Boot halted under gdb-multiarch (QEMU gdb stub on :1234).
+debug *ARGS:
+    cargo xtask debug {{ARGS}}

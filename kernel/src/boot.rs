@@ -1,0 +1,88 @@
+//! The boot sequence on the boot core: device tree, console, command line, memory, secondaries,
+//! then either the selected test or the idle loop.
+
+use crate::{console, devicetree, exit, fault, kprintln, ktest, memory, percore, smp};
+use log::{info, warn};
+use spin::Once;
+use tricolor_arch::{cpu, exception, semihosting};
+use tricolor_kernel::cmdline::{self, Config};
+
+static MACHINE: Once<devicetree::Machine> = Once::new();
+
+/// The machine description (after boot).
+pub fn machine() -> &'static devicetree::Machine {
+    MACHINE.get().expect("boot completed before machine() is used")
+}
+
+/// Rust entry on the boot core (called from boot.s with the boot-protocol x0).
+#[unsafe(no_mangle)]
+extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
+    let start = cpu::counter();
+    percore::init_this_core(0);
+    exception::set_handler(fault::handle);
+
+    let machine = match devicetree::discover(boot_x0) {
+        Ok(m) => MACHINE.call_once(|| m),
+        Err(error) => {
+            semihosting::write0(error.message());
+            exit::exit(exit::BAD_CONFIG);
+        }
+    };
+    match machine.uart {
+        Some(base) => console::init(base),
+        None => semihosting::write0(c"tricolor: no arm,pl011 UART in the device tree; console is silent\n"),
+    }
+    console::init_logger();
+
+    let config = match cmdline::parse(machine.bootargs) {
+        Ok(config) => config,
+        Err(error) => {
+            kprintln!("tricolor: bad kernel command line \"{}\": {}", machine.bootargs, error);
+            exit::exit(exit::BAD_CONFIG);
+        }
+    };
+    console::set_level(config.log);
+    info!("tricolor {} on core 0 (mpidr {:#x})", env!("CARGO_PKG_VERSION"), cpu::mpidr());
+    info!("command line: \"{}\"", machine.bootargs);
+
+    memory::init(machine);
+    let (img_lo, img_hi) = memory::image_range();
+    let frames = memory::frame_stats();
+    info!(
+        "RAM: {} MiB at {:#x}; image {:#x}..{:#x} ({} KiB); {} MiB free",
+        machine.ram.1 >> 20,
+        machine.ram.0,
+        img_lo,
+        img_hi,
+        (img_hi - img_lo) >> 10,
+        (frames.free_pages * 4096) >> 20
+    );
+
+    percore::mark_online();
+    let wanted = machine.cpu_count.min(config.cores);
+    let online = smp::start_secondaries(machine, config.cores);
+    if machine.cpus_ignored > 0 {
+        warn!("{} CPUs in the device tree beyond the supported {}", machine.cpus_ignored, cmdline::MAX_CORES);
+    }
+    info!("{online} of {wanted} cores online");
+
+    let ticks = cpu::counter() - start;
+    info!(
+        "ready in {} us ({} counter ticks at {} Hz)",
+        ticks * 1_000_000 / cpu::counter_frequency().max(1),
+        ticks,
+        cpu::counter_frequency()
+    );
+
+    if let Some(name) = config.test {
+        ktest::run(name, &config);
+    }
+    idle(&config)
+}
+
+fn idle(_config: &Config<'_>) -> ! {
+    info!("idle: nothing to run (try test=unit); Ctrl-A X quits QEMU");
+    loop {
+        cpu::wait_for_event();
+    }
+}

@@ -1,0 +1,75 @@
+//! Kernel tests, run inside QEMU: `test=unit` runs every unit test (tests that need the hardware),
+//! `test=<unit test name>` runs one, and `test=<scenario>` runs a named scenario that decides the
+//! exit status itself (a deliberate fault must end in a fault report, for instance). xtask boots one
+//! QEMU per entry and checks the exit status and the console output.
+
+mod scenarios;
+mod unit;
+
+use crate::{exit, kprintln};
+use alloc::string::String;
+use tricolor_kernel::cmdline::Config;
+
+/// A test that needs the hardware: returns `Err(why)` on failure.
+pub struct UnitTest {
+    pub name: &'static str,
+    pub run: fn(&Config<'_>) -> Result<(), String>,
+}
+
+/// A scenario: runs to an exit of its own choosing.
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub run: fn(&Config<'_>) -> !,
+}
+
+/// Runs the test or scenario `name` and exits with its verdict.
+pub fn run(name: &str, config: &Config<'_>) -> ! {
+    if name == "unit" {
+        run_units(unit::TESTS.iter(), config);
+    }
+    if let Some(test) = unit::TESTS.iter().find(|t| t.name == name) {
+        run_units(core::iter::once(test), config);
+    }
+    if let Some(scenario) = scenarios::SCENARIOS.iter().find(|s| s.name == name) {
+        kprintln!("scenario {}: {}", scenario.name, scenario.about);
+        (scenario.run)(config);
+    }
+    kprintln!("tricolor: unknown test '{name}'; valid tests:");
+    kprintln!("  unit (all unit tests)");
+    for test in unit::TESTS {
+        kprintln!("  {} (unit)", test.name);
+    }
+    for scenario in scenarios::SCENARIOS {
+        kprintln!("  {} (scenario: {})", scenario.name, scenario.about);
+    }
+    exit::exit(exit::BAD_CONFIG)
+}
+
+fn run_units<'a>(tests: impl Iterator<Item = &'a UnitTest>, config: &Config<'_>) -> ! {
+    let (mut passed, mut failed) = (0, 0);
+    for test in tests {
+        match (test.run)(config) {
+            Ok(()) => {
+                passed += 1;
+                kprintln!("test {} ... ok", test.name);
+            }
+            Err(why) => {
+                failed += 1;
+                kprintln!("test {} ... FAILED: {}", test.name, why);
+            }
+        }
+    }
+    kprintln!("kernel unit tests: {passed} passed, {failed} failed");
+    exit::exit(if failed == 0 { exit::SUCCESS } else { exit::TEST_FAILED })
+}
+
+/// `ensure!(cond, "message {}", args)`: fail the unit test with the message when `cond` is false.
+macro_rules! ensure {
+    ($cond:expr, $($msg:tt)*) => {
+        if !$cond {
+            return Err(alloc::format!($($msg)*));
+        }
+    };
+}
+use ensure;

@@ -1,0 +1,105 @@
+//! Unit tests that need the real machine: allocators over real RAM, per-core registers on every
+//! core, the generic counter.
+
+use super::{ensure, UnitTest};
+use crate::{memory, percore, smp};
+use alloc::{boxed::Box, string::String, vec::Vec};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use intrusive_collections::{intrusive_adapter, LinkedList, LinkedListLink};
+use tricolor_kernel::cmdline::{Config, MAX_CORES};
+
+pub const TESTS: &[UnitTest] = &[
+    UnitTest { name: "heap_backs_collections", run: heap_backs_collections },
+    UnitTest { name: "frames_alloc_and_free", run: frames_alloc_and_free },
+    UnitTest { name: "percore_pointer_is_per_core", run: percore_pointer_is_per_core },
+    UnitTest { name: "counter_is_monotonic", run: counter_is_monotonic },
+    UnitTest { name: "expected_cores_online", run: expected_cores_online },
+];
+
+struct Node {
+    link: LinkedListLink,
+    value: u64,
+}
+intrusive_adapter!(NodeAdapter = Box<Node>: Node { link: LinkedListLink });
+
+fn heap_backs_collections(_: &Config<'_>) -> Result<(), String> {
+    let before = memory::heap_stats().bytes_in_use;
+    {
+        let mut map = hashbrown::HashMap::new();
+        for i in 0..2000u64 {
+            map.insert(i, i * i);
+        }
+        ensure!(map.len() == 2000, "hashbrown map has {} entries", map.len());
+        ensure!((0..2000u64).all(|i| map[&i] == i * i), "hashbrown map lost a value");
+
+        let mut list = LinkedList::new(NodeAdapter::new());
+        for value in 0..500 {
+            list.push_back(Box::new(Node { link: LinkedListLink::new(), value }));
+        }
+        let sum: u64 = list.iter().map(|n| n.value).sum();
+        ensure!(sum == 499 * 500 / 2, "intrusive list sum {sum}");
+
+        let big: Vec<u8> = alloc::vec![0xa5; 3 << 20];
+        ensure!(big.iter().all(|&b| b == 0xa5), "3 MiB vector corrupted");
+        ensure!(memory::heap_stats().bytes_in_use > before, "heap statistics did not move");
+    }
+    let after = memory::heap_stats().bytes_in_use;
+    ensure!(after == before, "heap leaked: {before} bytes in use before, {after} after");
+    Ok(())
+}
+
+fn frames_alloc_and_free(_: &Config<'_>) -> Result<(), String> {
+    let before = memory::frame_stats();
+    let run = memory::alloc_pages(256, 256).map_err(|e| alloc::format!("{e}"))?;
+    ensure!(run % (256 * 4096) == 0, "1 MiB-aligned run at {run:#x}");
+    let (img_lo, img_hi) = memory::image_range();
+    ensure!(run >= img_hi || run + (256 << 12) <= img_lo, "run {run:#x} overlaps the image");
+    // SAFETY: the 256 pages at `run` were just allocated to us.
+    let pages = unsafe { core::slice::from_raw_parts_mut(run as *mut u64, 256 * 512) };
+    pages.iter_mut().enumerate().for_each(|(i, w)| *w = i as u64);
+    ensure!(pages.iter().enumerate().all(|(i, &w)| w == i as u64), "pages did not hold their contents");
+    memory::free_pages(run, 256);
+    ensure!(memory::frame_stats() == before, "frame counts differ after free");
+    let too_many = memory::alloc_pages(before.total_pages + 1, 1);
+    ensure!(too_many.is_err(), "allocated more pages than RAM has");
+    Ok(())
+}
+
+static SEEN_ID: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(usize::MAX) }; MAX_CORES];
+static SEEN_PTR: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
+
+fn percore_pointer_is_per_core(_: &Config<'_>) -> Result<(), String> {
+    smp::run_on_all(|core| {
+        SEEN_ID[core].store(percore::id(), Ordering::Relaxed);
+        SEEN_PTR[core].store(tricolor_arch::cpu::percore_pointer(), Ordering::Relaxed);
+    });
+    let online = percore::online_count();
+    for core in 0..online {
+        let id = SEEN_ID[core].load(Ordering::Relaxed);
+        ensure!(id == core, "core {core} read id {id} through TPIDR_EL1");
+        let ptr = SEEN_PTR[core].load(Ordering::Relaxed);
+        ensure!(ptr == percore::get(core) as *const _ as usize, "core {core} TPIDR_EL1 {ptr:#x}");
+        ensure!(percore::get(core).mpidr.load(Ordering::Relaxed) != u64::MAX, "mpidr unset");
+    }
+    Ok(())
+}
+
+fn counter_is_monotonic(_: &Config<'_>) -> Result<(), String> {
+    let freq = tricolor_arch::cpu::counter_frequency();
+    ensure!(freq > 0, "CNTFRQ_EL0 is 0");
+    let mut last = tricolor_arch::cpu::counter();
+    for _ in 0..10_000 {
+        let now = tricolor_arch::cpu::counter();
+        ensure!(now >= last, "counter went backwards: {last} -> {now}");
+        last = now;
+    }
+    Ok(())
+}
+
+fn expected_cores_online(config: &Config<'_>) -> Result<(), String> {
+    let listed = crate::boot::machine().cpu_count;
+    let expected = listed.min(config.cores);
+    let online = percore::online_count();
+    ensure!(online == expected, "{online} cores online, expected {expected} ({listed} in the device tree)");
+    Ok(())
+}

@@ -1,0 +1,78 @@
+//! The kernel's memory: a frame allocator over the RAM the device tree reports (minus the device
+//! tree, the image and the allocator's own bitmap), and the `#[global_allocator]` heap on top of it.
+
+use crate::devicetree::Machine;
+use spin::Mutex;
+use tricolor_kernel::mem::frames::{FrameAllocator, FrameStats, OutOfFrames};
+use tricolor_kernel::mem::heap::{Heap, PageSource};
+use tricolor_kernel::mem::{align_up, PAGE_SIZE};
+
+unsafe extern "C" {
+    static __image_start: u8;
+    static __image_end: u8;
+}
+
+static FRAMES: Mutex<Option<FrameAllocator<'static>>> = Mutex::new(None);
+
+/// The heap's page source: the global frame allocator.
+pub struct KernelPages;
+
+impl PageSource for KernelPages {
+    fn alloc_pages(&self, count: usize, align_pages: usize) -> Option<usize> {
+        alloc_pages(count, align_pages).ok()
+    }
+    fn free_pages(&self, addr: usize, count: usize) {
+        free_pages(addr, count)
+    }
+}
+
+#[global_allocator]
+static HEAP: Heap<KernelPages> = Heap::new(KernelPages);
+
+/// Allocates `count` contiguous, zero-initialisation-free pages aligned to `align_pages` pages.
+pub fn alloc_pages(count: usize, align_pages: usize) -> Result<usize, OutOfFrames> {
+    let mut frames = FRAMES.lock();
+    let frames = frames.as_mut().expect("memory::init runs before any allocation");
+    frames.alloc(count, align_pages)
+}
+
+/// Returns pages from [`alloc_pages`].
+pub fn free_pages(addr: usize, count: usize) {
+    FRAMES.lock().as_mut().expect("memory::init runs before any free").free(addr, count)
+}
+
+/// Page counts of the frame allocator.
+pub fn frame_stats() -> FrameStats {
+    FRAMES.lock().as_ref().map(|f| f.stats()).unwrap_or(FrameStats { total_pages: 0, free_pages: 0 })
+}
+
+/// Kernel-heap counters.
+pub fn heap_stats() -> tricolor_kernel::mem::heap::HeapStats {
+    HEAP.stats()
+}
+
+/// The image's physical range [start, end).
+pub fn image_range() -> (usize, usize) {
+    // Linker-script symbols: only their addresses are taken, never their contents.
+    (&raw const __image_start as usize, &raw const __image_end as usize)
+}
+
+/// Sets up the frame allocator. The bitmap lives in the first pages after the image.
+pub fn init(machine: &Machine) {
+    let (ram_base, ram_size) = machine.ram;
+    let (image_start, image_end) = image_range();
+    let words = FrameAllocator::bitmap_words(ram_size);
+    let bitmap_addr = align_up(image_end, PAGE_SIZE);
+    let bitmap_bytes = align_up(words * 8, PAGE_SIZE);
+    assert!(
+        bitmap_addr + bitmap_bytes <= ram_base + ram_size,
+        "RAM ({ram_size:#x} bytes at {ram_base:#x}) too small for the kernel image"
+    );
+    // SAFETY: [bitmap_addr, +bitmap_bytes) is RAM past the image that nothing else uses yet (the
+    // frame allocator is created below with this range reserved), aligned for u64.
+    let bitmap = unsafe { core::slice::from_raw_parts_mut(bitmap_addr as *mut u64, words) };
+    let mut frames = FrameAllocator::new(ram_base, ram_size, bitmap);
+    frames.reserve(machine.dtb_addr, machine.dtb_size);
+    frames.reserve(image_start, bitmap_addr + bitmap_bytes - image_start);
+    *FRAMES.lock() = Some(frames);
+}

@@ -1,0 +1,86 @@
+//! Secondary cores: started with PSCI CPU_ON, then parked in a loop that runs cross-core calls.
+
+use crate::{devicetree::Machine, percore};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use log::warn;
+use spin::Mutex;
+use tricolor_arch::{cpu, psci};
+use tricolor_kernel::cmdline::MAX_CORES;
+
+/// Per-core mailbox: a `fn(usize)` to run, 0 when empty.
+static MAILBOX: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
+/// One cross-core call at a time.
+static CALL_LOCK: Mutex<()> = Mutex::new(());
+
+/// How long to wait for secondaries to report online, in generic-counter seconds.
+const ONLINE_TIMEOUT_S: u64 = 5;
+
+/// Starts up to `max_cores - 1` secondaries listed in the device tree and waits for them.
+/// Returns the number of cores online (including this one).
+pub fn start_secondaries(machine: &Machine, max_cores: usize) -> usize {
+    let Some(conduit) = machine.psci else {
+        warn!("no usable /psci node in the device tree: running on the boot core only");
+        return percore::online_count();
+    };
+    let me = cpu::mpidr();
+    let mut next = 1;
+    for &mpidr in &machine.cpus[..machine.cpu_count] {
+        if mpidr == me || next >= max_cores {
+            continue;
+        }
+        percore::get(next).mpidr.store(mpidr, Ordering::Relaxed);
+        match psci::cpu_on(conduit, mpidr, tricolor_arch::secondary_entry_address(), next as u64) {
+            Ok(()) => next += 1,
+            Err(e) => warn!("PSCI CPU_ON for mpidr {mpidr:#x} failed: {e:?}"),
+        }
+    }
+    let deadline = cpu::counter() + ONLINE_TIMEOUT_S * cpu::counter_frequency();
+    while percore::online_count() < next && cpu::counter() < deadline {
+        core::hint::spin_loop();
+    }
+    let online = percore::online_count();
+    if online < next {
+        warn!("only {online} of {next} started cores reported online within {ONLINE_TIMEOUT_S} s");
+    }
+    online
+}
+
+/// Rust entry for secondary cores (called from boot.s with the PSCI context = logical index).
+#[unsafe(no_mangle)]
+extern "C" fn tricolor_boot_secondary(id: usize) -> ! {
+    percore::init_this_core(id);
+    percore::mark_online();
+    log::debug!("core {id} online (mpidr {:#x})", cpu::mpidr());
+    loop {
+        // Acquire pairs with the Release in run_on_all: the caller's writes before posting are visible.
+        let work = MAILBOX[id].load(Ordering::Acquire);
+        if work == 0 {
+            // A `sev` that raced with the load above left the event register set, so this returns.
+            cpu::wait_for_event();
+            continue;
+        }
+        // SAFETY: run_on_all only ever posts `fn(usize)` pointers.
+        let f: fn(usize) = unsafe { core::mem::transmute::<usize, fn(usize)>(work) };
+        f(id);
+        // Release: the caller (Acquire) sees everything `f` wrote once it sees the empty mailbox.
+        MAILBOX[id].store(0, Ordering::Release);
+        cpu::send_event();
+    }
+}
+
+/// Runs `f(core_id)` on every online core, this one included, and returns when all have finished.
+pub fn run_on_all(f: fn(usize)) {
+    let _one_at_a_time = CALL_LOCK.lock();
+    let me = percore::id();
+    let others = || (0..MAX_CORES).filter(move |&c| c != me && percore::get(c).online.load(Ordering::Acquire));
+    for core in others() {
+        MAILBOX[core].store(f as usize, Ordering::Release);
+    }
+    cpu::send_event();
+    f(me);
+    for core in others() {
+        while MAILBOX[core].load(Ordering::Acquire) != 0 {
+            core::hint::spin_loop();
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! tricolor-runtime: under construction (see the open issues).
+#![cfg_attr(not(test), no_std)]

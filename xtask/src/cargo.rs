@@ -1,0 +1,54 @@
+//! Running cargo itself: lint and host tests.
+
+use crate::Result;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The workspace root (xtask lives one level below it).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask sits inside the workspace").to_path_buf()
+}
+
+/// Runs a command in the workspace root, echoing it; fails with its exit status.
+pub fn run(program: &str, args: &[&str]) -> Result {
+    println!("xtask: $ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|e| format!("cannot start {program}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+/// Crates that also build for the kernel target and are linted for it.
+const KERNEL_TARGET_CRATES: &[&str] = &[
+    "-p",
+    "tricolor-arch",
+    "-p",
+    "tricolor-kernel",
+    "-p",
+    "tricolor-gc",
+    "-p",
+    "tricolor-virtio",
+    "-p",
+    "tricolor-runtime",
+];
+
+/// `cargo fmt --check` and clippy with warnings denied, on the host and on the kernel target.
+pub fn lint() -> Result {
+    run("cargo", &["fmt", "--all", "--check"])?;
+    run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    let mut target = vec!["clippy", "--target", "aarch64-unknown-none"];
+    target.extend_from_slice(KERNEL_TARGET_CRATES);
+    target.extend_from_slice(&["--", "-D", "warnings"]);
+    run("cargo", &target)
+}
+
+/// Every host test in the workspace.
+pub fn host_tests() -> Result {
+    run("cargo", &["test", "--workspace"])
+}

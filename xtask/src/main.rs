@@ -1,0 +1,115 @@
+//! `cargo xtask`: the one place that knows how to set up, build, boot and test tricolor, so humans
+//! and CI run exactly the same commands.
+//!
+//! - `run`: build the kernel and boot it in QEMU (4 cores, a VirtIO GPU, UART on this terminal).
+//! - `test`: lint, host tests, then the QEMU tests at smp 1 and 4.
+//! - `build`, `lint`, `qemu-test`, `debug`, `setup`: the pieces.
+
+mod args;
+mod cargo;
+mod kernel;
+mod qemu;
+mod qemu_tests;
+mod setup;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  run        build and boot tricolor in QEMU (UART on this terminal; Ctrl-A X quits)
+               --smp N        cores (default 4)
+               --append STR   kernel command line (e.g. \"log=debug\")
+               --debug        debug build instead of release
+  test       everything CI runs: lint, host tests, QEMU tests at smp 1 and 4
+               --no-lint      skip fmt/clippy
+               --filter STR   only QEMU cases whose name contains STR
+  qemu-test  only the QEMU tests (same --filter)
+  lint       cargo fmt --check and clippy (host crates and the kernel target), -D warnings
+  build      build the kernel ELF and print its path
+  debug      boot QEMU halted with a gdb stub and attach gdb-multiarch
+  setup      install what is missing (Rust target, QEMU) or say exactly what to install
+";
+
+fn main() -> ExitCode {
+    let mut args = args::Args::from_env();
+    let command = args.next_positional();
+    let result = match command.as_deref() {
+        Some("run") => cmd_run(&mut args),
+        Some("test") => cmd_test(&mut args),
+        Some("qemu-test") => cmd_qemu_test(&mut args),
+        Some("lint") => args.finish().and_then(|()| cargo::lint()),
+        Some("build") => args.finish().and_then(|()| cmd_build()),
+        Some("debug") => cmd_debug(&mut args),
+        Some("setup") => args.finish().and_then(|()| setup::all()),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            print!("{USAGE}");
+            return if command.is_none() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+        }
+        Some(other) => Err(format!("unknown command '{other}'\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn cmd_build() -> Result {
+    setup::rust_target()?;
+    let elf = kernel::build(kernel::Profile::Release)?;
+    println!("{}", elf.display());
+    Ok(())
+}
+
+fn cmd_run(args: &mut args::Args) -> Result {
+    let smp = args.value("--smp")?.map(|s| s.parse().map_err(|_| format!("--smp {s}: not a number"))).transpose()?;
+    let append = args.value("--append")?.unwrap_or_default();
+    let profile = if args.flag("--debug") { kernel::Profile::Debug } else { kernel::Profile::Release };
+    args.finish()?;
+    setup::rust_target()?;
+    setup::qemu()?;
+    let elf = kernel::build(profile)?;
+    let machine = qemu::Machine { smp: smp.unwrap_or(4), append, ..qemu::Machine::new(&elf) };
+    qemu::run_interactive(&machine)
+}
+
+fn cmd_test(args: &mut args::Args) -> Result {
+    let lint = !args.flag("--no-lint");
+    let filter = args.value("--filter")?;
+    args.finish()?;
+    setup::rust_target()?;
+    setup::qemu()?;
+    if lint {
+        cargo::lint()?;
+    }
+    cargo::host_tests()?;
+    let elf = kernel::build(kernel::Profile::Release)?;
+    qemu_tests::run_all(&elf, filter.as_deref())
+}
+
+fn cmd_qemu_test(args: &mut args::Args) -> Result {
+    let filter = args.value("--filter")?;
+    args.finish()?;
+    setup::rust_target()?;
+    setup::qemu()?;
+    let elf = kernel::build(kernel::Profile::Release)?;
+    qemu_tests::run_all(&elf, filter.as_deref())
+}
+
+fn cmd_debug(args: &mut args::Args) -> Result {
+    let smp = args.value("--smp")?.map(|s| s.parse().map_err(|_| format!("--smp {s}: not a number"))).transpose()?;
+    let append = args.value("--append")?.unwrap_or_default();
+    args.finish()?;
+    setup::rust_target()?;
+    setup::qemu()?;
+    setup::gdb()?;
+    let elf = kernel::build(kernel::Profile::Debug)?;
+    let machine = qemu::Machine { smp: smp.unwrap_or(4), append, ..qemu::Machine::new(&elf) };
+    qemu::debug(&machine)
+}

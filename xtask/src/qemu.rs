@@ -1,0 +1,142 @@
+//! The QEMU command line for tricolor, in one place, and the ways to run it: interactively, captured
+//! with a timeout (tests), and halted under gdb.
+
+use crate::Result;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One QEMU `virt` machine.
+#[derive(Clone)]
+pub struct Machine {
+    pub elf: PathBuf,
+    pub smp: usize,
+    pub append: String,
+    /// Attach a `virtio-gpu-device`.
+    pub gpu: bool,
+}
+
+impl Machine {
+    pub fn new(elf: &Path) -> Self {
+        Self { elf: elf.to_path_buf(), smp: 4, append: String::new(), gpu: true }
+    }
+
+    /// Everything but the console/display choice.
+    fn base_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "-machine",
+            "virt",
+            "-cpu",
+            "cortex-a72",
+            "-m",
+            "1G",
+            "-nic",
+            "none",
+            "-semihosting",
+            // VirtIO devices in modern (version 2) mode.
+            "-global",
+            "virtio-mmio.force-legacy=false",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(["-smp".into(), self.smp.to_string(), "-kernel".into(), self.elf.display().to_string()]);
+        if !self.append.is_empty() {
+            args.extend(["-append".into(), self.append.clone()]);
+        }
+        if self.gpu {
+            args.extend(["-device".into(), "virtio-gpu-device".into()]);
+        }
+        args
+    }
+}
+
+fn has_display() -> bool {
+    std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some()
+}
+
+/// Boots with the UART (and QEMU's monitor, Ctrl-A C) on this terminal.
+pub fn run_interactive(machine: &Machine) -> Result {
+    let mut args = machine.base_args();
+    args.extend(["-serial".into(), "mon:stdio".into()]);
+    if !has_display() {
+        args.extend(["-display".into(), "none".into()]);
+    }
+    println!("xtask: $ qemu-system-aarch64 {}", args.join(" "));
+    let status = Command::new("qemu-system-aarch64")
+        .args(&args)
+        .status()
+        .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(code) => Err(format!("the kernel exited with status {code}")),
+        None => Err("QEMU was killed by a signal".into()),
+    }
+}
+
+/// What a captured run produced.
+pub struct Outcome {
+    /// QEMU's exit status (the kernel's semihosting exit code); None if killed.
+    pub status: Option<i32>,
+    pub output: String,
+    pub timed_out: bool,
+    pub elapsed: Duration,
+}
+
+/// Boots headless with the console captured, killing QEMU after `timeout`.
+pub fn run_captured(machine: &Machine, timeout: Duration) -> Result<Outcome> {
+    let mut args = machine.base_args();
+    args.extend(["-display", "none", "-serial", "stdio", "-monitor", "none"].map(String::from));
+    let start = Instant::now();
+    let mut child = Command::new("qemu-system-aarch64")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+    let readers =
+        [reader(child.stdout.take().expect("piped stdout")), reader(child.stderr.take().expect("piped stderr"))];
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| format!("waiting for QEMU: {e}"))? {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            timed_out = true;
+            let _ = child.kill();
+            break child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let output = readers.into_iter().map(|r| r.join().unwrap_or_default()).collect::<Vec<_>>().join("");
+    Ok(Outcome { status: status.code(), output: output.replace('\r', ""), timed_out, elapsed: start.elapsed() })
+}
+
+fn reader(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Boots halted with a gdb stub on :1234 and attaches gdb-multiarch.
+pub fn debug(machine: &Machine) -> Result {
+    let mut args = machine.base_args();
+    args.extend(["-display", "none", "-serial", "file:/dev/stderr", "-monitor", "none", "-s", "-S"].map(String::from));
+    println!("xtask: $ qemu-system-aarch64 {}", args.join(" "));
+    let mut qemu = Command::new("qemu-system-aarch64")
+        .args(&args)
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+    let elf = machine.elf.display().to_string();
+    let status = Command::new("gdb-multiarch")
+        .args([&elf, "-ex", "target remote :1234", "-ex", "break tricolor_boot_primary"])
+        .status();
+    let _ = qemu.kill();
+    let _ = qemu.wait();
+    status.map(|_| ()).map_err(|e| format!("cannot start gdb-multiarch: {e}"))
+}

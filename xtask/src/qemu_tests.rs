@@ -1,0 +1,221 @@
+//! The QEMU test matrix: each case boots the kernel once (smp 1 and 4) and checks the exit status
+//! (the kernel's semihosting verdict) and the console output. Every run has a timeout, so a hung
+//! kernel fails its case instead of hanging CI.
+
+use crate::qemu::{self, Machine};
+use crate::Result;
+use std::path::Path;
+use std::time::Duration;
+
+/// Exit statuses (kernel/src/exit.rs).
+const SUCCESS: i32 = 0;
+const BAD_CONFIG: i32 = 2;
+const FAULT: i32 = 4;
+const PANIC: i32 = 5;
+
+/// Generous: a boot takes well under a second under TCG; this only catches hangs.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One QEMU boot and what it must produce.
+struct Case {
+    name: &'static str,
+    append: &'static str,
+    exit: i32,
+    /// Substrings the console must contain; `{smp}` is replaced by the core count.
+    expect: &'static [&'static str],
+    /// Extra checks on the whole output.
+    check: Option<fn(&str, usize) -> Result>,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "boot",
+        append: "test=boot",
+        exit: SUCCESS,
+        expect: &[
+            "{smp} of {smp} cores online",
+            "RAM: 1024 MiB at 0x40000000",
+            "command line: \"test=boot\"",
+            "ready in",
+        ],
+        check: None,
+    },
+    Case {
+        name: "unit",
+        append: "test=unit",
+        exit: SUCCESS,
+        expect: &["kernel unit tests: ", " 0 failed"],
+        check: Some(units_ran),
+    },
+    Case {
+        name: "fault-report",
+        append: "test=fault",
+        exit: FAULT,
+        expect: &[
+            "FATAL EXCEPTION on core 0: data abort from the current EL in kernel code",
+            "on a read of FAR 0x0000dead00000000",
+            "ELR 0x",
+            "x30 0x",
+        ],
+        check: None,
+    },
+    Case {
+        name: "panic-report",
+        append: "test=panic",
+        exit: PANIC,
+        expect: &["PANIC on core 0", "deliberate panic"],
+        check: None,
+    },
+    Case {
+        name: "cmdline-unknown-key",
+        append: "bogus=1",
+        exit: BAD_CONFIG,
+        expect: &["bad kernel command line \"bogus=1\": unknown key 'bogus'; valid keys: log=", "cores=1..=8"],
+        check: None,
+    },
+    Case {
+        name: "cmdline-bad-value",
+        append: "cores=99",
+        exit: BAD_CONFIG,
+        expect: &["bad value '99' for 'cores' (expected 1..=8)"],
+        check: None,
+    },
+    Case { name: "unknown-test", append: "test=nope", exit: BAD_CONFIG, expect: &["unknown test 'nope'"], check: None },
+    Case {
+        name: "log-stress",
+        append: "test=log-stress",
+        exit: SUCCESS,
+        expect: &["log-stress: {smp} cores"],
+        check: Some(log_lines_whole),
+    },
+];
+
+/// Every unit test line must say ok, and there must be some.
+fn units_ran(output: &str, _smp: usize) -> Result {
+    let ran = output.lines().filter(|l| l.starts_with("test ")).count();
+    let failed: Vec<_> = output.lines().filter(|l| l.starts_with("test ") && !l.ends_with(" ... ok")).collect();
+    match (ran, failed.is_empty()) {
+        (0, _) => Err("no kernel unit test ran".into()),
+        (_, false) => Err(format!("failing kernel unit tests:\n{}", failed.join("\n"))),
+        _ => Ok(()),
+    }
+}
+
+/// Lines printed by the log-stress scenario (must match kernel/src/ktest/scenarios.rs).
+const LOG_STRESS_LINES: usize = 200;
+const LOG_STRESS_TAIL: &str = " payload=0123456789abcdefghijklmnopqrstuvwxyz end";
+
+/// Every log-stress line must be whole (one record per line, nothing spliced in) and every core
+/// must have printed all of its lines.
+fn log_lines_whole(output: &str, smp: usize) -> Result {
+    let mut per_core = vec![vec![false; LOG_STRESS_LINES]; smp];
+    for line in output.lines().filter(|l| l.contains("log-stress core=")) {
+        let parsed = parse_log_stress(line).ok_or_else(|| format!("garbled log line: {line:?}"))?;
+        let (core, index) = parsed;
+        let seen = per_core.get_mut(core).and_then(|c| c.get_mut(index)).ok_or_else(|| format!("bad ids: {line:?}"))?;
+        if std::mem::replace(seen, true) {
+            return Err(format!("line printed twice: {line:?}"));
+        }
+    }
+    for (core, lines) in per_core.iter().enumerate() {
+        let missing = lines.iter().filter(|&&seen| !seen).count();
+        if missing > 0 {
+            return Err(format!("core {core} is missing {missing} of {LOG_STRESS_LINES} lines"));
+        }
+    }
+    Ok(())
+}
+
+/// `[   0.012345] INFO  cN log-stress core=N line=M payload=... end` -> (N, M), with the prefix's
+/// core matching the message's.
+fn parse_log_stress(line: &str) -> Option<(usize, usize)> {
+    let rest = line.strip_prefix('[')?;
+    let (stamp, rest) = rest.split_once("] INFO  c")?;
+    let (secs, micros) = stamp.trim().split_once('.')?;
+    secs.parse::<u64>().ok()?;
+    (micros.len() == 6 && micros.parse::<u32>().is_ok()).then_some(())?;
+    let (prefix_core, rest) = rest.split_once(" log-stress core=")?;
+    let (core, rest) = rest.split_once(" line=")?;
+    let (index, tail) = rest.split_at(rest.find(' ')?);
+    (tail == LOG_STRESS_TAIL && prefix_core == core).then_some(())?;
+    Some((core.parse().ok()?, index.parse().ok()?))
+}
+
+/// Runs every case at smp 1 and 4 (those whose name contains `filter`), then prints a summary.
+pub fn run_all(elf: &Path, filter: Option<&str>) -> Result {
+    let (mut passed, mut failed) = (0, Vec::new());
+    for smp in [1, 4] {
+        for case in CASES.iter().filter(|c| filter.is_none_or(|f| c.name.contains(f))) {
+            let name = format!("smp{smp}/{}", case.name);
+            let machine = Machine { smp, append: case.append.to_string(), gpu: false, ..Machine::new(elf) };
+            let outcome = qemu::run_captured(&machine, TIMEOUT)?;
+            match verdict(case, smp, &outcome) {
+                Ok(()) => {
+                    passed += 1;
+                    println!("qemu {name} ... ok ({:.2} s)", outcome.elapsed.as_secs_f64());
+                }
+                Err(why) => {
+                    println!("qemu {name} ... FAILED: {why}");
+                    println!("----- console of {name} -----\n{}\n----- end of {name} -----", outcome.output);
+                    failed.push(name);
+                }
+            }
+        }
+    }
+    println!("qemu: {passed} passed, {} failed", failed.len());
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("QEMU tests failed: {}", failed.join(", ")))
+    }
+}
+
+fn verdict(case: &Case, smp: usize, outcome: &qemu::Outcome) -> Result {
+    if outcome.timed_out {
+        return Err(format!("timed out after {} s", TIMEOUT.as_secs()));
+    }
+    if outcome.status != Some(case.exit) {
+        return Err(format!("exit status {:?}, expected {}", outcome.status, case.exit));
+    }
+    for expected in case.expect {
+        let expected = expected.replace("{smp}", &smp.to_string());
+        if !outcome.output.contains(&expected) {
+            return Err(format!("console lacks {expected:?}"));
+        }
+    }
+    case.check.map_or(Ok(()), |check| check(&outcome.output, smp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_stress_parser_accepts_whole_lines_only() {
+        let good = format!("[   0.012345] INFO  c2 log-stress core=2 line=17{LOG_STRESS_TAIL}");
+        assert_eq!(parse_log_stress(&good), Some((2, 17)));
+        let spliced =
+            format!("[   0.012345] INFO  c2 log-stress core=2 line=17 payload=0123[   0.1] INFO{LOG_STRESS_TAIL}");
+        assert_eq!(parse_log_stress(&spliced), None);
+        let wrong_core = format!("[   0.012345] INFO  c1 log-stress core=2 line=17{LOG_STRESS_TAIL}");
+        assert_eq!(parse_log_stress(&wrong_core), None);
+    }
+
+    #[test]
+    fn log_check_counts_lines_per_core() {
+        let lines: String = (0..LOG_STRESS_LINES)
+            .map(|i| format!("[   0.000001] INFO  c0 log-stress core=0 line={i}{LOG_STRESS_TAIL}\n"))
+            .collect();
+        assert!(log_lines_whole(&lines, 1).is_ok());
+        assert!(log_lines_whole(&lines, 2).unwrap_err().contains("core 1 is missing"));
+        let doubled = format!("{lines}{}", lines.lines().next().unwrap());
+        assert!(log_lines_whole(&doubled, 1).unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn units_ran_rejects_failures_and_silence() {
+        assert!(units_ran("test a ... ok\ntest b ... ok\n", 1).is_ok());
+        assert!(units_ran("nothing\n", 1).is_err());
+        assert!(units_ran("test a ... ok\ntest b ... FAILED: x\n", 1).is_err());
+    }
+}

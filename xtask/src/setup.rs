@@ -1,0 +1,78 @@
+//! Set-up on a fresh Debian machine: what is missing is installed (as root, with apt-get), or the
+//! run stops with one line naming exactly what to install.
+
+use crate::Result;
+use std::process::{Command, Stdio};
+
+const TARGET: &str = "aarch64-unknown-none";
+
+/// Everything `run` and `test` need.
+pub fn all() -> Result {
+    rust_target()?;
+    qemu()?;
+    println!("xtask: set-up complete");
+    Ok(())
+}
+
+fn succeeds(program: &str, args: &[&str]) -> bool {
+    Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn output(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).stderr(Stdio::null()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The bare-metal Rust target. rust-toolchain.toml lists it, so rustup normally installed it with
+/// the toolchain; an already-installed toolchain without it gets it added here.
+pub fn rust_target() -> Result {
+    let installed = output("rustup", &["target", "list", "--installed"]);
+    match installed {
+        Some(list) if list.lines().any(|l| l.trim() == TARGET) => Ok(()),
+        Some(_) => {
+            println!("xtask: adding the Rust target {TARGET}");
+            crate::cargo::run("rustup", &["target", "add", TARGET])
+        }
+        None => Err(format!(
+            "rustup not found: install Rust with rustup (https://rustup.rs), then `rustup target add {TARGET}`"
+        )),
+    }
+}
+
+fn is_root() -> bool {
+    output("id", &["-u"]).is_some_and(|uid| uid.trim() == "0")
+}
+
+/// Installs Debian packages when we are root and apt-get exists; otherwise explains.
+fn apt_install(binary: &str, package: &str) -> Result {
+    if succeeds(binary, &["--version"]) {
+        return Ok(());
+    }
+    let has_apt = succeeds("apt-get", &["--version"]);
+    if !(has_apt && is_root()) {
+        return Err(format!(
+            "{binary} not found: install the Debian package {package} (sudo apt-get install {package})"
+        ));
+    }
+    println!("xtask: {binary} not found; installing the Debian package {package}");
+    crate::cargo::run("apt-get", &["update", "-q"])?;
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends", package])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map_err(|e| format!("cannot run apt-get: {e}"))?;
+    if !status.success() || !succeeds(binary, &["--version"]) {
+        return Err(format!("installing {package} failed; install it by hand: apt-get install {package}"));
+    }
+    Ok(())
+}
+
+/// qemu-system-aarch64, from Debian's qemu-system-arm.
+pub fn qemu() -> Result {
+    apt_install("qemu-system-aarch64", "qemu-system-arm")
+}
+
+/// gdb-multiarch, for `cargo xtask debug`.
+pub fn gdb() -> Result {
+    apt_install("gdb-multiarch", "gdb-multiarch")
+}
