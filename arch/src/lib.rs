@@ -10,6 +10,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod esr;
+pub mod pagetable;
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;

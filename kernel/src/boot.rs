@@ -1,7 +1,7 @@
 //! The boot sequence on the boot core: device tree, console, command line, memory, secondaries,
 //! then either the selected test or the idle loop.
 
-use crate::{console, devicetree, exit, fault, kprintln, ktest, memory, percore, smp};
+use crate::{console, devicetree, exit, fault, kprintln, ktest, memory, percore, smp, vm};
 use log::{info, warn};
 use spin::Once;
 use tricolor_arch::{cpu, exception, semihosting};
@@ -46,6 +46,10 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
     info!("command line: \"{}\"", machine.bootargs);
 
     memory::init(machine);
+    if let Err(error) = vm::init(machine) {
+        kprintln!("tricolor: cannot build the kernel page tables: {error:?}");
+        exit::exit(exit::BAD_CONFIG);
+    }
     let (img_lo, img_hi) = memory::image_range();
     let frames = memory::frame_stats();
     info!(

@@ -1,13 +1,31 @@
 //! The kernel's exception handler: interrupts are dispatched, everything else is a fatal fault that
 //! gets a decoded report on the console and ends the run with [`exit::FAULT`] — never a hang.
 
-use crate::{exit, kprintln, percore};
+use crate::{exit, kprintln, percore, stacks};
+use core::sync::atomic::{AtomicBool, Ordering};
 use tricolor_arch::exception::{Exception, Kind, Origin, TrapFrame};
+use tricolor_kernel::cmdline::MAX_CORES;
+
+/// Set while a core prints a fault report: a fault inside the report itself must not loop.
+static REPORTING: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 
 /// Installed with `tricolor_arch::exception::set_handler` at boot.
 pub fn handle(exception: Exception, frame: &mut TrapFrame) {
+    if crate::ktest::scenarios::handle_test_exception(exception, frame) {
+        return;
+    }
+    if REPORTING[percore::id()].swap(true, Ordering::Relaxed) {
+        // The report faulted: give up on printing, keep the failure status.
+        exit::exit(exit::FAULT);
+    }
     report(exception, frame);
     exit::exit(exit::FAULT);
+}
+
+/// If `far` is a guard page, the stack that overflowed into it.
+fn overflowed_stack(far: usize) -> Option<stacks::CoreStack> {
+    let page = far & !(tricolor_kernel::mem::PAGE_SIZE - 1);
+    stacks::all().find(|s| s.guard() == page)
 }
 
 /// Prints the decoded report: what, where, on which core, and the registers.
@@ -25,6 +43,16 @@ fn report(exception: Exception, frame: &TrapFrame) {
         Kind::SError => "SError (asynchronous abort)",
     };
     kprintln!("\n!!! FATAL EXCEPTION on core {}: {} in {}", percore::id(), what, origin);
+    if let Some(stack) = syndrome.is_translation_fault().then(|| overflowed_stack(frame.far as usize)).flatten() {
+        kprintln!(
+            "    stack overflow: core {}'s {:?} stack [{:#x}, {:#x}) ran into its guard page {:#x}",
+            stack.core,
+            stack.kind,
+            stack.lo,
+            stack.hi,
+            stack.guard()
+        );
+    }
     kprintln!(
         "    ESR {:#010x} (EC {:#04x}, IL {}, ISS {:#09x})",
         frame.esr,

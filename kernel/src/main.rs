@@ -6,6 +6,8 @@
 //! - `devicetree`: what the machine is (RAM, UART, CPUs, PSCI, bootargs), from the DTB.
 //! - `memory`: the frame allocator and `#[global_allocator]` over the RAM the DTB reports.
 //! - `smp`: secondary-core bring-up with PSCI and cross-core calls.
+//! - `stacks`: the per-core boot, system and exception stacks linker.ld lays out.
+//! - `vm`: the MMU tables: identity map with unmapped guard pages under every stack.
 //! - `fault`: the exception handler and the decoded fault report.
 //! - `ktest`: kernel tests and scenarios, selected with `test=`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
@@ -28,6 +30,10 @@ mod memory;
 mod percore;
 #[cfg(target_os = "none")]
 mod smp;
+#[cfg(target_os = "none")]
+mod stacks;
+#[cfg(target_os = "none")]
+mod vm;
 
 #[cfg(target_os = "none")]
 extern crate alloc;

@@ -49,6 +49,7 @@ pub fn start_secondaries(machine: &Machine, max_cores: usize) -> usize {
 #[unsafe(no_mangle)]
 extern "C" fn tricolor_boot_secondary(id: usize) -> ! {
     percore::init_this_core(id);
+    crate::vm::enable_on_this_core();
     percore::mark_online();
     log::debug!("core {id} online (mpidr {:#x})", cpu::mpidr());
     loop {

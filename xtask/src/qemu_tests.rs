@@ -82,6 +82,24 @@ const CASES: &[Case] = &[
     },
     Case { name: "unknown-test", append: "test=nope", exit: BAD_CONFIG, expect: &["unknown test 'nope'"], check: None },
     Case {
+        name: "overflow-boot-stack",
+        append: "test=overflow-boot",
+        exit: FAULT,
+        expect: &[
+            "stack overflow: core 0's Boot stack",
+            "ran into its guard page",
+            "translation fault (level 3) on a write",
+        ],
+        check: None,
+    },
+    Case {
+        name: "overflow-exception-stack",
+        append: "test=overflow-exception",
+        exit: FAULT,
+        expect: &["in the exception handler itself (nested fault)", "stack overflow: core 0's Exception stack"],
+        check: None,
+    },
+    Case {
         name: "log-stress",
         append: "test=log-stress",
         exit: SUCCESS,

@@ -58,8 +58,10 @@ _secondary_entry:
     ldr     x9, =__stacks_start
     ldr     x10, =__stack_slot_size
     madd    x9, x20, x10, x9
-    // The exception stack is the top of the slot; it becomes SP_EL1.
+    // The exception stack is the top of the slot; it becomes SP_EL1. TPIDR_EL0 (unused otherwise:
+    // tricolor has no EL0) remembers its top for the nested-exception vectors in vectors.s.
     add     x11, x9, x10
+    msr     tpidr_el0, x11
     msr     spsel, #1
     mov     sp, x11
     // The boot stack sits above the first guard page; it becomes SP_EL0, the one we run on.

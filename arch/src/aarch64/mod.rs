@@ -3,6 +3,7 @@
 
 pub mod cpu;
 pub mod exception;
+pub mod mmu;
 pub mod psci;
 pub mod semihosting;
 

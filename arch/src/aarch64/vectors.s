@@ -17,6 +17,22 @@
     b       tricolor_exception_common
 .endm
 
+.macro VECTOR_NESTED kind
+.balign 0x80
+    // We faulted while on SP_EL1, possibly because the exception stack itself overflowed, so SP
+    // cannot be trusted. A nested exception is fatal anyway: restart the exception stack from its
+    // top (kept in TPIDR_EL0 by boot.s) so the report has a stack to run on. x0 is parked in
+    // TPIDRRO_EL0 meanwhile because no register is free yet.
+    msr     tpidrro_el0, x0
+    mrs     x0, tpidr_el0
+    mov     sp, x0
+    mrs     x0, tpidrro_el0
+    sub     sp, sp, #FRAME_SIZE
+    stp     x0, x1, [sp, #0]
+    mov     x0, #\kind
+    b       tricolor_exception_common
+.endm
+
 .section .text.vectors, "ax"
 .balign 0x800
 .global tricolor_exception_vectors
@@ -27,10 +43,10 @@ tricolor_exception_vectors:
     VECTOR 2    // FIQ
     VECTOR 3    // SError
     // Current EL with SP_ELx: nested, i.e. we faulted inside an exception handler.
-    VECTOR 4
-    VECTOR 5
-    VECTOR 6
-    VECTOR 7
+    VECTOR_NESTED 4
+    VECTOR_NESTED 5
+    VECTOR_NESTED 6
+    VECTOR_NESTED 7
     // Lower EL, AArch64 and AArch32: tricolor has no EL0; any of these is a bug.
     VECTOR 8
     VECTOR 9

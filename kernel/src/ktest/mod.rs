@@ -3,7 +3,7 @@
 //! exit status itself (a deliberate fault must end in a fault report, for instance). xtask boots one
 //! QEMU per entry and checks the exit status and the console output.
 
-mod scenarios;
+pub mod scenarios;
 mod unit;
 
 use crate::{exit, kprintln};

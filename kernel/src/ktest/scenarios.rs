@@ -10,7 +10,56 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "fault", about: "load from an unmapped address: must end in a fault report", run: fault },
     Scenario { name: "panic", about: "a Rust panic: must end in a panic report", run: panic },
     Scenario { name: "log-stress", about: "every core logs at once: lines must never interleave", run: log_stress },
+    Scenario { name: "overflow-boot", about: "recurse until the boot stack's guard page", run: overflow_boot },
+    Scenario {
+        name: "overflow-exception",
+        about: "recurse inside an exception handler until the exception stack's guard page",
+        run: overflow_exception,
+    },
 ];
+
+/// Recurses with a 512-byte frame until something stops it (a guard page).
+#[inline(never)]
+fn recurse(depth: usize) -> usize {
+    let frame = core::hint::black_box([depth as u8; 512]);
+    if depth == usize::MAX {
+        return 0;
+    }
+    recurse(depth + 1) + frame[depth % 512] as usize
+}
+
+fn overflow_boot(_: &Config<'_>) -> ! {
+    let depth = recurse(0);
+    kprintln!("overflow-boot: recursion returned ({depth}) without reaching the guard page");
+    exit::exit(exit::TEST_FAILED)
+}
+
+/// The BRK immediate that asks the exception handler to recurse (overflow-exception scenario).
+const BRK_OVERFLOW_EXCEPTION_STACK: u16 = 0x7e1;
+
+fn overflow_exception(_: &Config<'_>) -> ! {
+    // SAFETY: deliberately raises a BRK exception; handle_test_exception recurses on the exception
+    // stack until its guard page faults, and the nested-fault report ends the run.
+    unsafe { core::arch::asm!("brk #0x7e1") };
+    kprintln!("overflow-exception: returned from the BRK without an overflow");
+    exit::exit(exit::TEST_FAILED)
+}
+
+/// Test hooks in the exception handler: returns true if the exception was a scenario's own.
+pub fn handle_test_exception(
+    exception: tricolor_arch::exception::Exception,
+    frame: &mut tricolor_arch::exception::TrapFrame,
+) -> bool {
+    use tricolor_arch::exception::{Kind, Origin};
+    let syndrome = frame.syndrome();
+    let is_brk = exception.kind == Kind::Synchronous && exception.origin == Origin::Kernel && syndrome.ec == 0x3c;
+    if is_brk && syndrome.iss & 0xffff == BRK_OVERFLOW_EXCEPTION_STACK as u32 {
+        recurse(0);
+        frame.elr += 4;
+        return true;
+    }
+    false
+}
 
 fn boot(_: &Config<'_>) -> ! {
     exit::exit(exit::SUCCESS)

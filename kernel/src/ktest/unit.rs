@@ -2,7 +2,7 @@
 //! core, the generic counter.
 
 use super::{ensure, UnitTest};
-use crate::{memory, percore, smp};
+use crate::{memory, percore, smp, stacks, vm};
 use alloc::{boxed::Box, string::String, vec::Vec};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use intrusive_collections::{intrusive_adapter, LinkedList, LinkedListLink};
@@ -14,6 +14,7 @@ pub const TESTS: &[UnitTest] = &[
     UnitTest { name: "percore_pointer_is_per_core", run: percore_pointer_is_per_core },
     UnitTest { name: "counter_is_monotonic", run: counter_is_monotonic },
     UnitTest { name: "expected_cores_online", run: expected_cores_online },
+    UnitTest { name: "mmu_on_with_guard_pages", run: mmu_on_with_guard_pages },
 ];
 
 struct Node {
@@ -101,5 +102,23 @@ fn expected_cores_online(config: &Config<'_>) -> Result<(), String> {
     let expected = listed.min(config.cores);
     let online = percore::online_count();
     ensure!(online == expected, "{online} cores online, expected {expected} ({listed} in the device tree)");
+    Ok(())
+}
+
+static MMU_ON: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
+
+fn mmu_on_with_guard_pages(_: &Config<'_>) -> Result<(), String> {
+    smp::run_on_all(|core| MMU_ON[core].store(tricolor_arch::mmu::is_enabled() as usize + 1, Ordering::Relaxed));
+    for (core, on) in MMU_ON.iter().enumerate().take(percore::online_count()) {
+        ensure!(on.load(Ordering::Relaxed) == 2, "MMU is off on core {core}");
+    }
+    for stack in stacks::all() {
+        ensure!(vm::translate(stack.guard()).is_none(), "guard page of {stack:?} is mapped");
+        ensure!(vm::translate(stack.lo).map(|(pa, _)| pa) == Some(stack.lo), "bottom of {stack:?} not identity-mapped");
+        ensure!(vm::translate(stack.hi - 4096).is_some(), "top page of {stack:?} unmapped");
+    }
+    let (ram, size) = crate::boot::machine().ram;
+    ensure!(vm::translate(ram + size - 4096).is_some(), "end of RAM unmapped");
+    ensure!(vm::translate(ram + size).is_none(), "memory past RAM is mapped");
     Ok(())
 }

@@ -1,0 +1,58 @@
+//! The kernel's address space: an identity map of the device region and RAM, with the guard page
+//! under every stack left unmapped so an overflow faults. Built once on the boot core, installed
+//! on every core.
+
+use crate::{devicetree::Machine, memory, stacks};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use spin::Mutex;
+use tricolor_arch::pagetable::{Attributes, MapError, PageTable, TableAllocator};
+use tricolor_kernel::mem::PAGE_SIZE;
+
+static TABLES: Mutex<Option<PageTable>> = Mutex::new(None);
+/// TTBR0 value every core installs (0 until `init`).
+static ROOT: AtomicUsize = AtomicUsize::new(0);
+
+/// The first GiB of the `virt` memory map holds flash, the GIC, the UART, RTC and virtio-mmio.
+const DEVICE_REGION: (usize, usize) = (0, 1 << 30);
+
+/// Page-table pages come from the frame allocator, zeroed.
+struct FrameTables;
+
+impl TableAllocator for FrameTables {
+    fn alloc_table(&mut self) -> Option<usize> {
+        let page = memory::alloc_pages(1, 1).ok()?;
+        // SAFETY: the page was just allocated to us and is identity-mapped (or the MMU is off).
+        unsafe { (page as *mut u8).write_bytes(0, PAGE_SIZE) };
+        Some(page)
+    }
+}
+
+/// Builds the kernel's tables and turns translation on for the boot core.
+pub fn init(machine: &Machine) -> Result<(), MapError> {
+    let mut alloc = FrameTables;
+    let mut tables = PageTable::new(&mut alloc)?;
+    tables.map_range(DEVICE_REGION.0, DEVICE_REGION.0, DEVICE_REGION.1, Attributes::DEVICE, &mut alloc)?;
+    let (ram_base, ram_size) = machine.ram;
+    tables.map_range(ram_base, ram_base, ram_size, Attributes::RAM_RWX, &mut alloc)?;
+    for stack in stacks::all() {
+        tables.unmap_page(stack.guard(), &mut alloc)?;
+    }
+    ROOT.store(tables.root(), Ordering::Release);
+    *TABLES.lock() = Some(tables);
+    enable_on_this_core();
+    Ok(())
+}
+
+/// Installs the kernel's tables on the calling core (secondaries call this first thing).
+pub fn enable_on_this_core() {
+    let root = ROOT.load(Ordering::Acquire);
+    assert_ne!(root, 0, "vm::init has not built the tables");
+    // SAFETY: the tables identity-map all of RAM (code, data, every stack but the guard pages) and
+    // the device region, so execution continues at the same addresses after the switch.
+    unsafe { tricolor_arch::mmu::enable(root) };
+}
+
+/// What an address is mapped to (for tests and fault reports).
+pub fn translate(va: usize) -> Option<(usize, Attributes)> {
+    TABLES.lock().as_ref()?.translate(va)
+}
