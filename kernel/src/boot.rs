@@ -1,7 +1,7 @@
 //! The boot sequence on the boot core: device tree, console, command line, memory, secondaries,
 //! then either the selected test or the idle loop.
 
-use crate::{console, devicetree, exit, fault, kprintln, ktest, memory, percore, smp, vm};
+use crate::{console, devicetree, exit, fault, irq, kprintln, ktest, memory, percore, smp, vm};
 use log::{info, warn};
 use spin::Once;
 use tricolor_arch::{cpu, exception, semihosting};
@@ -62,6 +62,7 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
         (frames.free_pages * 4096) >> 20
     );
 
+    irq::init(machine);
     percore::mark_online();
     let wanted = machine.cpu_count.min(config.cores);
     let online = smp::start_secondaries(machine, config.cores);

@@ -22,6 +22,20 @@ pub struct Machine {
     /// CPU nodes beyond MAX_CORES (reported, not started).
     pub cpus_ignored: usize,
     pub bootargs: &'static str,
+    /// GICv2 (distributor, CPU interface).
+    pub gic: Option<(usize, usize)>,
+    /// Interrupt id of the EL1 non-secure physical timer (a PPI).
+    pub timer_irq: u32,
+}
+
+/// `/timer`'s second interrupt (the non-secure EL1 physical timer) as a GIC interrupt id.
+fn timer_interrupt(fdt: &Fdt<'_>) -> Option<u32> {
+    let node = fdt.find_compatible(&["arm,armv8-timer", "arm,armv7-timer"])?;
+    let cells = node.property("interrupts")?.value;
+    // Three big-endian cells per interrupt: (type, number, flags); PPIs start at id 16.
+    let entry = cells.get(12..24)?;
+    let number = u32::from_be_bytes(entry[4..8].try_into().ok()?);
+    Some(number + 16)
 }
 
 /// Why the device tree could not be used.
@@ -83,5 +97,24 @@ pub fn discover(boot_x0: usize) -> Result<Machine, DtbError> {
         }
     }
     let bootargs = fdt.chosen().bootargs().unwrap_or("");
-    Ok(Machine { dtb_addr, dtb_size: fdt.total_size(), ram, uart, psci, cpus, cpu_count, cpus_ignored, bootargs })
+    let gic = fdt.find_compatible(&["arm,cortex-a15-gic", "arm,gic-400"]).and_then(|n| n.reg()).and_then(|mut r| {
+        let distributor = r.next()?.starting_address as usize;
+        let cpu_interface = r.next()?.starting_address as usize;
+        Some((distributor, cpu_interface))
+    });
+    // 30 is the architectural default (PPI 14) should the node be missing.
+    let timer_irq = timer_interrupt(&fdt).unwrap_or(30);
+    Ok(Machine {
+        dtb_addr,
+        dtb_size: fdt.total_size(),
+        ram,
+        uart,
+        psci,
+        cpus,
+        cpu_count,
+        cpus_ignored,
+        bootargs,
+        gic,
+        timer_irq,
+    })
 }

@@ -11,6 +11,10 @@ static REPORTING: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; M
 
 /// Installed with `tricolor_arch::exception::set_handler` at boot.
 pub fn handle(exception: Exception, frame: &mut TrapFrame) {
+    if exception.origin == Origin::Kernel && exception.kind == Kind::Irq {
+        crate::irq::dispatch(frame);
+        return;
+    }
     if crate::ktest::scenarios::handle_test_exception(exception, frame) {
         return;
     }

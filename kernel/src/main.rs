@@ -9,6 +9,7 @@
 //! - `stacks`: the per-core boot, system and exception stacks linker.ld lays out.
 //! - `vm`: the MMU tables: identity map with unmapped guard pages under every stack.
 //! - `fault`: the exception handler and the decoded fault report.
+//! - `irq`: the GIC, interrupt handlers, dispatch.
 //! - `ktest`: kernel tests and scenarios, selected with `test=`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -22,6 +23,8 @@ mod devicetree;
 mod exit;
 #[cfg(target_os = "none")]
 mod fault;
+#[cfg(target_os = "none")]
+mod irq;
 #[cfg(target_os = "none")]
 mod ktest;
 #[cfg(target_os = "none")]

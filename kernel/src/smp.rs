@@ -50,6 +50,7 @@ pub fn start_secondaries(machine: &Machine, max_cores: usize) -> usize {
 extern "C" fn tricolor_boot_secondary(id: usize) -> ! {
     percore::init_this_core(id);
     crate::vm::enable_on_this_core();
+    crate::irq::init_this_core();
     percore::mark_online();
     log::debug!("core {id} online (mpidr {:#x})", cpu::mpidr());
     loop {

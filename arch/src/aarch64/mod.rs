@@ -3,9 +3,11 @@
 
 pub mod cpu;
 pub mod exception;
+pub mod gic;
 pub mod mmu;
 pub mod psci;
 pub mod semihosting;
+pub mod timer;
 
 core::arch::global_asm!(include_str!("boot.s"));
 core::arch::global_asm!(include_str!("vectors.s"));

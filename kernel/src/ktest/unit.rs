@@ -2,10 +2,11 @@
 //! core, the generic counter.
 
 use super::{ensure, UnitTest};
-use crate::{memory, percore, smp, stacks, vm};
+use crate::{irq, memory, percore, smp, stacks, vm};
 use alloc::{boxed::Box, string::String, vec::Vec};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use intrusive_collections::{intrusive_adapter, LinkedList, LinkedListLink};
+use tricolor_arch::cpu;
 use tricolor_kernel::cmdline::{Config, MAX_CORES};
 
 pub const TESTS: &[UnitTest] = &[
@@ -15,6 +16,8 @@ pub const TESTS: &[UnitTest] = &[
     UnitTest { name: "counter_is_monotonic", run: counter_is_monotonic },
     UnitTest { name: "expected_cores_online", run: expected_cores_online },
     UnitTest { name: "mmu_on_with_guard_pages", run: mmu_on_with_guard_pages },
+    UnitTest { name: "timer_interrupts_every_core", run: timer_interrupts_every_core },
+    UnitTest { name: "sgi_reaches_other_cores", run: sgi_reaches_other_cores },
 ];
 
 struct Node {
@@ -120,5 +123,72 @@ fn mmu_on_with_guard_pages(_: &Config<'_>) -> Result<(), String> {
     let (ram, size) = crate::boot::machine().ram;
     ensure!(vm::translate(ram + size - 4096).is_some(), "end of RAM unmapped");
     ensure!(vm::translate(ram + size).is_none(), "memory past RAM is mapped");
+    Ok(())
+}
+
+/// Spins until `done()` or `ms` milliseconds of counter time pass; returns `done()`.
+fn wait_until(ms: u64, done: impl Fn() -> bool) -> bool {
+    let deadline = cpu::counter() + cpu::counter_frequency() * ms / 1000;
+    while !done() && cpu::counter() < deadline {
+        core::hint::spin_loop();
+    }
+    done()
+}
+
+static TICKS: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
+
+fn count_tick(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
+    tricolor_arch::timer::disarm();
+    TICKS[percore::id()].fetch_add(1, Ordering::Relaxed);
+}
+
+fn timer_interrupts_every_core(_: &Config<'_>) -> Result<(), String> {
+    ensure!(irq::gic().is_some(), "no GIC");
+    irq::register(irq::timer_irq(), count_tick);
+    smp::run_on_all(|core| {
+        let before = TICKS[core].load(Ordering::Relaxed);
+        tricolor_arch::timer::arm(cpu::counter_frequency() / 1000);
+        cpu::restore_irqs(false);
+        wait_until(2000, || TICKS[core].load(Ordering::Relaxed) > before);
+        cpu::mask_irqs();
+    });
+    for (core, ticks) in TICKS.iter().enumerate().take(percore::online_count()) {
+        ensure!(ticks.load(Ordering::Relaxed) > 0, "core {core} took no timer interrupt");
+        ensure!(irq::count(core) > 0, "core {core}: dispatch counted no interrupt");
+    }
+    Ok(())
+}
+
+static SGIS: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
+static SGI_READY: AtomicUsize = AtomicUsize::new(0);
+
+fn count_sgi(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
+    SGIS[percore::id()].fetch_add(1, Ordering::Relaxed);
+}
+
+fn sgi_reaches_other_cores(_: &Config<'_>) -> Result<(), String> {
+    ensure!(irq::gic().is_some(), "no GIC");
+    irq::register(irq::SGI_WAKE, count_sgi);
+    SGI_READY.store(0, Ordering::Relaxed);
+    smp::run_on_all(|core| {
+        let others = percore::online_count() - 1;
+        cpu::restore_irqs(false);
+        if core == 0 {
+            wait_until(2000, || SGI_READY.load(Ordering::Acquire) == others);
+            irq::gic().expect("checked above").send_sgi_to_others(irq::SGI_WAKE);
+        } else {
+            SGI_READY.fetch_add(1, Ordering::Release);
+            wait_until(2000, || SGIS[core].load(Ordering::Relaxed) > 0);
+        }
+        cpu::mask_irqs();
+    });
+    ensure!(SGIS[0].load(Ordering::Relaxed) == 0, "the sender received its own 'all but self' SGI");
+    for (core, sgis) in SGIS.iter().enumerate().take(percore::online_count()).skip(1) {
+        ensure!(
+            sgis.load(Ordering::Relaxed) == 1,
+            "core {core} took {} SGIs, expected 1",
+            sgis.load(Ordering::Relaxed)
+        );
+    }
     Ok(())
 }
