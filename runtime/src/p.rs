@@ -1,0 +1,317 @@
+//! `P`: the per-core state (Go's "p").
+//!
+//! One `P` per core, created at boot and never freed, reachable from its core through TPIDR_EL1
+//! (`this_p()` on aarch64). It holds the core's system and exception stacks, its preemption
+//! state, the task it is running, statistics, and an opaque slot for the collector's per-core
+//! state (write-barrier buffer, mark work buffer, allocation cache), which the `gc` crate defines
+//! and the kernel installs with [`P::init_gc`]. The slot is inline, not behind a pointer, so the
+//! barrier's fast path reaches its `wbBuf` with one less dependent load.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::any::TypeId;
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+
+use crate::preempt::Preempt;
+use crate::stack::Stack;
+use crate::task::Task;
+use crate::CoreId;
+
+/// Bytes reserved in every `P` for the collector's per-core state. A type that does not fit is a
+/// compile-time error in [`P::init_gc`]; raise this then.
+pub const GC_SLOT_BYTES: usize = 8 * 1024;
+/// Alignment of the collector's slot (a cache line).
+pub const GC_SLOT_ALIGN: usize = 64;
+
+#[repr(C, align(64))]
+struct GcSlot {
+    bytes: UnsafeCell<MaybeUninit<[u8; GC_SLOT_BYTES]>>,
+}
+static_assertions::const_assert_eq!(core::mem::align_of::<GcSlot>(), GC_SLOT_ALIGN);
+
+/// Per-core counters. Relaxed atomics: they are statistics, ordered with nothing.
+#[derive(Default, Debug)]
+pub struct PStats {
+    /// Task switches performed by this core.
+    pub context_switches: AtomicU64,
+    /// Switches caused by a timer tick.
+    pub preemptions: AtomicU64,
+    /// Switches caused by a task yielding.
+    pub yields: AtomicU64,
+    /// Tasks this core stole from another core's queue.
+    pub steals: AtomicU64,
+    /// `systemstack` calls that actually switched stacks.
+    pub systemstack_switches: AtomicU64,
+}
+
+impl PStats {
+    /// Adds one to `counter`.
+    pub fn bump(counter: &AtomicU64) {
+        // Relaxed: a statistic; see the type's doc.
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A core's runtime state. See the module documentation.
+#[repr(C)]
+pub struct P {
+    core: CoreId,
+    system_stack: Stack,
+    exception_stack: Stack,
+    /// Preemption control for this core.
+    pub preempt: Preempt,
+    /// Statistics.
+    pub stats: PStats,
+    /// The running task (`Arc::into_raw`), or null before the boot flow is adopted.
+    current: AtomicPtr<Task>,
+    /// The task this core just switched away from, until `sched::finish_switch` hands it on.
+    pub(crate) switching_from: AtomicPtr<Task>,
+    /// Set while code runs on the system stack through `systemstack` (only this core writes it).
+    /// An exception handler on another stack that calls `systemstack` meanwhile must not reset
+    /// SP to the top of a system stack that is in use below the interrupted SP.
+    pub(crate) system_stack_busy: AtomicBool,
+    gc_type: spin::Once<TypeId>,
+    gc: GcSlot,
+}
+
+// SAFETY: all fields but `gc` are Sync. `gc` is written once, inside `gc_type.call_once` (which
+// lets exactly one caller run it and publishes its effects to every later `get` with
+// Acquire/Release), and afterwards only read as `&G` where `G: Sync` (enforced by `init_gc`).
+unsafe impl Sync for P {}
+// SAFETY: as above; `G: Send` is required too, since the value may be created on another core.
+unsafe impl Send for P {}
+
+impl P {
+    /// Creates core `core`'s `P` directly in `place` (a `P` is several KiB; building it on a
+    /// small boot stack and moving it would risk the very overflow this crate guards against).
+    pub fn init_in(
+        place: &'static mut MaybeUninit<P>,
+        core: CoreId,
+        system_stack: Stack,
+        exception_stack: Stack,
+    ) -> &'static P {
+        let p = place.as_mut_ptr();
+        // SAFETY: `p` points to memory we own exclusively (`&'static mut`), properly aligned for
+        // P. Each field is written exactly once through a raw place projection, which creates no
+        // reference to the (still uninitialised) whole. `gc` needs no initialisation: it is
+        // `MaybeUninit` behind an `UnsafeCell`.
+        unsafe {
+            (&raw mut (*p).core).write(core);
+            (&raw mut (*p).system_stack).write(system_stack);
+            (&raw mut (*p).exception_stack).write(exception_stack);
+            (&raw mut (*p).preempt).write(Preempt::new());
+            (&raw mut (*p).stats).write(PStats::default());
+            (&raw mut (*p).current).write(AtomicPtr::new(ptr::null_mut()));
+            (&raw mut (*p).switching_from).write(AtomicPtr::new(ptr::null_mut()));
+            (&raw mut (*p).system_stack_busy).write(AtomicBool::new(false));
+            (&raw mut (*p).gc_type).write(spin::Once::new());
+        }
+        // SAFETY: every field but `gc` is initialised above, and `gc` is valid uninitialised.
+        unsafe { place.assume_init_ref() }
+    }
+
+    /// [`P::init_in`] on a leaked heap allocation (never freed: a `P` lives as long as its core).
+    pub fn leak_new(core: CoreId, system_stack: Stack, exception_stack: Stack) -> &'static P {
+        P::init_in(Box::leak(Box::new_uninit()), core, system_stack, exception_stack)
+    }
+
+    /// The core this `P` belongs to.
+    pub fn core(&self) -> CoreId {
+        self.core
+    }
+
+    /// The stack `systemstack` runs on.
+    pub fn system_stack(&self) -> &Stack {
+        &self.system_stack
+    }
+
+    /// The stack exception handlers run on.
+    pub fn exception_stack(&self) -> &Stack {
+        &self.exception_stack
+    }
+
+    /// Installs the collector's per-core state. Once per core.
+    ///
+    /// # Panics
+    /// If this core's slot was already initialised. A `G` larger than [`GC_SLOT_BYTES`] or more
+    /// aligned than [`GC_SLOT_ALIGN`] does not compile.
+    pub fn init_gc<G: Send + Sync + 'static>(&self, gc: G) {
+        const {
+            assert!(
+                core::mem::size_of::<G>() <= GC_SLOT_BYTES,
+                "GC per-core state does not fit P's slot: raise GC_SLOT_BYTES"
+            );
+            assert!(core::mem::align_of::<G>() <= GC_SLOT_ALIGN);
+        }
+        let mut gc = Some(gc);
+        self.gc_type.call_once(|| {
+            let value = gc.take().expect("taken once");
+            // SAFETY: `call_once` runs this closure at most once per P, so nobody else is
+            // writing or (see `gc`) reading the slot; the slot is large and aligned enough for G
+            // (checked at compile time above).
+            unsafe { self.gc.bytes.get().cast::<G>().write(value) };
+            TypeId::of::<G>()
+        });
+        assert!(gc.is_none(), "GC slot of core {} initialised twice", self.core);
+    }
+
+    /// The collector's per-core state.
+    ///
+    /// # Panics
+    /// If the slot was not initialised, or was initialised with another type.
+    pub fn gc<G: 'static>(&self) -> &G {
+        // Once::get is an Acquire load: it sees the write done in `init_gc`'s closure.
+        match self.gc_type.get() {
+            // SAFETY: the slot holds a `G`: it was written as a type with this TypeId, and it is
+            // never written again.
+            Some(t) if *t == TypeId::of::<G>() => unsafe { &*self.gc.bytes.get().cast::<G>() },
+            Some(_) => panic!("GC slot of core {} holds another type", self.core),
+            None => panic!("GC slot of core {} not initialised", self.core),
+        }
+    }
+
+    /// [`P::gc`] without the type check, for the barrier's fast path.
+    ///
+    /// # Safety
+    /// [`P::init_gc`] must have completed on this `P` with type `G`.
+    #[inline(always)]
+    pub unsafe fn gc_unchecked<G: 'static>(&self) -> &G {
+        // SAFETY: by the contract the slot holds an initialised `G`, published to this core
+        // (init happens at boot before the core runs code that uses the slot).
+        unsafe { &*self.gc.bytes.get().cast::<G>() }
+    }
+
+    /// Makes `task` the running task of this core (the boot flow, adopted as the idle task).
+    ///
+    /// # Panics
+    /// If the core already has a current task.
+    pub fn adopt_current(&self, task: Arc<Task>) {
+        let raw = Arc::into_raw(task).cast_mut();
+        // AcqRel: Release publishes the task's initialisation to readers of `current`; Acquire
+        // is irrelevant here (the old value must be null) but keeps the RMW's two sides alike.
+        let old = self.current.swap(raw, Ordering::AcqRel);
+        assert!(old.is_null(), "core {} already has a task", self.core);
+    }
+
+    /// The running task, as a raw pointer (null before [`P::adopt_current`]).
+    pub fn current_ptr(&self) -> *const Task {
+        // Acquire: pairs with the Release stores of `current`, so the task's fields are visible.
+        self.current.load(Ordering::Acquire)
+    }
+
+    /// The running task.
+    ///
+    /// # Safety
+    /// Call it from the running task itself (on this core, in task or interrupt context) or with
+    /// the world stopped: then the task cannot be switched away and freed concurrently.
+    pub unsafe fn current(&self) -> Option<Arc<Task>> {
+        let raw = self.current_ptr();
+        if raw.is_null() {
+            return None;
+        }
+        // SAFETY: `raw` came from `Arc::into_raw` and P holds that strong count; by the contract
+        // it is not released while we take another.
+        unsafe {
+            Arc::increment_strong_count(raw);
+            Some(Arc::from_raw(raw))
+        }
+    }
+
+    /// Replaces the current task, returning the previous one (scheduler use only).
+    pub(crate) fn replace_current(&self, next: Arc<Task>) -> Option<Arc<Task>> {
+        let raw = Arc::into_raw(next).cast_mut();
+        // AcqRel: Release publishes `next`'s state to readers of `current`; Acquire makes the
+        // previous task's state visible before we take over its strong count.
+        let old = self.current.swap(raw, Ordering::AcqRel);
+        // SAFETY: a non-null `old` came from `Arc::into_raw`, and swapping it out of P transfers
+        // P's strong count to us.
+        (!old.is_null()).then(|| unsafe { Arc::from_raw(old) })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::stack::StackKind;
+    use crate::task::tests::test_task;
+    use core::sync::atomic::AtomicUsize;
+
+    pub(crate) fn test_p(core: CoreId) -> &'static P {
+        let base = 0x100_0000 * (core + 1);
+        let sys = Stack::new(StackKind::System, base, base + 0x4000, 0x1000, Some(core), "system");
+        let exc = Stack::new(StackKind::Exception, base + 0x10_0000, base + 0x10_2000, 0x1000, Some(core), "exception");
+        P::leak_new(core, sys, exc)
+    }
+
+    #[test]
+    fn p_knows_its_core_and_stacks() {
+        let p = test_p(2);
+        assert_eq!(p.core(), 2);
+        assert_eq!(p.system_stack().kind, StackKind::System);
+        assert_eq!(p.exception_stack().kind, StackKind::Exception);
+        assert_eq!(p.preempt.depth(), 0);
+        assert!(p.current_ptr().is_null());
+    }
+
+    struct FakeGcCore {
+        wbbuf: [AtomicUsize; 512],
+        next: AtomicUsize,
+    }
+
+    #[test]
+    fn gc_slot_holds_the_collectors_state() {
+        let p = test_p(0);
+        p.init_gc(FakeGcCore { wbbuf: [const { AtomicUsize::new(0) }; 512], next: AtomicUsize::new(0) });
+        let g: &FakeGcCore = p.gc();
+        g.wbbuf[3].store(77, Ordering::Relaxed);
+        g.next.store(4, Ordering::Relaxed);
+        // SAFETY: initialised with FakeGcCore just above.
+        let again: &FakeGcCore = unsafe { p.gc_unchecked() };
+        assert_eq!(again.wbbuf[3].load(Ordering::Relaxed), 77);
+        assert_eq!(again.next.load(Ordering::Relaxed), 4);
+        assert_eq!((again as *const FakeGcCore as usize) % GC_SLOT_ALIGN, 0, "the slot is cache-line aligned");
+    }
+
+    #[test]
+    #[should_panic(expected = "holds another type")]
+    fn gc_slot_read_as_the_wrong_type_panics() {
+        let p = test_p(0);
+        p.init_gc(AtomicUsize::new(1));
+        let _: &AtomicU64 = p.gc();
+    }
+
+    #[test]
+    #[should_panic(expected = "not initialised")]
+    fn uninitialised_gc_slot_panics() {
+        let _: &AtomicU64 = test_p(0).gc();
+    }
+
+    #[test]
+    #[should_panic(expected = "initialised twice")]
+    fn gc_slot_initialised_twice_panics() {
+        let p = test_p(0);
+        p.init_gc(AtomicUsize::new(1));
+        p.init_gc(AtomicUsize::new(2));
+    }
+
+    #[test]
+    fn current_task_is_adopted_and_replaced() {
+        let p = test_p(1);
+        let a = Arc::new(test_task("a"));
+        p.adopt_current(a.clone());
+        assert_eq!(p.current_ptr(), Arc::as_ptr(&a));
+        // SAFETY: single-threaded test; nothing switches tasks concurrently.
+        let cur = unsafe { p.current() }.unwrap();
+        assert_eq!(cur.id(), a.id());
+        let b = Arc::new(test_task("b"));
+        let old = p.replace_current(b.clone()).unwrap();
+        assert_eq!(old.id(), a.id());
+        drop(old);
+        drop(cur);
+        assert_eq!(Arc::strong_count(&a), 1, "P released a's count");
+        assert_eq!(Arc::strong_count(&b), 2, "P holds one count of b");
+    }
+}
