@@ -26,12 +26,6 @@ pub fn handle(exception: Exception, frame: &mut TrapFrame) {
     exit::exit(exit::FAULT);
 }
 
-/// If `far` is a guard page, the stack that overflowed into it.
-fn overflowed_stack(far: usize) -> Option<stacks::CoreStack> {
-    let page = far & !(tricolor_kernel::mem::PAGE_SIZE - 1);
-    stacks::all().find(|s| s.guard() == page)
-}
-
 /// Prints the decoded report: what, where, on which core, and the registers.
 fn report(exception: Exception, frame: &TrapFrame) {
     let syndrome = frame.syndrome();
@@ -47,15 +41,10 @@ fn report(exception: Exception, frame: &TrapFrame) {
         Kind::SError => "SError (asynchronous abort)",
     };
     kprintln!("\n!!! FATAL EXCEPTION on core {}: {} in {}", percore::id(), what, origin);
-    if let Some(stack) = syndrome.is_translation_fault().then(|| overflowed_stack(frame.far as usize)).flatten() {
-        kprintln!(
-            "    stack overflow: core {}'s {:?} stack [{:#x}, {:#x}) ran into its guard page {:#x}",
-            stack.core,
-            stack.kind,
-            stack.lo,
-            stack.hi,
-            stack.guard()
-        );
+    if let Some(overflow) =
+        syndrome.is_translation_fault().then(|| stacks::overflow_at(percore::id(), frame.far as usize)).flatten()
+    {
+        kprintln!("    {overflow}");
     }
     kprintln!(
         "    ESR {:#010x} (EC {:#04x}, IL {}, ISS {:#09x})",

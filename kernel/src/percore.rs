@@ -1,65 +1,68 @@
-//! Per-core data, reached through TPIDR_EL1 so finding it costs one register read.
+//! Per-core state. The runtime's `P` (stacks, preemption counter, current task, the GC's slot) is
+//! reached through TPIDR_EL1; the kernel adds what bring-up needs (MPIDR, online flag).
 
+use crate::stacks;
+use core::cell::UnsafeCell;
+use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tricolor_kernel::cmdline::MAX_CORES;
+use tricolor_runtime::p::P;
 
-/// What each core knows about itself.
-pub struct PerCore {
-    /// Logical index: 0 is the boot core, then device-tree order.
-    pub id: usize,
-    /// MPIDR affinity, as PSCI and the device tree name the core.
-    pub mpidr: AtomicU64,
-    /// Set (Release) by the core itself once it runs Rust code with its own stacks.
-    pub online: AtomicBool,
-}
+/// Backing store for each core's `P`, written once by that core in `init_this_core`.
+struct PSlots([UnsafeCell<MaybeUninit<P>>; MAX_CORES]);
+// SAFETY: slot `i` is only written by core `i`, once, before anything reads it through TPIDR_EL1.
+unsafe impl Sync for PSlots {}
+static P_SLOTS: PSlots = PSlots([const { UnsafeCell::new(MaybeUninit::uninit()) }; MAX_CORES]);
 
-static CORES: [PerCore; MAX_CORES] = {
-    let mut cores = [const { PerCore { id: 0, mpidr: AtomicU64::new(0), online: AtomicBool::new(false) } }; MAX_CORES];
-    let mut i = 0;
-    while i < MAX_CORES {
-        cores[i].id = i;
-        i += 1;
-    }
-    cores
-};
+static MPIDR: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+static ONLINE: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 
-/// Called first thing on each core: points TPIDR_EL1 at its `PerCore`.
+/// Called first thing on each core: builds its `P` (system and exception stacks from linker.ld),
+/// installs it in TPIDR_EL1, and registers the core's stacks for fault reports.
 pub fn init_this_core(id: usize) {
-    let core = &CORES[id];
-    core.mpidr.store(tricolor_arch::cpu::mpidr(), Ordering::Relaxed);
-    tricolor_arch::cpu::set_percore_pointer(core as *const PerCore as usize);
-}
-
-/// This core's data.
-#[inline]
-pub fn this() -> &'static PerCore {
-    let ptr = tricolor_arch::cpu::percore_pointer();
-    if ptr == 0 {
-        // Before init_this_core: only the boot core runs this early.
-        return &CORES[0];
+    MPIDR[id].store(tricolor_arch::cpu::mpidr(), Ordering::Relaxed);
+    let [boot, system, exception] = stacks::of_core(id);
+    // SAFETY: each core initialises only its own slot, exactly once, here; no reference to the
+    // slot exists yet.
+    let slot = unsafe { &mut *P_SLOTS.0[id].get() };
+    let p = P::init_in(slot, id, system, exception);
+    tricolor_runtime::install_p(p);
+    for stack in [boot, system, exception] {
+        stacks::register(&stack);
     }
-    // SAFETY: TPIDR_EL1 is only ever set by init_this_core, to an element of the static CORES.
-    unsafe { &*(ptr as *const PerCore) }
 }
 
-/// This core's logical index.
+/// This core's logical index (0 before `init_this_core`: only the boot core runs that early).
 #[inline]
 pub fn id() -> usize {
-    this().id
+    if tricolor_arch::cpu::percore_pointer() == 0 {
+        return 0;
+    }
+    tricolor_runtime::this_p().core()
 }
 
-/// A core by logical index.
-pub fn get(id: usize) -> &'static PerCore {
-    &CORES[id]
+/// MPIDR of a core (0 until it or the boot core set it).
+pub fn mpidr(id: usize) -> u64 {
+    MPIDR[id].load(Ordering::Relaxed)
 }
 
-/// Number of cores that have marked themselves online.
+/// Records the MPIDR the boot core is about to start `id` with.
+pub fn set_mpidr(id: usize, mpidr: u64) {
+    MPIDR[id].store(mpidr, Ordering::Relaxed);
+}
+
+/// True once `id` has finished its bring-up.
+pub fn is_online(id: usize) -> bool {
+    // Acquire pairs with the Release in mark_online: the core's setup is visible.
+    ONLINE[id].load(Ordering::Acquire)
+}
+
+/// Number of cores online.
 pub fn online_count() -> usize {
-    // Acquire pairs with the Release in mark_online: a core counted here has finished its setup.
-    CORES.iter().filter(|c| c.online.load(Ordering::Acquire)).count()
+    (0..MAX_CORES).filter(|&c| is_online(c)).count()
 }
 
-/// Marks this core online (after its stacks, vectors and per-core pointer are set).
+/// Marks this core online (after its stacks, vectors, MMU, interrupts and `P` are set).
 pub fn mark_online() {
-    this().online.store(true, Ordering::Release);
+    ONLINE[id()].store(true, Ordering::Release);
 }

@@ -28,7 +28,7 @@ pub fn start_secondaries(machine: &Machine, max_cores: usize) -> usize {
         if mpidr == me || next >= max_cores {
             continue;
         }
-        percore::get(next).mpidr.store(mpidr, Ordering::Relaxed);
+        percore::set_mpidr(next, mpidr);
         match psci::cpu_on(conduit, mpidr, tricolor_arch::secondary_entry_address(), next as u64) {
             Ok(()) => next += 1,
             Err(e) => warn!("PSCI CPU_ON for mpidr {mpidr:#x} failed: {e:?}"),
@@ -74,7 +74,7 @@ extern "C" fn tricolor_boot_secondary(id: usize) -> ! {
 pub fn run_on_all(f: fn(usize)) {
     let _one_at_a_time = CALL_LOCK.lock();
     let me = percore::id();
-    let others = || (0..MAX_CORES).filter(move |&c| c != me && percore::get(c).online.load(Ordering::Acquire));
+    let others = || (0..MAX_CORES).filter(move |&c| c != me && percore::is_online(c));
     for core in others() {
         MAILBOX[core].store(f as usize, Ordering::Release);
     }

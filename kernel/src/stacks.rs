@@ -1,7 +1,10 @@
-//! The per-core stacks linker.ld lays out: each core's slot is
-//! `[guard][boot][guard][system][guard][exception]`, every guard one unmapped page.
+//! The stacks: each core's boot, system and exception stacks from linker.ld (slot layout
+//! `[guard][boot][guard][system][guard][exception]`, every guard one unmapped page), task stacks
+//! (see `tasks`), and the registry the fault handler consults to name the stack an address hits.
 
 use tricolor_kernel::mem::PAGE_SIZE;
+use tricolor_runtime::stack::registry::{OverflowReport, StackRegistry};
+use tricolor_runtime::stack::{Stack, StackKind};
 
 unsafe extern "C" {
     static __stacks_start: u8;
@@ -12,32 +15,8 @@ unsafe extern "C" {
     static __max_cores: u8;
 }
 
-/// Which of a core's linker-provided stacks.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CoreStackKind {
-    /// The stack the core boots on; it stays the core's main (idle/scheduler) stack.
-    Boot,
-    /// The stack `systemstack` switches to (write-barrier flushes run here).
-    System,
-    /// SP_EL1: exception entry and fault reports.
-    Exception,
-}
-
-/// One stack: usable bytes `[lo, hi)`, with the guard page `[lo - PAGE_SIZE, lo)` unmapped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CoreStack {
-    pub kind: CoreStackKind,
-    pub core: usize,
-    pub lo: usize,
-    pub hi: usize,
-}
-
-impl CoreStack {
-    /// The unmapped page under the stack.
-    pub fn guard(&self) -> usize {
-        self.lo - PAGE_SIZE
-    }
-}
+/// Every stack the kernel knows: 3 per core plus tasks.
+pub static STACKS: StackRegistry<512> = StackRegistry::new();
 
 /// A linker symbol's value (its address: these symbols are sizes, not objects).
 macro_rules! symbol_value {
@@ -51,8 +30,8 @@ pub fn max_cores() -> usize {
     symbol_value!(__max_cores)
 }
 
-/// The three stacks of `core`, lowest first.
-pub fn of_core(core: usize) -> [CoreStack; 3] {
+/// The boot, system and exception stacks of `core`, lowest first.
+pub fn of_core(core: usize) -> [Stack; 3] {
     assert!(core < max_cores(), "no stack slot for core {core}");
     let slot = symbol_value!(__stacks_start) + core * symbol_value!(__stack_slot_size);
     let boot_lo = slot + PAGE_SIZE;
@@ -62,13 +41,23 @@ pub fn of_core(core: usize) -> [CoreStack; 3] {
     let exception_lo = system_hi + PAGE_SIZE;
     let exception_hi = exception_lo + symbol_value!(__exception_stack_size);
     [
-        CoreStack { kind: CoreStackKind::Boot, core, lo: boot_lo, hi: boot_hi },
-        CoreStack { kind: CoreStackKind::System, core, lo: system_lo, hi: system_hi },
-        CoreStack { kind: CoreStackKind::Exception, core, lo: exception_lo, hi: exception_hi },
+        Stack::new(StackKind::Boot, boot_lo, boot_hi, PAGE_SIZE, Some(core), "boot"),
+        Stack::new(StackKind::System, system_lo, system_hi, PAGE_SIZE, Some(core), "system"),
+        Stack::new(StackKind::Exception, exception_lo, exception_hi, PAGE_SIZE, Some(core), "exception"),
     ]
 }
 
-/// Every core's stacks.
-pub fn all() -> impl Iterator<Item = CoreStack> {
+/// Every core's linker-provided stacks.
+pub fn all_core_stacks() -> impl Iterator<Item = Stack> {
     (0..max_cores()).flat_map(of_core)
+}
+
+/// Adds a stack to the registry (fault reports name it from then on).
+pub fn register(stack: &Stack) -> tricolor_runtime::stack::registry::StackSlot {
+    STACKS.register(stack).expect("stack registry full: raise STACKS' capacity")
+}
+
+/// If `far` lies in a registered stack's guard, the overflow report for it.
+pub fn overflow_at(core: usize, far: usize) -> Option<OverflowReport> {
+    STACKS.overflow_at(core, far)
 }

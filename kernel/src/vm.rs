@@ -34,8 +34,8 @@ pub fn init(machine: &Machine) -> Result<(), MapError> {
     tables.map_range(DEVICE_REGION.0, DEVICE_REGION.0, DEVICE_REGION.1, Attributes::DEVICE, &mut alloc)?;
     let (ram_base, ram_size) = machine.ram;
     tables.map_range(ram_base, ram_base, ram_size, Attributes::RAM_RWX, &mut alloc)?;
-    for stack in stacks::all() {
-        tables.unmap_page(stack.guard(), &mut alloc)?;
+    for stack in stacks::all_core_stacks() {
+        tables.unmap_page(stack.guard, &mut alloc)?;
     }
     ROOT.store(tables.root(), Ordering::Release);
     *TABLES.lock() = Some(tables);

@@ -86,17 +86,27 @@ const CASES: &[Case] = &[
         append: "test=overflow-boot",
         exit: FAULT,
         expect: &[
-            "stack overflow: core 0's Boot stack",
-            "ran into its guard page",
+            "stack overflow: core 0, kind boot, stack 'boot' of core 0",
+            "guard [0x",
             "translation fault (level 3) on a write",
         ],
+        check: None,
+    },
+    Case {
+        name: "overflow-system-stack",
+        append: "test=overflow-system",
+        exit: FAULT,
+        expect: &["stack overflow: core 0, kind system, stack 'system' of core 0"],
         check: None,
     },
     Case {
         name: "overflow-exception-stack",
         append: "test=overflow-exception",
         exit: FAULT,
-        expect: &["in the exception handler itself (nested fault)", "stack overflow: core 0's Exception stack"],
+        expect: &[
+            "in the exception handler itself (nested fault)",
+            "stack overflow: core 0, kind exception, stack 'exception' of core 0",
+        ],
         check: None,
     },
     Case {

@@ -1,8 +1,10 @@
 // Exception vector table (VBAR_EL1) and the common save/restore path.
 //
 // Kernel code runs with SPSel = 0, so every exception we expect arrives through the
-// "current EL with SP_EL0" group and runs on SP_EL1 = the core's exception stack. The
-// "current EL with SP_ELx" group means we faulted while already handling an exception.
+// "current EL with SP_EL0" group. Synchronous exceptions run on SP_EL1 = the core's exception
+// stack (a stack overflow still gets a report); IRQs switch back to the interrupted stack (see
+// tricolor_irq_common). The "current EL with SP_ELx" group means we faulted while already handling
+// an exception.
 //
 // Trap frame (see TrapFrame in exception.rs, 288 bytes):
 //   x0..x30 @ 0..248, sp_el0 @ 248, elr @ 256, spsr @ 264, esr @ 272, far @ 280
@@ -15,6 +17,15 @@
     stp     x0, x1, [sp, #0]
     mov     x0, #\kind
     b       tricolor_exception_common
+.endm
+
+.macro VECTOR_ON_INTERRUPTED_STACK kind
+.balign 0x80
+    msr     spsel, #0                       // back onto SP_EL0: see tricolor_irq_common
+    sub     sp, sp, #FRAME_SIZE
+    stp     x0, x1, [sp, #0]
+    mov     x0, #\kind
+    b       tricolor_irq_common
 .endm
 
 .macro VECTOR_NESTED kind
@@ -39,7 +50,7 @@
 tricolor_exception_vectors:
     // Current EL with SP_EL0: the normal case.
     VECTOR 0    // synchronous
-    VECTOR 1    // IRQ
+    VECTOR_ON_INTERRUPTED_STACK 1    // IRQ
     VECTOR 2    // FIQ
     VECTOR 3    // SError
     // Current EL with SP_ELx: nested, i.e. we faulted inside an exception handler.
@@ -57,7 +68,8 @@ tricolor_exception_vectors:
     VECTOR 14
     VECTOR 15
 
-tricolor_exception_common:
+// x2..x29 into the frame at SP (x0, x1 were stored by the vector).
+.macro SAVE_GPRS
     stp     x2, x3, [sp, #16]
     stp     x4, x5, [sp, #32]
     stp     x6, x7, [sp, #48]
@@ -72,24 +84,13 @@ tricolor_exception_common:
     stp     x24, x25, [sp, #192]
     stp     x26, x27, [sp, #208]
     stp     x28, x29, [sp, #224]
-    mrs     x1, sp_el0
-    stp     x30, x1, [sp, #240]
-    mrs     x1, elr_el1
-    mrs     x2, spsr_el1
-    stp     x1, x2, [sp, #256]
-    mrs     x1, esr_el1
-    mrs     x2, far_el1
-    stp     x1, x2, [sp, #272]
+.endm
 
-    mov     x1, sp
-    bl      tricolor_exception_entry        // (kind, &mut TrapFrame); may edit the frame
-
-    // Restore what the handler left in the frame (a context switch replaces it wholesale).
+// ELR/SPSR back from the frame, then x0..x29 (x30 is the caller's business), pop the frame, return.
+.macro RESTORE_AND_RETURN
     ldp     x1, x2, [sp, #256]
     msr     elr_el1, x1
     msr     spsr_el1, x2
-    ldp     x30, x1, [sp, #240]
-    msr     sp_el0, x1
     ldp     x0, x1, [sp, #0]
     ldp     x2, x3, [sp, #16]
     ldp     x4, x5, [sp, #32]
@@ -107,3 +108,39 @@ tricolor_exception_common:
     ldp     x28, x29, [sp, #224]
     add     sp, sp, #FRAME_SIZE
     eret
+.endm
+
+// Synchronous exceptions and everything unexpected: on SP_EL1, the core's exception stack.
+tricolor_exception_common:
+    SAVE_GPRS
+    mrs     x1, sp_el0
+    stp     x30, x1, [sp, #240]
+    mrs     x1, elr_el1
+    mrs     x2, spsr_el1
+    stp     x1, x2, [sp, #256]
+    mrs     x1, esr_el1
+    mrs     x2, far_el1
+    stp     x1, x2, [sp, #272]
+    mov     x1, sp
+    bl      tricolor_exception_entry        // (vector, &mut TrapFrame); may edit the frame
+    ldp     x30, x1, [sp, #240]
+    msr     sp_el0, x1
+    RESTORE_AND_RETURN
+
+// IRQs from kernel code: on the interrupted stack (SP_EL0). The frame then lives on the stack of
+// the task that was interrupted, so the handler may switch tasks (timer preemption) and the
+// interrupted state travels with the task; the per-core exception stack holds nothing across a
+// switch. Reading or writing SP_EL0 by name is not allowed while SPSel = 0, so the interrupted SP
+// is derived from the frame's address.
+tricolor_irq_common:
+    SAVE_GPRS
+    add     x1, sp, #FRAME_SIZE
+    stp     x30, x1, [sp, #240]
+    mrs     x1, elr_el1
+    mrs     x2, spsr_el1
+    stp     x1, x2, [sp, #256]
+    stp     xzr, xzr, [sp, #272]            // no syndrome for an interrupt
+    mov     x1, sp
+    bl      tricolor_exception_entry
+    ldr     x30, [sp, #240]
+    RESTORE_AND_RETURN

@@ -12,6 +12,11 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "log-stress", about: "every core logs at once: lines must never interleave", run: log_stress },
     Scenario { name: "overflow-boot", about: "recurse until the boot stack's guard page", run: overflow_boot },
     Scenario {
+        name: "overflow-system",
+        about: "recurse inside systemstack() until the system stack's guard page",
+        run: overflow_system,
+    },
+    Scenario {
         name: "overflow-exception",
         about: "recurse inside an exception handler until the exception stack's guard page",
         run: overflow_exception,
@@ -31,6 +36,12 @@ fn recurse(depth: usize) -> usize {
 fn overflow_boot(_: &Config<'_>) -> ! {
     let depth = recurse(0);
     kprintln!("overflow-boot: recursion returned ({depth}) without reaching the guard page");
+    exit::exit(exit::TEST_FAILED)
+}
+
+fn overflow_system(_: &Config<'_>) -> ! {
+    let depth = tricolor_runtime::systemstack(|| recurse(0));
+    kprintln!("overflow-system: recursion returned ({depth}) without reaching the guard page");
     exit::exit(exit::TEST_FAILED)
 }
 

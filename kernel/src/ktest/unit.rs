@@ -18,6 +18,8 @@ pub const TESTS: &[UnitTest] = &[
     UnitTest { name: "mmu_on_with_guard_pages", run: mmu_on_with_guard_pages },
     UnitTest { name: "timer_interrupts_every_core", run: timer_interrupts_every_core },
     UnitTest { name: "sgi_reaches_other_cores", run: sgi_reaches_other_cores },
+    UnitTest { name: "systemstack_switches_and_nests", run: systemstack_switches_and_nests },
+    UnitTest { name: "systemstack_bounds_caller_stack", run: systemstack_bounds_caller_stack },
 ];
 
 struct Node {
@@ -71,19 +73,25 @@ fn frames_alloc_and_free(_: &Config<'_>) -> Result<(), String> {
 
 static SEEN_ID: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(usize::MAX) }; MAX_CORES];
 static SEEN_PTR: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
+static SEEN_P: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
 
 fn percore_pointer_is_per_core(_: &Config<'_>) -> Result<(), String> {
     smp::run_on_all(|core| {
         SEEN_ID[core].store(percore::id(), Ordering::Relaxed);
         SEEN_PTR[core].store(tricolor_arch::cpu::percore_pointer(), Ordering::Relaxed);
+        SEEN_P[core].store(tricolor_runtime::this_p() as *const _ as usize, Ordering::Relaxed);
     });
     let online = percore::online_count();
     for core in 0..online {
         let id = SEEN_ID[core].load(Ordering::Relaxed);
         ensure!(id == core, "core {core} read id {id} through TPIDR_EL1");
         let ptr = SEEN_PTR[core].load(Ordering::Relaxed);
-        ensure!(ptr == percore::get(core) as *const _ as usize, "core {core} TPIDR_EL1 {ptr:#x}");
-        ensure!(percore::get(core).mpidr.load(Ordering::Relaxed) != u64::MAX, "mpidr unset");
+        ensure!(ptr == SEEN_P[core].load(Ordering::Relaxed), "core {core}: TPIDR_EL1 {ptr:#x} is not its P");
+        let distinct = (0..core).all(|other| SEEN_PTR[other].load(Ordering::Relaxed) != ptr);
+        ensure!(distinct, "core {core} shares its P with a lower core");
+        let machine = crate::boot::machine();
+        let mpidr = percore::mpidr(core);
+        ensure!(machine.cpus[..machine.cpu_count].contains(&mpidr), "core {core}: MPIDR {mpidr:#x} not in the DTB");
     }
     Ok(())
 }
@@ -115,8 +123,8 @@ fn mmu_on_with_guard_pages(_: &Config<'_>) -> Result<(), String> {
     for (core, on) in MMU_ON.iter().enumerate().take(percore::online_count()) {
         ensure!(on.load(Ordering::Relaxed) == 2, "MMU is off on core {core}");
     }
-    for stack in stacks::all() {
-        ensure!(vm::translate(stack.guard()).is_none(), "guard page of {stack:?} is mapped");
+    for stack in stacks::all_core_stacks() {
+        ensure!(vm::translate(stack.guard).is_none(), "guard page of {stack:?} is mapped");
         ensure!(vm::translate(stack.lo).map(|(pa, _)| pa) == Some(stack.lo), "bottom of {stack:?} not identity-mapped");
         ensure!(vm::translate(stack.hi - 4096).is_some(), "top page of {stack:?} unmapped");
     }
@@ -190,5 +198,79 @@ fn sgi_reaches_other_cores(_: &Config<'_>) -> Result<(), String> {
             sgis.load(Ordering::Relaxed)
         );
     }
+    Ok(())
+}
+
+fn systemstack_switches_and_nests(_: &Config<'_>) -> Result<(), String> {
+    use tricolor_runtime::{current_sp, systemstack, this_p};
+    let p = this_p();
+    let system = *p.system_stack();
+    let outer = current_sp();
+    ensure!(!system.holds_sp(outer), "test already runs on the system stack ({outer:#x})");
+    let (inner, nested, depth) = systemstack(|| (current_sp(), systemstack(current_sp), this_p().preempt.depth()));
+    ensure!(system.holds_sp(inner), "systemstack ran f at SP {inner:#x}, outside {system:?}");
+    ensure!(system.holds_sp(nested), "nested systemstack left the system stack: {nested:#x}");
+    ensure!(
+        nested <= inner,
+        "nested call must stay on the same stack, at or below the outer ({nested:#x} vs {inner:#x})"
+    );
+    ensure!(depth >= 1, "preemption was enabled on the system stack");
+    ensure!(current_sp() == outer, "SP not restored: {:#x} vs {outer:#x}", current_sp());
+    ensure!(this_p().preempt.depth() == 0, "preemption still disabled after systemstack");
+    Ok(())
+}
+
+/// Work that needs a deep stack: `depth` frames of 256 bytes.
+#[inline(never)]
+fn deep_work(depth: usize) -> usize {
+    let frame = core::hint::black_box([depth as u8; 256]);
+    if depth == 0 {
+        frame[0] as usize
+    } else {
+        deep_work(depth - 1) + frame[depth % 256] as usize
+    }
+}
+
+#[inline(never)]
+fn via_systemstack() -> usize {
+    tricolor_runtime::systemstack(|| deep_work(32))
+}
+
+#[inline(never)]
+fn direct() -> usize {
+    deep_work(32)
+}
+
+const PAINT: u64 = 0x5a5a_5a5a_c3c3_c3c3;
+
+/// Bytes of the current stack below SP that `f` touches: paints the 16 KiB under SP (unused: IRQs
+/// are masked, so nothing else runs on this stack meanwhile), calls `f`, finds the deepest change.
+fn caller_stack_bytes(f: fn() -> usize) -> usize {
+    const SPAN: usize = 16 * 1024;
+    // This function's own frame is above SP; nothing below SP is live until `f` is called.
+    let sp = tricolor_runtime::current_sp();
+    let words = SPAN / 8;
+    let base = (sp - SPAN) as *mut u64;
+    for i in 0..words {
+        // SAFETY: [sp - SPAN, sp) is the free part of this core's boot stack (64 KiB, the test runs
+        // shallow), not used by anyone while IRQs are masked.
+        unsafe { base.add(i).write_volatile(PAINT) };
+    }
+    core::hint::black_box(f());
+    // SAFETY: as above.
+    let deepest = (0..words).find(|&i| unsafe { base.add(i).read_volatile() } != PAINT).unwrap_or(words);
+    SPAN - deepest * 8
+}
+
+fn systemstack_bounds_caller_stack(_: &Config<'_>) -> Result<(), String> {
+    let was_masked = cpu::mask_irqs();
+    let through = caller_stack_bytes(via_systemstack);
+    let plain = caller_stack_bytes(direct);
+    cpu::restore_irqs(was_masked);
+    log::info!(
+        "systemstack: the caller's stack grew by {through} bytes (the same work called directly: {plain} bytes)"
+    );
+    ensure!(plain > 8 * 1024, "direct deep_work used only {plain} bytes: the measurement is broken");
+    ensure!(through <= 128, "systemstack used {through} bytes of the caller's stack");
     Ok(())
 }
