@@ -1,7 +1,7 @@
 //! The boot sequence on the boot core: device tree, console, command line, memory, secondaries,
 //! then either the selected test or the idle loop.
 
-use crate::{console, devicetree, exit, fault, irq, kprintln, ktest, memory, percore, smp, vm};
+use crate::{console, devicetree, exit, fault, irq, kprintln, ktest, memory, percore, smp, tasks, vm};
 use log::{info, warn};
 use spin::Once;
 use tricolor_arch::{cpu, exception, semihosting};
@@ -63,6 +63,8 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
     );
 
     irq::init(machine);
+    tasks::init(cmdline::MAX_CORES);
+    tasks::adopt_boot_flow();
     percore::mark_online();
     let wanted = machine.cpu_count.min(config.cores);
     let online = smp::start_secondaries(machine, config.cores);
@@ -87,7 +89,5 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
 
 fn idle(_config: &Config<'_>) -> ! {
     info!("idle: nothing to run (try test=unit); Ctrl-A X quits QEMU");
-    loop {
-        cpu::wait_for_event();
-    }
+    tasks::idle_loop(|| {})
 }

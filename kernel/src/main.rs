@@ -7,6 +7,7 @@
 //! - `memory`: the frame allocator and `#[global_allocator]` over the RAM the DTB reports.
 //! - `smp`: secondary-core bring-up with PSCI and cross-core calls.
 //! - `stacks`: the per-core boot, system and exception stacks linker.ld lays out.
+//! - `tasks`: spawning, the idle loop, timer preemption.
 //! - `vm`: the MMU tables: identity map with unmapped guard pages under every stack.
 //! - `fault`: the exception handler and the decoded fault report.
 //! - `irq`: the GIC, interrupt handlers, dispatch.
@@ -35,6 +36,8 @@ mod percore;
 mod smp;
 #[cfg(target_os = "none")]
 mod stacks;
+#[cfg(target_os = "none")]
+mod tasks;
 #[cfg(target_os = "none")]
 mod vm;
 

@@ -53,21 +53,23 @@ extern "C" fn tricolor_boot_secondary(id: usize) -> ! {
     crate::irq::init_this_core();
     percore::mark_online();
     log::debug!("core {id} online (mpidr {:#x})", cpu::mpidr());
-    loop {
-        // Acquire pairs with the Release in run_on_all: the caller's writes before posting are visible.
-        let work = MAILBOX[id].load(Ordering::Acquire);
-        if work == 0 {
-            // A `sev` that raced with the load above left the event register set, so this returns.
-            cpu::wait_for_event();
-            continue;
-        }
-        // SAFETY: run_on_all only ever posts `fn(usize)` pointers.
-        let f: fn(usize) = unsafe { core::mem::transmute::<usize, fn(usize)>(work) };
-        f(id);
-        // Release: the caller (Acquire) sees everything `f` wrote once it sees the empty mailbox.
-        MAILBOX[id].store(0, Ordering::Release);
-        cpu::send_event();
+    crate::tasks::adopt_boot_flow();
+    crate::tasks::idle_loop(|| run_mailbox(id))
+}
+
+/// Runs the cross-core call posted for core `id`, if any.
+fn run_mailbox(id: usize) {
+    // Acquire pairs with the Release in run_on_all: the caller's writes before posting are visible.
+    let work = MAILBOX[id].load(Ordering::Acquire);
+    if work == 0 {
+        return;
     }
+    // SAFETY: run_on_all only ever posts `fn(usize)` pointers.
+    let f: fn(usize) = unsafe { core::mem::transmute::<usize, fn(usize)>(work) };
+    f(id);
+    // Release: the caller (Acquire) sees everything `f` wrote once it sees the empty mailbox.
+    MAILBOX[id].store(0, Ordering::Release);
+    cpu::send_event();
 }
 
 /// Runs `f(core_id)` on every online core, this one included, and returns when all have finished.

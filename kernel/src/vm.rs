@@ -56,3 +56,22 @@ pub fn enable_on_this_core() {
 pub fn translate(va: usize) -> Option<(usize, Attributes)> {
     TABLES.lock().as_ref()?.translate(va)
 }
+
+/// Unmaps one page while the MMU is on (a task stack's guard page), with TLB invalidation on
+/// every core.
+pub fn unmap_live(va: usize) -> Result<(), MapError> {
+    let mut tables = TABLES.lock();
+    let tables = tables.as_mut().expect("vm::init ran");
+    tables.unmap_page(va, &mut FrameTables)?;
+    tricolor_arch::mmu::invalidate_page(va);
+    Ok(())
+}
+
+/// Maps one page while the MMU is on (identity-remapping a freed guard page, growing a stack).
+pub fn map_live(va: usize, pa: usize, attrs: Attributes) -> Result<(), MapError> {
+    let mut tables = TABLES.lock();
+    let tables = tables.as_mut().expect("vm::init ran");
+    tables.map_page(va, pa, attrs, &mut FrameTables)?;
+    tricolor_arch::mmu::publish_new_mapping();
+    Ok(())
+}

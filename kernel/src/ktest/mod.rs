@@ -4,6 +4,7 @@
 //! QEMU per entry and checks the exit status and the console output.
 
 pub mod scenarios;
+mod sched;
 mod unit;
 
 use crate::{exit, kprintln};
@@ -25,10 +26,11 @@ pub struct Scenario {
 
 /// Runs the test or scenario `name` and exits with its verdict.
 pub fn run(name: &str, config: &Config<'_>) -> ! {
+    let all = || unit::TESTS.iter().chain(sched::TESTS);
     if name == "unit" {
-        run_units(unit::TESTS.iter(), config);
+        run_units(all(), config);
     }
-    if let Some(test) = unit::TESTS.iter().find(|t| t.name == name) {
+    if let Some(test) = all().find(|t| t.name == name) {
         run_units(core::iter::once(test), config);
     }
     if let Some(scenario) = scenarios::SCENARIOS.iter().find(|s| s.name == name) {
@@ -37,7 +39,7 @@ pub fn run(name: &str, config: &Config<'_>) -> ! {
     }
     kprintln!("tricolor: unknown test '{name}'; valid tests:");
     kprintln!("  unit (all unit tests)");
-    for test in unit::TESTS {
+    for test in all() {
         kprintln!("  {} (unit)", test.name);
     }
     for scenario in scenarios::SCENARIOS {

@@ -164,6 +164,7 @@ fn timer_interrupts_every_core(_: &Config<'_>) -> Result<(), String> {
         ensure!(ticks.load(Ordering::Relaxed) > 0, "core {core} took no timer interrupt");
         ensure!(irq::count(core) > 0, "core {core}: dispatch counted no interrupt");
     }
+    crate::tasks::install_tick_handler();
     Ok(())
 }
 

@@ -1,0 +1,163 @@
+//! Scheduler tests on the real machine: timer preemption switches tasks, disabling preemption
+//! prevents it, and what a yield costs.
+
+use super::{ensure, UnitTest};
+use crate::{percore, smp, tasks};
+use alloc::string::String;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use tricolor_arch::cpu;
+use tricolor_kernel::cmdline::Config;
+
+pub const TESTS: &[UnitTest] = &[
+    UnitTest { name: "preemption_switches_tasks", run: preemption_switches_tasks },
+    UnitTest { name: "preempt_disable_prevents_switches", run: preempt_disable_prevents_switches },
+    UnitTest { name: "yield_round_trip_cost", run: yield_round_trip_cost },
+];
+
+const QUANTUM_US: u64 = 1000;
+
+static PROGRESS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+static SAW_OTHER_MOVE: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+static STOP: AtomicBool = AtomicBool::new(false);
+static FINISHED: AtomicUsize = AtomicUsize::new(0);
+
+fn reset() {
+    PROGRESS.iter().chain(SAW_OTHER_MOVE.iter()).for_each(|c| c.store(0, Ordering::Relaxed));
+    STOP.store(false, Ordering::Relaxed);
+    FINISHED.store(0, Ordering::Relaxed);
+}
+
+/// Spins without ever yielding, counting how often the other spinner moved meanwhile: with both on
+/// one core, that can only happen if this task was preempted.
+fn spinner(me: usize) {
+    let other = 1 - me;
+    let mut last = PROGRESS[other].load(Ordering::Relaxed);
+    while !STOP.load(Ordering::Relaxed) {
+        PROGRESS[me].fetch_add(1, Ordering::Relaxed);
+        let now = PROGRESS[other].load(Ordering::Relaxed);
+        if now != last {
+            SAW_OTHER_MOVE[me].fetch_add(1, Ordering::Relaxed);
+            last = now;
+        }
+    }
+    FINISHED.fetch_add(1, Ordering::Release);
+}
+
+fn wait_ms(ms: u64, done: impl Fn() -> bool) -> bool {
+    let deadline = cpu::counter() + cpu::counter_frequency() * ms / 1000;
+    while !done() && cpu::counter() < deadline {
+        core::hint::spin_loop();
+    }
+    done()
+}
+
+/// The core the test tasks are pinned to: the last one (core 0 itself on a single core, where the
+/// test's own flow is preempted along with them).
+fn test_core() -> usize {
+    percore::online_count() - 1
+}
+
+/// Starts ticks everywhere, runs `body` with IRQs enabled on the calling core, stops ticks, waits
+/// for `tasks` finished tasks and reaps them.
+fn with_ticks(tasks_to_finish: usize, body: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    smp::run_on_all(|_| tasks::start_tick(QUANTUM_US));
+    let masked = cpu::mask_irqs();
+    cpu::restore_irqs(false);
+    let result = body();
+    STOP.store(true, Ordering::Relaxed);
+    let finished = wait_ms(5000, || FINISHED.load(Ordering::Acquire) == tasks_to_finish);
+    tasks::stop_ticks();
+    wait_ms(50, || tasks::reap() > 0 || FINISHED.load(Ordering::Relaxed) == 0);
+    cpu::restore_irqs(masked);
+    ensure!(finished, "test tasks did not finish");
+    result
+}
+
+fn spawn_pinned(name: &'static str, entry: fn(usize), arg: usize) -> Result<(), String> {
+    let options = tasks::Spawn { name, stack_bytes: 16 * 1024, pinned: Some(test_core()) };
+    tasks::spawn(options, entry, arg).map(|_| ()).map_err(String::from)
+}
+
+fn preemption_switches_tasks(_: &Config<'_>) -> Result<(), String> {
+    reset();
+    with_ticks(2, || {
+        spawn_pinned("spin-a", spinner, 0)?;
+        spawn_pinned("spin-b", spinner, 1)?;
+        let switched = wait_ms(5000, || SAW_OTHER_MOVE.iter().all(|c| c.load(Ordering::Relaxed) >= 3));
+        let seen = [SAW_OTHER_MOVE[0].load(Ordering::Relaxed), SAW_OTHER_MOVE[1].load(Ordering::Relaxed)];
+        ensure!(switched, "two never-yielding tasks on core {} saw each other move {seen:?} times", test_core());
+        Ok(())
+    })
+}
+
+static WINDOW_OTHER_PROGRESS: AtomicU64 = AtomicU64::new(u64::MAX);
+static WINDOW_DEFERRED: AtomicU64 = AtomicU64::new(0);
+
+/// Holds preemption off for 30 quanta and records how far the other spinner got meanwhile.
+fn holder(_: usize) {
+    let p = tricolor_runtime::this_p();
+    let deferred_before = p.preempt.deferred_ticks();
+    let guard = p.preempt.disable();
+    let before = PROGRESS[1].load(Ordering::Relaxed);
+    wait_ms(30, || false);
+    let after = PROGRESS[1].load(Ordering::Relaxed);
+    let deferred = p.preempt.deferred_ticks() - deferred_before;
+    drop(guard);
+    WINDOW_OTHER_PROGRESS.store(after - before, Ordering::Relaxed);
+    WINDOW_DEFERRED.store(deferred, Ordering::Relaxed);
+    spinner(0);
+}
+
+fn preempt_disable_prevents_switches(_: &Config<'_>) -> Result<(), String> {
+    reset();
+    WINDOW_OTHER_PROGRESS.store(u64::MAX, Ordering::Relaxed);
+    with_ticks(2, || {
+        spawn_pinned("spin-b", spinner, 1)?;
+        spawn_pinned("holder", holder, 0)?;
+        let done = wait_ms(5000, || {
+            WINDOW_OTHER_PROGRESS.load(Ordering::Relaxed) != u64::MAX && PROGRESS[0].load(Ordering::Relaxed) > 0
+        });
+        ensure!(done, "the holder task never finished its window");
+        let during = WINDOW_OTHER_PROGRESS.load(Ordering::Relaxed);
+        let deferred = WINDOW_DEFERRED.load(Ordering::Relaxed);
+        ensure!(during == 0, "the other task advanced {during} times while preemption was disabled");
+        ensure!(deferred > 0, "no tick was deferred during a 30 ms window at a 1 ms quantum");
+        let switched = wait_ms(5000, || SAW_OTHER_MOVE.iter().all(|c| c.load(Ordering::Relaxed) >= 2));
+        ensure!(switched, "after re-enabling, the tasks never preempted each other");
+        Ok(())
+    })
+}
+
+const ROUND_TRIPS: u64 = 2000;
+static YIELDS_DONE: AtomicU64 = AtomicU64::new(0);
+
+fn ping_pong(_: usize) {
+    for _ in 0..ROUND_TRIPS {
+        YIELDS_DONE.fetch_add(1, Ordering::Relaxed);
+        tasks::yield_now();
+    }
+    FINISHED.fetch_add(1, Ordering::Release);
+}
+
+fn yield_round_trip_cost(_: &Config<'_>) -> Result<(), String> {
+    reset();
+    YIELDS_DONE.store(0, Ordering::Relaxed);
+    let start = cpu::counter();
+    let core = test_core();
+    if core == 0 {
+        // On one core the test's own flow would take part in the round-robin; measure elsewhere.
+        return Ok(());
+    }
+    spawn_pinned("ping", ping_pong, 0)?;
+    spawn_pinned("pong", ping_pong, 1)?;
+    let done = wait_ms(10_000, || FINISHED.load(Ordering::Acquire) == 2);
+    let ticks = cpu::counter() - start;
+    wait_ms(50, || tasks::reap() > 0);
+    ensure!(done, "ping-pong tasks did not finish ({} yields)", YIELDS_DONE.load(Ordering::Relaxed));
+    let switches = 2 * ROUND_TRIPS;
+    let ns = ticks as u128 * 1_000_000_000 / cpu::counter_frequency() as u128 / switches as u128;
+    log::info!(
+        "context switch by yield: {ns} ns each ({switches} switches on core {core}, includes spawn and wake-up)"
+    );
+    Ok(())
+}
