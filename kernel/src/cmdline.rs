@@ -48,7 +48,7 @@ pub struct Key {
 /// Every key the kernel accepts.
 pub const KEYS: &[Key] = &[
     Key { name: "log", values: "off|error|warn|info|debug|trace", help: "console verbosity" },
-    Key { name: "test", values: "<name>", help: "run a kernel test or scenario, exit with its verdict" },
+    Key { name: "test", values: "<name>[+<name>...]", help: "run kernel tests or a scenario, exit with the verdict" },
     Key { name: "cores", values: "1..=8", help: "bring up at most this many cores" },
     Key { name: "seed", values: "<u64>", help: "seed for randomised suites" },
 ];

@@ -7,6 +7,7 @@
 //! - `memory`: the frame allocator and `#[global_allocator]` over the RAM the DTB reports.
 //! - `smp`: secondary-core bring-up with PSCI and cross-core calls.
 //! - `stacks`: the per-core boot, system and exception stacks linker.ld lays out.
+//! - `stw`: stop-the-world: every other core parked at a safe point.
 //! - `tasks`: spawning, the idle loop, timer preemption.
 //! - `vm`: the MMU tables: identity map with unmapped guard pages under every stack.
 //! - `fault`: the exception handler and the decoded fault report.
@@ -36,6 +37,8 @@ mod percore;
 mod smp;
 #[cfg(target_os = "none")]
 mod stacks;
+#[cfg(target_os = "none")]
+mod stw;
 #[cfg(target_os = "none")]
 mod tasks;
 #[cfg(target_os = "none")]

@@ -32,6 +32,12 @@ pub fn init_this_core(id: usize) {
     }
 }
 
+/// Core `id`'s `P` (after it initialised it).
+pub fn p_of(id: usize) -> Option<&'static P> {
+    // SAFETY: a core's slot is initialised before it marks itself online and never changes after.
+    is_online(id).then(|| unsafe { (*P_SLOTS.0[id].get()).assume_init_ref() })
+}
+
 /// This core's logical index (0 before `init_this_core`: only the boot core runs that early).
 #[inline]
 pub fn id() -> usize {

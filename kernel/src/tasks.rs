@@ -79,6 +79,11 @@ fn on_tick(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
 
 /// Called when the outermost preemption guard drops after a deferred tick.
 fn deferred_preemption() {
+    if crate::stw::requested() {
+        let masked = cpu::mask_irqs();
+        crate::stw::park_here();
+        cpu::restore_irqs(masked);
+    }
     schedule(queues(), SwitchReason::Preempt);
 }
 
@@ -157,12 +162,19 @@ pub fn reap() -> usize {
     reaped
 }
 
+/// Idle-loop iterations per core (a liveness statistic).
+pub static IDLE_LOOPS: [AtomicU64; tricolor_kernel::cmdline::MAX_CORES] =
+    [const { AtomicU64::new(0) }; tricolor_kernel::cmdline::MAX_CORES];
+
 /// The idle loop every secondary core ends in (the boot core enters it when it has no test to
 /// run): runs cross-core calls, hands the core to runnable tasks, sleeps until an event.
 pub fn idle_loop(mut poll: impl FnMut()) -> ! {
     cpu::restore_irqs(false);
     loop {
+        IDLE_LOOPS[percore::id()].fetch_add(1, Ordering::Relaxed);
         poll();
+        // Whatever `poll` ran (a cross-core call) may have left IRQs masked: idle takes them.
+        cpu::restore_irqs(false);
         yield_now();
         if percore::id() == 0 {
             reap();

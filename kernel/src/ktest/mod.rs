@@ -30,8 +30,9 @@ pub fn run(name: &str, config: &Config<'_>) -> ! {
     if name == "unit" {
         run_units(all(), config);
     }
-    if let Some(test) = all().find(|t| t.name == name) {
-        run_units(core::iter::once(test), config);
+    if name.split('+').all(|n| all().any(|t| t.name == n)) {
+        // `test=a+b`: several unit tests in one boot, in the order given.
+        run_units(name.split('+').filter_map(|n| all().find(|t| t.name == n)), config);
     }
     if let Some(scenario) = scenarios::SCENARIOS.iter().find(|s| s.name == name) {
         kprintln!("scenario {}: {}", scenario.name, scenario.about);

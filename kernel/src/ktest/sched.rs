@@ -12,6 +12,8 @@ pub const TESTS: &[UnitTest] = &[
     UnitTest { name: "preemption_switches_tasks", run: preemption_switches_tasks },
     UnitTest { name: "preempt_disable_prevents_switches", run: preempt_disable_prevents_switches },
     UnitTest { name: "yield_round_trip_cost", run: yield_round_trip_cost },
+    UnitTest { name: "stop_the_world_parks_every_core", run: stop_the_world_parks_every_core },
+    UnitTest { name: "stop_the_world_waits_for_preempt_disabled_window", run: stop_waits_for_window },
 ];
 
 const QUANTUM_US: u64 = 1000;
@@ -160,4 +162,100 @@ fn yield_round_trip_cost(_: &Config<'_>) -> Result<(), String> {
         "context switch by yield: {ns} ns each ({switches} switches on core {core}, includes spawn and wake-up)"
     );
     Ok(())
+}
+
+static STW_COUNTERS: [AtomicU64; MAX] = [const { AtomicU64::new(0) }; MAX];
+const MAX: usize = tricolor_kernel::cmdline::MAX_CORES;
+
+fn count_forever(core: usize) {
+    while !STOP.load(Ordering::Relaxed) {
+        STW_COUNTERS[core].fetch_add(1, Ordering::Relaxed);
+    }
+    FINISHED.fetch_add(1, Ordering::Release);
+}
+
+fn stop_the_world_parks_every_core(_: &Config<'_>) -> Result<(), String> {
+    reset();
+    let others: alloc::vec::Vec<usize> = (1..percore::online_count()).collect();
+    with_ticks(others.len(), || {
+        for &core in &others {
+            let options = tasks::Spawn { name: "counter", stack_bytes: 16 * 1024, pinned: Some(core) };
+            tasks::spawn(options, count_forever, core).map_err(String::from)?;
+        }
+        let moving = wait_ms(5000, || others.iter().all(|&c| STW_COUNTERS[c].load(Ordering::Relaxed) > 0));
+        ensure!(moving, "counter tasks never started");
+        let (mut worst_ns, mut longest_stopped_ns) = (0, 0);
+        for round in 0..20 {
+            let snapshot = |c: usize| STW_COUNTERS[c].load(Ordering::Relaxed);
+            let result = crate::stw::stop_the_world(|| {
+                let before: alloc::vec::Vec<u64> = others.iter().map(|&c| snapshot(c)).collect();
+                wait_ms(2, || false);
+                let frozen = others.iter().zip(&before).all(|(&c, &b)| snapshot(c) == b);
+                let parked = others.iter().all(|&c| crate::stw::parked_sp(c) != 0);
+                (frozen, parked)
+            });
+            let ((frozen, parked), times) =
+                result.map_err(|e| alloc::format!("round {round}: cores {:#b} never stopped", e.missing))?;
+            ensure!(parked, "round {round}: a core has no safe-point SP while stopped");
+            ensure!(frozen, "round {round}: a counter task moved while the world was stopped");
+            worst_ns = worst_ns.max(times.stop_ns);
+            longest_stopped_ns = longest_stopped_ns.max(times.stopped_ns);
+            let resumed = wait_ms(2000, || others.iter().all(|&c| snapshot(c) > 0));
+            ensure!(resumed, "round {round}: tasks did not resume");
+        }
+        log::info!(
+            "stop-the-world: {} other cores parked in at most {worst_ns} ns over 20 stops (world held for up to {longest_stopped_ns} ns)",
+            others.len()
+        );
+        Ok(())
+    })
+}
+
+static IN_WINDOW: AtomicBool = AtomicBool::new(false);
+static WINDOW_END: AtomicU64 = AtomicU64::new(0);
+
+/// Holds preemption off for 20 ms (like a write barrier's window, only longer), then spins.
+fn window_holder(_: usize) {
+    let guard = tricolor_runtime::this_p().preempt.disable();
+    IN_WINDOW.store(true, Ordering::Release);
+    wait_ms(20, || false);
+    WINDOW_END.store(cpu::counter(), Ordering::Release);
+    drop(guard);
+    while !STOP.load(Ordering::Relaxed) {
+        core::hint::spin_loop();
+    }
+    FINISHED.fetch_add(1, Ordering::Release);
+}
+
+fn stop_waits_for_window(_: &Config<'_>) -> Result<(), String> {
+    if percore::online_count() < 2 {
+        return Ok(()); // needs a second core to hold the window
+    }
+    reset();
+    IN_WINDOW.store(false, Ordering::Relaxed);
+    WINDOW_END.store(0, Ordering::Relaxed);
+    with_ticks(1, || {
+        spawn_pinned("window", window_holder, 0)?;
+        ensure!(wait_ms(5000, || IN_WINDOW.load(Ordering::Acquire)), "the window task never started");
+        let (stopped_at, _) = crate::stw::stop_the_world(cpu::counter).map_err(|e| {
+            let states: alloc::vec::Vec<_> = (0..percore::online_count())
+                .map(|c| {
+                    percore::p_of(c).map(|p| {
+                        (
+                            p.preempt.depth(),
+                            p.preempt.is_pending(),
+                            crate::irq::count(c),
+                            tasks::IDLE_LOOPS[c].load(Ordering::Relaxed),
+                            p.current_ptr() as usize,
+                        )
+                    })
+                })
+                .collect();
+            alloc::format!("cores {:#b} never stopped; (depth, pending, irqs) per core: {states:?}", e.missing)
+        })?;
+        let window_end = WINDOW_END.load(Ordering::Acquire);
+        ensure!(window_end != 0, "the world stopped while the holder was still in its window");
+        ensure!(stopped_at >= window_end, "stopped at {stopped_at}, before the window ended at {window_end}");
+        Ok(())
+    })
 }

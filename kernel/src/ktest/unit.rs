@@ -156,9 +156,11 @@ fn timer_interrupts_every_core(_: &Config<'_>) -> Result<(), String> {
     smp::run_on_all(|core| {
         let before = TICKS[core].load(Ordering::Relaxed);
         tricolor_arch::timer::arm(cpu::counter_frequency() / 1000);
+        let was_masked = cpu::mask_irqs();
         cpu::restore_irqs(false);
         wait_until(2000, || TICKS[core].load(Ordering::Relaxed) > before);
         cpu::mask_irqs();
+        cpu::restore_irqs(was_masked);
     });
     for (core, ticks) in TICKS.iter().enumerate().take(percore::online_count()) {
         ensure!(ticks.load(Ordering::Relaxed) > 0, "core {core} took no timer interrupt");
@@ -181,6 +183,7 @@ fn sgi_reaches_other_cores(_: &Config<'_>) -> Result<(), String> {
     SGI_READY.store(0, Ordering::Relaxed);
     smp::run_on_all(|core| {
         let others = percore::online_count() - 1;
+        let was_masked = cpu::mask_irqs();
         cpu::restore_irqs(false);
         if core == 0 {
             wait_until(2000, || SGI_READY.load(Ordering::Acquire) == others);
@@ -190,6 +193,7 @@ fn sgi_reaches_other_cores(_: &Config<'_>) -> Result<(), String> {
             wait_until(2000, || SGIS[core].load(Ordering::Relaxed) > 0);
         }
         cpu::mask_irqs();
+        cpu::restore_irqs(was_masked);
     });
     ensure!(SGIS[0].load(Ordering::Relaxed) == 0, "the sender received its own 'all but self' SGI");
     for (core, sgis) in SGIS.iter().enumerate().take(percore::online_count()).skip(1) {

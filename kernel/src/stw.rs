@@ -1,0 +1,125 @@
+//! Stop-the-world: bring every other core to a safe point, run a function, let them go.
+//!
+//! The initiator raises [`SGI_STOP`](crate::irq::SGI_STOP) on every other core. A core takes it on
+//! the stack of whatever it was running (IRQs run on the interrupted stack), so all of the
+//! interrupted task's registers sit in the trap frame on that task's own stack while it is parked:
+//! that is a safe point, where the collector may scan the task's stack and registers. A core
+//! whose preemption is disabled (inside a write barrier's window, or on its system stack) does not
+//! park there: the stop is deferred, like a timer tick, to the moment its outermost
+//! `PreemptGuard` drops, because a barrier's buffer slots may be taken but not yet written.
+
+use crate::{irq, percore};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use spin::Mutex;
+use tricolor_arch::cpu;
+use tricolor_kernel::cmdline::MAX_CORES;
+
+static REQUESTED: AtomicBool = AtomicBool::new(false);
+static PARKED: AtomicUsize = AtomicUsize::new(0);
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+/// SP of each parked core at its safe point: [sp, stack top) holds all of its live state.
+static PARKED_SP: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
+
+/// How long the initiator waits for the others before giving up with a report.
+const STOP_TIMEOUT_MS: u64 = 2000;
+
+/// What a stop cost.
+#[derive(Clone, Copy, Debug)]
+pub struct StwTimes {
+    /// From the request to the last core parked.
+    pub stop_ns: u64,
+    /// From all parked to `f` returning.
+    pub stopped_ns: u64,
+}
+
+/// Why the world could not be stopped.
+#[derive(Debug)]
+pub struct NotStopped {
+    /// Cores that had not parked when the initiator gave up (bit n = core n).
+    pub missing: u32,
+}
+
+/// Installs the SGI handler (boot core, once).
+pub fn init() {
+    irq::register(irq::SGI_STOP, on_stop_request);
+}
+
+/// True while a stop is requested (the deferred-preemption hook checks this).
+pub fn requested() -> bool {
+    REQUESTED.load(Ordering::Acquire)
+}
+
+/// Where core `core` parked (0 if it is not parked).
+pub fn parked_sp(core: usize) -> usize {
+    PARKED_SP[core].load(Ordering::Acquire)
+}
+
+fn on_stop_request(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
+    if !requested() {
+        return;
+    }
+    let p = tricolor_runtime::this_p();
+    if p.preempt.depth() > 0 {
+        // Inside a no-preemption window: park when it ends (the deferred hook calls park_here).
+        let _ = p.preempt.on_tick();
+        return;
+    }
+    park_here();
+}
+
+/// Parks the calling core until the stop ends. Called with IRQs masked, from the SGI handler or
+/// from the deferred-preemption hook.
+pub fn park_here() {
+    if !requested() {
+        return;
+    }
+    let core = percore::id();
+    PARKED_SP[core].store(cpu::stack_pointer(), Ordering::Release);
+    // AcqRel: the initiator (Acquire on PARKED) sees this core's state as of parking; we see the
+    // request's data.
+    PARKED.fetch_add(1, Ordering::AcqRel);
+    while REQUESTED.load(Ordering::Acquire) {
+        core::hint::spin_loop();
+    }
+    PARKED_SP[core].store(0, Ordering::Release);
+    PARKED.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Runs `f` with every other online core parked at a safe point.
+pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStopped> {
+    let _one = ONE_AT_A_TIME.lock();
+    let masked = cpu::mask_irqs();
+    let me = percore::id();
+    let others = (0..MAX_CORES).filter(|&c| c != me && percore::is_online(c)).count();
+    let start = cpu::counter();
+    REQUESTED.store(true, Ordering::Release);
+    if let Some(gic) = irq::gic() {
+        gic.send_sgi_to_others(irq::SGI_STOP);
+    }
+    let deadline = start + cpu::counter_frequency() * STOP_TIMEOUT_MS / 1000;
+    while PARKED.load(Ordering::Acquire) < others && cpu::counter() < deadline {
+        core::hint::spin_loop();
+    }
+    if PARKED.load(Ordering::Acquire) < others {
+        let missing = (0..MAX_CORES)
+            .filter(|&c| c != me && percore::is_online(c) && parked_sp(c) == 0)
+            .fold(0u32, |m, c| m | (1 << c));
+        release(masked);
+        return Err(NotStopped { missing });
+    }
+    let stopped = cpu::counter();
+    let result = f();
+    let end = cpu::counter();
+    release(masked);
+    let ns = |ticks: u64| (ticks as u128 * 1_000_000_000 / cpu::counter_frequency() as u128) as u64;
+    Ok((result, StwTimes { stop_ns: ns(stopped - start), stopped_ns: ns(end - stopped) }))
+}
+
+fn release(masked: bool) {
+    REQUESTED.store(false, Ordering::Release);
+    // Wait for every parked core to leave, so the next stop starts from zero.
+    while PARKED.load(Ordering::Acquire) != 0 {
+        core::hint::spin_loop();
+    }
+    cpu::restore_irqs(masked);
+}
