@@ -195,6 +195,22 @@ impl PageTable {
         Ok(())
     }
 
+    /// Creates the L2/L3 tables that would map `[va, va + len)` without mapping anything, so later
+    /// `map_page` calls in the range need no table allocation (a stack-growth fault handler must
+    /// not depend on an allocator the faulting code may hold).
+    pub fn prepare_tables(&mut self, va: usize, len: usize, alloc: &mut impl TableAllocator) -> Result<(), MapError> {
+        Self::check(va)?;
+        let end = va.checked_add(len).filter(|e| e >> VA_BITS == 0).ok_or(MapError::BadAddress(va + len))?;
+        let mut v = va & !(L2_BLOCK - 1);
+        while v < end {
+            let [i1, i2, _] = Self::indices(v);
+            let l2 = Self::descend(self.root, i1, L1_BLOCK, alloc)?;
+            Self::descend(l2, i2, L2_BLOCK, alloc)?;
+            v += L2_BLOCK;
+        }
+        Ok(())
+    }
+
     /// Maps one 4 KiB page; refuses to replace an existing mapping (stack growth must never alias).
     pub fn map_page(
         &mut self,
@@ -319,6 +335,20 @@ mod tests {
         assert_eq!(pt.translate(va - PAGE_SIZE), None);
         assert_eq!(pt.map_page(1 << 39, 0, Attributes::RAM_DATA, &mut arena), Err(MapError::BadAddress(1 << 39)));
         assert_eq!(pt.map_page(0x1001, 0, Attributes::RAM_DATA, &mut arena), Err(MapError::BadAddress(0x1001)));
+    }
+
+    #[test]
+    fn prepared_tables_make_later_maps_allocation_free() {
+        let mut arena = Arena::new(8);
+        let mut pt = PageTable::new(&mut arena).unwrap();
+        let va = 0x40_0000_0000 - 3 * (2 << 20); // three 2 MiB regions below 256 GiB
+        pt.prepare_tables(va, 3 * (2 << 20), &mut arena).unwrap();
+        assert_eq!(arena.end - arena.next, 3 * PAGE_SIZE, "one L2 and three L3 tables were created");
+        assert_eq!(pt.translate(va), None, "preparing maps nothing");
+        let mut empty = Arena { next: 0, end: 0 };
+        for page in (va..va + 3 * (2 << 20)).step_by(PAGE_SIZE * 97) {
+            pt.map_page(page, 0x4000_0000, Attributes::RAM_DATA, &mut empty).unwrap();
+        }
     }
 
     #[test]

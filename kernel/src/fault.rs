@@ -18,6 +18,14 @@ pub fn handle(exception: Exception, frame: &mut TrapFrame) {
     if crate::ktest::scenarios::handle_test_exception(exception, frame) {
         return;
     }
+    let syndrome = frame.syndrome();
+    if exception.origin == Origin::Kernel && syndrome.is_translation_fault() {
+        match crate::tasks::grow_current_stack(frame.far as usize) {
+            Ok(()) => return, // the faulting access retries on the new page
+            Err(crate::tasks::GrowthFailure::NotGrowth) => {}
+            Err(crate::tasks::GrowthFailure::Blocked(why)) => kprintln!("\n!!! stack growth failed: {why}"),
+        }
+    }
     if REPORTING[percore::id()].swap(true, Ordering::Relaxed) {
         // The report faulted: give up on printing, keep the failure status.
         exit::exit(exit::FAULT);

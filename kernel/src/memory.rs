@@ -36,6 +36,12 @@ pub fn alloc_pages(count: usize, align_pages: usize) -> Result<usize, OutOfFrame
     frames.alloc(count, align_pages)
 }
 
+/// One page, without waiting for the allocator lock (for the stack-growth fault path, where the
+/// faulting code may hold it). `None` if the lock is taken or memory is exhausted.
+pub fn try_alloc_page() -> Option<usize> {
+    FRAMES.try_lock()?.as_mut()?.alloc(1, 1).ok()
+}
+
 /// Returns pages from [`alloc_pages`].
 pub fn free_pages(addr: usize, count: usize) {
     FRAMES.lock().as_mut().expect("memory::init runs before any free").free(addr, count)

@@ -14,6 +14,7 @@ use tricolor_kernel::mem::PAGE_SIZE;
 use tricolor_runtime::context::Context;
 use tricolor_runtime::runq::{RunQueues, StealPolicy};
 use tricolor_runtime::sched::SwitchReason;
+use tricolor_runtime::stack::growth::{Growth, StackReservation};
 use tricolor_runtime::stack::registry::StackSlot;
 use tricolor_runtime::stack::{Stack, StackKind};
 use tricolor_runtime::task::{Task, TaskId};
@@ -23,12 +24,17 @@ static QUEUES: Once<RunQueues> = Once::new();
 /// Timer period in counter ticks (0 = preemption not started).
 static QUANTUM_TICKS: AtomicU64 = AtomicU64::new(0);
 
-/// What to free when a task is reaped: its stack pages and registry slot.
-struct StackRecord {
-    base: usize,
-    pages: usize,
-    slot: StackSlot,
+/// What to free when a task is reaped.
+enum StackRecord {
+    /// Contiguous pages, the lowest one an unmapped guard.
+    Fixed { base: usize, pages: usize, slot: StackSlot },
+    /// A reservation in the growable-stack arena: free whatever got mapped.
+    Growable { slot: StackSlot },
 }
+
+/// Where growable stacks are reserved: virtual addresses no RAM or device uses (256 GiB up).
+const STACK_ARENA: usize = 0x40_0000_0000;
+static NEXT_RESERVATION: Mutex<usize> = Mutex::new(STACK_ARENA);
 static STACK_RECORDS: Mutex<Option<HashMap<TaskId, StackRecord>>> = Mutex::new(None);
 
 /// The run queues (after `init`).
@@ -98,6 +104,9 @@ pub struct Spawn {
     pub stack_bytes: usize,
     /// Run only on this core.
     pub pinned: Option<usize>,
+    /// `Some(initial)`: reserve `stack_bytes` of address space but map only `initial` bytes; the
+    /// stack grows a page at a time on guard faults, never moving.
+    pub growable_from: Option<usize>,
 }
 
 /// The first Rust code of every task (through the runtime's entry trampoline).
@@ -112,26 +121,35 @@ extern "C" fn task_start(entry: usize, arg: usize) -> ! {
 /// Spawns `entry(arg)` as a task on a stack of `stack_bytes` (rounded up to pages) with an
 /// unmapped guard page below it, queued on `pinned` or on the calling core.
 pub fn spawn(options: Spawn, entry: fn(usize), arg: usize) -> Result<Arc<Task>, &'static str> {
-    let pages = options.stack_bytes.div_ceil(PAGE_SIZE) + 1;
-    let base = memory::alloc_pages(pages, 1).map_err(|_| "out of memory for a task stack")?;
-    let guard = base;
-    vm::unmap_live(guard).map_err(|_| "cannot unmap the guard page")?;
-    let (lo, hi) = (base + PAGE_SIZE, base + pages * PAGE_SIZE);
-    let stack = Stack::new(StackKind::Task, lo, hi, PAGE_SIZE, options.pinned, options.name);
-    let context = Context::for_entry(
-        hi,
-        tricolor_runtime::task_entry_address(),
-        task_start as *const () as usize,
-        entry as *const () as usize,
-        arg,
-    );
-    let mut task = Task::new(options.name, stack, context);
-    if let Some(core) = options.pinned {
-        task = task.pinned_to(core);
-    }
-    let task = Arc::new(task);
-    let slot = stacks::register(&stack);
-    STACK_RECORDS.lock().as_mut().expect("tasks::init ran").insert(task.id(), StackRecord { base, pages, slot });
+    let entry_context = |hi: usize| {
+        let start = task_start as *const () as usize;
+        Context::for_entry(hi, tricolor_runtime::task_entry_address(), start, entry as *const () as usize, arg)
+    };
+    let (task, fixed_pages) = match options.growable_from {
+        None => {
+            let pages = options.stack_bytes.div_ceil(PAGE_SIZE) + 1;
+            let base = memory::alloc_pages(pages, 1).map_err(|_| "out of memory for a task stack")?;
+            vm::unmap_live(base).map_err(|_| "cannot unmap the guard page")?;
+            let (lo, hi) = (base + PAGE_SIZE, base + pages * PAGE_SIZE);
+            let stack = Stack::new(StackKind::Task, lo, hi, PAGE_SIZE, options.pinned, options.name);
+            (Task::new(options.name, stack, entry_context(hi)), Some((base, pages)))
+        }
+        Some(initial) => {
+            let reservation = reserve_growable(options.stack_bytes, initial)?;
+            let stack = reservation.as_stack(options.name);
+            (Task::new(options.name, stack, entry_context(stack.hi)).with_reservation(reservation), None)
+        }
+    };
+    let task = Arc::new(match options.pinned {
+        Some(core) => task.pinned_to(core),
+        None => task,
+    });
+    let slot = stacks::register(task.stack());
+    let record = match fixed_pages {
+        Some((base, pages)) => StackRecord::Fixed { base, pages, slot },
+        None => StackRecord::Growable { slot },
+    };
+    STACK_RECORDS.lock().as_mut().expect("tasks::init ran").insert(task.id(), record);
     let core = options.pinned.unwrap_or_else(percore::id);
     let masked = cpu::mask_irqs();
     queues().enqueue(core, Arc::clone(&task));
@@ -151,11 +169,24 @@ pub fn reap() -> usize {
         cpu::restore_irqs(masked);
         let Some(task) = exited else { break };
         let record = STACK_RECORDS.lock().as_mut().expect("tasks::init ran").remove(&task.id());
-        if let Some(StackRecord { base, pages, slot }) = record {
-            stacks::STACKS.unregister(slot);
-            // Identity-map the guard again before the pages go back to the allocator.
-            vm::map_live(base, base, tricolor_arch::pagetable::Attributes::RAM_RWX).expect("guard remap");
-            memory::free_pages(base, pages);
+        match record {
+            Some(StackRecord::Fixed { base, pages, slot }) => {
+                stacks::STACKS.unregister(slot);
+                // Identity-map the guard again before the pages go back to the allocator.
+                vm::map_live(base, base, tricolor_arch::pagetable::Attributes::RAM_RWX).expect("guard remap");
+                memory::free_pages(base, pages);
+            }
+            Some(StackRecord::Growable { slot }) => {
+                stacks::STACKS.unregister(slot);
+                let reservation = task.reservation().expect("growable tasks have a reservation");
+                let hi = reservation.mapped_lo() + reservation.mapped_bytes();
+                for page in (reservation.mapped_lo()..hi).step_by(PAGE_SIZE) {
+                    if let Some(pa) = vm::unmap_live_returning(page) {
+                        memory::free_pages(pa, 1);
+                    }
+                }
+            }
+            None => {}
         }
         reaped += 1;
     }
@@ -187,3 +218,62 @@ pub fn idle_loop(mut poll: impl FnMut()) -> ! {
 pub fn stop_ticks() {
     QUANTUM_TICKS.store(0, Ordering::Relaxed);
 }
+
+/// Reserves `reserve` bytes (plus a guard page) of the growable-stack arena and maps the top
+/// `initial` bytes.
+fn reserve_growable(reserve: usize, initial: usize) -> Result<StackReservation, &'static str> {
+    let reserve = reserve.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    let initial_pages = initial.div_ceil(PAGE_SIZE).clamp(1, reserve / PAGE_SIZE);
+    let res_lo = {
+        let mut next = NEXT_RESERVATION.lock();
+        let res_lo = *next + PAGE_SIZE; // one guard page under every reservation
+        *next = res_lo + reserve;
+        res_lo
+    };
+    let hi = res_lo + reserve;
+    vm::prepare_live(res_lo, reserve).map_err(|_| "cannot build page tables for a stack reservation")?;
+    for page in (hi - initial_pages * PAGE_SIZE..hi).step_by(PAGE_SIZE) {
+        let frame = memory::alloc_pages(1, 1).map_err(|_| "out of memory for a task stack")?;
+        vm::map_live(page, frame, tricolor_arch::pagetable::Attributes::RAM_DATA)
+            .map_err(|_| "cannot map a stack page")?;
+    }
+    Ok(StackReservation::new(res_lo, hi, initial_pages, 1))
+}
+
+/// Why a growth fault could not be served.
+pub enum GrowthFailure {
+    /// The fault is not in the current task's reservation: not ours to handle.
+    NotGrowth,
+    /// Growth needed a lock the faulting code holds, or memory ran out.
+    Blocked(&'static str),
+}
+
+/// The fault handler's hook: if `far` is below the current task's mapped stack and inside its
+/// reservation, map the missing pages and let the faulting instruction retry.
+pub fn grow_current_stack(far: usize) -> Result<(), GrowthFailure> {
+    // SAFETY: runs on this core in an exception taken from the current task, which cannot be
+    // freed while it runs.
+    let task = unsafe { this_p().current() }.ok_or(GrowthFailure::NotGrowth)?;
+    let reservation = task.reservation().ok_or(GrowthFailure::NotGrowth)?;
+    let Growth::Grow { map_page_at, pages } = reservation.on_fault(far) else {
+        return Err(GrowthFailure::NotGrowth);
+    };
+    for i in 0..pages {
+        let frame =
+            memory::try_alloc_page().ok_or(GrowthFailure::Blocked("no free page (or the frame allocator is held)"))?;
+        let va = map_page_at + i * PAGE_SIZE;
+        match vm::try_map_live(va, frame) {
+            Some(Ok(())) => {}
+            Some(Err(_)) | None => {
+                memory::free_pages(frame, 1);
+                return Err(GrowthFailure::Blocked("the page tables are held by the faulting code"));
+            }
+        }
+    }
+    reservation.grown(map_page_at, pages);
+    GROWN_PAGES.fetch_add(pages as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Pages mapped by stack growth since boot.
+pub static GROWN_PAGES: AtomicU64 = AtomicU64::new(0);

@@ -75,3 +75,34 @@ pub fn map_live(va: usize, pa: usize, attrs: Attributes) -> Result<(), MapError>
     tricolor_arch::mmu::publish_new_mapping();
     Ok(())
 }
+
+/// Creates the page tables for `[va, va + len)` ahead of time (see `PageTable::prepare_tables`).
+pub fn prepare_live(va: usize, len: usize) -> Result<(), MapError> {
+    let mut tables = TABLES.lock();
+    tables.as_mut().expect("vm::init ran").prepare_tables(va, len, &mut FrameTables)
+}
+
+/// `map_live` for the stack-growth fault path: never waits for the table lock (the faulting code
+/// may hold it) and never allocates a table (`prepare_live` did). `None` if the lock is taken.
+pub fn try_map_live(va: usize, pa: usize) -> Option<Result<(), MapError>> {
+    let mut tables = TABLES.try_lock()?;
+    let result = tables.as_mut()?.map_page(va, pa, Attributes::RAM_DATA, &mut NoTables);
+    tricolor_arch::mmu::publish_new_mapping();
+    Some(result)
+}
+
+/// Unmaps a page and returns what it mapped (freeing a grown stack).
+pub fn unmap_live_returning(va: usize) -> Option<usize> {
+    let (pa, _) = translate(va)?;
+    unmap_live(va).ok()?;
+    Some(pa)
+}
+
+/// A table allocator that has none: for paths that must not allocate.
+struct NoTables;
+
+impl TableAllocator for NoTables {
+    fn alloc_table(&mut self) -> Option<usize> {
+        None
+    }
+}

@@ -93,6 +93,20 @@ const CASES: &[Case] = &[
         check: None,
     },
     Case {
+        name: "overflow-task-stack",
+        append: "test=overflow-task",
+        exit: FAULT,
+        expect: &["stack overflow: core 0, kind task, task 'deep'"],
+        check: None,
+    },
+    Case {
+        name: "overflow-growable-stack",
+        append: "test=overflow-growable",
+        exit: FAULT,
+        expect: &["stack overflow: core 0, kind task, task 'grower'", "guard [0x4000000000, 0x4000001000)"],
+        check: None,
+    },
+    Case {
         name: "overflow-system-stack",
         append: "test=overflow-system",
         exit: FAULT,

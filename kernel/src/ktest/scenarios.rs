@@ -11,6 +11,12 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "panic", about: "a Rust panic: must end in a panic report", run: panic },
     Scenario { name: "log-stress", about: "every core logs at once: lines must never interleave", run: log_stress },
     Scenario { name: "overflow-boot", about: "recurse until the boot stack's guard page", run: overflow_boot },
+    Scenario { name: "overflow-task", about: "a task with a fixed 16 KiB stack recurses forever", run: overflow_task },
+    Scenario {
+        name: "overflow-growable",
+        about: "a task with a growable 64 KiB stack recurses forever: grows, then overflows its reservation",
+        run: overflow_growable,
+    },
     Scenario {
         name: "overflow-system",
         about: "recurse inside systemstack() until the system stack's guard page",
@@ -37,6 +43,41 @@ fn overflow_boot(_: &Config<'_>) -> ! {
     let depth = recurse(0);
     kprintln!("overflow-boot: recursion returned ({depth}) without reaching the guard page");
     exit::exit(exit::TEST_FAILED)
+}
+
+fn recurse_task(_: usize) {
+    let depth = recurse(0);
+    kprintln!("overflow task: recursion returned ({depth}) without reaching the guard page");
+    exit::exit(exit::TEST_FAILED)
+}
+
+fn run_task_until_fault(options: crate::tasks::Spawn) -> ! {
+    if let Err(why) = crate::tasks::spawn(options, recurse_task, 0) {
+        kprintln!("cannot spawn: {why}");
+        exit::exit(exit::TEST_FAILED);
+    }
+    tricolor_arch::cpu::restore_irqs(false);
+    loop {
+        crate::tasks::yield_now();
+    }
+}
+
+fn overflow_task(_: &Config<'_>) -> ! {
+    run_task_until_fault(crate::tasks::Spawn {
+        name: "deep",
+        stack_bytes: 16 * 1024,
+        pinned: None,
+        growable_from: None,
+    })
+}
+
+fn overflow_growable(_: &Config<'_>) -> ! {
+    run_task_until_fault(crate::tasks::Spawn {
+        name: "grower",
+        stack_bytes: 64 * 1024,
+        pinned: None,
+        growable_from: Some(4096),
+    })
 }
 
 fn overflow_system(_: &Config<'_>) -> ! {

@@ -13,6 +13,7 @@ pub const TESTS: &[UnitTest] = &[
     UnitTest { name: "preempt_disable_prevents_switches", run: preempt_disable_prevents_switches },
     UnitTest { name: "yield_round_trip_cost", run: yield_round_trip_cost },
     UnitTest { name: "stop_the_world_parks_every_core", run: stop_the_world_parks_every_core },
+    UnitTest { name: "task_stack_grows_by_mapping", run: task_stack_grows_by_mapping },
     UnitTest { name: "stop_the_world_waits_for_preempt_disabled_window", run: stop_waits_for_window },
 ];
 
@@ -76,7 +77,7 @@ fn with_ticks(tasks_to_finish: usize, body: impl FnOnce() -> Result<(), String>)
 }
 
 fn spawn_pinned(name: &'static str, entry: fn(usize), arg: usize) -> Result<(), String> {
-    let options = tasks::Spawn { name, stack_bytes: 16 * 1024, pinned: Some(test_core()) };
+    let options = tasks::Spawn { name, stack_bytes: 16 * 1024, pinned: Some(test_core()), growable_from: None };
     tasks::spawn(options, entry, arg).map(|_| ()).map_err(String::from)
 }
 
@@ -179,7 +180,8 @@ fn stop_the_world_parks_every_core(_: &Config<'_>) -> Result<(), String> {
     let others: alloc::vec::Vec<usize> = (1..percore::online_count()).collect();
     with_ticks(others.len(), || {
         for &core in &others {
-            let options = tasks::Spawn { name: "counter", stack_bytes: 16 * 1024, pinned: Some(core) };
+            let options =
+                tasks::Spawn { name: "counter", stack_bytes: 16 * 1024, pinned: Some(core), growable_from: None };
             tasks::spawn(options, count_forever, core).map_err(String::from)?;
         }
         let moving = wait_ms(5000, || others.iter().all(|&c| STW_COUNTERS[c].load(Ordering::Relaxed) > 0));
@@ -258,4 +260,51 @@ fn stop_waits_for_window(_: &Config<'_>) -> Result<(), String> {
         ensure!(stopped_at >= window_end, "stopped at {stopped_at}, before the window ended at {window_end}");
         Ok(())
     })
+}
+
+/// Recurses `depth` frames of 512 bytes deep.
+#[inline(never)]
+fn recurse_to(depth: usize) -> usize {
+    let frame = core::hint::black_box([depth as u8; 512]);
+    if depth == 0 {
+        0
+    } else {
+        recurse_to(depth - 1) + frame[depth % 512] as usize
+    }
+}
+
+static MAPPED_AFTER: AtomicUsize = AtomicUsize::new(0);
+static MAPPED_BEFORE: AtomicUsize = AtomicUsize::new(0);
+
+fn grower(depth: usize) {
+    let task = tricolor_runtime::current_task().expect("a task is running");
+    let reservation = task.reservation().expect("spawned growable");
+    MAPPED_BEFORE.store(reservation.mapped_bytes(), Ordering::Relaxed);
+    core::hint::black_box(recurse_to(depth));
+    MAPPED_AFTER.store(reservation.mapped_bytes(), Ordering::Relaxed);
+    FINISHED.fetch_add(1, Ordering::Release);
+}
+
+fn task_stack_grows_by_mapping(_: &Config<'_>) -> Result<(), String> {
+    reset();
+    let grown_before = tasks::GROWN_PAGES.load(Ordering::Relaxed);
+    let options =
+        tasks::Spawn { name: "grower", stack_bytes: 512 * 1024, pinned: Some(test_core()), growable_from: Some(4096) };
+    tasks::spawn(options, grower, 200).map_err(String::from)?;
+    let masked = cpu::mask_irqs();
+    cpu::restore_irqs(false);
+    let done = wait_ms(5000, || {
+        tasks::yield_now();
+        FINISHED.load(Ordering::Acquire) == 1
+    });
+    cpu::restore_irqs(masked);
+    wait_ms(50, || tasks::reap() > 0);
+    ensure!(done, "the growing task did not finish");
+    let (before, after) = (MAPPED_BEFORE.load(Ordering::Relaxed), MAPPED_AFTER.load(Ordering::Relaxed));
+    let grown = tasks::GROWN_PAGES.load(Ordering::Relaxed) - grown_before;
+    log::info!("growable stack: {before} bytes mapped at start, {after} after 200 frames of 512 bytes ({grown} pages mapped on faults)");
+    ensure!(before == 4096, "started with {before} bytes mapped");
+    ensure!(after >= 100 * 1024, "only {after} bytes mapped after a 100 KiB-deep recursion");
+    ensure!(grown as usize * 4096 == after - before, "{grown} pages grown but {} bytes added", after - before);
+    Ok(())
 }
