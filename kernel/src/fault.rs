@@ -121,5 +121,15 @@ impl core::fmt::Write for Line {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     kprintln!("\n!!! PANIC on core {}: {}", percore::id(), info);
+    let sp = tricolor_arch::cpu::stack_pointer();
+    if let Some((stack, _)) = stacks::STACKS.find(sp) {
+        kprintln!(
+            "    running on the {} stack '{}' [{:#x}, {:#x}), SP {sp:#x}",
+            stack.kind,
+            stack.name,
+            stack.lo,
+            stack.hi
+        );
+    }
     exit::exit(exit::PANIC)
 }

@@ -22,6 +22,10 @@ static ONLINE: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_
 pub fn init_this_core(id: usize) {
     MPIDR[id].store(tricolor_arch::cpu::mpidr(), Ordering::Relaxed);
     let [boot, system, exception] = stacks::of_core(id);
+    // SAFETY: the system stack is mapped (vm::init ran on the boot core before any secondary
+    // starts; the boot core paints its own before vm::init, with the MMU off, which is equally
+    // fine) and nothing has run on it yet.
+    unsafe { system.paint() };
     // SAFETY: each core initialises only its own slot, exactly once, here; no reference to the
     // slot exists yet.
     let slot = unsafe { &mut *P_SLOTS.0[id].get() };

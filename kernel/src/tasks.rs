@@ -132,6 +132,8 @@ pub fn spawn(options: Spawn, entry: fn(usize), arg: usize) -> Result<Arc<Task>, 
             vm::unmap_live(base).map_err(|_| "cannot unmap the guard page")?;
             let (lo, hi) = (base + PAGE_SIZE, base + pages * PAGE_SIZE);
             let stack = Stack::new(StackKind::Task, lo, hi, PAGE_SIZE, options.pinned, options.name);
+            // SAFETY: the pages were just allocated to us and nothing runs on them yet.
+            unsafe { stack.paint() };
             (Task::new(options.name, stack, entry_context(hi)), Some((base, pages)))
         }
         Some(initial) => {
@@ -158,6 +160,17 @@ pub fn spawn(options: Spawn, entry: fn(usize), arg: usize) -> Result<Arc<Task>, 
         cpu::send_event();
     }
     Ok(task)
+}
+
+/// Bytes of a fixed task stack ever used (its high-water mark); `None` for a growable stack (its
+/// mapped size is its high-water mark) or a task still running.
+pub fn stack_high_water(task: &Task) -> Option<usize> {
+    if task.reservation().is_some() || task.state() != tricolor_runtime::task::TaskState::Exited {
+        return None;
+    }
+    // SAFETY: the stack is painted (spawn), mapped until reap(), and its task has exited, so
+    // nothing writes to it.
+    Some(unsafe { task.stack().high_water_mark() })
 }
 
 /// Frees the stacks of exited tasks. Returns how many were reaped.

@@ -67,6 +67,13 @@ const CASES: &[Case] = &[
         check: None,
     },
     Case {
+        name: "panic-on-system-stack",
+        append: "test=panic-systemstack",
+        exit: PANIC,
+        expect: &["PANIC on core 0", "deliberate panic on the system stack", "running on the system stack 'system'"],
+        check: None,
+    },
+    Case {
         name: "cmdline-unknown-key",
         append: "bogus=1",
         exit: BAD_CONFIG,

@@ -9,6 +9,11 @@ pub const SCENARIOS: &[Scenario] = &[
     Scenario { name: "boot", about: "boot to ready and exit 0", run: boot },
     Scenario { name: "fault", about: "load from an unmapped address: must end in a fault report", run: fault },
     Scenario { name: "panic", about: "a Rust panic: must end in a panic report", run: panic },
+    Scenario {
+        name: "panic-systemstack",
+        about: "a panic inside systemstack(): reported from the system stack",
+        run: panic_systemstack,
+    },
     Scenario { name: "log-stress", about: "every core logs at once: lines must never interleave", run: log_stress },
     Scenario { name: "overflow-boot", about: "recurse until the boot stack's guard page", run: overflow_boot },
     Scenario { name: "overflow-task", about: "a task with a fixed 16 KiB stack recurses forever", run: overflow_task },
@@ -130,6 +135,10 @@ fn fault(_: &Config<'_>) -> ! {
 
 fn panic(_: &Config<'_>) -> ! {
     panic!("deliberate panic from the panic scenario")
+}
+
+fn panic_systemstack(_: &Config<'_>) -> ! {
+    tricolor_runtime::systemstack(|| panic!("deliberate panic on the system stack"))
 }
 
 /// Lines each core prints; xtask counts them per core and checks each is whole.

@@ -14,6 +14,7 @@ pub const TESTS: &[UnitTest] = &[
     UnitTest { name: "yield_round_trip_cost", run: yield_round_trip_cost },
     UnitTest { name: "stop_the_world_parks_every_core", run: stop_the_world_parks_every_core },
     UnitTest { name: "task_stack_grows_by_mapping", run: task_stack_grows_by_mapping },
+    UnitTest { name: "task_stack_high_water_mark", run: task_stack_high_water_mark },
     UnitTest { name: "stop_the_world_waits_for_preempt_disabled_window", run: stop_waits_for_window },
 ];
 
@@ -306,5 +307,30 @@ fn task_stack_grows_by_mapping(_: &Config<'_>) -> Result<(), String> {
     ensure!(before == 4096, "started with {before} bytes mapped");
     ensure!(after >= 100 * 1024, "only {after} bytes mapped after a 100 KiB-deep recursion");
     ensure!(grown as usize * 4096 == after - before, "{grown} pages grown but {} bytes added", after - before);
+    Ok(())
+}
+
+fn shallow_task(depth: usize) {
+    core::hint::black_box(recurse_to(depth));
+    FINISHED.fetch_add(1, Ordering::Release);
+}
+
+fn task_stack_high_water_mark(_: &Config<'_>) -> Result<(), String> {
+    reset();
+    let options =
+        tasks::Spawn { name: "painted", stack_bytes: 32 * 1024, pinned: Some(test_core()), growable_from: None };
+    let task = tasks::spawn(options, shallow_task, 20).map_err(String::from)?;
+    let masked = cpu::mask_irqs();
+    cpu::restore_irqs(false);
+    let done = wait_ms(5000, || {
+        tasks::yield_now();
+        FINISHED.load(Ordering::Acquire) == 1 && tasks::stack_high_water(&task).is_some()
+    });
+    cpu::restore_irqs(masked);
+    ensure!(done, "the task did not finish");
+    let used = tasks::stack_high_water(&task).unwrap_or(0);
+    drop(task);
+    wait_ms(50, || tasks::reap() > 0);
+    ensure!((20 * 512..32 * 1024).contains(&used), "high-water mark {used} bytes for 20 frames of 512 bytes in 32 KiB");
     Ok(())
 }

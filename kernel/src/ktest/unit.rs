@@ -277,5 +277,8 @@ fn systemstack_bounds_caller_stack(_: &Config<'_>) -> Result<(), String> {
     );
     ensure!(plain > 8 * 1024, "direct deep_work used only {plain} bytes: the measurement is broken");
     ensure!(through <= 128, "systemstack used {through} bytes of the caller's stack");
+    // SAFETY: this core's system stack is painted at boot and idle now (we are not on it).
+    let used = unsafe { tricolor_runtime::this_p().system_stack().high_water_mark() };
+    ensure!(used >= plain, "system stack high-water mark {used} bytes, but {plain}-byte work ran on it");
     Ok(())
 }
