@@ -56,7 +56,7 @@ impl Pl011 {
 
     fn put(regs: &Pl011Registers, byte: u8) {
         while regs.fr.is_set(FR::TXFF) {
-            core::hint::spin_loop();
+            tricolor_arch::cpu::relax();
         }
         regs.dr.set(byte as u32);
     }
@@ -103,7 +103,7 @@ fn lock() -> ConsoleGuard {
     }
     // Acquire pairs with the Release in Drop: the previous holder's UART writes are complete.
     while OWNER.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed).is_err() {
-        core::hint::spin_loop();
+        tricolor_arch::cpu::relax();
     }
     ConsoleGuard { irqs_were_masked, reentered: false }
 }

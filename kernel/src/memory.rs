@@ -2,7 +2,7 @@
 //! tree, the image and the allocator's own bitmap), and the `#[global_allocator]` heap on top of it.
 
 use crate::devicetree::Machine;
-use spin::Mutex;
+use tricolor_arch::cpu::SpinLock as Mutex;
 use tricolor_kernel::mem::frames::{FrameAllocator, FrameStats, OutOfFrames};
 use tricolor_kernel::mem::heap::{Heap, PageSource};
 use tricolor_kernel::mem::{align_up, PAGE_SIZE};

@@ -3,7 +3,7 @@
 use crate::{devicetree::Machine, percore};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use log::warn;
-use spin::Mutex;
+use tricolor_arch::cpu::SpinLock as Mutex;
 use tricolor_arch::{cpu, psci};
 use tricolor_kernel::cmdline::MAX_CORES;
 
@@ -36,7 +36,7 @@ pub fn start_secondaries(machine: &Machine, max_cores: usize) -> usize {
     }
     let deadline = cpu::counter() + ONLINE_TIMEOUT_S * cpu::counter_frequency();
     while percore::online_count() < next && cpu::counter() < deadline {
-        core::hint::spin_loop();
+        tricolor_arch::cpu::relax();
     }
     let online = percore::online_count();
     if online < next {
@@ -84,7 +84,7 @@ pub fn run_on_all(f: fn(usize)) {
     f(me);
     for core in others() {
         while MAILBOX[core].load(Ordering::Acquire) != 0 {
-            core::hint::spin_loop();
+            tricolor_arch::cpu::relax();
         }
     }
 }

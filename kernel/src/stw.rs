@@ -10,8 +10,8 @@
 
 use crate::{irq, percore};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use spin::Mutex;
 use tricolor_arch::cpu;
+use tricolor_arch::cpu::SpinLock as Mutex;
 use tricolor_kernel::cmdline::MAX_CORES;
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -79,7 +79,7 @@ pub fn park_here() {
     // request's data.
     PARKED.fetch_add(1, Ordering::AcqRel);
     while REQUESTED.load(Ordering::Acquire) {
-        core::hint::spin_loop();
+        tricolor_arch::cpu::relax();
     }
     PARKED_SP[core].store(0, Ordering::Release);
     PARKED.fetch_sub(1, Ordering::AcqRel);
@@ -98,7 +98,7 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
     }
     let deadline = start + cpu::counter_frequency() * STOP_TIMEOUT_MS / 1000;
     while PARKED.load(Ordering::Acquire) < others && cpu::counter() < deadline {
-        core::hint::spin_loop();
+        tricolor_arch::cpu::relax();
     }
     if PARKED.load(Ordering::Acquire) < others {
         let missing = (0..MAX_CORES)
@@ -119,7 +119,7 @@ fn release(masked: bool) {
     REQUESTED.store(false, Ordering::Release);
     // Wait for every parked core to leave, so the next stop starts from zero.
     while PARKED.load(Ordering::Acquire) != 0 {
-        core::hint::spin_loop();
+        tricolor_arch::cpu::relax();
     }
     cpu::restore_irqs(masked);
 }

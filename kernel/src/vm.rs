@@ -4,7 +4,7 @@
 
 use crate::{devicetree::Machine, memory, stacks};
 use core::sync::atomic::{AtomicUsize, Ordering};
-use spin::Mutex;
+use tricolor_arch::cpu::SpinLock as Mutex;
 use tricolor_arch::pagetable::{Attributes, MapError, PageTable, TableAllocator};
 use tricolor_kernel::mem::PAGE_SIZE;
 

@@ -71,6 +71,16 @@ pub fn restore_irqs(was_masked: bool) {
     }
 }
 
+/// The body of every loop that waits for another core: the `yield` hint. Rust's
+/// `core::hint::spin_loop` emits `isb` on aarch64, which QEMU's round-robin (`-icount`) scheduler
+/// does not treat as a reason to run another vCPU, so a spinning core would starve the one it
+/// waits for; `yield` makes QEMU switch vCPUs, and on hardware it is the architectural spin hint.
+#[inline(always)]
+pub fn relax() {
+    // SAFETY: a hint instruction with no architectural effect.
+    unsafe { core::arch::asm!("yield", options(nomem, nostack, preserves_flags)) };
+}
+
 /// Waits for an event (another core's `sev`, an interrupt).
 #[inline]
 pub fn wait_for_event() {
@@ -82,3 +92,17 @@ pub fn wait_for_event() {
 pub fn send_event() {
     aarch64_cpu::asm::sev();
 }
+
+/// A `spin` relax strategy that waits with [`relax`], so a core contending for a lock held by
+/// another vCPU lets QEMU run that vCPU.
+pub struct YieldRelax;
+
+impl spin::RelaxStrategy for YieldRelax {
+    #[inline(always)]
+    fn relax() {
+        relax();
+    }
+}
+
+/// The kernel's spin lock: `spin::Mutex` waiting with `yield`.
+pub type SpinLock<T> = spin::mutex::Mutex<T, YieldRelax>;

@@ -50,7 +50,7 @@ fn spinner(me: usize) {
 fn wait_ms(ms: u64, done: impl Fn() -> bool) -> bool {
     let deadline = cpu::counter() + cpu::counter_frequency() * ms / 1000;
     while !done() && cpu::counter() < deadline {
-        core::hint::spin_loop();
+        tricolor_arch::cpu::relax();
     }
     done()
 }
@@ -225,7 +225,7 @@ fn window_holder(_: usize) {
     WINDOW_END.store(cpu::counter(), Ordering::Release);
     drop(guard);
     while !STOP.load(Ordering::Relaxed) {
-        core::hint::spin_loop();
+        tricolor_arch::cpu::relax();
     }
     FINISHED.fetch_add(1, Ordering::Release);
 }

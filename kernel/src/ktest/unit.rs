@@ -138,7 +138,7 @@ fn mmu_on_with_guard_pages(_: &Config<'_>) -> Result<(), String> {
 fn wait_until(ms: u64, done: impl Fn() -> bool) -> bool {
     let deadline = cpu::counter() + cpu::counter_frequency() * ms / 1000;
     while !done() && cpu::counter() < deadline {
-        core::hint::spin_loop();
+        tricolor_arch::cpu::relax();
     }
     done()
 }
