@@ -10,7 +10,7 @@ use super::PAGE_SIZE;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use tricolor_arch::cpu::SpinLock as Mutex;
+use spin::Mutex;
 
 /// Where the heap gets whole pages.
 pub trait PageSource {
