@@ -16,6 +16,10 @@ qemu-test *ARGS:
 lint:
     cargo xtask lint
 
+# Boot headless and save the display as a PNG (QMP screendump), e.g. `just screenshot --out shot.png`.
+screenshot *ARGS:
+    cargo xtask screenshot {{ARGS}}
+
 # Boot halted under gdb-multiarch (QEMU gdb stub on :1234).
 debug *ARGS:
     cargo xtask debug {{ARGS}}

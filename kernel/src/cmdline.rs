@@ -4,6 +4,8 @@
 //! lists every valid key and the values it takes, so a typo stops the boot with a clear answer.
 
 use core::fmt;
+use tricolor_virtio::gpu::Completion;
+use tricolor_virtio::FenceStrategy;
 
 /// Log verbosity (`log=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -14,6 +16,36 @@ pub enum LogLevel {
     Info,
     Debug,
     Trace,
+}
+
+/// Where the GPU framebuffer's memory comes from (`fb=`). The driver only ever sees a scatter
+/// list, so every source plugs in behind the same interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FbSource {
+    /// A `.bss` array sized for 1280x720x4.
+    Static,
+    /// Pages from the frame allocator.
+    Pages,
+    /// A pinned no-scan object in the GC heap.
+    Gc,
+    /// No framebuffer: the GPU is left alone.
+    None,
+}
+
+impl FbSource {
+    /// The command-line spelling.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Static => "static",
+            Self::Pages => "pages",
+            Self::Gc => "gc",
+            Self::None => "none",
+        }
+    }
+
+    fn parse(value: &str) -> Option<Self> {
+        [Self::Static, Self::Pages, Self::Gc, Self::None].into_iter().find(|s| s.name() == value)
+    }
 }
 
 /// The boot configuration. Defaults are what `cargo xtask run` gets with no `-append`.
@@ -27,11 +59,29 @@ pub struct Config<'a> {
     pub cores: usize,
     /// `seed=`: seed for anything randomised (stress suites, tests).
     pub seed: u64,
+    /// `fb=`: where the GPU framebuffer lives.
+    pub fb: FbSource,
+    /// `virtio.fence=`: how virtqueue polls order the used-index read (an experiment knob).
+    pub virtio_fence: FenceStrategy,
+    /// `virtio.complete=`: learn of GPU command completion by polling or by interrupt.
+    pub virtio_complete: Completion,
+    /// `virtio.timeout=`: empty polls before a GPU command is reported failed (`None`: the
+    /// driver's default).
+    pub virtio_timeout: Option<u64>,
 }
 
 impl Default for Config<'_> {
     fn default() -> Self {
-        Self { log: LogLevel::Info, test: None, cores: MAX_CORES, seed: 1 }
+        Self {
+            log: LogLevel::Info,
+            test: None,
+            cores: MAX_CORES,
+            seed: 1,
+            fb: FbSource::Static,
+            virtio_fence: FenceStrategy::Acquire,
+            virtio_complete: Completion::Polling,
+            virtio_timeout: None,
+        }
     }
 }
 
@@ -51,6 +101,14 @@ pub const KEYS: &[Key] = &[
     Key { name: "test", values: "<name>[+<name>...]", help: "run kernel tests or a scenario, exit with the verdict" },
     Key { name: "cores", values: "1..=8", help: "bring up at most this many cores" },
     Key { name: "seed", values: "<u64>", help: "seed for randomised suites" },
+    Key { name: "fb", values: "static|pages|gc|none", help: "where the GPU framebuffer lives" },
+    Key {
+        name: "virtio.fence",
+        values: "acquire|seqcst|after-progress",
+        help: "virtqueue used-index ordering (after-progress is seed 002's broken variant)",
+    },
+    Key { name: "virtio.complete", values: "poll|irq", help: "GPU command completion by polling or interrupt" },
+    Key { name: "virtio.timeout", values: "<spins>", help: "empty polls before a GPU command is reported failed" },
 ];
 
 /// Why a command line was rejected.
@@ -101,10 +159,22 @@ pub fn parse(line: &str) -> Result<Config<'_>, CmdlineError<'_>> {
             "test" if !value.is_empty() => config.test = Some(value),
             "cores" => config.cores = value.parse().ok().filter(|n| (1..=MAX_CORES).contains(n)).ok_or_else(bad)?,
             "seed" => config.seed = parse_u64(value).ok_or_else(bad)?,
+            "fb" => config.fb = FbSource::parse(value).ok_or_else(bad)?,
+            "virtio.fence" => config.virtio_fence = FenceStrategy::parse(value).ok_or_else(bad)?,
+            "virtio.complete" => config.virtio_complete = parse_completion(value).ok_or_else(bad)?,
+            "virtio.timeout" => config.virtio_timeout = Some(parse_u64(value).filter(|&n| n > 0).ok_or_else(bad)?),
             _ => return Err(bad()),
         }
     }
     Ok(config)
+}
+
+fn parse_completion(value: &str) -> Option<Completion> {
+    match value {
+        "poll" => Some(Completion::Polling),
+        "irq" => Some(Completion::Interrupt),
+        _ => None,
+    }
 }
 
 fn parse_level(value: &str) -> Option<LogLevel> {
@@ -178,6 +248,48 @@ mod tests {
         assert!(matches!(parse("test="), Err(CmdlineError::BadValue { key: "test", .. })));
         assert_eq!(parse("verbose"), Err(CmdlineError::MissingValue { word: "verbose" }));
         assert_eq!(parse("log=info log=warn"), Err(CmdlineError::Duplicate { key: "log" }));
+    }
+
+    #[test]
+    fn parses_display_and_virtio_keys() {
+        let c = parse("fb=pages virtio.fence=after-progress virtio.complete=irq virtio.timeout=5").unwrap();
+        assert_eq!(c.fb, FbSource::Pages);
+        assert_eq!(c.virtio_fence, FenceStrategy::AfterProgress);
+        assert_eq!(c.virtio_complete, Completion::Interrupt);
+        assert_eq!(c.virtio_timeout, Some(5));
+        for (word, source) in [("fb=static", FbSource::Static), ("fb=gc", FbSource::Gc), ("fb=none", FbSource::None)] {
+            assert_eq!(parse(word).unwrap().fb, source);
+        }
+        assert_eq!(parse("virtio.fence=seqcst").unwrap().virtio_fence, FenceStrategy::SeqCst);
+        assert_eq!(parse("virtio.complete=poll").unwrap().virtio_complete, Completion::Polling);
+        assert_eq!(parse("virtio.timeout=0x10").unwrap().virtio_timeout, Some(16));
+    }
+
+    #[test]
+    fn display_defaults_are_static_acquire_polling() {
+        let c = Config::default();
+        assert_eq!(c.fb, FbSource::Static);
+        assert_eq!(c.virtio_fence, FenceStrategy::Acquire);
+        assert_eq!(c.virtio_complete, Completion::Polling);
+        assert_eq!(c.virtio_timeout, None);
+    }
+
+    #[test]
+    fn bad_display_and_virtio_values_are_refused() {
+        for (word, key) in [
+            ("fb=gpu", "fb"),
+            ("virtio.fence=relaxed", "virtio.fence"),
+            ("virtio.complete=msi", "virtio.complete"),
+            ("virtio.timeout=0", "virtio.timeout"),
+            ("virtio.timeout=soon", "virtio.timeout"),
+        ] {
+            match parse(word) {
+                Err(CmdlineError::BadValue { key: k, .. }) => assert_eq!(k, key, "{word}"),
+                other => panic!("{word}: {other:?}"),
+            }
+        }
+        let text = parse("fb=gpu").unwrap_err().to_string();
+        assert!(text.contains("expected static|pages|gc|none"), "{text}");
     }
 
     #[test]

@@ -58,6 +58,15 @@ pub fn gic() -> Option<&'static Gic> {
     GIC.get()
 }
 
+/// Enables shared peripheral interrupt `id` (routed to core 0), level-sensitive or edge-triggered
+/// as the device tree says. Register its handler first.
+pub fn enable_spi(id: u32, level: bool) {
+    debug_assert!((32..MAX_IRQ as u32).contains(&id), "SPI {id} outside the handler table");
+    if let Some(gic) = GIC.get() {
+        gic.enable(id, level);
+    }
+}
+
 /// Installs the handler for interrupt `id`.
 pub fn register(id: u32, handler: Handler) {
     // Release: a core that dispatches this id (Acquire) sees the handler's initialised state.

@@ -12,6 +12,7 @@
 //! - `vm`: the MMU tables: identity map with unmapped guard pages under every stack.
 //! - `fault`: the exception handler and the decoded fault report.
 //! - `irq`: the GIC, interrupt handlers, dispatch.
+//! - `gpu`: the VirtIO GPU display (framebuffer sources, test pattern, `[VIRTIO PERF]`).
 //! - `ktest`: kernel tests and scenarios, selected with `test=`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
@@ -25,6 +26,8 @@ mod devicetree;
 mod exit;
 #[cfg(target_os = "none")]
 mod fault;
+#[cfg(target_os = "none")]
+mod gpu;
 #[cfg(target_os = "none")]
 mod irq;
 #[cfg(target_os = "none")]

@@ -2,6 +2,7 @@
 //! and CI run exactly the same commands.
 //!
 //! - `run`: build the kernel and boot it in QEMU (4 cores, a VirtIO GPU, UART on this terminal).
+//! - `screenshot`: boot headless and save the display as a PNG.
 //! - `test`: lint, host tests, then the QEMU tests at smp 1 and 4.
 //! - `build`, `lint`, `qemu-test`, `debug`, `setup`: the pieces.
 
@@ -10,6 +11,7 @@ mod cargo;
 mod kernel;
 mod qemu;
 mod qemu_tests;
+mod screenshot;
 mod setup;
 
 use std::process::ExitCode;
@@ -22,6 +24,10 @@ commands:
                --smp N        cores (default 4)
                --append STR   kernel command line (e.g. \"log=debug\")
                --debug        debug build instead of release
+  screenshot boot headless, wait for the drawn frame, save the display as PNG (QMP screendump)
+               --out FILE     where to write it (default screenshot.png)
+               --append STR   kernel command line (e.g. \"fb=pages\")
+               --smp N        cores (default 4)
   test       everything CI runs: lint, host tests, QEMU tests at smp 1 and 4
                --no-lint      skip fmt/clippy
                --filter STR   only QEMU cases whose name contains STR
@@ -42,6 +48,7 @@ fn main() -> ExitCode {
         Some("lint") => args.finish().and_then(|()| cargo::lint()),
         Some("build") => args.finish().and_then(|()| cmd_build()),
         Some("debug") => cmd_debug(&mut args),
+        Some("screenshot") => cmd_screenshot(&mut args),
         Some("setup") => args.finish().and_then(|()| setup::all()),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
@@ -77,6 +84,20 @@ fn cmd_run(args: &mut args::Args) -> Result {
     let elf = kernel::build(profile)?;
     let machine = qemu::Machine { smp: smp.unwrap_or(4), append, ..qemu::Machine::new(&elf) };
     qemu::run_interactive(&machine)
+}
+
+fn cmd_screenshot(args: &mut args::Args) -> Result {
+    let out = args.value("--out")?.unwrap_or_else(|| "screenshot.png".into());
+    let append = args.value("--append")?.unwrap_or_default();
+    let smp = args.value("--smp")?.map(|s| s.parse().map_err(|_| format!("--smp {s}: not a number"))).transpose()?;
+    args.finish()?;
+    setup::rust_target()?;
+    setup::qemu()?;
+    let elf = kernel::build(kernel::Profile::Release)?;
+    let machine = qemu::Machine { smp: smp.unwrap_or(4), append, gpu: true, ..qemu::Machine::new(&elf) };
+    let shot = screenshot::take(&machine, std::path::Path::new(&out), screenshot::TIMEOUT)?;
+    println!("xtask: wrote {out} ({:.2} s after boot)", shot.elapsed.as_secs_f64());
+    Ok(())
 }
 
 fn cmd_test(args: &mut args::Args) -> Result {

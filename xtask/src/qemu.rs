@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The GPU's display size (`xres`/`yres` of `virtio-gpu-device`).
+pub const GPU_WIDTH: u32 = 1280;
+pub const GPU_HEIGHT: u32 = 720;
+
 /// One QEMU `virt` machine.
 #[derive(Clone)]
 pub struct Machine {
@@ -23,7 +27,7 @@ impl Machine {
     }
 
     /// Everything but the console/display choice.
-    fn base_args(&self) -> Vec<String> {
+    pub(crate) fn base_args(&self) -> Vec<String> {
         let mut args: Vec<String> = [
             "-machine",
             "virt",
@@ -46,7 +50,8 @@ impl Machine {
             args.extend(["-append".into(), self.append.clone()]);
         }
         if self.gpu {
-            args.extend(["-device".into(), "virtio-gpu-device".into()]);
+            // 1280x720: the size the kernel's static framebuffer and the GPU numbers are for.
+            args.extend(["-device".into(), format!("virtio-gpu-device,xres={GPU_WIDTH},yres={GPU_HEIGHT}")]);
         }
         args
     }

@@ -3,6 +3,7 @@
 //! kernel fails its case instead of hanging CI.
 
 use crate::qemu::{self, Machine};
+use crate::screenshot;
 use crate::Result;
 use std::path::Path;
 use std::time::Duration;
@@ -25,6 +26,8 @@ struct Case {
     expect: &'static [&'static str],
     /// Extra checks on the whole output.
     check: Option<fn(&str, usize) -> Result>,
+    /// Attach a `virtio-gpu-device` (1280x720).
+    gpu: bool,
 }
 
 const CASES: &[Case] = &[
@@ -39,6 +42,7 @@ const CASES: &[Case] = &[
             "ready in",
         ],
         check: None,
+        gpu: false,
     },
     Case {
         name: "unit",
@@ -46,6 +50,7 @@ const CASES: &[Case] = &[
         exit: SUCCESS,
         expect: &["kernel unit tests: ", " 0 failed"],
         check: Some(units_ran),
+        gpu: false,
     },
     Case {
         name: "fault-report",
@@ -58,6 +63,7 @@ const CASES: &[Case] = &[
             "x30 0x",
         ],
         check: None,
+        gpu: false,
     },
     Case {
         name: "panic-report",
@@ -65,6 +71,7 @@ const CASES: &[Case] = &[
         exit: PANIC,
         expect: &["PANIC on core 0", "deliberate panic"],
         check: None,
+        gpu: false,
     },
     Case {
         name: "panic-on-system-stack",
@@ -72,6 +79,7 @@ const CASES: &[Case] = &[
         exit: PANIC,
         expect: &["PANIC on core 0", "deliberate panic on the system stack", "running on the system stack 'system'"],
         check: None,
+        gpu: false,
     },
     Case {
         name: "cmdline-unknown-key",
@@ -79,6 +87,7 @@ const CASES: &[Case] = &[
         exit: BAD_CONFIG,
         expect: &["bad kernel command line \"bogus=1\": unknown key 'bogus'; valid keys: log=", "cores=1..=8"],
         check: None,
+        gpu: false,
     },
     Case {
         name: "cmdline-bad-value",
@@ -86,8 +95,16 @@ const CASES: &[Case] = &[
         exit: BAD_CONFIG,
         expect: &["bad value '99' for 'cores' (expected 1..=8)"],
         check: None,
+        gpu: false,
     },
-    Case { name: "unknown-test", append: "test=nope", exit: BAD_CONFIG, expect: &["unknown test 'nope'"], check: None },
+    Case {
+        name: "unknown-test",
+        append: "test=nope",
+        exit: BAD_CONFIG,
+        expect: &["unknown test 'nope'"],
+        check: None,
+        gpu: false,
+    },
     Case {
         name: "overflow-boot-stack",
         append: "test=overflow-boot",
@@ -98,6 +115,7 @@ const CASES: &[Case] = &[
             "translation fault (level 3) on a write",
         ],
         check: None,
+        gpu: false,
     },
     Case {
         name: "overflow-task-stack",
@@ -105,6 +123,7 @@ const CASES: &[Case] = &[
         exit: FAULT,
         expect: &["kind task, task 'deep', stack [0x"],
         check: None,
+        gpu: false,
     },
     Case {
         name: "overflow-growable-stack",
@@ -112,6 +131,7 @@ const CASES: &[Case] = &[
         exit: FAULT,
         expect: &["kind task, task 'grower', stack [0x", "guard [0x4000000000, 0x4000001000)"],
         check: None,
+        gpu: false,
     },
     Case {
         name: "overflow-system-stack",
@@ -119,6 +139,7 @@ const CASES: &[Case] = &[
         exit: FAULT,
         expect: &["stack overflow: core 0, kind system, stack 'system' of core 0"],
         check: None,
+        gpu: false,
     },
     Case {
         name: "overflow-exception-stack",
@@ -129,6 +150,7 @@ const CASES: &[Case] = &[
             "stack overflow: core 0, kind exception, stack 'exception' of core 0",
         ],
         check: None,
+        gpu: false,
     },
     Case {
         name: "log-stress",
@@ -136,8 +158,186 @@ const CASES: &[Case] = &[
         exit: SUCCESS,
         expect: &["log-stress: {smp} cores"],
         check: Some(log_lines_whole),
+        gpu: false,
+    },
+    Case {
+        name: "gpu-fb-static",
+        append: "test=gpu-fb-static",
+        exit: SUCCESS,
+        expect: &[
+            "framebuffer from static (3600 KiB",
+            "gpu: test pattern drawn (1280x720, fb=static)",
+            "[VIRTIO PERF] gpu-fb-static fence=acquire complete=poll fb=static size=1280x720",
+            "gpu-fb-static: ok",
+        ],
+        check: Some(perf_lines_clean),
+        gpu: true,
+    },
+    Case {
+        name: "gpu-fb-pages",
+        append: "test=gpu-fb-pages",
+        exit: SUCCESS,
+        expect: &[
+            "framebuffer from pages (3600 KiB",
+            "gpu: test pattern drawn (1280x720, fb=pages)",
+            "gpu-fb-pages: ok",
+        ],
+        check: Some(perf_lines_clean),
+        gpu: true,
+    },
+    Case {
+        name: "gpu-fb-gc",
+        append: "test=gpu-fb-gc",
+        exit: SUCCESS,
+        expect: &[
+            "fb=gc: GC heap not available yet, falling back to static",
+            "framebuffer from static (3600 KiB",
+            "gpu-fb-gc: ok",
+        ],
+        check: Some(perf_lines_clean),
+        gpu: true,
+    },
+    Case {
+        name: "gpu-irq-completion",
+        append: "test=gpu-fb-static virtio.complete=irq",
+        exit: SUCCESS,
+        expect: &["fence=acquire complete=irq", "gpu-fb-static: ok"],
+        check: Some(interrupts_taken),
+        gpu: true,
+    },
+    Case {
+        name: "gpu-fence-after-progress",
+        append: "test=gpu-fb-static virtio.fence=after-progress",
+        exit: SUCCESS,
+        expect: &[
+            "virtio.fence=after-progress: seed 002's variant",
+            "fence=after-progress complete=poll",
+            "gpu-fb-static: ok",
+        ],
+        check: Some(perf_lines_clean),
+        gpu: true,
+    },
+    Case {
+        name: "gpu-timeout",
+        append: "test=gpu-timeout virtio.timeout=1",
+        exit: SUCCESS,
+        expect: &[
+            "virtio-gpu: command 0x",
+            "gpu-timeout: GPU command reported failed: timed out after 2 polls",
+            "gpu-timeout: the kernel goes on",
+        ],
+        check: None,
+        gpu: true,
+    },
+    Case {
+        name: "gpu-missing",
+        append: "test=gpu-missing",
+        exit: SUCCESS,
+        expect: &[
+            "WARN  c0 gpu: no virtio-gpu device (32 virtio-mmio slots probed",
+            "continuing without a display",
+            "gpu-missing: no GPU, the kernel goes on",
+        ],
+        check: None,
+        gpu: false,
+    },
+    Case {
+        name: "gpu-bench",
+        append: "test=gpu-bench",
+        exit: SUCCESS,
+        expect: &["is seed 002's variant", "gpu-bench: ok: 60 full (1280x720) and 60 dirty (400x80) frames"],
+        check: Some(bench_lines_complete),
+        gpu: true,
+    },
+    Case {
+        name: "gpu-demo",
+        append: "test=gpu-demo",
+        exit: SUCCESS,
+        expect: &["gpu: test pattern drawn (1280x720, fb=static)", "[VIRTIO PERF] gpu-demo ", "gpu-demo: ok"],
+        check: Some(perf_lines_clean),
+        gpu: true,
     },
 ];
+
+/// The screenshot test (xtask/src/screenshot.rs): a plain boot's test pattern, checked pixel by
+/// pixel in a `screendump` PNG. Runs at smp 4 only.
+const SCREENSHOT_CASE: &str = "gpu-screenshot";
+
+/// One `[VIRTIO PERF] <label> key=value ...` line.
+struct PerfLine<'a> {
+    label: &'a str,
+    fields: Vec<(&'a str, &'a str)>,
+}
+
+impl PerfLine<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.fields.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    /// The integer part of a numeric field (0 if missing).
+    fn number(&self, key: &str) -> u64 {
+        self.get(key).and_then(|v| v.split('.').next()?.parse().ok()).unwrap_or(0)
+    }
+}
+
+fn perf_lines(output: &str) -> Vec<PerfLine<'_>> {
+    output
+        .lines()
+        .filter_map(|l| l.strip_prefix("[VIRTIO PERF] "))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            let label = words.next()?;
+            Some(PerfLine { label, fields: words.filter_map(|w| w.split_once('=')).collect() })
+        })
+        .collect()
+}
+
+/// There are `[VIRTIO PERF]` lines, with frames, and none reports an error or a timeout.
+fn perf_lines_clean(output: &str, _smp: usize) -> Result {
+    let lines = perf_lines(output);
+    if lines.is_empty() {
+        return Err("no [VIRTIO PERF] line".into());
+    }
+    for line in &lines {
+        for key in ["errors", "timeouts"] {
+            if line.get(key) != Some("0") {
+                return Err(format!("[VIRTIO PERF] {}: {key}={:?}, expected 0", line.label, line.get(key)));
+            }
+        }
+        if line.number("frames") == 0 {
+            return Err(format!("[VIRTIO PERF] {}: no frames", line.label));
+        }
+    }
+    Ok(())
+}
+
+/// Interrupt completion really took device interrupts.
+fn interrupts_taken(output: &str, smp: usize) -> Result {
+    perf_lines_clean(output, smp)?;
+    if perf_lines(output).iter().all(|l| l.number("irqs_total") == 0) {
+        return Err("virtio.complete=irq but no device interrupt was taken (irqs_total=0)".into());
+    }
+    Ok(())
+}
+
+/// The bench printed a full-frame and a dirty-rectangle line for every fence strategy, each with
+/// 60 frames, a frame rate and counted fences.
+fn bench_lines_complete(output: &str, smp: usize) -> Result {
+    perf_lines_clean(output, smp)?;
+    let lines = perf_lines(output);
+    for fence in ["acquire", "seqcst", "after-progress"] {
+        for label in ["bench-full", "bench-dirty"] {
+            let line = lines
+                .iter()
+                .find(|l| l.label == label && l.get("fence") == Some(fence))
+                .ok_or_else(|| format!("no [VIRTIO PERF] {label} line for fence={fence}"))?;
+            if line.number("frames") != 60 || line.number("fps") == 0 || line.number("fences") == 0 {
+                return Err(format!("[VIRTIO PERF] {label} fence={fence}: want 60 frames, a frame rate and fences"));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Every unit test line must say ok, and there must be some.
 fn units_ran(output: &str, _smp: usize) -> Result {
@@ -196,7 +396,7 @@ pub fn run_all(elf: &Path, filter: Option<&str>) -> Result {
     for smp in [1, 4] {
         for case in CASES.iter().filter(|c| filter.is_none_or(|f| c.name.contains(f))) {
             let name = format!("smp{smp}/{}", case.name);
-            let machine = Machine { smp, append: case.append.to_string(), gpu: false, ..Machine::new(elf) };
+            let machine = Machine { smp, append: case.append.to_string(), gpu: case.gpu, ..Machine::new(elf) };
             let outcome = qemu::run_captured(&machine, TIMEOUT)?;
             match verdict(case, smp, &outcome) {
                 Ok(()) => {
@@ -208,6 +408,19 @@ pub fn run_all(elf: &Path, filter: Option<&str>) -> Result {
                     println!("----- console of {name} -----\n{}\n----- end of {name} -----", outcome.output);
                     failed.push(name);
                 }
+            }
+        }
+    }
+    if filter.is_none_or(|f| SCREENSHOT_CASE.contains(f)) {
+        let name = format!("smp4/{SCREENSHOT_CASE}");
+        match screenshot::test_pattern_case(elf) {
+            Ok(elapsed) => {
+                passed += 1;
+                println!("qemu {name} ... ok ({:.2} s)", elapsed.as_secs_f64());
+            }
+            Err(why) => {
+                println!("qemu {name} ... FAILED: {why}");
+                failed.push(name);
             }
         }
     }
@@ -259,6 +472,35 @@ mod tests {
         assert!(log_lines_whole(&lines, 2).unwrap_err().contains("core 1 is missing"));
         let doubled = format!("{lines}{}", lines.lines().next().unwrap());
         assert!(log_lines_whole(&doubled, 1).unwrap_err().contains("twice"));
+    }
+
+    const PERF_OK: &str = "[VIRTIO PERF] x fence=acquire frames=7 errors=0 timeouts=0 irqs_total=0 fps=10.5 fences=9\n";
+
+    #[test]
+    fn perf_checks_catch_errors_timeouts_and_missing_lines() {
+        assert!(perf_lines_clean(PERF_OK, 1).is_ok());
+        assert!(perf_lines_clean("nothing\n", 1).is_err());
+        assert!(perf_lines_clean(&PERF_OK.replace("errors=0", "errors=1"), 1).unwrap_err().contains("errors"));
+        assert!(perf_lines_clean(&PERF_OK.replace("timeouts=0", "timeouts=2"), 1).is_err());
+        assert!(perf_lines_clean(&PERF_OK.replace("frames=7", "frames=0"), 1).is_err());
+        assert!(interrupts_taken(PERF_OK, 1).unwrap_err().contains("irqs_total=0"));
+        assert!(interrupts_taken(&PERF_OK.replace("irqs_total=0", "irqs_total=14"), 1).is_ok());
+    }
+
+    #[test]
+    fn bench_check_wants_every_strategy_and_kind() {
+        let line = |label: &str, fence: &str| {
+            format!("[VIRTIO PERF] {label} fence={fence} frames=60 errors=0 timeouts=0 fps=99.10 fences=120\n")
+        };
+        let all: String = ["acquire", "seqcst", "after-progress"]
+            .iter()
+            .flat_map(|f| [line("bench-full", f), line("bench-dirty", f)])
+            .collect();
+        assert!(bench_lines_complete(&all, 1).is_ok());
+        let missing = all.replace(&line("bench-dirty", "seqcst"), "");
+        assert!(bench_lines_complete(&missing, 1).unwrap_err().contains("bench-dirty line for fence=seqcst"));
+        let short = all.replace("frames=60", "frames=59");
+        assert!(bench_lines_complete(&short, 1).is_err());
     }
 
     #[test]

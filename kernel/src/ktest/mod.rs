@@ -3,6 +3,7 @@
 //! exit status itself (a deliberate fault must end in a fault report, for instance). xtask boots one
 //! QEMU per entry and checks the exit status and the console output.
 
+mod gpu;
 pub mod scenarios;
 mod sched;
 mod unit;
@@ -26,7 +27,7 @@ pub struct Scenario {
 
 /// Runs the test or scenario `name` and exits with its verdict.
 pub fn run(name: &str, config: &Config<'_>) -> ! {
-    let all = || unit::TESTS.iter().chain(sched::TESTS);
+    let all = || unit::TESTS.iter().chain(sched::TESTS).chain(gpu::TESTS);
     if name == "unit" {
         run_units(all(), config);
     }
@@ -34,7 +35,7 @@ pub fn run(name: &str, config: &Config<'_>) -> ! {
         // `test=a+b`: several unit tests in one boot, in the order given.
         run_units(name.split('+').filter_map(|n| all().find(|t| t.name == n)), config);
     }
-    if let Some(scenario) = scenarios::SCENARIOS.iter().find(|s| s.name == name) {
+    if let Some(scenario) = scenarios::SCENARIOS.iter().chain(gpu::SCENARIOS).find(|s| s.name == name) {
         kprintln!("scenario {}: {}", scenario.name, scenario.about);
         (scenario.run)(config);
     }
@@ -43,7 +44,7 @@ pub fn run(name: &str, config: &Config<'_>) -> ! {
     for test in all() {
         kprintln!("  {} (unit)", test.name);
     }
-    for scenario in scenarios::SCENARIOS {
+    for scenario in scenarios::SCENARIOS.iter().chain(gpu::SCENARIOS) {
         kprintln!("  {} (scenario: {})", scenario.name, scenario.about);
     }
     exit::exit(exit::BAD_CONFIG)

@@ -1,0 +1,68 @@
+//! What a boot without `test=` shows: the test pattern, then the live panel redrawn a few times a
+//! second from core 0's idle loop (the timer wakes the idle core for each frame).
+
+use super::display::{bring_up, BringUpError, Display};
+use crate::devicetree::Machine;
+use tricolor_arch::cpu::SpinLock;
+use tricolor_arch::{cpu, timer};
+use tricolor_kernel::cmdline::Config;
+
+/// Time between panel frames.
+const FRAME_NS: u64 = 200_000_000;
+/// A `[VIRTIO PERF]` line every this many panel frames.
+const REPORT_EVERY: u64 = 50;
+
+struct Demo {
+    display: Display,
+    frame: u64,
+    next_ns: u64,
+    since: tricolor_virtio::PerfSnapshot,
+}
+
+static DEMO: SpinLock<Option<Demo>> = SpinLock::new(None);
+
+/// Logs why there is no display: a warning, and the kernel goes on.
+pub fn report_missing(error: &BringUpError) {
+    match error {
+        BringUpError::Disabled => log::info!("gpu: {error}"),
+        _ => log::warn!("gpu: {error}; continuing without a display"),
+    }
+}
+
+/// Brings the GPU up and draws the test pattern; the panel then runs from [`idle_poll`].
+pub fn start_demo(machine: &Machine, config: &Config<'_>) {
+    let mut display = match bring_up(machine, config) {
+        Ok(display) => display,
+        Err(error) => return report_missing(&error),
+    };
+    if let Err(e) = display.show_test_pattern("VIRTIO GPU TEST PATTERN") {
+        log::warn!("gpu: drawing the test pattern failed: {e}; continuing without a display");
+        return;
+    }
+    let since = display.perf();
+    *DEMO.lock() = Some(Demo { display, frame: 1, next_ns: cpu::uptime_ns(), since });
+}
+
+/// Core 0's idle-loop hook: draws the next panel frame when it is due, then arms the timer for
+/// the one after (the idle loop sleeps in `wfe`, which the timer interrupt ends).
+pub fn idle_poll() {
+    let Some(mut guard) = DEMO.try_lock() else { return };
+    let Some(demo) = guard.as_mut() else { return };
+    let now = cpu::uptime_ns();
+    if now >= demo.next_ns {
+        if let Err(e) = demo.display.update_panel(demo.frame) {
+            log::warn!("gpu: panel frame {} failed: {e}; display stopped", demo.frame);
+            *guard = None;
+            return;
+        }
+        if demo.frame % REPORT_EVERY == 0 {
+            let perf = demo.display.perf();
+            demo.display.report("live-panel", &perf.since(&demo.since));
+            demo.since = perf;
+        }
+        demo.frame += 1;
+        demo.next_ns = now + FRAME_NS;
+    }
+    let wait_ns = demo.next_ns.saturating_sub(cpu::uptime_ns()).max(1_000_000);
+    timer::arm(cpu::counter_frequency() * wait_ns / 1_000_000_000);
+}

@@ -1,0 +1,26 @@
+//! The display: a VirtIO GPU found through the device tree, driven by `tricolor_virtio`, showing a
+//! framebuffer from the source `fb=` names.
+//!
+//! - `discovery`: `virtio,mmio` nodes of the device tree, probed for the GPU (device id 16).
+//! - `hal`: DMA pages for the driver from the frame allocator; `clock`: its timer.
+//! - `completion`: polling or interrupt completion (`virtio.complete=`).
+//! - `framebuffer`: the framebuffer sources (`fb=static|pages|gc|none`) and their fallbacks.
+//! - `display`: bring-up, presenting full frames and dirty rectangles, `[VIRTIO PERF]` lines.
+//! - `canvas`, `font`: drawing; `pattern`: the test pattern and the live panel.
+//! - `demo`: what a boot without `test=` shows, refreshed from core 0's idle loop.
+//!
+//! No GPU is a warning, not a crash: the kernel runs on without a display.
+
+pub mod canvas;
+mod clock;
+mod completion;
+mod demo;
+pub mod discovery;
+mod display;
+mod font;
+pub mod framebuffer;
+mod hal;
+pub mod pattern;
+
+pub use demo::{idle_poll, start_demo};
+pub use display::{bring_up, BringUpError, Display};
