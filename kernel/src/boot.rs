@@ -91,5 +91,5 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
 fn idle(config: &Config<'_>) -> ! {
     crate::gpu::start_demo(machine(), config);
     info!("idle: nothing to run (try test=unit); Ctrl-A X quits QEMU");
-    tasks::idle_loop(crate::gpu::idle_poll)
+    tasks::idle_loop(crate::gpu::idle_poll, || false)
 }

@@ -23,6 +23,8 @@ static COUNT: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 pub const SGI_STOP: u32 = 1;
 /// SGI used to nudge a core (wake from WFI, run its mailbox).
 pub const SGI_WAKE: u32 = 2;
+/// SGI reserved for kernel tests.
+pub const SGI_TEST: u32 = 3;
 
 /// Sets up the distributor and the boot core's interface. Without a GIC in the device tree the
 /// kernel runs without interrupts (a warning, not a crash).
@@ -36,6 +38,8 @@ pub fn init(machine: &Machine) {
     let gic = GIC.call_once(|| unsafe { Gic::new(distributor, cpu_interface) });
     gic.init_distributor();
     TIMER_IRQ.store(machine.timer_irq as usize, Ordering::Relaxed);
+    // A wake-up needs no handling: taking the interrupt is what ends the target's `wfi`.
+    register(SGI_WAKE, |_, _| {});
     init_this_core();
 }
 
@@ -46,6 +50,7 @@ pub fn init_this_core() {
     gic.enable(timer_irq(), true);
     gic.enable(SGI_STOP, false);
     gic.enable(SGI_WAKE, false);
+    gic.enable(SGI_TEST, false);
 }
 
 /// The timer's interrupt id.

@@ -54,7 +54,7 @@ extern "C" fn tricolor_boot_secondary(id: usize) -> ! {
     percore::mark_online();
     log::debug!("core {id} online (mpidr {:#x})", cpu::mpidr());
     crate::tasks::adopt_boot_flow();
-    crate::tasks::idle_loop(|| run_mailbox(id))
+    crate::tasks::idle_loop(|| run_mailbox(id), || MAILBOX[id].load(Ordering::Relaxed) != 0)
 }
 
 /// Runs the cross-core call posted for core `id`, if any.
@@ -80,7 +80,7 @@ pub fn run_on_all(f: fn(usize)) {
     for core in others() {
         MAILBOX[core].store(f as usize, Ordering::Release);
     }
-    cpu::send_event();
+    crate::tasks::wake_others();
     f(me);
     for core in others() {
         while MAILBOX[core].load(Ordering::Acquire) != 0 {

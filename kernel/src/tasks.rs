@@ -158,7 +158,7 @@ pub fn spawn(options: Spawn, entry: fn(usize), arg: usize) -> Result<Arc<Task>, 
     queues().enqueue(core, Arc::clone(&task));
     cpu::restore_irqs(masked);
     if core != percore::id() {
-        cpu::send_event();
+        wake_others();
     }
     Ok(task)
 }
@@ -213,19 +213,38 @@ pub static IDLE_LOOPS: [AtomicU64; tricolor_kernel::cmdline::MAX_CORES] =
 
 /// The idle loop every secondary core ends in (the boot core enters it when it has no test to
 /// run): runs cross-core calls, hands the core to runnable tasks, sleeps until an event.
-pub fn idle_loop(mut poll: impl FnMut()) -> ! {
+///
+/// `poll` runs the core's pending work; `pending` says whether more has arrived. The core sleeps
+/// in `wfi` (QEMU halts the vCPU, leaving the host CPU to others) and is woken by an interrupt:
+/// the timer, or [`wake_others`] after work was posted for it.
+pub fn idle_loop(mut poll: impl FnMut(), pending: impl Fn() -> bool) -> ! {
     cpu::restore_irqs(false);
+    let core = percore::id();
     loop {
-        IDLE_LOOPS[percore::id()].fetch_add(1, Ordering::Relaxed);
+        IDLE_LOOPS[core].fetch_add(1, Ordering::Relaxed);
         poll();
         // Whatever `poll` ran (a cross-core call) may have left IRQs masked: idle takes them.
         cpu::restore_irqs(false);
         yield_now();
-        if percore::id() == 0 {
+        if core == 0 {
             reap();
         }
-        cpu::wait_for_event();
+        // Check for work with IRQs masked, then sleep: a wake-up SGI raised after the check stays
+        // pending and ends the `wfi` at once instead of being taken (and lost) before it.
+        cpu::mask_irqs();
+        if !pending() && queues().queue(core).is_empty() {
+            cpu::wait_for_interrupt();
+        }
+        cpu::restore_irqs(false);
     }
+}
+
+/// Wakes every other core from `idle_loop`'s `wfi` (after posting work for one of them).
+pub fn wake_others() {
+    if let Some(gic) = irq::gic() {
+        gic.send_sgi_to_others(irq::SGI_WAKE);
+    }
+    cpu::send_event();
 }
 
 /// Stops the periodic tick on every core (each disarms at its next tick).

@@ -87,6 +87,14 @@ pub fn wait_for_event() {
     aarch64_cpu::asm::wfe();
 }
 
+/// Sleeps until an interrupt is pending (even a masked one: call it with IRQs masked after the last
+/// check for work, then unmask, so a wake-up raised in between is not lost). QEMU really halts
+/// the vCPU here, unlike `wfe`, which it treats as a yield.
+#[inline]
+pub fn wait_for_interrupt() {
+    aarch64_cpu::asm::wfi();
+}
+
 /// Wakes cores waiting in [`wait_for_event`].
 #[inline]
 pub fn send_event() {

@@ -179,7 +179,7 @@ fn count_sgi(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
 
 fn sgi_reaches_other_cores(_: &Config<'_>) -> Result<(), String> {
     ensure!(irq::gic().is_some(), "no GIC");
-    irq::register(irq::SGI_WAKE, count_sgi);
+    irq::register(irq::SGI_TEST, count_sgi);
     SGI_READY.store(0, Ordering::Relaxed);
     smp::run_on_all(|core| {
         let others = percore::online_count() - 1;
@@ -187,7 +187,7 @@ fn sgi_reaches_other_cores(_: &Config<'_>) -> Result<(), String> {
         cpu::restore_irqs(false);
         if core == 0 {
             wait_until(2000, || SGI_READY.load(Ordering::Acquire) == others);
-            irq::gic().expect("checked above").send_sgi_to_others(irq::SGI_WAKE);
+            irq::gic().expect("checked above").send_sgi_to_others(irq::SGI_TEST);
         } else {
             SGI_READY.fetch_add(1, Ordering::Release);
             wait_until(2000, || SGIS[core].load(Ordering::Relaxed) > 0);
