@@ -8,6 +8,7 @@
 //! - `smp`: secondary-core bring-up with PSCI and cross-core calls.
 //! - `stacks`: the per-core boot, system and exception stacks linker.ld lays out.
 //! - `stw`: stop-the-world: every other core parked at a safe point.
+//! - `sync`: the kernel's lock (a spin lock that disables preemption while held).
 //! - `tasks`: spawning, the idle loop, timer preemption.
 //! - `vm`: the MMU tables: identity map with unmapped guard pages under every stack.
 //! - `fault`: the exception handler and the decoded fault report.
@@ -42,6 +43,8 @@ mod smp;
 mod stacks;
 #[cfg(target_os = "none")]
 mod stw;
+#[cfg(target_os = "none")]
+mod sync;
 #[cfg(target_os = "none")]
 mod tasks;
 #[cfg(target_os = "none")]

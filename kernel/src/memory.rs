@@ -2,7 +2,7 @@
 //! tree, the image and the allocator's own bitmap), and the `#[global_allocator]` heap on top of it.
 
 use crate::devicetree::Machine;
-use tricolor_arch::cpu::SpinLock as Mutex;
+use crate::sync::Lock as Mutex;
 use tricolor_kernel::mem::frames::{FrameAllocator, FrameStats, OutOfFrames};
 use tricolor_kernel::mem::heap::{Heap, PageSource};
 use tricolor_kernel::mem::{align_up, PAGE_SIZE};
@@ -26,8 +26,35 @@ impl PageSource for KernelPages {
     }
 }
 
-#[global_allocator]
 static HEAP: Heap<KernelPages> = Heap::new(KernelPages);
+
+/// `#[global_allocator]`: the kernel heap, entered with preemption disabled so that no core parks
+/// for stop-the-world (or yields its core) while holding one of the heap's locks.
+struct KernelAllocator;
+
+#[global_allocator]
+static ALLOCATOR: KernelAllocator = KernelAllocator;
+
+fn no_preempt() -> Option<tricolor_runtime::preempt::PreemptGuard<'static>> {
+    // Before this core's P is installed nothing can preempt it anyway.
+    (tricolor_arch::cpu::percore_pointer() != 0).then(|| tricolor_runtime::this_p().preempt.disable())
+}
+
+// SAFETY: delegates to `Heap`'s GlobalAlloc, which upholds the contract; the guard only changes
+// when the calling task may be switched out.
+unsafe impl core::alloc::GlobalAlloc for KernelAllocator {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        let _guard = no_preempt();
+        // SAFETY: forwarded caller contract.
+        unsafe { HEAP.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: core::alloc::Layout) {
+        let _guard = no_preempt();
+        // SAFETY: forwarded caller contract.
+        unsafe { HEAP.dealloc(ptr, layout) }
+    }
+}
 
 /// Allocates `count` contiguous, zero-initialisation-free pages aligned to `align_pages` pages.
 pub fn alloc_pages(count: usize, align_pages: usize) -> Result<usize, OutOfFrames> {

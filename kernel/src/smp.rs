@@ -1,9 +1,9 @@
 //! Secondary cores: started with PSCI CPU_ON, then parked in a loop that runs cross-core calls.
 
+use crate::sync::Lock as Mutex;
 use crate::{devicetree::Machine, percore};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use log::warn;
-use tricolor_arch::cpu::SpinLock as Mutex;
 use tricolor_arch::{cpu, psci};
 use tricolor_kernel::cmdline::MAX_CORES;
 

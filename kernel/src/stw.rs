@@ -8,10 +8,10 @@
 //! park there: the stop is deferred, like a timer tick, to the moment its outermost
 //! `PreemptGuard` drops, because a barrier's buffer slots may be taken but not yet written.
 
+use crate::sync::Lock as Mutex;
 use crate::{irq, percore};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tricolor_arch::cpu;
-use tricolor_arch::cpu::SpinLock as Mutex;
 use tricolor_kernel::cmdline::MAX_CORES;
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);

@@ -4,12 +4,12 @@
 //! yielded tasks, preempted tasks never migrate); this module wires it to the timer and the page
 //! allocator. Each core's boot flow becomes its idle task.
 
+use crate::sync::Lock as Mutex;
 use crate::{irq, memory, percore, stacks, vm};
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
 use spin::Once;
-use tricolor_arch::cpu::SpinLock as Mutex;
 use tricolor_arch::{cpu, timer};
 use tricolor_kernel::mem::PAGE_SIZE;
 use tricolor_runtime::context::Context;

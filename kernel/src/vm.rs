@@ -2,9 +2,9 @@
 //! under every stack left unmapped so an overflow faults. Built once on the boot core, installed
 //! on every core.
 
+use crate::sync::Lock as Mutex;
 use crate::{devicetree::Machine, memory, stacks};
 use core::sync::atomic::{AtomicUsize, Ordering};
-use tricolor_arch::cpu::SpinLock as Mutex;
 use tricolor_arch::pagetable::{Attributes, MapError, PageTable, TableAllocator};
 use tricolor_kernel::mem::PAGE_SIZE;
 

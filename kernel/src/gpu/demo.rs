@@ -3,7 +3,7 @@
 
 use super::display::{bring_up, BringUpError, Display};
 use crate::devicetree::Machine;
-use tricolor_arch::cpu::SpinLock;
+use crate::sync::Lock as SpinLock;
 use tricolor_arch::{cpu, timer};
 use tricolor_kernel::cmdline::Config;
 
