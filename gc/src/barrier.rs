@@ -1,0 +1,252 @@
+//! The write barrier: Go's buffered hybrid barrier (mbarrier.go, mwbbuf.go).
+//!
+//! Every pointer store into the GC heap or a global root is [`write_pointer`]:
+//!
+//! ```text
+//! no_preempt {
+//!     if WRITE_BARRIER != 0 {            // inlined: one load, one branch
+//!         record(old = *slot, new)        // out of line: get2() into this core's wbBuf
+//!     }
+//!     *slot = new
+//! }
+//! ```
+//!
+//! Recording the **old** value is Yuasa's deletion barrier (a pointer removed from the heap while
+//! a marker has not yet seen it is shaded); recording the **new** value is Dijkstra's insertion
+//! barrier. Together they let the collector scan stacks once, at mark start, and never rescan
+//! them.
+//!
+//! Invariants:
+//! - There are **no preemption points between reading the flag, the buffer put and the write to
+//!   memory**: a phase change in between (barrier turned on, stacks scanned) could miss the
+//!   write. The platform's `disable_preemption` guard covers the whole sequence.
+//! - The barrier code itself performs no barriered stores.
+//! - The flag and the mode change only while the world is stopped, so every core sees the change
+//!   at its next safe point.
+
+use core::panic::Location;
+use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+
+use alloc::vec::Vec;
+
+use crate::collector::Collector;
+use crate::mark;
+use crate::platform::{GcCore, Platform};
+use crate::wbbuf::WbBuf;
+
+/// Set while a cycle is marking and the mode needs barriers (shade old and new).
+pub const BARRIER_MARKING: usize = 1;
+/// Set in `checked` mode, always: report GC pointers stored outside the heap and roots.
+pub const BARRIER_CHECKING: usize = 2;
+
+/// The global barrier flag, one word at a known symbol (a debugger can find it by name).
+/// Zero means "no barrier": the store is all there is. Bits: [`BARRIER_MARKING`],
+/// [`BARRIER_CHECKING`].
+#[no_mangle]
+pub static WRITE_BARRIER: AtomicUsize = AtomicUsize::new(0);
+
+/// How the barrier behaves. Switchable between cycles with [`Collector::set_mode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum BarrierMode {
+    /// No barrier; the collector then marks with the world stopped for the whole mark.
+    Off = 0,
+    /// Record old and new in the per-core wbBuf; flush when full (the default).
+    Buffered = 1,
+    /// Shade old and new inside the barrier, no buffer (the pre-buffer baseline).
+    Direct = 2,
+    /// Buffered with a minimum-size buffer so every barrier takes the slow path, which also
+    /// reports GC pointers stored outside the GC heap and the registered roots.
+    Checked = 3,
+    /// Stress suites only, a negative control: mark concurrently with the barrier off. The
+    /// verifier must catch the objects this loses.
+    UnsafeOffDuringMark = 4,
+}
+
+impl BarrierMode {
+    /// All modes, for command lines and test matrices.
+    pub const ALL: [BarrierMode; 5] = [
+        BarrierMode::Off,
+        BarrierMode::Buffered,
+        BarrierMode::Direct,
+        BarrierMode::Checked,
+        BarrierMode::UnsafeOffDuringMark,
+    ];
+
+    /// The command-line name (`gc.mode=`).
+    pub fn name(self) -> &'static str {
+        match self {
+            BarrierMode::Off => "off",
+            BarrierMode::Buffered => "buffered",
+            BarrierMode::Direct => "direct",
+            BarrierMode::Checked => "checked",
+            BarrierMode::UnsafeOffDuringMark => "unsafe-off-during-mark",
+        }
+    }
+
+    /// Parse a command-line name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    fn from_u8(v: u8) -> Self {
+        match v {
+            0 => BarrierMode::Off,
+            1 => BarrierMode::Buffered,
+            2 => BarrierMode::Direct,
+            3 => BarrierMode::Checked,
+            _ => BarrierMode::UnsafeOffDuringMark,
+        }
+    }
+
+    /// Whether marking may run concurrently with mutators in this mode.
+    pub fn marks_concurrently(self) -> bool {
+        self != BarrierMode::Off
+    }
+
+    /// Whether the barrier records pointers while marking.
+    pub fn barrier_while_marking(self) -> bool {
+        matches!(self, BarrierMode::Buffered | BarrierMode::Direct | BarrierMode::Checked)
+    }
+}
+
+/// The current mode; written only with the world stopped.
+static MODE: AtomicU8 = AtomicU8::new(BarrierMode::Buffered as u8);
+
+/// The current barrier mode.
+pub fn mode() -> BarrierMode {
+    BarrierMode::from_u8(MODE.load(Ordering::Relaxed))
+}
+
+pub(crate) fn set_mode_word(m: BarrierMode) {
+    // Ordering: Relaxed; written only while the world is stopped, and the STW handshake orders it
+    // before any core's next barrier.
+    MODE.store(m as u8, Ordering::Relaxed);
+}
+
+/// Store `new` (an address in the GC heap, or 0) into `slot` with the write barrier.
+#[inline(always)]
+#[track_caller]
+pub fn write_pointer<P: Platform>(slot: &AtomicUsize, new: usize) {
+    write_pointer_at::<P>(slot, new, Location::caller())
+}
+
+/// [`write_pointer`] with an explicit caller for checked-mode reports.
+#[inline(always)]
+pub fn write_pointer_at<P: Platform>(slot: &AtomicUsize, new: usize, caller: &'static Location) {
+    // No preemption from the flag load to the store (see the module invariants).
+    let _no_preempt = P::disable_preemption();
+    // Ordering: Relaxed. The flag changes only while the world is stopped; the STW handshake
+    // (Acquire/Release on resume) makes the new value visible before this core runs again.
+    if WRITE_BARRIER.load(Ordering::Relaxed) != 0 {
+        record::<P>(slot, new, caller);
+    }
+    // Ordering: Release (`stlr` on aarch64). The collector itself would be content with Relaxed:
+    // markers read slots with Relaxed loads, never read an object allocated during the mark
+    // (it is black), and what they must not miss is covered by the barrier record above. The
+    // Release is for mutators: `GcSlot::get` Acquire-loads handles stored by other cores and then
+    // reads the object; without Release here a handle passed on by a core that did not allocate
+    // the object would carry no happens-before to its initialisation (a data race in Rust's
+    // model, which Miri reports in the host tests).
+    slot.store(new, Ordering::Release);
+}
+
+/// The barrier's slow half: record (old, new) in this core's wbBuf, or shade directly.
+#[inline(never)]
+fn record<P: Platform>(slot: &AtomicUsize, new: usize, caller: &'static Location) {
+    let flag = WRITE_BARRIER.load(Ordering::Relaxed);
+    let core = P::current_core();
+    core.stats.barriers.bump();
+    if flag & BARRIER_CHECKING != 0 {
+        check_store::<P>(slot, new, caller);
+    }
+    let old = slot.load(Ordering::Relaxed);
+    if mode() == BarrierMode::Direct {
+        if flag & BARRIER_MARKING != 0 {
+            let c = P::collector();
+            // SAFETY: this core, preemption disabled by the caller's guard.
+            let work = unsafe { core.work_mut() };
+            mark::shade(c, core, work, old);
+            mark::shade(c, core, work, new);
+            work.publish_if_large(&c.work);
+        }
+        return;
+    }
+    // SAFETY: this core's buffer, preemption disabled by `write_pointer_at`'s guard for as long as
+    // the reference lives (it ends with this statement).
+    let buf = unsafe { core.wbbuf_mut() };
+    *buf.get2(wb_buf_flush::<P>) = [old, new];
+}
+
+/// Flush the current core's wbBuf on the core's system stack. Called by `get2` when full.
+#[cold]
+#[inline(never)]
+pub fn wb_buf_flush<P: Platform>(buf: &mut WbBuf) {
+    P::systemstack(|| wb_buf_flush1(P::collector(), P::current_core(), buf));
+}
+
+/// Shade every recorded pointer into `core`'s mark work buffer (skipping nil and non-heap
+/// pointers), then reset. If no cycle is marking (the barrier was on only for checked reports),
+/// discard instead. Runs on the system stack, or during stop-the-world for other cores' buffers.
+pub fn wb_buf_flush1(c: &Collector, core: &GcCore, buf: &mut WbBuf) {
+    if buf.empty() {
+        return;
+    }
+    if WRITE_BARRIER.load(Ordering::Relaxed) & BARRIER_MARKING == 0 {
+        buf.discard();
+        return;
+    }
+    core.stats.flushes.bump();
+    // SAFETY: the flush runs on `core` with preemption off, or during stop-the-world.
+    let work = unsafe { core.work_mut() };
+    for &p in buf.recorded() {
+        mark::shade(c, core, work, p);
+    }
+    buf.reset();
+    work.publish(&c.work);
+}
+
+/// One checked-mode finding: a GC pointer stored into memory outside the heap and roots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckedReport {
+    /// Address of the slot written.
+    pub slot: usize,
+    /// The GC object stored there.
+    pub object: usize,
+    /// Its type name.
+    pub type_name: &'static str,
+    /// Source location of the store.
+    pub caller: &'static Location<'static>,
+}
+
+static CHECKED_REPORTS: spin::Mutex<Vec<CheckedReport>> = spin::Mutex::new(Vec::new());
+
+/// Take (and clear) the checked-mode reports recorded so far.
+pub fn take_checked_reports() -> Vec<CheckedReport> {
+    core::mem::take(&mut *CHECKED_REPORTS.lock())
+}
+
+fn check_store<P: Platform>(slot: &AtomicUsize, new: usize, caller: &'static Location) {
+    let c = P::collector();
+    let slot_addr = slot as *const AtomicUsize as usize;
+    if new == 0 || c.heap.contains(slot_addr) || c.roots.contains_slot(slot_addr) {
+        return;
+    }
+    let Some(obj) = c.heap.find_object(new) else {
+        return;
+    };
+    let r = CheckedReport { slot: slot_addr, object: new, type_name: c.heap.type_name(&obj), caller };
+    log::warn!(
+        "gc checked: GC pointer {:#x} ({}) stored into non-GC slot {:#x} at {}",
+        r.object,
+        r.type_name,
+        r.slot,
+        r.caller
+    );
+    core_stats_bump_checked(P::current_core());
+    CHECKED_REPORTS.lock().push(r);
+}
+
+fn core_stats_bump_checked(core: &GcCore) {
+    core.stats.checked_reports.bump();
+}

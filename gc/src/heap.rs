@@ -1,0 +1,553 @@
+//! The heap: a region given at init, cut into pages, grouped into spans; object lookup; allocation
+//! through per-core span caches; sweeping with Go's `sweepgen` protocol.
+
+use core::fmt;
+use core::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+
+use crate::object::{GcType, HEADER_SIZE};
+use crate::pages::PageMap;
+use crate::platform::{GcCore, NO_SPAN};
+use crate::sizeclass::{class_for, CLASS_SIZES, NUM_CLASSES, PAGE_SIZE};
+use crate::span::{Span, BITMAP_WORDS, SPAN_FREE, SPAN_LARGE, SPAN_SMALL};
+
+/// Every freed byte (and every never-allocated byte) of the heap holds this pattern.
+pub const POISON: u8 = 0xA5;
+
+const NO_PAGE: u32 = u32::MAX;
+
+/// Why an allocation failed, with the heap state at the time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AllocError {
+    /// Bytes requested (payload).
+    pub requested: usize,
+    /// Heap size in bytes.
+    pub heap_size: usize,
+    /// Bytes in allocated objects.
+    pub in_use: usize,
+    /// Free pages.
+    pub free_pages: usize,
+    /// Longest run of free pages.
+    pub largest_free_run: usize,
+}
+
+impl fmt::Display for AllocError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "GC heap out of memory: requested {} bytes; heap {} bytes, {} in use, {} free pages of {} bytes, largest free run {} pages",
+            self.requested, self.heap_size, self.in_use, self.free_pages, PAGE_SIZE, self.largest_free_run
+        )
+    }
+}
+
+/// An object found from an address (possibly interior).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ObjRef {
+    /// Start page index of its span.
+    pub(crate) span: u32,
+    /// Index within the span.
+    pub(crate) index: u32,
+    /// Address of the object's first byte (its header, or the buffer for no-scan spans).
+    pub(crate) base: usize,
+}
+
+/// Per size class: every span of that class and a cursor for refills.
+struct ClassList {
+    spans: Vec<u32>,
+    cursor: usize,
+}
+
+/// The GC heap.
+pub struct Heap {
+    base: *mut u8,
+    base_addr: usize,
+    npages: usize,
+    spans: Box<[Span]>,
+    /// Page -> start page of the span covering it (`NO_PAGE` if free).
+    page_span: Box<[AtomicU32]>,
+    pages: spin::Mutex<PageMap>,
+    classes: [spin::Mutex<ClassList>; NUM_CLASSES],
+    /// Go's `mheap_.sweepgen`: bumped by 2 at every mark termination.
+    sweepgen: AtomicU32,
+    in_use: AtomicUsize,
+}
+
+// SAFETY: the raw base pointer is only used to form pointers into the region the heap exclusively
+// owns (the `Heap::new` contract); all shared metadata is atomics or behind spin locks.
+unsafe impl Send for Heap {}
+// SAFETY: as above.
+unsafe impl Sync for Heap {}
+
+/// Result of sweeping.
+#[derive(Clone, Copy, Default, Debug)]
+pub(crate) struct SweepResult {
+    pub(crate) bytes_freed: usize,
+    pub(crate) objects_freed: usize,
+}
+
+impl Heap {
+    /// A heap over `[base, base + len)`, trimmed to whole pages. All of it is poisoned.
+    ///
+    /// # Safety
+    /// The region is valid for reads and writes, not used by anything else, and outlives the heap.
+    pub unsafe fn new(base: *mut u8, len: usize) -> Self {
+        let addr = base.expose_provenance();
+        let start = addr.next_multiple_of(PAGE_SIZE);
+        let npages = len.saturating_sub(start - addr) / PAGE_SIZE;
+        assert!(npages > 0, "GC heap region too small: {len} bytes");
+        assert!(npages < NO_PAGE as usize, "GC heap too large");
+        let base = base.wrapping_add(start - addr);
+        // SAFETY: `[base, base + npages * PAGE_SIZE)` lies within the caller's region.
+        unsafe { core::ptr::write_bytes(base, POISON, npages * PAGE_SIZE) };
+        Heap {
+            base,
+            base_addr: start,
+            npages,
+            spans: (0..npages).map(|_| Span::new()).collect(),
+            page_span: (0..npages).map(|_| AtomicU32::new(NO_PAGE)).collect(),
+            pages: spin::Mutex::new(PageMap::new(npages)),
+            classes: core::array::from_fn(|_| spin::Mutex::new(ClassList { spans: Vec::new(), cursor: 0 })),
+            sweepgen: AtomicU32::new(2),
+            in_use: AtomicUsize::new(0),
+        }
+    }
+
+    /// Heap size in bytes.
+    pub fn size(&self) -> usize {
+        self.npages * PAGE_SIZE
+    }
+
+    /// First address of the heap.
+    pub fn base(&self) -> usize {
+        self.base_addr
+    }
+
+    /// Bytes in allocated objects.
+    pub fn in_use(&self) -> usize {
+        self.in_use.load(Ordering::Relaxed)
+    }
+
+    /// Whether `addr` lies in the heap region.
+    #[inline]
+    pub fn contains(&self, addr: usize) -> bool {
+        addr.wrapping_sub(self.base_addr) < self.npages * PAGE_SIZE
+    }
+
+    /// A pointer to `addr` with the heap's provenance.
+    #[inline]
+    pub(crate) fn ptr(&self, addr: usize) -> *mut u8 {
+        debug_assert!(self.contains(addr));
+        self.base.wrapping_add(addr - self.base_addr)
+    }
+
+    pub(crate) fn span(&self, start_page: u32) -> &Span {
+        &self.spans[start_page as usize]
+    }
+
+    fn span_base(&self, start_page: u32) -> usize {
+        self.base_addr + start_page as usize * PAGE_SIZE
+    }
+
+    pub(crate) fn sweepgen(&self) -> u32 {
+        self.sweepgen.load(Ordering::Relaxed)
+    }
+
+    /// The allocated object containing `addr`, if any. Interior pointers count.
+    #[inline]
+    pub(crate) fn find_object(&self, addr: usize) -> Option<ObjRef> {
+        if !self.contains(addr) {
+            return None;
+        }
+        let page = (addr - self.base_addr) / PAGE_SIZE;
+        // Ordering: Acquire pairs with the Release stores publishing a new span, so its metadata
+        // (size, count) is visible once the page says it belongs to it.
+        let sp = self.page_span[page].load(Ordering::Acquire);
+        if sp == NO_PAGE {
+            return None;
+        }
+        let span = self.span(sp);
+        if span.state.load(Ordering::Acquire) == SPAN_FREE {
+            return None;
+        }
+        let index = (addr - self.span_base(sp)) / span.elem_size();
+        if index >= span.nelems() || !span.alloc.get(index) {
+            return None;
+        }
+        Some(ObjRef { span: sp, index: index as u32, base: self.span_base(sp) + index * span.elem_size() })
+    }
+
+    /// The object's type (`BYTES_TYPE` for no-scan raw buffers).
+    pub(crate) fn type_of(&self, obj: &ObjRef) -> &'static GcType {
+        if self.span(obj.span).noscan.load(Ordering::Relaxed) {
+            return &crate::object::BYTES_TYPE;
+        }
+        // SAFETY: `obj` is an allocated object with a header, initialised before its address
+        // could reach the caller (allocation's Release fence / STW handshake). The header word is
+        // read atomically because allocation of neighbouring objects may be in progress.
+        let word = unsafe { &*(self.ptr(obj.base) as *const AtomicUsize) }.load(Ordering::Relaxed);
+        // SAFETY: headers hold `&'static GcType` addresses written by `init_object`.
+        unsafe { &*core::ptr::with_exposed_provenance::<GcType>(word) }
+    }
+
+    pub(crate) fn type_name(&self, obj: &ObjRef) -> &'static str {
+        self.type_of(obj).name
+    }
+
+    /// Whether the object holds pointers to scan.
+    pub(crate) fn is_noscan(&self, obj: &ObjRef) -> bool {
+        self.span(obj.span).noscan.load(Ordering::Relaxed)
+    }
+
+    fn oom(&self, requested: usize) -> AllocError {
+        let pages = self.pages.lock();
+        AllocError {
+            requested,
+            heap_size: self.size(),
+            in_use: self.in_use(),
+            free_pages: pages.free_pages(),
+            largest_free_run: pages.largest_free_run(),
+        }
+    }
+
+    /// Allocate an object of `ty` (zeroed payload, header set), black if `black`. Returns the
+    /// payload address. The caller is `core` with preemption disabled.
+    pub(crate) fn alloc_object(&self, core: &GcCore, ty: &'static GcType, black: bool) -> Result<usize, AllocError> {
+        let size = ty.size + HEADER_SIZE;
+        let (span, index, base) = match class_for(size) {
+            Some(class) => self.alloc_small(core, class).ok_or_else(|| self.oom(ty.size))?,
+            None => self.alloc_large(size.div_ceil(PAGE_SIZE), false, false).ok_or_else(|| self.oom(ty.size))?,
+        };
+        let s = self.span(span);
+        if black {
+            s.mark.set(index);
+            core.stats.shaded.bump();
+            core.stats.bytes_marked.add(s.elem_size() as u64);
+        }
+        let p = self.ptr(base);
+        // SAFETY: `[base, base + elem_size)` is a freshly allocated object only this core knows.
+        unsafe {
+            core::ptr::write_bytes(p, 0, s.elem_size());
+            (p as *mut usize).write((ty as *const GcType).expose_provenance());
+        }
+        core.stats.allocs.bump();
+        self.in_use.fetch_add(s.elem_size(), Ordering::Relaxed);
+        // Go's publicationBarrier: the object's initialisation (header, zeroes, alloc bit) is
+        // ordered before any store that publishes its address. Release fence; markers pair it
+        // with an Acquire fence before scanning an object.
+        fence(Ordering::Release);
+        Ok(base + HEADER_SIZE)
+    }
+
+    /// Allocate a pinned, no-scan buffer of `len` bytes in its own page-aligned span (no header).
+    /// It stays allocated until [`Heap::unpin`], whatever the marker finds. Returns its address.
+    pub(crate) fn alloc_pinned(&self, len: usize, black: bool) -> Result<usize, AllocError> {
+        let (span, index, base) =
+            self.alloc_large(len.max(1).div_ceil(PAGE_SIZE), true, true).ok_or_else(|| self.oom(len))?;
+        let s = self.span(span);
+        if black {
+            s.mark.set(index);
+        }
+        // SAFETY: freshly allocated span, only the caller knows it.
+        unsafe { core::ptr::write_bytes(self.ptr(base), 0, s.elem_size()) };
+        self.in_use.fetch_add(s.elem_size(), Ordering::Relaxed);
+        fence(Ordering::Release);
+        Ok(base)
+    }
+
+    /// Let a pinned buffer be collected once unreachable.
+    pub(crate) fn unpin(&self, addr: usize) -> bool {
+        match self.find_object(addr) {
+            Some(obj) => self.span(obj.span).pinned.swap(false, Ordering::Relaxed),
+            None => false,
+        }
+    }
+
+    fn alloc_small(&self, core: &GcCore, class: usize) -> Option<(u32, usize, usize)> {
+        // SAFETY: the caller is `core` with preemption disabled (alloc_object's contract).
+        let cache = unsafe { core.cache_mut() };
+        loop {
+            let sp = cache[class];
+            if sp != NO_SPAN {
+                let span = self.span(sp);
+                if let Some(i) = span.take_free() {
+                    return Some((sp, i, self.span_base(sp) + i * span.elem_size()));
+                }
+                // Ordering: Release hands the span (its alloc bits) back to whoever claims it.
+                span.owned.store(false, Ordering::Release);
+                cache[class] = NO_SPAN;
+            }
+            cache[class] = self.refill(class)?;
+        }
+    }
+
+    /// A swept span of `class` with free objects, now owned by the caller's cache.
+    fn refill(&self, class: usize) -> Option<u32> {
+        let sg = self.sweepgen();
+        let mut list = self.classes[class].lock();
+        let n = list.spans.len();
+        for k in 0..n {
+            let i = (list.cursor + k) % n;
+            let sp = list.spans[i];
+            let span = self.span(sp);
+            if span.owned.load(Ordering::Relaxed) {
+                continue;
+            }
+            if span.try_claim_sweep(sg) {
+                let r = self.sweep_claimed(sp, false);
+                self.in_use.fetch_sub(r.bytes_freed, Ordering::Relaxed);
+                span.finish_sweep(sg);
+            }
+            if !span.is_swept(sg) || !span.has_free() {
+                continue;
+            }
+            // Ordering: Acquire pairs with the Release when the previous owner let go.
+            if span.owned.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
+                list.cursor = i;
+                return Some(sp);
+            }
+        }
+        // No span with room: a fresh one.
+        let (sp, _, _) = self.new_span(1, SPAN_SMALL, class, false, false)?;
+        self.span(sp).owned.store(true, Ordering::Relaxed);
+        list.spans.push(sp);
+        list.cursor = list.spans.len() - 1;
+        Some(sp)
+    }
+
+    /// Allocate a large span of `npages` holding one object.
+    fn alloc_large(&self, npages: usize, pinned: bool, noscan: bool) -> Option<(u32, usize, usize)> {
+        let (sp, _, base) = self.new_span(npages, SPAN_LARGE, 0, pinned, noscan)?;
+        let won = self.span(sp).alloc.set(0);
+        debug_assert!(won);
+        Some((sp, 0, base))
+    }
+
+    /// Take pages and publish span metadata for them.
+    fn new_span(
+        &self,
+        npages: usize,
+        kind: u8,
+        class: usize,
+        pinned: bool,
+        noscan: bool,
+    ) -> Option<(u32, usize, usize)> {
+        let first = self.pages.lock().alloc(npages)? as u32;
+        let s = self.span(first);
+        let (elem, nelems) = if kind == SPAN_SMALL {
+            (CLASS_SIZES[class], PAGE_SIZE / CLASS_SIZES[class])
+        } else {
+            (npages * PAGE_SIZE, 1)
+        };
+        s.class.store(class as u8, Ordering::Relaxed);
+        s.npages.store(npages as u32, Ordering::Relaxed);
+        s.elem_size.store(elem, Ordering::Relaxed);
+        s.nelems.store(nelems as u32, Ordering::Relaxed);
+        s.pinned.store(pinned, Ordering::Relaxed);
+        s.noscan.store(noscan, Ordering::Relaxed);
+        s.owned.store(false, Ordering::Relaxed);
+        s.alloc.clear();
+        s.mark.clear();
+        s.check.clear();
+        // A new span is swept for the current generation (nothing in it to free).
+        s.sweepgen.store(self.sweepgen(), Ordering::Relaxed);
+        // Ordering: Release publishes the fields above to `find_object`'s Acquire loads.
+        s.state.store(kind, Ordering::Release);
+        for p in first as usize..first as usize + npages {
+            self.page_span[p].store(first, Ordering::Release);
+        }
+        Some((first, 0, self.span_base(first)))
+    }
+
+    /// Return a span's pages, poisoned. The caller owns the span exclusively.
+    fn free_span(&self, sp: u32) {
+        let s = self.span(sp);
+        let npages = s.npages.load(Ordering::Relaxed) as usize;
+        if s.state.load(Ordering::Relaxed) == SPAN_SMALL {
+            let mut list = self.classes[s.class.load(Ordering::Relaxed) as usize].lock();
+            list.spans.retain(|&x| x != sp);
+            list.cursor = 0;
+        }
+        for p in sp as usize..sp as usize + npages {
+            self.page_span[p].store(NO_PAGE, Ordering::Release);
+        }
+        s.state.store(SPAN_FREE, Ordering::Release);
+        // SAFETY: the span's memory is ours (no allocated object remains in it).
+        unsafe { core::ptr::write_bytes(self.ptr(self.span_base(sp)), POISON, npages * PAGE_SIZE) };
+        self.pages.lock().free(sp as usize, npages);
+    }
+
+    /// Start a new sweep generation (mark termination, world stopped): every span becomes
+    /// "needs sweeping" and no core owns a span any more.
+    pub(crate) fn begin_sweep_generation(&self, cores: impl Iterator<Item = &'static GcCore>) {
+        for core in cores {
+            // SAFETY: the world is stopped (caller's contract), so no core uses its cache.
+            let cache = unsafe { core.cache_mut() };
+            for sp in cache.iter_mut() {
+                if *sp != NO_SPAN {
+                    self.span(*sp).owned.store(false, Ordering::Relaxed);
+                    *sp = NO_SPAN;
+                }
+            }
+        }
+        self.sweepgen.fetch_add(2, Ordering::Relaxed);
+    }
+
+    /// Sweep every span not yet swept this generation. Safe to run concurrently with allocation.
+    pub(crate) fn sweep_all(&self) -> SweepResult {
+        let sg = self.sweepgen();
+        let mut total = SweepResult::default();
+        let mut sp = 0;
+        while sp < self.npages {
+            let span = &self.spans[sp];
+            let state = span.state.load(Ordering::Acquire);
+            if state != SPAN_FREE && span.try_claim_sweep(sg) {
+                let npages = span.npages.load(Ordering::Relaxed) as usize;
+                let r = self.sweep_claimed(sp as u32, true);
+                total.bytes_freed += r.bytes_freed;
+                total.objects_freed += r.objects_freed;
+                self.in_use.fetch_sub(r.bytes_freed, Ordering::Relaxed);
+                span.finish_sweep(sg);
+                sp += npages.max(1);
+            } else {
+                sp += 1;
+            }
+        }
+        // Wait for spans being swept by allocators (their refill sweeps one span at a time).
+        for s in self.spans.iter() {
+            while s.state.load(Ordering::Acquire) != SPAN_FREE
+                && s.sweepgen.load(Ordering::Acquire) == sg.wrapping_sub(1)
+            {
+                core::hint::spin_loop();
+            }
+        }
+        total
+    }
+
+    /// Sweep a claimed span: free unmarked objects (poisoning them), clear mark bits; with
+    /// `may_free`, return an empty unpinned span's pages.
+    fn sweep_claimed(&self, sp: u32, may_free: bool) -> SweepResult {
+        let s = self.span(sp);
+        let elem = s.elem_size();
+        let pinned = s.pinned.load(Ordering::Relaxed);
+        let mut r = SweepResult::default();
+        let mut live = 0;
+        for w in 0..BITMAP_WORDS {
+            let alloc = s.alloc.word(w);
+            let marked = s.mark.word(w);
+            let dead = if pinned { 0 } else { alloc & !marked };
+            let mut bits = dead;
+            while bits != 0 {
+                let i = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let base = self.span_base(sp) + i * elem;
+                // SAFETY: object `i` is unreachable (unmarked after a complete mark), so nothing
+                // reads it; the span is claimed by this sweeper.
+                unsafe { core::ptr::write_bytes(self.ptr(base), POISON, elem) };
+                r.objects_freed += 1;
+                r.bytes_freed += elem;
+            }
+            let keep = alloc & !dead;
+            live += keep.count_ones();
+            s.alloc.store_word(w, keep);
+            s.mark.store_word(w, 0);
+        }
+        if may_free && live == 0 && !s.owned.load(Ordering::Relaxed) {
+            self.free_span(sp);
+        }
+        r
+    }
+
+    /// Check that every byte outside allocated objects is poisoned. Call with the world stopped
+    /// and sweeping finished. Returns the first unpoisoned free address.
+    pub fn check_poisoned(&self) -> Result<(), usize> {
+        let pages = self.pages.lock();
+        let check = |addr: usize, len: usize| -> Result<(), usize> {
+            // SAFETY: free memory of the heap; the world is stopped so nobody allocates it.
+            let bytes = unsafe { core::slice::from_raw_parts(self.ptr(addr), len) };
+            // Word at a time (objects and pages are 16-byte aligned and sized); the byte search
+            // only runs to name the first bad byte.
+            // SAFETY: any bit pattern is a valid u64.
+            let (head, words, tail) = unsafe { bytes.align_to::<u64>() };
+            let pattern = u64::from_ne_bytes([POISON; 8]);
+            if head.is_empty() && tail.is_empty() && words.iter().all(|&w| w == pattern) {
+                return Ok(());
+            }
+            match bytes.iter().position(|&b| b != POISON) {
+                Some(off) => Err(addr + off),
+                None => Ok(()),
+            }
+        };
+        let mut p = 0;
+        while p < self.npages {
+            if pages.page_is_free(p) {
+                check(self.base_addr + p * PAGE_SIZE, PAGE_SIZE)?;
+                p += 1;
+                continue;
+            }
+            let s = &self.spans[p];
+            let npages = s.npages.load(Ordering::Relaxed) as usize;
+            if s.state.load(Ordering::Acquire) == SPAN_SMALL {
+                for i in 0..s.nelems() {
+                    if !s.alloc.get(i) {
+                        check(self.span_base(p as u32) + i * s.elem_size(), s.elem_size())?;
+                    }
+                }
+            }
+            p += npages.max(1);
+        }
+        Ok(())
+    }
+
+    /// Visit the metadata of every in-use span (world stopped).
+    pub(crate) fn for_each_span_meta(&self, mut f: impl FnMut(&Span)) {
+        let mut p = 0;
+        while p < self.npages {
+            let s = &self.spans[p];
+            if s.state.load(Ordering::Acquire) == SPAN_FREE {
+                p += 1;
+                continue;
+            }
+            f(s);
+            p += (s.npages.load(Ordering::Relaxed) as usize).max(1);
+        }
+    }
+
+    /// Spans for a dashboard: (start address, pages, objects allocated, objects marked, kind).
+    pub fn for_each_span(&self, mut f: impl FnMut(SpanInfo)) {
+        let mut p = 0;
+        while p < self.npages {
+            let s = &self.spans[p];
+            let state = s.state.load(Ordering::Acquire);
+            if state == SPAN_FREE {
+                p += 1;
+                continue;
+            }
+            let npages = (s.npages.load(Ordering::Relaxed) as usize).max(1);
+            f(SpanInfo {
+                start: self.span_base(p as u32),
+                pages: npages,
+                objects: s.nelems(),
+                allocated: s.alloc.count(),
+                marked: s.mark.count(),
+                large: state == SPAN_LARGE,
+                pinned: s.pinned.load(Ordering::Relaxed),
+            });
+            p += npages;
+        }
+    }
+}
+
+/// A span as a dashboard sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct SpanInfo {
+    pub start: usize,
+    pub pages: usize,
+    pub objects: usize,
+    pub allocated: usize,
+    pub marked: usize,
+    pub large: bool,
+    pub pinned: bool,
+}

@@ -1,0 +1,199 @@
+//! Marking: shading (white -> grey), the grey work queue (a per-core buffer plus a global list)
+//! and scanning (grey -> black).
+//!
+//! Colours: white = mark bit clear; grey = mark bit set and the object's base queued; black = mark
+//! bit set and scanned. Allocation during marking sets the mark bit and never queues (black).
+//! No-scan objects go straight to black.
+
+use core::sync::atomic::{fence, AtomicUsize, Ordering};
+
+use alloc::vec::Vec;
+
+use crate::collector::Collector;
+use crate::object::HEADER_SIZE;
+use crate::platform::{GcCore, ScanRange};
+
+/// Capacity of a core's local grey buffer.
+pub const LOCAL_WORK_ENTRIES: usize = 256;
+/// Mutator-side buffers (direct mode) are published once they hold this many.
+const PUBLISH_THRESHOLD: usize = 32;
+/// How many entries a marker takes from the global list at once.
+const STEAL_BATCH: usize = 128;
+
+/// A core's grey objects (object base addresses), a fixed stack so shading never allocates.
+pub struct LocalWork {
+    len: usize,
+    items: [usize; LOCAL_WORK_ENTRIES],
+}
+
+impl LocalWork {
+    pub(crate) const fn new() -> Self {
+        LocalWork { len: 0, items: [0; LOCAL_WORK_ENTRIES] }
+    }
+
+    /// Push; on overflow, move everything to the global list first.
+    #[inline]
+    pub(crate) fn push(&mut self, global: &GlobalWork, base: usize) {
+        if self.len == LOCAL_WORK_ENTRIES {
+            self.publish(global);
+        }
+        self.items[self.len] = base;
+        self.len += 1;
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<usize> {
+        if self.len == 0 {
+            return None;
+        }
+        self.len -= 1;
+        Some(self.items[self.len])
+    }
+
+    /// Move all entries to the global list, where any marker can take them.
+    pub(crate) fn publish(&mut self, global: &GlobalWork) {
+        if self.len > 0 {
+            global.items.lock().extend_from_slice(&self.items[..self.len]);
+            self.len = 0;
+        }
+    }
+
+    pub(crate) fn publish_if_large(&mut self, global: &GlobalWork) {
+        if self.len >= PUBLISH_THRESHOLD {
+            self.publish(global);
+        }
+    }
+}
+
+/// Grey objects any marker may take, and the count of markers holding taken work.
+pub struct GlobalWork {
+    pub(crate) items: spin::Mutex<Vec<usize>>,
+    /// Markers currently draining work they took. Incremented under the `items` lock.
+    active: AtomicUsize,
+}
+
+impl GlobalWork {
+    pub(crate) const fn new() -> Self {
+        GlobalWork { items: spin::Mutex::new(Vec::new()), active: AtomicUsize::new(0) }
+    }
+
+    /// Take a batch into `local` and count the caller active; false if there was nothing.
+    fn take(&self, local: &mut LocalWork) -> bool {
+        let mut items = self.items.lock();
+        if items.is_empty() {
+            return false;
+        }
+        let n = items.len().min(STEAL_BATCH);
+        let at = items.len() - n;
+        for &b in &items[at..] {
+            local.items[local.len] = b;
+            local.len += 1;
+        }
+        items.truncate(at);
+        // Ordering: Relaxed suffices under the lock; `quiescent` reads it under the same lock.
+        self.active.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    fn done(&self) {
+        // Ordering: Release, so a `quiescent` check that Acquire-loads 0 sees everything this
+        // marker pushed (its pushes took the lock before this decrement).
+        self.active.fetch_sub(1, Ordering::Release);
+    }
+
+    /// True if no grey object is queued and no marker holds taken work.
+    pub(crate) fn quiescent(&self) -> bool {
+        let items = self.items.lock();
+        // Ordering: Acquire pairs with `done`'s Release.
+        items.is_empty() && self.active.load(Ordering::Acquire) == 0
+    }
+
+    pub(crate) fn clear(&self) {
+        self.items.lock().clear();
+    }
+}
+
+/// Shade `addr`: if it points into an allocated white object, make it grey (queue it on `work`),
+/// or black if it holds no pointers. Nil and non-heap addresses are ignored. True if shaded.
+#[inline]
+pub(crate) fn shade(c: &Collector, core: &GcCore, work: &mut LocalWork, addr: usize) -> bool {
+    if addr == 0 {
+        return false;
+    }
+    let Some(obj) = c.heap.find_object(addr) else {
+        return false;
+    };
+    let span = c.heap.span(obj.span);
+    if !span.mark.set(obj.index as usize) {
+        return false;
+    }
+    core.stats.shaded.bump();
+    core.stats.bytes_marked.add(span.elem_size() as u64);
+    if !c.heap.is_noscan(&obj) {
+        work.push(&c.work, obj.base);
+    }
+    true
+}
+
+/// Scan one grey object: shade every pointer its type lists.
+pub(crate) fn scan_object(c: &Collector, core: &GcCore, work: &mut LocalWork, base: usize) {
+    // Pairs with the allocator's Release fence (publication barrier): the header and zeroed
+    // slots of an object are visible before we read them. (Objects allocated during marking are
+    // black and never scanned; older ones were published before the STW that started the cycle.)
+    fence(Ordering::Acquire);
+    let Some(obj) = c.heap.find_object(base) else {
+        return;
+    };
+    let ty = c.heap.type_of(&obj);
+    for &off in ty.pointer_offsets {
+        let v = slot_at(c, base + HEADER_SIZE + off).load(Ordering::Relaxed);
+        shade(c, core, work, v);
+    }
+}
+
+/// The slot word at heap address `addr`.
+pub(crate) fn slot_at(c: &Collector, addr: usize) -> &AtomicUsize {
+    debug_assert_eq!(addr % core::mem::align_of::<AtomicUsize>(), 0);
+    // SAFETY: `addr` is a pointer-slot offset of a live object's type, within the heap (the
+    // `Trace` contract), aligned, and slots are only ever accessed atomically while shared.
+    unsafe { &*(c.heap.ptr(addr) as *const AtomicUsize) }
+}
+
+/// Drain `work` and then the global list until both are empty. Returns objects scanned.
+pub(crate) fn drain(c: &Collector, core: &GcCore, work: &mut LocalWork) -> usize {
+    let mut scanned = 0;
+    let mut holding = false;
+    loop {
+        while let Some(base) = work.pop() {
+            scan_object(c, core, work, base);
+            scanned += 1;
+        }
+        if holding {
+            c.work.done();
+        }
+        holding = c.work.take(work);
+        if !holding {
+            return scanned;
+        }
+    }
+}
+
+/// Shade every word in `range` that points into an allocated object (conservative scan).
+/// World stopped: the range's owner is parked.
+pub(crate) fn scan_conservative(c: &Collector, core: &GcCore, work: &mut LocalWork, r: ScanRange) {
+    let w = core::mem::size_of::<usize>();
+    let mut a = r.lo.next_multiple_of(w);
+    while a + w <= r.hi {
+        // SAFETY: the platform promises `[lo, hi)` is readable memory (a parked task's stack or
+        // register save area); its owner is parked, so the read does not race a write.
+        let v = unsafe { core::ptr::with_exposed_provenance::<usize>(a).read() };
+        shade(c, core, work, v);
+        a += w;
+    }
+}
+
+/// Shade every registered global root.
+pub(crate) fn scan_globals(c: &Collector, core: &GcCore, work: &mut LocalWork) {
+    c.roots.for_each(|slot| {
+        shade(c, core, work, slot.load(Ordering::Relaxed));
+    });
+}

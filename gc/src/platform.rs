@@ -1,0 +1,134 @@
+//! The collector's view of the machine: cores, stacks, time, stop-the-world.
+//!
+//! The gc crate knows nothing about aarch64. Everything it needs from the kernel (or from the host
+//! test harness, where threads stand in for cores) comes through [`Platform`], a trait of static
+//! functions so that the barrier fast path, which calls `Platform::disable_preemption`, inlines.
+
+use core::cell::UnsafeCell;
+
+use crate::collector::Collector;
+use crate::mark::LocalWork;
+use crate::sizeclass::NUM_CLASSES;
+use crate::stats::CoreStats;
+use crate::wbbuf::WbBuf;
+
+/// A range of words to scan conservatively (a parked task's stack, its saved registers).
+/// `lo` and `hi` are addresses; `lo` is rounded up and `hi` down to word alignment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanRange {
+    /// Lowest address (inclusive).
+    pub lo: usize,
+    /// Highest address (exclusive).
+    pub hi: usize,
+}
+
+/// What the collector needs from the machine. Implemented once by the kernel (per-core `P` via
+/// TPIDR_EL1, IPIs for stop-the-world) and by the host test harness (threads, a safe-point
+/// handshake).
+pub trait Platform: Sync + 'static {
+    /// The guard returned by [`Platform::disable_preemption`]; preemption is back on when it drops.
+    type NoPreempt;
+
+    /// Number of cores (each has a [`GcCore`]).
+    fn core_count() -> usize;
+    /// Index of the core running the caller, `< core_count()`. Only stable while preemption is
+    /// disabled (a task may migrate otherwise).
+    fn current_core_index() -> usize;
+    /// The per-core GC state of core `index`.
+    fn core(index: usize) -> &'static GcCore;
+    /// The current core's GC state.
+    #[inline(always)]
+    fn current_core() -> &'static GcCore {
+        Self::core(Self::current_core_index())
+    }
+    /// The one collector this platform runs.
+    fn collector() -> &'static Collector;
+
+    /// Disable preemption (and migration) until the guard drops. Covers the barrier's window from
+    /// reading `WRITE_BARRIER` to the store; nesting must be allowed.
+    fn disable_preemption() -> Self::NoPreempt;
+    /// Run `f` on the current core's system stack (the wbBuf flush runs there, so the caller's
+    /// stack pays only for the barrier fast path). The host just calls `f`.
+    fn systemstack<R>(f: impl FnOnce() -> R) -> R;
+    /// Monotonic time in nanoseconds.
+    fn now_ns() -> u64;
+    /// Run `f` with every other core parked at a safe point (not inside a barrier window, not
+    /// inside an allocation), with the parked cores' memory effects visible to `f` and `f`'s
+    /// visible to them when they resume.
+    fn stop_the_world<R>(f: impl FnOnce() -> R) -> R;
+    /// Report every range to scan conservatively (task stacks, saved registers). Called only
+    /// while the world is stopped.
+    fn for_each_stack_range(visit: &mut dyn FnMut(ScanRange));
+}
+
+/// Per-core collector state: the write-barrier buffer, the mark work buffer, the allocation cache
+/// and counters. The kernel embeds one in each core's `P`.
+///
+/// Ownership rule: `wbbuf`, `work` and `cache` are touched only by their own core with preemption
+/// disabled, or by any core while the world is stopped. That is what makes the `UnsafeCell`s sound.
+pub struct GcCore {
+    pub(crate) wbbuf: UnsafeCell<WbBuf>,
+    pub(crate) work: UnsafeCell<LocalWork>,
+    /// Current span (start page index) per size class, `NO_SPAN` if none.
+    pub(crate) cache: UnsafeCell<[u32; NUM_CLASSES]>,
+    pub(crate) stats: CoreStats,
+}
+
+// SAFETY: the `UnsafeCell` fields follow the ownership rule in the type's doc (own core with
+// preemption off, or anyone during stop-the-world, whose handshake orders the accesses); the rest
+// are atomics.
+unsafe impl Sync for GcCore {}
+
+/// Marks an empty allocation-cache entry.
+pub(crate) const NO_SPAN: u32 = u32::MAX;
+
+impl GcCore {
+    /// A core with an empty default-sized wbBuf, no work, no cached spans.
+    pub const fn new() -> Self {
+        GcCore {
+            wbbuf: UnsafeCell::new(WbBuf::new()),
+            work: UnsafeCell::new(LocalWork::new()),
+            cache: UnsafeCell::new([NO_SPAN; NUM_CLASSES]),
+            stats: CoreStats::new(),
+        }
+    }
+
+    /// The core's wbBuf.
+    ///
+    /// # Safety
+    /// The caller is this core with preemption disabled, or the world is stopped; no other
+    /// reference from `wbbuf`/`wbbuf_mut` is live.
+    #[allow(clippy::mut_from_ref)]
+    #[inline(always)]
+    pub(crate) unsafe fn wbbuf_mut(&self) -> &mut WbBuf {
+        // SAFETY: exclusivity is the caller's contract (ownership rule above).
+        unsafe { &mut *self.wbbuf.get() }
+    }
+
+    /// The core's local mark work buffer. Same contract as [`GcCore::wbbuf_mut`].
+    #[allow(clippy::mut_from_ref)]
+    #[inline(always)]
+    pub(crate) unsafe fn work_mut(&self) -> &mut LocalWork {
+        // SAFETY: exclusivity is the caller's contract (ownership rule above).
+        unsafe { &mut *self.work.get() }
+    }
+
+    /// The core's allocation cache. Same contract as [`GcCore::wbbuf_mut`].
+    #[allow(clippy::mut_from_ref)]
+    #[inline(always)]
+    pub(crate) unsafe fn cache_mut(&self) -> &mut [u32; NUM_CLASSES] {
+        // SAFETY: exclusivity is the caller's contract (ownership rule above).
+        unsafe { &mut *self.cache.get() }
+    }
+
+    /// This core's counters.
+    pub fn stats(&self) -> &CoreStats {
+        &self.stats
+    }
+}
+
+impl Default for GcCore {
+    fn default() -> Self {
+        Self::new()
+    }
+}

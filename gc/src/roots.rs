@@ -1,0 +1,64 @@
+//! Roots: global slots scanned precisely (the kernel's `.gcroots` section), ranges scanned
+//! conservatively (task stacks and saved registers, supplied by the platform at safe points), and
+//! the wbBuf contents (flushed at mark termination, see `barrier`).
+//!
+//! Stores into global root slots go through the write barrier like heap stores (the seeds'
+//! "pointer assigned to a global"), so globals are scanned once at mark start and never again.
+
+use core::sync::atomic::AtomicUsize;
+
+use alloc::vec::Vec;
+
+use crate::object::GcSlot;
+
+/// The registry of precisely scanned global slots.
+pub struct Roots {
+    sets: spin::Mutex<Vec<&'static [AtomicUsize]>>,
+}
+
+impl Roots {
+    pub(crate) const fn new() -> Self {
+        Roots { sets: spin::Mutex::new(Vec::new()) }
+    }
+
+    /// Register an array of global slots (e.g. the whole `.gcroots` section).
+    pub fn register(&self, slots: &'static [AtomicUsize]) {
+        self.sets.lock().push(slots);
+    }
+
+    /// Register one global slot.
+    pub fn register_slot<T>(&self, slot: &'static GcSlot<T>) {
+        self.register(core::slice::from_ref(slot.as_atomic()));
+    }
+
+    /// Register the slots between two linker symbols.
+    ///
+    /// # Safety
+    /// `[start, end)` is an array of word-sized, word-aligned, zero-initialised `'static` slots
+    /// written only through the write barrier (the `.gcroots` section).
+    pub unsafe fn register_section(&self, start: *const AtomicUsize, end: *const AtomicUsize) {
+        // SAFETY: `end` is derived from the same section as `start` (the caller's contract).
+        let n = unsafe { end.offset_from(start) };
+        let n = usize::try_from(n).expect("root section end before start");
+        // SAFETY: per the caller's contract, `n` live, static, aligned atomic words.
+        self.register(unsafe { core::slice::from_raw_parts(start, n) });
+    }
+
+    /// Whether `addr` is a registered root slot (checked mode).
+    pub fn contains_slot(&self, addr: usize) -> bool {
+        self.sets.lock().iter().any(|s| {
+            let lo = s.as_ptr() as usize;
+            addr >= lo && addr < lo + core::mem::size_of_val(*s)
+        })
+    }
+
+    /// Visit every root slot.
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&'static AtomicUsize)) {
+        let sets = self.sets.lock();
+        for set in sets.iter() {
+            for slot in set.iter() {
+                f(slot);
+            }
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! Size classes: small objects are rounded up to one of these sizes and live in one-page spans of
+//! that class; anything bigger gets a large span of its own.
+
+/// Heap page size. Spans are whole pages; a page-aligned heap keeps every span 8 KiB aligned,
+/// which also satisfies 4 KiB DMA alignment for pinned buffers.
+pub const PAGE_SIZE: usize = 8192;
+
+/// Object sizes (header included) of the small classes, in bytes. Every size is a multiple of 16
+/// so objects stay 16-byte aligned.
+pub const CLASS_SIZES: [usize; 16] = [16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096];
+
+/// Number of small size classes.
+pub const NUM_CLASSES: usize = CLASS_SIZES.len();
+
+/// Largest small object; bigger ones get a large span.
+pub const MAX_SMALL_SIZE: usize = CLASS_SIZES[NUM_CLASSES - 1];
+
+/// Most objects in a one-page span (smallest class); sizes the per-span bitmaps.
+pub const MAX_OBJECTS_PER_SPAN: usize = PAGE_SIZE / CLASS_SIZES[0];
+
+/// The class for an object of `size` bytes, or `None` if it needs a large span.
+pub fn class_for(size: usize) -> Option<usize> {
+    CLASS_SIZES.iter().position(|&c| c >= size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_round_up_and_stop_at_the_largest() {
+        assert_eq!(class_for(1), Some(0));
+        assert_eq!(class_for(16), Some(0));
+        assert_eq!(class_for(17), Some(1));
+        assert_eq!(class_for(4096), Some(NUM_CLASSES - 1));
+        assert_eq!(class_for(4097), None);
+        assert!(CLASS_SIZES.windows(2).all(|w| w[0] < w[1]));
+        assert!(CLASS_SIZES.iter().all(|c| c % 16 == 0));
+    }
+}

@@ -1,0 +1,166 @@
+//! Spans: runs of pages holding objects of one size, with per-object bitmaps.
+//!
+//! A span's metadata lives at the index of its first page. Three bitmaps, one bit per object:
+//! - `alloc`: the object is allocated (set by the owning core's allocator, cleared by sweep);
+//! - `mark`: the object is grey or black this cycle (set by shading, cleared by sweep);
+//! - `check`: the verifier's own reachability bits (like Go's checkmarks).
+//!
+//! Sweep state follows Go's `sweepgen`: with heap generation `sg`, a span at `sg - 2` needs
+//! sweeping, `sg - 1` is being swept, `sg` is swept and usable. Allocation only takes swept spans,
+//! so the sweeper and the allocator never touch the same span's bitmaps at once.
+
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+
+use crate::sizeclass::MAX_OBJECTS_PER_SPAN;
+
+pub(crate) const BITMAP_WORDS: usize = MAX_OBJECTS_PER_SPAN / 64;
+
+/// Span kinds, stored in `Span::state` (only meaningful at a span's first page).
+pub(crate) const SPAN_FREE: u8 = 0;
+pub(crate) const SPAN_SMALL: u8 = 1;
+pub(crate) const SPAN_LARGE: u8 = 2;
+
+/// One bit per object.
+pub(crate) struct Bitmap([AtomicU64; BITMAP_WORDS]);
+
+impl Bitmap {
+    const fn new() -> Self {
+        Bitmap([const { AtomicU64::new(0) }; BITMAP_WORDS])
+    }
+
+    // Ordering: Relaxed everywhere. Bitmap words are read and written under one of three
+    // disciplines, none of which needs the bitmap itself to order other memory: (1) the owner
+    // core's allocator, (2) markers setting mark bits with RMWs (an RMW always sees the latest
+    // value, so two shaders never both "win"), (3) the sweeper, which holds the span exclusively
+    // through `sweepgen` (an Acquire/Release handshake, see `Span::try_claim_sweep`).
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> bool {
+        self.0[i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) != 0
+    }
+
+    /// Set bit `i`; true if it was clear (this caller shaded it).
+    #[inline]
+    pub(crate) fn set(&self, i: usize) -> bool {
+        let bit = 1 << (i % 64);
+        self.0[i / 64].fetch_or(bit, Ordering::Relaxed) & bit == 0
+    }
+
+    pub(crate) fn word(&self, w: usize) -> u64 {
+        self.0[w].load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn store_word(&self, w: usize, v: u64) {
+        self.0[w].store(v, Ordering::Relaxed)
+    }
+
+    pub(crate) fn clear(&self) {
+        for w in &self.0 {
+            w.store(0, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.0.iter().map(|w| w.load(Ordering::Relaxed).count_ones() as usize).sum()
+    }
+}
+
+/// Span metadata. All fields are atomics because markers look spans up concurrently with
+/// allocators creating them; a span is published by a Release store of `state` and looked up
+/// with an Acquire load, so its other fields are visible once `state` says it is in use.
+pub(crate) struct Span {
+    pub(crate) state: AtomicU8,
+    /// Size class, for small spans.
+    pub(crate) class: AtomicU8,
+    pub(crate) pinned: AtomicBool,
+    /// Objects hold no pointers and have no header (pinned raw buffers).
+    pub(crate) noscan: AtomicBool,
+    /// Claimed by a core's allocation cache.
+    pub(crate) owned: AtomicBool,
+    pub(crate) npages: AtomicU32,
+    pub(crate) nelems: AtomicU32,
+    pub(crate) sweepgen: AtomicU32,
+    pub(crate) elem_size: AtomicUsize,
+    pub(crate) alloc: Bitmap,
+    pub(crate) mark: Bitmap,
+    pub(crate) check: Bitmap,
+}
+
+impl Span {
+    pub(crate) const fn new() -> Self {
+        Span {
+            state: AtomicU8::new(SPAN_FREE),
+            class: AtomicU8::new(0),
+            pinned: AtomicBool::new(false),
+            noscan: AtomicBool::new(false),
+            owned: AtomicBool::new(false),
+            npages: AtomicU32::new(0),
+            nelems: AtomicU32::new(0),
+            sweepgen: AtomicU32::new(0),
+            elem_size: AtomicUsize::new(0),
+            alloc: Bitmap::new(),
+            mark: Bitmap::new(),
+            check: Bitmap::new(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn elem_size(&self) -> usize {
+        self.elem_size.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    pub(crate) fn nelems(&self) -> usize {
+        self.nelems.load(Ordering::Relaxed) as usize
+    }
+
+    /// Valid-object mask for bitmap word `w`.
+    pub(crate) fn valid_mask(&self, w: usize) -> u64 {
+        let n = self.nelems();
+        let lo = w * 64;
+        if n >= lo + 64 {
+            u64::MAX
+        } else if n <= lo {
+            0
+        } else {
+            (1u64 << (n - lo)) - 1
+        }
+    }
+
+    /// Allocate a free object index. Only the owning core calls this, so a free bit read here
+    /// cannot be taken by anyone else before the `set`.
+    pub(crate) fn take_free(&self) -> Option<usize> {
+        for w in 0..BITMAP_WORDS {
+            let free = !self.alloc.word(w) & self.valid_mask(w);
+            if free != 0 {
+                let i = w * 64 + free.trailing_zeros() as usize;
+                let was_clear = self.alloc.set(i);
+                debug_assert!(was_clear);
+                return Some(i);
+            }
+        }
+        None
+    }
+
+    pub(crate) fn has_free(&self) -> bool {
+        (0..BITMAP_WORDS).any(|w| !self.alloc.word(w) & self.valid_mask(w) != 0)
+    }
+
+    /// Claim the span for sweeping in generation `sg`. Acquire on success pairs with the Release
+    /// in `finish_sweep` of the previous owner and with the STW handshake, so the sweeper sees
+    /// every allocation and mark made before.
+    pub(crate) fn try_claim_sweep(&self, sg: u32) -> bool {
+        self.sweepgen
+            .compare_exchange(sg.wrapping_sub(2), sg.wrapping_sub(1), Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Publish the swept span (Release: an allocator that Acquire-loads `sweepgen == sg` sees the
+    /// cleared bitmaps and the poisoned memory).
+    pub(crate) fn finish_sweep(&self, sg: u32) {
+        self.sweepgen.store(sg, Ordering::Release);
+    }
+
+    pub(crate) fn is_swept(&self, sg: u32) -> bool {
+        self.sweepgen.load(Ordering::Acquire) == sg
+    }
+}

@@ -1,0 +1,90 @@
+//! Host tests of the whole collector: threads stand in for cores (see `crate::host`).
+
+mod barrier;
+mod collect;
+mod stress;
+
+use core::mem::offset_of;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use crate::heap::POISON;
+use crate::host::HostPlatform;
+use crate::object::{Gc, GcSlot, GcType, Trace};
+use crate::Collector;
+
+/// A test object: three pointer fields and a payload derived from a seed, so a reader can tell
+/// an intact object from a freed (poisoned) or reused one.
+#[repr(C)]
+pub(crate) struct Node {
+    pub(crate) kids: [GcSlot<Node>; 3],
+    pub(crate) seed: AtomicU64,
+    pub(crate) payload: [AtomicU64; 4],
+}
+
+const KIDS: usize = offset_of!(Node, kids);
+
+// SAFETY: all-zero is a valid Node (null slots, zero atomics); size and alignment match; the three
+// slots are at the listed offsets and there is no other pointer field; no Drop.
+unsafe impl Trace for Node {
+    const TYPE: &'static GcType =
+        &GcType { name: "Node", size: core::mem::size_of::<Node>(), pointer_offsets: &[KIDS, KIDS + 8, KIDS + 16] };
+}
+
+pub(crate) fn mix(seed: u64, i: u64) -> u64 {
+    let mut x = seed ^ (i.wrapping_add(1)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    x ^= x >> 31;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^ (x >> 29)
+}
+
+impl Node {
+    /// Fill the payload from `seed` (the allocating thread, before publishing the node).
+    pub(crate) fn init(&self, seed: u64) {
+        self.seed.store(seed, Ordering::Relaxed);
+        for (i, p) in self.payload.iter().enumerate() {
+            p.store(mix(seed, i as u64), Ordering::Relaxed);
+        }
+    }
+
+    /// Whether the payload matches the seed (and is not poison).
+    pub(crate) fn intact(&self) -> bool {
+        let seed = self.seed.load(Ordering::Relaxed);
+        seed != u64::from_ne_bytes([POISON; 8])
+            && self.payload.iter().enumerate().all(|(i, p)| p.load(Ordering::Relaxed) == mix(seed, i as u64))
+    }
+}
+
+/// A handle from a raw address found in a root (test-only: the address came from a slot).
+pub(crate) fn node_at(addr: usize) -> Option<Gc<Node>> {
+    let p = NonNull::new(core::ptr::with_exposed_provenance_mut::<Node>(addr))?;
+    // SAFETY: callers pass addresses read from slots/roots of a live graph.
+    Some(unsafe { Gc::from_raw(p) })
+}
+
+/// Allocate and initialise a node.
+pub(crate) fn new_node(c: &Collector, seed: u64) -> Gc<Node> {
+    let n = c.alloc::<HostPlatform, Node>().expect("alloc");
+    n.init(seed);
+    n
+}
+
+/// A small xorshift PRNG (deterministic per seed).
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1)
+    }
+    pub(crate) fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
