@@ -7,7 +7,7 @@ fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let script = manifest.join("../linker.ld");
     println!("cargo:rerun-if-changed={}", script.display());
-    if target == "aarch64-unknown-none" {
+    if target.starts_with("aarch64-unknown-none") {
         println!("cargo:rustc-link-arg-bins=-T{}", script.display());
         println!("cargo:rustc-link-arg-bins=-znorelro");
     }

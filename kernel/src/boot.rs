@@ -73,6 +73,9 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
         warn!("{} CPUs in the device tree beyond the supported {}", machine.cpus_ignored, cmdline::MAX_CORES);
     }
     info!("{online} of {wanted} cores online");
+    if let Err(crate::gc::InitError(why)) = crate::gc::init(&config) {
+        log::error!("gc: cannot create the {} MiB GC heap ({why}); running without a collector", config.gc_heap >> 20);
+    }
 
     let ticks = cpu::counter() - start;
     info!(

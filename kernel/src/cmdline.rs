@@ -4,6 +4,7 @@
 //! lists every valid key and the values it takes, so a typo stops the boot with a clear answer.
 
 use core::fmt;
+use tricolor_gc::BarrierMode;
 use tricolor_virtio::gpu::Completion;
 use tricolor_virtio::FenceStrategy;
 
@@ -68,6 +69,16 @@ pub struct Config<'a> {
     /// `virtio.timeout=`: empty polls before a GPU command is reported failed (`None`: the
     /// driver's default).
     pub virtio_timeout: Option<u64>,
+    /// `gc.mode=`: the write-barrier mode (switchable later between cycles).
+    pub gc_mode: BarrierMode,
+    /// `gc.heap=`: bytes of RAM for the GC heap.
+    pub gc_heap: usize,
+    /// `gc.wbbuf=`: write-barrier buffer entries per core.
+    pub gc_wbbuf: usize,
+    /// `gc.percent=`: GOGC-like growth before the next cycle triggers.
+    pub gc_percent: u32,
+    /// `gc.verify=`: re-mark with the world stopped after every concurrent mark (gccheckmark).
+    pub gc_verify: bool,
 }
 
 impl Default for Config<'_> {
@@ -81,6 +92,11 @@ impl Default for Config<'_> {
             virtio_fence: FenceStrategy::Acquire,
             virtio_complete: Completion::Polling,
             virtio_timeout: None,
+            gc_mode: BarrierMode::Buffered,
+            gc_heap: 64 << 20,
+            gc_wbbuf: 512,
+            gc_percent: 100,
+            gc_verify: false,
         }
     }
 }
@@ -108,6 +124,15 @@ pub const KEYS: &[Key] = &[
         help: "virtqueue used-index ordering (after-progress is seed 002's broken variant)",
     },
     Key { name: "virtio.complete", values: "poll|irq", help: "GPU command completion by polling or interrupt" },
+    Key {
+        name: "gc.mode",
+        values: "off|buffered|direct|checked|unsafe-off-during-mark",
+        help: "write-barrier mode (unsafe-off-during-mark: stress negative control only)",
+    },
+    Key { name: "gc.heap", values: "<size: 1M..=768M, K/M/G suffix>", help: "GC heap size" },
+    Key { name: "gc.wbbuf", values: "2..=4096", help: "write-barrier buffer entries per core" },
+    Key { name: "gc.percent", values: "1..=10000", help: "heap growth (percent of live) before the next cycle" },
+    Key { name: "gc.verify", values: "on|off", help: "stop-the-world re-mark after each concurrent mark" },
     Key { name: "virtio.timeout", values: "<spins>", help: "empty polls before a GPU command is reported failed" },
 ];
 
@@ -163,10 +188,27 @@ pub fn parse(line: &str) -> Result<Config<'_>, CmdlineError<'_>> {
             "virtio.fence" => config.virtio_fence = FenceStrategy::parse(value).ok_or_else(bad)?,
             "virtio.complete" => config.virtio_complete = parse_completion(value).ok_or_else(bad)?,
             "virtio.timeout" => config.virtio_timeout = Some(parse_u64(value).filter(|&n| n > 0).ok_or_else(bad)?),
+            "gc.mode" => config.gc_mode = BarrierMode::from_name(value).ok_or_else(bad)?,
+            "gc.heap" => {
+                config.gc_heap = parse_size(value).filter(|n| ((1 << 20)..=(768 << 20)).contains(n)).ok_or_else(bad)?
+            }
+            "gc.wbbuf" => config.gc_wbbuf = value.parse().ok().filter(|n| (2..=4096).contains(n)).ok_or_else(bad)?,
+            "gc.percent" => {
+                config.gc_percent = value.parse().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(bad)?
+            }
+            "gc.verify" => config.gc_verify = parse_switch(value).ok_or_else(bad)?,
             _ => return Err(bad()),
         }
     }
     Ok(config)
+}
+
+fn parse_switch(value: &str) -> Option<bool> {
+    match value {
+        "on" => Some(true),
+        "off" => Some(false),
+        _ => None,
+    }
 }
 
 fn parse_completion(value: &str) -> Option<Completion> {
@@ -290,6 +332,22 @@ mod tests {
         }
         let text = parse("fb=gpu").unwrap_err().to_string();
         assert!(text.contains("expected static|pages|gc|none"), "{text}");
+    }
+
+    #[test]
+    fn gc_keys_parse_and_reject() {
+        let c = parse("gc.mode=direct gc.heap=128M gc.wbbuf=4096 gc.percent=50 gc.verify=on").unwrap();
+        assert_eq!(c.gc_mode, BarrierMode::Direct);
+        assert_eq!(c.gc_heap, 128 << 20);
+        assert_eq!(c.gc_wbbuf, 4096);
+        assert_eq!(c.gc_percent, 50);
+        assert!(c.gc_verify);
+        assert_eq!(parse("gc.mode=unsafe-off-during-mark").unwrap().gc_mode, BarrierMode::UnsafeOffDuringMark);
+        for bad in
+            ["gc.mode=fast", "gc.heap=1K", "gc.heap=2G", "gc.wbbuf=1", "gc.wbbuf=8192", "gc.percent=0", "gc.verify=yes"]
+        {
+            assert!(matches!(parse(bad), Err(CmdlineError::BadValue { .. })), "{bad} accepted");
+        }
     }
 
     #[test]

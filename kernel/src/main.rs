@@ -28,6 +28,8 @@ mod exit;
 #[cfg(target_os = "none")]
 mod fault;
 #[cfg(target_os = "none")]
+mod gc;
+#[cfg(target_os = "none")]
 mod gpu;
 #[cfg(target_os = "none")]
 mod irq;
@@ -54,7 +56,7 @@ mod vm;
 extern crate alloc;
 
 /// On the host this binary is only a placeholder so `cargo test` can build the workspace; the
-/// kernel itself is built for `aarch64-unknown-none` by `cargo xtask`.
+/// kernel itself is built for `aarch64-unknown-none-softfloat` by `cargo xtask`.
 #[cfg(not(target_os = "none"))]
 fn main() {
     eprintln!("tricolor is a bare-metal kernel: boot it with `cargo xtask run`");

@@ -37,6 +37,8 @@ enum StackRecord {
 const STACK_ARENA: usize = 0x40_0000_0000;
 static NEXT_RESERVATION: Mutex<usize> = Mutex::new(STACK_ARENA);
 static STACK_RECORDS: Mutex<Option<HashMap<TaskId, StackRecord>>> = Mutex::new(None);
+/// Every task not yet reaped (idle tasks included): what the collector walks for roots.
+static LIVE: Mutex<Option<HashMap<TaskId, Arc<Task>>>> = Mutex::new(None);
 
 /// The run queues (after `init`).
 pub fn queues() -> &'static RunQueues {
@@ -47,6 +49,7 @@ pub fn queues() -> &'static RunQueues {
 pub fn init(cores: usize) {
     QUEUES.call_once(|| RunQueues::new(cores, StealPolicy::WhenIdle));
     *STACK_RECORDS.lock() = Some(HashMap::new());
+    *LIVE.lock() = Some(HashMap::new());
     install_tick_handler();
 }
 
@@ -59,7 +62,9 @@ pub fn install_tick_handler() {
 pub fn adopt_boot_flow() {
     let [boot, _, _] = stacks::of_core(percore::id());
     let p = this_p();
-    p.adopt_current(Arc::new(Task::adopt_boot(p.core(), boot)));
+    let idle = Arc::new(Task::adopt_boot(p.core(), boot));
+    LIVE.lock().as_mut().expect("tasks::init ran").insert(idle.id(), Arc::clone(&idle));
+    p.adopt_current(idle);
     p.preempt.set_deferred_hook(deferred_preemption);
 }
 
@@ -153,6 +158,7 @@ pub fn spawn(options: Spawn, entry: fn(usize), arg: usize) -> Result<Arc<Task>, 
         None => StackRecord::Growable { slot },
     };
     STACK_RECORDS.lock().as_mut().expect("tasks::init ran").insert(task.id(), record);
+    LIVE.lock().as_mut().expect("tasks::init ran").insert(task.id(), Arc::clone(&task));
     let core = options.pinned.unwrap_or_else(percore::id);
     let masked = cpu::mask_irqs();
     queues().enqueue(core, Arc::clone(&task));
@@ -182,6 +188,7 @@ pub fn reap() -> usize {
         let exited = queues().take_exited();
         cpu::restore_irqs(masked);
         let Some(task) = exited else { break };
+        LIVE.lock().as_mut().expect("tasks::init ran").remove(&task.id());
         let record = STACK_RECORDS.lock().as_mut().expect("tasks::init ran").remove(&task.id());
         match record {
             Some(StackRecord::Fixed { base, pages, slot }) => {
@@ -310,3 +317,121 @@ pub fn grow_current_stack(far: usize) -> Result<(), GrowthFailure> {
 
 /// Pages mapped by stack growth since boot.
 pub static GROWN_PAGES: AtomicU64 = AtomicU64::new(0);
+
+/// Every memory range that may hold a task's live pointers, for a conservative root scan: the
+/// in-use part of every task's stack (from its SP at the safe point, or its saved SP, to the top)
+/// and the saved registers of tasks that are switched out. Call only with the world stopped
+/// (`stw`), from the stopping core.
+///
+/// `scrub_dead`: also zero the dead part of every stopped stack, `[lowest mapped, SP)`. A
+/// conservative scan must not find pointers that were stale before the scan: a frame pushed later
+/// can leave a slot uninitialised, and the stale value would then look live to a later scan (the
+/// collector's verifier reported such ghosts). The collector asks for it at mark start.
+/// `skip_own`: leave out the calling core's own stack (it runs the collector, not a mutator).
+/// `holds_no_roots`: tasks to leave out entirely (the collector's own mark workers, whose stacks
+/// hold heap-internal addresses such as span bases, not mutator pointers).
+pub fn for_each_root_range(
+    scrub_dead: bool,
+    skip_own: bool,
+    holds_no_roots: &dyn Fn(&Task) -> bool,
+    visit: &mut dyn FnMut(usize, usize),
+) {
+    // This core's callee-saved registers may hold pointers that are on no stack yet: spill them
+    // into this frame, which the scan of this core's stack below covers.
+    let mut spilled = [0u64; 12];
+    // SAFETY: stores x19..x30 into a local array of 12 words.
+    unsafe {
+        core::arch::asm!(
+            "stp x19, x20, [{0}]", "stp x21, x22, [{0}, #16]", "stp x23, x24, [{0}, #32]",
+            "stp x25, x26, [{0}, #48]", "stp x27, x28, [{0}, #64]", "stp x29, x30, [{0}, #80]",
+            in(reg) spilled.as_mut_ptr(), options(nostack, preserves_flags)
+        )
+    };
+    core::hint::black_box(&spilled);
+    let me = percore::id();
+    for core in (0..tricolor_kernel::cmdline::MAX_CORES).filter(|&c| percore::is_online(c)) {
+        if core == me && skip_own {
+            continue;
+        }
+        let current = percore::p_of(core).map(|p| p.current_ptr()).filter(|t| !t.is_null());
+        // SAFETY: a core's current task is alive while it runs (and the core is parked or us).
+        if current.is_some_and(|t| holds_no_roots(unsafe { &*t })) {
+            continue;
+        }
+        let sp = if core == me { cpu::stack_pointer() } else { crate::stw::parked_sp(core) };
+        let Some((stack, _)) = stacks::STACKS.find(sp) else { continue };
+        if scrub_dead && core != me {
+            // SAFETY: the core is parked: its current task runs nothing below its parked SP.
+            let running = percore::p_of(core).map(|p| p.current_ptr());
+            let lowest = running.filter(|t| !t.is_null()).map_or(stack.lo, |t| {
+                // SAFETY: a parked core's current task is alive (it is running, only paused).
+                let task = unsafe { &*t };
+                task.reservation().map_or(stack.lo, |r| r.mapped_lo())
+            });
+            scrub(lowest, sp);
+        }
+        visit(sp, stack.hi);
+    }
+    let live = LIVE.lock();
+    for task in live.as_ref().expect("tasks::init ran").values() {
+        if task.state() != tricolor_runtime::task::TaskState::Ready || holds_no_roots(task) {
+            continue; // running ones are covered above; exited ones hold nothing live
+        }
+        // SAFETY: a Ready task is not running, and with the world stopped nothing resumes it.
+        let context = unsafe { task.saved_context() };
+        // Only the register words x19..x28, fp, lr and sp: the struct's tail padding is whatever the
+        // heap cell held before (stale pointers the verifier would report), and d8-d15 hold
+        // nothing on the soft-float kernel.
+        let saved = task.context_ptr() as usize;
+        visit(saved, saved + tricolor_runtime::context::CONTEXT_SP + 8);
+        let sp = context.sp as usize;
+        let stack = task.stack();
+        if sp == 0 || sp > stack.hi {
+            continue; // never ran: nothing on its stack yet
+        }
+        if scrub_dead {
+            scrub(task.reservation().map_or(stack.lo, |r| r.mapped_lo()), sp);
+        }
+        visit(sp, stack.hi);
+    }
+}
+
+/// If `addr` lies in a live task's saved registers: the task's name, state and the register
+/// (word index into `Context`: 0..=9 are x19..x28, 10 fp, 11 lr, 12 sp). For diagnostics.
+pub fn saved_register_at(
+    addr: usize,
+) -> Option<(tricolor_runtime::name::Name, tricolor_runtime::task::TaskState, usize)> {
+    let live = LIVE.lock();
+    live.as_ref()?.values().find_map(|task| {
+        let base = task.context_ptr() as usize;
+        (base..base + core::mem::size_of::<Context>())
+            .contains(&addr)
+            .then(|| (*task.name(), task.state(), (addr - base) / 8))
+    })
+}
+
+/// Zeroes the dead stack memory `[lo, sp)` of a task that is not running.
+fn scrub(lo: usize, sp: usize) {
+    if sp > lo {
+        // SAFETY: [lo, sp) is mapped stack memory below the SP of a stopped task: nothing live.
+        unsafe { core::ptr::write_bytes(lo as *mut u8, 0, sp - lo) };
+    }
+}
+
+/// Zeroes the calling task's own dead stack below its SP (less a margin for the calls this
+/// function makes), with IRQs masked so no interrupt frame lands in the range meanwhile.
+#[inline(never)]
+pub fn scrub_own_stack() {
+    const MARGIN: usize = 1024;
+    let masked = cpu::mask_irqs();
+    let sp = cpu::stack_pointer();
+    if let Some((stack, _)) = stacks::STACKS.find(sp) {
+        // SAFETY: the running task is this one; it is alive.
+        let lowest =
+            unsafe { this_p().current() }.and_then(|t| t.reservation().map(|r| r.mapped_lo())).unwrap_or(stack.lo);
+        if sp > lowest + MARGIN {
+            scrub(lowest, sp - MARGIN);
+        }
+    }
+    cpu::restore_irqs(masked);
+}

@@ -42,7 +42,7 @@ const KERNEL_TARGET_CRATES: &[&str] = &[
 pub fn lint() -> Result {
     run("cargo", &["fmt", "--all", "--check"])?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
-    let mut target = vec!["clippy", "--target", "aarch64-unknown-none"];
+    let mut target = vec!["clippy", "--target", crate::kernel::TARGET];
     target.extend_from_slice(KERNEL_TARGET_CRATES);
     target.extend_from_slice(&["--", "-D", "warnings"]);
     run("cargo", &target)

@@ -28,9 +28,65 @@ struct Case {
     check: Option<fn(&str, usize) -> Result>,
     /// Attach a `virtio-gpu-device` (1280x720).
     gpu: bool,
+    /// Run only at this many cores or more (a negative control needs concurrency).
+    min_smp: usize,
 }
 
 const CASES: &[Case] = &[
+    Case {
+        name: "gc-cycle-off",
+        append: "test=gc-cycle gc.verify=on gc.heap=16M gc.mode=off",
+        exit: SUCCESS,
+        expect: &["gc-cycle: 12 cycles in mode off on {smp} cores: 0 verifier misses, 0 corrupt, 0 poison failures, 0 false checked reports"],
+        check: None,
+        gpu: false,
+        min_smp: 1,
+    },
+    Case {
+        name: "gc-cycle-buffered",
+        append: "test=gc-cycle gc.verify=on gc.heap=16M gc.mode=buffered",
+        exit: SUCCESS,
+        expect: &["gc-cycle: 12 cycles in mode buffered on {smp} cores: 0 verifier misses, 0 corrupt, 0 poison failures, 0 false checked reports"],
+        check: None,
+        gpu: false,
+        min_smp: 1,
+    },
+    Case {
+        name: "gc-cycle-direct",
+        append: "test=gc-cycle gc.verify=on gc.heap=16M gc.mode=direct",
+        exit: SUCCESS,
+        expect: &["gc-cycle: 12 cycles in mode direct on {smp} cores: 0 verifier misses, 0 corrupt, 0 poison failures, 0 false checked reports"],
+        check: None,
+        gpu: false,
+        min_smp: 1,
+    },
+    Case {
+        name: "gc-cycle-checked",
+        append: "test=gc-cycle gc.verify=on gc.heap=16M gc.mode=checked",
+        exit: SUCCESS,
+        expect: &["gc-cycle: 12 cycles in mode checked on {smp} cores: 0 verifier misses, 0 corrupt, 0 poison failures, 0 false checked reports"],
+        check: None,
+        gpu: false,
+        min_smp: 1,
+    },
+    Case {
+        name: "gc-negative-control",
+        append: "test=gc-negative gc.mode=unsafe-off-during-mark gc.verify=on gc.heap=16M",
+        exit: SUCCESS,
+        expect: &["gc-negative: negative control caught:", "gc verifier: reachable object 0x"],
+        check: None,
+        gpu: false,
+        min_smp: 4,
+    },
+    Case {
+        name: "gc-checked-report",
+        append: "test=gc-checked",
+        exit: SUCCESS,
+        expect: &["gc checked: GC pointer 0x", "stored into non-GC slot 0x", "gc-checked: reported slot 0x", "kernel/src/ktest/gc.rs"],
+        check: None,
+        gpu: false,
+        min_smp: 1,
+    },
     Case {
         name: "boot",
         append: "test=boot",
@@ -43,6 +99,7 @@ const CASES: &[Case] = &[
         ],
         check: None,
         gpu: false,
+        min_smp: 1,
     },
     Case {
         name: "unit",
@@ -51,6 +108,7 @@ const CASES: &[Case] = &[
         expect: &["kernel unit tests: ", " 0 failed"],
         check: Some(units_ran),
         gpu: false,
+        min_smp: 1,
     },
     Case {
         name: "fault-report",
@@ -64,6 +122,7 @@ const CASES: &[Case] = &[
         ],
         check: None,
         gpu: false,
+        min_smp: 1,
     },
     Case {
         name: "panic-report",
@@ -72,6 +131,7 @@ const CASES: &[Case] = &[
         expect: &["PANIC on core 0", "deliberate panic"],
         check: None,
         gpu: false,
+        min_smp: 1,
     },
     Case {
         name: "panic-on-system-stack",
@@ -80,6 +140,7 @@ const CASES: &[Case] = &[
         expect: &["PANIC on core 0", "deliberate panic on the system stack", "running on the system stack 'system'"],
         check: None,
         gpu: false,
+        min_smp: 1,
     },
     Case {
         name: "cmdline-unknown-key",
@@ -88,6 +149,7 @@ const CASES: &[Case] = &[
         expect: &["bad kernel command line \"bogus=1\": unknown key 'bogus'; valid keys: log=", "cores=1..=8"],
         check: None,
         gpu: false,
+        min_smp: 1,
     },
     Case {
         name: "cmdline-bad-value",
@@ -96,6 +158,7 @@ const CASES: &[Case] = &[
         expect: &["bad value '99' for 'cores' (expected 1..=8)"],
         check: None,
         gpu: false,
+        min_smp: 1,
     },
     Case {
         name: "unknown-test",
@@ -104,6 +167,7 @@ const CASES: &[Case] = &[
         expect: &["unknown test 'nope'"],
         check: None,
         gpu: false,
+        min_smp: 1,
     },
     Case {
         name: "overflow-boot-stack",
@@ -116,6 +180,7 @@ const CASES: &[Case] = &[
         ],
         check: None,
         gpu: false,
+        min_smp: 1,
     },
     Case {
         name: "overflow-task-stack",
@@ -124,6 +189,7 @@ const CASES: &[Case] = &[
         expect: &["kind task, task 'deep', stack [0x"],
         check: None,
         gpu: false,
+        min_smp: 1,
     },
     Case {
         name: "overflow-growable-stack",
@@ -132,6 +198,7 @@ const CASES: &[Case] = &[
         expect: &["kind task, task 'grower', stack [0x", "guard [0x4000000000, 0x4000001000)"],
         check: None,
         gpu: false,
+        min_smp: 1,
     },
     Case {
         name: "overflow-system-stack",
@@ -140,6 +207,7 @@ const CASES: &[Case] = &[
         expect: &["stack overflow: core 0, kind system, stack 'system' of core 0"],
         check: None,
         gpu: false,
+        min_smp: 1,
     },
     Case {
         name: "overflow-exception-stack",
@@ -151,6 +219,7 @@ const CASES: &[Case] = &[
         ],
         check: None,
         gpu: false,
+        min_smp: 1,
     },
     Case {
         name: "log-stress",
@@ -159,6 +228,7 @@ const CASES: &[Case] = &[
         expect: &["log-stress: {smp} cores"],
         check: Some(log_lines_whole),
         gpu: false,
+        min_smp: 1,
     },
     Case {
         name: "gpu-fb-static",
@@ -172,6 +242,7 @@ const CASES: &[Case] = &[
         ],
         check: Some(perf_lines_clean),
         gpu: true,
+        min_smp: 1,
     },
     Case {
         name: "gpu-fb-pages",
@@ -184,18 +255,20 @@ const CASES: &[Case] = &[
         ],
         check: Some(perf_lines_clean),
         gpu: true,
+        min_smp: 1,
     },
     Case {
         name: "gpu-fb-gc",
         append: "test=gpu-fb-gc",
         exit: SUCCESS,
         expect: &[
-            "fb=gc: GC heap not available yet, falling back to static",
-            "framebuffer from static (3600 KiB",
-            "gpu-fb-gc: ok",
+            "fb=gc: 3600 KiB pinned no-scan object at",
+            "gpu-fb-gc: GC cycle 2 with the framebuffer attached",
+            "gpu-fb-gc: ok: 1280x720 framebuffer from gc",
         ],
         check: Some(perf_lines_clean),
         gpu: true,
+        min_smp: 1,
     },
     Case {
         name: "gpu-irq-completion",
@@ -204,6 +277,7 @@ const CASES: &[Case] = &[
         expect: &["fence=acquire complete=irq", "gpu-fb-static: ok"],
         check: Some(interrupts_taken),
         gpu: true,
+        min_smp: 1,
     },
     Case {
         name: "gpu-fence-after-progress",
@@ -216,6 +290,7 @@ const CASES: &[Case] = &[
         ],
         check: Some(perf_lines_clean),
         gpu: true,
+        min_smp: 1,
     },
     Case {
         name: "gpu-timeout",
@@ -228,6 +303,7 @@ const CASES: &[Case] = &[
         ],
         check: None,
         gpu: true,
+        min_smp: 1,
     },
     Case {
         name: "gpu-missing",
@@ -240,6 +316,7 @@ const CASES: &[Case] = &[
         ],
         check: None,
         gpu: false,
+        min_smp: 1,
     },
     Case {
         name: "gpu-bench",
@@ -248,6 +325,7 @@ const CASES: &[Case] = &[
         expect: &["is seed 002's variant", "gpu-bench: ok: 60 full (1280x720) and 60 dirty (400x80) frames"],
         check: Some(bench_lines_complete),
         gpu: true,
+        min_smp: 1,
     },
     Case {
         name: "gpu-demo",
@@ -256,6 +334,7 @@ const CASES: &[Case] = &[
         expect: &["gpu: test pattern drawn (1280x720, fb=static)", "[VIRTIO PERF] gpu-demo ", "gpu-demo: ok"],
         check: Some(perf_lines_clean),
         gpu: true,
+        min_smp: 1,
     },
 ];
 
@@ -394,7 +473,7 @@ fn parse_log_stress(line: &str) -> Option<(usize, usize)> {
 pub fn run_all(elf: &Path, filter: Option<&str>) -> Result {
     let (mut passed, mut failed) = (0, Vec::new());
     for smp in [1, 4] {
-        for case in CASES.iter().filter(|c| filter.is_none_or(|f| c.name.contains(f))) {
+        for case in CASES.iter().filter(|c| smp >= c.min_smp && filter.is_none_or(|f| c.name.contains(f))) {
             let name = format!("smp{smp}/{}", case.name);
             let machine = Machine { smp, append: case.append.to_string(), gpu: case.gpu, ..Machine::new(elf) };
             let outcome = qemu::run_captured(&machine, TIMEOUT)?;

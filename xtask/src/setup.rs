@@ -4,7 +4,7 @@
 use crate::Result;
 use std::process::{Command, Stdio};
 
-const TARGET: &str = "aarch64-unknown-none";
+const TARGET: &str = crate::kernel::TARGET;
 
 /// Everything `run` and `test` need.
 pub fn all() -> Result {

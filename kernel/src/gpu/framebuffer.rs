@@ -125,9 +125,15 @@ fn page_framebuffer(bytes: usize) -> Result<FbMemory, &'static str> {
     Ok(FbMemory::new(base, bytes, FbSource::Pages))
 }
 
-/// A pinned no-scan object in the GC heap, rooted while the device holds it. The collector is not
-/// wired into the kernel yet: this is where it plugs in (allocate pinned, add the root, return
-/// `FbMemory::new(object_address, bytes, FbSource::Gc)`).
-fn gc_framebuffer(_bytes: usize) -> Result<FbMemory, &'static str> {
-    Err("GC heap not available yet")
+/// A pinned no-scan object in the GC heap: pinned objects are never freed or scanned, which is
+/// what keeps the device's memory alive while it is attached (the pin is the root).
+fn gc_framebuffer(bytes: usize) -> Result<FbMemory, &'static str> {
+    if !crate::gc::is_ready() {
+        return Err("GC heap not available (the collector failed to start)");
+    }
+    let buf = crate::gc::collector()
+        .alloc_pinned::<crate::gc::Kernel>(bytes)
+        .map_err(|_| "the GC heap has no room for the framebuffer")?;
+    log::info!("fb=gc: {} KiB pinned no-scan object at {:#x} in the GC heap", buf.len >> 10, buf.addr);
+    Ok(FbMemory::new(buf.addr, bytes, FbSource::Gc))
 }

@@ -3,6 +3,7 @@
 //! exit status itself (a deliberate fault must end in a fault report, for instance). xtask boots one
 //! QEMU per entry and checks the exit status and the console output.
 
+mod gc;
 mod gpu;
 pub mod scenarios;
 mod sched;
@@ -35,7 +36,9 @@ pub fn run(name: &str, config: &Config<'_>) -> ! {
         // `test=a+b`: several unit tests in one boot, in the order given.
         run_units(name.split('+').filter_map(|n| all().find(|t| t.name == n)), config);
     }
-    if let Some(scenario) = scenarios::SCENARIOS.iter().chain(gpu::SCENARIOS).find(|s| s.name == name) {
+    if let Some(scenario) =
+        scenarios::SCENARIOS.iter().chain(gpu::SCENARIOS).chain(gc::SCENARIOS).find(|s| s.name == name)
+    {
         kprintln!("scenario {}: {}", scenario.name, scenario.about);
         (scenario.run)(config);
     }
@@ -44,7 +47,7 @@ pub fn run(name: &str, config: &Config<'_>) -> ! {
     for test in all() {
         kprintln!("  {} (unit)", test.name);
     }
-    for scenario in scenarios::SCENARIOS.iter().chain(gpu::SCENARIOS) {
+    for scenario in scenarios::SCENARIOS.iter().chain(gpu::SCENARIOS).chain(gc::SCENARIOS) {
         kprintln!("  {} (scenario: {})", scenario.name, scenario.about);
     }
     exit::exit(exit::BAD_CONFIG)

@@ -18,7 +18,7 @@ use core::sync::atomic::{compiler_fence, Ordering};
 
 use aarch64_cpu::registers::{Readable, Writeable, DAIF, TPIDR_EL1};
 
-use crate::context::{Context, CONTEXT_D8, CONTEXT_FP, CONTEXT_SP, CONTEXT_X19};
+use crate::context::{Context, CONTEXT_FP, CONTEXT_SP, CONTEXT_X19};
 use crate::p::{PStats, P};
 use crate::runq::RunQueues;
 use crate::sched::{finish_switch, prepare_switch, SwitchReason};
@@ -162,6 +162,35 @@ unsafe extern "C" fn systemstack_switch(func: *const (), data: *mut u8, new_sp: 
 // Context switch
 // ---------------------------------------------------------------------------------------------
 
+// d8-d15 are callee-saved under AAPCS64 when the target has FP/SIMD. The kernel is built for the
+// soft-float target (no FP/SIMD register ever holds program state, see xtask/src/kernel.rs), where
+// the assembler rejects these instructions and there is nothing to save; a hard-float build saves
+// them at `Context::d8_d15` (offset 104, checked in context.rs).
+#[cfg(target_feature = "fp-armv8")]
+macro_rules! save_fp_callee_saved {
+    () => {
+        "stp d8, d9, [x0, #104]\nstp d10, d11, [x0, #120]\nstp d12, d13, [x0, #136]\nstp d14, d15, [x0, #152]"
+    };
+}
+#[cfg(target_feature = "fp-armv8")]
+macro_rules! load_fp_callee_saved {
+    () => {
+        "ldp d8, d9, [x1, #104]\nldp d10, d11, [x1, #120]\nldp d12, d13, [x1, #136]\nldp d14, d15, [x1, #152]"
+    };
+}
+#[cfg(not(target_feature = "fp-armv8"))]
+macro_rules! save_fp_callee_saved {
+    () => {
+        "// no FP/SIMD state on the soft-float target"
+    };
+}
+#[cfg(not(target_feature = "fp-armv8"))]
+macro_rules! load_fp_callee_saved {
+    () => {
+        "// no FP/SIMD state on the soft-float target"
+    };
+}
+
 /// Saves the callee-saved registers (x19-x30, SP, d8-d15) into `*from` and loads them from
 /// `*to`, then returns — into whatever `to` was doing when it was saved (or into the task entry
 /// trampoline, for a task that never ran). The caller-saved registers need no saving: this is a
@@ -184,10 +213,7 @@ pub unsafe extern "C" fn switch_context(from: *mut Context, to: *const Context) 
         "stp x27, x28, [x0, #{x27}]",
         "stp x29, x30, [x0, #{fp}]",
         "str x9, [x0, #{sp}]",
-        "stp d8, d9, [x0, #{d8}]",
-        "stp d10, d11, [x0, #{d10}]",
-        "stp d12, d13, [x0, #{d12}]",
-        "stp d14, d15, [x0, #{d14}]",
+        save_fp_callee_saved!(),
         // Load.
         "ldp x19, x20, [x1, #{x19}]",
         "ldp x21, x22, [x1, #{x21}]",
@@ -196,10 +222,7 @@ pub unsafe extern "C" fn switch_context(from: *mut Context, to: *const Context) 
         "ldp x27, x28, [x1, #{x27}]",
         "ldp x29, x30, [x1, #{fp}]",
         "ldr x9, [x1, #{sp}]",
-        "ldp d8, d9, [x1, #{d8}]",
-        "ldp d10, d11, [x1, #{d10}]",
-        "ldp d12, d13, [x1, #{d12}]",
-        "ldp d14, d15, [x1, #{d14}]",
+        load_fp_callee_saved!(),
         "mov sp, x9",
         "ret",
         x19 = const CONTEXT_X19,
@@ -209,10 +232,6 @@ pub unsafe extern "C" fn switch_context(from: *mut Context, to: *const Context) 
         x27 = const CONTEXT_X19 + 64,
         fp = const CONTEXT_FP,
         sp = const CONTEXT_SP,
-        d8 = const CONTEXT_D8,
-        d10 = const CONTEXT_D8 + 16,
-        d12 = const CONTEXT_D8 + 32,
-        d14 = const CONTEXT_D8 + 48,
     )
 }
 

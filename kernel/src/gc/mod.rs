@@ -1,0 +1,202 @@
+//! The collector in the kernel.
+//!
+//! - The [`Kernel`] platform: what `tricolor_gc` needs from the machine (per-core state through
+//!   TPIDR_EL1, preemption guards, `systemstack`, stop-the-world, the task stacks to scan).
+//! - Set-up from the command line (`gc.heap=`, `gc.mode=`, `gc.wbbuf=`, `gc.percent=`,
+//!   `gc.verify=`): the heap is a contiguous run of frames, the `.gcroots` section is registered.
+//! - [`collect`]: one cycle on the calling core, with mark workers spawned on the other cores for
+//!   the concurrent mark.
+
+pub mod workload;
+
+use crate::{memory, percore, stw, tasks};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use spin::Once;
+use tricolor_arch::cpu;
+use tricolor_gc::{BarrierMode, Collector, CycleReport, GcCore, Phase, Platform, ScanRange};
+use tricolor_kernel::cmdline::{Config, MAX_CORES};
+use tricolor_runtime::preempt::PreemptGuard;
+
+/// Per-core collector state. Not in `P`'s GC slot: a `GcCore` holds a full-size wbBuf (up to
+/// 4096 entries), more than the slot's 8 KiB.
+static GC_CORES: [GcCore; MAX_CORES] = [const { GcCore::new() }; MAX_CORES];
+static COLLECTOR: Once<Collector> = Once::new();
+/// Cores the collector knows (fixed after boot: the cores that came online).
+static CORES: AtomicUsize = AtomicUsize::new(1);
+
+unsafe extern "C" {
+    static __gcroots_start: u8;
+    static __gcroots_end: u8;
+}
+
+/// The kernel as the collector's platform.
+pub struct Kernel;
+
+impl Platform for Kernel {
+    type NoPreempt = PreemptGuard<'static>;
+
+    fn core_count() -> usize {
+        CORES.load(Ordering::Relaxed)
+    }
+
+    #[inline(always)]
+    fn current_core_index() -> usize {
+        tricolor_runtime::this_p().core()
+    }
+
+    #[inline(always)]
+    fn core(index: usize) -> &'static GcCore {
+        &GC_CORES[index]
+    }
+
+    fn collector() -> &'static Collector {
+        COLLECTOR.get().expect("gc::init ran at boot")
+    }
+
+    #[inline(always)]
+    fn disable_preemption() -> PreemptGuard<'static> {
+        tricolor_runtime::this_p().preempt.disable()
+    }
+
+    fn systemstack<R>(f: impl FnOnce() -> R) -> R {
+        tricolor_runtime::systemstack(f)
+    }
+
+    fn now_ns() -> u64 {
+        cpu::uptime_ns()
+    }
+
+    fn stop_the_world<R>(f: impl FnOnce() -> R) -> R {
+        match stw::stop_the_world(f) {
+            Ok((result, _)) => result,
+            Err(e) => panic!("gc: cannot stop the world: cores {:#b} never reached a safe point", e.missing),
+        }
+    }
+
+    fn for_each_stack_range(visit: &mut dyn FnMut(ScanRange)) {
+        // At mark start (phase Mark) the dead parts of stopped stacks are zeroed, so later
+        // conservative scans find no stale pointers; the verifier (phase MarkTermination) skips
+        // the collecting core's own stack, which holds the collector's frames, not a mutator's.
+        let verifying = collector().phase() == Phase::MarkTermination;
+        let is_worker = |task: &tricolor_runtime::task::Task| task.name().as_str() == MARK_WORKER;
+        tasks::for_each_root_range(!verifying, verifying, &is_worker, &mut |lo, hi| visit(ScanRange { lo, hi }));
+    }
+}
+
+impl Kernel {
+    /// [`Platform::core_count`] without importing the trait.
+    pub fn core_count_public() -> usize {
+        CORES.load(Ordering::Relaxed)
+    }
+}
+
+/// The collector (after `init`).
+pub fn collector() -> &'static Collector {
+    Kernel::collector()
+}
+
+/// True once the GC heap exists.
+pub fn is_ready() -> bool {
+    COLLECTOR.get().is_some()
+}
+
+/// Why the collector could not be set up.
+#[derive(Debug)]
+pub struct InitError(pub tricolor_kernel::mem::frames::OutOfFrames);
+
+/// Creates the GC heap from the command line. Runs on the boot core after every core is online
+/// (setting the barrier mode stops the world).
+pub fn init(config: &Config<'_>) -> Result<(), InitError> {
+    let pages = config.gc_heap.div_ceil(4096);
+    // 2 MiB alignment: the heap then starts on a block boundary (no effect on correctness).
+    let base = memory::alloc_pages(pages, 512).map_err(InitError)?;
+    CORES.store(percore::online_count(), Ordering::Relaxed);
+    let gc_config = tricolor_gc::Config {
+        percent: config.gc_percent,
+        wbbuf_entries: config.gc_wbbuf,
+        verify: config.gc_verify,
+        ..tricolor_gc::Config::default()
+    };
+    // SAFETY: the frames are ours alone (just allocated, never freed), identity-mapped RAM.
+    let collector = COLLECTOR.call_once(|| unsafe { Collector::new(base as *mut u8, pages * 4096, gc_config) });
+    // SAFETY: linker.ld brackets the `.gcroots` section, which holds only `GcSlot`s (word-sized
+    // atomics) that live for the whole run.
+    unsafe {
+        collector.roots.register_section(
+            (&raw const __gcroots_start).cast::<core::sync::atomic::AtomicUsize>(),
+            (&raw const __gcroots_end).cast::<core::sync::atomic::AtomicUsize>(),
+        )
+    };
+    collector.set_mode::<Kernel>(config.gc_mode);
+    log::info!(
+        "gc: {} MiB heap at {base:#x}, mode {}, wbBuf {} entries, GOGC {}%, verifier {}",
+        config.gc_heap >> 20,
+        config.gc_mode.name(),
+        config.gc_wbbuf,
+        config.gc_percent,
+        if config.gc_verify { "on" } else { "off" }
+    );
+    Ok(())
+}
+
+/// Switches the barrier mode between cycles.
+pub fn set_mode(mode: BarrierMode) {
+    collector().set_mode::<Kernel>(mode);
+}
+
+/// The name of the collector's mark-worker tasks (their stacks are not roots).
+const MARK_WORKER: &str = "mark-worker";
+
+/// Mark workers running (for the final wait of a cycle).
+static WORKERS_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// A dedicated mark worker for one cycle: drains grey objects while the mark phase lasts.
+fn mark_worker(_: usize) {
+    let c = collector();
+    while c.phase() == Phase::Mark {
+        if c.mark_worker::<Kernel>() == 0 {
+            // Nothing grey right now: let this core's mutators run, then look again.
+            tasks::yield_now();
+        }
+    }
+    WORKERS_RUNNING.fetch_sub(1, Ordering::Release);
+}
+
+/// Runs one collection cycle on the calling core, with a mark worker on every other core during
+/// the concurrent mark. Returns the cycle's report.
+pub fn collect() -> CycleReport {
+    collect_with_mark_delay(0)
+}
+
+/// [`collect`], but the concurrent mark starts `delay_us` after the world restarts: the roots are
+/// shaded and nothing is scanned yet, so mutators get a window to rewire grey objects' children.
+/// Stress suites use it to make a barrier bug (and the negative control) show up reliably.
+pub fn collect_with_mark_delay(delay_us: u64) -> CycleReport {
+    let c = collector();
+    let me = percore::id();
+    tasks::scrub_own_stack();
+    let report = c.collect_with_hook::<Kernel>(&mut || {
+        if c.phase() != Phase::Mark {
+            return;
+        }
+        let until = cpu::counter() + cpu::counter_frequency() * delay_us / 1_000_000;
+        while cpu::counter() < until {
+            tasks::yield_now();
+            cpu::relax();
+        }
+        for core in (0..Kernel::core_count()).filter(|&core| core != me) {
+            let spawn =
+                tasks::Spawn { name: MARK_WORKER, stack_bytes: 16 * 1024, pinned: Some(core), growable_from: None };
+            WORKERS_RUNNING.fetch_add(1, Ordering::Relaxed);
+            if tasks::spawn(spawn, mark_worker, 0).is_err() {
+                WORKERS_RUNNING.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    });
+    // Workers leave at the end of the mark phase; wait so the next cycle starts with none.
+    while WORKERS_RUNNING.load(Ordering::Acquire) != 0 {
+        tasks::yield_now();
+        cpu::relax();
+    }
+    report
+}

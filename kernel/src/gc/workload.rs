@@ -1,0 +1,196 @@
+//! A mutator workload for the collector's tests and stress suites: every core rewires a random
+//! object graph hanging off global roots while collections run, and anything reachable can be
+//! checked for integrity (each node carries a checksum of its id).
+
+use super::Kernel;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use tricolor_gc::{Gc, GcSlot, GcType, Trace};
+use tricolor_kernel::cmdline::MAX_CORES;
+
+/// A graph node: two barriered pointer fields and a payload that must survive.
+#[repr(C)]
+pub struct Node {
+    left: GcSlot<Node>,
+    right: GcSlot<Node>,
+    id: AtomicU64,
+    check: AtomicU64,
+}
+
+static NODE_TYPE: GcType =
+    GcType { name: "Node", size: core::mem::size_of::<Node>(), pointer_offsets: &[0, core::mem::size_of::<usize>()] };
+
+// SAFETY: all-zero is a valid Node (null slots, zero atomics); the size and the two slot offsets
+// match the repr(C) layout; no Drop; the non-slot fields are atomics.
+unsafe impl Trace for Node {
+    const TYPE: &'static GcType = &NODE_TYPE;
+}
+
+/// Roots per core, in `.gcroots` (scanned precisely, stores barriered).
+pub const ROOTS_PER_CORE: usize = 32;
+#[unsafe(link_section = ".gcroots")]
+static ROOTS: [GcSlot<Node>; MAX_CORES * ROOTS_PER_CORE] = [const { GcSlot::null() }; MAX_CORES * ROOTS_PER_CORE];
+
+/// What a node's `check` must hold.
+pub fn checksum(id: u64) -> u64 {
+    id.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17) ^ 0x5eed
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+/// Set to stop the mutators.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+/// Mutators that have finished.
+pub static FINISHED: AtomicUsize = AtomicUsize::new(0);
+/// Corrupted nodes seen by mutators' walks (a freed or reused object still reachable).
+pub static CORRUPT: AtomicU64 = AtomicU64::new(0);
+/// Allocations, and allocations refused because the heap was full.
+pub static ALLOCS: AtomicU64 = AtomicU64::new(0);
+pub static ALLOC_FAILURES: AtomicU64 = AtomicU64::new(0);
+/// Barriered stores done by mutators.
+pub static STORES: AtomicU64 = AtomicU64::new(0);
+
+/// xorshift64*: small, seedable, good enough to pick operations.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn intact(node: Gc<Node>) -> bool {
+    node.check.load(Ordering::Relaxed) == checksum(node.id.load(Ordering::Relaxed))
+}
+
+fn random_root(rng: &mut Rng, cores: usize) -> &'static GcSlot<Node> {
+    &ROOTS[rng.below(cores * ROOTS_PER_CORE)]
+}
+
+/// A new node whose left child is `next` (so repeated pushes onto one root build chains: nodes
+/// reachable only through heap edges, which is what a lost-object bug loses) and whose right
+/// child is some root's node.
+fn allocate(rng: &mut Rng, cores: usize, next: Option<Gc<Node>>) -> Option<Gc<Node>> {
+    match super::collector().alloc::<Kernel, Node>() {
+        Ok(node) => {
+            let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+            node.id.store(id, Ordering::Relaxed);
+            node.check.store(checksum(id), Ordering::Relaxed);
+            node.left.set::<Kernel>(next);
+            node.right.set::<Kernel>(random_root(rng, cores).get());
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+            STORES.fetch_add(2, Ordering::Relaxed);
+            Some(node)
+        }
+        Err(_) => {
+            ALLOC_FAILURES.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// One mutator: random operations on its own roots (and reads of everyone's) until [`STOP`].
+/// `arg` is the seed; the core is where it runs.
+pub fn mutator(seed: usize) {
+    let cores = super::Kernel::core_count_public();
+    let me = crate::percore::id();
+    let mut rng = Rng::new(seed as u64 ^ ((me as u64 + 1) << 32));
+    let own = |rng: &mut Rng| &ROOTS[me * ROOTS_PER_CORE + rng.below(ROOTS_PER_CORE)];
+    while !STOP.load(Ordering::Relaxed) {
+        match rng.below(100) {
+            0..40 => {
+                let root = own(&mut rng);
+                if let Some(node) = allocate(&mut rng, cores, root.get()) {
+                    root.set::<Kernel>(Some(node));
+                    STORES.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    crate::tasks::yield_now();
+                }
+            }
+            40..80 => {
+                if let Some(node) = own(&mut rng).get() {
+                    let target = random_root(&mut rng, cores).get();
+                    let field = if rng.below(2) == 0 { &node.left } else { &node.right };
+                    field.set::<Kernel>(target);
+                    STORES.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            80..84 => {
+                own(&mut rng).set::<Kernel>(None);
+                STORES.fetch_add(1, Ordering::Relaxed);
+            }
+            84..92 => {
+                // Hide a child: move it into a root (roots are scanned once, at mark start) and
+                // cut the edge it was reached through. Without the barrier's two halves a
+                // concurrent mark that has not scanned the parent yet loses the child: the
+                // classic lost object, which the negative control must expose.
+                if let Some(parent) = own(&mut rng).get() {
+                    let edge = if rng.below(2) == 0 { &parent.left } else { &parent.right };
+                    if let Some(child) = edge.get() {
+                        own(&mut rng).set::<Kernel>(Some(child));
+                        edge.set::<Kernel>(None);
+                        STORES.fetch_add(2, Ordering::Relaxed);
+                    }
+                }
+            }
+            _ => {
+                // Walk a random path and check every node on it.
+                let mut at = random_root(&mut rng, cores).get();
+                for _ in 0..16 {
+                    let Some(node) = at else { break };
+                    if !intact(node) {
+                        CORRUPT.fetch_add(1, Ordering::Relaxed);
+                        log::error!(
+                            "mutator: node {:#x} is corrupt (id {:#x})",
+                            node.addr(),
+                            node.id.load(Ordering::Relaxed)
+                        );
+                        break;
+                    }
+                    at = if rng.below(2) == 0 { node.left.get() } else { node.right.get() };
+                }
+            }
+        }
+    }
+    FINISHED.fetch_add(1, Ordering::Release);
+}
+
+/// Walks everything reachable from the roots (call with the world stopped) and returns
+/// (reachable nodes, corrupt nodes).
+pub fn check_reachable() -> (usize, usize) {
+    let mut seen = hashbrown::HashSet::new();
+    let mut stack: alloc::vec::Vec<Gc<Node>> = ROOTS.iter().filter_map(|r| r.get()).collect();
+    let mut corrupt = 0;
+    while let Some(node) = stack.pop() {
+        if !seen.insert(node.addr()) {
+            continue;
+        }
+        if !intact(node) {
+            corrupt += 1;
+            log::error!("reachable node {:#x} is corrupt (id {:#x})", node.addr(), node.id.load(Ordering::Relaxed));
+            continue;
+        }
+        stack.extend(node.left.get());
+        stack.extend(node.right.get());
+    }
+    (seen.len(), corrupt)
+}
+
+/// Resets the counters and clears the roots (between runs in one boot).
+pub fn reset() {
+    STOP.store(false, Ordering::Relaxed);
+    FINISHED.store(0, Ordering::Relaxed);
+    CORRUPT.store(0, Ordering::Relaxed);
+    for root in &ROOTS {
+        root.set::<Kernel>(None);
+    }
+}

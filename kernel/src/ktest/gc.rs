@@ -1,0 +1,237 @@
+//! Collector scenarios in QEMU: cycles with mutators rewiring a graph on every core (each barrier
+//! mode), the negative control that the verifier must catch, and checked mode's report of a GC
+//! pointer stored outside the heap.
+
+use super::Scenario;
+use crate::gc::{self, workload, Kernel};
+use crate::{exit, kprintln, percore, smp, stw, tasks};
+use core::sync::atomic::{AtomicUsize, Ordering};
+use tricolor_arch::cpu;
+use tricolor_gc::BarrierMode;
+use tricolor_kernel::cmdline::Config;
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "gc-cycle",
+        about: "GC cycles while every core mutates a graph (mode from gc.mode=)",
+        run: gc_cycle,
+    },
+    Scenario {
+        name: "gc-negative",
+        about: "negative control: concurrent mark with the barrier off must be caught by the verifier",
+        run: gc_negative,
+    },
+    Scenario {
+        name: "gc-checked",
+        about: "checked mode reports a GC pointer stored into a static buffer",
+        run: gc_checked,
+    },
+];
+
+const CYCLES: u64 = 12;
+/// The window between mark start and the first scan (see `gc::collect_with_mark_delay`).
+const MARK_DELAY_US: u64 = 2000;
+const QUANTUM_US: u64 = 2000;
+
+/// What a run of cycles saw.
+struct Outcome {
+    cycles: u64,
+    misses: usize,
+    corrupt: usize,
+    poison_failures: usize,
+    reachable: usize,
+}
+
+fn wait_ms(ms: u64) {
+    let deadline = cpu::counter() + cpu::counter_frequency() * ms / 1000;
+    while cpu::counter() < deadline {
+        tasks::yield_now();
+        cpu::relax();
+    }
+}
+
+/// Runs `cycles` collections while a mutator task runs on every core, checking the reachable
+/// graph and the poisoning of freed memory after each one.
+fn run_cycles(config: &Config<'_>, cycles: u64, stop_at_first_miss: bool) -> Outcome {
+    if !gc::is_ready() {
+        kprintln!("gc scenario: no collector (see the boot log)");
+        exit::exit(exit::TEST_FAILED);
+    }
+    workload::reset();
+    smp::run_on_all(|_| tasks::start_tick(QUANTUM_US));
+    let cores = percore::online_count();
+    for core in 0..cores {
+        let spawn = tasks::Spawn { name: "mutator", stack_bytes: 32 * 1024, pinned: Some(core), growable_from: None };
+        if let Err(why) = tasks::spawn(spawn, workload::mutator, config.seed as usize) {
+            kprintln!("gc scenario: cannot spawn a mutator: {why}");
+            exit::exit(exit::TEST_FAILED);
+        }
+    }
+    let masked = cpu::mask_irqs();
+    cpu::restore_irqs(false);
+    let mut outcome = Outcome { cycles: 0, misses: 0, corrupt: 0, poison_failures: 0, reachable: 0 };
+    for _ in 0..cycles {
+        wait_ms(5);
+        let report = gc::collect_with_mark_delay(MARK_DELAY_US);
+        let (reachable, corrupt, poisoned) = stw::stop_the_world(|| {
+            let (reachable, corrupt) = workload::check_reachable();
+            (reachable, corrupt, gc::collector().heap.check_poisoned())
+        })
+        .map(|(r, _)| r)
+        .unwrap_or_else(|e| panic!("cannot stop the world for the check: {:#b}", e.missing));
+        outcome.cycles += 1;
+        outcome.misses += report.verifier_misses;
+        for miss in gc::collector().take_misses() {
+            if let Some((name, state, word)) = tasks::saved_register_at(miss.slot) {
+                log::error!(
+                    "  miss {:#x}: slot {:#x} is saved register word {word} of task '{name}' ({state:?})",
+                    miss.object,
+                    miss.slot
+                );
+            }
+            if let Some((stack, _)) = crate::stacks::STACKS.find(miss.slot) {
+                log::error!(
+                    "  miss {:#x}: slot {:#x} is on the {} stack '{}' [{:#x}, {:#x})",
+                    miss.object,
+                    miss.slot,
+                    stack.kind,
+                    stack.name,
+                    stack.lo,
+                    stack.hi
+                );
+            }
+        }
+        outcome.corrupt += corrupt;
+        outcome.reachable = reachable;
+        if let Err(addr) = poisoned {
+            outcome.poison_failures += 1;
+            log::error!("freed memory at {addr:#x} is not poisoned");
+        }
+        log::info!(
+            "gc cycle {}: marked {} KiB, freed {} KiB ({} objects), pauses {} / {} ns, misses {}, reachable {reachable}, corrupt {corrupt}",
+            report.cycle,
+            report.marked_bytes >> 10,
+            report.freed_bytes >> 10,
+            report.freed_objects,
+            report.pause_ns[0],
+            report.pause_ns[1],
+            report.verifier_misses
+        );
+        if stop_at_first_miss && outcome.misses > 0 {
+            break;
+        }
+    }
+    workload::STOP.store(true, Ordering::Relaxed);
+    while workload::FINISHED.load(Ordering::Acquire) < cores {
+        tasks::yield_now();
+        cpu::relax();
+    }
+    tasks::stop_ticks();
+    cpu::restore_irqs(masked);
+    outcome.corrupt += workload::CORRUPT.load(Ordering::Relaxed) as usize;
+    outcome
+}
+
+fn print_stats(mode: &str) {
+    let s = gc::collector().stats::<Kernel>();
+    kprintln!(
+        "gc stats [{mode}]: cycles {} pauses {} max {} ns mean {} ns; barriers {} flushes {} shaded {}; allocs {} (refused {}), stores {}",
+        s.cycles,
+        s.pauses,
+        s.pause_max_ns,
+        s.pause_mean_ns,
+        s.barriers,
+        s.flushes,
+        s.objects_shaded,
+        workload::ALLOCS.load(Ordering::Relaxed),
+        workload::ALLOC_FAILURES.load(Ordering::Relaxed),
+        workload::STORES.load(Ordering::Relaxed),
+    );
+}
+
+fn gc_cycle(config: &Config<'_>) -> ! {
+    let mode = config.gc_mode;
+    if mode == BarrierMode::UnsafeOffDuringMark {
+        kprintln!("gc-cycle: gc.mode=unsafe-off-during-mark is the negative control; use test=gc-negative");
+        exit::exit(exit::BAD_CONFIG);
+    }
+    let outcome = run_cycles(config, CYCLES, false);
+    let checked_reports = tricolor_gc::take_checked_reports();
+    print_stats(mode.name());
+    kprintln!(
+        "gc-cycle: {} cycles in mode {} on {} cores: {} verifier misses, {} corrupt, {} poison failures, {} false checked reports, {} reachable at the end",
+        outcome.cycles,
+        mode.name(),
+        percore::online_count(),
+        outcome.misses,
+        outcome.corrupt,
+        outcome.poison_failures,
+        checked_reports.len(),
+        outcome.reachable
+    );
+    let ok = outcome.cycles == CYCLES
+        && outcome.misses == 0
+        && outcome.corrupt == 0
+        && outcome.poison_failures == 0
+        && checked_reports.is_empty();
+    exit::exit(if ok { exit::SUCCESS } else { exit::TEST_FAILED })
+}
+
+/// Cycles the negative control may take to show a miss before it counts as undetected.
+const NEGATIVE_MAX_CYCLES: u64 = 40;
+
+fn gc_negative(config: &Config<'_>) -> ! {
+    if config.gc_mode != BarrierMode::UnsafeOffDuringMark || !config.gc_verify {
+        kprintln!("gc-negative: needs gc.mode=unsafe-off-during-mark gc.verify=on");
+        exit::exit(exit::BAD_CONFIG);
+    }
+    let outcome = run_cycles(config, NEGATIVE_MAX_CYCLES, true);
+    print_stats("negative control");
+    if outcome.misses > 0 {
+        kprintln!(
+            "gc-negative: negative control caught: {} reachable objects missed, found by the verifier in cycle {}",
+            outcome.misses,
+            outcome.cycles
+        );
+        exit::exit(exit::SUCCESS)
+    }
+    kprintln!(
+        "gc-negative: NOT caught: {} cycles with the barrier off during marking and no miss found",
+        outcome.cycles
+    );
+    exit::exit(exit::TEST_FAILED)
+}
+
+/// A word outside the GC heap and outside `.gcroots`: a GC pointer must never be stored here.
+static NOT_A_ROOT: AtomicUsize = AtomicUsize::new(0);
+
+fn gc_checked(_: &Config<'_>) -> ! {
+    if !gc::is_ready() {
+        exit::exit(exit::TEST_FAILED);
+    }
+    gc::set_mode(BarrierMode::Checked);
+    let node = match gc::collector().alloc::<Kernel, workload::Node>() {
+        Ok(node) => node,
+        Err(_) => exit::exit(exit::TEST_FAILED),
+    };
+    // The planted bug: a barriered store of a GC pointer into a static word.
+    tricolor_gc::write_pointer::<Kernel>(&NOT_A_ROOT, node.addr());
+    let slot = &NOT_A_ROOT as *const AtomicUsize as usize;
+    let reports = tricolor_gc::take_checked_reports();
+    match reports.iter().find(|r| r.slot == slot && r.object == node.addr()) {
+        Some(r) => {
+            kprintln!(
+                "gc-checked: reported slot {:#x} (object {:#x}, {}) stored at {}",
+                r.slot,
+                r.object,
+                r.type_name,
+                r.caller
+            );
+            exit::exit(exit::SUCCESS)
+        }
+        None => {
+            kprintln!("gc-checked: no report for the store into {slot:#x} ({} other reports)", reports.len());
+            exit::exit(exit::TEST_FAILED)
+        }
+    }
+}
