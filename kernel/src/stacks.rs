@@ -57,6 +57,11 @@ pub fn register(stack: &Stack) -> tricolor_runtime::stack::registry::StackSlot {
     STACKS.register(stack).expect("stack registry full: raise STACKS' capacity")
 }
 
+/// [`register`] for stacks created at run time: a full registry is an error, not a panic.
+pub fn try_register(stack: &Stack) -> Option<tricolor_runtime::stack::registry::StackSlot> {
+    STACKS.register(stack).ok()
+}
+
 /// If `far` lies in a registered stack's guard, the overflow report for it.
 pub fn overflow_at(core: usize, far: usize) -> Option<OverflowReport> {
     STACKS.overflow_at(core, far)

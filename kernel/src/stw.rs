@@ -108,7 +108,20 @@ pub fn park_here() {
 
 /// Runs `f` with every other online core parked at a safe point.
 pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStopped> {
-    let _one = ONE_AT_A_TIME.lock();
+    // Two cores may want to stop the world at once (a mutator's triggered collection and another
+    // core's check, say). The loser must not wait with preemption off, or it could never park
+    // for the winner: it waits as a safe point instead, parking whenever a stop is requested.
+    let _one = loop {
+        if let Some(guard) = ONE_AT_A_TIME.try_lock() {
+            break guard;
+        }
+        if requested() {
+            let masked = cpu::mask_irqs();
+            park_here();
+            cpu::restore_irqs(masked);
+        }
+        cpu::relax();
+    };
     let masked = cpu::mask_irqs();
     let me = percore::id();
     let others = (0..MAX_CORES).filter(|&c| c != me && percore::is_online(c)).count();

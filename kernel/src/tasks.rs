@@ -127,6 +127,9 @@ extern "C" fn task_start(entry: usize, arg: usize) -> ! {
 /// Spawns `entry(arg)` as a task on a stack of `stack_bytes` (rounded up to pages) with an
 /// unmapped guard page below it, queued on `pinned` or on the calling core.
 pub fn spawn(options: Spawn, entry: fn(usize), arg: usize) -> Result<Arc<Task>, &'static str> {
+    // Free what exited tasks left behind first: whichever core spawns also reaps, so a busy boot
+    // core (which would otherwise reap from its idle loop) cannot let exited stacks pile up.
+    reap();
     let entry_context = |hi: usize| {
         let start = task_start as *const () as usize;
         Context::for_entry(hi, tricolor_runtime::task_entry_address(), start, entry as *const () as usize, arg)
@@ -152,7 +155,11 @@ pub fn spawn(options: Spawn, entry: fn(usize), arg: usize) -> Result<Arc<Task>, 
         Some(core) => task.pinned_to(core),
         None => task,
     });
-    let slot = stacks::register(task.stack());
+    let Some(slot) = stacks::try_register(task.stack()) else {
+        // Undo the stack allocation; the task never existed.
+        free_unregistered_stack(&task, fixed_pages);
+        return Err("too many live stacks (the stack registry is full)");
+    };
     let record = match fixed_pages {
         Some((base, pages)) => StackRecord::Fixed { base, pages, slot },
         None => StackRecord::Growable { slot },
@@ -178,6 +185,26 @@ pub fn stack_high_water(task: &Task) -> Option<usize> {
     // SAFETY: the stack is painted (spawn), mapped until reap(), and its task has exited, so
     // nothing writes to it.
     Some(unsafe { task.stack().high_water_mark() })
+}
+
+/// Frees the stack of a task that was created but never registered or queued.
+fn free_unregistered_stack(task: &Task, fixed_pages: Option<(usize, usize)>) {
+    match fixed_pages {
+        Some((base, pages)) => {
+            vm::map_live(base, base, tricolor_arch::pagetable::Attributes::RAM_RWX).expect("guard remap");
+            memory::free_pages(base, pages);
+        }
+        None => {
+            if let Some(reservation) = task.reservation() {
+                let hi = reservation.mapped_lo() + reservation.mapped_bytes();
+                for page in (reservation.mapped_lo()..hi).step_by(PAGE_SIZE) {
+                    if let Some(pa) = vm::unmap_live_returning(page) {
+                        memory::free_pages(pa, 1);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Frees the stacks of exited tasks. Returns how many were reaped.

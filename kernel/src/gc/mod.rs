@@ -10,10 +10,10 @@
 pub mod workload;
 
 use crate::{memory, percore, stw, tasks};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use spin::Once;
 use tricolor_arch::cpu;
-use tricolor_gc::{BarrierMode, Collector, CycleReport, GcCore, Phase, Platform, ScanRange};
+use tricolor_gc::{AllocError, BarrierMode, Collector, CycleReport, Gc, GcCore, Phase, Platform, ScanRange, Trace};
 use tricolor_kernel::cmdline::{Config, MAX_CORES};
 use tricolor_runtime::preempt::PreemptGuard;
 
@@ -162,8 +162,46 @@ fn mark_worker(_: usize) {
     WORKERS_RUNNING.fetch_sub(1, Ordering::Release);
 }
 
+/// Set while a cycle runs: one collector at a time.
+static CYCLE_RUNNING: AtomicBool = AtomicBool::new(false);
+/// Cycles started by heap growth (the `gc.percent=` trigger) or by an exhausted heap.
+pub static TRIGGERED_CYCLES: AtomicU64 = AtomicU64::new(0);
+
+/// Allocates a zeroed `T` in the GC heap (black while marking). When the heap has grown past the
+/// trigger (`gc.percent=` of the live heap after the last cycle), the allocating task then runs a
+/// cycle itself, unless one is already running; when the heap is full, it collects once and
+/// retries. A heap that is still full is a clear `Err` (requested size and heap state).
+pub fn alloc<T: Trace>() -> Result<Gc<T>, AllocError> {
+    let c = collector();
+    let object = match c.alloc::<Kernel, T>() {
+        Ok(object) => object,
+        Err(_) => {
+            if try_collect().is_none() {
+                tasks::yield_now(); // a cycle is running elsewhere: give it a chance
+            }
+            c.alloc::<Kernel, T>()?
+        }
+    };
+    if c.should_collect() {
+        // `object` lives in this task's registers and stack: the cycle's root scan covers them.
+        try_collect();
+    }
+    Ok(object)
+}
+
+/// A triggered cycle: runs one unless a cycle is already running.
+fn try_collect() -> Option<CycleReport> {
+    if CYCLE_RUNNING.swap(true, Ordering::Acquire) {
+        return None;
+    }
+    TRIGGERED_CYCLES.fetch_add(1, Ordering::Relaxed);
+    let report = cycle(0);
+    CYCLE_RUNNING.store(false, Ordering::Release);
+    Some(report)
+}
+
 /// Runs one collection cycle on the calling core, with a mark worker on every other core during
-/// the concurrent mark. Returns the cycle's report.
+/// the concurrent mark (waits for a running cycle to finish first). Returns the cycle's report.
 pub fn collect() -> CycleReport {
     collect_with_mark_delay(0)
 }
@@ -172,6 +210,16 @@ pub fn collect() -> CycleReport {
 /// shaded and nothing is scanned yet, so mutators get a window to rewire grey objects' children.
 /// Stress suites use it to make a barrier bug (and the negative control) show up reliably.
 pub fn collect_with_mark_delay(delay_us: u64) -> CycleReport {
+    while CYCLE_RUNNING.swap(true, Ordering::Acquire) {
+        tasks::yield_now();
+        cpu::relax();
+    }
+    let report = cycle(delay_us);
+    CYCLE_RUNNING.store(false, Ordering::Release);
+    report
+}
+
+fn cycle(delay_us: u64) -> CycleReport {
     let c = collector();
     let me = percore::id();
     tasks::scrub_own_stack();

@@ -80,7 +80,7 @@ fn random_root(rng: &mut Rng, cores: usize) -> &'static GcSlot<Node> {
 /// reachable only through heap edges, which is what a lost-object bug loses) and whose right
 /// child is some root's node.
 fn allocate(rng: &mut Rng, cores: usize, next: Option<Gc<Node>>) -> Option<Gc<Node>> {
-    match super::collector().alloc::<Kernel, Node>() {
+    match super::alloc::<Node>() {
         Ok(node) => {
             let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
             node.id.store(id, Ordering::Relaxed);

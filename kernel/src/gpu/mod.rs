@@ -7,6 +7,7 @@
 //! - `framebuffer`: the framebuffer sources (`fb=static|pages|gc|none`) and their fallbacks.
 //! - `display`: bring-up, presenting full frames and dirty rectangles, `[VIRTIO PERF]` lines.
 //! - `canvas`, `font`: drawing; `pattern`: the test pattern and the live panel.
+//! - `dashboard`: the collector's live dashboard (span map and counters, dirty rectangles).
 //! - `demo`: what a boot without `test=` shows, refreshed from core 0's idle loop.
 //!
 //! No GPU is a warning, not a crash: the kernel runs on without a display.
@@ -14,6 +15,7 @@
 pub mod canvas;
 mod clock;
 mod completion;
+pub mod dashboard;
 mod demo;
 pub mod discovery;
 mod display;

@@ -22,6 +22,11 @@ pub const SCENARIOS: &[Scenario] = &[
         run: gc_negative,
     },
     Scenario {
+        name: "gc-trigger",
+        about: "no explicit collections: cycles start from heap growth (gc.percent=) while cores mutate",
+        run: gc_trigger,
+    },
+    Scenario {
         name: "gc-checked",
         about: "checked mode reports a GC pointer stored into a static buffer",
         run: gc_checked,
@@ -234,4 +239,48 @@ fn gc_checked(_: &Config<'_>) -> ! {
             exit::exit(exit::TEST_FAILED)
         }
     }
+}
+
+/// How long the trigger scenario lets the mutators run.
+const TRIGGER_RUN_MS: u64 = 600;
+
+fn gc_trigger(config: &Config<'_>) -> ! {
+    if !gc::is_ready() {
+        exit::exit(exit::TEST_FAILED);
+    }
+    workload::reset();
+    let before = gc::TRIGGERED_CYCLES.load(Ordering::Relaxed);
+    smp::run_on_all(|_| tasks::start_tick(QUANTUM_US));
+    let cores = percore::online_count();
+    for core in 0..cores {
+        let spawn = tasks::Spawn { name: "mutator", stack_bytes: 32 * 1024, pinned: Some(core), growable_from: None };
+        if tasks::spawn(spawn, workload::mutator, config.seed as usize).is_err() {
+            exit::exit(exit::TEST_FAILED);
+        }
+    }
+    let masked = cpu::mask_irqs();
+    cpu::restore_irqs(false);
+    wait_ms(TRIGGER_RUN_MS);
+    workload::STOP.store(true, Ordering::Relaxed);
+    while workload::FINISHED.load(Ordering::Acquire) < cores {
+        tasks::yield_now();
+        cpu::relax();
+    }
+    tasks::stop_ticks();
+    cpu::restore_irqs(masked);
+    let triggered = gc::TRIGGERED_CYCLES.load(Ordering::Relaxed) - before;
+    let (reachable, corrupt) =
+        stw::stop_the_world(workload::check_reachable).map(|(r, _)| r).unwrap_or((0, usize::MAX));
+    let corrupt = corrupt + workload::CORRUPT.load(Ordering::Relaxed) as usize;
+    let stats = gc::collector().stats::<Kernel>();
+    print_stats("trigger");
+    kprintln!(
+        "gc-trigger: {triggered} cycles started by heap growth (GOGC {}%), {} verifier misses, {corrupt} corrupt, heap {} of {} KiB in use, {reachable} reachable",
+        config.gc_percent,
+        stats.verifier_misses,
+        stats.heap_in_use >> 10,
+        stats.heap_size >> 10
+    );
+    let ok = triggered >= 2 && stats.verifier_misses == 0 && corrupt == 0;
+    exit::exit(if ok { exit::SUCCESS } else { exit::TEST_FAILED })
 }

@@ -16,7 +16,66 @@ pub const TESTS: &[UnitTest] = &[
     UnitTest { name: "canvas_fills_clipped_rectangles", run: canvas_fills_clipped_rectangles },
     UnitTest { name: "canvas_draws_font_glyphs", run: canvas_draws_font_glyphs },
     UnitTest { name: "virtio_mmio_slots_from_device_tree", run: virtio_mmio_slots_from_device_tree },
+    UnitTest { name: "dashboard_colours_spans", run: dashboard_colours_spans },
+    UnitTest { name: "dashboard_grid_fits_the_heap", run: dashboard_grid_fits_the_heap },
 ];
+
+fn dashboard_colours_spans(_: &Config<'_>) -> Result<(), String> {
+    use crate::gpu::dashboard::{shade, SpanMap, BLACK, EMPTY_SPAN, FREE, PINNED, WHITE};
+    use tricolor_gc::heap::SpanInfo;
+    use tricolor_gc::sizeclass::PAGE_SIZE;
+    let base = 0x4000_0000;
+    let span = |page: usize, pages, allocated, marked, pinned| SpanInfo {
+        start: base + page * PAGE_SIZE,
+        pages,
+        objects: 64,
+        allocated,
+        marked,
+        large: pages > 1,
+        pinned,
+    };
+    // Pages: 0 free, 1 empty span, 2 unmarked, 3 half marked, 4-5 a marked large object, 6 pinned,
+    // 7 free.
+    let mut map = SpanMap::new(base, 8, 1);
+    for s in [span(1, 1, 0, 0, false), span(2, 1, 10, 0, false), span(3, 1, 10, 5, false)] {
+        map.add(&s);
+    }
+    map.add(&span(4, 2, 1, 1, false));
+    map.add(&span(6, 1, 1, 0, true));
+    let got: alloc::vec::Vec<u32> = map.colours().collect();
+    let want = [FREE, EMPTY_SPAN, WHITE, shade(128), BLACK, BLACK, PINNED, FREE];
+    ensure!(got == want, "page colours {got:x?}, want {want:x?}");
+    ensure!(shade(128) != WHITE && shade(128) != BLACK, "half marked is a grey");
+    ensure!(map.used_pages() == 6 && map.spans() == 5 && map.objects_marked() == 6, "totals");
+    // Two pages a cell: a cell's shade is the mean of its live pages'.
+    let mut folded = SpanMap::new(base, 8, 2);
+    folded.add(&span(2, 1, 10, 0, false));
+    folded.add(&span(3, 1, 10, 10, false));
+    let got: alloc::vec::Vec<u32> = folded.colours().collect();
+    ensure!(got == [FREE, shade(128), FREE, FREE], "folded colours {got:x?}");
+    Ok(())
+}
+
+fn dashboard_grid_fits_the_heap(_: &Config<'_>) -> Result<(), String> {
+    use crate::gpu::dashboard::{Grid, MAP};
+    for pages in [1usize, 100, 2048, 8192, 98_304, 1 << 20] {
+        let grid = Grid::fit(pages, MAP);
+        let cells = pages.div_ceil(grid.pages_per_cell);
+        let last = grid.cell(MAP, cells - 1);
+        ensure!(
+            last.x + last.width <= MAP.x + MAP.width && last.y + last.height <= MAP.y + MAP.height,
+            "{pages} pages: last cell {last:?} outside the map ({grid:?})"
+        );
+        // The cells are as large as fit: one size larger would overflow (or the cap is reached).
+        if grid.pages_per_cell == 1 && grid.size < 32 {
+            let bigger = grid.size + 1;
+            let rows = pages.div_ceil((MAP.width / bigger) as usize) as u32;
+            ensure!(rows * bigger > MAP.height, "{pages} pages: {bigger} px cells would fit too ({grid:?})");
+        }
+    }
+    ensure!(Grid::fit(8192, MAP).size == 8, "a 64 MiB heap (8192 pages) gets 8 px cells: {:?}", Grid::fit(8192, MAP));
+    Ok(())
+}
 
 fn canvas_fills_clipped_rectangles(_: &Config<'_>) -> Result<(), String> {
     let mut pixels = alloc::vec![0u32; 8 * 4];
@@ -85,6 +144,11 @@ pub const SCENARIOS: &[Scenario] = &[
         run: bench,
     },
     Scenario { name: "gpu-demo", about: "the test pattern and a few live-panel frames", run: demo },
+    Scenario {
+        name: "gpu-dashboard",
+        about: "the GC dashboard through GC cycles with mutators: one full frame, then dirty rectangles only",
+        run: dashboard::run,
+    },
 ];
 
 fn fail(scenario: &str, why: impl core::fmt::Display) -> ! {
@@ -249,4 +313,180 @@ fn demo(config: &Config<'_>) -> ! {
     display.report(NAME, &display.perf().since(&before));
     kprintln!("{NAME}: ok: test pattern and {DEMO_FRAMES} panel frames");
     exit::exit(exit::SUCCESS)
+}
+
+/// The `gpu-dashboard` scenario: the dashboard through a few collections while mutators run.
+mod dashboard {
+    use super::{fail, up};
+    use crate::gc::{self, workload};
+    use crate::gpu::dashboard::{Dashboard, Grid, Sample, MAP, TEXT_AREA};
+    use crate::gpu::Display;
+    use crate::sync::Lock;
+    use crate::{exit, kprintln, percore, smp, tasks};
+    use core::sync::atomic::{AtomicBool, Ordering};
+    use tricolor_arch::cpu;
+    use tricolor_gc::Phase;
+    use tricolor_kernel::cmdline::Config;
+    use tricolor_virtio::gpu::Rect;
+
+    const NAME: &str = "gpu-dashboard";
+    const CYCLES: u64 = 4;
+    const QUANTUM_US: u64 = 2000;
+    /// A window at mark start (see `gc::collect_with_mark_delay`) for the sampler to see marking.
+    const MARK_DELAY_US: u64 = 2000;
+
+    // Ordering for these flags: Release by the writer, Acquire by the reader; the sampler's
+    // `MID_MARK` store is published by the lock, the flags only say when to look.
+    /// The scenario wants a sample taken during the next mark phase.
+    static SAMPLE_WANTED: AtomicBool = AtomicBool::new(false);
+    static SAMPLER_STOP: AtomicBool = AtomicBool::new(false);
+    static SAMPLER_DONE: AtomicBool = AtomicBool::new(false);
+    /// A sample the sampler took while the collector was marking.
+    static MID_MARK: Lock<Option<Sample>> = Lock::new(None);
+
+    /// A task that samples the collector once per cycle while it marks (the scenario's core is
+    /// busy collecting then), so the dashboard shows marked and partly marked spans.
+    fn sampler(pages_per_cell: usize) {
+        while !SAMPLER_STOP.load(Ordering::Acquire) {
+            if SAMPLE_WANTED.load(Ordering::Acquire) && gc::collector().phase() == Phase::Mark {
+                let sample = Sample::take(pages_per_cell);
+                if sample.phase == Phase::Mark {
+                    *MID_MARK.lock() = Some(sample);
+                    SAMPLE_WANTED.store(false, Ordering::Release);
+                }
+            }
+            tasks::yield_now();
+            cpu::relax();
+        }
+        SAMPLER_DONE.store(true, Ordering::Release);
+    }
+
+    fn wait_ms(ms: u64) {
+        let deadline = cpu::counter() + cpu::counter_frequency() * ms / 1000;
+        while cpu::counter() < deadline {
+            tasks::yield_now();
+            cpu::relax();
+        }
+    }
+
+    fn spawn(name: &'static str, core: usize, entry: fn(usize), arg: usize) {
+        let options = tasks::Spawn { name, stack_bytes: 32 * 1024, pinned: Some(core), growable_from: None };
+        if let Err(why) = tasks::spawn(options, entry, arg) {
+            fail(NAME, format_args!("cannot spawn {name}: {why}"));
+        }
+    }
+
+    /// Refreshes from `sample` and checks that exactly the map and the text were presented.
+    fn refresh(display: &mut Display, dashboard: &mut Dashboard, sample: &Sample) {
+        let full = display.framebuffer().full();
+        let rects = dashboard.refresh_with(display, sample).unwrap_or_else(|e| fail(NAME, e));
+        let expected: [Rect; 2] = {
+            let canvas = display.canvas();
+            [canvas.clip(MAP), canvas.clip(TEXT_AREA)]
+        };
+        if rects != expected || rects.contains(&full) {
+            fail(NAME, format_args!("refresh presented {rects:?}, expected the dirty rectangles {expected:?}"));
+        }
+    }
+
+    /// Checks every map cell's pixels against the colours `sample` gives it.
+    fn check_cells(display: &mut Display, grid: &Grid, sample: &Sample) -> usize {
+        let canvas = display.canvas();
+        let mut checked = 0;
+        for (i, colour) in sample.map.colours().enumerate() {
+            let cell = grid.cell(MAP, i);
+            for (x, y) in [(cell.x, cell.y), (cell.x + cell.width - 1, cell.y + cell.height - 1)] {
+                if canvas.pixel(x, y) != Some(colour) {
+                    fail(
+                        NAME,
+                        format_args!("map cell {i} at ({x}, {y}) is {:?}, expected {colour:#08x}", canvas.pixel(x, y)),
+                    );
+                }
+            }
+            checked += 1;
+        }
+        checked
+    }
+
+    pub fn run(config: &Config<'_>) -> ! {
+        if !gc::is_ready() {
+            fail(NAME, "no collector (see the boot log)");
+        }
+        let mut display = up(NAME, config);
+        let before = display.perf();
+        let mut dashboard = Dashboard::show(&mut display).unwrap_or_else(|e| fail(NAME, e));
+        let first = display.perf().since(&before);
+        if first.frames != 1 {
+            fail(NAME, format_args!("the first dashboard frame took {} presents", first.frames));
+        }
+        let after_first = display.perf();
+        let grid = dashboard.grid();
+
+        workload::reset();
+        smp::run_on_all(|_| tasks::start_tick(QUANTUM_US));
+        let cores = percore::online_count();
+        for core in 0..cores {
+            spawn("mutator", core, workload::mutator, config.seed as usize);
+        }
+        spawn("dashboard-sampler", cores - 1, sampler, grid.pages_per_cell);
+        let masked = cpu::mask_irqs();
+        cpu::restore_irqs(false);
+
+        let (mut refreshes, mut mid_mark, mut most_marked) = (0u64, 0u64, 0usize);
+        for _ in 0..CYCLES {
+            wait_ms(5);
+            SAMPLE_WANTED.store(true, Ordering::Release);
+            let report = gc::collect_with_mark_delay(MARK_DELAY_US);
+            SAMPLE_WANTED.store(false, Ordering::Release);
+            if let Some(sample) = MID_MARK.lock().take() {
+                most_marked = most_marked.max(sample.map.objects_marked());
+                refresh(&mut display, &mut dashboard, &sample);
+                refreshes += 1;
+                mid_mark += 1;
+            }
+            dashboard.note_cycle(&report);
+            let sample = Sample::take(grid.pages_per_cell);
+            refresh(&mut display, &mut dashboard, &sample);
+            refreshes += 1;
+            // Mutators' allocations may start cycles of their own, so the count may be ahead.
+            if sample.stats.cycles < report.cycle {
+                fail(
+                    NAME,
+                    format_args!("dashboard shows cycle {}, the collector ran {}", sample.stats.cycles, report.cycle),
+                );
+            }
+            check_cells(&mut display, &grid, &sample);
+        }
+
+        workload::STOP.store(true, Ordering::Relaxed);
+        SAMPLER_STOP.store(true, Ordering::Release);
+        while workload::FINISHED.load(Ordering::Acquire) < cores || !SAMPLER_DONE.load(Ordering::Acquire) {
+            tasks::yield_now();
+            cpu::relax();
+        }
+        tasks::stop_ticks();
+        cpu::restore_irqs(masked);
+
+        // The last frame: every cell checked against what the collector shows now.
+        let sample = Sample::take(grid.pages_per_cell);
+        refresh(&mut display, &mut dashboard, &sample);
+        refreshes += 1;
+        let cells = check_cells(&mut display, &grid, &sample);
+        let perf = display.perf().since(&after_first);
+        if perf.frames != 2 * refreshes || perf.commands.errors != 0 {
+            fail(
+                NAME,
+                format_args!("expected {} dirty-rectangle frames and no errors after the first: {perf}", 2 * refreshes),
+            );
+        }
+        display.report(NAME, &perf);
+        kprintln!(
+            "{NAME}: ok: {CYCLES} cycles, 1 full frame then {refreshes} refreshes of 2 dirty rectangles \
+             ({mid_mark} during marking, up to {most_marked} objects marked), {cells} map cells of {} pages checked, \
+             {} spans in use",
+            grid.pages_per_cell,
+            sample.map.spans()
+        );
+        exit::exit(exit::SUCCESS)
+    }
 }
