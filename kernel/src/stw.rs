@@ -74,26 +74,9 @@ pub fn park_here() {
         return;
     }
     let core = percore::id();
-    // Registers may hold pointers that are in no trap frame: parking from the deferred hook leaves
-    // the interrupted code's callee-saved x19..x29 live in registers, and dead caller-saved
-    // registers can still hold stale pointers that a later trap frame would capture (and a later
-    // conservative scan would then take for live ones, the verifier's false "misses" we saw).
-    // Spill every general-purpose register into this frame, inside [PARKED_SP, stack top), so
-    // whatever survives the park has been scanned.
-    let mut spilled = [0u64; 32];
-    // SAFETY: stores x0..x30 into a local array of 32 words (the operand register is overwritten
-    // with the array's address first, which is harmless: it then holds no pointer of interest).
-    unsafe {
-        core::arch::asm!(
-            "stp x0, x1, [{0}]", "stp x2, x3, [{0}, #16]", "stp x4, x5, [{0}, #32]",
-            "stp x6, x7, [{0}, #48]", "stp x8, x9, [{0}, #64]", "stp x10, x11, [{0}, #80]",
-            "stp x12, x13, [{0}, #96]", "stp x14, x15, [{0}, #112]", "stp x16, x17, [{0}, #128]",
-            "stp x18, x19, [{0}, #144]", "stp x20, x21, [{0}, #160]", "stp x22, x23, [{0}, #176]",
-            "stp x24, x25, [{0}, #192]", "stp x26, x27, [{0}, #208]", "stp x28, x29, [{0}, #224]",
-            "str x30, [{0}, #240]",
-            in(reg) spilled.as_mut_ptr(), options(nostack, preserves_flags)
-        )
-    };
+    // Every register into this frame, inside [PARKED_SP, stack top): see
+    // `spill_general_registers` for why all of them.
+    let spilled = cpu::spill_general_registers();
     core::hint::black_box(&spilled);
     PARKED_SP[core].store(cpu::stack_pointer(), Ordering::Release);
     // AcqRel: the initiator (Acquire on PARKED) sees this core's state as of parking; we see the

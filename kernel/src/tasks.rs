@@ -363,17 +363,9 @@ pub fn for_each_root_range(
     holds_no_roots: &dyn Fn(&Task) -> bool,
     visit: &mut dyn FnMut(usize, usize),
 ) {
-    // This core's callee-saved registers may hold pointers that are on no stack yet: spill them
-    // into this frame, which the scan of this core's stack below covers.
-    let mut spilled = [0u64; 12];
-    // SAFETY: stores x19..x30 into a local array of 12 words.
-    unsafe {
-        core::arch::asm!(
-            "stp x19, x20, [{0}]", "stp x21, x22, [{0}, #16]", "stp x23, x24, [{0}, #32]",
-            "stp x25, x26, [{0}, #48]", "stp x27, x28, [{0}, #64]", "stp x29, x30, [{0}, #80]",
-            in(reg) spilled.as_mut_ptr(), options(nostack, preserves_flags)
-        )
-    };
+    // This core's registers may hold pointers that are on no stack yet: spill them into this
+    // frame, which the scan of this core's stack below covers.
+    let spilled = cpu::spill_general_registers();
     core::hint::black_box(&spilled);
     let me = percore::id();
     for core in (0..tricolor_kernel::cmdline::MAX_CORES).filter(|&c| percore::is_online(c)) {

@@ -39,6 +39,31 @@ pub fn uptime_ns() -> u64 {
     (counter() as u128 * 1_000_000_000 / freq as u128) as u64
 }
 
+/// The general-purpose registers x0..x30 as they are now, returned into the caller's frame.
+///
+/// A conservative root scan must see every pointer a stopped task holds. Pointers in callee-saved
+/// registers are in no trap frame when a core stops outside an interrupt, and dead caller-saved
+/// registers can still hold stale pointers that a later trap frame would capture; spilling all of
+/// them into a stack frame that the scan covers settles both.
+#[inline(always)]
+pub fn spill_general_registers() -> [u64; 32] {
+    let mut spilled = [0u64; 32];
+    // SAFETY: stores x0..x30 into a local array of 32 words. The operand register is overwritten
+    // with the array's address first, which is harmless: it then holds no pointer of interest.
+    unsafe {
+        core::arch::asm!(
+            "stp x0, x1, [{0}]", "stp x2, x3, [{0}, #16]", "stp x4, x5, [{0}, #32]",
+            "stp x6, x7, [{0}, #48]", "stp x8, x9, [{0}, #64]", "stp x10, x11, [{0}, #80]",
+            "stp x12, x13, [{0}, #96]", "stp x14, x15, [{0}, #112]", "stp x16, x17, [{0}, #128]",
+            "stp x18, x19, [{0}, #144]", "stp x20, x21, [{0}, #160]", "stp x22, x23, [{0}, #176]",
+            "stp x24, x25, [{0}, #192]", "stp x26, x27, [{0}, #208]", "stp x28, x29, [{0}, #224]",
+            "str x30, [{0}, #240]",
+            in(reg) spilled.as_mut_ptr(), options(nostack, preserves_flags)
+        )
+    };
+    spilled
+}
+
 /// Current stack pointer.
 #[inline(always)]
 pub fn stack_pointer() -> usize {

@@ -185,6 +185,33 @@ pub fn check_reachable() -> (usize, usize) {
     (seen.len(), corrupt)
 }
 
+/// Timer quantum while the workload runs: mutators share their cores with mark workers.
+pub const QUANTUM_US: u64 = 2000;
+
+/// Starts a mutator task on every online core (with the timer tick, so mutators and the
+/// collector's tasks share cores) and returns how many were started.
+pub fn start_mutators(seed: u64) -> Result<usize, &'static str> {
+    reset();
+    crate::smp::run_on_all(|_| crate::tasks::start_tick(QUANTUM_US));
+    let cores = crate::percore::online_count();
+    for core in 0..cores {
+        let spawn =
+            crate::tasks::Spawn { name: "mutator", stack_bytes: 32 * 1024, pinned: Some(core), growable_from: None };
+        crate::tasks::spawn(spawn, mutator, seed as usize)?;
+    }
+    Ok(cores)
+}
+
+/// Stops the mutators started by [`start_mutators`] and waits until all have finished.
+pub fn stop_mutators(started: usize) {
+    STOP.store(true, Ordering::Relaxed);
+    while FINISHED.load(Ordering::Acquire) < started {
+        crate::tasks::yield_now();
+        tricolor_arch::cpu::relax();
+    }
+    crate::tasks::stop_ticks();
+}
+
 /// Resets the counters and clears the roots (between runs in one boot).
 pub fn reset() {
     STOP.store(false, Ordering::Relaxed);

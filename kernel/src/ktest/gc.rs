@@ -4,7 +4,7 @@
 
 use super::Scenario;
 use crate::gc::{self, workload, Kernel};
-use crate::{exit, kprintln, percore, smp, stw, tasks};
+use crate::{exit, kprintln, percore, stw, tasks};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use tricolor_arch::cpu;
 use tricolor_gc::BarrierMode;
@@ -36,7 +36,6 @@ pub const SCENARIOS: &[Scenario] = &[
 const CYCLES: u64 = 12;
 /// The window between mark start and the first scan (see `gc::collect_with_mark_delay`).
 const MARK_DELAY_US: u64 = 2000;
-const QUANTUM_US: u64 = 2000;
 
 /// What a run of cycles saw.
 struct Outcome {
@@ -62,16 +61,10 @@ fn run_cycles(config: &Config<'_>, cycles: u64, stop_at_first_miss: bool) -> Out
         kprintln!("gc scenario: no collector (see the boot log)");
         exit::exit(exit::TEST_FAILED);
     }
-    workload::reset();
-    smp::run_on_all(|_| tasks::start_tick(QUANTUM_US));
-    let cores = percore::online_count();
-    for core in 0..cores {
-        let spawn = tasks::Spawn { name: "mutator", stack_bytes: 32 * 1024, pinned: Some(core), growable_from: None };
-        if let Err(why) = tasks::spawn(spawn, workload::mutator, config.seed as usize) {
-            kprintln!("gc scenario: cannot spawn a mutator: {why}");
-            exit::exit(exit::TEST_FAILED);
-        }
-    }
+    let cores = workload::start_mutators(config.seed).unwrap_or_else(|why| {
+        kprintln!("gc scenario: cannot spawn a mutator: {why}");
+        exit::exit(exit::TEST_FAILED)
+    });
     let masked = cpu::mask_irqs();
     cpu::restore_irqs(false);
     let mut outcome = Outcome { cycles: 0, misses: 0, corrupt: 0, poison_failures: 0, reachable: 0 };
@@ -126,12 +119,7 @@ fn run_cycles(config: &Config<'_>, cycles: u64, stop_at_first_miss: bool) -> Out
             break;
         }
     }
-    workload::STOP.store(true, Ordering::Relaxed);
-    while workload::FINISHED.load(Ordering::Acquire) < cores {
-        tasks::yield_now();
-        cpu::relax();
-    }
-    tasks::stop_ticks();
+    workload::stop_mutators(cores);
     cpu::restore_irqs(masked);
     outcome.corrupt += workload::CORRUPT.load(Ordering::Relaxed) as usize;
     outcome
@@ -241,32 +229,27 @@ fn gc_checked(_: &Config<'_>) -> ! {
     }
 }
 
-/// How long the trigger scenario lets the mutators run.
-const TRIGGER_RUN_MS: u64 = 600;
+/// Cycles the trigger scenario waits for (heap growth alone must start them), and how long at
+/// most (generous: a loaded host slows the mutators, not the logic).
+const TRIGGER_CYCLES: u64 = 3;
+const TRIGGER_TIMEOUT_MS: u64 = 30_000;
 
 fn gc_trigger(config: &Config<'_>) -> ! {
     if !gc::is_ready() {
         exit::exit(exit::TEST_FAILED);
     }
-    workload::reset();
     let before = gc::TRIGGERED_CYCLES.load(Ordering::Relaxed);
-    smp::run_on_all(|_| tasks::start_tick(QUANTUM_US));
-    let cores = percore::online_count();
-    for core in 0..cores {
-        let spawn = tasks::Spawn { name: "mutator", stack_bytes: 32 * 1024, pinned: Some(core), growable_from: None };
-        if tasks::spawn(spawn, workload::mutator, config.seed as usize).is_err() {
-            exit::exit(exit::TEST_FAILED);
-        }
-    }
+    let cores = workload::start_mutators(config.seed).unwrap_or_else(|why| {
+        kprintln!("gc-trigger: cannot spawn a mutator: {why}");
+        exit::exit(exit::TEST_FAILED)
+    });
     let masked = cpu::mask_irqs();
     cpu::restore_irqs(false);
-    wait_ms(TRIGGER_RUN_MS);
-    workload::STOP.store(true, Ordering::Relaxed);
-    while workload::FINISHED.load(Ordering::Acquire) < cores {
-        tasks::yield_now();
-        cpu::relax();
+    let deadline = cpu::counter() + cpu::counter_frequency() * TRIGGER_TIMEOUT_MS / 1000;
+    while gc::TRIGGERED_CYCLES.load(Ordering::Relaxed) - before < TRIGGER_CYCLES && cpu::counter() < deadline {
+        wait_ms(5);
     }
-    tasks::stop_ticks();
+    workload::stop_mutators(cores);
     cpu::restore_irqs(masked);
     let triggered = gc::TRIGGERED_CYCLES.load(Ordering::Relaxed) - before;
     let (reachable, corrupt) =
@@ -281,6 +264,6 @@ fn gc_trigger(config: &Config<'_>) -> ! {
         stats.heap_in_use >> 10,
         stats.heap_size >> 10
     );
-    let ok = triggered >= 2 && stats.verifier_misses == 0 && corrupt == 0;
+    let ok = triggered >= TRIGGER_CYCLES && stats.verifier_misses == 0 && corrupt == 0;
     exit::exit(if ok { exit::SUCCESS } else { exit::TEST_FAILED })
 }

@@ -322,7 +322,7 @@ mod dashboard {
     use crate::gpu::dashboard::{Dashboard, Grid, Sample, MAP, TEXT_AREA};
     use crate::gpu::Display;
     use crate::sync::Lock;
-    use crate::{exit, kprintln, percore, smp, tasks};
+    use crate::{exit, kprintln, tasks};
     use core::sync::atomic::{AtomicBool, Ordering};
     use tricolor_arch::cpu;
     use tricolor_gc::Phase;
@@ -331,7 +331,6 @@ mod dashboard {
 
     const NAME: &str = "gpu-dashboard";
     const CYCLES: u64 = 4;
-    const QUANTUM_US: u64 = 2000;
     /// A window at mark start (see `gc::collect_with_mark_delay`) for the sampler to see marking.
     const MARK_DELAY_US: u64 = 2000;
 
@@ -422,12 +421,7 @@ mod dashboard {
         let after_first = display.perf();
         let grid = dashboard.grid();
 
-        workload::reset();
-        smp::run_on_all(|_| tasks::start_tick(QUANTUM_US));
-        let cores = percore::online_count();
-        for core in 0..cores {
-            spawn("mutator", core, workload::mutator, config.seed as usize);
-        }
+        let cores = workload::start_mutators(config.seed).unwrap_or_else(|why| fail(NAME, why));
         spawn("dashboard-sampler", cores - 1, sampler, grid.pages_per_cell);
         let masked = cpu::mask_irqs();
         cpu::restore_irqs(false);
@@ -458,13 +452,12 @@ mod dashboard {
             check_cells(&mut display, &grid, &sample);
         }
 
-        workload::STOP.store(true, Ordering::Relaxed);
         SAMPLER_STOP.store(true, Ordering::Release);
-        while workload::FINISHED.load(Ordering::Acquire) < cores || !SAMPLER_DONE.load(Ordering::Acquire) {
+        workload::stop_mutators(cores);
+        while !SAMPLER_DONE.load(Ordering::Acquire) {
             tasks::yield_now();
             cpu::relax();
         }
-        tasks::stop_ticks();
         cpu::restore_irqs(masked);
 
         // The last frame: every cell checked against what the collector shows now.
