@@ -12,6 +12,10 @@ test *ARGS:
 qemu-test *ARGS:
     cargo xtask qemu-test {{ARGS}}
 
+# GC stress matrix (gc-cycle: smp x modes x seeds, then the negative control), e.g. `just stress --quick`.
+stress *ARGS:
+    cargo xtask stress {{ARGS}}
+
 # cargo fmt --check and clippy on the host and the kernel target.
 lint:
     cargo xtask lint

@@ -4,6 +4,7 @@
 //! - `run`: build the kernel and boot it in QEMU (4 cores, a VirtIO GPU, UART on this terminal).
 //! - `screenshot`: boot headless and save the display as a PNG.
 //! - `test`: lint, host tests, then the QEMU tests at smp 1 and 4.
+//! - `stress`: the GC stress matrix and its negative control (not in `test`: too slow for CI).
 //! - `build`, `lint`, `qemu-test`, `debug`, `setup`: the pieces.
 
 mod args;
@@ -13,6 +14,7 @@ mod qemu;
 mod qemu_tests;
 mod screenshot;
 mod setup;
+mod stress;
 
 use std::process::ExitCode;
 
@@ -32,6 +34,12 @@ commands:
                --no-lint      skip fmt/clippy
                --filter STR   only QEMU cases whose name contains STR
   qemu-test  only the QEMU tests (same --filter)
+  stress     GC stress matrix: gc-cycle for smp x modes x seeds, then the negative control
+             (gc-negative at smp 4, must be caught on >= 95 % of seeds); not part of `test`
+               --seeds N      seeds 1..=N (default 10)
+               --smp LIST     core counts (default 1,4)
+               --modes LIST   barrier modes (default off,buffered,direct,checked)
+               --quick        2 seeds, smp 4 only (explicit options still override)
   lint       cargo fmt --check and clippy (host crates and the kernel target), -D warnings
   build      build the kernel ELF and print its path
   debug      boot QEMU halted with a gdb stub and attach gdb-multiarch
@@ -45,6 +53,7 @@ fn main() -> ExitCode {
         Some("run") => cmd_run(&mut args),
         Some("test") => cmd_test(&mut args),
         Some("qemu-test") => cmd_qemu_test(&mut args),
+        Some("stress") => cmd_stress(&mut args),
         Some("lint") => args.finish().and_then(|()| cargo::lint()),
         Some("build") => args.finish().and_then(|()| cmd_build()),
         Some("debug") => cmd_debug(&mut args),
@@ -121,6 +130,14 @@ fn cmd_qemu_test(args: &mut args::Args) -> Result {
     setup::qemu()?;
     let elf = kernel::build(kernel::Profile::Release)?;
     qemu_tests::run_all(&elf, filter.as_deref())
+}
+
+fn cmd_stress(args: &mut args::Args) -> Result {
+    let options = stress::Options::parse(args)?;
+    setup::rust_target()?;
+    setup::qemu()?;
+    let elf = kernel::build(kernel::Profile::Release)?;
+    stress::run(&elf, &options)
 }
 
 fn cmd_debug(args: &mut args::Args) -> Result {

@@ -189,6 +189,18 @@ pub fn alloc<T: Trace>() -> Result<Gc<T>, AllocError> {
     Ok(object)
 }
 
+/// Runs `f` while no collection cycle runs (waiting for a running one to finish): integrity
+/// checks between cycles must not interleave with a cycle another core started.
+pub fn between_cycles<R>(f: impl FnOnce() -> R) -> R {
+    while CYCLE_RUNNING.swap(true, Ordering::Acquire) {
+        tasks::yield_now();
+        cpu::relax();
+    }
+    let result = f();
+    CYCLE_RUNNING.store(false, Ordering::Release);
+    result
+}
+
 /// A triggered cycle: runs one unless a cycle is already running.
 fn try_collect() -> Option<CycleReport> {
     if CYCLE_RUNNING.swap(true, Ordering::Acquire) {

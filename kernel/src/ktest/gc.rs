@@ -71,9 +71,11 @@ fn run_cycles(config: &Config<'_>, cycles: u64, stop_at_first_miss: bool) -> Out
     for _ in 0..cycles {
         wait_ms(5);
         let report = gc::collect_with_mark_delay(MARK_DELAY_US);
-        let (reachable, corrupt, poisoned) = stw::stop_the_world(|| {
-            let (reachable, corrupt) = workload::check_reachable();
-            (reachable, corrupt, gc::collector().heap.check_poisoned())
+        let (reachable, corrupt, poisoned) = gc::between_cycles(|| {
+            stw::stop_the_world(|| {
+                let (reachable, corrupt) = workload::check_reachable();
+                (reachable, corrupt, gc::collector().heap.check_poisoned())
+            })
         })
         .map(|(r, _)| r)
         .unwrap_or_else(|e| panic!("cannot stop the world for the check: {:#b}", e.missing));

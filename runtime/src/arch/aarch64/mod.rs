@@ -224,6 +224,14 @@ pub unsafe extern "C" fn switch_context(from: *mut Context, to: *const Context) 
         "ldr x9, [x1, #{sp}]",
         load_fp_callee_saved!(),
         "mov sp, x9",
+        // The caller-saved registers are dead for the task we return into (it called this
+        // function), but they still hold the previous task's values. A conservative root scan
+        // that later finds them in a trap frame would take another task's stale pointers (a
+        // mark worker's span addresses, say) for live ones: clear them.
+        "mov x0, xzr", "mov x1, xzr", "mov x2, xzr", "mov x3, xzr", "mov x4, xzr", "mov x5, xzr",
+        "mov x6, xzr", "mov x7, xzr", "mov x8, xzr", "mov x9, xzr", "mov x10, xzr", "mov x11, xzr",
+        "mov x12, xzr", "mov x13, xzr", "mov x14, xzr", "mov x15, xzr", "mov x16, xzr",
+        "mov x17, xzr", "mov x18, xzr",
         "ret",
         x19 = const CONTEXT_X19,
         x21 = const CONTEXT_X19 + 16,
