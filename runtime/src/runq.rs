@@ -296,7 +296,9 @@ mod tests {
         let (tasks_n, rounds) = if cfg!(miri) { (6, 3) } else { (64, 200) };
         let q = Arc::new(RunQueues::new(CORES, StealPolicy::WhenIdle));
         let all: Vec<Arc<Task>> = (0..tasks_n).map(|i| Arc::new(test_task(&format!("t{i}")))).collect();
-        let base = all[0].id().0;
+        // Task ids come from a global counter that other tests bump concurrently: map them.
+        let index: Arc<std::collections::HashMap<u64, usize>> =
+            Arc::new(all.iter().enumerate().map(|(i, t)| (t.id().0, i)).collect());
         let running: Arc<Vec<AtomicBool>> = Arc::new((0..tasks_n).map(|_| AtomicBool::new(false)).collect());
         let runs: Arc<Vec<AtomicUsize>> = Arc::new((0..tasks_n).map(|_| AtomicUsize::new(0)).collect());
         // All tasks start on core 0, which has no thread: the other cores must steal to get work
@@ -308,7 +310,8 @@ mod tests {
         let done = Arc::new(AtomicUsize::new(0));
         let cores: Vec<_> = (1..CORES)
             .map(|core| {
-                let (q, running, runs, done) = (q.clone(), running.clone(), runs.clone(), done.clone());
+                let (q, running, runs, done, index) =
+                    (q.clone(), running.clone(), runs.clone(), done.clone(), index.clone());
                 std::thread::spawn(move || {
                     let mut stolen = 0;
                     while done.load(Ordering::SeqCst) < tasks_n {
@@ -317,7 +320,7 @@ mod tests {
                             continue;
                         };
                         stolen += usize::from(p.stolen_from.is_some());
-                        let i = (p.task.id().0 - base) as usize;
+                        let i = index[&p.task.id().0];
                         assert!(!running[i].swap(true, Ordering::SeqCst), "task {i} picked by two cores");
                         p.task.set_state(TaskState::Running);
                         let n = runs[i].fetch_add(1, Ordering::SeqCst) + 1;
