@@ -27,3 +27,7 @@ screenshot *ARGS:
 # Boot halted under gdb-multiarch (QEMU gdb stub on :1234).
 debug *ARGS:
     cargo xtask debug {{ARGS}}
+
+# Barrier-cost measurements under -icount into results/*.csv and results/*.svg.
+bench:
+    cargo xtask bench

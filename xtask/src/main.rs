@@ -8,6 +8,7 @@
 //! - `build`, `lint`, `qemu-test`, `debug`, `setup`: the pieces.
 
 mod args;
+mod bench;
 mod cargo;
 mod kernel;
 mod qemu;
@@ -40,6 +41,7 @@ commands:
                --smp LIST     core counts (default 1,4)
                --modes LIST   barrier modes (default off,buffered,direct,checked)
                --quick        2 seeds, smp 4 only (explicit options still override)
+  bench      barrier-cost measurements under -icount -> results/*.csv and results/*.svg
   lint       cargo fmt --check and clippy (host crates and the kernel target), -D warnings
   build      build the kernel ELF and print its path
   debug      boot QEMU halted with a gdb stub and attach gdb-multiarch
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Some("build") => args.finish().and_then(|()| cmd_build()),
         Some("debug") => cmd_debug(&mut args),
         Some("screenshot") => cmd_screenshot(&mut args),
+        Some("bench") => args.finish().and_then(|()| cmd_bench()),
         Some("setup") => args.finish().and_then(|()| setup::all()),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
@@ -75,6 +78,13 @@ fn main() -> ExitCode {
 }
 
 type Result<T = ()> = std::result::Result<T, String>;
+
+fn cmd_bench() -> Result {
+    setup::rust_target()?;
+    setup::qemu()?;
+    let elf = kernel::build(kernel::Profile::Release)?;
+    bench::run(&elf)
+}
 
 fn cmd_build() -> Result {
     setup::rust_target()?;

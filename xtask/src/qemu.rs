@@ -19,11 +19,13 @@ pub struct Machine {
     pub append: String,
     /// Attach a `virtio-gpu-device`.
     pub gpu: bool,
+    /// `-icount shift=0,sleep=off`: virtual time counts instructions, so measurements repeat.
+    pub icount: bool,
 }
 
 impl Machine {
     pub fn new(elf: &Path) -> Self {
-        Self { elf: elf.to_path_buf(), smp: 4, append: String::new(), gpu: true }
+        Self { elf: elf.to_path_buf(), smp: 4, append: String::new(), gpu: true, icount: false }
     }
 
     /// Everything but the console/display choice.
@@ -48,6 +50,9 @@ impl Machine {
         args.extend(["-smp".into(), self.smp.to_string(), "-kernel".into(), self.elf.display().to_string()]);
         if !self.append.is_empty() {
             args.extend(["-append".into(), self.append.clone()]);
+        }
+        if self.icount {
+            args.extend(["-icount".into(), "shift=0,sleep=off".into()]);
         }
         if self.gpu {
             // 1280x720: the size the kernel's static framebuffer and the GPU numbers are for.

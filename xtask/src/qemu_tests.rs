@@ -88,6 +88,15 @@ const CASES: &[Case] = &[
         min_smp: 1,
     },
     Case {
+        name: "bench-barrier",
+        append: "test=bench-barrier gc.heap=16M",
+        exit: SUCCESS,
+        expect: &["BENCH barrier mode=off ", "BENCH barrier mode=checked ", "BENCH wbbuf entries=4096 ", "bench-barrier: done"],
+        check: None,
+        gpu: false,
+        min_smp: 1,
+    },
+    Case {
         name: "gc-checked-report",
         append: "test=gc-checked",
         exit: SUCCESS,

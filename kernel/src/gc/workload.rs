@@ -30,6 +30,19 @@ pub const ROOTS_PER_CORE: usize = 32;
 #[unsafe(link_section = ".gcroots")]
 static ROOTS: [GcSlot<Node>; MAX_CORES * ROOTS_PER_CORE] = [const { GcSlot::null() }; MAX_CORES * ROOTS_PER_CORE];
 
+impl Node {
+    /// `left = value` through the write barrier.
+    pub fn set_left(&self, value: Option<Gc<Node>>) {
+        self.left.set::<Kernel>(value);
+    }
+
+    /// `left = value` as a plain Release store, no barrier: ONLY for the barrier-cost benchmark's
+    /// "compiled out" baseline, on an object nothing else reads.
+    pub fn store_left_unbarriered(&self, value: Option<Gc<Node>>) {
+        self.left.as_atomic().store(value.map_or(0, |g| g.addr()), Ordering::Release);
+    }
+}
+
 /// What a node's `check` must hold.
 pub fn checksum(id: u64) -> u64 {
     id.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17) ^ 0x5eed

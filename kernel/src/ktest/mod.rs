@@ -3,6 +3,7 @@
 //! exit status itself (a deliberate fault must end in a fault report, for instance). xtask boots one
 //! QEMU per entry and checks the exit status and the console output.
 
+mod bench;
 mod gc;
 mod gpu;
 pub mod scenarios;
@@ -36,8 +37,12 @@ pub fn run(name: &str, config: &Config<'_>) -> ! {
         // `test=a+b`: several unit tests in one boot, in the order given.
         run_units(name.split('+').filter_map(|n| all().find(|t| t.name == n)), config);
     }
-    if let Some(scenario) =
-        scenarios::SCENARIOS.iter().chain(gpu::SCENARIOS).chain(gc::SCENARIOS).find(|s| s.name == name)
+    if let Some(scenario) = scenarios::SCENARIOS
+        .iter()
+        .chain(gpu::SCENARIOS)
+        .chain(gc::SCENARIOS)
+        .chain(bench::SCENARIOS)
+        .find(|s| s.name == name)
     {
         kprintln!("scenario {}: {}", scenario.name, scenario.about);
         (scenario.run)(config);
