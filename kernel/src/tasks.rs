@@ -157,7 +157,7 @@ pub fn spawn(options: Spawn, entry: fn(usize), arg: usize) -> Result<Arc<Task>, 
     });
     let Some(slot) = stacks::try_register(task.stack()) else {
         // Undo the stack allocation; the task never existed.
-        free_unregistered_stack(&task, fixed_pages);
+        free_stack(&task, fixed_pages);
         return Err("too many live stacks (the stack registry is full)");
     };
     let record = match fixed_pages {
@@ -187,8 +187,10 @@ pub fn stack_high_water(task: &Task) -> Option<usize> {
     Some(unsafe { task.stack().high_water_mark() })
 }
 
-/// Frees the stack of a task that was created but never registered or queued.
-fn free_unregistered_stack(task: &Task, fixed_pages: Option<(usize, usize)>) {
+/// Returns a task's stack memory: `fixed_pages` (base, count) for a fixed stack, whose guard page
+/// is identity-mapped again before the pages go back to the allocator; `None` for a growable
+/// stack, whose mapped pages are unmapped and freed.
+fn free_stack(task: &Task, fixed_pages: Option<(usize, usize)>) {
     match fixed_pages {
         Some((base, pages)) => {
             vm::map_live(base, base, tricolor_arch::pagetable::Attributes::RAM_RWX).expect("guard remap");
@@ -220,19 +222,11 @@ pub fn reap() -> usize {
         match record {
             Some(StackRecord::Fixed { base, pages, slot }) => {
                 stacks::STACKS.unregister(slot);
-                // Identity-map the guard again before the pages go back to the allocator.
-                vm::map_live(base, base, tricolor_arch::pagetable::Attributes::RAM_RWX).expect("guard remap");
-                memory::free_pages(base, pages);
+                free_stack(&task, Some((base, pages)));
             }
             Some(StackRecord::Growable { slot }) => {
                 stacks::STACKS.unregister(slot);
-                let reservation = task.reservation().expect("growable tasks have a reservation");
-                let hi = reservation.mapped_lo() + reservation.mapped_bytes();
-                for page in (reservation.mapped_lo()..hi).step_by(PAGE_SIZE) {
-                    if let Some(pa) = vm::unmap_live_returning(page) {
-                        memory::free_pages(pa, 1);
-                    }
-                }
+                free_stack(&task, None);
             }
             None => {}
         }

@@ -83,13 +83,6 @@ impl Platform for Kernel {
     }
 }
 
-impl Kernel {
-    /// [`Platform::core_count`] without importing the trait.
-    pub fn core_count_public() -> usize {
-        CORES.load(Ordering::Relaxed)
-    }
-}
-
 /// The collector (after `init`).
 pub fn collector() -> &'static Collector {
     Kernel::collector()
@@ -192,6 +185,12 @@ pub fn alloc<T: Trace>() -> Result<Gc<T>, AllocError> {
 /// Runs `f` while no collection cycle runs (waiting for a running one to finish): integrity
 /// checks between cycles must not interleave with a cycle another core started.
 pub fn between_cycles<R>(f: impl FnOnce() -> R) -> R {
+    holding_cycle_lock(f)
+}
+
+/// Runs `f` holding `CYCLE_RUNNING`, yielding this core while another holder finishes.
+fn holding_cycle_lock<R>(f: impl FnOnce() -> R) -> R {
+    // Acquire pairs with the previous holder's Release store: its cycle's effects are visible.
     while CYCLE_RUNNING.swap(true, Ordering::Acquire) {
         tasks::yield_now();
         cpu::relax();
@@ -222,13 +221,7 @@ pub fn collect() -> CycleReport {
 /// shaded and nothing is scanned yet, so mutators get a window to rewire grey objects' children.
 /// Stress suites use it to make a barrier bug (and the negative control) show up reliably.
 pub fn collect_with_mark_delay(delay_us: u64) -> CycleReport {
-    while CYCLE_RUNNING.swap(true, Ordering::Acquire) {
-        tasks::yield_now();
-        cpu::relax();
-    }
-    let report = cycle(delay_us);
-    CYCLE_RUNNING.store(false, Ordering::Release);
-    report
+    holding_cycle_lock(|| cycle(delay_us))
 }
 
 fn cycle(delay_us: u64) -> CycleReport {

@@ -114,7 +114,7 @@ fn allocate(rng: &mut Rng, cores: usize, next: Option<Gc<Node>>) -> Option<Gc<No
 /// One mutator: random operations on its own roots (and reads of everyone's) until [`STOP`].
 /// `arg` is the seed; the core is where it runs.
 pub fn mutator(seed: usize) {
-    let cores = super::Kernel::core_count_public();
+    let cores = <Kernel as tricolor_gc::Platform>::core_count();
     let me = crate::percore::id();
     let mut rng = Rng::new(seed as u64 ^ ((me as u64 + 1) << 32));
     let own = |rng: &mut Rng| &ROOTS[me * ROOTS_PER_CORE + rng.below(ROOTS_PER_CORE)];

@@ -2,7 +2,7 @@
 //! mode), the negative control that the verifier must catch, and checked mode's report of a GC
 //! pointer stored outside the heap.
 
-use super::Scenario;
+use super::{yield_until, Scenario};
 use crate::gc::{self, workload, Kernel};
 use crate::{exit, kprintln, percore, stw, tasks};
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -46,14 +46,6 @@ struct Outcome {
     reachable: usize,
 }
 
-fn wait_ms(ms: u64) {
-    let deadline = cpu::counter() + cpu::counter_frequency() * ms / 1000;
-    while cpu::counter() < deadline {
-        tasks::yield_now();
-        cpu::relax();
-    }
-}
-
 /// Runs `cycles` collections while a mutator task runs on every core, checking the reachable
 /// graph and the poisoning of freed memory after each one.
 fn run_cycles(config: &Config<'_>, cycles: u64, stop_at_first_miss: bool) -> Outcome {
@@ -69,7 +61,7 @@ fn run_cycles(config: &Config<'_>, cycles: u64, stop_at_first_miss: bool) -> Out
     cpu::restore_irqs(false);
     let mut outcome = Outcome { cycles: 0, misses: 0, corrupt: 0, poison_failures: 0, reachable: 0 };
     for _ in 0..cycles {
-        wait_ms(5);
+        yield_until(5, || false);
         let report = gc::collect_with_mark_delay(MARK_DELAY_US);
         let (reachable, corrupt, poisoned) = gc::between_cycles(|| {
             stw::stop_the_world(|| {
@@ -247,10 +239,7 @@ fn gc_trigger(config: &Config<'_>) -> ! {
     });
     let masked = cpu::mask_irqs();
     cpu::restore_irqs(false);
-    let deadline = cpu::counter() + cpu::counter_frequency() * TRIGGER_TIMEOUT_MS / 1000;
-    while gc::TRIGGERED_CYCLES.load(Ordering::Relaxed) - before < TRIGGER_CYCLES && cpu::counter() < deadline {
-        wait_ms(5);
-    }
+    yield_until(TRIGGER_TIMEOUT_MS, || gc::TRIGGERED_CYCLES.load(Ordering::Relaxed) - before >= TRIGGER_CYCLES);
     workload::stop_mutators(cores);
     cpu::restore_irqs(masked);
     let triggered = gc::TRIGGERED_CYCLES.load(Ordering::Relaxed) - before;

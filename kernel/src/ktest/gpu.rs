@@ -360,14 +360,6 @@ mod dashboard {
         SAMPLER_DONE.store(true, Ordering::Release);
     }
 
-    fn wait_ms(ms: u64) {
-        let deadline = cpu::counter() + cpu::counter_frequency() * ms / 1000;
-        while cpu::counter() < deadline {
-            tasks::yield_now();
-            cpu::relax();
-        }
-    }
-
     fn spawn(name: &'static str, core: usize, entry: fn(usize), arg: usize) {
         let options = tasks::Spawn { name, stack_bytes: 32 * 1024, pinned: Some(core), growable_from: None };
         if let Err(why) = tasks::spawn(options, entry, arg) {
@@ -428,7 +420,7 @@ mod dashboard {
 
         let (mut refreshes, mut mid_mark, mut most_marked) = (0u64, 0u64, 0usize);
         for _ in 0..CYCLES {
-            wait_ms(5);
+            crate::ktest::yield_until(5, || false);
             SAMPLE_WANTED.store(true, Ordering::Release);
             let report = gc::collect_with_mark_delay(MARK_DELAY_US);
             SAMPLE_WANTED.store(false, Ordering::Release);

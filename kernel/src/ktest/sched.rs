@@ -1,7 +1,7 @@
 //! Scheduler tests on the real machine: timer preemption switches tasks, disabling preemption
 //! prevents it, and what a yield costs.
 
-use super::{ensure, UnitTest};
+use super::{ensure, spin_until, UnitTest};
 use crate::{percore, smp, tasks};
 use alloc::string::String;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -47,14 +47,6 @@ fn spinner(me: usize) {
     FINISHED.fetch_add(1, Ordering::Release);
 }
 
-fn wait_ms(ms: u64, done: impl Fn() -> bool) -> bool {
-    let deadline = cpu::counter() + cpu::counter_frequency() * ms / 1000;
-    while !done() && cpu::counter() < deadline {
-        tricolor_arch::cpu::relax();
-    }
-    done()
-}
-
 /// The core the test tasks are pinned to: the last one (core 0 itself on a single core, where the
 /// test's own flow is preempted along with them).
 fn test_core() -> usize {
@@ -69,9 +61,9 @@ fn with_ticks(tasks_to_finish: usize, body: impl FnOnce() -> Result<(), String>)
     cpu::restore_irqs(false);
     let result = body();
     STOP.store(true, Ordering::Relaxed);
-    let finished = wait_ms(5000, || FINISHED.load(Ordering::Acquire) == tasks_to_finish);
+    let finished = spin_until(5000, || FINISHED.load(Ordering::Acquire) == tasks_to_finish);
     tasks::stop_ticks();
-    wait_ms(50, || tasks::reap() > 0 || FINISHED.load(Ordering::Relaxed) == 0);
+    spin_until(50, || tasks::reap() > 0 || FINISHED.load(Ordering::Relaxed) == 0);
     cpu::restore_irqs(masked);
     ensure!(finished, "test tasks did not finish");
     result
@@ -87,7 +79,7 @@ fn preemption_switches_tasks(_: &Config<'_>) -> Result<(), String> {
     with_ticks(2, || {
         spawn_pinned("spin-a", spinner, 0)?;
         spawn_pinned("spin-b", spinner, 1)?;
-        let switched = wait_ms(5000, || SAW_OTHER_MOVE.iter().all(|c| c.load(Ordering::Relaxed) >= 3));
+        let switched = spin_until(5000, || SAW_OTHER_MOVE.iter().all(|c| c.load(Ordering::Relaxed) >= 3));
         let seen = [SAW_OTHER_MOVE[0].load(Ordering::Relaxed), SAW_OTHER_MOVE[1].load(Ordering::Relaxed)];
         ensure!(switched, "two never-yielding tasks on core {} saw each other move {seen:?} times", test_core());
         Ok(())
@@ -103,7 +95,7 @@ fn holder(_: usize) {
     let deferred_before = p.preempt.deferred_ticks();
     let guard = p.preempt.disable();
     let before = PROGRESS[1].load(Ordering::Relaxed);
-    wait_ms(30, || false);
+    spin_until(30, || false);
     let after = PROGRESS[1].load(Ordering::Relaxed);
     let deferred = p.preempt.deferred_ticks() - deferred_before;
     drop(guard);
@@ -118,7 +110,7 @@ fn preempt_disable_prevents_switches(_: &Config<'_>) -> Result<(), String> {
     with_ticks(2, || {
         spawn_pinned("spin-b", spinner, 1)?;
         spawn_pinned("holder", holder, 0)?;
-        let done = wait_ms(5000, || {
+        let done = spin_until(5000, || {
             WINDOW_OTHER_PROGRESS.load(Ordering::Relaxed) != u64::MAX && PROGRESS[0].load(Ordering::Relaxed) > 0
         });
         ensure!(done, "the holder task never finished its window");
@@ -126,7 +118,7 @@ fn preempt_disable_prevents_switches(_: &Config<'_>) -> Result<(), String> {
         let deferred = WINDOW_DEFERRED.load(Ordering::Relaxed);
         ensure!(during == 0, "the other task advanced {during} times while preemption was disabled");
         ensure!(deferred > 0, "no tick was deferred during a 30 ms window at a 1 ms quantum");
-        let switched = wait_ms(5000, || SAW_OTHER_MOVE.iter().all(|c| c.load(Ordering::Relaxed) >= 2));
+        let switched = spin_until(5000, || SAW_OTHER_MOVE.iter().all(|c| c.load(Ordering::Relaxed) >= 2));
         ensure!(switched, "after re-enabling, the tasks never preempted each other");
         Ok(())
     })
@@ -154,9 +146,9 @@ fn yield_round_trip_cost(_: &Config<'_>) -> Result<(), String> {
     }
     spawn_pinned("ping", ping_pong, 0)?;
     spawn_pinned("pong", ping_pong, 1)?;
-    let done = wait_ms(10_000, || FINISHED.load(Ordering::Acquire) == 2);
+    let done = spin_until(10_000, || FINISHED.load(Ordering::Acquire) == 2);
     let ticks = cpu::counter() - start;
-    wait_ms(50, || tasks::reap() > 0);
+    spin_until(50, || tasks::reap() > 0);
     ensure!(done, "ping-pong tasks did not finish ({} yields)", YIELDS_DONE.load(Ordering::Relaxed));
     let switches = 2 * ROUND_TRIPS;
     let ns = ticks as u128 * 1_000_000_000 / cpu::counter_frequency() as u128 / switches as u128;
@@ -185,14 +177,14 @@ fn stop_the_world_parks_every_core(_: &Config<'_>) -> Result<(), String> {
                 tasks::Spawn { name: "counter", stack_bytes: 16 * 1024, pinned: Some(core), growable_from: None };
             tasks::spawn(options, count_forever, core).map_err(String::from)?;
         }
-        let moving = wait_ms(5000, || others.iter().all(|&c| STW_COUNTERS[c].load(Ordering::Relaxed) > 0));
+        let moving = spin_until(5000, || others.iter().all(|&c| STW_COUNTERS[c].load(Ordering::Relaxed) > 0));
         ensure!(moving, "counter tasks never started");
         let (mut worst_ns, mut longest_stopped_ns) = (0, 0);
         for round in 0..20 {
             let snapshot = |c: usize| STW_COUNTERS[c].load(Ordering::Relaxed);
             let result = crate::stw::stop_the_world(|| {
                 let before: alloc::vec::Vec<u64> = others.iter().map(|&c| snapshot(c)).collect();
-                wait_ms(2, || false);
+                spin_until(2, || false);
                 let frozen = others.iter().zip(&before).all(|(&c, &b)| snapshot(c) == b);
                 let parked = others.iter().all(|&c| crate::stw::parked_sp(c) != 0);
                 (frozen, parked)
@@ -203,7 +195,7 @@ fn stop_the_world_parks_every_core(_: &Config<'_>) -> Result<(), String> {
             ensure!(frozen, "round {round}: a counter task moved while the world was stopped");
             worst_ns = worst_ns.max(times.stop_ns);
             longest_stopped_ns = longest_stopped_ns.max(times.stopped_ns);
-            let resumed = wait_ms(2000, || others.iter().all(|&c| snapshot(c) > 0));
+            let resumed = spin_until(2000, || others.iter().all(|&c| snapshot(c) > 0));
             ensure!(resumed, "round {round}: tasks did not resume");
         }
         log::info!(
@@ -221,7 +213,7 @@ static WINDOW_END: AtomicU64 = AtomicU64::new(0);
 fn window_holder(_: usize) {
     let guard = tricolor_runtime::this_p().preempt.disable();
     IN_WINDOW.store(true, Ordering::Release);
-    wait_ms(20, || false);
+    spin_until(20, || false);
     WINDOW_END.store(cpu::counter(), Ordering::Release);
     drop(guard);
     while !STOP.load(Ordering::Relaxed) {
@@ -239,7 +231,7 @@ fn stop_waits_for_window(_: &Config<'_>) -> Result<(), String> {
     WINDOW_END.store(0, Ordering::Relaxed);
     with_ticks(1, || {
         spawn_pinned("window", window_holder, 0)?;
-        ensure!(wait_ms(5000, || IN_WINDOW.load(Ordering::Acquire)), "the window task never started");
+        ensure!(spin_until(5000, || IN_WINDOW.load(Ordering::Acquire)), "the window task never started");
         let (stopped_at, _) = crate::stw::stop_the_world(cpu::counter).map_err(|e| {
             let states: alloc::vec::Vec<_> = (0..percore::online_count())
                 .map(|c| {
@@ -294,12 +286,12 @@ fn task_stack_grows_by_mapping(_: &Config<'_>) -> Result<(), String> {
     tasks::spawn(options, grower, 200).map_err(String::from)?;
     let masked = cpu::mask_irqs();
     cpu::restore_irqs(false);
-    let done = wait_ms(5000, || {
+    let done = spin_until(5000, || {
         tasks::yield_now();
         FINISHED.load(Ordering::Acquire) == 1
     });
     cpu::restore_irqs(masked);
-    wait_ms(50, || tasks::reap() > 0);
+    spin_until(50, || tasks::reap() > 0);
     ensure!(done, "the growing task did not finish");
     let (before, after) = (MAPPED_BEFORE.load(Ordering::Relaxed), MAPPED_AFTER.load(Ordering::Relaxed));
     let grown = tasks::GROWN_PAGES.load(Ordering::Relaxed) - grown_before;
@@ -322,7 +314,7 @@ fn task_stack_high_water_mark(_: &Config<'_>) -> Result<(), String> {
     let task = tasks::spawn(options, shallow_task, 20).map_err(String::from)?;
     let masked = cpu::mask_irqs();
     cpu::restore_irqs(false);
-    let done = wait_ms(5000, || {
+    let done = spin_until(5000, || {
         tasks::yield_now();
         FINISHED.load(Ordering::Acquire) == 1 && tasks::stack_high_water(&task).is_some()
     });
@@ -330,7 +322,7 @@ fn task_stack_high_water_mark(_: &Config<'_>) -> Result<(), String> {
     ensure!(done, "the task did not finish");
     let used = tasks::stack_high_water(&task).unwrap_or(0);
     drop(task);
-    wait_ms(50, || tasks::reap() > 0);
+    spin_until(50, || tasks::reap() > 0);
     ensure!((20 * 512..32 * 1024).contains(&used), "high-water mark {used} bytes for 20 frames of 512 bytes in 32 KiB");
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Unit tests that need the real machine: allocators over real RAM, per-core registers on every
 //! core, the generic counter.
 
-use super::{ensure, UnitTest};
+use super::{ensure, spin_until, UnitTest};
 use crate::{irq, memory, percore, smp, stacks, vm};
 use alloc::{boxed::Box, string::String, vec::Vec};
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -134,15 +134,6 @@ fn mmu_on_with_guard_pages(_: &Config<'_>) -> Result<(), String> {
     Ok(())
 }
 
-/// Spins until `done()` or `ms` milliseconds of counter time pass; returns `done()`.
-fn wait_until(ms: u64, done: impl Fn() -> bool) -> bool {
-    let deadline = cpu::counter() + cpu::counter_frequency() * ms / 1000;
-    while !done() && cpu::counter() < deadline {
-        tricolor_arch::cpu::relax();
-    }
-    done()
-}
-
 static TICKS: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
 
 fn count_tick(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
@@ -158,7 +149,7 @@ fn timer_interrupts_every_core(_: &Config<'_>) -> Result<(), String> {
         tricolor_arch::timer::arm(cpu::counter_frequency() / 1000);
         let was_masked = cpu::mask_irqs();
         cpu::restore_irqs(false);
-        wait_until(2000, || TICKS[core].load(Ordering::Relaxed) > before);
+        spin_until(2000, || TICKS[core].load(Ordering::Relaxed) > before);
         cpu::mask_irqs();
         cpu::restore_irqs(was_masked);
     });
@@ -186,11 +177,11 @@ fn sgi_reaches_other_cores(_: &Config<'_>) -> Result<(), String> {
         let was_masked = cpu::mask_irqs();
         cpu::restore_irqs(false);
         if core == 0 {
-            wait_until(2000, || SGI_READY.load(Ordering::Acquire) == others);
+            spin_until(2000, || SGI_READY.load(Ordering::Acquire) == others);
             irq::gic().expect("checked above").send_sgi_to_others(irq::SGI_TEST);
         } else {
             SGI_READY.fetch_add(1, Ordering::Release);
-            wait_until(2000, || SGIS[core].load(Ordering::Relaxed) > 0);
+            spin_until(2000, || SGIS[core].load(Ordering::Relaxed) > 0);
         }
         cpu::mask_irqs();
         cpu::restore_irqs(was_masked);
