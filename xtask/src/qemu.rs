@@ -94,18 +94,25 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
-/// Boots headless with the console captured, killing QEMU after `timeout`.
-pub fn run_captured(machine: &Machine, timeout: Duration) -> Result<Outcome> {
+/// Starts QEMU headless (no display, no monitor) with the console on piped stdout, stderr piped
+/// too, and `extra` arguments appended.
+pub fn spawn_headless(machine: &Machine, extra: &[String]) -> Result<std::process::Child> {
     let mut args = machine.base_args();
     args.extend(["-display", "none", "-serial", "stdio", "-monitor", "none"].map(String::from));
-    let start = Instant::now();
-    let mut child = Command::new("qemu-system-aarch64")
+    args.extend_from_slice(extra);
+    Command::new("qemu-system-aarch64")
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+        .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))
+}
+
+/// Boots headless with the console captured, killing QEMU after `timeout`.
+pub fn run_captured(machine: &Machine, timeout: Duration) -> Result<Outcome> {
+    let start = Instant::now();
+    let mut child = spawn_headless(machine, &[])?;
     let readers =
         [reader(child.stdout.take().expect("piped stdout")), reader(child.stderr.take().expect("piped stderr"))];
     let mut timed_out = false;

@@ -2,12 +2,12 @@
 //! display as a PNG with QMP's `screendump`, quit. And the screenshot test of the QEMU matrix: the
 //! known pixels of the kernel's test pattern must be in the PNG.
 
-use crate::qemu::{Machine, GPU_HEIGHT, GPU_WIDTH};
+use crate::qemu::{self, Machine, GPU_HEIGHT, GPU_WIDTH};
 use crate::Result;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -30,17 +30,9 @@ pub fn take(machine: &Machine, out: &Path, timeout: Duration) -> Result<Shot> {
     let socket = std::env::temp_dir().join(format!("tricolor-qmp-{}-{}.sock", std::process::id(), unique()));
     let _ = std::fs::remove_file(&socket);
     let _ = std::fs::remove_file(&out);
-    let mut args = machine.base_args();
-    args.extend(["-display", "none", "-serial", "stdio", "-monitor", "none"].map(String::from));
-    args.extend(["-qmp".into(), format!("unix:{},server=on,wait=off", socket.display())]);
+    let qmp = ["-qmp".to_string(), format!("unix:{},server=on,wait=off", socket.display())];
     let start = Instant::now();
-    let mut child = Command::new("qemu-system-aarch64")
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
+    let mut child = qemu::spawn_headless(machine, &qmp)?;
     let lines = line_reader(child.stdout.take().expect("piped stdout"));
     let stderr = child.stderr.take().expect("piped stderr");
     let errors = std::thread::spawn(move || {
