@@ -74,8 +74,12 @@ pub fn park_here() {
         return;
     }
     let core = percore::id();
-    // Every register into this frame, inside [PARKED_SP, stack top): see
-    // `spill_general_registers` for why all of them.
+    // The callee-saved registers may hold the only copy of a live pointer (parking from the
+    // deferred hook leaves the interrupted code's x19..x29 in registers, not in a trap frame):
+    // spill them into this frame, inside [PARKED_SP, stack top). The caller-saved ones are dead
+    // here (we are several calls deep) but may hold the allocator's internal addresses, which a
+    // scan would take for live pointers: clear them instead of spilling them.
+    cpu::clear_caller_saved_registers();
     let spilled = cpu::spill_general_registers();
     core::hint::black_box(&spilled);
     PARKED_SP[core].store(cpu::stack_pointer(), Ordering::Release);

@@ -64,6 +64,27 @@ pub fn spill_general_registers() -> [u64; 32] {
     spilled
 }
 
+/// Zeroes the caller-saved registers x0..x18. Where they are dead (between calls, by the AAPCS64)
+/// they may still hold another function's internal addresses; a trap frame or a spill would then
+/// hand those to a conservative root scan as if they were live pointers.
+#[inline(always)]
+pub fn clear_caller_saved_registers() {
+    // SAFETY: every register written is declared clobbered, so the compiler keeps nothing live in
+    // them across this block.
+    unsafe {
+        core::arch::asm!(
+            "mov x0, xzr", "mov x1, xzr", "mov x2, xzr", "mov x3, xzr", "mov x4, xzr", "mov x5, xzr",
+            "mov x6, xzr", "mov x7, xzr", "mov x8, xzr", "mov x9, xzr", "mov x10, xzr", "mov x11, xzr",
+            "mov x12, xzr", "mov x13, xzr", "mov x14, xzr", "mov x15, xzr", "mov x16, xzr",
+            "mov x17, xzr", "mov x18, xzr",
+            out("x0") _, out("x1") _, out("x2") _, out("x3") _, out("x4") _, out("x5") _, out("x6") _,
+            out("x7") _, out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _,
+            out("x13") _, out("x14") _, out("x15") _, out("x16") _, out("x17") _, out("x18") _,
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+}
+
 /// Current stack pointer.
 #[inline(always)]
 pub fn stack_pointer() -> usize {
