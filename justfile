@@ -31,3 +31,7 @@ debug *ARGS:
 # Barrier-cost measurements under -icount into results/*.csv and results/*.svg.
 bench:
     cargo xtask bench
+
+# Boehm's GCBench on the host (threads 1 and 2, modes buffered and direct) into results/host_gcbench.csv, e.g. `just gcbench-host --quick`.
+gcbench-host *ARGS:
+    cargo xtask gcbench-host {{ARGS}}

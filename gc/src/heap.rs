@@ -13,6 +13,13 @@ use crate::platform::{GcCore, NO_SPAN};
 use crate::sizeclass::{class_for, CLASS_SIZES, NUM_CLASSES, PAGE_SIZE};
 use crate::span::{Span, BITMAP_WORDS, SPAN_FREE, SPAN_LARGE, SPAN_SMALL};
 
+/// Padding after a pinned buffer, inside its span. Code that walks a buffer row by row (a
+/// framebuffer) computes pointers up to a row past its end; without padding they would land in
+/// whatever object follows, and a conservative stack scan would take them for references to it
+/// (the verifier reported such dead neighbours of the GPU framebuffer as missed). Go avoids
+/// past-the-end pointers the same way, by padding.
+pub const PINNED_TAIL_PAGES: usize = 1;
+
 /// Every freed byte (and every never-allocated byte) of the heap holds this pattern.
 pub const POISON: u8 = 0xA5;
 
@@ -179,6 +186,22 @@ impl Heap {
         Some(ObjRef { span: sp, index: index as u32, base: self.span_base(sp) + index * span.elem_size() })
     }
 
+    /// The object a conservatively scanned word (a stack word, a saved register) refers to: as
+    /// [`Heap::find_object`], except that a word pointing at an object's header is no reference
+    /// to it. Handles point at the payload, and so do pointers into it; the header's address is
+    /// only ever held as one past the end of the object below (a `memset` or loop end pointer, left
+    /// in a register or a stale stack slot) or inside the allocator, and taking it for a reference
+    /// would keep, or make the verifier expect, a dead neighbour. Header-less no-scan buffers
+    /// (pinned) start at their base.
+    #[inline]
+    pub(crate) fn find_object_conservative(&self, addr: usize) -> Option<ObjRef> {
+        let obj = self.find_object(addr)?;
+        if addr < obj.base + HEADER_SIZE && !self.is_noscan(&obj) {
+            return None;
+        }
+        Some(obj)
+    }
+
     /// The object's type (`BYTES_TYPE` for no-scan raw buffers).
     pub(crate) fn type_of(&self, obj: &ObjRef) -> &'static GcType {
         if self.span(obj.span).noscan.load(Ordering::Relaxed) {
@@ -241,11 +264,12 @@ impl Heap {
         Ok(base + HEADER_SIZE)
     }
 
-    /// Allocate a pinned, no-scan buffer of `len` bytes in its own page-aligned span (no header).
-    /// It stays allocated until [`Heap::unpin`], whatever the marker finds. Returns its address.
+    /// Allocate a pinned, no-scan buffer of `len` bytes in its own page-aligned span (no header),
+    /// followed by [`PINNED_TAIL_PAGES`] of padding in the same span. It stays allocated until
+    /// [`Heap::unpin`], whatever the marker finds. Returns its address.
     pub(crate) fn alloc_pinned(&self, len: usize, black: bool) -> Result<usize, AllocError> {
-        let (span, index, base) =
-            self.alloc_large(len.max(1).div_ceil(PAGE_SIZE), true, true).ok_or_else(|| self.oom(len))?;
+        let pages = len.max(1).div_ceil(PAGE_SIZE) + PINNED_TAIL_PAGES;
+        let (span, index, base) = self.alloc_large(pages, true, true).ok_or_else(|| self.oom(len))?;
         let s = self.span(span);
         if black {
             s.mark.set(index);

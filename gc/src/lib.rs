@@ -61,6 +61,8 @@ pub mod verify;
 pub mod wbbuf;
 
 #[cfg(any(test, feature = "host"))]
+pub mod gcbench;
+#[cfg(any(test, feature = "host"))]
 pub mod host;
 
 #[cfg(test)]

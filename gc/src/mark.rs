@@ -10,6 +10,7 @@ use core::sync::atomic::{fence, AtomicUsize, Ordering};
 use alloc::vec::Vec;
 
 use crate::collector::Collector;
+use crate::heap::ObjRef;
 use crate::object::HEADER_SIZE;
 use crate::platform::{GcCore, ScanRange};
 
@@ -122,6 +123,12 @@ pub(crate) fn shade(c: &Collector, core: &GcCore, work: &mut LocalWork, addr: us
     let Some(obj) = c.heap.find_object(addr) else {
         return false;
     };
+    shade_object(c, core, work, obj)
+}
+
+/// Shade a found object (see [`shade`]).
+#[inline]
+fn shade_object(c: &Collector, core: &GcCore, work: &mut LocalWork, obj: ObjRef) -> bool {
     let span = c.heap.span(obj.span);
     if !span.mark.set(obj.index as usize) {
         return false;
@@ -177,7 +184,8 @@ pub(crate) fn drain(c: &Collector, core: &GcCore, work: &mut LocalWork) -> usize
     }
 }
 
-/// Shade every word in `range` that points into an allocated object (conservative scan).
+/// Shade every word in `range` that points into an allocated object's payload (conservative
+/// scan; see `Heap::find_object_conservative` for why a word at a header does not count).
 /// World stopped: the range's owner is parked.
 pub(crate) fn scan_conservative(c: &Collector, core: &GcCore, work: &mut LocalWork, r: ScanRange) {
     let w = core::mem::size_of::<usize>();
@@ -186,7 +194,9 @@ pub(crate) fn scan_conservative(c: &Collector, core: &GcCore, work: &mut LocalWo
         // SAFETY: the platform promises `[lo, hi)` is readable memory (a parked task's stack or
         // register save area); its owner is parked, so the read does not race a write.
         let v = unsafe { core::ptr::with_exposed_provenance::<usize>(a).read() };
-        shade(c, core, work, v);
+        if let Some(obj) = c.heap.find_object_conservative(v) {
+            shade_object(c, core, work, obj);
+        }
         a += w;
     }
 }

@@ -37,8 +37,12 @@ struct Verifier<'a> {
 }
 
 impl Verifier<'_> {
-    fn visit(&mut self, value: usize, slot: usize, parent: Option<usize>) {
-        let Some(obj) = self.c.heap.find_object(value) else {
+    /// Visit `value` found in `slot`. `precise`: the slot is a heap field or a global root;
+    /// otherwise it is a conservatively scanned word, which refers to an object exactly when it
+    /// does for the mark (`Heap::find_object_conservative`).
+    fn visit(&mut self, value: usize, slot: usize, parent: Option<usize>, precise: bool) {
+        let found = if precise { self.c.heap.find_object(value) } else { self.c.heap.find_object_conservative(value) };
+        let Some(obj) = found else {
             return;
         };
         let span = self.c.heap.span(obj.span);
@@ -66,7 +70,7 @@ pub(crate) fn verify(c: &Collector, ranges: &[ScanRange]) -> (Vec<Miss>, usize) 
     c.heap.for_each_span_meta(|s| s.check.clear());
     c.roots.for_each(|slot| {
         let addr = slot as *const _ as usize;
-        v.visit(slot.load(Ordering::Relaxed), addr, None);
+        v.visit(slot.load(Ordering::Relaxed), addr, None, true);
     });
     for r in ranges {
         let w = core::mem::size_of::<usize>();
@@ -74,7 +78,7 @@ pub(crate) fn verify(c: &Collector, ranges: &[ScanRange]) -> (Vec<Miss>, usize) 
         while a + w <= r.hi {
             // SAFETY: the platform promises the range is readable, and its owner is parked.
             let value = unsafe { core::ptr::with_exposed_provenance::<usize>(a).read() };
-            v.visit(value, a, None);
+            v.visit(value, a, None, false);
             a += w;
         }
     }
@@ -85,7 +89,7 @@ pub(crate) fn verify(c: &Collector, ranges: &[ScanRange]) -> (Vec<Miss>, usize) 
         for &off in c.heap.type_of(&obj).pointer_offsets {
             let slot = base + HEADER_SIZE + off;
             let value = slot_at(c, slot).load(Ordering::Relaxed);
-            v.visit(value, slot, Some(base));
+            v.visit(value, slot, Some(base), true);
         }
     }
     (v.misses, v.missed)

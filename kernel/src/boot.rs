@@ -85,8 +85,14 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
         cpu::counter_frequency()
     );
 
-    if let Some(name) = config.test {
-        ktest::run(name, &config);
+    match (config.test, config.suite) {
+        (Some(_), Some(_)) => {
+            kprintln!("tricolor: test= and suite= both given; choose one");
+            exit::exit(exit::BAD_CONFIG)
+        }
+        (Some(name), None) => ktest::run(name, &config),
+        (None, Some(name)) => crate::stress::run(name, &config),
+        (None, None) => {}
     }
     idle(&config)
 }

@@ -79,6 +79,13 @@ pub struct Config<'a> {
     pub gc_percent: u32,
     /// `gc.verify=`: re-mark with the world stopped after every concurrent mark (gccheckmark).
     pub gc_verify: bool,
+    /// `gc.torture=`: a collection every this many GC allocations (0: off).
+    pub gc_torture: u64,
+    /// `suite=`: run this GC stress suite and exit with its verdict.
+    pub suite: Option<&'a str>,
+    /// `suite.cycles=`: collections a stress suite runs before it stops (suites that end on
+    /// their own, like GCBench, ignore it).
+    pub suite_cycles: u64,
 }
 
 impl Default for Config<'_> {
@@ -97,6 +104,9 @@ impl Default for Config<'_> {
             gc_wbbuf: 512,
             gc_percent: 100,
             gc_verify: false,
+            gc_torture: 0,
+            suite: None,
+            suite_cycles: 8,
         }
     }
 }
@@ -134,6 +144,9 @@ pub const KEYS: &[Key] = &[
     Key { name: "gc.percent", values: "1..=10000", help: "heap growth (percent of live) before the next cycle" },
     Key { name: "gc.verify", values: "on|off", help: "stop-the-world re-mark after each concurrent mark" },
     Key { name: "virtio.timeout", values: "<spins>", help: "empty polls before a GPU command is reported failed" },
+    Key { name: "gc.torture", values: "<allocations, 0 = off>", help: "a collection every this many GC allocations" },
+    Key { name: "suite", values: "<name>", help: "run a GC stress suite (suite=help lists them) and exit" },
+    Key { name: "suite.cycles", values: "1..=100000", help: "collections a stress suite runs" },
 ];
 
 /// Why a command line was rejected.
@@ -197,6 +210,11 @@ pub fn parse(line: &str) -> Result<Config<'_>, CmdlineError<'_>> {
                 config.gc_percent = value.parse().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(bad)?
             }
             "gc.verify" => config.gc_verify = parse_switch(value).ok_or_else(bad)?,
+            "gc.torture" => config.gc_torture = parse_u64(value).ok_or_else(bad)?,
+            "suite" if !value.is_empty() => config.suite = Some(value),
+            "suite.cycles" => {
+                config.suite_cycles = parse_u64(value).filter(|n| (1..=100_000).contains(n)).ok_or_else(bad)?
+            }
             _ => return Err(bad()),
         }
     }
@@ -346,6 +364,19 @@ mod tests {
         for bad in
             ["gc.mode=fast", "gc.heap=1K", "gc.heap=2G", "gc.wbbuf=1", "gc.wbbuf=8192", "gc.percent=0", "gc.verify=yes"]
         {
+            assert!(matches!(parse(bad), Err(CmdlineError::BadValue { .. })), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn stress_keys_parse_and_reject() {
+        let c = parse("suite=gcbench-quick suite.cycles=20 gc.torture=500").unwrap();
+        assert_eq!(c.suite, Some("gcbench-quick"));
+        assert_eq!(c.suite_cycles, 20);
+        assert_eq!(c.gc_torture, 500);
+        let d = Config::default();
+        assert_eq!((d.suite, d.suite_cycles, d.gc_torture), (None, 8, 0));
+        for bad in ["suite.cycles=0", "suite.cycles=many", "gc.torture=-1", "suite="] {
             assert!(matches!(parse(bad), Err(CmdlineError::BadValue { .. })), "{bad} accepted");
         }
     }

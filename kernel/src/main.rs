@@ -15,6 +15,7 @@
 //! - `irq`: the GIC, interrupt handlers, dispatch.
 //! - `gpu`: the VirtIO GPU display (framebuffer sources, test pattern, `[VIRTIO PERF]`).
 //! - `ktest`: kernel tests and scenarios, selected with `test=`.
+//! - `stress`: GC stress suites, selected with `suite=`.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -43,6 +44,8 @@ mod percore;
 mod smp;
 #[cfg(target_os = "none")]
 mod stacks;
+#[cfg(target_os = "none")]
+mod stress;
 #[cfg(target_os = "none")]
 mod stw;
 #[cfg(target_os = "none")]

@@ -133,6 +133,23 @@ impl P {
         &self.exception_stack
     }
 
+    /// Runs `f` with this core's system stack marked busy, so every `systemstack` call inside
+    /// `f` runs its closure in place on the current stack, exactly as a nested call does. For
+    /// measurements only: the barrier-stack bench uses it to see how many bytes of the caller's
+    /// stack the write-barrier flush would take without the switch. Call it on this `P`'s own
+    /// core. Preemption is disabled meanwhile: the flag belongs to this core, so `f` must neither
+    /// migrate nor let another task of this core run while it is set.
+    pub fn without_systemstack<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _no_preempt = self.preempt.disable();
+        // Relaxed, and no compiler fence (unlike `systemstack`): only this core touches the flag,
+        // and an interrupt handler that sees either value is safe, because a set flag only makes
+        // `systemstack` run its closure where it is instead of resetting SP.
+        let was_busy = self.system_stack_busy.swap(true, Ordering::Relaxed);
+        let result = f();
+        self.system_stack_busy.store(was_busy, Ordering::Relaxed);
+        result
+    }
+
     /// Installs the collector's per-core state. Once per core.
     ///
     /// # Panics
@@ -254,6 +271,19 @@ pub(crate) mod tests {
         assert_eq!(p.exception_stack().kind, StackKind::Exception);
         assert_eq!(p.preempt.depth(), 0);
         assert!(p.current_ptr().is_null());
+    }
+
+    #[test]
+    fn without_systemstack_sets_the_busy_flag_and_restores_it() {
+        let p = test_p(3);
+        let inside = p.without_systemstack(|| (p.system_stack_busy.load(Ordering::Relaxed), p.preempt.depth()));
+        assert_eq!(inside, (true, 1), "busy and not preemptible inside");
+        assert!(!p.system_stack_busy.load(Ordering::Relaxed));
+        assert_eq!(p.preempt.depth(), 0);
+        // Already busy (called on the system stack): stays busy afterwards.
+        p.system_stack_busy.store(true, Ordering::Relaxed);
+        p.without_systemstack(|| ());
+        assert!(p.system_stack_busy.load(Ordering::Relaxed));
     }
 
     struct FakeGcCore {

@@ -3,6 +3,12 @@
 
 pub struct Args(Vec<String>);
 
+impl From<Vec<String>> for Args {
+    fn from(args: Vec<String>) -> Self {
+        Self(args)
+    }
+}
+
 impl Args {
     pub fn from_env() -> Self {
         Self(std::env::args().skip(1).collect())

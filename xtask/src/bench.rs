@@ -1,10 +1,13 @@
-//! `cargo xtask bench`: runs the kernel's measurements under `-icount shift=0,sleep=off` (virtual
-//! time = instructions, so reruns give identical numbers), collects their `BENCH` lines into
-//! `results/*.csv` and draws SVG plots next to them.
+//! `cargo xtask bench`: runs the kernel's measurements, collects their `BENCH` lines into
+//! `results/*.csv` and draws SVG plots next to them. The barrier measurements run under
+//! `-icount shift=0,sleep=off` (virtual time = instructions, so reruns give identical numbers);
+//! the GPU one cannot, because QEMU's GPU works outside instruction time.
 
 use crate::qemu::{self, Machine};
 use crate::Result;
+use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::path::Path;
 use std::time::Duration;
 
@@ -25,6 +28,10 @@ impl BenchLine {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| format!("BENCH {} line lacks a number for {key}", self.kind))
     }
+
+    fn text(&self, key: &str) -> Result<&str> {
+        self.get(key).ok_or_else(|| format!("BENCH {} line lacks {key}", self.kind))
+    }
 }
 
 /// Every `BENCH` line in a console capture.
@@ -44,7 +51,7 @@ pub fn parse(output: &str) -> Vec<BenchLine> {
 /// CSV text for the lines of `kind`, with the given columns in order.
 pub fn csv(lines: &[BenchLine], kind: &str, columns: &[&str]) -> Result<String> {
     let mut out = columns.join(",") + "\n";
-    for line in lines.iter().filter(|l| l.kind == kind) {
+    for line in of_kind(lines, kind) {
         let row: Option<Vec<&str>> = columns.iter().map(|c| line.get(c)).collect();
         let row = row.ok_or_else(|| format!("BENCH {kind} line misses a column of {columns:?}"))?;
         out += &(row.join(",") + "\n");
@@ -52,111 +59,412 @@ pub fn csv(lines: &[BenchLine], kind: &str, columns: &[&str]) -> Result<String> 
     Ok(out)
 }
 
+fn of_kind<'a>(lines: &'a [BenchLine], kind: &'a str) -> impl Iterator<Item = &'a BenchLine> {
+    lines.iter().filter(move |l| l.kind == kind)
+}
+
+/// Bars grouped by category: each category gets one bar per series, side by side.
+#[derive(Debug, PartialEq)]
+pub struct Bars {
+    pub categories: Vec<String>,
+    /// Each series' name and its value in every category, in `categories` order.
+    pub series: Vec<(String, Vec<f64>)>,
+}
+
+impl Bars {
+    /// One category per line of `kind`, named by its `category` field; one series per
+    /// `(name, key)` in `columns`, its bars the lines' `key` values.
+    pub fn from_columns(lines: &[BenchLine], kind: &str, category: &str, columns: &[(&str, &str)]) -> Result<Bars> {
+        let categories = of_kind(lines, kind).map(|l| l.text(category).map(String::from)).collect::<Result<_>>()?;
+        let series = columns
+            .iter()
+            .map(|(name, key)| {
+                Ok((name.to_string(), of_kind(lines, kind).map(|l| l.number(key)).collect::<Result<_>>()?))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Bars { categories, series })
+    }
+
+    /// A pivot of the lines of `kind`: categories are the distinct `category` values and series
+    /// the distinct `series` values (both in first-seen order), bars the `value` field. Every
+    /// (category, series) pair must occur exactly once.
+    pub fn pivot(lines: &[BenchLine], kind: &str, category: &str, series: &str, value: &str) -> Result<Bars> {
+        let distinct = |key: &str| -> Result<Vec<String>> {
+            let mut seen: Vec<String> = Vec::new();
+            for line in of_kind(lines, kind) {
+                let v = line.text(key)?;
+                if !seen.iter().any(|s| s == v) {
+                    seen.push(v.to_string());
+                }
+            }
+            Ok(seen)
+        };
+        let categories = distinct(category)?;
+        let series = distinct(series)?
+            .into_iter()
+            .map(|name| {
+                let values = categories
+                    .iter()
+                    .map(|cat| {
+                        let mut cell = of_kind(lines, kind)
+                            .filter(|l| l.get(category) == Some(cat.as_str()) && l.get(series) == Some(name.as_str()));
+                        match (cell.next(), cell.next()) {
+                            (Some(line), None) => line.number(value),
+                            _ => Err(format!(
+                                "BENCH {kind}: need exactly one line with {category}={cat} {series}={name}"
+                            )),
+                        }
+                    })
+                    .collect::<Result<_>>()?;
+                Ok((name, values))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Bars { categories, series })
+    }
+}
+
+/// One bar chart of a figure: its caption, y axis name and bars.
+struct Panel<'a> {
+    title: &'a str,
+    y_desc: &'a str,
+    bars: Bars,
+}
+
+/// Boots `machine` and returns its `BENCH` lines, or why it failed.
+fn bench_lines(machine: &Machine, what: &str) -> Result<Vec<BenchLine>> {
+    println!("xtask: {what}");
+    let outcome = qemu::run_captured(machine, Duration::from_secs(600))?;
+    if outcome.status != Some(0) {
+        return Err(format!("{} exited with {:?}:\n{}", machine.append, outcome.status, outcome.output));
+    }
+    Ok(parse(&outcome.output))
+}
+
+/// Writes `text` to `dir/name`.
+fn write(dir: &Path, name: &str, text: String) -> Result {
+    let path = dir.join(name);
+    std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
 /// Runs every measurement and writes `results/`.
 pub fn run(elf: &Path) -> Result {
-    let machine = Machine {
+    let results = crate::cargo::workspace_root().join("results");
+    std::fs::create_dir_all(&results).map_err(|e| format!("cannot create {}: {e}", results.display()))?;
+    let deterministic = |scenario: &str| Machine {
         smp: 1,
-        append: "test=bench-barrier gc.heap=16M".into(),
+        append: format!("test={scenario} gc.heap=16M"),
         gpu: false,
         icount: true,
         ..Machine::new(elf)
     };
-    println!("xtask: bench-barrier under -icount (deterministic: instructions, not seconds)");
-    let outcome = qemu::run_captured(&machine, Duration::from_secs(600))?;
-    if outcome.status != Some(0) {
-        return Err(format!("bench-barrier exited with {:?}:\n{}", outcome.status, outcome.output));
+    barrier_costs(&results, &deterministic("bench-barrier"))?;
+    barrier_stack(&results, &deterministic("bench-barrier-stack"))?;
+    // No -icount: under it a frame takes a few thousand instructions of polling however long the
+    // GPU really needs, so the times say nothing.
+    let gpu = Machine { smp: 1, append: "test=gpu-bench".into(), gpu: true, icount: false, ..Machine::new(elf) };
+    virtio_fences(&results, &gpu)?;
+    gc_headroom(&results, elf)
+}
+
+/// GOGC values for heap headrooms 1.5x, 2x and 3x: the next cycle starts when the heap reaches
+/// live * (1 + percent / 100).
+const HEADROOMS: [(u32, &str); 3] = [(50, "1.5x"), (100, "2x"), (200, "3x")];
+/// GCBench on this many cores, with a heap big enough for 3x headroom (the suite refuses a heap
+/// below its peak live data). The quick size: under -icount QEMU runs about 10^8 instructions a
+/// second, so Boehm's full size (22 times the allocations) takes over 20 minutes per headroom;
+/// run it by hand with `suite=gcbench gc.heap=640M` (docs/experiments.md).
+const HEADROOM_SUITE: &str = "gcbench-quick";
+const HEADROOM_SMP: usize = 4;
+const HEADROOM_HEAP: &str = "64M";
+
+/// The value at quantile `q` (0..=1) of sorted `values` (nearest rank).
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
     }
-    let lines = parse(&outcome.output);
-    let results = crate::cargo::workspace_root().join("results");
-    std::fs::create_dir_all(&results).map_err(|e| format!("cannot create {}: {e}", results.display()))?;
-    let write = |name: &str, text: String| -> Result {
-        let path = results.join(name);
-        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        println!("xtask: wrote {}", path.display());
-        Ok(())
-    };
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// results/gcbench_pauses.csv, results/gcbench_headroom.{csv,svg}: GCBench at each headroom
+/// under -icount, its pause distribution and the share of time spent collecting.
+fn gc_headroom(results: &Path, elf: &Path) -> Result {
+    let mut pauses = String::from("headroom,percent,cycle,setup_ns,termination_ns\n");
+    let mut summary = String::from(
+        "headroom,percent,cycles,elapsed_ns,gc_ns,stw_ns,gc_share,stw_share,pause_max_ns,pause_p50_ns,pause_p90_ns\n",
+    );
+    let mut lines = Vec::new();
+    for (percent, headroom) in HEADROOMS {
+        let machine = Machine {
+            smp: HEADROOM_SMP,
+            append: format!("suite={HEADROOM_SUITE} gc.heap={HEADROOM_HEAP} gc.percent={percent}"),
+            gpu: false,
+            icount: true,
+            ..Machine::new(elf)
+        };
+        let run = bench_lines(
+            &machine,
+            &format!("GCBench at {HEADROOM_SMP} cores, headroom {headroom} (gc.percent={percent}), -icount"),
+        )?;
+        let mut all: Vec<f64> = Vec::new();
+        for line in of_kind(&run, "gc_pause") {
+            let (setup, termination) = (line.number("setup_ns")?, line.number("termination_ns")?);
+            pauses += &format!("{headroom},{percent},{},{setup},{termination}\n", line.text("cycle")?);
+            all.extend([setup, termination].into_iter().filter(|&p| p > 0.0));
+        }
+        all.sort_by(f64::total_cmp);
+        let s = of_kind(&run, "gc_summary").next().ok_or("GCBench printed no BENCH gc_summary line")?;
+        let (elapsed, gc, stw) = (s.number("elapsed_ns")?, s.number("gc_ns")?, s.number("stw_ns")?);
+        let (p50, p90, max) = (quantile(&all, 0.5), quantile(&all, 0.9), quantile(&all, 1.0));
+        // GC time share: time a cycle was in progress (on the collecting core) over elapsed time;
+        // STW share: time every core was stopped.
+        let (gc_share, stw_share) = (gc / elapsed, stw / elapsed);
+        summary += &format!(
+            "{headroom},{percent},{},{elapsed},{gc},{stw},{gc_share:.4},{stw_share:.4},{max},{p50},{p90}\n",
+            s.text("cycles")?
+        );
+        println!(
+            "bench: GCBench headroom {headroom}: {} cycles, GC {:.1} % of the time, STW {:.2} %, pauses p50 {:.0} / p90 {:.0} / max {:.0} ns",
+            s.text("cycles")?,
+            gc_share * 100.0,
+            stw_share * 100.0,
+            p50,
+            p90,
+            max
+        );
+        lines.push(BenchLine {
+            kind: "headroom".into(),
+            fields: [
+                ("headroom", headroom.to_string()),
+                ("p50", p50.to_string()),
+                ("p90", p90.to_string()),
+                ("max", max.to_string()),
+                ("gc_share", (gc_share * 100.0).to_string()),
+                ("stw_share", (stw_share * 100.0).to_string()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        });
+    }
+    write(results, "gcbench_pauses.csv", pauses)?;
+    write(results, "gcbench_headroom.csv", summary)?;
+    let pause_bars =
+        Bars::from_columns(&lines, "headroom", "headroom", &[("p50", "p50"), ("p90", "p90"), ("max", "max")])?;
+    let share_bars = Bars::from_columns(
+        &lines,
+        "headroom",
+        "headroom",
+        &[("GC running", "gc_share"), ("world stopped", "stw_share")],
+    )?;
+    bar_charts(
+        &results.join("gcbench_headroom.svg"),
+        vec![
+            Panel {
+                title: "GCBench stop-the-world pauses by heap headroom (instructions)",
+                y_desc: "ns (= instructions)",
+                bars: pause_bars,
+            },
+            Panel { title: "share of GCBench run time", y_desc: "percent", bars: share_bars },
+        ],
+    )
+}
+
+/// results/barrier_modes.* and results/wbbuf_sweep.*: instructions per barriered store.
+fn barrier_costs(results: &Path, machine: &Machine) -> Result {
+    let lines = bench_lines(machine, "bench-barrier under -icount (deterministic: instructions, not seconds)")?;
     write(
+        results,
         "barrier_modes.csv",
         csv(&lines, "barrier", &["mode", "wbbuf", "stores", "ns_per_store", "compiled_out_ns_per_store", "flushes"])?,
     )?;
-    write("wbbuf_sweep.csv", csv(&lines, "wbbuf", &["entries", "stores", "ns_per_store", "flushes"])?)?;
+    write(results, "wbbuf_sweep.csv", csv(&lines, "wbbuf", &["entries", "stores", "ns_per_store", "flushes"])?)?;
 
-    let modes: Vec<(String, f64)> = lines
-        .iter()
-        .filter(|l| l.kind == "barrier")
-        .map(|l| Ok((l.get("mode").unwrap_or("?").to_string(), l.number("ns_per_store")?)))
-        .collect::<Result<_>>()?;
-    let baseline =
-        lines.iter().find(|l| l.kind == "barrier").map(|l| l.number("compiled_out_ns_per_store")).transpose()?;
-    let mut bars = modes.clone();
+    let mut modes = Bars::from_columns(&lines, "barrier", "mode", &[("instructions per store", "ns_per_store")])?;
+    let baseline = of_kind(&lines, "barrier").next().map(|l| l.number("compiled_out_ns_per_store")).transpose()?;
     if let Some(b) = baseline {
-        bars.insert(0, ("compiled out".into(), b));
+        modes.categories.insert(0, "compiled out".into());
+        modes.series[0].1.insert(0, b);
     }
-    bar_chart(&results.join("barrier_modes.svg"), "cost per pointer store, barrier on (instructions)", &bars)?;
-    let sweep: Vec<(f64, f64)> = lines
-        .iter()
-        .filter(|l| l.kind == "wbbuf")
+    for (mode, ns) in modes.categories.iter().zip(&modes.series[0].1) {
+        println!("bench: barrier mode {mode:<12} {ns:>8.2} instructions per store");
+    }
+    let title = "cost per pointer store, barrier on (instructions)";
+    bar_charts(
+        &results.join("barrier_modes.svg"),
+        vec![Panel { title, y_desc: "instructions per store", bars: modes }],
+    )?;
+    let sweep: Vec<(f64, f64)> = of_kind(&lines, "wbbuf")
         .map(|l| Ok((l.number("entries")?, l.number("ns_per_store")?)))
         .collect::<Result<_>>()?;
-    line_chart(&results.join("wbbuf_sweep.svg"), "buffered barrier: cost per store vs wbBuf entries", &sweep)?;
-    for (mode, ns) in &modes {
-        println!("bench: barrier mode {mode:<9} {ns:>8.2} instructions per store");
+    line_chart(&results.join("wbbuf_sweep.svg"), "buffered barrier: cost per store vs wbBuf entries", &sweep)
+}
+
+/// results/barrier_stack.*: caller-stack vs system-stack bytes of a burst of barriered stores.
+fn barrier_stack(results: &Path, machine: &Machine) -> Result {
+    let lines = bench_lines(machine, "bench-barrier-stack under -icount (deterministic: bytes of stack)")?;
+    let columns = ["mode", "stores", "caller_stack_bytes", "system_stack_bytes", "flushes"];
+    write(results, "barrier_stack.csv", csv(&lines, "barrier_stack", &columns)?)?;
+    let bars = Bars::from_columns(
+        &lines,
+        "barrier_stack",
+        "mode",
+        &[("caller's stack", "caller_stack_bytes"), ("system stack", "system_stack_bytes")],
+    )?;
+    for (i, mode) in bars.categories.iter().enumerate() {
+        let (caller, system) = (bars.series[0].1[i], bars.series[1].1[i]);
+        println!("bench: barrier stack {mode:<24} caller {caller:>5} bytes, system stack {system:>5} bytes");
     }
-    Ok(())
+    let stores = of_kind(&lines, "barrier_stack").next().map_or(Ok("?"), |l| l.text("stores"))?;
+    let title = format!("deepest stack use of {stores} barriered stores during mark");
+    bar_charts(&results.join("barrier_stack.svg"), vec![Panel { title: &title, y_desc: "bytes", bars }])
+}
+
+/// results/virtio_fences.*: fences and time per frame by fence strategy, full and dirty frames.
+fn virtio_fences(results: &Path, machine: &Machine) -> Result {
+    let lines = bench_lines(machine, "gpu-bench without -icount (times are wall-clock: they vary run to run)")?;
+    let columns = ["strategy", "frame", "frames", "fences_per_frame", "ns_per_frame", "spins_per_frame"];
+    write(results, "virtio_fences.csv", csv(&lines, "virtio_fence", &columns)?)?;
+    for line in of_kind(&lines, "virtio_fence") {
+        println!(
+            "bench: virtio fence={:<14} {:<5} {:>8} fences/frame {:>10} ns/frame",
+            line.text("strategy")?,
+            line.text("frame")?,
+            line.text("fences_per_frame")?,
+            line.text("ns_per_frame")?
+        );
+    }
+    let pivot = |value| Bars::pivot(&lines, "virtio_fence", "strategy", "frame", value);
+    bar_charts(
+        &results.join("virtio_fences.svg"),
+        vec![
+            Panel { title: "fences per frame", y_desc: "fences", bars: pivot("fences_per_frame")? },
+            Panel { title: "time per frame (wall clock, varies)", y_desc: "ns", bars: pivot("ns_per_frame")? },
+        ],
+    )
 }
 
 fn plot_error(e: impl std::fmt::Display) -> String {
     format!("plotting failed: {e}")
 }
 
-fn bar_chart(path: &Path, title: &str, bars: &[(String, f64)]) -> Result {
-    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
+/// Draws an SVG of `size` at `path` with `draw`.
+fn svg(path: &Path, size: (u32, u32), draw: impl FnOnce(&DrawingArea<SVGBackend<'_>, Shift>) -> Result) -> Result {
+    let root = SVGBackend::new(path, size).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
-    let top = bars.iter().map(|(_, v)| *v).fold(1.0, f64::max) * 1.15;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(20)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d((0..bars.len()).into_segmented(), 0.0..top)
-        .map_err(plot_error)?;
-    chart
-        .configure_mesh()
-        .x_label_formatter(&|x| match x {
-            SegmentValue::CenterOf(i) => bars.get(*i).map_or(String::new(), |(n, _)| n.clone()),
-            _ => String::new(),
-        })
-        .y_desc("instructions per store")
-        .draw()
-        .map_err(plot_error)?;
-    chart
-        .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
-            Rectangle::new([(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), *v)], BLUE.mix(0.6).filled())
-        }))
-        .map_err(plot_error)?;
+    draw(&root)?;
     root.present().map_err(plot_error)?;
     println!("xtask: wrote {}", path.display());
     Ok(())
 }
 
-fn line_chart(path: &Path, title: &str, points: &[(f64, f64)]) -> Result {
-    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_error)?;
-    let top = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.15;
-    let right = points.iter().map(|p| p.0).fold(2.0, f64::max);
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(20)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d((1.0..right * 1.5).log_scale(), 0.0..top)
+/// Caption, margins and label areas: the same frame for every chart.
+fn chart_frame<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut builder = ChartBuilder::on(area);
+    builder.caption(title, ("sans-serif", 20)).margin(20).x_label_area_size(40).y_label_area_size(70);
+    builder
+}
+
+/// Bar colours, one per series.
+const SERIES_COLOURS: [RGBColor; 4] = [BLUE, RED, GREEN, MAGENTA];
+
+/// One SVG with `panels` side by side, 800x480 pixels each.
+fn bar_charts(path: &Path, panels: Vec<Panel<'_>>) -> Result {
+    let width = 800 * panels.len() as u32;
+    svg(path, (width, 480), |root| {
+        for (area, panel) in root.split_evenly((1, panels.len())).iter().zip(&panels) {
+            draw_bars(area, panel)?;
+        }
+        Ok(())
+    })
+}
+
+/// Width of one category on the x axis, in axis units: integers, because plotters can label
+/// chosen key points only on an integer axis. Its bars share the middle [`BAR_AREA`] units.
+const CATEGORY_UNITS: i32 = 120;
+const BAR_AREA: i32 = 96;
+
+/// A grouped bar chart: categories along x, each value written over its bar, a legend when
+/// there is more than one series.
+fn draw_bars(area: &DrawingArea<SVGBackend<'_>, Shift>, panel: &Panel<'_>) -> Result {
+    let Bars { categories, series } = &panel.bars;
+    // Headroom over the highest bar for the value labels, and for the legend if there is one.
+    let headroom = if series.len() > 1 { 1.4 } else { 1.15 };
+    let top = series.iter().flat_map(|(_, values)| values.iter().copied()).fold(1.0, f64::max) * headroom;
+    let count = categories.len() as i32;
+    // Labels at category centres: category i spans [i, i + 1) * CATEGORY_UNITS.
+    let centres = (0..count).map(|i| i * CATEGORY_UNITS + CATEGORY_UNITS / 2).collect();
+    let mut chart = chart_frame(area, panel.title)
+        .build_cartesian_2d((0..count * CATEGORY_UNITS).with_key_points(centres), 0.0..top)
         .map_err(plot_error)?;
-    chart.configure_mesh().x_desc("wbBuf entries").y_desc("instructions per store").draw().map_err(plot_error)?;
-    chart.draw_series(LineSeries::new(points.iter().copied(), &RED)).map_err(plot_error)?;
-    chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, RED.filled()))).map_err(plot_error)?;
-    root.present().map_err(plot_error)?;
-    println!("xtask: wrote {}", path.display());
+    chart
+        .configure_mesh()
+        .disable_x_mesh()
+        .x_label_formatter(&|x| categories.get((x / CATEGORY_UNITS) as usize).cloned().unwrap_or_default())
+        .y_label_formatter(&|y| value_label(*y))
+        .y_desc(panel.y_desc)
+        .draw()
+        .map_err(plot_error)?;
+    let width = BAR_AREA / series.len().max(1) as i32;
+    let value_style = TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Center, VPos::Bottom));
+    for (k, (name, values)) in (0..).zip(series) {
+        let colour = SERIES_COLOURS[k as usize % SERIES_COLOURS.len()].mix(0.6);
+        let left = move |i: i32| i * CATEGORY_UNITS + (CATEGORY_UNITS - BAR_AREA) / 2 + k * width;
+        chart
+            .draw_series(
+                (0..)
+                    .zip(values)
+                    .map(|(i, &v)| Rectangle::new([(left(i), 0.0), (left(i) + width, v)], colour.filled())),
+            )
+            .map_err(plot_error)?
+            .label(name.as_str())
+            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], colour.filled()));
+        chart
+            .draw_series(
+                (0..)
+                    .zip(values)
+                    .map(|(i, &v)| Text::new(value_label(v), (left(i) + width / 2, v), value_style.clone())),
+            )
+            .map_err(plot_error)?;
+    }
+    if series.len() > 1 {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_error)?;
+    }
     Ok(())
+}
+
+/// A bar's value as written over it: whole numbers without decimals.
+fn value_label(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn line_chart(path: &Path, title: &str, points: &[(f64, f64)]) -> Result {
+    svg(path, (800, 480), |root| {
+        let top = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.15;
+        let right = points.iter().map(|p| p.0).fold(2.0, f64::max);
+        let mut chart = chart_frame(root, title)
+            .build_cartesian_2d((1.0..right * 1.5).log_scale(), 0.0..top)
+            .map_err(plot_error)?;
+        chart.configure_mesh().x_desc("wbBuf entries").y_desc("instructions per store").draw().map_err(plot_error)?;
+        chart.draw_series(LineSeries::new(points.iter().copied(), &RED)).map_err(plot_error)?;
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, RED.filled()))).map_err(plot_error)?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -164,6 +472,16 @@ mod tests {
     use super::*;
 
     const SAMPLE: &str = "noise\nBENCH barrier mode=buffered wbbuf=512 stores=20000 ns_per_store=180.20 compiled_out_ns_per_store=6.01 flushes=79\n[ 0.1] INFO log\nBENCH wbbuf entries=2 stores=20000 ns_per_store=277.99 flushes=20000\n";
+
+    const STACK: &str =
+        "BENCH barrier_stack mode=off stores=20000 caller_stack_bytes=80 system_stack_bytes=0 flushes=0\n\
+        BENCH barrier_stack mode=buffered stores=20000 caller_stack_bytes=400 system_stack_bytes=160 flushes=78\n";
+
+    const FENCES: &str = "BENCH virtio_fence strategy=acquire frame=full frames=60 fences_per_frame=704.06 ns_per_frame=867980 spins_per_frame=698.06\n\
+        [VIRTIO PERF] bench-full fence=acquire frames=60\n\
+        BENCH virtio_fence strategy=acquire frame=dirty frames=60 fences_per_frame=86.48 ns_per_frame=121880 spins_per_frame=80.48\n\
+        BENCH virtio_fence strategy=after-progress frame=full frames=60 fences_per_frame=6.00 ns_per_frame=326802 spins_per_frame=124.28\n\
+        BENCH virtio_fence strategy=after-progress frame=dirty frames=60 fences_per_frame=6.00 ns_per_frame=60346 spins_per_frame=58.72\n";
 
     #[test]
     fn parses_bench_lines_and_ignores_the_rest() {
@@ -180,5 +498,59 @@ mod tests {
         let lines = parse(SAMPLE);
         assert_eq!(csv(&lines, "wbbuf", &["entries", "ns_per_store"]).unwrap(), "entries,ns_per_store\n2,277.99\n");
         assert!(csv(&lines, "wbbuf", &["entries", "nope"]).is_err());
+    }
+
+    #[test]
+    fn barrier_stack_csv_and_bars_from_columns() {
+        let lines = parse(STACK);
+        assert_eq!(
+            csv(&lines, "barrier_stack", &["mode", "caller_stack_bytes", "system_stack_bytes"]).unwrap(),
+            "mode,caller_stack_bytes,system_stack_bytes\noff,80,0\nbuffered,400,160\n"
+        );
+        let bars = Bars::from_columns(
+            &lines,
+            "barrier_stack",
+            "mode",
+            &[("caller", "caller_stack_bytes"), ("system", "system_stack_bytes")],
+        )
+        .unwrap();
+        assert_eq!(bars.categories, ["off", "buffered"]);
+        assert_eq!(bars.series, [("caller".to_string(), vec![80.0, 400.0]), ("system".to_string(), vec![0.0, 160.0])]);
+        assert!(Bars::from_columns(&lines, "barrier_stack", "mode", &[("x", "nope")]).is_err());
+    }
+
+    #[test]
+    fn virtio_fences_pivot_by_strategy_and_frame() {
+        let lines = parse(FENCES);
+        assert_eq!(lines.len(), 4, "the [VIRTIO PERF] line is not a BENCH line");
+        let bars = Bars::pivot(&lines, "virtio_fence", "strategy", "frame", "fences_per_frame").unwrap();
+        assert_eq!(bars.categories, ["acquire", "after-progress"]);
+        assert_eq!(bars.series, [("full".to_string(), vec![704.06, 6.0]), ("dirty".to_string(), vec![86.48, 6.0])]);
+    }
+
+    #[test]
+    fn pivot_refuses_missing_and_repeated_cells() {
+        let mut lines = parse(FENCES);
+        let last = lines.pop().unwrap();
+        assert!(Bars::pivot(&lines, "virtio_fence", "strategy", "frame", "ns_per_frame").is_err(), "missing cell");
+        lines.push(last);
+        lines.extend(parse(FENCES).into_iter().take(1));
+        assert!(Bars::pivot(&lines, "virtio_fence", "strategy", "frame", "ns_per_frame").is_err(), "repeated cell");
+    }
+
+    #[test]
+    fn quantiles_use_the_nearest_rank() {
+        let sorted = [1.0, 2.0, 3.0, 4.0, 10.0];
+        assert_eq!(quantile(&sorted, 0.5), 3.0);
+        assert_eq!(quantile(&sorted, 0.9), 10.0);
+        assert_eq!(quantile(&sorted, 1.0), 10.0);
+        assert_eq!(quantile(&sorted, 0.0), 1.0);
+        assert_eq!(quantile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn value_labels_drop_zero_decimals() {
+        assert_eq!(value_label(400.0), "400");
+        assert_eq!(value_label(704.06), "704.06");
     }
 }

@@ -3,13 +3,14 @@
 //!
 //! - `run`: build the kernel and boot it in QEMU (4 cores, a VirtIO GPU, UART on this terminal).
 //! - `screenshot`: boot headless and save the display as a PNG.
-//! - `test`: lint, host tests, then the QEMU tests at smp 1 and 4.
-//! - `stress`: the GC stress matrix and its negative control (not in `test`: too slow for CI).
+//! - `test`: lint, host tests, the QEMU tests at smp 1 and 4.
+//! - `stress`: the GC stress matrix over the kernel's suites and its negative control.
 //! - `build`, `lint`, `qemu-test`, `debug`, `setup`: the pieces.
 
 mod args;
 mod bench;
 mod cargo;
+mod host_gcbench;
 mod kernel;
 mod qemu;
 mod qemu_tests;
@@ -35,13 +36,23 @@ commands:
                --no-lint      skip fmt/clippy
                --filter STR   only QEMU cases whose name contains STR
   qemu-test  only the QEMU tests (same --filter)
-  stress     GC stress matrix: gc-cycle for smp x modes x seeds, then the negative control
-             (gc-negative at smp 4, must be caught on >= 95 % of seeds); not part of `test`
-               --seeds N      seeds 1..=N (default 10)
+  stress     GC stress matrix: kernel suites (suite=) for smp x modes x seeds with the verifier
+             on (seed s runs suite s mod n; every third round of seeds in torture mode), then
+             the negative control (barrier off during marking, smp 4: must be caught on >= 95 %)
+               --seeds N      seeds 1..=N per smp x mode (default 10)
                --smp LIST     core counts (default 1,4)
                --modes LIST   barrier modes (default off,buffered,direct,checked)
-               --quick        2 seeds, smp 4 only (explicit options still override)
+               --suites LIST  suites (default graph,churn,large,gcbench-quick,framebuffer)
+               --negative-seeds N  negative-control runs (default: --seeds)
+               --cycles N     collections per run (suite.cycles=, default 8)
+               --jobs N       runs at a time (default 2)
+               --quick        5 seeds (each suite once), smp 4 only
+               --ci           a CI-sized subset (each suite in buffered and direct, smp 4)
+               --replay STR   boot one run's kernel command line (with --smp N) and show it
   bench      barrier-cost measurements under -icount -> results/*.csv and results/*.svg
+  gcbench-host  Boehm's GCBench on the host (threads as cores), threads 1 and 2 x modes
+             buffered and direct -> results/host_gcbench.csv (wall-clock times)
+               --quick        size quick instead of full
   lint       cargo fmt --check and clippy (host crates and the kernel target), -D warnings
   build      build the kernel ELF and print its path
   debug      boot QEMU halted with a gdb stub and attach gdb-multiarch
@@ -61,6 +72,7 @@ fn main() -> ExitCode {
         Some("debug") => cmd_debug(&mut args),
         Some("screenshot") => cmd_screenshot(&mut args),
         Some("bench") => args.finish().and_then(|()| cmd_bench()),
+        Some("gcbench-host") => host_gcbench::run(&mut args),
         Some("setup") => args.finish().and_then(|()| setup::all()),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
@@ -143,11 +155,14 @@ fn cmd_qemu_test(args: &mut args::Args) -> Result {
 }
 
 fn cmd_stress(args: &mut args::Args) -> Result {
-    let options = stress::Options::parse(args)?;
+    let command = stress::Command::parse(args)?;
     setup::rust_target()?;
     setup::qemu()?;
     let elf = kernel::build(kernel::Profile::Release)?;
-    stress::run(&elf, &options)
+    match command {
+        stress::Command::Matrix(options) => stress::run(&elf, &options),
+        stress::Command::Replay { append, smp } => stress::replay(&elf, &append, smp),
+    }
 }
 
 fn cmd_debug(args: &mut args::Args) -> Result {

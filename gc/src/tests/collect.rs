@@ -134,6 +134,71 @@ fn large_objects_get_their_own_pages_and_are_reused_after_free() {
     });
 }
 
+/// A word that points at an object's header, not into its payload, is no reference to it: no
+/// handle points there, but one past the end of the object below it does. The kernel's
+/// `suite=large` hit this: zeroing a large object allocated during the mark left `base + len`
+/// (memset's end pointer, saved in an interrupt's trap frame) on the mutator's stack, and that is
+/// the base of the adjacent dead large object, which the verifier then reported as missed.
+#[test]
+fn a_word_pointing_at_an_object_header_is_not_a_conservative_reference() {
+    #[repr(C)]
+    struct Big {
+        next: GcSlot<Big>,
+        data: [u64; 3000],
+    }
+    // SAFETY: zero is valid, one slot at offset 0, no Drop.
+    unsafe impl Trace for Big {
+        const TYPE: &'static crate::GcType =
+            &crate::GcType { name: "Big", size: core::mem::size_of::<Big>(), pointer_offsets: &[0] };
+    }
+    const BIG_BYTES: usize = 3 * PAGE_SIZE;
+    for mode in [BarrierMode::Buffered, BarrierMode::Direct] {
+        let w = World::new(1, 16 * PAGE_SIZE, config(), mode);
+        w.run_on(0, || {
+            let c = w.collector();
+            let m = w.mutator(1);
+            // [hole][dead]: the hole is freed, so an allocation during the mark lands right below
+            // the dead object, whose base is that allocation's end.
+            let hole = c.alloc::<P, Big>().unwrap().addr() - HEADER_SIZE;
+            let dead = c.alloc::<P, Big>().unwrap();
+            let dead_base = dead.addr() - HEADER_SIZE;
+            assert_eq!(dead_base, hole + BIG_BYTES);
+            m.set_root(0, dead.addr());
+            assert_eq!(c.collect::<P>().freed_objects, 1, "{mode:?}: the hole is freed");
+
+            // The dead object is unreachable at mark start.
+            m.set_root(0, 0);
+            let r = c.collect_with_hook::<P>(&mut || {
+                // During the mark: allocate (black) into the hole, and leave its end pointer
+                // (the dead object's header) on the stack, as an interrupted memset would.
+                let fresh = c.alloc::<P, Big>().unwrap();
+                let end = fresh.addr() - HEADER_SIZE + BIG_BYTES;
+                assert_eq!(end, dead_base, "first fit reuses the hole");
+                m.set_root(0, end);
+            });
+            assert_eq!(r.verifier_misses, 0, "{mode:?}: {:?}", c.take_misses());
+            assert_eq!(r.freed_objects, 1, "{mode:?}: the dead object is freed");
+            assert!(c.heap.find_object(dead_base + HEADER_SIZE).is_none());
+            assert!(is_poisoned(dead_base, BIG_BYTES));
+            c.heap.check_poisoned().unwrap();
+
+            // The mark follows the same rule: a header pointer seen at mark start keeps nothing,
+            // a payload pointer keeps its object.
+            let other = c.alloc::<P, Big>().unwrap();
+            assert_eq!(other.addr() - HEADER_SIZE, dead_base, "first fit reuses the freed pages");
+            m.set_root(0, dead_base);
+            let r = c.collect::<P>();
+            assert_eq!(r.freed_objects, 2, "{mode:?}: the black one from the hook and `other`");
+            assert_eq!(r.verifier_misses, 0);
+            let kept = c.alloc::<P, Big>().unwrap();
+            m.set_root(0, kept.addr());
+            assert_eq!(c.collect::<P>().freed_objects, 0, "{mode:?}: a payload pointer keeps it");
+            assert!(c.heap.find_object(kept.addr()).is_some());
+            drop(m);
+        });
+    }
+}
+
 #[test]
 fn out_of_memory_is_an_error_naming_size_and_heap_state() {
     let w = World::new(1, 4 * PAGE_SIZE, config(), BarrierMode::Buffered);
@@ -181,6 +246,21 @@ fn pinned_buffers_survive_unreachable_until_unpinned() {
         assert!(c.unpin(&fb));
         assert_eq!(c.collect::<P>().freed_objects, 1);
         assert!(is_poisoned(fb.addr, fb.len));
+    });
+}
+
+#[test]
+fn pointers_just_past_a_pinned_buffer_stay_inside_its_span() {
+    let w = World::new(1, 16 * PAGE_SIZE, config(), BarrierMode::Buffered);
+    w.run_on(0, || {
+        let c = w.collector();
+        let fb = c.alloc_pinned::<P>(2 * PAGE_SIZE).unwrap();
+        let next = c.alloc_pinned::<P>(PAGE_SIZE).unwrap();
+        assert!(next.addr >= fb.addr + fb.len + crate::heap::PINNED_TAIL_PAGES * PAGE_SIZE);
+        // A row pointer one 5 KiB framebuffer row past the end is still the buffer, not `next`.
+        let past = c.heap.find_object(fb.addr + fb.len + 5120).expect("inside the padding");
+        assert_eq!(past.base, fb.addr);
+        assert_eq!(c.heap.find_object(next.addr).unwrap().base, next.addr);
     });
 }
 

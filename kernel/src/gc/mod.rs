@@ -121,15 +121,44 @@ pub fn init(config: &Config<'_>) -> Result<(), InitError> {
         )
     };
     collector.set_mode::<Kernel>(config.gc_mode);
+    set_torture(config.gc_torture);
     log::info!(
-        "gc: {} MiB heap at {base:#x}, mode {}, wbBuf {} entries, GOGC {}%, verifier {}",
+        "gc: {} MiB heap at {base:#x}, mode {}, wbBuf {} entries, GOGC {}%, verifier {}, torture {}",
         config.gc_heap >> 20,
         config.gc_mode.name(),
         config.gc_wbbuf,
         config.gc_percent,
-        if config.gc_verify { "on" } else { "off" }
+        if config.gc_verify { "on" } else { "off" },
+        config.gc_torture
     );
     Ok(())
+}
+
+/// Logs where each verifier miss recorded since the last call was found (a task's saved register,
+/// a stack) and returns how many there were.
+pub fn explain_misses() -> usize {
+    let misses = collector().take_misses();
+    for miss in &misses {
+        if let Some((name, state, word)) = tasks::saved_register_at(miss.slot) {
+            log::error!(
+                "  miss {:#x}: slot {:#x} is saved register word {word} of task '{name}' ({state:?})",
+                miss.object,
+                miss.slot
+            );
+        }
+        if let Some((stack, _)) = crate::stacks::STACKS.find(miss.slot) {
+            log::error!(
+                "  miss {:#x}: slot {:#x} is on the {} stack '{}' [{:#x}, {:#x})",
+                miss.object,
+                miss.slot,
+                stack.kind,
+                stack.name,
+                stack.lo,
+                stack.hi
+            );
+        }
+    }
+    misses.len()
 }
 
 /// Switches the barrier mode between cycles.
@@ -157,8 +186,28 @@ fn mark_worker(_: usize) {
 
 /// Set while a cycle runs: one collector at a time.
 static CYCLE_RUNNING: AtomicBool = AtomicBool::new(false);
-/// Cycles started by heap growth (the `gc.percent=` trigger) or by an exhausted heap.
+/// Cycles started by heap growth (the `gc.percent=` trigger), by torture mode or by an
+/// exhausted heap.
 pub static TRIGGERED_CYCLES: AtomicU64 = AtomicU64::new(0);
+/// `gc.torture=`: a cycle every this many allocations (0: off), and the allocation count.
+static TORTURE_EVERY: AtomicU64 = AtomicU64::new(0);
+static TORTURE_ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// Cycles started by torture mode.
+pub static TORTURE_CYCLES: AtomicU64 = AtomicU64::new(0);
+/// A check run after every cycle (stress suites' integrity checks), as a `fn(&CycleReport)`
+/// address (0: none). Runs on the collecting core, still holding the cycle lock.
+static AFTER_CYCLE: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs (or with `None` removes) the check run after every cycle, whoever starts it.
+pub fn set_after_cycle(check: Option<fn(&CycleReport)>) {
+    AFTER_CYCLE.store(check.map_or(0, |f| f as usize), Ordering::Release);
+}
+
+/// Sets torture mode: a collection every `every` GC allocations (0: off).
+pub fn set_torture(every: u64) {
+    TORTURE_EVERY.store(every, Ordering::Relaxed);
+    TORTURE_ALLOCS.store(0, Ordering::Relaxed);
+}
 
 /// Allocates a zeroed `T` in the GC heap (black while marking). When the heap has grown past the
 /// trigger (`gc.percent=` of the live heap after the last cycle), the allocating task then runs a
@@ -175,8 +224,13 @@ pub fn alloc<T: Trace>() -> Result<Gc<T>, AllocError> {
             c.alloc::<Kernel, T>()?
         }
     };
-    if c.should_collect() {
+    let torture = TORTURE_EVERY.load(Ordering::Relaxed);
+    if torture != 0 && (TORTURE_ALLOCS.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(torture) {
         // `object` lives in this task's registers and stack: the cycle's root scan covers them.
+        if try_collect().is_some() {
+            TORTURE_CYCLES.fetch_add(1, Ordering::Relaxed);
+        }
+    } else if c.should_collect() {
         try_collect();
     }
     Ok(object)
@@ -250,6 +304,12 @@ fn cycle(delay_us: u64) -> CycleReport {
     while WORKERS_RUNNING.load(Ordering::Acquire) != 0 {
         tasks::yield_now();
         cpu::relax();
+    }
+    let check = AFTER_CYCLE.load(Ordering::Acquire);
+    if check != 0 {
+        // SAFETY: only `set_after_cycle` stores a nonzero value, and it stores a `fn(&CycleReport)`.
+        let check: fn(&CycleReport) = unsafe { core::mem::transmute::<usize, fn(&CycleReport)>(check) };
+        check(&report);
     }
     report
 }

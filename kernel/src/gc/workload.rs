@@ -1,28 +1,89 @@
 //! A mutator workload for the collector's tests and stress suites: every core rewires a random
 //! object graph hanging off global roots while collections run, and anything reachable can be
-//! checked for integrity (each node carries a checksum of its id).
+//! checked for integrity (each node carries a checksum of its id). Some nodes carry a payload
+//! blob of one of three sizes (small, mid-size and a large-span object), so the graph mixes
+//! size classes; every blob word is a function of the blob's id and is checked too.
 
 use super::Kernel;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tricolor_gc::{Gc, GcSlot, GcType, Trace};
 use tricolor_kernel::cmdline::MAX_CORES;
 
-/// A graph node: two barriered pointer fields and a payload that must survive.
+/// A graph node: two barriered pointer fields to other nodes, optional payload blobs, and a
+/// checksum that must survive.
 #[repr(C)]
 pub struct Node {
     left: GcSlot<Node>,
     right: GcSlot<Node>,
+    small: GcSlot<Blob<SMALL_WORDS>>,
+    mid: GcSlot<Blob<MID_WORDS>>,
+    large: GcSlot<Blob<LARGE_WORDS>>,
     id: AtomicU64,
     check: AtomicU64,
 }
 
-static NODE_TYPE: GcType =
-    GcType { name: "Node", size: core::mem::size_of::<Node>(), pointer_offsets: &[0, core::mem::size_of::<usize>()] };
+const WORD: usize = core::mem::size_of::<usize>();
+static NODE_TYPE: GcType = GcType {
+    name: "Node",
+    size: core::mem::size_of::<Node>(),
+    pointer_offsets: &[0, WORD, 2 * WORD, 3 * WORD, 4 * WORD],
+};
 
-// SAFETY: all-zero is a valid Node (null slots, zero atomics); the size and the two slot offsets
+// SAFETY: all-zero is a valid Node (null slots, zero atomics); the size and the five slot offsets
 // match the repr(C) layout; no Drop; the non-slot fields are atomics.
 unsafe impl Trace for Node {
     const TYPE: &'static GcType = &NODE_TYPE;
+}
+
+/// Blob sizes in words: a 32-byte object, a 512-byte one and one too big for a small span.
+const SMALL_WORDS: usize = 3;
+const MID_WORDS: usize = 63;
+const LARGE_WORDS: usize = 1100;
+
+/// A pointer-free payload: its id and `W` words derived from it.
+#[repr(C)]
+pub struct Blob<const W: usize> {
+    id: AtomicU64,
+    words: [AtomicU64; W],
+}
+
+// SAFETY: all-zero is a valid Blob (atomics); no pointer slots, so the empty offset list is
+// complete; the size is the type's; no Drop.
+unsafe impl<const W: usize> Trace for Blob<W> {
+    const TYPE: &'static GcType = &GcType { name: "Blob", size: core::mem::size_of::<Self>(), pointer_offsets: &[] };
+}
+
+impl<const W: usize> Blob<W> {
+    fn fill(&self, id: u64) {
+        self.id.store(id, Ordering::Relaxed);
+        for (i, word) in self.words.iter().enumerate() {
+            word.store(checksum(id ^ ((i as u64) << 40)), Ordering::Relaxed);
+        }
+    }
+
+    fn intact(&self) -> bool {
+        let id = self.id.load(Ordering::Relaxed);
+        self.words.iter().enumerate().all(|(i, w)| w.load(Ordering::Relaxed) == checksum(id ^ ((i as u64) << 40)))
+    }
+}
+
+/// Allocates a filled blob into `slot`; false if the heap is full.
+fn attach<const W: usize>(slot: &GcSlot<Blob<W>>, id: u64) -> bool {
+    match super::alloc::<Blob<W>>() {
+        Ok(blob) => {
+            blob.fill(id);
+            slot.set::<Kernel>(Some(blob));
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether every blob hanging off `node` holds its pattern.
+fn blobs_intact(node: Gc<Node>) -> bool {
+    node.small.get().is_none_or(|b| b.intact())
+        && node.mid.get().is_none_or(|b| b.intact())
+        && node.large.get().is_none_or(|b| b.intact())
 }
 
 /// Roots per core, in `.gcroots` (scanned precisely, stores barriered).
@@ -82,7 +143,7 @@ impl Rng {
 }
 
 fn intact(node: Gc<Node>) -> bool {
-    node.check.load(Ordering::Relaxed) == checksum(node.id.load(Ordering::Relaxed))
+    node.check.load(Ordering::Relaxed) == checksum(node.id.load(Ordering::Relaxed)) && blobs_intact(node)
 }
 
 fn random_root(rng: &mut Rng, cores: usize) -> &'static GcSlot<Node> {
@@ -100,6 +161,17 @@ fn allocate(rng: &mut Rng, cores: usize, next: Option<Gc<Node>>) -> Option<Gc<No
             node.check.store(checksum(id), Ordering::Relaxed);
             node.left.set::<Kernel>(next);
             node.right.set::<Kernel>(random_root(rng, cores).get());
+            // Mixed sizes: a quarter of the nodes carry a small blob, 1 in 16 a mid-size one,
+            // 1 in 256 a large-span one (a failed blob allocation just leaves the slot empty).
+            let blob = match rng.below(256) {
+                0..64 => attach(&node.small, id),
+                64..80 => attach(&node.mid, id),
+                80 => attach(&node.large, id),
+                _ => true,
+            };
+            if !blob {
+                ALLOC_FAILURES.fetch_add(1, Ordering::Relaxed);
+            }
             ALLOCS.fetch_add(1, Ordering::Relaxed);
             STORES.fetch_add(2, Ordering::Relaxed);
             Some(node)
@@ -111,14 +183,20 @@ fn allocate(rng: &mut Rng, cores: usize, next: Option<Gc<Node>>) -> Option<Gc<No
     }
 }
 
-/// One mutator: random operations on its own roots (and reads of everyone's) until [`STOP`].
-/// `arg` is the seed; the core is where it runs.
+/// One mutator task: [`mutate`] until [`STOP`]. `arg` is the seed; the core is where it runs.
 pub fn mutator(seed: usize) {
+    let me = crate::percore::id() as u64;
+    mutate(seed as u64 ^ ((me + 1) << 32), &|| !STOP.load(Ordering::Relaxed));
+    FINISHED.fetch_add(1, Ordering::Release);
+}
+
+/// Random operations on this core's roots (and reads of everyone's) while `keep_going()`.
+pub fn mutate(seed: u64, keep_going: &dyn Fn() -> bool) {
     let cores = <Kernel as tricolor_gc::Platform>::core_count();
     let me = crate::percore::id();
-    let mut rng = Rng::new(seed as u64 ^ ((me as u64 + 1) << 32));
+    let mut rng = Rng::new(seed);
     let own = |rng: &mut Rng| &ROOTS[me * ROOTS_PER_CORE + rng.below(ROOTS_PER_CORE)];
-    while !STOP.load(Ordering::Relaxed) {
+    while keep_going() {
         match rng.below(100) {
             0..40 => {
                 let root = own(&mut rng);
@@ -174,7 +252,6 @@ pub fn mutator(seed: usize) {
             }
         }
     }
-    FINISHED.fetch_add(1, Ordering::Release);
 }
 
 /// Walks everything reachable from the roots (call with the world stopped) and returns

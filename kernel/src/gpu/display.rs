@@ -136,6 +136,11 @@ impl Display {
         &self.fb
     }
 
+    /// The pixel memory: address and length in bytes.
+    pub fn pixel_memory(&self) -> (usize, usize) {
+        (self.memory.base(), self.memory.bytes())
+    }
+
     /// Where the framebuffer memory came from (after any fallback).
     pub fn source(&self) -> FbSource {
         self.memory.source

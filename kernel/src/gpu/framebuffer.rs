@@ -65,6 +65,11 @@ impl FbMemory {
         self.bytes
     }
 
+    /// Address of the first pixel (for checks that read the pixels while their owner is parked).
+    pub fn base(&self) -> usize {
+        self.base.as_ptr() as usize
+    }
+
     /// The pixels, row-major, one u32 each.
     pub fn pixels(&mut self) -> &mut [u32] {
         // SAFETY: `base` is page aligned and `bytes` long, owned by this value alone (static array

@@ -5,15 +5,23 @@
 use super::Scenario;
 use crate::gc::{self, workload::Node, Kernel};
 use crate::{exit, kprintln};
+use alloc::string::String;
 use tricolor_arch::cpu;
 use tricolor_gc::{BarrierMode, Gc};
 use tricolor_kernel::cmdline::Config;
 
-pub const SCENARIOS: &[Scenario] = &[Scenario {
-    name: "bench-barrier",
-    about: "cost per barriered store by mode and by wbBuf size, with the barrier on (BENCH lines)",
-    run: bench_barrier,
-}];
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "bench-barrier",
+        about: "cost per barriered store by mode and by wbBuf size, with the barrier on (BENCH lines)",
+        run: bench_barrier,
+    },
+    Scenario {
+        name: "bench-barrier-stack",
+        about: "caller-stack and system-stack bytes of a burst of barriered stores, by mode (BENCH lines)",
+        run: bench_barrier_stack,
+    },
+];
 
 /// Stores per measurement.
 const STORES: u64 = 20_000;
@@ -52,17 +60,23 @@ fn measure_during_mark(a: Gc<Node>, b: Gc<Node>) -> (f64, f64, u64) {
     (result.0, result.1, flushes)
 }
 
-fn bench_barrier(_: &Config<'_>) -> ! {
+/// The two objects the stores use, after checking the scenario can run.
+fn bench_objects(name: &str) -> (Gc<Node>, Gc<Node>) {
     if !gc::is_ready() {
-        kprintln!("bench-barrier: needs the collector");
+        kprintln!("{name}: needs the collector");
         exit::exit(exit::BAD_CONFIG);
     }
     if crate::percore::online_count() != 1 {
-        kprintln!("bench-barrier: numbers repeat run to run only with -smp 1 and -icount");
+        kprintln!("{name}: numbers repeat run to run only with -smp 1 and -icount");
     }
     let (Ok(a), Ok(b)) = (gc::alloc::<Node>(), gc::alloc::<Node>()) else {
         exit::exit(exit::TEST_FAILED);
     };
+    (a, b)
+}
+
+fn bench_barrier(_: &Config<'_>) -> ! {
+    let (a, b) = bench_objects("bench-barrier");
     for mode in [BarrierMode::Off, BarrierMode::Buffered, BarrierMode::Direct, BarrierMode::Checked] {
         gc::set_mode(mode);
         let (ns, base, flushes) = measure_during_mark(a, b);
@@ -80,5 +94,76 @@ fn bench_barrier(_: &Config<'_>) -> ! {
         entries *= 2;
     }
     kprintln!("bench-barrier: done");
+    exit::exit(exit::SUCCESS)
+}
+
+/// Where one burst of [`STORES`] barriered stores put its stack frames.
+struct StackUse {
+    /// How far below the caller's SP the burst wrote, in bytes.
+    caller: usize,
+    /// How far down from its top the burst used this core's system stack, in bytes.
+    system: usize,
+    /// wbBuf flushes during the burst.
+    flushes: u64,
+}
+
+/// One burst of stores: returns the caller-stack bytes it used.
+type Burst<'a> = &'a dyn Fn() -> Result<usize, String>;
+
+/// [`stack_use`] of `burst` inside a cycle's mark phase, where the barrier is on for the
+/// concurrent modes; the cycle then finishes.
+fn stack_use_during_mark(burst: Burst<'_>) -> Result<StackUse, String> {
+    let mut result = Err(String::from("the collector never ran the mark-phase hook"));
+    gc::collector().collect_with_hook::<Kernel>(&mut || result = stack_use(burst));
+    result
+}
+
+/// Runs `burst` with this core's system stack freshly painted and measures both stacks' use.
+fn stack_use(burst: Burst<'_>) -> Result<StackUse, String> {
+    let system = *tricolor_runtime::this_p().system_stack();
+    if system.holds_sp(tricolor_runtime::current_sp()) {
+        return Err(String::from("the burst would run on the system stack it measures"));
+    }
+    let flushes = gc::collector().stats::<Kernel>().flushes;
+    let was_masked = cpu::mask_irqs();
+    // SAFETY: the system stack is mapped and unused: this code is not on it (checked above), no
+    // `systemstack` call is in progress on this core (it would have to be below us), and with
+    // IRQs masked no handler or other task of this core can start one before the burst does.
+    unsafe { system.paint() };
+    let caller = burst();
+    // SAFETY: as above; the burst has returned, so nothing writes the system stack now.
+    let system_bytes = unsafe { system.high_water_mark() };
+    cpu::restore_irqs(was_masked);
+    let flushes = gc::collector().stats::<Kernel>().flushes - flushes;
+    Ok(StackUse { caller: caller?, system: system_bytes, flushes })
+}
+
+fn bench_barrier_stack(_: &Config<'_>) -> ! {
+    let (a, b) = bench_objects("bench-barrier-stack");
+    let in_place = || -> Result<usize, String> { Ok(super::caller_stack_bytes(|| barriered(a, b))?.0) };
+    let without_switch = || tricolor_runtime::this_p().without_systemstack(in_place);
+    let runs: [(&str, BarrierMode, Burst<'_>); 5] = [
+        ("off", BarrierMode::Off, &in_place),
+        ("buffered", BarrierMode::Buffered, &in_place),
+        ("direct", BarrierMode::Direct, &in_place),
+        ("checked", BarrierMode::Checked, &in_place),
+        // The same buffered stores, but the flushes run where the barrier is, as they would
+        // without `systemstack`: what the switch saves the caller's stack.
+        ("buffered-no-systemstack", BarrierMode::Buffered, &without_switch),
+    ];
+    for (name, mode, burst) in runs {
+        gc::set_mode(mode);
+        match stack_use_during_mark(burst) {
+            Ok(StackUse { caller, system, flushes }) => kprintln!(
+                "BENCH barrier_stack mode={name} stores={STORES} caller_stack_bytes={caller} system_stack_bytes={system} flushes={flushes}"
+            ),
+            Err(why) => {
+                kprintln!("bench-barrier-stack: {name}: {why}");
+                exit::exit(exit::TEST_FAILED);
+            }
+        }
+    }
+    gc::set_mode(BarrierMode::Buffered);
+    kprintln!("bench-barrier-stack: done");
     exit::exit(exit::SUCCESS)
 }

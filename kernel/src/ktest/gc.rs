@@ -4,7 +4,7 @@
 
 use super::{yield_until, Scenario};
 use crate::gc::{self, workload, Kernel};
-use crate::{exit, kprintln, percore, stw, tasks};
+use crate::{exit, kprintln, percore, stw};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use tricolor_arch::cpu;
 use tricolor_gc::BarrierMode;
@@ -73,26 +73,7 @@ fn run_cycles(config: &Config<'_>, cycles: u64, stop_at_first_miss: bool) -> Out
         .unwrap_or_else(|e| panic!("cannot stop the world for the check: {:#b}", e.missing));
         outcome.cycles += 1;
         outcome.misses += report.verifier_misses;
-        for miss in gc::collector().take_misses() {
-            if let Some((name, state, word)) = tasks::saved_register_at(miss.slot) {
-                log::error!(
-                    "  miss {:#x}: slot {:#x} is saved register word {word} of task '{name}' ({state:?})",
-                    miss.object,
-                    miss.slot
-                );
-            }
-            if let Some((stack, _)) = crate::stacks::STACKS.find(miss.slot) {
-                log::error!(
-                    "  miss {:#x}: slot {:#x} is on the {} stack '{}' [{:#x}, {:#x})",
-                    miss.object,
-                    miss.slot,
-                    stack.kind,
-                    stack.name,
-                    stack.lo,
-                    stack.hi
-                );
-            }
-        }
+        gc::explain_misses();
         outcome.corrupt += corrupt;
         outcome.reachable = reachable;
         if let Err(addr) = poisoned {

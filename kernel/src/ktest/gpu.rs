@@ -9,7 +9,7 @@ use crate::{boot, exit, kprintln};
 use alloc::string::String;
 use tricolor_kernel::cmdline::{Config, FbSource};
 use tricolor_virtio::gpu::Rect;
-use tricolor_virtio::{Error, FenceStrategy};
+use tricolor_virtio::{Error, FenceStrategy, PerfSnapshot};
 
 /// Unit tests (part of `test=unit`): drawing and discovery, no GPU needed.
 pub const TESTS: &[UnitTest] = &[
@@ -279,12 +279,14 @@ fn bench(config: &Config<'_>) -> ! {
         }
         let full = display.perf();
         display.report("bench-full", &full.since(&before));
+        bench_line(fence, "full", &full.since(&before));
         for n in 0..BENCH_FRAMES {
             pattern::draw_panel(&mut display.canvas(), n);
             display.present(dirty).unwrap_or_else(|e| fail(NAME, e));
         }
         let perf = display.perf().since(&full);
         display.report("bench-dirty", &perf);
+        bench_line(fence, "dirty", &perf);
         if perf.frames != BENCH_FRAMES || perf.commands.errors != 0 {
             fail(NAME, format_args!("dirty frames: {perf}"));
         }
@@ -297,6 +299,20 @@ fn bench(config: &Config<'_>) -> ! {
         dirty.height
     );
     exit::exit(exit::SUCCESS)
+}
+
+/// One `BENCH virtio_fence` line (collected by `cargo xtask bench` into results/virtio_fences.csv):
+/// the `[VIRTIO PERF]` numbers the fence plots need, per frame.
+fn bench_line(fence: FenceStrategy, frame: &str, perf: &PerfSnapshot) {
+    let per_frame = |n: u64| n as f64 / perf.frames.max(1) as f64;
+    kprintln!(
+        "BENCH virtio_fence strategy={} frame={frame} frames={} fences_per_frame={:.2} ns_per_frame={} spins_per_frame={:.2}",
+        fence.name(),
+        perf.frames,
+        per_frame(perf.queue.fences.total()),
+        perf.mean_frame_ns(),
+        per_frame(perf.queue.spins),
+    );
 }
 
 /// Live-panel frames the demo scenario shows.

@@ -1,7 +1,7 @@
 //! Unit tests that need the real machine: allocators over real RAM, per-core registers on every
 //! core, the generic counter.
 
-use super::{ensure, spin_until, UnitTest};
+use super::{caller_stack_bytes, ensure, spin_until, UnitTest};
 use crate::{irq, memory, percore, smp, stacks, vm};
 use alloc::{boxed::Box, string::String, vec::Vec};
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -237,32 +237,9 @@ fn direct() -> usize {
     deep_work(32)
 }
 
-const PAINT: u64 = 0x5a5a_5a5a_c3c3_c3c3;
-
-/// Bytes of the current stack below SP that `f` touches: paints the 16 KiB under SP (unused: IRQs
-/// are masked, so nothing else runs on this stack meanwhile), calls `f`, finds the deepest change.
-fn caller_stack_bytes(f: fn() -> usize) -> usize {
-    const SPAN: usize = 16 * 1024;
-    // This function's own frame is above SP; nothing below SP is live until `f` is called.
-    let sp = tricolor_runtime::current_sp();
-    let words = SPAN / 8;
-    let base = (sp - SPAN) as *mut u64;
-    for i in 0..words {
-        // SAFETY: [sp - SPAN, sp) is the free part of this core's boot stack (64 KiB, the test runs
-        // shallow), not used by anyone while IRQs are masked.
-        unsafe { base.add(i).write_volatile(PAINT) };
-    }
-    core::hint::black_box(f());
-    // SAFETY: as above.
-    let deepest = (0..words).find(|&i| unsafe { base.add(i).read_volatile() } != PAINT).unwrap_or(words);
-    SPAN - deepest * 8
-}
-
 fn systemstack_bounds_caller_stack(_: &Config<'_>) -> Result<(), String> {
-    let was_masked = cpu::mask_irqs();
-    let through = caller_stack_bytes(via_systemstack);
-    let plain = caller_stack_bytes(direct);
-    cpu::restore_irqs(was_masked);
+    let (through, _) = caller_stack_bytes(via_systemstack)?;
+    let (plain, _) = caller_stack_bytes(direct)?;
     log::info!(
         "systemstack: the caller's stack grew by {through} bytes (the same work called directly: {plain} bytes)"
     );

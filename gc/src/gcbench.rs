@@ -1,0 +1,1019 @@
+//! Boehm's GCBench (binary trees) on the host, over [`crate::host`]: threads stand in for cores,
+//! so tricolor's collector can be compared with other collectors on one machine. The example
+//! `gc/examples/gcbench.rs` is a thin command line over [`run`]; the unit tests below run a tiny
+//! size through the same code.
+//!
+//! Each thread runs the whole benchmark, like the multi-threaded GCBench ports:
+//! 1. build and drop a "stretch" tree of depth `stretch_depth`;
+//! 2. build a long-lived tree of depth `long_lived_depth` (top down) and an array of doubles
+//!    (`array[i] = 1/i` for the first half) that stay live to the end;
+//! 3. for every depth `d` in `min_depth..=max_depth` step 2, build `num_iters(d)` trees top down
+//!    (Boehm's `Populate`) and as many bottom up (`MakeTree`), dropping each at once;
+//! 4. check the array and walk the long-lived tree (node count, per-node payload): corruption or a
+//!    freed node shows up as an error, not as a number.
+//!
+//! Collections are paced as in the kernel's `gc::alloc`: when the heap in use has reached the
+//! collector's trigger (`percent`), the allocating thread runs a cycle unless another one is
+//! running; when the heap is full it collects (or waits for the running cycle) and retries.
+//!
+//! # Rooting
+//! A host mutator's Rust locals are not scanned: its "stack" is its [`Mutator`]'s root slots. A
+//! cycle can only start at a safe point, and the benchmark reaches one at every allocation (the
+//! safe point comes first, then the trigger check, then the allocation). So the builders keep this
+//! rule: **when an allocation starts, every handle the thread still needs is in a root slot or
+//! reachable from one**. A freshly returned handle needs no slot until the next allocation; between
+//! safe points locals are safe because objects allocated during marking are black and the hybrid
+//! barrier covers everything loaded from the heap (the stack was scanned at mark start).
+//! Slots: the long-lived tree, the array, the current top-down tree, then a shadow stack holding
+//! the finished left and right subtrees of every unfinished bottom-up node.
+
+extern crate std;
+
+use core::fmt::Write as _;
+use core::mem::{offset_of, size_of};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::format;
+use std::string::{String, ToString};
+use std::time::{Duration, Instant};
+use std::vec::Vec;
+
+use crate::host::{HostPlatform, Mutator, World};
+use crate::object::{Gc, GcSlot, GcType, Trace, HEADER_SIZE};
+use crate::sizeclass::{class_for, CLASS_SIZES, MAX_SMALL_SIZE, PAGE_SIZE};
+use crate::{AllocError, BarrierMode, Collector, Config, StatsSnapshot};
+
+type P = HostPlatform;
+
+const MIB: usize = 1 << 20;
+
+/// A tree node as in GCBench: two children and two payload words. The payload is the node's height
+/// (`i`) and a word derived from it (`j`), so a freed (poisoned) or reused node fails the check.
+#[repr(C)]
+pub struct Node {
+    /// Left child.
+    pub left: GcSlot<Node>,
+    /// Right child.
+    pub right: GcSlot<Node>,
+    /// Height of the subtree rooted here (leaves are 0).
+    pub i: AtomicU64,
+    /// [`payload_j`] of `i`.
+    pub j: AtomicU64,
+}
+
+// SAFETY: all-zero is a valid Node (null slots, zero atomics); size and alignment (8) match; the
+// two slots are at the listed offsets and there is no other pointer field; no Drop; the payload is
+// atomics.
+unsafe impl Trace for Node {
+    const TYPE: &'static GcType = &GcType {
+        name: "GcBenchNode",
+        size: size_of::<Node>(),
+        pointer_offsets: &[offset_of!(Node, left), offset_of!(Node, right)],
+    };
+}
+
+/// The payload word `j` of a node of height `i`.
+pub fn payload_j(i: u64) -> u64 {
+    i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x6763_6265_6E63_6821
+}
+
+impl Node {
+    fn set_payload(&self, height: u32) {
+        // Ordering: Relaxed; only the building thread reads the payload (the collector reads
+        // slots only), and it reads its own writes.
+        self.i.store(u64::from(height), Ordering::Relaxed);
+        self.j.store(payload_j(u64::from(height)), Ordering::Relaxed);
+    }
+}
+
+/// GCBench's array of doubles (`f64` bits in atomics): one large object with no pointer slots.
+#[repr(C)]
+pub struct DoubleArray<const N: usize> {
+    /// The elements, as `f64::to_bits`.
+    pub data: [AtomicU64; N],
+}
+
+// SAFETY: all-zero is a valid array (0.0 everywhere); size matches and alignment is 8; there are
+// no slots; no Drop; the elements are atomics.
+unsafe impl<const N: usize> Trace for DoubleArray<N> {
+    const TYPE: &'static GcType = &GcType { name: "GcBenchDoubleArray", size: size_of::<Self>(), pointer_offsets: &[] };
+}
+
+/// Number of nodes in a complete binary tree of depth `depth` (Boehm's `TreeSize`).
+pub const fn tree_size(depth: u32) -> u64 {
+    (1 << (depth + 1)) - 1
+}
+
+/// Benchmark sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    /// Boehm's parameters: stretch 18, long-lived 16, 500 000 doubles, depths 4..=16.
+    Full,
+    /// Stretch 14, long-lived 12, 50 000 doubles, depths 4..=10.
+    Quick,
+    /// Stretch 8, long-lived 6, 1000 doubles, depths 4..=6: the unit test's size.
+    Tiny,
+}
+
+/// The numbers a [`Size`] stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Depth of the stretch tree (also the `num_iters` reference).
+    pub stretch_depth: u32,
+    /// Depth of the long-lived tree.
+    pub long_lived_depth: u32,
+    /// Elements in the long-lived array.
+    pub array_len: usize,
+    /// Smallest depth of the timed trees.
+    pub min_depth: u32,
+    /// Largest depth of the timed trees (step 2 from `min_depth`).
+    pub max_depth: u32,
+}
+
+impl Shape {
+    /// Trees of each depth: as many nodes in all of them as in two stretch trees
+    /// (Boehm's `NumIters`).
+    pub const fn num_iters(&self, depth: u32) -> u64 {
+        2 * tree_size(self.stretch_depth) / tree_size(depth)
+    }
+
+    /// The timed depths.
+    pub fn depths(&self) -> impl Iterator<Item = u32> {
+        (self.min_depth..=self.max_depth).step_by(2)
+    }
+
+    /// Objects one thread allocates (every node and the array).
+    pub fn allocs_per_thread(&self) -> u64 {
+        let timed: u64 = self.depths().map(|d| 2 * self.num_iters(d) * tree_size(d)).sum();
+        tree_size(self.stretch_depth) + tree_size(self.long_lived_depth) + 1 + timed
+    }
+}
+
+impl Size {
+    /// Its parameters.
+    pub const fn shape(self) -> Shape {
+        match self {
+            Size::Full => {
+                Shape { stretch_depth: 18, long_lived_depth: 16, array_len: 500_000, min_depth: 4, max_depth: 16 }
+            }
+            Size::Quick => {
+                Shape { stretch_depth: 14, long_lived_depth: 12, array_len: 50_000, min_depth: 4, max_depth: 10 }
+            }
+            Size::Tiny => Shape { stretch_depth: 8, long_lived_depth: 6, array_len: 1000, min_depth: 4, max_depth: 6 },
+        }
+    }
+
+    /// The command-line name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Size::Full => "full",
+            Size::Quick => "quick",
+            Size::Tiny => "tiny",
+        }
+    }
+
+    /// Parse a command-line name.
+    pub fn from_name(s: &str) -> Option<Size> {
+        [Size::Full, Size::Quick, Size::Tiny].into_iter().find(|z| z.name() == s)
+    }
+}
+
+/// Bytes a node occupies in the heap (its size class, header included).
+pub fn node_bytes() -> usize {
+    CLASS_SIZES[class_for(size_of::<Node>() + HEADER_SIZE).expect("a node is a small object")]
+}
+
+/// A heap big enough for `threads` threads running `size` at `percent`: the largest live set of
+/// one thread (the stretch tree, or the long-lived tree, the array and one timed tree), grown by
+/// the pacing headroom, plus half again for allocation during a cycle and span fragmentation, plus
+/// 4 MiB. Rounded up to whole MiB.
+pub fn default_heap_bytes(size: Size, threads: usize, percent: u32) -> usize {
+    let s = size.shape();
+    let tree = |d: u32| tree_size(d) as usize * node_bytes();
+    let array = (s.array_len * size_of::<u64>() + HEADER_SIZE).next_multiple_of(PAGE_SIZE);
+    let live = tree(s.stretch_depth).max(tree(s.long_lived_depth) + array + tree(s.max_depth));
+    let paced = live * (100 + percent as usize) / 100;
+    (threads * paced * 3 / 2 + 4 * MIB).next_multiple_of(MIB)
+}
+
+/// One run's parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Params {
+    /// Mutator threads (each one a core of the host world, each running the whole benchmark).
+    pub threads: usize,
+    /// Benchmark size.
+    pub size: Size,
+    /// Barrier mode.
+    pub mode: BarrierMode,
+    /// Heap size; `None` for [`default_heap_bytes`].
+    pub heap_bytes: Option<usize>,
+    /// GOGC-like pacing percentage.
+    pub percent: u32,
+    /// Never trigger below this many bytes in use.
+    pub min_trigger: usize,
+    /// Run the collector's verifier at every mark termination (its time counts as pause).
+    pub verify: bool,
+}
+
+/// The example's usage text.
+pub const USAGE: &str = "\
+usage: gcbench [--threads N] [--size full|quick|tiny] [--mode buffered|direct|off|checked]
+               [--heap BYTES|<n>K|<n>M|<n>G] [--percent GOGC] [--verify]
+  --threads N   mutator threads, each running the whole benchmark (default 1)
+  --size S      full: Boehm's sizes (stretch 18, long-lived 16, 500000 doubles, depths 4..16);
+                quick: 14, 12, 50000, 4..10; tiny: 8, 6, 1000, 4..6 (default full)
+  --mode M      write-barrier mode (default buffered)
+  --heap H      GC heap size (default: computed from the size, threads and percent)
+  --percent P   collect when the heap reaches live * (100 + P) / 100 (default 100)
+  --verify      run the mark verifier at every mark termination (adds to the pauses)
+";
+
+impl Params {
+    /// Defaults for `size`: one thread, buffered barrier, computed heap, GOGC 100.
+    pub fn new(size: Size) -> Self {
+        let config = Config::default();
+        Params {
+            threads: 1,
+            size,
+            mode: BarrierMode::Buffered,
+            heap_bytes: None,
+            percent: config.percent,
+            min_trigger: config.min_trigger,
+            verify: false,
+        }
+    }
+
+    /// Parse the example's command line (without the program name).
+    pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Params, String> {
+        let mut p = Params::new(Size::Full);
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            if arg == "--verify" {
+                p.verify = true;
+                continue;
+            }
+            let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+            match arg.as_str() {
+                "--threads" => {
+                    let v = value()?;
+                    p.threads =
+                        v.parse().ok().filter(|&n| n > 0).ok_or_else(|| format!("--threads {v}: not a count"))?;
+                }
+                "--size" => {
+                    let v = value()?;
+                    p.size = Size::from_name(&v).ok_or_else(|| format!("--size {v}: not full, quick or tiny"))?;
+                }
+                "--mode" => {
+                    let v = value()?;
+                    p.mode = BarrierMode::from_name(&v)
+                        .filter(|m| *m != BarrierMode::UnsafeOffDuringMark)
+                        .ok_or_else(|| format!("--mode {v}: not buffered, direct, off or checked"))?;
+                }
+                "--heap" => {
+                    let v = value()?;
+                    p.heap_bytes = Some(parse_bytes(&v).ok_or_else(|| format!("--heap {v}: not a size"))?);
+                }
+                "--percent" => {
+                    let v = value()?;
+                    p.percent = v.parse().map_err(|_| format!("--percent {v}: not a percentage"))?;
+                }
+                _ => return Err(format!("unexpected argument '{arg}'")),
+            }
+        }
+        Ok(p)
+    }
+
+    /// The heap size this run uses.
+    pub fn heap_bytes(&self) -> usize {
+        self.heap_bytes.unwrap_or_else(|| default_heap_bytes(self.size, self.threads, self.percent))
+    }
+}
+
+/// `123`, `64K`, `64M`, `2G` (binary units; `KiB`/`MiB`/`GiB` and `KB`/`MB`/`GB` too).
+pub fn parse_bytes(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let digits = s.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    let number: usize = number.parse().ok()?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return None,
+    };
+    number.checked_mul(1 << shift)
+}
+
+/// Times of one depth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DepthTiming {
+    /// Tree depth.
+    pub depth: u32,
+    /// Trees built each way.
+    pub iters: u64,
+    /// Building them top down (`Populate`).
+    pub top_down: Duration,
+    /// Building them bottom up (`MakeTree`).
+    pub bottom_up: Duration,
+}
+
+/// What a run measured.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The parameters.
+    pub params: Params,
+    /// The heap size used.
+    pub heap_bytes: usize,
+    /// Wall time from the start until the last thread finished building (verification excluded).
+    pub total: Duration,
+    /// Time spent inside collection cycles (sum over cycles of the `collect` call).
+    pub gc: Duration,
+    /// Cycles the benchmark ran (each measured in `gc`).
+    pub cycles: u64,
+    /// The collector's counters at the end.
+    pub stats: StatsSnapshot,
+    /// Per thread, its time until done building.
+    pub per_thread: Vec<Duration>,
+    /// The stretch tree, slowest thread.
+    pub stretch: Duration,
+    /// The long-lived tree and array, slowest thread.
+    pub long_lived: Duration,
+    /// Per depth, slowest thread.
+    pub depths: Vec<DepthTiming>,
+    /// Long-lived tree nodes verified, all threads.
+    pub verified_nodes: u64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn heap_mib(bytes: usize) -> String {
+    if bytes.is_multiple_of(MIB) {
+        (bytes / MIB).to_string()
+    } else {
+        format!("{:.2}", bytes as f64 / MIB as f64)
+    }
+}
+
+impl Report {
+    /// The machine-readable line.
+    pub fn bench_line(&self) -> String {
+        let p = &self.params;
+        format!(
+            "BENCH host-gcbench threads={} size={} mode={} heap_mib={} percent={} total_ms={:.1} gc_ms={:.1} \
+             cycles={} max_pause_us={:.1} mean_pause_us={:.1} allocs={}",
+            p.threads,
+            p.size.name(),
+            p.mode.name(),
+            heap_mib(self.heap_bytes),
+            p.percent,
+            ms(self.total),
+            ms(self.gc),
+            self.cycles,
+            self.stats.pause_max_ns as f64 / 1e3,
+            self.stats.pause_mean_ns as f64 / 1e3,
+            self.stats.allocs
+        )
+    }
+
+    /// The human-readable summary, in the spirit of GCBench's output.
+    pub fn summary(&self) -> String {
+        let p = &self.params;
+        let s = p.size.shape();
+        let st = &self.stats;
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            out,
+            "GCBench (Boehm's binary trees) on tricolor's collector, host threads as cores\n \
+             {} thread(s), size {}, barrier mode {}, heap {} MiB, GOGC {}%{}",
+            p.threads,
+            p.size.name(),
+            p.mode.name(),
+            heap_mib(self.heap_bytes),
+            p.percent,
+            if p.verify { ", verifier on" } else { "" }
+        );
+        let _ = writeln!(
+            out,
+            " Stretching memory with a binary tree of depth {}: {:.1} ms",
+            s.stretch_depth,
+            ms(self.stretch)
+        );
+        let _ = writeln!(
+            out,
+            " Creating a long-lived binary tree of depth {} and an array of {} doubles: {:.1} ms",
+            s.long_lived_depth,
+            s.array_len,
+            ms(self.long_lived)
+        );
+        for d in &self.depths {
+            let _ = writeln!(
+                out,
+                " Creating {} trees of depth {}: top down {:.1} ms, bottom up {:.1} ms",
+                d.iters,
+                d.depth,
+                ms(d.top_down),
+                ms(d.bottom_up)
+            );
+        }
+        let threads: Vec<String> = self.per_thread.iter().map(|d| format!("{:.1}", ms(*d))).collect();
+        let _ = writeln!(
+            out,
+            " Completed in {:.1} ms (per thread: {} ms; times above are the slowest thread's)",
+            ms(self.total),
+            threads.join(", ")
+        );
+        let _ = writeln!(
+            out,
+            " GC: {} cycles, {:.1} ms in cycles (a cycle ran for {:.1}% of the wall time), \
+             {} pauses, max {:.1} us, mean {:.1} us",
+            self.cycles,
+            ms(self.gc),
+            100.0 * self.gc.as_secs_f64() / self.total.as_secs_f64().max(1e-9),
+            st.pauses,
+            st.pause_max_ns as f64 / 1e3,
+            st.pause_mean_ns as f64 / 1e3
+        );
+        let _ = writeln!(
+            out,
+            "     {} objects allocated, {:.1} MiB freed, {:.1} MiB live at the last mark, \
+             {} barriers recorded, {} flushes, {} mark restarts",
+            st.allocs,
+            st.bytes_freed as f64 / MIB as f64,
+            st.last_marked_bytes as f64 / MIB as f64,
+            st.barriers,
+            st.flushes,
+            st.mark_restarts
+        );
+        let _ = write!(
+            out,
+            " Verified: every thread's long-lived tree ({} nodes in all) and array intact",
+            self.verified_nodes
+        );
+        out
+    }
+}
+
+/// Why a thread stopped.
+enum Stop {
+    /// A real failure: out of memory, a verification error.
+    Failed(String),
+    /// Another thread failed first.
+    Aborted,
+}
+
+/// State all threads share.
+struct Shared<'w> {
+    world: &'w World,
+    /// Held while a benchmark thread runs a cycle (the kernel's `CYCLE_RUNNING`): a thread that
+    /// finds it taken goes on allocating instead of blocking, because a blocked mutator would never
+    /// reach the safe point the running cycle's stop-the-world waits for.
+    collecting: AtomicBool,
+    gc_ns: AtomicU64,
+    cycles: AtomicU64,
+    verifier_misses: AtomicUsize,
+    abort: AtomicBool,
+}
+
+impl Shared<'_> {
+    /// Run a cycle on the calling thread unless one is running; true if this thread ran one.
+    fn try_collect(&self) -> bool {
+        // Ordering: Acquire pairs with the Release below: the previous cycle (sweep included) is
+        // complete before this one starts; the collector's own lock would serialise them anyway.
+        if self.collecting.swap(true, Ordering::Acquire) {
+            return false;
+        }
+        let t = Instant::now();
+        let report = self.world.collector().collect::<P>();
+        // Ordering: Relaxed; totals read after every thread joined.
+        self.gc_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.cycles.fetch_add(1, Ordering::Relaxed);
+        self.verifier_misses.fetch_add(report.verifier_misses, Ordering::Relaxed);
+        self.collecting.store(false, Ordering::Release);
+        true
+    }
+
+    fn aborted(&self) -> bool {
+        // Ordering: Relaxed; a late look only means a few more trees are built.
+        self.abort.load(Ordering::Relaxed)
+    }
+}
+
+/// Root slot of the long-lived tree.
+const LONG_LIVED: usize = 0;
+/// Root slot of the long-lived array.
+const ARRAY: usize = 1;
+/// Root slot of the top-down tree being built.
+const TEMP: usize = 2;
+/// First slot of the shadow stack.
+const STACK_BASE: usize = 3;
+
+/// One benchmark thread: its mutator (root slots) and the shadow-stack pointer.
+struct Bench<'s, 'w> {
+    shared: &'s Shared<'w>,
+    c: &'w Collector,
+    m: Mutator<'w>,
+    sp: usize,
+}
+
+impl<'s, 'w> Bench<'s, 'w> {
+    /// Attach the calling thread (inside `World::run_on`) with root slots for trees up to `depth`.
+    fn new(shared: &'s Shared<'w>, depth: u32) -> Self {
+        // `make_tree(d)` holds two subtrees per unfinished level: 2 * d slots.
+        let m = shared.world.mutator(STACK_BASE + 2 * depth as usize);
+        Bench { shared, c: shared.world.collector(), m, sp: STACK_BASE }
+    }
+
+    /// Allocate a zeroed `T`: safe point, trigger check, allocation. The caller keeps the rooting
+    /// rule (module docs): everything it still needs is reachable from its root slots.
+    fn alloc<T: Trace>(&mut self) -> Result<Gc<T>, AllocError> {
+        self.m.safe_point();
+        // The kernel checks the trigger after allocating, with the new object on its stack. Here
+        // the new object would be in a Rust local, which no scan sees, so the check comes first;
+        // the pacing is the same, give or take one object.
+        if self.c.should_collect() {
+            self.shared.try_collect();
+        }
+        match self.c.alloc::<P, T>() {
+            Ok(object) => Ok(object),
+            Err(_) => self.alloc_full_heap(),
+        }
+    }
+
+    /// The heap is full: collect (or let the running cycle finish) and retry, until two cycles
+    /// have completed since the failure without making room.
+    fn alloc_full_heap<T: Trace>(&mut self) -> Result<Gc<T>, AllocError> {
+        let start = self.c.stats.cycles.get();
+        loop {
+            if !self.shared.try_collect() {
+                // Another thread's cycle: park if it stops the world, let it run.
+                self.m.safe_point();
+                std::thread::yield_now();
+            }
+            match self.c.alloc::<P, T>() {
+                Ok(object) => return Ok(object),
+                Err(e) if self.c.stats.cycles.get() >= start + 2 => return Err(e),
+                Err(_) => {}
+            }
+        }
+    }
+
+    fn node(&mut self) -> Result<Gc<Node>, AllocError> {
+        self.alloc::<Node>()
+    }
+
+    fn push(&mut self, node: Gc<Node>) {
+        assert!(self.sp < self.m.len(), "gcbench: shadow stack overflow");
+        self.m.set_root(self.sp, node.addr());
+        self.sp += 1;
+    }
+
+    fn pop(&mut self) {
+        self.sp -= 1;
+        // Cleared, so the conservative scan does not keep the dropped subtree alive.
+        self.m.set_root(self.sp, 0);
+    }
+
+    /// Boehm's `MakeTree`: a tree of `depth` built bottom up. The returned handle is in no slot;
+    /// the caller roots it before its next allocation.
+    fn make_tree(&mut self, depth: u32) -> Result<Gc<Node>, AllocError> {
+        if depth == 0 {
+            let leaf = self.node()?;
+            leaf.set_payload(0);
+            return Ok(leaf);
+        }
+        let left = self.make_tree(depth - 1)?;
+        self.push(left);
+        let right = self.make_tree(depth - 1)?;
+        self.push(right);
+        let node = self.node()?;
+        node.set_payload(depth);
+        node.left.set::<P>(Some(left));
+        node.right.set::<P>(Some(right));
+        self.pop();
+        self.pop();
+        Ok(node)
+    }
+
+    /// Boehm's `Populate`: give `node` children down to `depth` levels, top down. `node` must be
+    /// reachable from a root slot; its children then are too, through it.
+    fn populate(&mut self, depth: u32, node: Gc<Node>) -> Result<(), AllocError> {
+        node.set_payload(depth);
+        if depth == 0 {
+            return Ok(());
+        }
+        let left = self.node()?;
+        node.left.set::<P>(Some(left));
+        let right = self.node()?;
+        node.right.set::<P>(Some(right));
+        self.populate(depth - 1, left)?;
+        self.populate(depth - 1, right)
+    }
+
+    /// Builds `num_iters(depth)` trees each way; returns the two times.
+    fn time_construction(&mut self, s: &Shape, depth: u32) -> Result<DepthTiming, Stop> {
+        let iters = s.num_iters(depth);
+        let oom = |how: &str, e: AllocError| Stop::Failed(format!("building a {how} tree of depth {depth}: {e}"));
+        let t = Instant::now();
+        for _ in 0..iters {
+            if self.shared.aborted() {
+                return Err(Stop::Aborted);
+            }
+            let root = self.node().map_err(|e| oom("top-down", e))?;
+            self.m.set_root(TEMP, root.addr());
+            self.populate(depth, root).map_err(|e| oom("top-down", e))?;
+            check_top(root, depth).map_err(Stop::Failed)?;
+            self.m.set_root(TEMP, 0);
+        }
+        let top_down = t.elapsed();
+        let t = Instant::now();
+        for _ in 0..iters {
+            if self.shared.aborted() {
+                return Err(Stop::Aborted);
+            }
+            let root = self.make_tree(depth).map_err(|e| oom("bottom-up", e))?;
+            check_top(root, depth).map_err(Stop::Failed)?;
+        }
+        Ok(DepthTiming { depth, iters, top_down, bottom_up: t.elapsed() })
+    }
+
+    /// Walk the tree at `root` (reachable from a root slot, not mutated meanwhile) and check it is
+    /// complete to `depth` with intact payloads; returns its node count. Every child is looked up
+    /// in the heap before it is read, so a freed or bogus pointer is an error, not a crash.
+    fn verify_tree(&self, root: Gc<Node>, depth: u32) -> Result<u64, String> {
+        self.check_allocated_node(root.addr())?;
+        let mut count: u64 = 0;
+        let mut todo = Vec::from([(root, depth)]);
+        while let Some((n, height)) = todo.pop() {
+            count += 1;
+            if count.is_multiple_of(4096) {
+                // The nodes on `todo` are reachable through the rooted tree: a cycle may start.
+                self.m.safe_point();
+            }
+            // Ordering: Relaxed; this thread wrote the payload.
+            let (i, j) = (n.i.load(Ordering::Relaxed), n.j.load(Ordering::Relaxed));
+            if i != u64::from(height) || j != payload_j(i) {
+                return Err(format!(
+                    "node {:#x} at height {height} has payload i={i:#x} j={j:#x}, expected i={height} j={:#x}",
+                    n.addr(),
+                    payload_j(u64::from(height))
+                ));
+            }
+            for (side, slot) in [("left", &n.left), ("right", &n.right)] {
+                match (slot.get(), height) {
+                    (None, 0) => {}
+                    (Some(child), 0) => {
+                        return Err(format!("leaf {:#x} has a {side} child {:#x}", n.addr(), child.addr()))
+                    }
+                    (None, _) => return Err(format!("node {:#x} at height {height} lacks its {side} child", n.addr())),
+                    (Some(child), _) => {
+                        self.check_allocated_node(child.addr())?;
+                        todo.push((child, height - 1));
+                    }
+                }
+            }
+        }
+        if count != tree_size(depth) {
+            return Err(format!("tree of depth {depth} has {count} nodes, expected {}", tree_size(depth)));
+        }
+        Ok(count)
+    }
+
+    fn check_allocated_node(&self, addr: usize) -> Result<(), String> {
+        let obj = self.c.heap.find_object(addr).ok_or_else(|| format!("node {addr:#x} is not allocated (freed?)"))?;
+        let ty = self.c.heap.type_of(&obj);
+        // Descriptors compare by content: a promoted constant need not have one address.
+        if obj.base + HEADER_SIZE != addr || ty.name != Node::TYPE.name || ty.size != Node::TYPE.size {
+            return Err(format!("{addr:#x} is not a node (object at {:#x} of type {})", obj.base, ty.name));
+        }
+        Ok(())
+    }
+}
+
+/// GCBench's array value at `i`: `1/i` in the first half (Boehm fills only that), 0 after.
+fn array_value(i: usize, len: usize) -> u64 {
+    if i < len / 2 {
+        (1.0 / i as f64).to_bits()
+    } else {
+        0
+    }
+}
+
+/// Check every element; the message names Boehm's own check (`array[1000] == 1/1000`, at a
+/// quarter of the length for short arrays) when that one fails.
+fn verify_array(data: &[AtomicU64]) -> Result<(), String> {
+    let len = data.len();
+    let spot = 1000.min(len / 4);
+    // Ordering: Relaxed; this thread wrote the elements.
+    let got = f64::from_bits(data[spot].load(Ordering::Relaxed));
+    if got != 1.0 / spot as f64 {
+        return Err(format!("array[{spot}] = {got}, expected {}", 1.0 / spot as f64));
+    }
+    for (i, e) in data.iter().enumerate() {
+        let v = e.load(Ordering::Relaxed);
+        if v != array_value(i, len) {
+            return Err(format!(
+                "array[{i}] = {} (bits {v:#x}), expected {}",
+                f64::from_bits(v),
+                f64::from_bits(array_value(i, len))
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A cheap check of a freshly built tree (its root and the children's heights), in the timed loop.
+fn check_top(root: Gc<Node>, depth: u32) -> Result<(), String> {
+    // Ordering: Relaxed; this thread wrote the payload.
+    let ok = root.i.load(Ordering::Relaxed) == u64::from(depth)
+        && root.j.load(Ordering::Relaxed) == payload_j(u64::from(depth))
+        && [&root.left, &root.right].into_iter().all(|s| match s.get() {
+            Some(child) => depth > 0 && child.i.load(Ordering::Relaxed) == u64::from(depth - 1),
+            None => depth == 0,
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("tree of depth {depth} at {:#x} is malformed right after building it", root.addr()))
+    }
+}
+
+/// One thread's results.
+struct ThreadOutcome {
+    stretch: Duration,
+    long_lived: Duration,
+    depths: Vec<DepthTiming>,
+    done: Instant,
+    verified_nodes: u64,
+}
+
+/// The whole benchmark on one thread (a core of the world, inside `run_on`).
+fn thread_main<const N: usize>(shared: &Shared<'_>, s: Shape) -> Result<ThreadOutcome, Stop> {
+    // The array is a large object: its own span, no pointer slots.
+    const { assert!(size_of::<DoubleArray<N>>() + HEADER_SIZE > MAX_SMALL_SIZE) };
+    let mut b = Bench::new(shared, s.stretch_depth.max(s.max_depth).max(s.long_lived_depth));
+    let oom = |what: &str, e: AllocError| Stop::Failed(format!("{what}: {e}"));
+
+    let t = Instant::now();
+    let stretch = b.make_tree(s.stretch_depth).map_err(|e| oom("building the stretch tree", e))?;
+    check_top(stretch, s.stretch_depth).map_err(Stop::Failed)?;
+    let stretch_time = t.elapsed();
+
+    let t = Instant::now();
+    let long_lived = b.node().map_err(|e| oom("allocating the long-lived tree", e))?;
+    b.m.set_root(LONG_LIVED, long_lived.addr());
+    b.populate(s.long_lived_depth, long_lived).map_err(|e| oom("building the long-lived tree", e))?;
+    let array = b.alloc::<DoubleArray<N>>().map_err(|e| oom("allocating the array", e))?;
+    b.m.set_root(ARRAY, array.addr());
+    for (i, e) in array.data.iter().enumerate().take(N / 2) {
+        // Ordering: Relaxed; only this thread reads the elements.
+        e.store(array_value(i, N), Ordering::Relaxed);
+        if i.is_multiple_of(4096) {
+            // Both long-lived objects are in root slots.
+            b.m.safe_point();
+        }
+    }
+    let long_lived_time = t.elapsed();
+
+    let mut depths = Vec::new();
+    for d in s.depths() {
+        depths.push(b.time_construction(&s, d)?);
+    }
+    let done = Instant::now();
+
+    // The handles must still be the ones in the root slots, and everything must be intact.
+    if b.m.root(LONG_LIVED) != long_lived.addr() || b.m.root(ARRAY) != array.addr() {
+        return Err(Stop::Failed("a long-lived root slot changed".into()));
+    }
+    if b.sp != STACK_BASE {
+        return Err(Stop::Failed(format!("shadow stack unbalanced: {} slots in use", b.sp - STACK_BASE)));
+    }
+    let verified_nodes = b
+        .verify_tree(long_lived, s.long_lived_depth)
+        .map_err(|e| Stop::Failed(format!("long-lived tree corrupted: {e}")))?;
+    verify_array(&array.data).map_err(|e| Stop::Failed(format!("long-lived array corrupted: {e}")))?;
+    Ok(ThreadOutcome { stretch: stretch_time, long_lived: long_lived_time, depths, done, verified_nodes })
+}
+
+/// Run the benchmark. `Err` names what failed: out of memory (with the heap state), corruption,
+/// verifier misses, checked-mode reports.
+pub fn run(p: &Params) -> Result<Report, String> {
+    // The array length is part of its type (descriptor sizes are constants).
+    match p.size {
+        Size::Full => run_sized::<{ Size::Full.shape().array_len }>(p),
+        Size::Quick => run_sized::<{ Size::Quick.shape().array_len }>(p),
+        Size::Tiny => run_sized::<{ Size::Tiny.shape().array_len }>(p),
+    }
+}
+
+fn run_sized<const N: usize>(p: &Params) -> Result<Report, String> {
+    let shape = p.size.shape();
+    assert_eq!(shape.array_len, N);
+    if p.threads == 0 {
+        return Err("no threads".into());
+    }
+    let heap_bytes = p.heap_bytes();
+    let config = Config { percent: p.percent, min_trigger: p.min_trigger, verify: p.verify, ..Config::default() };
+    let world = World::new(p.threads, heap_bytes, config, p.mode);
+    let shared = Shared {
+        world: &world,
+        collecting: AtomicBool::new(false),
+        gc_ns: AtomicU64::new(0),
+        cycles: AtomicU64::new(0),
+        verifier_misses: AtomicUsize::new(0),
+        abort: AtomicBool::new(false),
+    };
+    let start = Instant::now();
+    let outcomes: Vec<Result<ThreadOutcome, Stop>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..p.threads)
+            .map(|t| {
+                let shared = &shared;
+                scope.spawn(move || {
+                    let r = shared.world.run_on(t, || thread_main::<N>(shared, shape));
+                    if r.is_err() {
+                        // Ordering: Relaxed; the others only need to see it eventually.
+                        shared.abort.store(true, Ordering::Relaxed);
+                    }
+                    r
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(Stop::Failed("a benchmark thread panicked".into()))))
+            .collect()
+    });
+
+    let mut threads = Vec::new();
+    let mut aborted = false;
+    for (t, o) in outcomes.into_iter().enumerate() {
+        match o {
+            Ok(o) => threads.push(o),
+            Err(Stop::Failed(why)) => return Err(format!("thread {t}: {why}")),
+            Err(Stop::Aborted) => aborted = true,
+        }
+    }
+    if aborted {
+        return Err("a thread stopped early without saying why".into());
+    }
+    let stats = world.run_on(0, || world.collector().stats::<P>());
+    // Ordering: Relaxed; every thread has joined.
+    let misses = shared.verifier_misses.load(Ordering::Relaxed);
+    if misses > 0 || stats.verifier_misses > 0 {
+        return Err(format!("the verifier found {misses} reachable objects the mark missed"));
+    }
+    let reports = crate::take_checked_reports();
+    if !reports.is_empty() {
+        return Err(format!("{} checked-mode reports, first: {:?}", reports.len(), reports[0]));
+    }
+
+    let slowest = |f: &dyn Fn(&ThreadOutcome) -> Duration| threads.iter().map(f).max().unwrap_or_default();
+    let depths = shape
+        .depths()
+        .enumerate()
+        .map(|(k, depth)| DepthTiming {
+            depth,
+            iters: shape.num_iters(depth),
+            top_down: slowest(&|o| o.depths[k].top_down),
+            bottom_up: slowest(&|o| o.depths[k].bottom_up),
+        })
+        .collect();
+    let per_thread: Vec<Duration> = threads.iter().map(|o| o.done - start).collect();
+    Ok(Report {
+        params: *p,
+        heap_bytes,
+        total: per_thread.iter().copied().max().unwrap_or_default(),
+        gc: Duration::from_nanos(shared.gc_ns.load(Ordering::Relaxed)),
+        cycles: shared.cycles.load(Ordering::Relaxed),
+        stats,
+        stretch: slowest(&|o| o.stretch),
+        long_lived: slowest(&|o| o.long_lived),
+        depths,
+        per_thread,
+        verified_nodes: threads.iter().map(|o| o.verified_nodes).sum(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(threads: usize, mode: BarrierMode) -> Params {
+        // A small trigger floor so the tiny heap sees several cycles.
+        Params { threads, mode, min_trigger: 16 * 1024, verify: true, ..Params::new(Size::Tiny) }
+    }
+
+    #[test]
+    fn boehms_iteration_counts() {
+        let full = Size::Full.shape();
+        assert_eq!(full.num_iters(4), 33824);
+        assert_eq!(full.num_iters(16), 8);
+        assert_eq!(full.depths().collect::<Vec<_>>(), [4, 6, 8, 10, 12, 14, 16]);
+        assert_eq!(Size::Quick.shape().depths().last(), Some(10));
+        assert_eq!(node_bytes(), 48);
+    }
+
+    #[test]
+    fn tiny_gcbench_collects_and_verifies() {
+        for (threads, mode) in [(2, BarrierMode::Buffered), (2, BarrierMode::Direct), (1, BarrierMode::Off)] {
+            let p = tiny(threads, mode);
+            let r = run(&p).unwrap_or_else(|e| panic!("{mode:?}: {e}"));
+            let s = Size::Tiny.shape();
+            assert!(r.cycles >= 1, "{mode:?}: no collection ran: the benchmark tests nothing");
+            assert_eq!(r.stats.cycles, r.cycles, "every cycle is the benchmark's");
+            assert_eq!(r.stats.allocs, threads as u64 * s.allocs_per_thread(), "{mode:?}");
+            assert_eq!(r.verified_nodes, threads as u64 * tree_size(s.long_lived_depth));
+            assert!(r.gc > Duration::ZERO && r.total >= r.gc, "cycles run one at a time, inside the run");
+            assert!(r.stats.pause_max_ns > 0);
+            assert_eq!(r.depths.len(), 2);
+            let line = r.bench_line();
+            assert!(line.starts_with(&format!("BENCH host-gcbench threads={threads} size=tiny mode={}", mode.name())));
+            assert!(line.contains(&format!(" cycles={} ", r.cycles)), "{line}");
+            assert!(r.summary().contains("Creating 32 trees of depth 4"), "{}", r.summary());
+        }
+    }
+
+    #[test]
+    fn a_heap_too_small_is_an_out_of_memory_error() {
+        let p = Params { heap_bytes: Some(2 * PAGE_SIZE), ..tiny(1, BarrierMode::Buffered) };
+        let e = run(&p).expect_err("2 pages cannot hold the stretch tree's 511 nodes");
+        assert!(e.contains("stretch tree") && e.contains("out of memory"), "{e}");
+    }
+
+    #[test]
+    fn verification_catches_corrupt_trees_and_arrays() {
+        let world = World::new(1, 64 * PAGE_SIZE, Config::default(), BarrierMode::Buffered);
+        let shared = Shared {
+            world: &world,
+            collecting: AtomicBool::new(false),
+            gc_ns: AtomicU64::new(0),
+            cycles: AtomicU64::new(0),
+            verifier_misses: AtomicUsize::new(0),
+            abort: AtomicBool::new(false),
+        };
+        world.run_on(0, || {
+            let mut b = Bench::new(&shared, 4);
+            let root = b.make_tree(4).unwrap();
+            b.m.set_root(TEMP, root.addr());
+            assert_eq!(b.verify_tree(root, 4), Ok(tree_size(4)));
+            assert!(b.verify_tree(root, 5).is_err(), "wrong depth");
+            let leaf = root.left.get().unwrap().right.get().unwrap().left.get().unwrap().left.get().unwrap();
+            leaf.j.store(0, Ordering::Relaxed);
+            assert!(b.verify_tree(root, 4).unwrap_err().contains("payload"));
+            leaf.set_payload(0);
+            // A collection with the tree rooted keeps it; a cut subtree makes the count wrong.
+            assert!(shared.try_collect());
+            assert_eq!(b.verify_tree(root, 4), Ok(tree_size(4)));
+            let inner = root.right.get().unwrap();
+            inner.left.set::<P>(None);
+            assert!(b.verify_tree(root, 4).unwrap_err().contains("lacks its left child"));
+            // A pointer to something that is not a node.
+            let array = b.alloc::<DoubleArray<1000>>().unwrap();
+            inner.left.as_atomic().store(array.addr(), Ordering::Relaxed);
+            assert!(b.verify_tree(root, 4).unwrap_err().contains("is not a node"));
+            inner.left.as_atomic().store(0, Ordering::Relaxed);
+
+            for (i, e) in array.data.iter().enumerate() {
+                e.store(array_value(i, 1000), Ordering::Relaxed);
+            }
+            assert_eq!(verify_array(&array.data), Ok(()));
+            array.data[250].store(0, Ordering::Relaxed);
+            assert!(verify_array(&array.data).unwrap_err().contains("array[250] = 0, expected 0.004"));
+            array.data[250].store(array_value(250, 1000), Ordering::Relaxed);
+            array.data[999].store(1, Ordering::Relaxed);
+            assert!(verify_array(&array.data).unwrap_err().contains("array[999]"));
+            b.m.set_root(TEMP, 0);
+        });
+    }
+
+    #[test]
+    fn command_line() {
+        let args = |s: &str| Params::parse_args(s.split_whitespace().map(String::from));
+        assert_eq!(args("").unwrap(), Params::new(Size::Full));
+        let p = args("--threads 2 --size quick --mode direct --heap 64M --percent 50 --verify").unwrap();
+        assert_eq!(
+            p,
+            Params {
+                threads: 2,
+                size: Size::Quick,
+                mode: BarrierMode::Direct,
+                heap_bytes: Some(64 << 20),
+                percent: 50,
+                verify: true,
+                ..Params::new(Size::Full)
+            }
+        );
+        assert_eq!(args("--heap 12345").unwrap().heap_bytes, Some(12345));
+        assert_eq!(parse_bytes("2GiB"), Some(2 << 30));
+        assert_eq!(parse_bytes("8k"), Some(8 << 10));
+        for bad in ["--threads 0", "--size huge", "--mode unsafe-off-during-mark", "--heap 12Q", "--percent", "--x"] {
+            assert!(args(bad).is_err(), "{bad}");
+        }
+        let full1 = default_heap_bytes(Size::Full, 1, 100);
+        assert!(full1.is_multiple_of(MIB));
+        assert!(full1 >= 3 * tree_size(18) as usize * 48, "room for a stretch tree at GOGC 100");
+        assert!(default_heap_bytes(Size::Full, 2, 100) > full1);
+    }
+}

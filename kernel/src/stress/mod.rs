@@ -1,0 +1,392 @@
+//! GC stress suites, selected with `suite=<name>` (and `seed=`, `suite.cycles=`, `gc.torture=`):
+//! a mutator task on every core hammers the collector with one workload while cycles run, and
+//! with `gc.verify=on` every cycle, whoever starts it, is followed by a stop-the-world integrity
+//! check:
+//!
+//! - the verifier's re-mark (`gc.verify=on`) reports reachable objects the concurrent mark missed;
+//! - the suite walks everything reachable from its roots and recomputes payload checksums;
+//! - every freed byte of the heap must still hold the poison pattern.
+//!
+//! Without `gc.verify=on` a suite is a benchmark: the run ends with one `BENCH gc_pause` line per
+//! cycle and a `BENCH gc_summary` line (GC time, stop-the-world time, elapsed time).
+//!
+//! A failure prints the seed and the command that replays the run. With
+//! `gc.mode=unsafe-off-during-mark` the run is the negative control: it succeeds when the checks
+//! catch the broken barrier, and stops at the first catch.
+
+mod churn;
+mod framebuffer;
+mod gcbench;
+mod graph;
+mod large;
+
+use crate::gc::{self, Kernel};
+use crate::{exit, kprintln, percore, stw, tasks};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use tricolor_arch::cpu;
+use tricolor_gc::{BarrierMode, CycleReport};
+use tricolor_kernel::cmdline::Config;
+
+/// What a stop-the-world walk of a suite's object graph found.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Census {
+    /// Objects reachable from the suite's roots.
+    pub reachable: usize,
+    /// Reachable objects whose payload does not match its checksum (freed, reused or torn).
+    pub corrupt: usize,
+}
+
+/// How a suite ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Length {
+    /// The mutators run until stopped; the driver runs `suite.cycles=` collections (or, in
+    /// torture mode, waits for that many).
+    Cycles,
+    /// The mutators finish a fixed amount of work (GCBench); cycles come from heap growth or
+    /// torture mode.
+    Work,
+}
+
+/// One stress suite.
+pub struct Suite {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub length: Length,
+    /// Whether a broken barrier can lose objects in this workload (it overwrites heap pointers to
+    /// objects that existed before the cycle). Only such suites can catch the negative control.
+    pub exercises_barrier: bool,
+    /// Set-up on the boot core before the mutators start.
+    pub prepare: fn(&Config<'_>) -> Result<(), alloc::string::String>,
+    /// One core's mutator: runs until [`stopping`] (or its work is done) with a per-core seed.
+    pub mutate: fn(u64),
+    /// Walks everything reachable from the suite's roots, with the world stopped.
+    pub check: fn() -> Census,
+    /// After the mutators have stopped: the suite's own end-of-run checks.
+    pub finish: fn() -> Result<(), alloc::string::String>,
+}
+
+/// Every suite.
+pub const SUITES: &[&Suite] =
+    &[&graph::SUITE, &gcbench::SUITE, &gcbench::SUITE_QUICK, &churn::SUITE, &large::SUITE, &framebuffer::SUITE];
+
+static STOP: AtomicBool = AtomicBool::new(false);
+static FINISHED: AtomicUsize = AtomicUsize::new(0);
+
+/// True once the driver wants the mutators to stop.
+pub fn stopping() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
+/// Failures found by the checks after each cycle, and the cycles checked.
+struct Tally {
+    cycles: AtomicU64,
+    misses: AtomicU64,
+    corrupt: AtomicU64,
+    poison: AtomicU64,
+    reachable: AtomicU64,
+    /// Corruption the mutators saw themselves (walks, map lookups).
+    mutator_corrupt: AtomicU64,
+    /// GC allocations refused (heap full even after a collection).
+    refused: AtomicU64,
+}
+
+static TALLY: Tally = Tally {
+    cycles: AtomicU64::new(0),
+    misses: AtomicU64::new(0),
+    corrupt: AtomicU64::new(0),
+    poison: AtomicU64::new(0),
+    reachable: AtomicU64::new(0),
+    mutator_corrupt: AtomicU64::new(0),
+    refused: AtomicU64::new(0),
+};
+
+impl Tally {
+    fn failures(&self) -> u64 {
+        self.misses.load(Ordering::Relaxed)
+            + self.corrupt.load(Ordering::Relaxed)
+            + self.poison.load(Ordering::Relaxed)
+            + self.mutator_corrupt.load(Ordering::Relaxed)
+    }
+}
+
+/// A mutator saw a corrupt object (it logs the details itself).
+pub fn report_corrupt() {
+    TALLY.mutator_corrupt.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Counts a GC allocation refused because the heap stayed full after a collection (the suites
+/// back off and go on: running out is expected at small heaps, not a failure).
+pub fn count_refused() {
+    TALLY.refused.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The running suite (for the after-cycle check, which is a plain `fn`).
+static CURRENT: AtomicPtr<Suite> = AtomicPtr::new(core::ptr::null_mut());
+
+fn current() -> &'static Suite {
+    // SAFETY: `run` stores a pointer to one of the `'static` SUITES before installing the check
+    // and never clears it; the check is the only reader.
+    unsafe { &*CURRENT.load(Ordering::Acquire) }
+}
+
+/// Every cycle's pauses: (cycle, mark setup ns, longest mark termination ns), for the pause
+/// distribution the experiments plot.
+static PAUSES: spin::Mutex<alloc::vec::Vec<(u64, u64, u64)>> = spin::Mutex::new(alloc::vec::Vec::new());
+/// Whether the after-cycle integrity checks run (`gc.verify=on`). Without them a suite is a
+/// benchmark: nothing but the collector stops the world.
+static CHECKS: AtomicBool = AtomicBool::new(true);
+
+/// Runs after every cycle (installed with `gc::set_after_cycle`), holding the cycle lock.
+fn after_cycle(report: &CycleReport) {
+    PAUSES.lock().push((report.cycle, report.pause_ns[0], report.pause_ns[1]));
+    if !CHECKS.load(Ordering::Relaxed) {
+        TALLY.cycles.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let suite = current();
+    let checked = stw::stop_the_world(|| ((suite.check)(), gc::collector().heap.check_poisoned()));
+    let (census, poisoned) = match checked {
+        Ok((result, _)) => result,
+        Err(e) => panic!("stress: cannot stop the world for the check: cores {:#b} never parked", e.missing),
+    };
+    let explained = gc::explain_misses();
+    let misses = report.verifier_misses.max(explained) as u64;
+    TALLY.cycles.fetch_add(1, Ordering::Relaxed);
+    TALLY.misses.fetch_add(misses, Ordering::Relaxed);
+    TALLY.corrupt.fetch_add(census.corrupt as u64, Ordering::Relaxed);
+    TALLY.reachable.fetch_max(census.reachable as u64, Ordering::Relaxed);
+    if let Err(addr) = poisoned {
+        TALLY.poison.fetch_add(1, Ordering::Relaxed);
+        log::error!("stress: freed memory at {addr:#x} is not poisoned");
+    }
+    log::info!(
+        "stress cycle {}: marked {} KiB, freed {} KiB, pauses {} / {} ns, misses {misses}, reachable {}, corrupt {}",
+        report.cycle,
+        report.marked_bytes >> 10,
+        report.freed_bytes >> 10,
+        report.pause_ns[0],
+        report.pause_ns[1],
+        census.reachable,
+        census.corrupt
+    );
+}
+
+/// The window between mark start and the first scan in the driver's cycles: mutators get time to
+/// rewire grey objects' children, which is what makes a barrier bug show (see
+/// `gc::collect_with_mark_delay`).
+const MARK_DELAY_US: u64 = 2000;
+/// Timer quantum: mutators share their cores with mark workers.
+const QUANTUM_US: u64 = 2000;
+/// Stack per mutator (GCBench recurses to depth 18).
+const MUTATOR_STACK: usize = 64 * 1024;
+
+fn mutator_entry(seed: usize) {
+    let core = percore::id() as u64;
+    (current().mutate)(seed as u64 ^ ((core + 1) << 32));
+    FINISHED.fetch_add(1, Ordering::Release);
+}
+
+fn find(name: &str) -> Option<&'static Suite> {
+    SUITES.iter().copied().find(|s| s.name == name)
+}
+
+fn list_suites() {
+    kprintln!("stress suites (suite=<name> seed=<n> suite.cycles=<n> gc.torture=<n>):");
+    for suite in SUITES {
+        kprintln!("  {:<14} {}", suite.name, suite.about);
+    }
+}
+
+/// The command line that replays this run (`cargo xtask stress --replay`).
+fn replay_line(config: &Config<'_>, suite: &Suite) -> alloc::string::String {
+    alloc::format!(
+        "suite={} seed={} suite.cycles={} gc.mode={} gc.heap={}K gc.wbbuf={} gc.percent={} gc.torture={} gc.verify={}",
+        suite.name,
+        config.seed,
+        config.suite_cycles,
+        config.gc_mode.name(),
+        config.gc_heap >> 10,
+        config.gc_wbbuf,
+        config.gc_percent,
+        config.gc_torture,
+        if config.gc_verify { "on" } else { "off" }
+    )
+}
+
+/// Runs the suite `name` and exits with its verdict.
+pub fn run(name: &str, config: &Config<'_>) -> ! {
+    let Some(suite) = find(name) else {
+        if name != "help" {
+            kprintln!("stress: unknown suite '{name}'");
+        }
+        list_suites();
+        exit::exit(if name == "help" { exit::SUCCESS } else { exit::BAD_CONFIG })
+    };
+    if !gc::is_ready() {
+        kprintln!("stress: no collector (see the boot log)");
+        exit::exit(exit::TEST_FAILED);
+    }
+    let negative = config.gc_mode == BarrierMode::UnsafeOffDuringMark;
+    if negative && !suite.exercises_barrier {
+        kprintln!(
+            "stress: suite {} never overwrites pointers to old objects: no negative control possible",
+            suite.name
+        );
+        exit::exit(exit::BAD_CONFIG);
+    }
+    kprintln!("stress: suite {} ({}), {}", suite.name, suite.about, replay_line(config, suite));
+    if !config.gc_verify {
+        kprintln!("stress: gc.verify=off: no integrity checks, this run is a measurement");
+    }
+    if let Err(why) = (suite.prepare)(config) {
+        kprintln!("stress: suite {} cannot start: {why}", suite.name);
+        exit::exit(exit::TEST_FAILED);
+    }
+    CURRENT.store(core::ptr::from_ref(suite).cast_mut(), Ordering::Release);
+    CHECKS.store(config.gc_verify, Ordering::Relaxed);
+    PAUSES.lock().clear();
+    gc::set_after_cycle(Some(after_cycle));
+    let start = cpu::counter();
+    let cores = start_mutators(config.seed);
+    let masked = cpu::mask_irqs();
+    cpu::restore_irqs(false);
+    drive(config, suite, cores, negative);
+    STOP.store(true, Ordering::Relaxed);
+    while FINISHED.load(Ordering::Acquire) < cores {
+        tasks::yield_now();
+        cpu::relax();
+    }
+    tasks::stop_ticks();
+    cpu::restore_irqs(masked);
+    // One more checked cycle with every mutator gone: nothing is in flight, so it must be clean.
+    if !(negative && TALLY.failures() > 0) {
+        gc::collect();
+    }
+    gc::set_after_cycle(None);
+    let finish = (suite.finish)();
+    let elapsed_ns = ((cpu::counter() - start) as u128 * 1_000_000_000 / cpu::counter_frequency() as u128) as u64;
+    report(config, suite, cores, negative, finish, elapsed_ns)
+}
+
+fn start_mutators(seed: u64) -> usize {
+    STOP.store(false, Ordering::Relaxed);
+    FINISHED.store(0, Ordering::Relaxed);
+    crate::smp::run_on_all(|_| tasks::start_tick(QUANTUM_US));
+    let cores = percore::online_count();
+    for core in 0..cores {
+        let spawn =
+            tasks::Spawn { name: "mutator", stack_bytes: MUTATOR_STACK, pinned: Some(core), growable_from: None };
+        if let Err(why) = tasks::spawn(spawn, mutator_entry, seed as usize) {
+            kprintln!("stress: cannot spawn a mutator on core {core}: {why}");
+            exit::exit(exit::TEST_FAILED);
+        }
+    }
+    cores
+}
+
+/// Longest a suite may wait for cycles it does not start itself (torture mode, GCBench) with no
+/// progress; xtask's per-run timeout is the outer bound.
+const IDLE_TIMEOUT_MS: u64 = 60_000;
+
+/// Runs (or waits for) the suite's collections.
+fn drive(config: &Config<'_>, suite: &Suite, cores: usize, negative: bool) {
+    let caught = || negative && TALLY.failures() > 0;
+    match suite.length {
+        Length::Cycles if config.gc_torture == 0 => {
+            for _ in 0..config.suite_cycles {
+                crate::ktest::yield_until(5, || false);
+                gc::collect_with_mark_delay(MARK_DELAY_US);
+                if caught() {
+                    break;
+                }
+            }
+        }
+        Length::Cycles => {
+            // Torture mode: the mutators' allocations start every cycle.
+            let mut seen = TALLY.cycles.load(Ordering::Relaxed);
+            while TALLY.cycles.load(Ordering::Relaxed) < config.suite_cycles && !caught() {
+                crate::ktest::yield_until(IDLE_TIMEOUT_MS, || TALLY.cycles.load(Ordering::Relaxed) != seen);
+                let now = TALLY.cycles.load(Ordering::Relaxed);
+                if now == seen {
+                    kprintln!("stress: no cycle in {IDLE_TIMEOUT_MS} ms (gc.torture={})", config.gc_torture);
+                    break;
+                }
+                seen = now;
+            }
+        }
+        Length::Work => {
+            while !(FINISHED.load(Ordering::Acquire) == cores || caught()) {
+                crate::ktest::yield_until(1000, || FINISHED.load(Ordering::Acquire) == cores || caught());
+            }
+        }
+    }
+}
+
+fn report(
+    config: &Config<'_>,
+    suite: &Suite,
+    cores: usize,
+    negative: bool,
+    finish: Result<(), alloc::string::String>,
+    elapsed_ns: u64,
+) -> ! {
+    let stats = gc::collector().stats::<Kernel>();
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    kprintln!(
+        "stress stats: cycles {} (torture {}), pauses {} max {} ns mean {} ns, barriers {} flushes {}, allocs {} refused {}, {} us",
+        stats.cycles,
+        gc::TORTURE_CYCLES.load(Ordering::Relaxed),
+        stats.pauses,
+        stats.pause_max_ns,
+        stats.pause_mean_ns,
+        stats.barriers,
+        stats.flushes,
+        stats.allocs,
+        load(&TALLY.refused),
+        elapsed_ns / 1000
+    );
+    for &(cycle, setup, termination) in PAUSES.lock().iter() {
+        kprintln!("BENCH gc_pause suite={} cycle={cycle} setup_ns={setup} termination_ns={termination}", suite.name);
+    }
+    let gc_ns = stats.ns_mark_setup + stats.ns_concurrent_mark + stats.ns_mark_termination + stats.ns_sweep;
+    kprintln!(
+        "BENCH gc_summary suite={} cores={cores} percent={} heap_mib={} elapsed_ns={} gc_ns={gc_ns} stw_ns={} cycles={} pause_max_ns={} allocs={}",
+        suite.name,
+        config.gc_percent,
+        config.gc_heap >> 20,
+        elapsed_ns,
+        stats.pauses * stats.pause_mean_ns,
+        stats.cycles,
+        stats.pause_max_ns,
+        stats.allocs
+    );
+    if let Err(why) = &finish {
+        kprintln!("stress: end-of-run check failed: {why}");
+    }
+    let failures = TALLY.failures() + u64::from(finish.is_err());
+    let verdict = match (negative, failures) {
+        (false, 0) => "clean",
+        (false, _) => "FAILED",
+        (true, 0) => "NOT-CAUGHT",
+        (true, _) => "caught",
+    };
+    kprintln!(
+        "stress result: suite={} seed={} mode={} cores={cores} torture={} cycles={} misses={} corrupt={} mutator_corrupt={} poison={} finish={} peak_reachable={} verdict={verdict}",
+        suite.name,
+        config.seed,
+        config.gc_mode.name(),
+        config.gc_torture,
+        load(&TALLY.cycles),
+        load(&TALLY.misses),
+        load(&TALLY.corrupt),
+        load(&TALLY.mutator_corrupt),
+        load(&TALLY.poison),
+        if finish.is_ok() { "ok" } else { "failed" },
+        load(&TALLY.reachable)
+    );
+    if verdict == "FAILED" || verdict == "NOT-CAUGHT" {
+        kprintln!("stress: replay: cargo xtask stress --replay \"{}\" --smp {cores}", replay_line(config, suite));
+    }
+    let ok = matches!(verdict, "clean" | "caught") && load(&TALLY.cycles) > 0;
+    exit::exit(if ok { exit::SUCCESS } else { exit::TEST_FAILED })
+}
