@@ -119,6 +119,8 @@ pub struct Collector {
     min_trigger: usize,
     wbbuf_entries: AtomicUsize,
     verify: AtomicBool,
+    /// This cycle's mark start took the verifier's snapshot (`verify` was on then).
+    snapshot_taken: AtomicBool,
     panic_on_miss: bool,
     trigger: AtomicUsize,
     cycle_lock: spin::Mutex<()>,
@@ -143,6 +145,7 @@ impl Collector {
             min_trigger: config.min_trigger,
             wbbuf_entries: AtomicUsize::new(WbBuf::clamp_entries(config.wbbuf_entries)),
             verify: AtomicBool::new(config.verify),
+            snapshot_taken: AtomicBool::new(false),
             panic_on_miss: config.panic_on_miss,
             trigger: AtomicUsize::new(config.min_trigger),
             cycle_lock: spin::Mutex::new(()),
@@ -304,7 +307,19 @@ impl Collector {
             // SAFETY: the world is stopped.
             let work = unsafe { core.work_mut() };
             mark::scan_globals(self, core, work);
-            P::for_each_stack_range(&mut |r| mark::scan_conservative(self, core, work, r));
+            let verifying = self.verify.load(Ordering::Relaxed);
+            let mut ranges = Vec::new();
+            P::for_each_stack_range(&mut |r| {
+                mark::scan_conservative(self, core, work, r);
+                if verifying {
+                    ranges.push(r);
+                }
+            });
+            if verifying {
+                // What is reachable now, for the verifier to tell a lost object from a stale word.
+                verify::snapshot(self, &ranges);
+            }
+            self.snapshot_taken.store(verifying, Ordering::Relaxed);
             work.publish(&self.work);
             if !mode.marks_concurrently() {
                 mark::drain(self, core, work);
@@ -415,7 +430,7 @@ impl Collector {
             let mut ranges = Vec::new();
             P::for_each_stack_range(&mut |r: ScanRange| ranges.push(r));
             let t_verify = P::now_ns();
-            let (misses, count) = verify::verify(self, &ranges);
+            let (misses, count) = verify::verify(self, &ranges, self.snapshot_taken.load(Ordering::Relaxed));
             self.stats.ns_verify.add(P::now_ns() - t_verify);
             report.verifier_misses = count;
             if count > 0 {

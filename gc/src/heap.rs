@@ -375,6 +375,8 @@ impl Heap {
         s.alloc.clear();
         s.mark.clear();
         s.check.clear();
+        // Nothing in a new span was reachable at the last mark start.
+        s.start.clear();
         // A new span is swept for the current generation (nothing in it to free).
         s.sweepgen.store(self.sweepgen(), Ordering::Relaxed);
         // Ordering: Release publishes the fields above to `find_object`'s Acquire loads.

@@ -83,6 +83,8 @@ pub(crate) struct Span {
     pub(crate) alloc: Bitmap,
     pub(crate) mark: Bitmap,
     pub(crate) check: Bitmap,
+    /// Reachable at the last mark start (the verifier's snapshot, `verify::snapshot`).
+    pub(crate) start: Bitmap,
 }
 
 impl Span {
@@ -100,6 +102,7 @@ impl Span {
             alloc: Bitmap::new(),
             mark: Bitmap::new(),
             check: Bitmap::new(),
+            start: Bitmap::new(),
         }
     }
 

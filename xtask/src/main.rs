@@ -3,7 +3,7 @@
 //!
 //! - `run`: build the kernel and boot it in QEMU (4 cores, a VirtIO GPU, UART on this terminal).
 //! - `screenshot`: boot headless and save the display as a PNG.
-//! - `test`: lint, host tests, the QEMU tests at smp 1 and 4.
+//! - `test`: lint, host tests, the QEMU tests at smp 1 and 4, and the CI-sized stress subset.
 //! - `stress`: the GC stress matrix over the kernel's suites and its negative control.
 //! - `build`, `lint`, `qemu-test`, `debug`, `setup`: the pieces.
 
@@ -32,9 +32,9 @@ commands:
                --out FILE     where to write it (default screenshot.png)
                --append STR   kernel command line (e.g. \"fb=pages\")
                --smp N        cores (default 4)
-  test       everything CI runs: lint, host tests, QEMU tests at smp 1 and 4
+  test       everything CI runs: lint, host tests, QEMU tests at smp 1 and 4, stress --ci
                --no-lint      skip fmt/clippy
-               --filter STR   only QEMU cases whose name contains STR
+               --filter STR   only QEMU cases whose name contains STR (skips the stress subset)
   qemu-test  only the QEMU tests (same --filter)
   stress     GC stress matrix: kernel suites (suite=) for smp x modes x seeds with the verifier
              on (seed s runs suite s mod n; every third round of seeds in torture mode), then
@@ -47,7 +47,7 @@ commands:
                --cycles N     collections per run (suite.cycles=, default 8)
                --jobs N       runs at a time (default 2)
                --quick        5 seeds (each suite once), smp 4 only
-               --ci           a CI-sized subset (each suite in buffered and direct, smp 4)
+               --ci           the subset `test` runs (each suite in buffered and direct, smp 4)
                --replay STR   boot one run's kernel command line (with --smp N) and show it
   bench      barrier-cost measurements under -icount -> results/*.csv and results/*.svg
   gcbench-host  Boehm's GCBench on the host (threads as cores), threads 1 and 2 x modes
@@ -142,7 +142,12 @@ fn cmd_test(args: &mut args::Args) -> Result {
     }
     cargo::host_tests()?;
     let elf = kernel::build(kernel::Profile::Release)?;
-    qemu_tests::run_all(&elf, filter.as_deref())
+    qemu_tests::run_all(&elf, filter.as_deref())?;
+    if filter.is_none() {
+        println!("xtask: the CI-sized stress subset (`cargo xtask stress --ci`)");
+        stress::run(&elf, &stress::Options::ci())?;
+    }
+    Ok(())
 }
 
 fn cmd_qemu_test(args: &mut args::Args) -> Result {

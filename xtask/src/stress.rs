@@ -6,8 +6,8 @@
 //! 95 % of seeds (a verifier that never fires would make every clean run meaningless).
 //!
 //! Runs go `--jobs` at a time, each with a timeout, with a progress line per run, a summary
-//! table, and `results/stress_runs.csv` (one row per run). `--ci` is a CI-sized subset;
-//! `--replay "<kernel command line>" --smp N` reboots one failed run.
+//! table, and `results/stress_runs.csv` (one row per run). `--ci` is the subset `cargo xtask
+//! test` runs; `--replay "<kernel command line>" --smp N` reboots one failed run.
 
 use crate::args::Args;
 use crate::qemu::{self, Machine};
@@ -82,8 +82,8 @@ pub enum Command {
 }
 
 impl Options {
-    /// A CI-sized subset: every suite once in the two concurrent barrier modes at 4 cores, and the
-    /// negative control once per suite it applies to.
+    /// The subset `cargo xtask test` runs: every suite once in the two concurrent barrier modes at
+    /// 4 cores, and the negative control once per suite it applies to.
     pub fn ci() -> Self {
         Options {
             seeds: SUITES.len() as u64,
