@@ -35,7 +35,7 @@ struct Case {
 const CASES: &[Case] = &[
     Case {
         name: "gc-cycle-off",
-        append: "test=gc-cycle gc.verify=on gc.heap=16M gc.mode=off",
+        append: "test=gc-cycle gc.verify=on gc.heap=32M gc.percent=400 gc.mode=off",
         exit: SUCCESS,
         expect: &["gc-cycle: 12 cycles in mode off on {smp} cores: 0 verifier misses, 0 corrupt, 0 poison failures, 0 false checked reports"],
         check: None,
@@ -44,7 +44,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "gc-cycle-buffered",
-        append: "test=gc-cycle gc.verify=on gc.heap=16M gc.mode=buffered",
+        append: "test=gc-cycle gc.verify=on gc.heap=32M gc.percent=400 gc.mode=buffered",
         exit: SUCCESS,
         expect: &["gc-cycle: 12 cycles in mode buffered on {smp} cores: 0 verifier misses, 0 corrupt, 0 poison failures, 0 false checked reports"],
         check: None,
@@ -53,7 +53,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "gc-cycle-direct",
-        append: "test=gc-cycle gc.verify=on gc.heap=16M gc.mode=direct",
+        append: "test=gc-cycle gc.verify=on gc.heap=32M gc.percent=400 gc.mode=direct",
         exit: SUCCESS,
         expect: &["gc-cycle: 12 cycles in mode direct on {smp} cores: 0 verifier misses, 0 corrupt, 0 poison failures, 0 false checked reports"],
         check: None,
@@ -62,7 +62,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "gc-cycle-checked",
-        append: "test=gc-cycle gc.verify=on gc.heap=16M gc.mode=checked",
+        append: "test=gc-cycle gc.verify=on gc.heap=32M gc.percent=400 gc.mode=checked",
         exit: SUCCESS,
         expect: &["gc-cycle: 12 cycles in mode checked on {smp} cores: 0 verifier misses, 0 corrupt, 0 poison failures, 0 false checked reports"],
         check: None,

@@ -29,6 +29,9 @@ unsafe extern "C" {
     static __gcroots_end: u8;
 }
 
+/// Stop-the-world attempts (each with `stw`'s deadline) before the collector gives up.
+const STOP_ATTEMPTS: u32 = 10;
+
 /// The kernel as the collector's platform.
 pub struct Kernel;
 
@@ -67,10 +70,22 @@ impl Platform for Kernel {
     }
 
     fn stop_the_world<R>(f: impl FnOnce() -> R) -> R {
-        match stw::stop_the_world(f) {
-            Ok((result, _)) => result,
-            Err(e) => panic!("gc: cannot stop the world: cores {:#b} never reached a safe point", e.missing),
+        // A stop can miss its deadline on an overloaded host (vCPU threads starved), not only
+        // when a core is stuck: try again, with a warning, before calling it a hang.
+        let mut f = Some(f);
+        for attempt in 1..=STOP_ATTEMPTS {
+            match stw::stop_the_world(|| (f.take().expect("called once"))()) {
+                Ok((result, _)) => return result,
+                Err(e) if attempt < STOP_ATTEMPTS => {
+                    log::warn!("gc: cores {:#b} not at a safe point yet (attempt {attempt}); trying again", e.missing)
+                }
+                Err(e) => panic!(
+                    "gc: cannot stop the world: cores {:#b} never reached a safe point in {STOP_ATTEMPTS} attempts",
+                    e.missing
+                ),
+            }
         }
+        unreachable!("the last attempt returns or panics")
     }
 
     fn for_each_stack_range(visit: &mut dyn FnMut(ScanRange)) {

@@ -112,21 +112,26 @@ fn step<const W: usize>(rng: &mut Rng, root: &GcSlot<Chunk<W>>, max_len: usize) 
             }
         }
         _ => {
-            let mut at = root.get();
-            while let Some(chunk) = at {
-                if !chunk.intact() {
-                    super::report_corrupt();
-                    log::error!(
-                        "large: chunk {:#x} is corrupt (id {:#x})",
-                        chunk.addr(),
-                        chunk.id.load(Ordering::Relaxed)
-                    );
-                    break;
-                }
-                at = chunk.next.get();
+            if walk_list(root.get()).1 {
+                super::report_corrupt();
             }
         }
     }
+}
+
+/// Walks a list from `head`, checking every chunk up to the first corrupt one (logged): returns
+/// the chunks walked and whether one was corrupt.
+fn walk_list<const W: usize>(head: Option<Gc<Chunk<W>>>) -> (usize, bool) {
+    let (mut at, mut walked) = (head, 0);
+    while let Some(chunk) = at {
+        walked += 1;
+        if !chunk.intact() {
+            log::error!("large: chunk {:#x} is corrupt (id {:#x})", chunk.addr(), chunk.id.load(Ordering::Relaxed));
+            return (walked, true);
+        }
+        at = chunk.next.get();
+    }
+    (walked, false)
 }
 
 fn prepare(_: &tricolor_kernel::cmdline::Config<'_>) -> Result<(), String> {
@@ -152,20 +157,9 @@ fn mutate(seed: u64) {
 
 fn walk<const W: usize>(roots: &[GcSlot<Chunk<W>>], census: &mut Census) {
     for root in roots {
-        let mut at = root.get();
-        while let Some(chunk) = at {
-            census.reachable += 1;
-            if !chunk.intact() {
-                census.corrupt += 1;
-                log::error!(
-                    "large: reachable chunk {:#x} is corrupt (id {:#x})",
-                    chunk.addr(),
-                    chunk.id.load(Ordering::Relaxed)
-                );
-                break;
-            }
-            at = chunk.next.get();
-        }
+        let (walked, corrupt) = walk_list(root.get());
+        census.reachable += walked;
+        census.corrupt += usize::from(corrupt);
     }
 }
 
