@@ -477,7 +477,19 @@ struct Shared<'w> {
     abort: AtomicBool,
 }
 
-impl Shared<'_> {
+impl<'w> Shared<'w> {
+    /// Nothing collected yet, no thread aborted.
+    fn new(world: &'w World) -> Self {
+        Shared {
+            world,
+            collecting: AtomicBool::new(false),
+            gc_ns: AtomicU64::new(0),
+            cycles: AtomicU64::new(0),
+            verifier_misses: AtomicUsize::new(0),
+            abort: AtomicBool::new(false),
+        }
+    }
+
     /// Run a cycle on the calling thread unless one is running; true if this thread ran one.
     fn try_collect(&self) -> bool {
         // Ordering: Acquire pairs with the Release below: the previous cycle (sweep included) is
@@ -817,14 +829,7 @@ fn run_sized<const N: usize>(p: &Params) -> Result<Report, String> {
     let heap_bytes = p.heap_bytes();
     let config = Config { percent: p.percent, min_trigger: p.min_trigger, verify: p.verify, ..Config::default() };
     let world = World::new(p.threads, heap_bytes, config, p.mode);
-    let shared = Shared {
-        world: &world,
-        collecting: AtomicBool::new(false),
-        gc_ns: AtomicU64::new(0),
-        cycles: AtomicU64::new(0),
-        verifier_misses: AtomicUsize::new(0),
-        abort: AtomicBool::new(false),
-    };
+    let shared = Shared::new(&world);
     let start = Instant::now();
     let outcomes: Vec<Result<ThreadOutcome, Stop>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..p.threads)
@@ -945,14 +950,7 @@ mod tests {
     #[test]
     fn verification_catches_corrupt_trees_and_arrays() {
         let world = World::new(1, 64 * PAGE_SIZE, Config::default(), BarrierMode::Buffered);
-        let shared = Shared {
-            world: &world,
-            collecting: AtomicBool::new(false),
-            gc_ns: AtomicU64::new(0),
-            cycles: AtomicU64::new(0),
-            verifier_misses: AtomicUsize::new(0),
-            abort: AtomicBool::new(false),
-        };
+        let shared = Shared::new(&world);
         world.run_on(0, || {
             let mut b = Bench::new(&shared, 4);
             let root = b.make_tree(4).unwrap();

@@ -12,6 +12,19 @@ use crate::{BarrierMode, Config, Phase};
 
 type P = HostPlatform;
 
+/// A large object (3 pages with its header) with one pointer slot.
+#[repr(C)]
+struct Big {
+    next: GcSlot<Big>,
+    data: [u64; 3000],
+}
+
+// SAFETY: zero is valid, one slot at offset 0, no Drop.
+unsafe impl Trace for Big {
+    const TYPE: &'static crate::GcType =
+        &crate::GcType { name: "Big", size: core::mem::size_of::<Big>(), pointer_offsets: &[0] };
+}
+
 fn config() -> Config {
     Config { verify: true, ..Config::default() }
 }
@@ -103,16 +116,6 @@ fn stack_roots_are_scanned_conservatively_including_interior_pointers() {
 
 #[test]
 fn large_objects_get_their_own_pages_and_are_reused_after_free() {
-    #[repr(C)]
-    struct Big {
-        next: GcSlot<Big>,
-        data: [u64; 3000],
-    }
-    // SAFETY: zero is valid, one slot at offset 0, no Drop.
-    unsafe impl Trace for Big {
-        const TYPE: &'static crate::GcType =
-            &crate::GcType { name: "Big", size: core::mem::size_of::<Big>(), pointer_offsets: &[0] };
-    }
     let w = World::new(1, 16 * PAGE_SIZE, config(), BarrierMode::Buffered);
     w.run_on(0, || {
         let c = w.collector();
@@ -141,16 +144,6 @@ fn large_objects_get_their_own_pages_and_are_reused_after_free() {
 /// the base of the adjacent dead large object, which the verifier then reported as missed.
 #[test]
 fn a_word_pointing_at_an_object_header_is_not_a_conservative_reference() {
-    #[repr(C)]
-    struct Big {
-        next: GcSlot<Big>,
-        data: [u64; 3000],
-    }
-    // SAFETY: zero is valid, one slot at offset 0, no Drop.
-    unsafe impl Trace for Big {
-        const TYPE: &'static crate::GcType =
-            &crate::GcType { name: "Big", size: core::mem::size_of::<Big>(), pointer_offsets: &[0] };
-    }
     const BIG_BYTES: usize = 3 * PAGE_SIZE;
     for mode in [BarrierMode::Buffered, BarrierMode::Direct] {
         let w = World::new(1, 16 * PAGE_SIZE, config(), mode);

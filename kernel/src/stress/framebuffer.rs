@@ -18,7 +18,7 @@ pub const SUITE: Suite = Suite {
     length: Length::Cycles,
     exercises_barrier: true,
     prepare,
-    mutate,
+    mutate: super::graph::SUITE.mutate,
     check,
     finish,
 };
@@ -80,16 +80,17 @@ fn painter(_: usize) {
     PAINTER_DONE.store(true, Ordering::Release);
 }
 
-fn mutate(seed: u64) {
-    workload::mutate(seed, &|| !super::stopping());
+/// Pixel word `i` of the framebuffer (row-major).
+fn word(i: usize) -> u32 {
+    let at = PIXELS.load(Ordering::Relaxed) + i * 4;
+    // SAFETY: `i` is below the framebuffer's word count `prepare` recorded, and the buffer stays
+    // allocated (pinned, never freed) for the whole run; the painter never writes the quadrant
+    // centres read here, and a volatile read of plain memory cannot tear a u32.
+    unsafe { (at as *const u32).read_volatile() }
 }
 
 fn pixel(x: usize, y: usize) -> u32 {
-    let at = PIXELS.load(Ordering::Relaxed) + (y * WIDTH.load(Ordering::Relaxed) + x) * 4;
-    // SAFETY: (x, y) is inside the framebuffer `prepare` recorded, which stays allocated (pinned,
-    // never freed) for the whole run; the painter never writes the quadrant centres read here,
-    // and a volatile read of plain memory cannot tear a u32.
-    unsafe { (at as *const u32).read_volatile() }
+    word(y * WIDTH.load(Ordering::Relaxed) + x)
 }
 
 /// Counts framebuffer damage: a quadrant centre that lost its colour, poisoned pixels.
@@ -104,7 +105,7 @@ fn framebuffer_damage() -> usize {
         }
     }
     let words = PIXEL_BYTES.load(Ordering::Relaxed) / 4;
-    let poisoned = (0..words).filter(|i| pixel(i % w.max(1), i / w.max(1)) == POISON_WORD).count();
+    let poisoned = (0..words).filter(|&i| word(i) == POISON_WORD).count();
     if poisoned > 0 {
         log::error!("framebuffer: {poisoned} pixels hold the GC heap's poison");
         damage += 1;
@@ -113,8 +114,8 @@ fn framebuffer_damage() -> usize {
 }
 
 fn check() -> Census {
-    let (reachable, corrupt) = workload::check_reachable();
-    Census { reachable: reachable + 1, corrupt: corrupt + framebuffer_damage() }
+    let graph = (super::graph::SUITE.check)();
+    Census { reachable: graph.reachable + 1, corrupt: graph.corrupt + framebuffer_damage() }
 }
 
 fn finish() -> Result<(), String> {

@@ -313,9 +313,8 @@ fn drive(config: &Config<'_>, suite: &Suite, cores: usize, negative: bool) {
             }
         }
         Length::Work => {
-            while !(FINISHED.load(Ordering::Acquire) == cores || caught()) {
-                crate::ktest::yield_until(1000, || FINISHED.load(Ordering::Acquire) == cores || caught());
-            }
+            let done = || FINISHED.load(Ordering::Acquire) == cores || caught();
+            while !crate::ktest::yield_until(1000, done) {}
         }
     }
 }
