@@ -137,6 +137,10 @@ impl World {
             while self.requested.load(Ordering::SeqCst) {
                 std::thread::yield_now();
             }
+            // Tests widen the window between seeing the release and counting out, which the
+            // handshake must close (`back_to_back_stops_never_overlap_a_running_mutator`).
+            #[cfg(test)]
+            std::thread::yield_now();
             self.parked.fetch_sub(1, Ordering::SeqCst);
         }
     }
@@ -255,6 +259,12 @@ impl Platform for HostPlatform {
         }
         let r = f();
         w.requested.store(false, Ordering::SeqCst);
+        // Hold the handshake until every parked mutator has counted itself out. Otherwise one that
+        // saw this release but has not yet decremented `parked` would be counted as parked by the
+        // next stop, and run beside its closure (the kernel's `stw::release` waits the same way).
+        while w.parked.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
         r
     }
 
@@ -263,5 +273,59 @@ impl Platform for HostPlatform {
         for &(_, r) in w.stacks.lock().unwrap().iter() {
             visit(r);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::sync::atomic::AtomicU64;
+
+    /// Back-to-back stops must each see every mutator parked. A mutator that saw the previous
+    /// stop's release but has not yet counted itself out must not be taken for parked by the next
+    /// stop: that would let it run beside the next stop's closure (a mark termination, say).
+    #[test]
+    #[cfg_attr(miri, ignore = "hundreds of thousands of handshakes: too slow under Miri")]
+    fn back_to_back_stops_never_overlap_a_running_mutator() {
+        const STOPS: usize = 10_000;
+        let w = World::new(2, PAGE_SIZE, Config::default(), BarrierMode::Off);
+        // Odd while the mutator is between safe points. One mutator: with the initiator, one
+        // thread per host CPU, so the handshake never waits for a time slice.
+        let running = [AtomicU64::new(0)];
+        let done = AtomicBool::new(false);
+        let overlaps = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for (core, flag) in running.iter().enumerate() {
+                let (w, done) = (&w, &done);
+                s.spawn(move || {
+                    w.run_on(core + 1, || {
+                        let m = w.mutator(1);
+                        while !done.load(Ordering::Relaxed) {
+                            m.safe_point();
+                            flag.fetch_add(1, Ordering::SeqCst);
+                            core::hint::spin_loop();
+                            flag.fetch_add(1, Ordering::SeqCst);
+                            // Spinning would starve the initiator on a loaded host.
+                            std::thread::yield_now();
+                        }
+                    });
+                });
+            }
+            w.run_on(0, || {
+                for _ in 0..STOPS {
+                    HostPlatform::stop_the_world(|| {
+                        for flag in &running {
+                            let before = flag.load(Ordering::SeqCst);
+                            std::thread::yield_now();
+                            if before % 2 == 1 || flag.load(Ordering::SeqCst) != before {
+                                overlaps.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    });
+                }
+                done.store(true, Ordering::Relaxed);
+            });
+        });
+        assert_eq!(overlaps.load(Ordering::Relaxed), 0, "a stop ran while a mutator was running");
     }
 }
