@@ -61,10 +61,54 @@ pub(crate) struct ObjRef {
     pub(crate) base: usize,
 }
 
-/// Per size class: every span of that class and a cursor for refills.
+/// Per size class, the spans a refill may take (a simpler form of Go's mcentral span sets).
+/// Everything here is only touched under the class lock. `gen` is the sweep generation the rest
+/// describes; the first user in a new generation (`roll`) resets it in O(1), so
+/// `begin_sweep_generation` (world stopped) does no per-span work.
+///
+/// - `spans[..unswept]`: not yet looked at by a refill this generation. Refill walks this prefix
+///   down from the end, sweeping each span it finds unswept, so every span is visited at most once
+///   per generation: full spans are not rescanned until the next one.
+/// - `spans[unswept..]`: looked at this generation (swept then, taken, full, or being swept by
+///   `sweep_all`), or created this generation.
+/// - `partial`: spans `sweep_all` swept this generation and left with free objects. This catches
+///   spans the walk passed while `sweep_all` was sweeping them; duplicates with the prefix are
+///   harmless (a refill re-checks `owned`, `is_swept` and `has_free` before taking a span).
+///   It never names a freed span: a span is swept (and so freed) at most once per generation, and
+///   is pushed only after that sweep left it in use; older entries are dropped by `roll`.
 struct ClassList {
     spans: Vec<u32>,
-    cursor: usize,
+    unswept: usize,
+    partial: Vec<u32>,
+    gen: u32,
+}
+
+impl ClassList {
+    /// Enter generation `sg` if not yet there: every span needs looking at again.
+    fn roll(&mut self, sg: u32) {
+        if self.gen != sg {
+            self.gen = sg;
+            self.unswept = self.spans.len();
+            self.partial.clear();
+        }
+    }
+
+    /// Remove `spans[i]` in O(1), keeping the not-yet-walked prefix `spans[..unswept]` intact.
+    /// `moved(span, index)` is told each span's new index.
+    fn remove(&mut self, i: usize, mut moved: impl FnMut(u32, usize)) {
+        let last = self.spans.len() - 1;
+        if i < self.unswept {
+            let end = self.unswept - 1;
+            self.spans.swap(i, end);
+            self.spans.swap(end, last);
+            self.unswept = end;
+            moved(self.spans[end], end);
+        } else {
+            self.spans.swap(i, last);
+        }
+        moved(self.spans[i], i);
+        self.spans.pop();
+    }
 }
 
 /// The GC heap.
@@ -93,6 +137,8 @@ unsafe impl Sync for Heap {}
 pub(crate) struct SweepResult {
     pub(crate) bytes_freed: usize,
     pub(crate) objects_freed: usize,
+    /// The span was empty and its pages were returned (`may_free`).
+    pub(crate) span_freed: bool,
 }
 
 impl Heap {
@@ -116,7 +162,10 @@ impl Heap {
             spans: (0..npages).map(|_| Span::new()).collect(),
             page_span: (0..npages).map(|_| AtomicU32::new(NO_PAGE)).collect(),
             pages: spin::Mutex::new(PageMap::new(npages)),
-            classes: core::array::from_fn(|_| spin::Mutex::new(ClassList { spans: Vec::new(), cursor: 0 })),
+            classes: core::array::from_fn(|_| {
+                // `gen` 0 is never the heap's (it starts at 2), so the first refill rolls.
+                spin::Mutex::new(ClassList { spans: Vec::new(), unswept: 0, partial: Vec::new(), gen: 0 })
+            }),
             sweepgen: AtomicU32::new(2),
             in_use: AtomicUsize::new(0),
         }
@@ -307,38 +356,55 @@ impl Heap {
         }
     }
 
-    /// A swept span of `class` with free objects, now owned by the caller's cache.
+    /// A swept span of `class` with free objects, now owned by the caller's cache. O(1)
+    /// amortized: each span is looked at once per sweep generation by the walk (see `ClassList`).
     fn refill(&self, class: usize) -> Option<u32> {
         let sg = self.sweepgen();
         let mut list = self.classes[class].lock();
-        let n = list.spans.len();
-        for k in 0..n {
-            let i = (list.cursor + k) % n;
-            let sp = list.spans[i];
-            let span = self.span(sp);
-            if span.owned.load(Ordering::Relaxed) {
-                continue;
+        list.roll(sg);
+        // Spans `sweep_all` left with room. Ordering: `is_swept`'s Acquire pairs with the
+        // sweeper's `finish_sweep` (the class lock orders the push after it anyway).
+        while let Some(sp) = list.partial.pop() {
+            if self.try_take(sp, sg) {
+                return Some(sp);
             }
-            if span.try_claim_sweep(sg) {
+        }
+        // Spans not looked at yet this generation: sweep lazily, take the first with room.
+        while list.unswept > 0 {
+            list.unswept -= 1;
+            let sp = list.spans[list.unswept];
+            let span = self.span(sp);
+            // An owned span is swept already, and handed back only once full.
+            if !span.owned.load(Ordering::Relaxed) && span.try_claim_sweep(sg) {
                 let r = self.sweep_claimed(sp, false);
                 self.in_use.fetch_sub(r.bytes_freed, Ordering::Relaxed);
                 span.finish_sweep(sg);
             }
-            if !span.is_swept(sg) || !span.has_free() {
-                continue;
-            }
-            // Ordering: Acquire pairs with the Release when the previous owner let go.
-            if span.owned.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok() {
-                list.cursor = i;
+            // Not swept: `sweep_all` holds it and pushes it to `partial` if it has room.
+            if self.try_take(sp, sg) {
                 return Some(sp);
             }
         }
-        // No span with room: a fresh one.
+        // No span with room: a fresh one (swept for `sg`, so behind the walk).
         let (sp, _, _) = self.new_span(1, SPAN_SMALL, class, false, false)?;
         self.span(sp).owned.store(true, Ordering::Relaxed);
+        // Ordering: Relaxed; `class_pos` is only used under the class lock.
+        self.span(sp).class_pos.store(list.spans.len() as u32, Ordering::Relaxed);
         list.spans.push(sp);
-        list.cursor = list.spans.len() - 1;
         Some(sp)
+    }
+
+    /// Take span `sp` for a cache if it is swept for `sg`, unowned and has room. Called under its
+    /// class lock, so no other refill races for it, and an unowned span is allocated from by
+    /// nobody: its free bits cannot change between `has_free` and the claim.
+    fn try_take(&self, sp: u32, sg: u32) -> bool {
+        let span = self.span(sp);
+        // Ordering: Acquire (in `is_swept`, and on the claim) pairs with the Release of
+        // `finish_sweep` and of the previous owner letting go, so the alloc bits read are theirs.
+        !span.owned.load(Ordering::Relaxed)
+            && span.is_swept(sg)
+            && span.has_free()
+            && span.owned.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
     }
 
     /// Allocate a large span of `npages` holding one object.
@@ -393,8 +459,12 @@ impl Heap {
         let npages = s.npages.load(Ordering::Relaxed) as usize;
         if s.state.load(Ordering::Relaxed) == SPAN_SMALL {
             let mut list = self.classes[s.class.load(Ordering::Relaxed) as usize].lock();
-            list.spans.retain(|&x| x != sp);
-            list.cursor = 0;
+            // Rolling first drops `partial` entries of older generations, which might name this
+            // span (see `ClassList`); the sweeper frees only in the current generation.
+            list.roll(self.sweepgen());
+            let i = s.class_pos.load(Ordering::Relaxed) as usize;
+            assert_eq!(list.spans.get(i), Some(&sp), "small span {sp} not at its place in its class list");
+            list.remove(i, |moved, at| self.span(moved).class_pos.store(at as u32, Ordering::Relaxed));
         }
         for p in sp as usize..sp as usize + npages {
             self.page_span[p].store(NO_PAGE, Ordering::Release);
@@ -436,6 +506,13 @@ impl Heap {
                 total.objects_freed += r.objects_freed;
                 self.in_use.fetch_sub(r.bytes_freed, Ordering::Relaxed);
                 span.finish_sweep(sg);
+                // A refill's walk may have passed this span while we held it: offer it. After
+                // `finish_sweep`, or a refill popping it would find it unswept and drop it.
+                if state == SPAN_SMALL && !r.span_freed && span.has_free() {
+                    let mut list = self.classes[span.class.load(Ordering::Relaxed) as usize].lock();
+                    list.roll(sg);
+                    list.partial.push(sp as u32);
+                }
                 sp += npages.max(1);
             } else {
                 sp += 1;
@@ -482,6 +559,7 @@ impl Heap {
         }
         if may_free && live == 0 && !s.owned.load(Ordering::Relaxed) {
             self.free_span(sp);
+            r.span_freed = true;
         }
         r
     }
@@ -576,4 +654,34 @@ pub struct SpanInfo {
     pub marked: usize,
     pub large: bool,
     pub pinned: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClassList;
+
+    /// Removal anywhere keeps the spans not yet walked (`spans[..unswept]`) in the prefix, loses
+    /// no other span, and reports every move, so positions kept from `moved` stay right.
+    #[test]
+    fn class_list_removal_keeps_the_unswept_prefix_and_reports_moves() {
+        for len in 1..7usize {
+            for unswept in 0..=len {
+                for i in 0..len {
+                    let mut list = ClassList { spans: (0..len as u32).collect(), unswept, partial: Vec::new(), gen: 2 };
+                    let mut pos: Vec<usize> = (0..len).collect();
+                    let removed = list.spans[i];
+                    list.remove(i, |sp, at| pos[sp as usize] = at);
+                    assert_eq!(list.spans.len(), len - 1);
+                    assert!(!list.spans.contains(&removed));
+                    let mut prefix: Vec<u32> = list.spans[..list.unswept].to_vec();
+                    prefix.sort();
+                    let expected: Vec<u32> = (0..unswept as u32).filter(|&s| s != removed).collect();
+                    assert_eq!(prefix, expected, "len {len} unswept {unswept} remove {i}");
+                    for (at, &sp) in list.spans.iter().enumerate() {
+                        assert_eq!(pos[sp as usize], at, "len {len} unswept {unswept} remove {i}: span {sp}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -76,6 +76,8 @@ pub(crate) struct Span {
     pub(crate) noscan: AtomicBool,
     /// Claimed by a core's allocation cache.
     pub(crate) owned: AtomicBool,
+    /// Index in its class's span list (small spans; read and written under the class lock).
+    pub(crate) class_pos: AtomicU32,
     pub(crate) npages: AtomicU32,
     pub(crate) nelems: AtomicU32,
     pub(crate) sweepgen: AtomicU32,
@@ -95,6 +97,7 @@ impl Span {
             pinned: AtomicBool::new(false),
             noscan: AtomicBool::new(false),
             owned: AtomicBool::new(false),
+            class_pos: AtomicU32::new(0),
             npages: AtomicU32::new(0),
             nelems: AtomicU32::new(0),
             sweepgen: AtomicU32::new(0),

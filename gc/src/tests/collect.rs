@@ -6,7 +6,8 @@ use core::sync::atomic::Ordering;
 use super::{new_node, node_at, Node};
 use crate::heap::POISON;
 use crate::host::{HostPlatform, World};
-use crate::object::{GcSlot, Trace, HEADER_SIZE};
+use crate::object::{Gc, GcSlot, Trace, HEADER_SIZE};
+use crate::platform::Platform;
 use crate::sizeclass::PAGE_SIZE;
 use crate::{BarrierMode, Config, Phase};
 
@@ -373,4 +374,85 @@ fn off_mode_marks_with_the_world_stopped_in_one_pause() {
         assert_eq!(r.pause_ns[1], 0, "no second pause in off mode");
         assert_eq!(w.collector().stats::<P>().pauses, 1);
     });
+}
+
+/// Four full spans of `Node`s and a fifth with ten, all live through a chain from the mutator's
+/// root; then objects become garbage in the first span (all but one) and the third (20). Returns
+/// the nodes, oldest first, and the garbage.
+fn fill_spans_then_drop_some(c: &crate::Collector, m: &crate::host::Mutator<'_>) -> (Vec<Gc<Node>>, Vec<usize>) {
+    const PER_SPAN: usize = PAGE_SIZE / 96;
+    let mut all: Vec<Gc<Node>> = Vec::new();
+    for i in 0..4 * PER_SPAN + 10 {
+        let n = new_node(c, i as u64);
+        n.kids[0].set::<P>(all.last().copied());
+        all.push(n);
+    }
+    m.set_root(0, all.last().unwrap().addr());
+    // Unlink nodes 1..PER_SPAN and 2 * PER_SPAN + 1..=2 * PER_SPAN + 20 from the chain.
+    all[PER_SPAN].kids[0].set::<P>(Some(all[0]));
+    all[2 * PER_SPAN + 21].kids[0].set::<P>(Some(all[2 * PER_SPAN]));
+    let dead = (1..PER_SPAN).chain(2 * PER_SPAN + 1..=2 * PER_SPAN + 20).map(|i| all[i].addr()).collect();
+    (all, dead)
+}
+
+fn small_span_count(c: &crate::Collector) -> usize {
+    let mut n = 0;
+    c.heap.for_each_span(|s| n += usize::from(!s.large));
+    n
+}
+
+/// Allocation after a sweep fills the room freed in old, once full spans (and the cache's
+/// partly used span) before taking a fresh span: refill must not lose a span with free objects,
+/// whether the collector's sweep found the room (`lazy == false`) or refill sweeps lazily itself.
+fn refill_reuses_freed_room(lazy: bool) {
+    let w = World::new(1, 32 * PAGE_SIZE, config(), BarrierMode::Buffered);
+    w.run_on(0, || {
+        let c = w.collector();
+        let m = w.mutator(1);
+        let (all, dead) = fill_spans_then_drop_some(c, &m);
+        assert_eq!(small_span_count(c), 5);
+        let spans: Vec<u32> = all.iter().map(|n| c.heap.find_object(n.addr()).unwrap().span).collect();
+        if lazy {
+            // A mark that found everything but `dead`, then a new sweep generation with no
+            // sweep: only allocation sweeps.
+            for n in &all {
+                if !dead.contains(&n.addr()) {
+                    let o = c.heap.find_object(n.addr()).unwrap();
+                    c.heap.span(o.span).mark.set(o.index as usize);
+                }
+            }
+            c.heap.begin_sweep_generation((0..P::core_count()).map(P::core));
+        } else {
+            assert_eq!(c.collect::<P>().freed_objects, dead.len() as u64);
+            // A second sweep generation with no refill in between must not forget the room.
+            assert_eq!(c.collect::<P>().freed_objects, 0);
+        }
+        let room = dead.len() + (PAGE_SIZE / 96 - 10);
+        for i in 0..room {
+            let n = new_node(c, 1000 + i as u64);
+            let sp = c.heap.find_object(n.addr()).unwrap().span;
+            assert!(spans.contains(&sp), "lazy {lazy}: allocation {i} of {room} took a fresh span");
+        }
+        assert_eq!(small_span_count(c), 5, "lazy {lazy}");
+        let n = new_node(c, 1);
+        assert!(!spans.contains(&c.heap.find_object(n.addr()).unwrap().span), "every old span is full now");
+        assert_eq!(small_span_count(c), 6);
+        // The chain survived; the new nodes are garbage.
+        assert!(all.iter().filter(|n| !dead.contains(&n.addr())).all(|n| n.intact()));
+        let r = c.collect::<P>();
+        assert_eq!((r.verifier_misses, r.freed_objects), (0, room as u64 + 1), "lazy {lazy}");
+        c.heap.check_poisoned().unwrap();
+        m.set_root(0, 0);
+        drop(m);
+    });
+}
+
+#[test]
+fn refill_reuses_room_the_sweeper_freed_in_full_spans() {
+    refill_reuses_freed_room(false);
+}
+
+#[test]
+fn refill_sweeps_lazily_and_reuses_room_in_full_spans() {
+    refill_reuses_freed_room(true);
 }

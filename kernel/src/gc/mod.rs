@@ -226,18 +226,14 @@ pub fn set_torture(every: u64) {
 
 /// Allocates a zeroed `T` in the GC heap (black while marking). When the heap has grown past the
 /// trigger (`gc.percent=` of the live heap after the last cycle), the allocating task then runs a
-/// cycle itself, unless one is already running; when the heap is full, it collects once and
-/// retries. A heap that is still full is a clear `Err` (requested size and heap state).
+/// cycle itself, unless one is already running; when the heap is full, it collects (or lets the
+/// running cycle finish) and retries. A heap still full after two more completed cycles is a
+/// clear `Err` (requested size and heap state).
 pub fn alloc<T: Trace>() -> Result<Gc<T>, AllocError> {
     let c = collector();
     let object = match c.alloc::<Kernel, T>() {
         Ok(object) => object,
-        Err(_) => {
-            if try_collect().is_none() {
-                tasks::yield_now(); // a cycle is running elsewhere: give it a chance
-            }
-            c.alloc::<Kernel, T>()?
-        }
+        Err(_) => alloc_when_full::<T>()?,
     };
     let torture = TORTURE_EVERY.load(Ordering::Relaxed);
     if torture != 0 && (TORTURE_ALLOCS.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(torture) {
@@ -251,27 +247,56 @@ pub fn alloc<T: Trace>() -> Result<Gc<T>, AllocError> {
     Ok(object)
 }
 
+/// The heap was full. Two cycles must complete before giving up: one running already may have
+/// started its mark before this task dropped its garbage (which then floats until the next).
+fn alloc_when_full<T: Trace>() -> Result<Gc<T>, AllocError> {
+    let c = collector();
+    let failed_at = c.stats.cycles.get();
+    loop {
+        if try_collect().is_none() {
+            // A cycle is running elsewhere: let it (and this core's other tasks) go on.
+            tasks::yield_now();
+            cpu::relax();
+        }
+        match c.alloc::<Kernel, T>() {
+            Ok(object) => return Ok(object),
+            Err(e) if c.stats.cycles.get() >= failed_at + 2 => return Err(e),
+            Err(_) => {}
+        }
+    }
+}
+
 /// Runs `f` while no collection cycle runs (waiting for a running one to finish): integrity
 /// checks between cycles must not interleave with a cycle another core started.
 pub fn between_cycles<R>(f: impl FnOnce() -> R) -> R {
     holding_cycle_lock(f)
 }
 
+/// Tasks waiting in [`holding_cycle_lock`] (an explicit collection, a between-cycles check).
+/// Triggered cycles defer to them: mutators on every core reaching the trigger one after another
+/// would otherwise take the cycle lock every time it is let go, and starve the waiter (a stress
+/// driver waited four minutes for its first cycle while 440 triggered ones ran).
+static CYCLE_WAITERS: AtomicUsize = AtomicUsize::new(0);
+
 /// Runs `f` holding `CYCLE_RUNNING`, yielding this core while another holder finishes.
 fn holding_cycle_lock<R>(f: impl FnOnce() -> R) -> R {
+    // Ordering: Relaxed; only a heuristic for `try_collect`, which tolerates a stale count.
+    CYCLE_WAITERS.fetch_add(1, Ordering::Relaxed);
     // Acquire pairs with the previous holder's Release store: its cycle's effects are visible.
     while CYCLE_RUNNING.swap(true, Ordering::Acquire) {
         tasks::yield_now();
         cpu::relax();
     }
+    CYCLE_WAITERS.fetch_sub(1, Ordering::Relaxed);
     let result = f();
     CYCLE_RUNNING.store(false, Ordering::Release);
     result
 }
 
-/// A triggered cycle: runs one unless a cycle is already running.
+/// A triggered cycle: runs one unless a cycle is already running or a task waits to run one
+/// (whose cycle serves this trigger too).
 fn try_collect() -> Option<CycleReport> {
-    if CYCLE_RUNNING.swap(true, Ordering::Acquire) {
+    if CYCLE_WAITERS.load(Ordering::Relaxed) != 0 || CYCLE_RUNNING.swap(true, Ordering::Acquire) {
         return None;
     }
     TRIGGERED_CYCLES.fetch_add(1, Ordering::Relaxed);
