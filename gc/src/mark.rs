@@ -130,7 +130,12 @@ pub(crate) fn shade(c: &Collector, core: &GcCore, work: &mut LocalWork, addr: us
 #[inline]
 fn shade_object(c: &Collector, core: &GcCore, work: &mut LocalWork, obj: ObjRef) -> bool {
     let span = c.heap.span(obj.span);
-    if !span.mark.set(obj.index as usize) {
+    let i = obj.index as usize;
+    // Already marked is the common case for barrier records (both halves of most stores name
+    // objects shaded earlier): test with a plain load before the atomic RMW, as Go's
+    // `wbBufFlush1` tests `isMarked` first. Mark bits only go from clear to set during a mark, so
+    // a set bit read here stays set; a clear one is decided by the RMW.
+    if span.mark.get(i) || !span.mark.set(i) {
         return false;
     }
     core.stats.shaded.bump();
