@@ -223,6 +223,23 @@ impl Collector {
         Ok(unsafe { Gc::from_raw(ptr) })
     }
 
+    /// Allocate a `T` after the heap was found full: call `make_room` (run a cycle, or let the
+    /// running one go on) and retry, until two cycles have completed since the first retry. One
+    /// is not enough: a cycle already running may have started its mark before the caller dropped
+    /// its garbage, which then floats until the next. The last `Err` says what was asked and what
+    /// the heap holds.
+    pub fn alloc_when_full<P: Platform, T: Trace>(&self, mut make_room: impl FnMut()) -> Result<Gc<T>, AllocError> {
+        let failed_at = self.stats.cycles.get();
+        loop {
+            make_room();
+            match self.alloc::<P, T>() {
+                Ok(object) => return Ok(object),
+                Err(e) if self.stats.cycles.get() >= failed_at + 2 => return Err(e),
+                Err(_) => {}
+            }
+        }
+    }
+
     /// Allocate a pinned, page-aligned, zeroed no-scan buffer of at least `len` bytes.
     pub fn alloc_pinned<P: Platform>(&self, len: usize) -> Result<PinnedBuf, AllocError> {
         let _np = P::disable_preemption();

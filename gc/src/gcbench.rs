@@ -554,22 +554,17 @@ impl<'s, 'w> Bench<'s, 'w> {
         }
     }
 
-    /// The heap is full: collect (or let the running cycle finish) and retry, until two cycles
-    /// have completed since the failure without making room.
+    /// The heap is full: collect (or let the running cycle finish) and retry
+    /// ([`crate::Collector::alloc_when_full`]).
     fn alloc_full_heap<T: Trace>(&mut self) -> Result<Gc<T>, AllocError> {
-        let start = self.c.stats.cycles.get();
-        loop {
-            if !self.shared.try_collect() {
+        let (shared, m) = (self.shared, &self.m);
+        self.c.alloc_when_full::<P, T>(|| {
+            if !shared.try_collect() {
                 // Another thread's cycle: park if it stops the world, let it run.
-                self.m.safe_point();
+                m.safe_point();
                 std::thread::yield_now();
             }
-            match self.c.alloc::<P, T>() {
-                Ok(object) => return Ok(object),
-                Err(e) if self.c.stats.cycles.get() >= start + 2 => return Err(e),
-                Err(_) => {}
-            }
-        }
+        })
     }
 
     fn node(&mut self) -> Result<Gc<Node>, AllocError> {

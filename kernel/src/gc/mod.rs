@@ -247,23 +247,16 @@ pub fn alloc<T: Trace>() -> Result<Gc<T>, AllocError> {
     Ok(object)
 }
 
-/// The heap was full. Two cycles must complete before giving up: one running already may have
-/// started its mark before this task dropped its garbage (which then floats until the next).
+/// The heap was full: run a cycle, or let the running one go on, and retry
+/// ([`Collector::alloc_when_full`]).
 fn alloc_when_full<T: Trace>() -> Result<Gc<T>, AllocError> {
-    let c = collector();
-    let failed_at = c.stats.cycles.get();
-    loop {
+    collector().alloc_when_full::<Kernel, T>(|| {
         if try_collect().is_none() {
             // A cycle is running elsewhere: let it (and this core's other tasks) go on.
             tasks::yield_now();
             cpu::relax();
         }
-        match c.alloc::<Kernel, T>() {
-            Ok(object) => return Ok(object),
-            Err(e) if c.stats.cycles.get() >= failed_at + 2 => return Err(e),
-            Err(_) => {}
-        }
-    }
+    })
 }
 
 /// Runs `f` while no collection cycle runs (waiting for a running one to finish): integrity
@@ -275,7 +268,7 @@ pub fn between_cycles<R>(f: impl FnOnce() -> R) -> R {
 /// Tasks waiting in [`holding_cycle_lock`] (an explicit collection, a between-cycles check).
 /// Triggered cycles defer to them: mutators on every core reaching the trigger one after another
 /// would otherwise take the cycle lock every time it is let go, and starve the waiter (a stress
-/// driver waited four minutes for its first cycle while 440 triggered ones ran).
+/// driver waited 240 s for its first cycle while 447 triggered ones ran).
 static CYCLE_WAITERS: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs `f` holding `CYCLE_RUNNING`, yielding this core while another holder finishes.
