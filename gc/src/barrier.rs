@@ -31,12 +31,13 @@ use alloc::vec::Vec;
 
 use crate::collector::Collector;
 use crate::mark;
+use crate::object::HEADER_SIZE;
 use crate::platform::{GcCore, Platform};
 use crate::wbbuf::WbBuf;
 
 /// Set while a cycle is marking and the mode needs barriers (shade old and new).
 pub const BARRIER_MARKING: usize = 1;
-/// Set in `checked` mode, always: report GC pointers stored outside the heap and roots.
+/// Set in `checked` mode, always: report GC pointers stored where the marker never looks.
 pub const BARRIER_CHECKING: usize = 2;
 
 /// The global barrier flag, one word at a known symbol (a debugger can find it by name).
@@ -56,7 +57,8 @@ pub enum BarrierMode {
     /// Shade old and new inside the barrier, no buffer (the pre-buffer baseline).
     Direct = 2,
     /// Buffered with a minimum-size buffer so every barrier takes the slow path, which also
-    /// reports GC pointers stored outside the GC heap and the registered roots.
+    /// reports GC pointers stored where the marker never looks: outside the GC heap and the
+    /// registered roots, into no-scan objects, at offsets a type does not list as pointer fields.
     Checked = 3,
     /// Stress suites only, a negative control: mark concurrently with the barrier off. The
     /// verifier must catch the objects this loses.
@@ -206,11 +208,36 @@ pub fn wb_buf_flush1(c: &Collector, core: &GcCore, buf: &mut WbBuf) {
     work.publish(&c.work);
 }
 
-/// One checked-mode finding: a GC pointer stored into memory outside the heap and roots.
+/// Where a checked-mode store went that the marker will never look.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckedSlot {
+    /// Memory outside the GC heap that is not a registered root (a static, a DMA ring).
+    OutsideHeapAndRoots,
+    /// Heap memory that is no allocated object (free, or a header).
+    NotInAnObject,
+    /// A no-scan object (a pinned buffer, a raw byte buffer): the marker never reads it.
+    NoScanObject {
+        /// Base of the object holding the slot.
+        holder: usize,
+    },
+    /// A scanned object, at an offset its type does not list as a pointer field.
+    NotAPointerField {
+        /// Base of the object holding the slot.
+        holder: usize,
+        /// Its type.
+        holder_type: &'static str,
+        /// Offset of the slot in the payload.
+        offset: usize,
+    },
+}
+
+/// One checked-mode finding: a GC pointer stored where the marker will not see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckedReport {
     /// Address of the slot written.
     pub slot: usize,
+    /// What the slot is.
+    pub kind: CheckedSlot,
     /// The GC object stored there.
     pub object: usize,
     /// Its type name.
@@ -226,21 +253,44 @@ pub fn take_checked_reports() -> Vec<CheckedReport> {
     core::mem::take(&mut *CHECKED_REPORTS.lock())
 }
 
+/// Where a store into `slot` would be invisible to the marker, if it would.
+fn unscanned_slot(c: &Collector, slot: usize) -> Option<CheckedSlot> {
+    if !c.heap.contains(slot) {
+        return (!c.roots.contains_slot(slot)).then_some(CheckedSlot::OutsideHeapAndRoots);
+    }
+    let Some(holder) = c.heap.find_object(slot) else {
+        return Some(CheckedSlot::NotInAnObject);
+    };
+    if c.heap.is_noscan(&holder) {
+        return Some(CheckedSlot::NoScanObject { holder: holder.base });
+    }
+    let ty = c.heap.type_of(&holder);
+    match slot.checked_sub(holder.base + HEADER_SIZE) {
+        Some(offset) if ty.pointer_offsets.contains(&offset) => None,
+        Some(offset) => Some(CheckedSlot::NotAPointerField { holder: holder.base, holder_type: ty.name, offset }),
+        None => Some(CheckedSlot::NotInAnObject),
+    }
+}
+
 fn check_store<P: Platform>(slot: &AtomicUsize, new: usize, caller: &'static Location) {
     let c = P::collector();
     let slot_addr = slot as *const AtomicUsize as usize;
-    if new == 0 || c.heap.contains(slot_addr) || c.roots.contains_slot(slot_addr) {
+    if new == 0 {
         return;
     }
     let Some(obj) = c.heap.find_object(new) else {
         return;
     };
-    let r = CheckedReport { slot: slot_addr, object: new, type_name: c.heap.type_name(&obj), caller };
+    let Some(kind) = unscanned_slot(c, slot_addr) else {
+        return;
+    };
+    let r = CheckedReport { slot: slot_addr, kind, object: new, type_name: c.heap.type_name(&obj), caller };
     log::warn!(
-        "gc checked: GC pointer {:#x} ({}) stored into non-GC slot {:#x} at {}",
+        "gc checked: GC pointer {:#x} ({}) stored into slot {:#x} ({:?}), which the marker never scans, at {}",
         r.object,
         r.type_name,
         r.slot,
+        r.kind,
         r.caller
     );
     core_stats_bump_checked(P::current_core());

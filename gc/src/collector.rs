@@ -18,6 +18,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering}
 use alloc::vec::Vec;
 
 use crate::barrier::{self, wb_buf_flush1, BarrierMode, BARRIER_CHECKING, BARRIER_MARKING, WRITE_BARRIER};
+use crate::census::{self, CensusEntry, CensusPoint, RootOwner, Unscanned};
 use crate::heap::{AllocError, Heap};
 use crate::mark::{self, GlobalWork};
 use crate::object::{Gc, Trace};
@@ -87,6 +88,9 @@ pub struct CycleReport {
     pub pause_ns: [u64; 2],
     /// Reachable objects the verifier found unmarked (0 if the verifier is off).
     pub verifier_misses: usize,
+    /// Task stacks or saved registers the census says should have been scanned and were not
+    /// (0 if the verifier is off).
+    pub unscanned: usize,
 }
 
 /// A pinned no-scan buffer in the GC heap (a framebuffer): page aligned, zeroed, never freed
@@ -127,6 +131,17 @@ pub struct Collector {
     /// Cycle counters.
     pub stats: CycleStats,
     misses: spin::Mutex<Vec<Miss>>,
+    /// The root census of the cycle being verified (see [`census`]).
+    census: spin::Mutex<CycleCensus>,
+    unscanned: spin::Mutex<Vec<Unscanned>>,
+}
+
+/// One cycle's root census: the tasks alive at mark start and every range scanned since, by
+/// owner. Only kept with the verifier on.
+#[derive(Default)]
+struct CycleCensus {
+    at_start: Vec<CensusEntry>,
+    scanned: Vec<RootOwner>,
 }
 
 impl Collector {
@@ -151,6 +166,8 @@ impl Collector {
             cycle_lock: spin::Mutex::new(()),
             stats: CycleStats::new(),
             misses: spin::Mutex::new(Vec::new()),
+            census: spin::Mutex::new(CycleCensus { at_start: Vec::new(), scanned: Vec::new() }),
+            unscanned: spin::Mutex::new(Vec::new()),
         }
     }
 
@@ -269,6 +286,11 @@ impl Collector {
         core::mem::take(&mut *self.misses.lock())
     }
 
+    /// The census findings (tasks not scanned) recorded so far (taken and cleared).
+    pub fn take_unscanned(&self) -> Vec<Unscanned> {
+        core::mem::take(&mut *self.unscanned.lock())
+    }
+
     /// Help mark: drain grey objects on this core until none is left. Mark workers on other
     /// cores call this in a loop while `phase() == Phase::Mark`. Returns objects scanned.
     pub fn mark_worker<P: Platform>(&self) -> usize {
@@ -326,16 +348,23 @@ impl Collector {
             mark::scan_globals(self, core, work);
             let verifying = self.verify.load(Ordering::Relaxed);
             let mut ranges = Vec::new();
-            P::for_each_stack_range(&mut |r| {
+            let mut census = self.census.lock();
+            census.at_start.clear();
+            census.scanned.clear();
+            P::for_each_stack_range(&mut |r, owner| {
                 mark::scan_conservative(self, core, work, r);
                 if verifying {
                     ranges.push(r);
+                    census.scanned.push(owner);
                 }
             });
             if verifying {
-                // What is reachable now, for the verifier to tell a lost object from a stale word.
+                // Who must be scanned this cycle, and what exists and is reachable now, for the
+                // verifier to classify what the mark misses.
+                P::root_census(&mut |e| census.at_start.push(e));
                 verify::snapshot(self, &ranges);
             }
+            drop(census);
             self.snapshot_taken.store(verifying, Ordering::Relaxed);
             work.publish(&self.work);
             if !mode.marks_concurrently() {
@@ -444,29 +473,7 @@ impl Collector {
         debug_assert!(mode != BarrierMode::Checked || WRITE_BARRIER.load(Ordering::Relaxed) == BARRIER_CHECKING);
 
         if self.verify.load(Ordering::Relaxed) {
-            let mut ranges = Vec::new();
-            P::for_each_stack_range(&mut |r: ScanRange| ranges.push(r));
-            let t_verify = P::now_ns();
-            let (misses, count) = verify::verify(self, &ranges, self.snapshot_taken.load(Ordering::Relaxed));
-            self.stats.ns_verify.add(P::now_ns() - t_verify);
-            report.verifier_misses = count;
-            if count > 0 {
-                self.stats.verifier_misses.add(count as u64);
-                for m in &misses {
-                    log::error!(
-                        "gc verifier: reachable object {:#x} ({}) not marked; reached through slot {:#x}{} (mode {})",
-                        m.object,
-                        m.type_name,
-                        m.slot,
-                        m.parent.map_or(alloc::string::String::new(), |p| alloc::format!(" of object {p:#x}")),
-                        mode.name()
-                    );
-                }
-                if self.panic_on_miss {
-                    panic!("gc verifier: {count} reachable objects missed by the mark");
-                }
-                self.misses.lock().extend(misses);
-            }
+            self.verify_marks::<P>(mode, report);
         }
 
         let marked: u64 = (0..P::core_count()).map(|i| P::core(i).stats.bytes_marked.get()).sum();
@@ -478,6 +485,69 @@ impl Collector {
 
         self.set_phase(Phase::Sweep);
         self.heap.begin_sweep_generation((0..P::core_count()).map(|i| P::core(i)));
+    }
+
+    /// The verifier (world stopped, after the final drain): the root census checks, then the
+    /// re-mark. Findings are logged, counted, kept for `take_misses` / `take_unscanned`, and
+    /// repaired (the sweep keeps every reachable object), or panic with `panic_on_miss`.
+    fn verify_marks<P: Platform>(&self, mode: BarrierMode, report: &mut CycleReport) {
+        let t_verify = P::now_ns();
+        let mut ranges = Vec::new();
+        let mut covered = Vec::new();
+        P::for_each_stack_range(&mut |r: ScanRange, owner| {
+            ranges.push(r);
+            covered.push(owner);
+        });
+        let mut now = Vec::new();
+        P::root_census(&mut |e| now.push(e));
+        let mut unscanned = {
+            let census = self.census.lock();
+            let alive = |task: u64| now.iter().any(|e| e.task == task);
+            census::check(&census.at_start, &census.scanned, CensusPoint::MarkStart, alive)
+        };
+        unscanned.extend(census::check(&now, &covered, CensusPoint::Verify, |_| true));
+        // What a skipped stack holds is reported (and kept) too: the re-mark walks the whole of
+        // each one, live part and dead. (Only after a census finding, which fails the run anyway.)
+        for u in unscanned.iter().filter(|u| u.part == census::RootPart::Stack) {
+            if !ranges.contains(&u.entry.stack) {
+                ranges.push(u.entry.stack);
+            }
+        }
+        let snapshot = self.snapshot_taken.load(Ordering::Relaxed);
+        let (misses, count) = verify::verify(self, &ranges, snapshot);
+        self.stats.ns_verify.add(P::now_ns() - t_verify);
+        for u in &unscanned {
+            log::error!(
+                "gc census: task '{}' (id {}, stack [{:#x}, {:#x})) {}: its {:?} was never scanned (mode {})",
+                u.entry.name,
+                u.entry.task,
+                u.entry.stack.lo,
+                u.entry.stack.hi,
+                u.point.describe(),
+                u.part,
+                mode.name()
+            );
+        }
+        for m in &misses {
+            log::error!(
+                "gc verifier: reachable object {:#x} ({}) not marked; reached through slot {:#x}{}; {} (mode {})",
+                m.object,
+                m.type_name,
+                m.slot,
+                m.parent.map_or(alloc::string::String::new(), |p| alloc::format!(" of object {p:#x}")),
+                m.cause.describe(),
+                mode.name()
+            );
+        }
+        report.verifier_misses = count;
+        report.unscanned = unscanned.len();
+        self.stats.verifier_misses.add(count as u64);
+        self.stats.unscanned.add(unscanned.len() as u64);
+        if self.panic_on_miss && (count > 0 || !unscanned.is_empty()) {
+            panic!("gc verifier: {count} reachable objects missed by the mark, {} stacks not scanned", unscanned.len());
+        }
+        self.misses.lock().extend(misses);
+        self.unscanned.lock().extend(unscanned);
     }
 
     /// All counters, summed over cores.
@@ -496,6 +566,7 @@ impl Collector {
             bytes_freed: s.bytes_freed.get(),
             objects_freed: s.objects_freed.get(),
             verifier_misses: s.verifier_misses.get(),
+            unscanned: s.unscanned.get(),
             ns_verify: s.ns_verify.get(),
             mark_restarts: s.mark_restarts.get(),
             heap_in_use: self.heap.in_use() as u64,

@@ -123,6 +123,9 @@ pub struct Heap {
     classes: [spin::Mutex<ClassList>; NUM_CLASSES],
     /// Go's `mheap_.sweepgen`: bumped by 2 at every mark termination.
     sweepgen: AtomicU32,
+    /// Start pages of the pinned buffers' spans (few: framebuffers). Pinned buffers are roots
+    /// (`for_each_pinned`).
+    pinned: spin::Mutex<Vec<u32>>,
     in_use: AtomicUsize,
 }
 
@@ -167,6 +170,7 @@ impl Heap {
                 spin::Mutex::new(ClassList { spans: Vec::new(), unswept: 0, partial: Vec::new(), gen: 0 })
             }),
             sweepgen: AtomicU32::new(2),
+            pinned: spin::Mutex::new(Vec::new()),
             in_use: AtomicUsize::new(0),
         }
     }
@@ -326,6 +330,7 @@ impl Heap {
         // SAFETY: freshly allocated span, only the caller knows it.
         unsafe { core::ptr::write_bytes(self.ptr(base), 0, s.elem_size()) };
         self.in_use.fetch_add(s.elem_size(), Ordering::Relaxed);
+        self.pinned.lock().push(span);
         fence(Ordering::Release);
         Ok(base)
     }
@@ -333,8 +338,21 @@ impl Heap {
     /// Let a pinned buffer be collected once unreachable.
     pub(crate) fn unpin(&self, addr: usize) -> bool {
         match self.find_object(addr) {
-            Some(obj) => self.span(obj.span).pinned.swap(false, Ordering::Relaxed),
-            None => false,
+            Some(obj) if self.span(obj.span).pinned.swap(false, Ordering::Relaxed) => {
+                self.pinned.lock().retain(|&sp| sp != obj.span);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Visit the base address of every pinned buffer. Pinned buffers are roots: whatever refers
+    /// to them (a device, a driver's state in non-GC memory) is invisible to the collector, and
+    /// the mark shades them so that mark bits say what survives. They are no-scan, so a pinned
+    /// buffer keeps nothing else alive.
+    pub(crate) fn for_each_pinned(&self, mut f: impl FnMut(usize)) {
+        for &sp in self.pinned.lock().iter() {
+            f(self.span_base(sp));
         }
     }
 
@@ -443,6 +461,7 @@ impl Heap {
         s.check.clear();
         // Nothing in a new span was reachable at the last mark start.
         s.start.clear();
+        s.existed.clear();
         // A new span is swept for the current generation (nothing in it to free).
         s.sweepgen.store(self.sweepgen(), Ordering::Relaxed);
         // Ordering: Release publishes the fields above to `find_object`'s Acquire loads.

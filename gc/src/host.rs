@@ -20,6 +20,7 @@ use std::time::Instant;
 use std::vec::Vec;
 
 use crate::barrier::{self, BarrierMode, WRITE_BARRIER};
+use crate::census::{CensusEntry, RootOwner, RootPart};
 use crate::collector::{Collector, Config};
 use crate::platform::{GcCore, Platform, ScanRange};
 use crate::sizeclass::PAGE_SIZE;
@@ -34,7 +35,8 @@ pub struct World {
     requested: AtomicBool,
     parked: AtomicUsize,
     attached: AtomicUsize,
-    stacks: Mutex<Vec<(usize, ScanRange)>>,
+    /// Each mutator's root slots: (id, range, hidden from the scan).
+    stacks: Mutex<Vec<(usize, ScanRange, bool)>>,
     next_stack_id: AtomicUsize,
     _serial: MutexGuard<'static, ()>,
 }
@@ -115,7 +117,7 @@ impl World {
         let lo = slots.as_ptr().cast::<AtomicUsize>().expose_provenance();
         let range = ScanRange { lo, hi: lo + roots * core::mem::size_of::<usize>() };
         let id = self.next_stack_id.fetch_add(1, Ordering::Relaxed);
-        self.stacks.lock().unwrap().push((id, range));
+        self.stacks.lock().unwrap().push((id, range, false));
         // Ordering: SeqCst, see `stop_the_world`: a concurrent STW either counts this mutator or
         // this mutator's safe point sees the request.
         self.attached.fetch_add(1, Ordering::SeqCst);
@@ -183,6 +185,15 @@ impl Mutator<'_> {
         self.slots()[i].store(v, Ordering::Relaxed)
     }
 
+    /// A planted blind spot for the root census: from now on the platform's scan skips this
+    /// mutator's slots (as a kernel scan skips a stack it cannot find), while the census still
+    /// lists it.
+    pub fn hide_from_scan(&self) {
+        for entry in self.world.stacks.lock().unwrap().iter_mut().filter(|e| e.0 == self.id) {
+            entry.2 = true;
+        }
+    }
+
     /// Number of root slots.
     pub fn len(&self) -> usize {
         self.slots().len()
@@ -197,7 +208,7 @@ impl Mutator<'_> {
 impl Drop for Mutator<'_> {
     fn drop(&mut self) {
         self.safe_point();
-        self.world.stacks.lock().unwrap().retain(|(id, _)| *id != self.id);
+        self.world.stacks.lock().unwrap().retain(|(id, _, _)| *id != self.id);
         // Ordering: SeqCst, see `World::mutator`.
         self.world.attached.fetch_sub(1, Ordering::SeqCst);
         // SAFETY: from `Box::into_raw`; no longer registered, so no scan can read it.
@@ -268,10 +279,21 @@ impl Platform for HostPlatform {
         r
     }
 
-    fn for_each_stack_range(visit: &mut dyn FnMut(ScanRange)) {
+    fn for_each_stack_range(visit: &mut dyn FnMut(ScanRange, RootOwner)) {
         let w = World::current();
-        for &(_, r) in w.stacks.lock().unwrap().iter() {
-            visit(r);
+        for &(id, r, hidden) in w.stacks.lock().unwrap().iter() {
+            if !hidden {
+                visit(r, RootOwner { task: id as u64, part: RootPart::Stack });
+            }
+        }
+    }
+
+    fn root_census(visit: &mut dyn FnMut(CensusEntry)) {
+        let w = World::current();
+        for &(id, stack, _) in w.stacks.lock().unwrap().iter() {
+            // A mutator thread's slots are its whole "stack"; it has no saved registers apart.
+            let name = std::format!("mutator {id}");
+            visit(CensusEntry { task: id as u64, name, stack, running: true, exempt: None });
         }
     }
 }

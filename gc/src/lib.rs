@@ -16,6 +16,7 @@
 //! - `mark`: shading, grey work buffers, scanning.
 //! - [`collector`]: the cycle (mark setup, concurrent mark, mark termination, sweep), pacing.
 //! - [`verify`]: the stop-the-world re-mark that reports what the concurrent mark missed.
+//! - [`census`]: the verifier's independent list of the tasks a cycle must scan.
 //! - [`stats`]: counters per core and per cycle.
 //! - `host` (feature `host`, and in tests): a [`Platform`] over threads.
 //!
@@ -47,6 +48,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod barrier;
+pub mod census;
 pub mod collector;
 pub mod heap;
 mod mark;
@@ -68,11 +70,12 @@ pub mod host;
 #[cfg(test)]
 mod tests;
 
-pub use barrier::{take_checked_reports, write_pointer, BarrierMode, CheckedReport, WRITE_BARRIER};
+pub use barrier::{take_checked_reports, write_pointer, BarrierMode, CheckedReport, CheckedSlot, WRITE_BARRIER};
+pub use census::{CensusEntry, Exemption, RootOwner, RootPart, Unscanned};
 pub use collector::{Collector, Config, CycleReport, Phase, PinnedBuf};
 pub use heap::AllocError;
 pub use object::{Gc, GcSlot, GcType, Trace};
 pub use platform::{GcCore, Platform, ScanRange};
 pub use stats::StatsSnapshot;
-pub use verify::Miss;
+pub use verify::{Miss, MissCause};
 pub use wbbuf::WbBuf;

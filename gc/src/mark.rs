@@ -206,9 +206,13 @@ pub(crate) fn scan_conservative(c: &Collector, core: &GcCore, work: &mut LocalWo
     }
 }
 
-/// Shade every registered global root.
+/// Shade every registered global root and every pinned buffer (roots too, see
+/// `Heap::for_each_pinned`).
 pub(crate) fn scan_globals(c: &Collector, core: &GcCore, work: &mut LocalWork) {
     c.roots.for_each(|slot| {
         shade(c, core, work, slot.load(Ordering::Relaxed));
+    });
+    c.heap.for_each_pinned(|base| {
+        shade(c, core, work, base);
     });
 }

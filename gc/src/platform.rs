@@ -6,6 +6,7 @@
 
 use core::cell::UnsafeCell;
 
+use crate::census::{CensusEntry, RootOwner};
 use crate::collector::Collector;
 use crate::mark::LocalWork;
 use crate::sizeclass::NUM_CLASSES;
@@ -56,9 +57,14 @@ pub trait Platform: Sync + 'static {
     /// inside an allocation), with the parked cores' memory effects visible to `f` and `f`'s
     /// visible to them when they resume.
     fn stop_the_world<R>(f: impl FnOnce() -> R) -> R;
-    /// Report every range to scan conservatively (task stacks, saved registers). Called only
-    /// while the world is stopped.
-    fn for_each_stack_range(visit: &mut dyn FnMut(ScanRange));
+    /// Report every range to scan conservatively (task stacks, saved registers), each with the
+    /// task it belongs to. Called only while the world is stopped.
+    fn for_each_stack_range(visit: &mut dyn FnMut(ScanRange, RootOwner));
+    /// The root census (see [`crate::census`]): every task alive now, from the task table and
+    /// each core's current task, *not* from whatever `for_each_stack_range` consults to find
+    /// stacks, with its exemption if it has one. Called only while the world is stopped, and only
+    /// with the verifier on.
+    fn root_census(visit: &mut dyn FnMut(CensusEntry));
 }
 
 /// Per-core collector state: the write-barrier buffer, the mark work buffer, the allocation cache

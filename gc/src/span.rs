@@ -1,9 +1,10 @@
 //! Spans: runs of pages holding objects of one size, with per-object bitmaps.
 //!
-//! A span's metadata lives at the index of its first page. Three bitmaps, one bit per object:
+//! A span's metadata lives at the index of its first page. Bitmaps, one bit per object:
 //! - `alloc`: the object is allocated (set by the owning core's allocator, cleared by sweep);
 //! - `mark`: the object is grey or black this cycle (set by shading, cleared by sweep);
-//! - `check`: the verifier's own reachability bits (like Go's checkmarks).
+//! - `check`: the verifier's own reachability bits (like Go's checkmarks);
+//! - `start`, `existed`: the verifier's mark-start snapshot (reachable then, allocated then).
 //!
 //! Sweep state follows Go's `sweepgen`: with heap generation `sg`, a span at `sg - 2` needs
 //! sweeping, `sg - 1` is being swept, `sg` is swept and usable. Allocation only takes swept spans,
@@ -59,6 +60,13 @@ impl Bitmap {
         }
     }
 
+    /// Make this bitmap a copy of `other` (world stopped: no bit of either changes meanwhile).
+    pub(crate) fn copy_from(&self, other: &Bitmap) {
+        for (w, o) in self.0.iter().zip(&other.0) {
+            w.store(o.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn count(&self) -> usize {
         self.0.iter().map(|w| w.load(Ordering::Relaxed).count_ones() as usize).sum()
     }
@@ -87,6 +95,8 @@ pub(crate) struct Span {
     pub(crate) check: Bitmap,
     /// Reachable at the last mark start (the verifier's snapshot, `verify::snapshot`).
     pub(crate) start: Bitmap,
+    /// Allocated at the last mark start (the same snapshot).
+    pub(crate) existed: Bitmap,
 }
 
 impl Span {
@@ -106,6 +116,7 @@ impl Span {
             mark: Bitmap::new(),
             check: Bitmap::new(),
             start: Bitmap::new(),
+            existed: Bitmap::new(),
         }
     }
 

@@ -92,6 +92,8 @@ pub struct CycleStats {
     pub objects_freed: Counter,
     /// Objects the verifier found reachable but unmarked, all cycles.
     pub verifier_misses: Counter,
+    /// Task stacks or saved registers the root census found unscanned, all cycles.
+    pub unscanned: Counter,
     /// Total ns spent in the verifier (inside the mark termination pause).
     pub ns_verify: Counter,
     /// Mark terminations that found grey objects and went back to concurrent marking.
@@ -113,6 +115,7 @@ impl CycleStats {
             bytes_freed: Counter::new(),
             objects_freed: Counter::new(),
             verifier_misses: Counter::new(),
+            unscanned: Counter::new(),
             ns_verify: Counter::new(),
             mark_restarts: Counter::new(),
         }
@@ -146,6 +149,8 @@ pub struct StatsSnapshot {
     pub objects_freed: u64,
     pub allocs: u64,
     pub verifier_misses: u64,
+    /// Task stacks or saved registers the root census found unscanned.
+    pub unscanned: u64,
     /// Time in the verifier (included in the pauses).
     pub ns_verify: u64,
     pub mark_restarts: u64,

@@ -4,21 +4,32 @@
 //! was reached through. It then marks the missed object, so the sweep that follows does not free
 //! reachable memory: the report is the failure, not a use-after-free later.
 //!
-//! Stacks and saved registers are scanned conservatively, and words written there during the mark
-//! are not all references: a stale spill slot, a loop's end pointer or a register a trap frame
-//! saved can name an object that was already garbage when the mark started. No barrier bug can
-//! make such an object reachable (a mutator only gets real references by loading them from
-//! reachable objects or by allocating, black), so reporting it would be a false alarm. With the
-//! verifier on, the mark start therefore takes a snapshot of what is reachable then (`start`
-//! bits); at termination a white object reached only through a conservative word counts only if
-//! it was in the snapshot. A real loss, an object reachable at mark start that the mark missed,
-//! is still reported however it is reached; heap fields and global roots are checked as before.
+//! Nothing the re-mark reaches is dismissed. Stacks and saved registers are scanned
+//! conservatively, and a word there that names an object the mark left white is reported however
+//! it got there; the verifier does not try to tell a lost reference from a word that is no
+//! reference. Instead, with the verifier on, mark start takes a **snapshot**: which objects
+//! existed then (`existed` bits, the allocation bits copied) and which of them were reachable from
+//! the roots the mark scanned (`start` bits). The snapshot marks nothing: it only classifies each
+//! miss ([`MissCause`]):
+//! - reachable at mark start and still missed: the barrier or the mark lost it;
+//! - existed but unreachable at mark start: its reference came from memory the mark does not
+//!   scan (a stack the scan skipped, a kernel word outside `.gcroots`), or the word is no
+//!   reference at all (a stale stack slot). Either is a hole in what the collector scans;
+//! - allocated during the mark and white: allocation during the mark must be black.
+//!
+//! An earlier version dismissed the second kind when it was reached through a conservative word,
+//! to silence stale stack slots. That also hid every root the scan skipped, which the snapshot
+//! skips too. The stale words have been removed at their sources instead (dead stack memory is
+//! zeroed before a scan; parked and switched-out tasks keep no dead caller-saved registers;
+//! pinned buffers, which non-GC memory refers to, are roots), and the [`census`](crate::census)
+//! checks that no task's stack was skipped.
 
 use core::sync::atomic::Ordering;
 
 use alloc::vec::Vec;
 
 use crate::collector::Collector;
+use crate::heap::ObjRef;
 use crate::mark::slot_at;
 use crate::object::HEADER_SIZE;
 use crate::platform::ScanRange;
@@ -34,6 +45,36 @@ pub struct Miss {
     pub slot: usize,
     /// The object holding that slot, if it is a heap field.
     pub parent: Option<usize>,
+    /// What the mark-start snapshot says about it.
+    pub cause: MissCause,
+}
+
+/// What the mark-start snapshot says about a missed object (see the module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MissCause {
+    /// Reachable from the scanned roots at mark start: the barrier or the mark lost it.
+    ReachableAtMarkStart,
+    /// Allocated at mark start but not reachable from the roots the mark scanned: its reference
+    /// came from memory the collector does not scan, or the word naming it is no reference.
+    UnreachableAtMarkStart,
+    /// Allocated during the mark, yet white: allocation during the mark must be black.
+    AllocatedDuringMark,
+    /// No snapshot was taken this cycle (the verifier was turned on during it).
+    Unknown,
+}
+
+impl MissCause {
+    /// For reports.
+    pub fn describe(self) -> &'static str {
+        match self {
+            MissCause::ReachableAtMarkStart => "reachable at mark start: lost by the barrier or the mark",
+            MissCause::UnreachableAtMarkStart => {
+                "unreachable from the scanned roots at mark start: referenced from memory the collector does not scan"
+            }
+            MissCause::AllocatedDuringMark => "allocated during the mark but white: allocation must be black",
+            MissCause::Unknown => "no mark-start snapshot this cycle",
+        }
+    }
 }
 
 /// How many misses are kept per cycle (all are counted).
@@ -44,9 +85,9 @@ pub const MAX_MISSES_KEPT: usize = 64;
 enum Pass {
     /// Mark start: set `start` bits.
     Snapshot,
-    /// Mark termination: set `check` bits and report white objects; `filter`: the snapshot was
-    /// taken, so conservative words naming objects garbage at mark start are skipped.
-    Verify { filter: bool },
+    /// Mark termination: set `check` bits and report white objects; `snapshot`: the snapshot
+    /// was taken at this cycle's mark start, so misses can be classified.
+    Verify { snapshot: bool },
 }
 
 struct Walk<'a> {
@@ -74,21 +115,20 @@ impl Walk<'_> {
                     return;
                 }
             }
-            Pass::Verify { filter } => {
-                if filter && !precise && !span.mark.get(i) && !span.start.get(i) {
-                    return; // garbage at mark start: this word is no reference (module doc)
-                }
+            Pass::Verify { snapshot } => {
                 if !span.check.set(i) {
                     return;
                 }
                 if !span.mark.get(i) {
                     self.missed += 1;
                     if self.misses.len() < MAX_MISSES_KEPT {
+                        let cause = if snapshot { self.cause(&obj) } else { MissCause::Unknown };
                         self.misses.push(Miss {
                             object: obj.base,
                             type_name: self.c.heap.type_name(&obj),
                             slot,
                             parent,
+                            cause,
                         });
                     }
                     // Repair, so the sweep keeps it.
@@ -101,6 +141,19 @@ impl Walk<'_> {
         }
     }
 
+    /// Classify a missed object by the mark-start snapshot.
+    fn cause(&self, obj: &ObjRef) -> MissCause {
+        let span = self.c.heap.span(obj.span);
+        let i = obj.index as usize;
+        if span.start.get(i) {
+            MissCause::ReachableAtMarkStart
+        } else if span.existed.get(i) {
+            MissCause::UnreachableAtMarkStart
+        } else {
+            MissCause::AllocatedDuringMark
+        }
+    }
+
     /// Walks everything reachable from the global roots and `ranges`.
     fn run(&mut self, ranges: &[ScanRange]) {
         let c = self.c;
@@ -108,6 +161,8 @@ impl Walk<'_> {
             let addr = slot as *const _ as usize;
             self.visit(slot.load(Ordering::Relaxed), addr, None, true);
         });
+        // Pinned buffers are roots (see `Heap::for_each_pinned`); the "slot" is the buffer itself.
+        c.heap.for_each_pinned(|base| self.visit(base, base, None, true));
         for r in ranges {
             let w = core::mem::size_of::<usize>();
             let mut a = r.lo.next_multiple_of(w);
@@ -131,10 +186,13 @@ impl Walk<'_> {
     }
 }
 
-/// Records what is reachable at mark start (`start` bits). World stopped; `ranges` are the
-/// conservative ranges the mark scanned.
+/// Records what exists (`existed`) and what is reachable (`start`) at mark start. World stopped;
+/// `ranges` are the conservative ranges the mark scanned. Marks nothing.
 pub(crate) fn snapshot(c: &Collector, ranges: &[ScanRange]) {
-    c.heap.for_each_span_meta(|s| s.start.clear());
+    c.heap.for_each_span_meta(|s| {
+        s.start.clear();
+        s.existed.copy_from(&s.alloc);
+    });
     Walk { c, pass: Pass::Snapshot, grey: Vec::new(), misses: Vec::new(), missed: 0 }.run(ranges);
 }
 
@@ -144,7 +202,7 @@ pub(crate) fn snapshot(c: &Collector, ranges: &[ScanRange]) {
 pub(crate) fn verify(c: &Collector, ranges: &[ScanRange], snapshot_taken: bool) -> (Vec<Miss>, usize) {
     c.heap.for_each_span_meta(|s| s.check.clear());
     let mut walk =
-        Walk { c, pass: Pass::Verify { filter: snapshot_taken }, grey: Vec::new(), misses: Vec::new(), missed: 0 };
+        Walk { c, pass: Pass::Verify { snapshot: snapshot_taken }, grey: Vec::new(), misses: Vec::new(), missed: 0 };
     walk.run(ranges);
     (walk.misses, walk.missed)
 }

@@ -21,7 +21,7 @@ static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 static PARKED_SP: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
 
 /// How long the initiator waits for the others before giving up with a report.
-const STOP_TIMEOUT_MS: u64 = 2000;
+pub const STOP_TIMEOUT_MS: u64 = 2000;
 
 /// What a stop cost.
 #[derive(Clone, Copy, Debug)]
@@ -134,6 +134,44 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
     release(masked);
     let ns = |ticks: u64| (ticks as u128 * 1_000_000_000 / cpu::counter_frequency() as u128) as u64;
     Ok((result, StwTimes { stop_ns: ns(stopped - start), stopped_ns: ns(end - stopped) }))
+}
+
+/// Stop attempts that missed their deadline and were retried, since boot. Each is a finding: a
+/// core took more than [`STOP_TIMEOUT_MS`] to reach a safe point (stuck with preemption off, or
+/// starved by an overloaded host). Tests and stress runs report it.
+static RETRIES: AtomicUsize = AtomicUsize::new(0);
+
+/// Stop attempts (each with [`STOP_TIMEOUT_MS`]) before [`stop_the_world_retrying`] gives up.
+pub const STOP_ATTEMPTS: u32 = 10;
+
+/// How many stops missed a deadline and were retried since boot.
+pub fn retries() -> usize {
+    RETRIES.load(Ordering::Relaxed)
+}
+
+/// [`stop_the_world`], retrying a missed deadline up to [`STOP_ATTEMPTS`] times: a stop can miss
+/// it on an overloaded host (vCPU threads starved), not only when a core is stuck. Every retry is
+/// logged and counted ([`retries`]); the last failure panics with the cores that never parked.
+pub fn stop_the_world_retrying<R>(f: impl FnOnce() -> R) -> (R, StwTimes) {
+    let mut f = Some(f);
+    for attempt in 1..=STOP_ATTEMPTS {
+        match stop_the_world(|| (f.take().expect("called once"))()) {
+            Ok(done) => return done,
+            Err(e) if attempt < STOP_ATTEMPTS => {
+                // Ordering: Relaxed; a statistic.
+                RETRIES.fetch_add(1, Ordering::Relaxed);
+                log::warn!(
+                    "stw: cores {:#b} not at a safe point after {STOP_TIMEOUT_MS} ms (attempt {attempt}); trying again",
+                    e.missing
+                )
+            }
+            Err(e) => panic!(
+                "stw: cannot stop the world: cores {:#b} never reached a safe point in {STOP_ATTEMPTS} attempts",
+                e.missing
+            ),
+        }
+    }
+    unreachable!("the last attempt returns or panics")
 }
 
 fn release(masked: bool) {

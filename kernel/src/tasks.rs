@@ -11,6 +11,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
 use spin::Once;
 use tricolor_arch::{cpu, timer};
+use tricolor_gc::{CensusEntry, Exemption, RootOwner, RootPart, ScanRange};
 use tricolor_kernel::mem::PAGE_SIZE;
 use tricolor_runtime::context::Context;
 use tricolor_runtime::runq::{RunQueues, StealPolicy};
@@ -336,13 +337,49 @@ pub fn grow_current_stack(far: usize) -> Result<(), GrowthFailure> {
     Ok(())
 }
 
+/// A planted blind spot for the root census's tests: removes the calling task's stack from the
+/// stack registry (the scan finds a running task's stack there), or with `hidden == false` puts
+/// it back. The task table still lists the task. Only for tests: a task whose stack is not
+/// registered is reported unscanned by every verified cycle.
+pub fn hide_own_stack_from_registry(hidden: bool) {
+    // SAFETY: the current task is alive while it runs.
+    let Some(task) = (unsafe { this_p().current() }) else { return };
+    let mut records = STACK_RECORDS.lock();
+    let Some(record) = records.as_mut().expect("tasks::init ran").get_mut(&task.id()) else { return };
+    let slot = match record {
+        StackRecord::Fixed { slot, .. } | StackRecord::Growable { slot } => slot,
+    };
+    if hidden {
+        stacks::STACKS.unregister(*slot);
+    } else {
+        *slot = stacks::register(task.stack());
+    }
+}
+
 /// Pages mapped by stack growth since boot.
 pub static GROWN_PAGES: AtomicU64 = AtomicU64::new(0);
 
-/// Every memory range that may hold a task's live pointers, for a conservative root scan: the
-/// in-use part of every task's stack (from its SP at the safe point, or its saved SP, to the top)
-/// and the saved registers of tasks that are switched out. Call only with the world stopped
-/// (`stw`), from the stopping core.
+/// The owner id of a scanned range that belongs to no task (task ids start at 1).
+const NO_TASK: u64 = 0;
+
+/// The readable part of a task's stack: `[lowest mapped address, top)`.
+fn mapped_stack(task: &Task) -> (usize, usize) {
+    let stack = task.stack();
+    (task.reservation().map_or(stack.lo, |r| r.mapped_lo()), stack.hi)
+}
+
+/// Whether a switched-out task never ran: its saved SP is still its stack top (the entry context
+/// `spawn` built), so its stack holds nothing and only its saved registers (entry point and
+/// argument) can hold a reference.
+fn never_ran(task: &Task) -> bool {
+    // SAFETY: callers pass a task that is not running, with the world stopped.
+    unsafe { task.saved_context() }.sp as usize == task.stack().hi
+}
+
+/// Every memory range that may hold a task's live pointers, for a conservative root scan, each
+/// with its owner: the in-use part of every task's stack (from its SP at the safe point, or its
+/// saved SP, to the top) and the saved registers of tasks that are switched out. Call only with
+/// the world stopped (`stw`), from the stopping core.
 ///
 /// `scrub_dead`: also zero the dead part of every stopped stack, `[lowest mapped, SP)`. A
 /// conservative scan must not find pointers that were stale before the scan: a frame pushed later
@@ -351,11 +388,15 @@ pub static GROWN_PAGES: AtomicU64 = AtomicU64::new(0);
 /// `skip_own`: leave out the calling core's own stack (it runs the collector, not a mutator).
 /// `holds_no_roots`: tasks to leave out entirely (the collector's own mark workers, whose stacks
 /// hold heap-internal addresses such as span bases, not mutator pointers).
+///
+/// This walk finds a running task's stack through the stack registry (from the SP its core
+/// parked at); [`root_census`] lists the same tasks from the task table, so a stack this walk
+/// cannot find is reported, not silently skipped.
 pub fn for_each_root_range(
     scrub_dead: bool,
     skip_own: bool,
     holds_no_roots: &dyn Fn(&Task) -> bool,
-    visit: &mut dyn FnMut(usize, usize),
+    visit: &mut dyn FnMut(usize, usize, RootOwner),
 ) {
     // This core's registers may hold pointers that are on no stack yet: spill them into this
     // frame, which the scan of this core's stack below covers.
@@ -366,24 +407,24 @@ pub fn for_each_root_range(
         if core == me && skip_own {
             continue;
         }
-        let current = percore::p_of(core).map(|p| p.current_ptr()).filter(|t| !t.is_null());
+        let Some(current) = percore::p_of(core).map(|p| p.current_ptr()).filter(|t| !t.is_null()) else {
+            continue; // no task yet: the census lists none either
+        };
         // SAFETY: a core's current task is alive while it runs (and the core is parked or us).
-        if current.is_some_and(|t| holds_no_roots(unsafe { &*t })) {
+        let task = unsafe { &*current };
+        if holds_no_roots(task) {
             continue;
         }
         let sp = if core == me { cpu::stack_pointer() } else { crate::stw::parked_sp(core) };
         let Some((stack, _)) = stacks::STACKS.find(sp) else { continue };
         if scrub_dead && core != me {
-            // SAFETY: the core is parked: its current task runs nothing below its parked SP.
-            let running = percore::p_of(core).map(|p| p.current_ptr());
-            let lowest = running.filter(|t| !t.is_null()).map_or(stack.lo, |t| {
-                // SAFETY: a parked core's current task is alive (it is running, only paused).
-                let task = unsafe { &*t };
-                task.reservation().map_or(stack.lo, |r| r.mapped_lo())
-            });
-            scrub(lowest, sp);
+            // The core is parked: its current task runs nothing below its parked SP.
+            scrub(mapped_stack(task).0.max(stack.lo), sp);
         }
-        visit(sp, stack.hi);
+        // The range covers the task's stack only if it is that stack (a core parked on some other
+        // stack, say its system stack, leaves the task's own stack to the census to report).
+        let own = stack.lo == task.stack().lo && stack.hi == task.stack().hi;
+        visit(sp, stack.hi, RootOwner { task: if own { task.id().0 } else { NO_TASK }, part: RootPart::Stack });
     }
     let live = LIVE.lock();
     for task in live.as_ref().expect("tasks::init ran").values() {
@@ -396,16 +437,52 @@ pub fn for_each_root_range(
         // heap cell held before (stale pointers the verifier would report), and d8-d15 hold
         // nothing on the soft-float kernel.
         let saved = task.context_ptr() as usize;
-        visit(saved, saved + tricolor_runtime::context::CONTEXT_SP + 8);
+        let id = task.id().0;
+        visit(
+            saved,
+            saved + tricolor_runtime::context::CONTEXT_SP + 8,
+            RootOwner { task: id, part: RootPart::SavedRegisters },
+        );
         let sp = context.sp as usize;
-        let stack = task.stack();
-        if sp == 0 || sp > stack.hi {
-            continue; // never ran: nothing on its stack yet
+        let (lowest, top) = mapped_stack(task);
+        if sp < lowest || sp > top {
+            continue; // a saved SP outside its own stack: the census reports the stack unscanned
         }
         if scrub_dead {
-            scrub(task.reservation().map_or(stack.lo, |r| r.mapped_lo()), sp);
+            scrub(lowest, sp);
         }
-        visit(sp, stack.hi);
+        visit(sp, top, RootOwner { task: id, part: RootPart::Stack });
+    }
+}
+
+/// The root census (see `tricolor_gc::census`): every task not yet reaped, from the task table
+/// and each core's current task, never from the stack registry [`for_each_root_range`] uses.
+/// `exempt(task, current_here)` names a task's exemption (`current_here`: it is the calling
+/// core's current task); tasks that never ran are exempt from the stack scan here. Call only with
+/// the world stopped.
+pub fn root_census(exempt: &dyn Fn(&Task, bool) -> Option<Exemption>, visit: &mut dyn FnMut(CensusEntry)) {
+    let me = percore::id();
+    let running: alloc::vec::Vec<(usize, *const Task)> = (0..tricolor_kernel::cmdline::MAX_CORES)
+        .filter(|&c| percore::is_online(c))
+        .filter_map(|c| percore::p_of(c).map(|p| (c, p.current_ptr())))
+        .filter(|(_, t)| !t.is_null())
+        .collect();
+    let live = LIVE.lock();
+    for task in live.as_ref().expect("tasks::init ran").values() {
+        let on_core = running.iter().find(|(_, t)| core::ptr::eq(*t, Arc::as_ptr(task))).map(|&(c, _)| c);
+        if on_core.is_none() && task.state() == tricolor_runtime::task::TaskState::Exited {
+            continue; // its stack holds nothing live (it is freed once reaped)
+        }
+        let exemption = exempt(task, on_core == Some(me))
+            .or_else(|| (on_core.is_none() && never_ran(task)).then_some(Exemption::NeverRan));
+        let (lo, hi) = mapped_stack(task);
+        visit(CensusEntry {
+            task: task.id().0,
+            name: alloc::string::String::from(task.name().as_str()),
+            stack: ScanRange { lo, hi },
+            running: on_core.is_some(),
+            exempt: exemption,
+        });
     }
 }
 

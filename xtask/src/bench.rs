@@ -137,7 +137,17 @@ fn bench_lines(machine: &Machine, what: &str) -> Result<Vec<BenchLine>> {
     if outcome.status != Some(0) {
         return Err(format!("{} exited with {:?}:\n{}", machine.append, outcome.status, outcome.output));
     }
+    stopped_in_time(&outcome.output).map_err(|why| format!("{}: {why}", machine.append))?;
     Ok(parse(&outcome.output))
+}
+
+/// A benchmark boot in which a stop-the-world missed its deadline measured a core stuck for
+/// seconds of virtual time, not the collector: its figures are refused.
+fn stopped_in_time(output: &str) -> Result {
+    match output.lines().filter(|l| l.contains("not at a safe point after")).count() {
+        0 => Ok(()),
+        n => Err(format!("{n} stop-the-world retries (a core took over the deadline to reach a safe point)")),
+    }
 }
 
 /// Writes `text` to `dir/name`.
@@ -482,6 +492,18 @@ mod tests {
         BENCH virtio_fence strategy=acquire frame=dirty frames=60 fences_per_frame=86.48 ns_per_frame=121880 spins_per_frame=80.48\n\
         BENCH virtio_fence strategy=after-progress frame=full frames=60 fences_per_frame=6.00 ns_per_frame=326802 spins_per_frame=124.28\n\
         BENCH virtio_fence strategy=after-progress frame=dirty frames=60 fences_per_frame=6.00 ns_per_frame=60346 spins_per_frame=58.72\n";
+
+    #[test]
+    fn a_boot_with_a_stop_the_world_retry_is_refused() {
+        assert!(stopped_in_time(SAMPLE).is_ok());
+        let retried = format!(
+            "{SAMPLE}[ 2.1] WARN  c0 stw: cores 0b10 not at a safe point after 2000 ms (attempt 1); trying again\n"
+        );
+        assert_eq!(
+            stopped_in_time(&retried).unwrap_err(),
+            "1 stop-the-world retries (a core took over the deadline to reach a safe point)"
+        );
+    }
 
     #[test]
     fn parses_bench_lines_and_ignores_the_rest() {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 /// Exit statuses (kernel/src/exit.rs).
 const SUCCESS: i32 = 0;
+const TEST_FAILED: i32 = 1;
 const BAD_CONFIG: i32 = 2;
 const FAULT: i32 = 4;
 const PANIC: i32 = 5;
@@ -37,7 +38,10 @@ const CASES: &[Case] = &[
         name: "gc-cycle-off",
         append: "test=gc-cycle gc.verify=on gc.heap=32M gc.percent=400 gc.mode=off",
         exit: SUCCESS,
-        expect: &["gc-cycle: 12 cycles in mode off on {smp} cores: 0 verifier misses, 0 corrupt, 0 poison failures, 0 false checked reports"],
+        expect: &[
+            "gc-cycle: 12 cycles in mode off on {smp} cores: 0 verifier misses (0 in the driver's cycles",
+            ") and 0 unscanned stacks, 0 corrupt, 0 poison failures, 0 false checked reports",
+        ],
         check: None,
         gpu: false,
         min_smp: 1,
@@ -46,7 +50,10 @@ const CASES: &[Case] = &[
         name: "gc-cycle-buffered",
         append: "test=gc-cycle gc.verify=on gc.heap=32M gc.percent=400 gc.mode=buffered",
         exit: SUCCESS,
-        expect: &["gc-cycle: 12 cycles in mode buffered on {smp} cores: 0 verifier misses, 0 corrupt, 0 poison failures, 0 false checked reports"],
+        expect: &[
+            "gc-cycle: 12 cycles in mode buffered on {smp} cores: 0 verifier misses (0 in the driver's cycles",
+            ") and 0 unscanned stacks, 0 corrupt, 0 poison failures, 0 false checked reports",
+        ],
         check: None,
         gpu: false,
         min_smp: 1,
@@ -55,7 +62,10 @@ const CASES: &[Case] = &[
         name: "gc-cycle-direct",
         append: "test=gc-cycle gc.verify=on gc.heap=32M gc.percent=400 gc.mode=direct",
         exit: SUCCESS,
-        expect: &["gc-cycle: 12 cycles in mode direct on {smp} cores: 0 verifier misses, 0 corrupt, 0 poison failures, 0 false checked reports"],
+        expect: &[
+            "gc-cycle: 12 cycles in mode direct on {smp} cores: 0 verifier misses (0 in the driver's cycles",
+            ") and 0 unscanned stacks, 0 corrupt, 0 poison failures, 0 false checked reports",
+        ],
         check: None,
         gpu: false,
         min_smp: 1,
@@ -64,7 +74,10 @@ const CASES: &[Case] = &[
         name: "gc-cycle-checked",
         append: "test=gc-cycle gc.verify=on gc.heap=32M gc.percent=400 gc.mode=checked",
         exit: SUCCESS,
-        expect: &["gc-cycle: 12 cycles in mode checked on {smp} cores: 0 verifier misses, 0 corrupt, 0 poison failures, 0 false checked reports"],
+        expect: &[
+            "gc-cycle: 12 cycles in mode checked on {smp} cores: 0 verifier misses (0 in the driver's cycles",
+            ") and 0 unscanned stacks, 0 corrupt, 0 poison failures, 0 false checked reports",
+        ],
         check: None,
         gpu: false,
         min_smp: 1,
@@ -79,10 +92,61 @@ const CASES: &[Case] = &[
         min_smp: 4,
     },
     Case {
+        // Every cycle counts: with the barrier off during marking, misses from cycles the mutators
+        // triggered fail the test as much as the driver's own.
+        name: "gc-cycle-negative",
+        append: "test=gc-cycle gc.verify=on gc.heap=32M gc.percent=400 gc.mode=unsafe-off-during-mark",
+        exit: TEST_FAILED,
+        expect: &[
+            "gc-cycle: 12 cycles in mode unsafe-off-during-mark on {smp} cores: ",
+            "gc verifier: reachable object 0x",
+        ],
+        check: Some(check_some_misses),
+        gpu: false,
+        min_smp: 4,
+    },
+    Case {
+        name: "gc-blind-stack",
+        append: "test=gc-blind-stack gc.verify=on gc.heap=16M",
+        exit: SUCCESS,
+        expect: &[
+            "gc census: task 'hider' (id ",
+            "alive at mark start but not scanned during the cycle: its Stack was never scanned",
+            "unreachable from the scanned roots at mark start",
+            "gc-blind-stack: caught: task 'hider' stack [0x",
+            "node kept intact",
+        ],
+        check: None,
+        gpu: false,
+        min_smp: 2,
+    },
+    Case {
+        name: "gc-blind-memory",
+        append: "test=gc-blind-memory gc.verify=on gc.heap=16M",
+        exit: SUCCESS,
+        expect: &["gc-blind-memory: caught: node 0x", "unreachable from the scanned roots at mark start"],
+        check: None,
+        gpu: false,
+        min_smp: 1,
+    },
+    Case {
+        name: "stw-retry",
+        append: "test=stw-retry gc.heap=16M",
+        exit: SUCCESS,
+        expect: &[
+            "not at a safe point after 2000 ms (attempt 1); trying again",
+            "stw-retry: 1 stop-the-world retries counted",
+            "stop-the-world retries 1",
+        ],
+        check: None,
+        gpu: false,
+        min_smp: 2,
+    },
+    Case {
         name: "gc-heap-growth-trigger",
         append: "test=gc-trigger gc.verify=on gc.heap=16M gc.percent=100",
         exit: SUCCESS,
-        expect: &["cycles started by heap growth (GOGC 100%), 0 verifier misses, 0 corrupt"],
+        expect: &["cycles started by heap growth (GOGC 100%), 0 verifier misses, 0 unscanned stacks, 0 corrupt"],
         check: None,
         gpu: false,
         min_smp: 1,
@@ -91,7 +155,12 @@ const CASES: &[Case] = &[
         name: "bench-barrier",
         append: "test=bench-barrier gc.heap=16M",
         exit: SUCCESS,
-        expect: &["BENCH barrier mode=off ", "BENCH barrier mode=checked ", "BENCH wbbuf entries=4096 ", "bench-barrier: done"],
+        expect: &[
+            "BENCH barrier mode=off ",
+            "BENCH barrier mode=checked ",
+            "BENCH wbbuf entries=4096 ",
+            "bench-barrier: done",
+        ],
         check: None,
         gpu: false,
         min_smp: 1,
@@ -100,7 +169,12 @@ const CASES: &[Case] = &[
         name: "gc-checked-report",
         append: "test=gc-checked",
         exit: SUCCESS,
-        expect: &["gc checked: GC pointer 0x", "stored into non-GC slot 0x", "gc-checked: reported slot 0x", "kernel/src/ktest/gc.rs"],
+        expect: &[
+            "gc checked: GC pointer 0x",
+            "which the marker never scans",
+            "gc-checked: reported slot 0x",
+            "kernel/src/ktest/gc.rs",
+        ],
         check: None,
         gpu: false,
         min_smp: 1,
@@ -481,6 +555,20 @@ fn bench_lines_complete(output: &str, smp: usize) -> Result {
                 return Err(format!("[VIRTIO PERF] {label} fence={fence}: want 60 frames, a frame rate and fences"));
             }
         }
+    }
+    Ok(())
+}
+
+/// The gc-cycle line must report some verifier misses (the negative control's).
+fn check_some_misses(output: &str, _smp: usize) -> Result {
+    let line = output.lines().find(|l| l.starts_with("gc-cycle: ")).ok_or("no gc-cycle line")?;
+    let misses: u64 = line
+        .split_once(" cores: ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| format!("no miss count in {line:?}"))?;
+    if misses == 0 {
+        return Err(format!("the broken barrier went unnoticed: {line:?}"));
     }
     Ok(())
 }

@@ -6,8 +6,9 @@ use super::{new_node, Node};
 use crate::barrier::{write_pointer, BARRIER_CHECKING, BARRIER_MARKING};
 use crate::host::{HostPlatform, World};
 use crate::object::GcSlot;
+use crate::object::HEADER_SIZE;
 use crate::sizeclass::PAGE_SIZE;
-use crate::{take_checked_reports, BarrierMode, Config, WRITE_BARRIER};
+use crate::{take_checked_reports, BarrierMode, CheckedSlot, Config, WRITE_BARRIER};
 
 type P = HostPlatform;
 
@@ -35,6 +36,7 @@ fn checked_mode_reports_a_gc_pointer_stored_outside_heap_and_roots() {
         assert_eq!(reports.len(), 1, "{reports:?}");
         let r = &reports[0];
         assert_eq!(r.slot, &NOT_A_ROOT as *const AtomicUsize as usize);
+        assert_eq!(r.kind, CheckedSlot::OutsideHeapAndRoots);
         assert_eq!(r.object, b.addr());
         assert_eq!(r.type_name, "Node");
         assert_eq!(r.caller.line(), line);
@@ -48,6 +50,43 @@ fn checked_mode_reports_a_gc_pointer_stored_outside_heap_and_roots() {
         write_pointer::<P>(&NOT_A_ROOT, b.addr());
         assert!(take_checked_reports().is_empty());
         NOT_A_ROOT.store(0, Ordering::Relaxed);
+    });
+}
+
+/// A GC pointer stored into heap memory the marker never reads is as lost as one stored outside
+/// the heap: into a no-scan object (a pinned buffer, such as the GC framebuffer) or at an offset
+/// of a scanned object that its type does not list as a pointer field (a hand-written `Trace`
+/// that forgot a slot). Checked mode reports both, and still accepts the listed slots.
+#[test]
+fn checked_mode_reports_stores_into_no_scan_objects_and_non_pointer_fields() {
+    let w = World::new(1, 64 * PAGE_SIZE, Config::default(), BarrierMode::Checked);
+    w.run_on(0, || {
+        let c = w.collector();
+        let a = new_node(c, 1);
+        let b = new_node(c, 2);
+        let pixels = c.alloc_pinned::<P>(PAGE_SIZE).unwrap();
+        // SAFETY: the pinned buffer is ours, page aligned and PAGE_SIZE long; its words are only
+        // accessed atomically here.
+        let pixel = unsafe { &*(pixels.as_ptr().add(64) as *const AtomicUsize) };
+        write_pointer::<P>(pixel, b.addr());
+        // `seed`, right after the three kids: a payload word, no pointer field.
+        let seed = &a.seed as *const _ as *const AtomicUsize;
+        // SAFETY: `seed` is an aligned AtomicU64 of a live node, the same size as AtomicUsize.
+        write_pointer::<P>(unsafe { &*seed }, b.addr());
+        a.kids[1].set::<P>(Some(b)); // a listed slot: fine
+        let reports = take_checked_reports();
+        assert_eq!(reports.len(), 2, "{reports:?}");
+        assert_eq!(reports[0].slot, pixels.addr + 64);
+        assert_eq!(reports[0].kind, CheckedSlot::NoScanObject { holder: pixels.addr });
+        assert_eq!(reports[1].slot, seed as usize);
+        assert_eq!(
+            reports[1].kind,
+            CheckedSlot::NotAPointerField { holder: a.addr() - HEADER_SIZE, holder_type: "Node", offset: 24 }
+        );
+        assert_eq!(reports[1].object, b.addr());
+        assert_eq!(c.stats::<P>().checked_reports, 2);
+        pixel.store(0, Ordering::Relaxed);
+        a.seed.store(1, Ordering::Relaxed);
     });
 }
 

@@ -3,6 +3,7 @@
 mod barrier;
 mod collect;
 mod stress;
+mod verify;
 
 use core::mem::offset_of;
 use core::ptr::NonNull;

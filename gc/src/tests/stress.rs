@@ -120,7 +120,7 @@ fn step(c: &Collector, m: &Mutator<'_>, globals: &[GcSlot<Node>], rng: &mut Rng,
 fn check_reachable(c: &Collector, globals: &[GcSlot<Node>]) -> usize {
     let mut seen = HashSet::new();
     let mut grey: Vec<usize> = globals.iter().filter_map(|g| g.get().map(|g| g.addr())).collect();
-    P::for_each_stack_range(&mut |r| {
+    P::for_each_stack_range(&mut |r, _| {
         let mut a = r.lo;
         while a < r.hi {
             // SAFETY: a registered root array; its owner is parked.

@@ -13,7 +13,10 @@ use crate::{memory, percore, stw, tasks};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use spin::Once;
 use tricolor_arch::cpu;
-use tricolor_gc::{AllocError, BarrierMode, Collector, CycleReport, Gc, GcCore, Phase, Platform, ScanRange, Trace};
+use tricolor_gc::{
+    AllocError, BarrierMode, CensusEntry, Collector, CycleReport, Exemption, Gc, GcCore, Phase, Platform, RootOwner,
+    ScanRange, Trace,
+};
 use tricolor_kernel::cmdline::{Config, MAX_CORES};
 use tricolor_runtime::preempt::PreemptGuard;
 
@@ -28,9 +31,6 @@ unsafe extern "C" {
     static __gcroots_start: u8;
     static __gcroots_end: u8;
 }
-
-/// Stop-the-world attempts (each with `stw`'s deadline) before the collector gives up.
-const STOP_ATTEMPTS: u32 = 10;
 
 /// The kernel as the collector's platform.
 pub struct Kernel;
@@ -70,31 +70,39 @@ impl Platform for Kernel {
     }
 
     fn stop_the_world<R>(f: impl FnOnce() -> R) -> R {
-        // A stop can miss its deadline on an overloaded host (vCPU threads starved), not only
-        // when a core is stuck: try again, with a warning, before calling it a hang.
-        let mut f = Some(f);
-        for attempt in 1..=STOP_ATTEMPTS {
-            match stw::stop_the_world(|| (f.take().expect("called once"))()) {
-                Ok((result, _)) => return result,
-                Err(e) if attempt < STOP_ATTEMPTS => {
-                    log::warn!("gc: cores {:#b} not at a safe point yet (attempt {attempt}); trying again", e.missing)
-                }
-                Err(e) => panic!(
-                    "gc: cannot stop the world: cores {:#b} never reached a safe point in {STOP_ATTEMPTS} attempts",
-                    e.missing
-                ),
-            }
-        }
-        unreachable!("the last attempt returns or panics")
+        stw::stop_the_world_retrying(f).0
     }
 
-    fn for_each_stack_range(visit: &mut dyn FnMut(ScanRange)) {
+    fn for_each_stack_range(visit: &mut dyn FnMut(ScanRange, RootOwner)) {
         // At mark start (phase Mark) the dead parts of stopped stacks are zeroed, so later
         // conservative scans find no stale pointers; the verifier (phase MarkTermination) skips
         // the collecting core's own stack, which holds the collector's frames, not a mutator's.
         let verifying = collector().phase() == Phase::MarkTermination;
-        let is_worker = |task: &tricolor_runtime::task::Task| task.name().as_str() == MARK_WORKER;
-        tasks::for_each_root_range(!verifying, verifying, &is_worker, &mut |lo, hi| visit(ScanRange { lo, hi }));
+        tasks::for_each_root_range(!verifying, verifying, &is_mark_worker, &mut |lo, hi, owner| {
+            visit(ScanRange { lo, hi }, owner)
+        });
+    }
+
+    fn root_census(visit: &mut dyn FnMut(CensusEntry)) {
+        let verifying = collector().phase() == Phase::MarkTermination;
+        tasks::root_census(&|task, current_here| exemption(task, current_here, verifying), visit);
+    }
+}
+
+fn is_mark_worker(task: &tricolor_runtime::task::Task) -> bool {
+    task.name().as_str() == MARK_WORKER
+}
+
+/// The kernel's exemptions from the root census (the others, tasks that never ran, are found by
+/// `tasks::root_census`): the mark workers, and at verification the collecting core's own task,
+/// whose stack is the collector's (the same tasks `for_each_stack_range` leaves out).
+fn exemption(task: &tricolor_runtime::task::Task, current_here: bool, verifying: bool) -> Option<Exemption> {
+    if is_mark_worker(task) {
+        Some(Exemption::MarkWorker)
+    } else if verifying && current_here {
+        Some(Exemption::Collector)
+    } else {
+        None
     }
 }
 
@@ -149,9 +157,45 @@ pub fn init(config: &Config<'_>) -> Result<(), InitError> {
     Ok(())
 }
 
+/// What fails a run, counted over every cycle since boot, explicit or triggered (a test compares
+/// two readings with [`Findings::since`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// Reachable objects the verifier found unmarked.
+    pub misses: u64,
+    /// Task stacks or saved registers the root census found unscanned.
+    pub unscanned: u64,
+    /// Stops that missed a deadline and were retried (see `stw::stop_the_world_retrying`): not a
+    /// failure of the run by itself, but reported, and the stress matrix bounds their share.
+    pub stw_retries: u64,
+}
+
+impl Findings {
+    /// The counts now.
+    pub fn now() -> Findings {
+        let s = &collector().stats;
+        Findings { misses: s.verifier_misses.get(), unscanned: s.unscanned.get(), stw_retries: stw::retries() as u64 }
+    }
+
+    /// What was found since `earlier`.
+    pub fn since(self, earlier: Findings) -> Findings {
+        Findings {
+            misses: self.misses - earlier.misses,
+            unscanned: self.unscanned - earlier.unscanned,
+            stw_retries: self.stw_retries - earlier.stw_retries,
+        }
+    }
+
+    /// Misses and unscanned stacks: each one fails a run.
+    pub fn failures(&self) -> u64 {
+        self.misses + self.unscanned
+    }
+}
+
 /// Logs where each verifier miss recorded since the last call was found (a task's saved register,
-/// a stack) and returns how many there were.
-pub fn explain_misses() -> usize {
+/// a stack) and returns how many misses and census findings there were (the collector has logged
+/// each already).
+pub fn explain_findings() -> (usize, usize) {
     let misses = collector().take_misses();
     for miss in &misses {
         if let Some((name, state, word)) = tasks::saved_register_at(miss.slot) {
@@ -173,7 +217,7 @@ pub fn explain_misses() -> usize {
             );
         }
     }
-    misses.len()
+    (misses.len(), collector().take_unscanned().len())
 }
 
 /// Switches the barrier mode between cycles.
@@ -186,6 +230,11 @@ const MARK_WORKER: &str = "mark-worker";
 
 /// Mark workers running (for the final wait of a cycle).
 static WORKERS_RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// How many mark workers are running (spawned for a cycle's mark and not yet gone).
+pub fn mark_workers_running() -> usize {
+    WORKERS_RUNNING.load(Ordering::Acquire)
+}
 
 /// A dedicated mark worker for one cycle: drains grey objects while the mark phase lasts.
 fn mark_worker(_: usize) {

@@ -142,6 +142,17 @@ impl Rng {
     }
 }
 
+/// Gives a node outside the graph an id and its checksum, so [`node_intact`] can check it later.
+pub fn stamp(node: Gc<Node>, id: u64) {
+    node.id.store(id, Ordering::Relaxed);
+    node.check.store(checksum(id), Ordering::Relaxed);
+}
+
+/// Whether a node (and its blobs) still holds what it was given (not freed, not reused).
+pub fn node_intact(node: Gc<Node>) -> bool {
+    intact(node)
+}
+
 fn intact(node: Gc<Node>) -> bool {
     node.check.load(Ordering::Relaxed) == checksum(node.id.load(Ordering::Relaxed)) && blobs_intact(node)
 }

@@ -4,7 +4,7 @@
 
 use super::{yield_until, Scenario};
 use crate::gc::{self, workload, Kernel};
-use crate::{exit, kprintln, percore, stw};
+use crate::{exit, kprintln, percore, stw, tasks};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use tricolor_arch::cpu;
 use tricolor_gc::BarrierMode;
@@ -31,6 +31,21 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "checked mode reports a GC pointer stored into a static buffer",
         run: gc_checked,
     },
+    Scenario {
+        name: "gc-blind-stack",
+        about: "planted: the only reference to a node sits on a stack the root scan skips; the census must report it",
+        run: gc_blind_stack,
+    },
+    Scenario {
+        name: "gc-blind-memory",
+        about: "planted: the only reference to a node sits in kernel memory the collector never scans; the verifier must report it",
+        run: gc_blind_memory,
+    },
+    Scenario {
+        name: "stw-retry",
+        about: "a core keeps preemption off past the stop-the-world deadline: the retry is counted and reported",
+        run: stw_retry,
+    },
 ];
 
 const CYCLES: u64 = 12;
@@ -40,7 +55,10 @@ const MARK_DELAY_US: u64 = 2000;
 /// What a run of cycles saw.
 struct Outcome {
     cycles: u64,
-    misses: usize,
+    /// From every cycle in the run, the driver's and the ones mutators triggered.
+    findings: gc::Findings,
+    /// Misses in the driver's own cycles only (for the report: the rest were triggered).
+    driver_misses: u64,
     corrupt: usize,
     poison_failures: usize,
     reachable: usize,
@@ -59,7 +77,15 @@ fn run_cycles(config: &Config<'_>, cycles: u64, stop_at_first_miss: bool) -> Out
     });
     let masked = cpu::mask_irqs();
     cpu::restore_irqs(false);
-    let mut outcome = Outcome { cycles: 0, misses: 0, corrupt: 0, poison_failures: 0, reachable: 0 };
+    let before = gc::Findings::now();
+    let mut outcome = Outcome {
+        cycles: 0,
+        findings: gc::Findings::default(),
+        driver_misses: 0,
+        corrupt: 0,
+        poison_failures: 0,
+        reachable: 0,
+    };
     for _ in 0..cycles {
         yield_until(5, || false);
         let report = gc::collect_with_mark_delay(MARK_DELAY_US);
@@ -72,8 +98,9 @@ fn run_cycles(config: &Config<'_>, cycles: u64, stop_at_first_miss: bool) -> Out
         .map(|(r, _)| r)
         .unwrap_or_else(|e| panic!("cannot stop the world for the check: {:#b}", e.missing));
         outcome.cycles += 1;
-        outcome.misses += report.verifier_misses;
-        gc::explain_misses();
+        outcome.driver_misses += report.verifier_misses as u64;
+        gc::explain_findings();
+        outcome.findings = gc::Findings::now().since(before);
         outcome.corrupt += corrupt;
         outcome.reachable = reachable;
         if let Err(addr) = poisoned {
@@ -90,20 +117,21 @@ fn run_cycles(config: &Config<'_>, cycles: u64, stop_at_first_miss: bool) -> Out
             report.pause_ns[1],
             report.verifier_misses
         );
-        if stop_at_first_miss && outcome.misses > 0 {
+        if stop_at_first_miss && outcome.findings.failures() > 0 {
             break;
         }
     }
     workload::stop_mutators(cores);
     cpu::restore_irqs(masked);
     outcome.corrupt += workload::CORRUPT.load(Ordering::Relaxed) as usize;
+    outcome.findings = gc::Findings::now().since(before);
     outcome
 }
 
 fn print_stats(mode: &str) {
     let s = gc::collector().stats::<Kernel>();
     kprintln!(
-        "gc stats [{mode}]: cycles {} pauses {} max {} ns mean {} ns; barriers {} flushes {} shaded {}; allocs {} (refused {}), stores {}",
+        "gc stats [{mode}]: cycles {} pauses {} max {} ns mean {} ns; barriers {} flushes {} shaded {}; allocs {} (refused {}), stores {}; verifier misses {} unscanned stacks {} stop-the-world retries {}",
         s.cycles,
         s.pauses,
         s.pause_max_ns,
@@ -114,31 +142,36 @@ fn print_stats(mode: &str) {
         workload::ALLOCS.load(Ordering::Relaxed),
         workload::ALLOC_FAILURES.load(Ordering::Relaxed),
         workload::STORES.load(Ordering::Relaxed),
+        s.verifier_misses,
+        s.unscanned,
+        stw::retries(),
     );
 }
 
 fn gc_cycle(config: &Config<'_>) -> ! {
+    // gc.mode=unsafe-off-during-mark is allowed: the run must then fail (xtask checks that a
+    // broken barrier fails this test, through misses from any cycle, the driver's or triggered).
     let mode = config.gc_mode;
-    if mode == BarrierMode::UnsafeOffDuringMark {
-        kprintln!("gc-cycle: gc.mode=unsafe-off-during-mark is the negative control; use test=gc-negative");
-        exit::exit(exit::BAD_CONFIG);
-    }
     let outcome = run_cycles(config, CYCLES, false);
     let checked_reports = tricolor_gc::take_checked_reports();
     print_stats(mode.name());
     kprintln!(
-        "gc-cycle: {} cycles in mode {} on {} cores: {} verifier misses, {} corrupt, {} poison failures, {} false checked reports, {} reachable at the end",
+        "gc-cycle: {} cycles in mode {} on {} cores: {} verifier misses ({} in the driver's cycles, the rest in {} triggered ones) and {} unscanned stacks, {} corrupt, {} poison failures, {} false checked reports, {} stop-the-world retries, {} reachable at the end",
         outcome.cycles,
         mode.name(),
         percore::online_count(),
-        outcome.misses,
+        outcome.findings.misses,
+        outcome.driver_misses,
+        gc::TRIGGERED_CYCLES.load(Ordering::Relaxed),
+        outcome.findings.unscanned,
         outcome.corrupt,
         outcome.poison_failures,
         checked_reports.len(),
+        outcome.findings.stw_retries,
         outcome.reachable
     );
     let ok = outcome.cycles == CYCLES
-        && outcome.misses == 0
+        && outcome.findings.failures() == 0
         && outcome.corrupt == 0
         && outcome.poison_failures == 0
         && checked_reports.is_empty();
@@ -155,10 +188,10 @@ fn gc_negative(config: &Config<'_>) -> ! {
     }
     let outcome = run_cycles(config, NEGATIVE_MAX_CYCLES, true);
     print_stats("negative control");
-    if outcome.misses > 0 {
+    if outcome.findings.misses > 0 {
         kprintln!(
             "gc-negative: negative control caught: {} reachable objects missed, found by the verifier in cycle {}",
-            outcome.misses,
+            outcome.findings.misses,
             outcome.cycles
         );
         exit::exit(exit::SUCCESS)
@@ -230,12 +263,226 @@ fn gc_trigger(config: &Config<'_>) -> ! {
     let stats = gc::collector().stats::<Kernel>();
     print_stats("trigger");
     kprintln!(
-        "gc-trigger: {triggered} cycles started by heap growth (GOGC {}%), {} verifier misses, {corrupt} corrupt, heap {} of {} KiB in use, {reachable} reachable",
+        "gc-trigger: {triggered} cycles started by heap growth (GOGC {}%), {} verifier misses, {} unscanned stacks, {corrupt} corrupt, heap {} of {} KiB in use, {reachable} reachable",
         config.gc_percent,
         stats.verifier_misses,
+        stats.unscanned,
         stats.heap_in_use >> 10,
         stats.heap_size >> 10
     );
-    let ok = triggered >= TRIGGER_CYCLES && stats.verifier_misses == 0 && corrupt == 0;
+    let ok = triggered >= TRIGGER_CYCLES && stats.verifier_misses == 0 && stats.unscanned == 0 && corrupt == 0;
     exit::exit(if ok { exit::SUCCESS } else { exit::TEST_FAILED })
+}
+
+/// Set by a planted scenario's helper task when its part is done; cleared to let it finish.
+static PLANTED: AtomicUsize = AtomicUsize::new(0);
+const PLANTED_READY: usize = 1;
+const PLANTED_FINISH: usize = 2;
+const PLANTED_DONE: usize = 3;
+
+/// Cycles a planted scenario runs at most before calling the blind spot undetected.
+const PLANTED_CYCLES: usize = 6;
+
+fn require_verifier(config: &Config<'_>, name: &str, cores: usize) {
+    if !gc::is_ready() || !config.gc_verify || percore::online_count() < cores {
+        kprintln!("{name}: needs the collector with gc.verify=on and at least {cores} cores");
+        exit::exit(exit::BAD_CONFIG);
+    }
+}
+
+/// Allocates a node, retrying while the heap is full; `None` if it stays full.
+fn node() -> Option<tricolor_gc::Gc<workload::Node>> {
+    let n = gc::alloc::<workload::Node>().ok()?;
+    workload::stamp(n, 0x51de);
+    Some(n)
+}
+
+/// The hider: holds the only reference to a node on its own stack, after taking that stack out
+/// of the stack registry (so the root scan, which finds a running task's stack there, skips it),
+/// and keeps its core busy (no timer ticks run here) so that a cycle's mark start always finds
+/// it running. It yields only to the cycle's mark worker on its core.
+fn hider(_: usize) {
+    let Some(n) = node() else {
+        PLANTED.store(PLANTED_DONE, Ordering::Release);
+        return;
+    };
+    let kept = core::hint::black_box(n);
+    tasks::hide_own_stack_from_registry(true);
+    PLANTED.store(PLANTED_READY, Ordering::Release);
+    while PLANTED.load(Ordering::Acquire) != PLANTED_FINISH {
+        core::hint::black_box(&kept);
+        if gc::mark_workers_running() > 0 {
+            tasks::yield_now();
+        }
+        cpu::relax();
+    }
+    tasks::hide_own_stack_from_registry(false);
+    HIDDEN_NODE_INTACT.store(usize::from(workload::node_intact(kept)), Ordering::Relaxed);
+    PLANTED.store(PLANTED_DONE, Ordering::Release);
+}
+
+static HIDDEN_NODE_INTACT: AtomicUsize = AtomicUsize::new(0);
+
+fn gc_blind_stack(config: &Config<'_>) -> ! {
+    require_verifier(config, "gc-blind-stack", 2);
+    let last = percore::online_count() - 1;
+    let spawn = tasks::Spawn { name: "hider", stack_bytes: 16 * 1024, pinned: Some(last), growable_from: None };
+    if tasks::spawn(spawn, hider, 0).is_err()
+        || !yield_until(10_000, || PLANTED.load(Ordering::Acquire) == PLANTED_READY)
+    {
+        kprintln!("gc-blind-stack: the hider did not start");
+        exit::exit(exit::TEST_FAILED);
+    }
+    let before = gc::Findings::now();
+    let mut unscanned = alloc::vec::Vec::new();
+    let mut misses = alloc::vec::Vec::new();
+    for _ in 0..PLANTED_CYCLES {
+        gc::collect();
+        unscanned.extend(gc::collector().take_unscanned());
+        misses.extend(gc::collector().take_misses());
+        if !unscanned.is_empty() {
+            break;
+        }
+    }
+    PLANTED.store(PLANTED_FINISH, Ordering::Release);
+    yield_until(10_000, || PLANTED.load(Ordering::Acquire) == PLANTED_DONE);
+    let found = gc::Findings::now().since(before);
+    let named = unscanned.iter().find(|u| u.entry.name == "hider" && u.part == tricolor_gc::RootPart::Stack);
+    match named {
+        Some(u) => {
+            kprintln!(
+                "gc-blind-stack: caught: task '{}' stack [{:#x}, {:#x}) {}; {} findings, {} misses (first: {:?}), node {}",
+                u.entry.name,
+                u.entry.stack.lo,
+                u.entry.stack.hi,
+                u.point.describe(),
+                found.unscanned,
+                found.misses,
+                misses.first().map(|m| m.cause),
+                if HIDDEN_NODE_INTACT.load(Ordering::Relaxed) == 1 { "kept intact" } else { "LOST" }
+            );
+            let kept = HIDDEN_NODE_INTACT.load(Ordering::Relaxed) == 1;
+            exit::exit(if kept && found.misses > 0 { exit::SUCCESS } else { exit::TEST_FAILED })
+        }
+        None => {
+            kprintln!("gc-blind-stack: NOT caught: {PLANTED_CYCLES} cycles, no census finding for the hider's stack");
+            exit::exit(exit::TEST_FAILED)
+        }
+    }
+}
+
+/// A kernel word outside the GC heap and `.gcroots`: the collector never scans it.
+static UNSCANNED_WORD: AtomicUsize = AtomicUsize::new(0);
+
+/// The planter: allocates a node and hides the only reference to it in [`UNSCANNED_WORD`] (a
+/// plain store, no barrier), then exits, so no stack or register of its keeps a copy.
+fn planter(_: usize) {
+    if let Some(n) = node() {
+        UNSCANNED_WORD.store(n.addr(), Ordering::Relaxed);
+    }
+    PLANTED.store(PLANTED_READY, Ordering::Release);
+}
+
+/// The loader: once a mark is under way, loads the hidden word onto its stack and holds it until
+/// the cycle has ended (the verifier then finds it there).
+fn loader(_: usize) {
+    let c = gc::collector();
+    while c.phase() != tricolor_gc::Phase::Mark {
+        tasks::yield_now();
+        cpu::relax();
+    }
+    let cycles = c.stats.cycles.get();
+    let held = core::hint::black_box(UNSCANNED_WORD.load(Ordering::Relaxed));
+    while c.stats.cycles.get() == cycles {
+        core::hint::black_box(&held);
+        tasks::yield_now();
+        cpu::relax();
+    }
+    PLANTED.store(PLANTED_DONE, Ordering::Release);
+}
+
+fn gc_blind_memory(config: &Config<'_>) -> ! {
+    require_verifier(config, "gc-blind-memory", 1);
+    let last = percore::online_count() - 1;
+    let spawn = |name, entry: fn(usize)| {
+        tasks::spawn(tasks::Spawn { name, stack_bytes: 16 * 1024, pinned: Some(last), growable_from: None }, entry, 0)
+    };
+    if spawn("planter", planter).is_err() || !yield_until(10_000, || PLANTED.load(Ordering::Acquire) == PLANTED_READY) {
+        kprintln!("gc-blind-memory: the planter did not run");
+        exit::exit(exit::TEST_FAILED);
+    }
+    // This task must hold no copy of the hidden word when the mark starts (its stack is scanned
+    // then): only test whether there is one, and read it after the cycle.
+    if UNSCANNED_WORD.load(Ordering::Relaxed) == 0 || spawn("loader", loader).is_err() {
+        kprintln!("gc-blind-memory: cannot plant the node");
+        exit::exit(exit::TEST_FAILED);
+    }
+    let before = gc::Findings::now();
+    let report = gc::collect_with_mark_delay(MARK_DELAY_US);
+    yield_until(10_000, || PLANTED.load(Ordering::Acquire) == PLANTED_DONE);
+    let misses = gc::collector().take_misses();
+    let found = gc::Findings::now().since(before);
+    let header = UNSCANNED_WORD.load(Ordering::Relaxed) - core::mem::size_of::<usize>();
+    let caught = misses.iter().find(|m| m.object == header);
+    UNSCANNED_WORD.store(0, Ordering::Relaxed);
+    match caught {
+        Some(m) if m.cause == tricolor_gc::MissCause::UnreachableAtMarkStart => {
+            kprintln!(
+                "gc-blind-memory: caught: node {:#x} reached through stack word {:#x}: {} ({} misses in cycle {})",
+                m.object,
+                m.slot,
+                m.cause.describe(),
+                found.misses,
+                report.cycle
+            );
+            exit::exit(exit::SUCCESS)
+        }
+        other => {
+            kprintln!(
+                "gc-blind-memory: NOT caught: {} misses, none for the hidden node {header:#x} as unreachable at mark start ({other:?})",
+                found.misses
+            );
+            exit::exit(exit::TEST_FAILED)
+        }
+    }
+}
+
+/// How long the spinner keeps preemption off: past one stop-the-world deadline, short of two.
+const SPIN_PAST_DEADLINE_MS: u64 = stw::STOP_TIMEOUT_MS + 500;
+
+/// Keeps its core from reaching a safe point (preemption off) past the stop deadline.
+fn spinner(_: usize) {
+    let _no_preempt = tricolor_runtime::this_p().preempt.disable();
+    PLANTED.store(PLANTED_READY, Ordering::Release);
+    let until = cpu::counter() + cpu::counter_frequency() * SPIN_PAST_DEADLINE_MS / 1000;
+    while cpu::counter() < until {
+        cpu::relax();
+    }
+    PLANTED.store(PLANTED_DONE, Ordering::Release);
+}
+
+fn stw_retry(_: &Config<'_>) -> ! {
+    if percore::online_count() < 2 {
+        kprintln!("stw-retry: needs at least 2 cores");
+        exit::exit(exit::BAD_CONFIG);
+    }
+    let last = percore::online_count() - 1;
+    let spawn = tasks::Spawn { name: "spinner", stack_bytes: 16 * 1024, pinned: Some(last), growable_from: None };
+    if tasks::spawn(spawn, spinner, 0).is_err()
+        || !yield_until(10_000, || PLANTED.load(Ordering::Acquire) == PLANTED_READY)
+    {
+        kprintln!("stw-retry: the spinner did not start");
+        exit::exit(exit::TEST_FAILED);
+    }
+    let before = stw::retries();
+    let ((), times) = stw::stop_the_world_retrying(|| ());
+    let retries = stw::retries() - before;
+    kprintln!(
+        "stw-retry: {retries} stop-the-world retries counted (the stop took {} ms to reach every safe point)",
+        times.stop_ns / 1_000_000
+    );
+    if gc::is_ready() {
+        print_stats("stw-retry");
+    }
+    exit::exit(if retries >= 1 { exit::SUCCESS } else { exit::TEST_FAILED })
 }

@@ -81,6 +81,8 @@ pub fn stopping() -> bool {
 struct Tally {
     cycles: AtomicU64,
     misses: AtomicU64,
+    /// Stacks the root census found unscanned.
+    unscanned: AtomicU64,
     corrupt: AtomicU64,
     poison: AtomicU64,
     reachable: AtomicU64,
@@ -93,6 +95,7 @@ struct Tally {
 static TALLY: Tally = Tally {
     cycles: AtomicU64::new(0),
     misses: AtomicU64::new(0),
+    unscanned: AtomicU64::new(0),
     corrupt: AtomicU64::new(0),
     poison: AtomicU64::new(0),
     reachable: AtomicU64::new(0),
@@ -103,6 +106,7 @@ static TALLY: Tally = Tally {
 impl Tally {
     fn failures(&self) -> u64 {
         self.misses.load(Ordering::Relaxed)
+            + self.unscanned.load(Ordering::Relaxed)
             + self.corrupt.load(Ordering::Relaxed)
             + self.poison.load(Ordering::Relaxed)
             + self.mutator_corrupt.load(Ordering::Relaxed)
@@ -147,10 +151,12 @@ fn after_cycle(report: &CycleReport) {
     // The collector's stop (it retries a missed deadline before reporting a hang).
     let (census, poisoned) =
         <Kernel as tricolor_gc::Platform>::stop_the_world(|| ((suite.check)(), gc::collector().heap.check_poisoned()));
-    let explained = gc::explain_misses();
+    let (explained, unscanned) = gc::explain_findings();
     let misses = report.verifier_misses.max(explained) as u64;
+    let unscanned = report.unscanned.max(unscanned) as u64;
     TALLY.cycles.fetch_add(1, Ordering::Relaxed);
     TALLY.misses.fetch_add(misses, Ordering::Relaxed);
+    TALLY.unscanned.fetch_add(unscanned, Ordering::Relaxed);
     TALLY.corrupt.fetch_add(census.corrupt as u64, Ordering::Relaxed);
     TALLY.reachable.fetch_max(census.reachable as u64, Ordering::Relaxed);
     if let Err(addr) = poisoned {
@@ -158,7 +164,7 @@ fn after_cycle(report: &CycleReport) {
         log::error!("stress: freed memory at {addr:#x} is not poisoned");
     }
     log::info!(
-        "stress cycle {}: marked {} KiB, freed {} KiB, pauses {} / {} ns, misses {misses}, reachable {}, corrupt {}",
+        "stress cycle {}: marked {} KiB, freed {} KiB, pauses {} / {} ns, misses {misses}, unscanned {unscanned}, reachable {}, corrupt {}",
         report.cycle,
         report.marked_bytes >> 10,
         report.freed_bytes >> 10,
@@ -244,6 +250,7 @@ pub fn run(name: &str, config: &Config<'_>) -> ! {
     CHECKS.store(config.gc_verify, Ordering::Relaxed);
     PAUSES.lock().clear();
     gc::set_after_cycle(Some(after_cycle));
+    let before = gc::Findings::now();
     let start = cpu::counter();
     let cores = start_mutators(config.seed);
     let masked = cpu::mask_irqs();
@@ -263,7 +270,7 @@ pub fn run(name: &str, config: &Config<'_>) -> ! {
     gc::set_after_cycle(None);
     let finish = (suite.finish)();
     let elapsed_ns = ((cpu::counter() - start) as u128 * 1_000_000_000 / cpu::counter_frequency() as u128) as u64;
-    report(config, suite, cores, negative, finish, elapsed_ns)
+    report(config, suite, cores, negative, finish, elapsed_ns, gc::Findings::now().since(before))
 }
 
 fn start_mutators(seed: u64) -> usize {
@@ -326,11 +333,16 @@ fn report(
     negative: bool,
     finish: Result<(), alloc::string::String>,
     elapsed_ns: u64,
+    findings: gc::Findings,
 ) -> ! {
+    // Every cycle counts: the after-cycle checks tally each cycle they see, and the collector's
+    // own counters cover any cycle they might not (the larger of the two is reported).
+    TALLY.misses.fetch_max(findings.misses, Ordering::Relaxed);
+    TALLY.unscanned.fetch_max(findings.unscanned, Ordering::Relaxed);
     let stats = gc::collector().stats::<Kernel>();
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     kprintln!(
-        "stress stats: cycles {} (torture {}), pauses {} max {} ns mean {} ns, barriers {} flushes {}, allocs {} refused {}, {} us",
+        "stress stats: cycles {} (torture {}), pauses {} max {} ns mean {} ns, barriers {} flushes {}, allocs {} refused {}, stop-the-world retries {}, {} us",
         stats.cycles,
         gc::TORTURE_CYCLES.load(Ordering::Relaxed),
         stats.pauses,
@@ -340,6 +352,7 @@ fn report(
         stats.flushes,
         stats.allocs,
         load(&TALLY.refused),
+        findings.stw_retries,
         elapsed_ns / 1000
     );
     for &(cycle, setup, termination) in PAUSES.lock().iter() {
@@ -368,16 +381,18 @@ fn report(
         (true, _) => "caught",
     };
     kprintln!(
-        "stress result: suite={} seed={} mode={} cores={cores} torture={} cycles={} misses={} corrupt={} mutator_corrupt={} poison={} finish={} peak_reachable={} verdict={verdict}",
+        "stress result: suite={} seed={} mode={} cores={cores} torture={} cycles={} misses={} unscanned={} corrupt={} mutator_corrupt={} poison={} stw_retries={} finish={} peak_reachable={} verdict={verdict}",
         suite.name,
         config.seed,
         config.gc_mode.name(),
         config.gc_torture,
         load(&TALLY.cycles),
         load(&TALLY.misses),
+        load(&TALLY.unscanned),
         load(&TALLY.corrupt),
         load(&TALLY.mutator_corrupt),
         load(&TALLY.poison),
+        findings.stw_retries,
         if finish.is_ok() { "ok" } else { "failed" },
         load(&TALLY.reachable)
     );
