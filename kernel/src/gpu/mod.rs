@@ -19,7 +19,6 @@ pub mod dashboard;
 mod demo;
 pub mod discovery;
 mod display;
-mod font;
 pub mod framebuffer;
 mod hal;
 pub mod pattern;
