@@ -9,14 +9,8 @@ use tricolor_virtio::transport::device_id;
 use tricolor_virtio::transport::mmio_regs::SLOT_SIZE;
 use tricolor_virtio::{Error, MmioTransport, Transport};
 
-/// A device interrupt as the GIC numbers it.
-#[derive(Clone, Copy, Debug)]
-pub struct DeviceIrq {
-    /// GIC interrupt id (an SPI is 32 + the device-tree cell).
-    pub id: u32,
-    /// Level-sensitive (else edge-triggered), from the cell's flags.
-    pub level: bool,
-}
+use crate::devicetree::gic_interrupt;
+pub use crate::devicetree::DeviceIrq;
 
 /// One `virtio,mmio` node.
 #[derive(Clone, Copy, Debug)]
@@ -39,20 +33,6 @@ pub fn virtio_mmio_slots(dtb_addr: usize) -> Vec<MmioSlot> {
             Some(MmioSlot { base: reg.starting_address as usize, size: reg.size.unwrap_or(SLOT_SIZE), irq })
         })
         .collect()
-}
-
-/// The first GIC interrupt of an `interrupts` property: three big-endian cells (type, number,
-/// flags) with type 0 = SPI (id 32 + number) and 1 = PPI (id 16 + number); flags 4 and 8 are
-/// level-high and level-low, 1 and 2 edges.
-fn gic_interrupt(cells: &[u8]) -> Option<DeviceIrq> {
-    let cell = |i: usize| Some(u32::from_be_bytes(cells.get(i * 4..i * 4 + 4)?.try_into().ok()?));
-    let (kind, number, flags) = (cell(0)?, cell(1)?, cell(2)?);
-    let id = match kind {
-        0 => 32 + number,
-        1 => 16 + number,
-        _ => return None,
-    };
-    Some(DeviceIrq { id, level: flags & 0xc != 0 })
 }
 
 /// What probing the slots found.
