@@ -115,7 +115,11 @@ pub const SCENARIOS: &[Scenario] = &[
         about: "a tiny spin budget: the command is reported failed, boot goes on",
         run: timeout,
     },
-    Scenario { name: "gpu-missing", about: "no GPU device: a warning, and the kernel goes on", run: missing },
+    Scenario {
+        name: "gpu-missing",
+        about: "no GPU device (or only a legacy one): a warning, and the kernel goes on",
+        run: missing,
+    },
     Scenario {
         name: "gpu-bench",
         about: "full-frame and dirty-rectangle frames per fence strategy, [VIRTIO PERF] lines",
@@ -230,8 +234,8 @@ fn timeout(config: &Config<'_>) -> ! {
 
 fn missing(config: &Config<'_>) -> ! {
     match gpu::bring_up(boot::machine(), config) {
-        Err(e @ BringUpError::NoDevice { .. }) => {
-            log::warn!("gpu: {e}; continuing without a display");
+        Err(e @ (BringUpError::NoDevice { .. } | BringUpError::Legacy { .. })) => {
+            gpu::report_missing(&e);
             kprintln!("gpu-missing: no GPU, the kernel goes on");
             exit::exit(exit::SUCCESS)
         }
