@@ -97,8 +97,10 @@ pub fn console_case(elf: &Path) -> Result<Duration> {
     let result = script(&mut session);
     let elapsed = session.elapsed();
     let console = session.finish();
-    result
-        .and_then(|()| prompt_lines_whole(&console))
+    // The line discipline first: a log line on the prompt line also makes the script miss the
+    // answers it waits for, and this names the cause.
+    prompt_lines_whole(&console)
+        .and(result)
         .map_err(|why| format!("{why}\n----- console -----\n{console}----- end -----"))?;
     Ok(elapsed)
 }

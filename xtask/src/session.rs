@@ -68,7 +68,7 @@ impl Session {
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    return Err(format!("no {what} within {:.1} s", timeout.as_secs_f64()))
+                    return Err(format!("waited {:.1} s for {what} in vain", timeout.as_secs_f64()))
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => return Err(format!("QEMU exited before {what}")),
             }
