@@ -11,6 +11,7 @@ mod args;
 mod bench;
 mod cargo;
 mod demo_tests;
+mod gdb;
 mod host_gcbench;
 mod kernel;
 mod qemu;
@@ -60,7 +61,8 @@ commands:
                --quick        size quick instead of full
   lint       cargo fmt --check and clippy (host crates and the kernel target), -D warnings
   build      build the kernel ELF and print its path
-  debug      boot QEMU halted with a gdb stub and attach gdb-multiarch
+  debug      boot QEMU halted with a gdb stub and attach gdb-multiarch with xtask/gdb/tricolor.py
+             (tricolor-barrier, tricolor-wbbuf, tricolor-tasks, tricolor-stacks, tricolor-heap)
   setup      install what is missing (Rust target, QEMU) or say exactly what to install
 ";
 

@@ -159,7 +159,7 @@ fn reader(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Strin
     })
 }
 
-/// Boots halted with a gdb stub on :1234 and attaches gdb-multiarch.
+/// Boots halted with a gdb stub on :1234 and attaches gdb-multiarch with tricolor's helper script.
 pub fn debug(machine: &Machine) -> Result {
     let mut args = machine.base_args();
     args.extend(["-display", "none", "-serial", "file:/dev/stderr", "-monitor", "none", "-s", "-S"].map(String::from));
@@ -170,8 +170,9 @@ pub fn debug(machine: &Machine) -> Result {
         .spawn()
         .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
     let elf = machine.elf.display().to_string();
+    let script = crate::gdb::script().display().to_string();
     let status = Command::new("gdb-multiarch")
-        .args([&elf, "-ex", "target remote :1234", "-ex", "break tricolor_boot_primary"])
+        .args([&elf, "-ex", "target remote :1234", "-x", &script, "-ex", "break tricolor_boot_primary"])
         .status();
     let _ = qemu.kill();
     let _ = qemu.wait();

@@ -496,6 +496,8 @@ const SCREENSHOT_CASE: &str = "gpu-screenshot";
 /// The default boot with its console scripted and its dashboard screenshot
 /// (xtask/src/demo_tests.rs). Runs at smp 4 only.
 const DEMO_CASE: &str = "demo-console";
+/// gdb-multiarch with xtask/gdb/tricolor.py attached to the running demo (xtask/src/gdb.rs).
+const GDB_CASE: &str = "gdb-script";
 
 /// One `[VIRTIO PERF] <label> key=value ...` line.
 struct PerfLine<'a> {
@@ -653,8 +655,11 @@ pub fn run_all(elf: &Path, filter: Option<&str>) -> Result {
             }
         }
     }
-    let sessions: [(&str, fn(&Path) -> Result<std::time::Duration>); 2] =
-        [(SCREENSHOT_CASE, screenshot::test_pattern_case), (DEMO_CASE, crate::demo_tests::console_case)];
+    let sessions: [(&str, fn(&Path) -> Result<std::time::Duration>); 3] = [
+        (SCREENSHOT_CASE, screenshot::test_pattern_case),
+        (DEMO_CASE, crate::demo_tests::console_case),
+        (GDB_CASE, crate::gdb::case),
+    ];
     for (case, run) in sessions {
         if filter.is_some_and(|f| !case.contains(f)) {
             continue;

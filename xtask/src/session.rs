@@ -24,20 +24,30 @@ pub struct Session {
     started: Instant,
 }
 
-fn unique() -> u64 {
+/// A fresh path for a Unix socket in the temporary directory (unique per process and call, so
+/// concurrent test runs do not collide).
+pub fn temp_socket(what: &str) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("tricolor-{what}-{}-{n}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    path
 }
 
 impl Session {
     /// Boots `machine` headless with a QMP socket and the console on pipes.
     pub fn start(machine: &Machine) -> Result<Session> {
-        let socket = std::env::temp_dir().join(format!("tricolor-qmp-{}-{}.sock", std::process::id(), unique()));
-        let _ = std::fs::remove_file(&socket);
-        let qmp = ["-qmp".to_string(), format!("unix:{},server=on,wait=off", socket.display())];
+        Self::start_with(machine, &[])
+    }
+
+    /// [`Session::start`] with `extra` QEMU arguments.
+    pub fn start_with(machine: &Machine, extra: &[String]) -> Result<Session> {
+        let socket = temp_socket("qmp");
+        let mut args = vec!["-qmp".to_string(), format!("unix:{},server=on,wait=off", socket.display())];
+        args.extend_from_slice(extra);
         let started = Instant::now();
-        let mut child = qemu::spawn_interactive_headless(machine, &qmp)?;
+        let mut child = qemu::spawn_interactive_headless(machine, &args)?;
         let lines = line_reader(child.stdout.take().expect("piped stdout"));
         let stderr = child.stderr.take().expect("piped stderr");
         let errors = std::thread::spawn(move || {
