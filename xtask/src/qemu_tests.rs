@@ -499,6 +499,9 @@ const DEMO_CASE: &str = "demo-console";
 /// gdb-multiarch with xtask/gdb/tricolor.py attached to the running demo (xtask/src/gdb.rs).
 const GDB_CASE: &str = "gdb-script";
 
+/// A case that drives its own QEMU session (screenshots, the console, gdb); returns its duration.
+type SessionCase = fn(&Path) -> Result<std::time::Duration>;
+
 /// One `[VIRTIO PERF] <label> key=value ...` line.
 struct PerfLine<'a> {
     label: &'a str,
@@ -655,7 +658,7 @@ pub fn run_all(elf: &Path, filter: Option<&str>) -> Result {
             }
         }
     }
-    let sessions: [(&str, fn(&Path) -> Result<std::time::Duration>); 3] = [
+    let sessions: [(&str, SessionCase); 3] = [
         (SCREENSHOT_CASE, screenshot::test_pattern_case),
         (DEMO_CASE, crate::demo_tests::console_case),
         (GDB_CASE, crate::gdb::case),

@@ -85,6 +85,7 @@ pub struct Start {
     heap: u64,
     goal: u64,
     core: usize,
+    mark_setup_ns: u64,
     concurrent_ns: u64,
     termination_ns: u64,
     pause_total_ns: u64,
@@ -104,6 +105,7 @@ pub fn begin() -> Start {
         heap: c.heap.in_use() as u64,
         goal: c.trigger() as u64,
         core: crate::percore::id(),
+        mark_setup_ns: c.stats.ns_mark_setup.get(),
         concurrent_ns: c.stats.ns_concurrent_mark.get(),
         termination_ns: c.stats.ns_mark_termination.get(),
         pause_total_ns: c.stats.pause_total_ns.get(),
@@ -124,13 +126,17 @@ pub fn end(start: Start, report: &CycleReport, forced: bool) {
     let now = cpu::uptime_ns();
     let procs = <Kernel as Platform>::core_count() as u64;
     let setup_and_sweep_term = start.marking_from.saturating_sub(start.t0);
+    // Sweep termination runs on the collecting core beside the mutators (Go's runs with the world
+    // stopped): only the mark setup stop-the-world (stopping included) costs every core.
+    let setup_stw = (c.stats.ns_mark_setup.get() - start.mark_setup_ns).min(setup_and_sweep_term);
+    let sweep_term = setup_and_sweep_term - setup_stw;
     let concurrent = c.stats.ns_concurrent_mark.get() - start.concurrent_ns;
     let termination = c.stats.ns_mark_termination.get() - start.termination_ns;
     let workers = WORKER_NS.load(Ordering::Relaxed);
     // The collecting task's own concurrent mark: an assist when a mutator's allocation started the
     // cycle (it pays for its allocation), background work when the cycle was asked for.
     let (assist, background) = if forced { (0, concurrent + workers) } else { (concurrent, workers) };
-    let cpu_ns = [setup_and_sweep_term * procs, assist, background, 0, termination * procs];
+    let cpu_ns = [sweep_term + setup_stw * procs, assist, background, 0, termination * procs];
     let gc_cpu: u64 = cpu_ns.iter().sum();
     let total = TOTAL_GC_CPU_NS.fetch_add(gc_cpu, Ordering::Relaxed) + gc_cpu;
     let cpu_percent = (total as u128 * 100 / (now as u128 * procs as u128).max(1)) as u64;

@@ -117,7 +117,7 @@ mod tests {
     #[test]
     fn fifo_order_and_empty() {
         let ring = ByteRing::<4>::new();
-        // SAFETY (all calls in these tests): one thread produces and one consumes.
+        // SAFETY: one thread both produces and consumes, so there is one of each at a time.
         unsafe {
             assert_eq!(ring.pop(), None);
             assert!(ring.push(b'a') && ring.push(b'b'));
@@ -132,6 +132,7 @@ mod tests {
     #[test]
     fn full_ring_drops_and_counts_new_bytes_and_keeps_old_ones() {
         let ring = ByteRing::<4>::new();
+        // SAFETY: one thread both produces and consumes.
         unsafe {
             for b in b"wxyz" {
                 assert!(ring.push(*b));
@@ -147,6 +148,7 @@ mod tests {
     #[test]
     fn wraps_around_many_times() {
         let ring = ByteRing::<8>::new();
+        // SAFETY: one thread both produces and consumes.
         unsafe {
             for i in 0..1000u32 {
                 assert!(ring.push(i as u8));
