@@ -66,6 +66,9 @@ fn kinds(workload: Workload) -> &'static [Kind] {
 
 /// The running workload (`None`: stopped), and its mutators started and finished.
 static WORKLOAD: Lock<Option<Workload>> = Lock::new(None);
+// Ordering: STARTED and SEED are written by the one task that starts workloads (boot, then the
+// shell) before it spawns the mutators, and spawning publishes them (the run-queue lock), so
+// Relaxed suffices; FINISHED is Release/Acquire (see `mutator` and `stop`).
 static STARTED: AtomicUsize = AtomicUsize::new(0);
 static FINISHED: AtomicUsize = AtomicUsize::new(0);
 static SEED: AtomicUsize = AtomicUsize::new(1);
