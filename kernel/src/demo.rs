@@ -107,7 +107,10 @@ fn start(workload: Workload, config: &Config<'_>) -> Result<(), &'static str> {
     STARTED.store(0, Ordering::Relaxed);
     FINISHED.store(0, Ordering::Relaxed);
     for kind in kinds(workload) {
-        (kind.suite().prepare)(config).map_err(|_| "a workload cannot start (see the suite's message)")?;
+        if let Err(why) = (kind.suite().prepare)(config) {
+            log::error!("demo: workload {}: {why}", workload.name());
+            return Err("the workload cannot start (see the line above)");
+        }
     }
     for core in 0..percore::online_count() {
         for &kind in kinds(workload) {
@@ -191,7 +194,8 @@ pub fn run(machine: &crate::devicetree::Machine, config: &Config<'static>) -> ! 
         log::warn!("demo: no UART interrupt: the console takes no commands");
     }
     kprintln!(
-        "demo: workload mixed on {} cores, collections paced at gc.percent={}; type help (quit powers off)",
+        "demo: workload {} on {} cores, collections paced at gc.percent={}; type help (quit powers off)",
+        workload().map_or("none (see above)", |w| w.name()),
         percore::online_count(),
         config.gc_percent
     );
