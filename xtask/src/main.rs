@@ -27,7 +27,7 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  run        build and boot tricolor in QEMU (UART on this terminal; Ctrl-A X quits)
+  run        build and boot the live demo in QEMU (console on this terminal: help; quit or Ctrl-A X ends it)
                --smp N        cores (default 4)
                --append STR   kernel command line (e.g. \"log=debug\")
                --debug        debug build instead of release
