@@ -1,6 +1,6 @@
 # Thin aliases for `cargo xtask` (install just with `cargo install just`; cargo xtask works without it).
 
-# Boot tricolor in QEMU (4 cores, VirtIO GPU, UART on this terminal; Ctrl-A X quits).
+# Boot the live demo in QEMU (4 cores, VirtIO GPU dashboard, console on this terminal: `help`; `quit` or Ctrl-A X ends it).
 run *ARGS:
     cargo xtask run {{ARGS}}
 
@@ -20,11 +20,11 @@ stress *ARGS:
 lint:
     cargo xtask lint
 
-# Boot headless and save the display as a PNG (QMP screendump), e.g. `just screenshot --out shot.png`.
+# Boot headless and save the display as a PNG (QMP screendump), e.g. `just screenshot --out shot.png --wait 5`.
 screenshot *ARGS:
     cargo xtask screenshot {{ARGS}}
 
-# Boot halted under gdb-multiarch (QEMU gdb stub on :1234).
+# Boot halted under gdb-multiarch (QEMU gdb stub on :1234) with xtask/gdb/tricolor.py (tricolor-heap, tricolor-tasks, ...).
 debug *ARGS:
     cargo xtask debug {{ARGS}}
 

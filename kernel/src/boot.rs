@@ -1,11 +1,11 @@
 //! The boot sequence on the boot core: device tree, console, command line, memory, secondaries,
-//! then either the selected test or the idle loop.
+//! then the selected test or stress suite, or else the live demo (`demo`).
 
 use crate::{console, devicetree, exit, fault, irq, kprintln, ktest, memory, percore, smp, tasks, vm};
 use log::{info, warn};
 use spin::Once;
 use tricolor_arch::{cpu, exception, semihosting};
-use tricolor_kernel::cmdline::{self, Config};
+use tricolor_kernel::cmdline;
 
 static MACHINE: Once<devicetree::Machine> = Once::new();
 
@@ -92,13 +92,6 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
         }
         (Some(name), None) => ktest::run(name, &config),
         (None, Some(name)) => crate::stress::run(name, &config),
-        (None, None) => {}
+        (None, None) => crate::demo::run(machine, &config),
     }
-    idle(&config)
-}
-
-fn idle(config: &Config<'_>) -> ! {
-    crate::gpu::start_demo(machine(), config);
-    info!("idle: nothing to run (try test=unit); Ctrl-A X quits QEMU");
-    tasks::idle_loop(crate::gpu::idle_poll, || false)
 }

@@ -81,6 +81,8 @@ pub struct Config<'a> {
     pub gc_verify: bool,
     /// `gc.torture=`: a collection every this many GC allocations (0: off).
     pub gc_torture: u64,
+    /// `gc.trace=1`: one line per cycle in the format of Go's `GODEBUG=gctrace=1`.
+    pub gc_trace: bool,
     /// `suite=`: run this GC stress suite and exit with its verdict.
     pub suite: Option<&'a str>,
     /// `suite.cycles=`: collections a stress suite runs before it stops (suites that end on
@@ -105,6 +107,7 @@ impl Default for Config<'_> {
             gc_percent: 100,
             gc_verify: false,
             gc_torture: 0,
+            gc_trace: false,
             suite: None,
             suite_cycles: 8,
         }
@@ -145,6 +148,7 @@ pub const KEYS: &[Key] = &[
     Key { name: "gc.verify", values: "on|off", help: "stop-the-world re-mark after each concurrent mark" },
     Key { name: "virtio.timeout", values: "<spins>", help: "empty polls before a GPU command is reported failed" },
     Key { name: "gc.torture", values: "<allocations, 0 = off>", help: "a collection every this many GC allocations" },
+    Key { name: "gc.trace", values: "0|1", help: "one gctrace line per cycle (Go's GODEBUG=gctrace=1 format)" },
     Key { name: "suite", values: "<name>", help: "run a GC stress suite (suite=help lists them) and exit" },
     Key { name: "suite.cycles", values: "1..=100000", help: "collections a stress suite runs" },
 ];
@@ -211,6 +215,13 @@ pub fn parse(line: &str) -> Result<Config<'_>, CmdlineError<'_>> {
             }
             "gc.verify" => config.gc_verify = parse_switch(value).ok_or_else(bad)?,
             "gc.torture" => config.gc_torture = parse_u64(value).ok_or_else(bad)?,
+            "gc.trace" => {
+                config.gc_trace = match value {
+                    "0" => false,
+                    "1" => true,
+                    _ => return Err(bad()),
+                }
+            }
             "suite" if !value.is_empty() => config.suite = Some(value),
             "suite.cycles" => {
                 config.suite_cycles = parse_u64(value).filter(|n| (1..=100_000).contains(n)).ok_or_else(bad)?
@@ -361,9 +372,19 @@ mod tests {
         assert_eq!(c.gc_percent, 50);
         assert!(c.gc_verify);
         assert_eq!(parse("gc.mode=unsafe-off-during-mark").unwrap().gc_mode, BarrierMode::UnsafeOffDuringMark);
-        for bad in
-            ["gc.mode=fast", "gc.heap=1K", "gc.heap=2G", "gc.wbbuf=1", "gc.wbbuf=8192", "gc.percent=0", "gc.verify=yes"]
-        {
+        assert!(parse("gc.trace=1").unwrap().gc_trace);
+        assert!(!parse("gc.trace=0").unwrap().gc_trace && !Config::default().gc_trace);
+        for bad in [
+            "gc.trace=on",
+            "gc.trace=2",
+            "gc.mode=fast",
+            "gc.heap=1K",
+            "gc.heap=2G",
+            "gc.wbbuf=1",
+            "gc.wbbuf=8192",
+            "gc.percent=0",
+            "gc.verify=yes",
+        ] {
             assert!(matches!(parse(bad), Err(CmdlineError::BadValue { .. })), "{bad} accepted");
         }
     }

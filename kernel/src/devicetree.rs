@@ -15,6 +15,8 @@ pub struct Machine {
     /// RAM (base, size): the first /memory region.
     pub ram: (usize, usize),
     pub uart: Option<usize>,
+    /// The UART's interrupt (its receive interrupt feeds the console).
+    pub uart_irq: Option<DeviceIrq>,
     pub psci: Option<Conduit>,
     /// MPIDR of every CPU node, in device-tree order.
     pub cpus: [u64; MAX_CORES],
@@ -36,6 +38,29 @@ fn timer_interrupt(fdt: &Fdt<'_>) -> Option<u32> {
     let entry = cells.get(12..24)?;
     let number = u32::from_be_bytes(entry[4..8].try_into().ok()?);
     Some(number + 16)
+}
+
+/// A device interrupt as the GIC numbers it.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceIrq {
+    /// GIC interrupt id (an SPI is 32 + the device-tree cell).
+    pub id: u32,
+    /// Level-sensitive (else edge-triggered), from the cell's flags.
+    pub level: bool,
+}
+
+/// The first GIC interrupt of an `interrupts` property: three big-endian cells (type, number,
+/// flags) with type 0 = SPI (id 32 + number) and 1 = PPI (id 16 + number); flags 4 and 8 are
+/// level-high and level-low, 1 and 2 edges.
+pub fn gic_interrupt(cells: &[u8]) -> Option<DeviceIrq> {
+    let cell = |i: usize| Some(u32::from_be_bytes(cells.get(i * 4..i * 4 + 4)?.try_into().ok()?));
+    let (kind, number, flags) = (cell(0)?, cell(1)?, cell(2)?);
+    let id = match kind {
+        0 => 32 + number,
+        1 => 16 + number,
+        _ => return None,
+    };
+    Some(DeviceIrq { id, level: flags & 0xc != 0 })
 }
 
 /// Why the device tree could not be used.
@@ -75,11 +100,9 @@ pub fn discover(boot_x0: usize) -> Result<Machine, DtbError> {
     let fdt = unsafe { Fdt::from_ptr(dtb_addr as *const u8) }.map_err(|_| DtbError::Invalid)?;
     let region = fdt.memory().regions().next().ok_or(DtbError::NoMemory)?;
     let ram = (region.starting_address as usize, region.size.unwrap_or(0));
-    let uart = fdt
-        .find_compatible(&["arm,pl011"])
-        .and_then(|n| n.reg())
-        .and_then(|mut r| r.next())
-        .map(|r| r.starting_address as usize);
+    let uart_node = fdt.find_compatible(&["arm,pl011"]);
+    let uart = uart_node.and_then(|n| n.reg()).and_then(|mut r| r.next()).map(|r| r.starting_address as usize);
+    let uart_irq = uart_node.and_then(|n| n.property("interrupts")).and_then(|p| gic_interrupt(p.value));
     let psci = fdt
         .find_node("/psci")
         .and_then(|n| n.property("method"))
@@ -109,6 +132,7 @@ pub fn discover(boot_x0: usize) -> Result<Machine, DtbError> {
         dtb_size: fdt.total_size(),
         ram,
         uart,
+        uart_irq,
         psci,
         cpus,
         cpu_count,

@@ -3,7 +3,13 @@
 //!
 //! - [`cmdline`]: the typed kernel command line.
 //! - [`mem`]: the physical page allocator and the kernel heap.
+//! - [`shell`]: the serial console's input: the receive ring, line editing, the commands.
+//! - [`gctrace`]: the per-cycle trace line in Go's `GODEBUG=gctrace=1` format.
+//! - [`screen`]: the font and the GC dashboard's layout for any display size.
 #![cfg_attr(not(test), no_std)]
 
 pub mod cmdline;
+pub mod gctrace;
 pub mod mem;
+pub mod screen;
+pub mod shell;

@@ -2,7 +2,9 @@
 //!
 //! - `boot`: the Rust entry points the boot assembly jumps to, and the boot sequence.
 //! - `percore`: per-core data reached through TPIDR_EL1.
-//! - `console`: PL011 UART, the `log` backend, whole-line output from many cores.
+//! - `console`: PL011 UART, the `log` backend, whole-line output from many cores; the receive
+//!   interrupt and the shell task of the interactive console.
+//! - `demo`: the default boot: a mixed workload on every core, the live GC dashboard, the console.
 //! - `devicetree`: what the machine is (RAM, UART, CPUs, PSCI, bootargs), from the DTB.
 //! - `memory`: the frame allocator and `#[global_allocator]` over the RAM the DTB reports.
 //! - `smp`: secondary-core bring-up with PSCI and cross-core calls.
@@ -22,6 +24,8 @@
 mod boot;
 #[cfg(target_os = "none")]
 mod console;
+#[cfg(target_os = "none")]
+mod demo;
 #[cfg(target_os = "none")]
 mod devicetree;
 #[cfg(target_os = "none")]

@@ -10,11 +10,14 @@
 mod args;
 mod bench;
 mod cargo;
+mod demo_tests;
+mod gdb;
 mod host_gcbench;
 mod kernel;
 mod qemu;
 mod qemu_tests;
 mod screenshot;
+mod session;
 mod setup;
 mod stress;
 
@@ -24,14 +27,17 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  run        build and boot tricolor in QEMU (UART on this terminal; Ctrl-A X quits)
+  run        build and boot the live demo in QEMU (console on this terminal: help; quit or Ctrl-A X ends it)
                --smp N        cores (default 4)
                --append STR   kernel command line (e.g. \"log=debug\")
                --debug        debug build instead of release
-  screenshot boot headless, wait for the drawn frame, save the display as PNG (QMP screendump)
+  screenshot boot headless, wait for the drawn frame, save the display as PNG (QMP screendump):
+             the live dashboard of a plain boot, the test pattern with --append test=gpu-pattern
                --out FILE     where to write it (default screenshot.png)
                --append STR   kernel command line (e.g. \"fb=pages\")
                --smp N        cores (default 4)
+               --size WxH     display size (default 1280x720)
+               --wait SECS    seconds between the first frame and the dump (default 0)
   test       everything CI runs: lint, host tests, QEMU tests at smp 1 and 4, stress --ci
                --no-lint      skip fmt/clippy
                --filter STR   only QEMU cases whose name contains STR (skips the stress subset)
@@ -55,7 +61,8 @@ commands:
                --quick        size quick instead of full
   lint       cargo fmt --check and clippy (host crates and the kernel target), -D warnings
   build      build the kernel ELF and print its path
-  debug      boot QEMU halted with a gdb stub and attach gdb-multiarch
+  debug      boot QEMU halted with a gdb stub and attach gdb-multiarch with xtask/gdb/tricolor.py
+             (tricolor-barrier, tricolor-wbbuf, tricolor-tasks, tricolor-stacks, tricolor-heap)
   setup      install what is missing (Rust target, QEMU) or say exactly what to install
 ";
 
@@ -121,14 +128,31 @@ fn cmd_screenshot(args: &mut args::Args) -> Result {
     let out = args.value("--out")?.unwrap_or_else(|| "screenshot.png".into());
     let append = args.value("--append")?.unwrap_or_default();
     let smp = args.value("--smp")?.map(|s| s.parse().map_err(|_| format!("--smp {s}: not a number"))).transpose()?;
+    let size = args.value("--size")?.map(|s| parse_size(&s)).transpose()?;
+    let wait = args
+        .value("--wait")?
+        .map(|s| {
+            s.parse::<f64>().ok().filter(|w| (0.0..=600.0).contains(w)).ok_or(format!("--wait {s}: not 0..600 seconds"))
+        })
+        .transpose()?;
     args.finish()?;
     setup::rust_target()?;
     setup::qemu()?;
     let elf = kernel::build(kernel::Profile::Release)?;
-    let machine = qemu::Machine { smp: smp.unwrap_or(4), append, gpu: true, ..qemu::Machine::new(&elf) };
-    let shot = screenshot::take(&machine, std::path::Path::new(&out), screenshot::TIMEOUT)?;
+    let display = size.unwrap_or((qemu::GPU_WIDTH, qemu::GPU_HEIGHT));
+    let machine = qemu::Machine { smp: smp.unwrap_or(4), append, gpu: true, display, ..qemu::Machine::new(&elf) };
+    let wait = std::time::Duration::from_secs_f64(wait.unwrap_or(0.0));
+    let shot = screenshot::take(&machine, std::path::Path::new(&out), screenshot::TIMEOUT, wait)?;
     println!("xtask: wrote {out} ({:.2} s after boot)", shot.elapsed.as_secs_f64());
     Ok(())
+}
+
+/// `WxH`, e.g. `1024x768`.
+fn parse_size(s: &str) -> Result<(u32, u32)> {
+    s.split_once('x')
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+        .filter(|&(w, h)| w > 0 && h > 0)
+        .ok_or_else(|| format!("--size {s}: expected WIDTHxHEIGHT, e.g. 1024x768"))
 }
 
 fn cmd_test(args: &mut args::Args) -> Result {

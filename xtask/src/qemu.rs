@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The GPU's display size (`xres`/`yres` of `virtio-gpu-device`).
+/// The GPU's display size (`xres`/`yres` of `virtio-gpu-device`) unless a machine says otherwise.
 pub const GPU_WIDTH: u32 = 1280;
 pub const GPU_HEIGHT: u32 = 720;
 
@@ -19,34 +19,41 @@ pub struct Machine {
     pub append: String,
     /// Attach a `virtio-gpu-device`.
     pub gpu: bool,
+    /// Its display size.
+    pub display: (u32, u32),
+    /// Attach a second `virtio-gpu-device` (the kernel drives the first only).
+    pub second_gpu: bool,
+    /// Leave QEMU's virtio-mmio transport in its default legacy (version 1) mode.
+    pub legacy_mmio: bool,
     /// `-icount shift=0,sleep=off`: virtual time counts instructions, so measurements repeat.
     pub icount: bool,
 }
 
 impl Machine {
     pub fn new(elf: &Path) -> Self {
-        Self { elf: elf.to_path_buf(), smp: 4, append: String::new(), gpu: true, icount: false }
+        Self {
+            elf: elf.to_path_buf(),
+            smp: 4,
+            append: String::new(),
+            gpu: true,
+            display: (GPU_WIDTH, GPU_HEIGHT),
+            second_gpu: false,
+            legacy_mmio: false,
+            icount: false,
+        }
     }
 
     /// Everything but the console/display choice.
     pub(crate) fn base_args(&self) -> Vec<String> {
-        let mut args: Vec<String> = [
-            "-machine",
-            "virt",
-            "-cpu",
-            "cortex-a72",
-            "-m",
-            "1G",
-            "-nic",
-            "none",
-            "-semihosting",
+        let mut args: Vec<String> =
+            ["-machine", "virt", "-cpu", "cortex-a72", "-m", "1G", "-nic", "none", "-semihosting"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        if !self.legacy_mmio {
             // VirtIO devices in modern (version 2) mode.
-            "-global",
-            "virtio-mmio.force-legacy=false",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+            args.extend(["-global".into(), "virtio-mmio.force-legacy=false".into()]);
+        }
         args.extend(["-smp".into(), self.smp.to_string(), "-kernel".into(), self.elf.display().to_string()]);
         if !self.append.is_empty() {
             args.extend(["-append".into(), self.append.clone()]);
@@ -55,8 +62,12 @@ impl Machine {
             args.extend(["-icount".into(), "shift=0,sleep=off".into()]);
         }
         if self.gpu {
-            // 1280x720: the size the kernel's static framebuffer and the GPU numbers are for.
-            args.extend(["-device".into(), format!("virtio-gpu-device,xres={GPU_WIDTH},yres={GPU_HEIGHT}")]);
+            // 1280x720 by default: the size the kernel's static framebuffer and the GPU numbers are for.
+            let (w, h) = self.display;
+            args.extend(["-device".into(), format!("virtio-gpu-device,xres={w},yres={h}")]);
+            if self.second_gpu {
+                args.extend(["-device".into(), format!("virtio-gpu-device,xres={w},yres={h}")]);
+            }
         }
         args
     }
@@ -97,12 +108,21 @@ pub struct Outcome {
 /// Starts QEMU headless (no display, no monitor) with the console on piped stdout, stderr piped
 /// too, and `extra` arguments appended.
 pub fn spawn_headless(machine: &Machine, extra: &[String]) -> Result<std::process::Child> {
+    spawn(machine, extra, Stdio::null())
+}
+
+/// [`spawn_headless`] with the console's input on a pipe too (to type commands).
+pub fn spawn_interactive_headless(machine: &Machine, extra: &[String]) -> Result<std::process::Child> {
+    spawn(machine, extra, Stdio::piped())
+}
+
+fn spawn(machine: &Machine, extra: &[String], stdin: Stdio) -> Result<std::process::Child> {
     let mut args = machine.base_args();
     args.extend(["-display", "none", "-serial", "stdio", "-monitor", "none"].map(String::from));
     args.extend_from_slice(extra);
     Command::new("qemu-system-aarch64")
         .args(&args)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -139,7 +159,7 @@ fn reader(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Strin
     })
 }
 
-/// Boots halted with a gdb stub on :1234 and attaches gdb-multiarch.
+/// Boots halted with a gdb stub on :1234 and attaches gdb-multiarch with tricolor's helper script.
 pub fn debug(machine: &Machine) -> Result {
     let mut args = machine.base_args();
     args.extend(["-display", "none", "-serial", "file:/dev/stderr", "-monitor", "none", "-s", "-S"].map(String::from));
@@ -150,8 +170,9 @@ pub fn debug(machine: &Machine) -> Result {
         .spawn()
         .map_err(|e| format!("cannot start qemu-system-aarch64: {e}"))?;
     let elf = machine.elf.display().to_string();
+    let script = crate::gdb::script().display().to_string();
     let status = Command::new("gdb-multiarch")
-        .args([&elf, "-ex", "target remote :1234", "-ex", "break tricolor_boot_primary"])
+        .args([&elf, "-ex", "target remote :1234", "-x", &script, "-ex", "break tricolor_boot_primary"])
         .status();
     let _ = qemu.kill();
     let _ = qemu.wait();

@@ -18,6 +18,19 @@ const PANIC: i32 = 5;
 /// Generous: a boot takes well under a second under TCG; this only catches hangs.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The display hardware of a case.
+#[derive(Clone, Copy)]
+struct Hw {
+    gpu: bool,
+    display: (u32, u32),
+    second_gpu: bool,
+    legacy_mmio: bool,
+}
+
+const NO_GPU: Hw = Hw { gpu: false, display: (1280, 720), second_gpu: false, legacy_mmio: false };
+/// One `virtio-gpu-device` at 1280x720 on the modern transport.
+const GPU: Hw = Hw { gpu: true, ..NO_GPU };
+
 /// One QEMU boot and what it must produce.
 struct Case {
     name: &'static str,
@@ -27,8 +40,8 @@ struct Case {
     expect: &'static [&'static str],
     /// Extra checks on the whole output.
     check: Option<fn(&str, usize) -> Result>,
-    /// Attach a `virtio-gpu-device` (1280x720).
-    gpu: bool,
+    /// The devices and transport QEMU gets.
+    hw: Hw,
     /// Run only at this many cores or more (a negative control needs concurrency).
     min_smp: usize,
 }
@@ -43,7 +56,7 @@ const CASES: &[Case] = &[
             ") and 0 unscanned stacks, 0 corrupt, 0 poison failures, 0 false checked reports",
         ],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -55,7 +68,7 @@ const CASES: &[Case] = &[
             ") and 0 unscanned stacks, 0 corrupt, 0 poison failures, 0 false checked reports",
         ],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -67,7 +80,7 @@ const CASES: &[Case] = &[
             ") and 0 unscanned stacks, 0 corrupt, 0 poison failures, 0 false checked reports",
         ],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -79,7 +92,7 @@ const CASES: &[Case] = &[
             ") and 0 unscanned stacks, 0 corrupt, 0 poison failures, 0 false checked reports",
         ],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -88,7 +101,7 @@ const CASES: &[Case] = &[
         exit: SUCCESS,
         expect: &["gc-negative: negative control caught:", "gc verifier: reachable object 0x"],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 4,
     },
     Case {
@@ -102,7 +115,7 @@ const CASES: &[Case] = &[
             "gc verifier: reachable object 0x",
         ],
         check: Some(check_some_misses),
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 4,
     },
     Case {
@@ -117,7 +130,7 @@ const CASES: &[Case] = &[
             "node kept intact",
         ],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 2,
     },
     Case {
@@ -126,7 +139,7 @@ const CASES: &[Case] = &[
         exit: SUCCESS,
         expect: &["gc-blind-memory: caught: node 0x", "unreachable from the scanned roots at mark start"],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -139,7 +152,7 @@ const CASES: &[Case] = &[
             "stop-the-world retries 1",
         ],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 2,
     },
     Case {
@@ -148,7 +161,7 @@ const CASES: &[Case] = &[
         exit: SUCCESS,
         expect: &["cycles started by heap growth (GOGC 100%), 0 verifier misses, 0 unscanned stacks, 0 corrupt"],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -162,7 +175,7 @@ const CASES: &[Case] = &[
             "bench-barrier: done",
         ],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -176,7 +189,7 @@ const CASES: &[Case] = &[
             "kernel/src/ktest/gc.rs",
         ],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -190,7 +203,7 @@ const CASES: &[Case] = &[
             "ready in",
         ],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -199,7 +212,7 @@ const CASES: &[Case] = &[
         exit: SUCCESS,
         expect: &["kernel unit tests: ", " 0 failed"],
         check: Some(units_ran),
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -213,7 +226,7 @@ const CASES: &[Case] = &[
             "x30 0x",
         ],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -222,7 +235,7 @@ const CASES: &[Case] = &[
         exit: PANIC,
         expect: &["PANIC on core 0", "deliberate panic"],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -231,7 +244,7 @@ const CASES: &[Case] = &[
         exit: PANIC,
         expect: &["PANIC on core 0", "deliberate panic on the system stack", "running on the system stack 'system'"],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -240,7 +253,7 @@ const CASES: &[Case] = &[
         exit: BAD_CONFIG,
         expect: &["bad kernel command line \"bogus=1\": unknown key 'bogus'; valid keys: log=", "cores=1..=8"],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -249,7 +262,7 @@ const CASES: &[Case] = &[
         exit: BAD_CONFIG,
         expect: &["bad value '99' for 'cores' (expected 1..=8)"],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -258,7 +271,7 @@ const CASES: &[Case] = &[
         exit: SUCCESS,
         expect: &["stress suites", "graph", "churn", "large", "gcbench-quick", "framebuffer"],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -267,7 +280,7 @@ const CASES: &[Case] = &[
         exit: BAD_CONFIG,
         expect: &["unknown suite 'nope'", "stress suites"],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -276,7 +289,7 @@ const CASES: &[Case] = &[
         exit: BAD_CONFIG,
         expect: &["test= and suite= both given"],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -285,7 +298,7 @@ const CASES: &[Case] = &[
         exit: BAD_CONFIG,
         expect: &["no negative control possible"],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -294,7 +307,7 @@ const CASES: &[Case] = &[
         exit: BAD_CONFIG,
         expect: &["unknown test 'nope'"],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -307,7 +320,7 @@ const CASES: &[Case] = &[
             "translation fault (level 3) on a write",
         ],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -316,7 +329,7 @@ const CASES: &[Case] = &[
         exit: FAULT,
         expect: &["kind task, task 'deep', stack [0x"],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -325,7 +338,7 @@ const CASES: &[Case] = &[
         exit: FAULT,
         expect: &["kind task, task 'grower', stack [0x", "guard [0x4000000000, 0x4000001000)"],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -334,7 +347,7 @@ const CASES: &[Case] = &[
         exit: FAULT,
         expect: &["stack overflow: core 0, kind system, stack 'system' of core 0"],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -346,7 +359,7 @@ const CASES: &[Case] = &[
             "stack overflow: core 0, kind exception, stack 'exception' of core 0",
         ],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -355,7 +368,7 @@ const CASES: &[Case] = &[
         exit: SUCCESS,
         expect: &["log-stress: {smp} cores"],
         check: Some(log_lines_whole),
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -369,7 +382,7 @@ const CASES: &[Case] = &[
             "gpu-fb-static: ok",
         ],
         check: Some(perf_lines_clean),
-        gpu: true,
+        hw: GPU,
         min_smp: 1,
     },
     Case {
@@ -382,7 +395,7 @@ const CASES: &[Case] = &[
             "gpu-fb-pages: ok",
         ],
         check: Some(perf_lines_clean),
-        gpu: true,
+        hw: GPU,
         min_smp: 1,
     },
     Case {
@@ -395,7 +408,7 @@ const CASES: &[Case] = &[
             "gpu-fb-gc: ok: 1280x720 framebuffer from gc",
         ],
         check: Some(perf_lines_clean),
-        gpu: true,
+        hw: GPU,
         min_smp: 1,
     },
     Case {
@@ -404,7 +417,7 @@ const CASES: &[Case] = &[
         exit: SUCCESS,
         expect: &["fence=acquire complete=irq", "gpu-fb-static: ok"],
         check: Some(interrupts_taken),
-        gpu: true,
+        hw: GPU,
         min_smp: 1,
     },
     Case {
@@ -417,7 +430,7 @@ const CASES: &[Case] = &[
             "gpu-fb-static: ok",
         ],
         check: Some(perf_lines_clean),
-        gpu: true,
+        hw: GPU,
         min_smp: 1,
     },
     Case {
@@ -430,7 +443,7 @@ const CASES: &[Case] = &[
             "gpu-timeout: the kernel goes on",
         ],
         check: None,
-        gpu: true,
+        hw: GPU,
         min_smp: 1,
     },
     Case {
@@ -443,7 +456,7 @@ const CASES: &[Case] = &[
             "gpu-missing: no GPU, the kernel goes on",
         ],
         check: None,
-        gpu: false,
+        hw: NO_GPU,
         min_smp: 1,
     },
     Case {
@@ -452,7 +465,7 @@ const CASES: &[Case] = &[
         exit: SUCCESS,
         expect: &["is seed 002's variant", "gpu-bench: ok: 60 full (1280x720) and 60 dirty (400x80) frames"],
         check: Some(bench_lines_complete),
-        gpu: true,
+        hw: GPU,
         min_smp: 1,
     },
     Case {
@@ -461,7 +474,7 @@ const CASES: &[Case] = &[
         exit: SUCCESS,
         expect: &["gpu: test pattern drawn (1280x720, fb=static)", "[VIRTIO PERF] gpu-demo ", "gpu-demo: ok"],
         check: Some(perf_lines_clean),
-        gpu: true,
+        hw: GPU,
         min_smp: 1,
     },
     Case {
@@ -469,19 +482,99 @@ const CASES: &[Case] = &[
         append: "test=gpu-dashboard gc.heap=16M",
         exit: SUCCESS,
         expect: &[
-            "gui: dashboard drawn (2048 heap pages, 16x16 px cells)",
+            "gui: dashboard drawn (2048 heap pages, 12x12 px cells, 1280x720 display, text scale 2",
             "[VIRTIO PERF] gpu-dashboard ",
             "gpu-dashboard: ok: 4 cycles, 1 full frame then",
         ],
         check: Some(perf_lines_clean),
-        gpu: true,
+        hw: GPU,
+        min_smp: 1,
+    },
+    Case {
+        name: "gpu-dashboard-640x480",
+        append: "test=gpu-dashboard gc.heap=16M",
+        exit: SUCCESS,
+        expect: &["640x480 display, text scale 1", "gpu-dashboard: ok: 4 cycles, 1 full frame then"],
+        check: Some(perf_lines_clean),
+        hw: Hw { display: (640, 480), ..GPU },
+        min_smp: 4,
+    },
+    Case {
+        name: "gpu-dashboard-1024x768",
+        append: "test=gpu-dashboard gc.heap=16M",
+        exit: SUCCESS,
+        expect: &["1024x768 display, text scale 1", "gpu-dashboard: ok: 4 cycles, 1 full frame then"],
+        check: Some(perf_lines_clean),
+        hw: Hw { display: (1024, 768), ..GPU },
+        min_smp: 4,
+    },
+    Case {
+        name: "gpu-dashboard-1920x1080",
+        append: "test=gpu-dashboard gc.heap=16M",
+        exit: SUCCESS,
+        expect: &[
+            "fb=static: the display is larger than the 1280x720 static array, falling back to pages",
+            "1920x1080 display, text scale 2",
+            "gpu-dashboard: ok: 4 cycles, 1 full frame then",
+        ],
+        check: Some(perf_lines_clean),
+        hw: Hw { display: (1920, 1080), ..GPU },
+        min_smp: 4,
+    },
+    Case {
+        name: "gpu-two-gpus",
+        append: "test=gpu-fb-static",
+        exit: SUCCESS,
+        expect: &["gpu: another virtio-gpu at 0x", "gpu-fb-static: ok"],
+        check: Some(one_line_for_the_second_gpu),
+        hw: Hw { second_gpu: true, ..GPU },
+        min_smp: 1,
+    },
+    Case {
+        name: "gpu-legacy-transport",
+        append: "test=gpu-missing",
+        exit: SUCCESS,
+        expect: &[
+            "uses the legacy virtio-mmio transport (version 1), which tricolor does not drive: run QEMU with \
+             -global virtio-mmio.force-legacy=false",
+            "gpu-missing: no GPU, the kernel goes on",
+        ],
+        check: Some(one_warning_for_legacy),
+        hw: Hw { legacy_mmio: true, ..GPU },
         min_smp: 1,
     },
 ];
 
-/// The screenshot test (xtask/src/screenshot.rs): a plain boot's test pattern, checked pixel by
-/// pixel in a `screendump` PNG. Runs at smp 4 only.
+/// Two GPUs: exactly one line about the one not driven.
+fn one_line_for_the_second_gpu(output: &str, smp: usize) -> Result {
+    perf_lines_clean(output, smp)?;
+    match output.lines().filter(|l| l.contains("virtio-gpu at") && l.contains("not driven")).count() {
+        1 => Ok(()),
+        n => Err(format!("{n} lines about the GPU not driven, expected 1")),
+    }
+}
+
+/// The legacy transport: one warning in all (not one per virtio-mmio slot).
+fn one_warning_for_legacy(output: &str, _smp: usize) -> Result {
+    let warnings: Vec<&str> =
+        output.lines().filter(|l| l.contains("] WARN ") || l.contains("virtio-mmio 0x")).collect();
+    match warnings.len() {
+        1 => Ok(()),
+        n => Err(format!("{n} warnings, expected the one about the legacy transport:\n{}", warnings.join("\n"))),
+    }
+}
+
+/// The screenshot test (xtask/src/screenshot.rs): the test pattern (`test=gpu-pattern`), checked
+/// pixel by pixel in a `screendump` PNG. Runs at smp 4 only.
 const SCREENSHOT_CASE: &str = "gpu-screenshot";
+/// The default boot with its console scripted and its dashboard screenshot
+/// (xtask/src/demo_tests.rs). Runs at smp 4 only.
+const DEMO_CASE: &str = "demo-console";
+/// gdb-multiarch with xtask/gdb/tricolor.py attached to the running demo (xtask/src/gdb.rs).
+const GDB_CASE: &str = "gdb-script";
+
+/// A case that drives its own QEMU session (screenshots, the console, gdb); returns its duration.
+type SessionCase = fn(&Path) -> Result<std::time::Duration>;
 
 /// One `[VIRTIO PERF] <label> key=value ...` line.
 struct PerfLine<'a> {
@@ -630,7 +723,15 @@ pub fn run_all(elf: &Path, filter: Option<&str>) -> Result {
     for smp in [1, 4] {
         for case in CASES.iter().filter(|c| smp >= c.min_smp && filter.is_none_or(|f| c.name.contains(f))) {
             let name = format!("smp{smp}/{}", case.name);
-            let machine = Machine { smp, append: case.append.to_string(), gpu: case.gpu, ..Machine::new(elf) };
+            let machine = Machine {
+                smp,
+                append: case.append.to_string(),
+                gpu: case.hw.gpu,
+                display: case.hw.display,
+                second_gpu: case.hw.second_gpu,
+                legacy_mmio: case.hw.legacy_mmio,
+                ..Machine::new(elf)
+            };
             let outcome = qemu::run_captured(&machine, TIMEOUT)?;
             match verdict(case, smp, &outcome) {
                 Ok(()) => {
@@ -645,9 +746,17 @@ pub fn run_all(elf: &Path, filter: Option<&str>) -> Result {
             }
         }
     }
-    if filter.is_none_or(|f| SCREENSHOT_CASE.contains(f)) {
-        let name = format!("smp4/{SCREENSHOT_CASE}");
-        match screenshot::test_pattern_case(elf) {
+    let sessions: [(&str, SessionCase); 3] = [
+        (SCREENSHOT_CASE, screenshot::test_pattern_case),
+        (DEMO_CASE, crate::demo_tests::console_case),
+        (GDB_CASE, crate::gdb::case),
+    ];
+    for (case, run) in sessions {
+        if filter.is_some_and(|f| !case.contains(f)) {
+            continue;
+        }
+        let name = format!("smp4/{case}");
+        match run(elf) {
             Ok(elapsed) => {
                 passed += 1;
                 println!("qemu {name} ... ok ({:.2} s)", elapsed.as_secs_f64());
@@ -735,6 +844,18 @@ mod tests {
         assert!(bench_lines_complete(&missing, 1).unwrap_err().contains("bench-dirty line for fence=seqcst"));
         let short = all.replace("frames=60", "frames=59");
         assert!(bench_lines_complete(&short, 1).is_err());
+    }
+
+    #[test]
+    fn display_hardware_checks_count_lines() {
+        let second = "[   0.1] INFO  c0 gpu: another virtio-gpu at 0xa003e00 is not driven (tricolor drives ...)\n";
+        assert!(one_line_for_the_second_gpu(&format!("{PERF_OK}{second}"), 1).is_ok());
+        assert!(one_line_for_the_second_gpu(PERF_OK, 1).unwrap_err().contains("0 lines"));
+        assert!(one_line_for_the_second_gpu(&format!("{PERF_OK}{second}{second}"), 1).is_err());
+        let legacy = "[   0.1] WARN  c0 gpu: virtio-gpu at 0xa003e00 uses the legacy virtio-mmio transport\n";
+        assert!(one_warning_for_legacy(legacy, 1).is_ok());
+        let per_slot: String = (0..32).map(|i| format!("[   0.1] WARN  c0 virtio-mmio 0x{i:x}: legacy\n")).collect();
+        assert!(one_warning_for_legacy(&per_slot, 1).unwrap_err().starts_with("32 warnings"));
     }
 
     #[test]

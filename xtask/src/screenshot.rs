@@ -1,19 +1,23 @@
 //! `cargo xtask screenshot`: boot headless, wait for the kernel's "frame drawn" line, save the
-//! display as a PNG with QMP's `screendump`, quit. And the screenshot test of the QEMU matrix: the
-//! known pixels of the kernel's test pattern must be in the PNG.
+//! display as a PNG with QMP's `screendump`, quit. And what the tests read in screenshots: the
+//! known pixels of the kernel's test pattern, and the dashboard's cycle counter (read back with the
+//! kernel's own font and layout, `tricolor_kernel::screen`).
 
-use crate::qemu::{self, Machine, GPU_HEIGHT, GPU_WIDTH};
+use crate::qemu::{Machine, GPU_HEIGHT, GPU_WIDTH};
+use crate::session::Session;
 use crate::Result;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tricolor_kernel::screen::font;
+use tricolor_kernel::screen::layout::{self, Layout};
+use tricolor_virtio::gpu::Rect;
 
 /// The console line the kernel prints once the test pattern's flush has completed
 /// (kernel/src/gpu/display.rs, `show_test_pattern`).
 pub const READY_LINE: &str = "gpu: test pattern drawn";
+/// The line the dashboard prints once its first frame is on the display
+/// (kernel/src/gpu/dashboard.rs, `Dashboard::show`).
+pub const DASHBOARD_LINE: &str = "gui: dashboard drawn";
 
 /// Boot to the drawn frame and the dump; only catches hangs.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -24,126 +28,22 @@ pub struct Shot {
     pub elapsed: Duration,
 }
 
-/// Boots `machine`, waits for [`READY_LINE`], writes the display to `out` as PNG, quits QEMU.
-pub fn take(machine: &Machine, out: &Path, timeout: Duration) -> Result<Shot> {
-    let out = std::path::absolute(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let socket = std::env::temp_dir().join(format!("tricolor-qmp-{}-{}.sock", std::process::id(), unique()));
-    let _ = std::fs::remove_file(&socket);
-    let _ = std::fs::remove_file(&out);
-    let qmp = ["-qmp".to_string(), format!("unix:{},server=on,wait=off", socket.display())];
-    let start = Instant::now();
-    let mut child = qemu::spawn_headless(machine, &qmp)?;
-    let lines = line_reader(child.stdout.take().expect("piped stdout"));
-    let stderr = child.stderr.take().expect("piped stderr");
-    let errors = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = BufReader::new(stderr).read_to_string(&mut text);
-        text
-    });
-    let mut console = String::new();
-    let result = wait_for_line(&lines, &mut console, start + timeout)
-        .and_then(|()| dump(&socket, &out, start + timeout))
-        .and_then(|()| check_written(&out));
-    stop(&mut child);
-    console.extend(lines.try_iter().map(|l| l + "\n"));
-    let _ = std::fs::remove_file(&socket);
-    let stderr = errors.join().unwrap_or_default();
+/// Boots `machine`, waits for the test pattern or the dashboard to be drawn and `wait` more,
+/// writes the display to `out` as PNG, quits QEMU.
+pub fn take(machine: &Machine, out: &Path, timeout: Duration, wait: Duration) -> Result<Shot> {
+    let mut session = Session::start(machine)?;
+    let result = session
+        .wait_for("a drawn frame", timeout, |l| l.contains(READY_LINE) || l.contains(DASHBOARD_LINE))
+        .and_then(|_| {
+            std::thread::sleep(wait);
+            session.screendump(out, timeout)
+        });
+    let elapsed = session.elapsed();
+    let console = session.finish();
     match result {
-        Ok(()) => Ok(Shot { console, elapsed: start.elapsed() }),
-        Err(why) => Err(format!("{why}\n----- console -----\n{console}{stderr}----- end -----")),
+        Ok(()) => Ok(Shot { console, elapsed }),
+        Err(why) => Err(format!("{why}\n----- console -----\n{console}----- end -----")),
     }
-}
-
-fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Console lines as they arrive.
-fn line_reader(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line.replace('\r', "")).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_for_line(lines: &mpsc::Receiver<String>, console: &mut String, deadline: Instant) -> Result {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) => {
-                let ready = line.contains(READY_LINE);
-                console.push_str(&line);
-                console.push('\n');
-                if ready {
-                    return Ok(());
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => return Err(format!("no \"{READY_LINE}\" line in time")),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(format!("QEMU exited before printing \"{READY_LINE}\""))
-            }
-        }
-    }
-}
-
-/// One QMP session: capabilities, `screendump`, each answered with `return` (or an error).
-fn dump(socket: &Path, out: &Path, deadline: Instant) -> Result {
-    let stream = loop {
-        match UnixStream::connect(socket) {
-            Ok(stream) => break stream,
-            Err(e) if Instant::now() >= deadline => return Err(format!("QMP socket {}: {e}", socket.display())),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    };
-    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
-    stream.set_read_timeout(Some(left)).map_err(|e| format!("QMP socket: {e}"))?;
-    let mut writer = stream.try_clone().map_err(|e| format!("QMP socket: {e}"))?;
-    let mut reader = BufReader::new(stream);
-    let mut greeting = String::new();
-    reader.read_line(&mut greeting).map_err(|e| format!("QMP greeting: {e}"))?;
-    qmp(&mut reader, &mut writer, r#"{"execute": "qmp_capabilities"}"#)?;
-    let filename = out.to_str().ok_or("the output path is not UTF-8")?;
-    let command = format!(
-        r#"{{"execute": "screendump", "arguments": {{"filename": "{}", "format": "png"}}}}"#,
-        filename.replace('\\', "\\\\").replace('"', "\\\"")
-    );
-    qmp(&mut reader, &mut writer, &command)
-}
-
-/// Sends a QMP command and waits for its answer, skipping asynchronous events.
-fn qmp(reader: &mut impl BufRead, writer: &mut impl Write, command: &str) -> Result {
-    writeln!(writer, "{command}").map_err(|e| format!("QMP write: {e}"))?;
-    loop {
-        let mut line = String::new();
-        match reader.read_line(&mut line) {
-            Ok(0) => return Err(format!("QMP closed while waiting for the answer to {command}")),
-            Ok(_) if line.contains("\"return\"") => return Ok(()),
-            Ok(_) if line.contains("\"error\"") => return Err(format!("QMP {command}: {}", line.trim())),
-            Ok(_) => {}
-            Err(e) => return Err(format!("QMP answer to {command}: {e}")),
-        }
-    }
-}
-
-fn check_written(out: &Path) -> Result {
-    match std::fs::metadata(out) {
-        Ok(m) if m.len() > 0 => Ok(()),
-        _ => Err(format!("screendump did not write {}", out.display())),
-    }
-}
-
-/// Ends QEMU: it has nothing left to do once the dump is written.
-fn stop(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// A decoded screenshot, 8-bit RGB.
@@ -211,15 +111,52 @@ pub fn check_test_pattern(image: &Image) -> Result {
     }
 }
 
-/// The QEMU-matrix screenshot test: a plain boot (the display demo), a screenshot, the pixel check.
+/// The QEMU-matrix screenshot test: the test pattern (`test=gpu-pattern`), a screenshot, the pixel
+/// check.
 pub fn test_pattern_case(elf: &Path) -> Result<Duration> {
-    let machine = Machine { smp: 4, append: String::new(), gpu: true, ..Machine::new(elf) };
+    let machine = Machine { smp: 4, append: "test=gpu-pattern".into(), gpu: true, ..Machine::new(elf) };
     let out: PathBuf = std::env::temp_dir().join(format!("tricolor-screenshot-test-{}.png", std::process::id()));
-    let shot = take(&machine, &out, TIMEOUT)?;
+    let shot = take(&machine, &out, TIMEOUT, Duration::ZERO)?;
     let checked = load_png(&out).and_then(|image| check_test_pattern(&image));
     let _ = std::fs::remove_file(&out);
     checked.map_err(|why| format!("{why}\n----- console -----\n{}----- end -----", shot.console))?;
     Ok(shot.elapsed)
+}
+
+/// Whether a dashboard text pixel is lit (the counters' yellow, not the dark background).
+fn lit(rgb: [u8; 3]) -> bool {
+    rgb[0] > 0x80 && rgb[1] > 0x80
+}
+
+/// Reads the dashboard's cycle counter: each digit's 5x7 cells sampled at their centres and
+/// matched against the kernel's font.
+pub fn read_cycles(image: &Image) -> Result<u64> {
+    let l = Layout::new(image.width, image.height)
+        .map_err(|t| format!("a {}x{} screenshot has no dashboard", t.width, t.height))?;
+    let scale = 2 * l.scale;
+    let mut digits = String::new();
+    for i in 0..layout::CYCLE_DIGITS {
+        let left = l.cycles.x + i * font::ADVANCE * scale;
+        let mut rows = [0u8; 7];
+        for (r, row) in rows.iter_mut().enumerate() {
+            for c in 0..font::WIDTH {
+                let (x, y) = (left + c * scale + scale / 2, l.cycles.y + r as u32 * scale + scale / 2);
+                if image.pixel(x, y).is_some_and(lit) {
+                    *row |= 1 << (font::WIDTH - 1 - c);
+                }
+            }
+        }
+        match font::recognise(rows) {
+            Some(c) if c.is_ascii_digit() => digits.push(c),
+            other => return Err(format!("cycle counter digit {i} at ({left}, {}) reads as {other:?}", l.cycles.y)),
+        }
+    }
+    digits.parse().map_err(|e| format!("cycle counter '{digits}': {e}"))
+}
+
+/// Whether `a` and `b` hold the same pixels in `rect`.
+pub fn same_pixels(a: &Image, b: &Image, rect: Rect) -> bool {
+    (rect.y..rect.y + rect.height).all(|y| (rect.x..rect.x + rect.width).all(|x| a.pixel(x, y) == b.pixel(x, y)))
 }
 
 #[cfg(test)]
@@ -273,6 +210,53 @@ mod tests {
         assert!(check_test_pattern(&blank).unwrap_err().matches("expected").count() >= EXPECTED.len());
         let small = Image { width: 640, height: 480, rgb: vec![0; 640 * 480 * 3] };
         assert!(check_test_pattern(&small).unwrap_err().contains("640x480"));
+    }
+
+    /// A dashboard-sized image with `digits` drawn where the kernel draws the cycle counter.
+    fn counter_image(width: u32, height: u32, digits: &str) -> Image {
+        let mut image = Image { width, height, rgb: vec![0x10; (width * height * 3) as usize] };
+        let l = Layout::new(width, height).unwrap();
+        let scale = 2 * l.scale;
+        for (i, ch) in digits.chars().enumerate() {
+            let left = l.cycles.x + i as u32 * font::ADVANCE * scale;
+            for (r, bits) in font::glyph(ch).iter().enumerate() {
+                for c in 0..font::WIDTH {
+                    if bits & (1 << (font::WIDTH - 1 - c)) != 0 {
+                        for dy in 0..scale {
+                            for dx in 0..scale {
+                                paint(
+                                    &mut image,
+                                    left + c * scale + dx,
+                                    l.cycles.y + r as u32 * scale + dy,
+                                    [0xff, 0xcc, 0],
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        image
+    }
+
+    #[test]
+    fn the_cycle_counter_reads_back_at_every_size() {
+        for (w, h) in [(640, 480), (1024, 768), (1280, 720), (1920, 1080)] {
+            assert_eq!(read_cycles(&counter_image(w, h, "00012345")).unwrap(), 12345, "{w}x{h}");
+        }
+        let blank = counter_image(1280, 720, "");
+        assert!(read_cycles(&blank).unwrap_err().contains("digit 0"), "a blank counter is no number");
+        let letters = counter_image(1280, 720, "0001234A");
+        assert!(read_cycles(&letters).is_err());
+    }
+
+    #[test]
+    fn same_pixels_compares_only_the_region() {
+        let a = counter_image(640, 480, "00000001");
+        let b = counter_image(640, 480, "00000002");
+        let l = Layout::new(640, 480).unwrap();
+        assert!(!same_pixels(&a, &b, l.cycles));
+        assert!(same_pixels(&a, &b, l.title) && same_pixels(&a, &b, l.legend));
     }
 
     #[test]

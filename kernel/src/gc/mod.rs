@@ -7,6 +7,8 @@
 //! - [`collect`]: one cycle on the calling core, with mark workers spawned on the other cores for
 //!   the concurrent mark.
 
+pub mod coretime;
+pub mod trace;
 pub mod workload;
 
 use crate::{memory, percore, stw, tasks};
@@ -70,6 +72,7 @@ impl Platform for Kernel {
     }
 
     fn stop_the_world<R>(f: impl FnOnce() -> R) -> R {
+        trace::on_stop_the_world();
         stw::stop_the_world_retrying(f).0
     }
 
@@ -79,6 +82,7 @@ impl Platform for Kernel {
         // the collecting core's own stack, which holds the collector's frames, not a mutator's.
         let verifying = collector().phase() == Phase::MarkTermination;
         tasks::for_each_root_range(!verifying, verifying, &is_mark_worker, &mut |lo, hi, owner| {
+            trace::note_stack_range(hi - lo);
             visit(ScanRange { lo, hi }, owner)
         });
     }
@@ -145,6 +149,9 @@ pub fn init(config: &Config<'_>) -> Result<(), InitError> {
     };
     collector.set_mode::<Kernel>(config.gc_mode);
     set_torture(config.gc_torture);
+    trace::set_enabled(config.gc_trace);
+    VERIFY.store(config.gc_verify, Ordering::Relaxed);
+    trace::set_global_bytes((&raw const __gcroots_end as usize - &raw const __gcroots_start as usize) as u64);
     log::info!(
         "gc: {} MiB heap at {base:#x}, mode {}, wbBuf {} entries, GOGC {}%, verifier {}, torture {}",
         config.gc_heap >> 20,
@@ -225,6 +232,21 @@ pub fn set_mode(mode: BarrierMode) {
     collector().set_mode::<Kernel>(mode);
 }
 
+/// Whether the verifier runs (as last set by `gc.verify=` or [`set_verify`]; the collector keeps
+/// the switch itself, this is its readable copy). Relaxed: a setting, no data behind it.
+static VERIFY: AtomicBool = AtomicBool::new(false);
+
+/// Turns the verifier on or off (from the next mark termination).
+pub fn set_verify(on: bool) {
+    collector().set_verify(on);
+    VERIFY.store(on, Ordering::Relaxed);
+}
+
+/// Whether the verifier runs.
+pub fn verify_enabled() -> bool {
+    VERIFY.load(Ordering::Relaxed)
+}
+
 /// The name of the collector's mark-worker tasks (their stacks are not roots).
 const MARK_WORKER: &str = "mark-worker";
 
@@ -240,7 +262,10 @@ pub fn mark_workers_running() -> usize {
 fn mark_worker(_: usize) {
     let c = collector();
     while c.phase() == Phase::Mark {
-        if c.mark_worker::<Kernel>() == 0 {
+        let t = cpu::uptime_ns();
+        let scanned = c.mark_worker::<Kernel>();
+        trace::add_worker_mark(percore::id(), cpu::uptime_ns() - t);
+        if scanned == 0 {
             // Nothing grey right now: let this core's mutators run, then look again.
             tasks::yield_now();
         }
@@ -342,7 +367,7 @@ fn try_collect() -> Option<CycleReport> {
         return None;
     }
     TRIGGERED_CYCLES.fetch_add(1, Ordering::Relaxed);
-    let report = cycle(0);
+    let report = cycle(0, false);
     CYCLE_RUNNING.store(false, Ordering::Release);
     Some(report)
 }
@@ -357,14 +382,17 @@ pub fn collect() -> CycleReport {
 /// shaded and nothing is scanned yet, so mutators get a window to rewire grey objects' children.
 /// Stress suites use it to make a barrier bug (and the negative control) show up reliably.
 pub fn collect_with_mark_delay(delay_us: u64) -> CycleReport {
-    holding_cycle_lock(|| cycle(delay_us))
+    holding_cycle_lock(|| cycle(delay_us, true))
 }
 
-fn cycle(delay_us: u64) -> CycleReport {
+/// One cycle (the cycle lock held); `forced`: asked for, not started by the pacer.
+fn cycle(delay_us: u64, forced: bool) -> CycleReport {
     let c = collector();
     let me = percore::id();
     tasks::scrub_own_stack();
+    let mut start = trace::begin();
     let report = c.collect_with_hook::<Kernel>(&mut || {
+        start.marking();
         if c.phase() != Phase::Mark {
             return;
         }
@@ -387,6 +415,7 @@ fn cycle(delay_us: u64) -> CycleReport {
         tasks::yield_now();
         cpu::relax();
     }
+    trace::end(start, &report, forced);
     let check = AFTER_CYCLE.load(Ordering::Acquire);
     if check != 0 {
         // SAFETY: only `set_after_cycle` stores a nonzero value, and it stores a `fn(&CycleReport)`.

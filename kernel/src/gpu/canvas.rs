@@ -2,7 +2,7 @@
 //! surface. Pixels are `0x00RRGGBB` u32s, which is B, G, R, X in little-endian memory: the
 //! `B8G8R8X8Unorm` format the resource is created with.
 
-use super::font;
+use tricolor_kernel::screen::font;
 use tricolor_virtio::gpu::Rect;
 
 /// A colour, `0x00RRGGBB`.

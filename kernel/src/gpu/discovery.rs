@@ -1,22 +1,18 @@
 //! Finding virtio-mmio devices: every `virtio,mmio` node of the device tree, with its register
-//! block and its interrupt. QEMU `virt` lists 32 slots, most of them empty; the GPU is whichever
-//! slot reads device id 16.
+//! block and its interrupt. QEMU `virt` lists 32 slots, most of them empty; the GPU is the first
+//! slot that reads device id 16. tricolor drives the modern (version 2) transport only: a GPU
+//! behind QEMU's default legacy transport is reported, in one line with the fix, by `bring_up`.
 
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 use fdt::Fdt;
 use tricolor_virtio::transport::device_id;
-use tricolor_virtio::transport::mmio_regs::SLOT_SIZE;
-use tricolor_virtio::{Error, MmioTransport, Transport};
+use tricolor_virtio::transport::mmio::identify;
+use tricolor_virtio::transport::mmio_regs::{VolatileRegisters, SLOT_SIZE};
+use tricolor_virtio::MmioTransport;
 
-/// A device interrupt as the GIC numbers it.
-#[derive(Clone, Copy, Debug)]
-pub struct DeviceIrq {
-    /// GIC interrupt id (an SPI is 32 + the device-tree cell).
-    pub id: u32,
-    /// Level-sensitive (else edge-triggered), from the cell's flags.
-    pub level: bool,
-}
+use crate::devicetree::gic_interrupt;
+pub use crate::devicetree::DeviceIrq;
 
 /// One `virtio,mmio` node.
 #[derive(Clone, Copy, Debug)]
@@ -41,34 +37,24 @@ pub fn virtio_mmio_slots(dtb_addr: usize) -> Vec<MmioSlot> {
         .collect()
 }
 
-/// The first GIC interrupt of an `interrupts` property: three big-endian cells (type, number,
-/// flags) with type 0 = SPI (id 32 + number) and 1 = PPI (id 16 + number); flags 4 and 8 are
-/// level-high and level-low, 1 and 2 edges.
-fn gic_interrupt(cells: &[u8]) -> Option<DeviceIrq> {
-    let cell = |i: usize| Some(u32::from_be_bytes(cells.get(i * 4..i * 4 + 4)?.try_into().ok()?));
-    let (kind, number, flags) = (cell(0)?, cell(1)?, cell(2)?);
-    let id = match kind {
-        0 => 32 + number,
-        1 => 16 + number,
-        _ => return None,
-    };
-    Some(DeviceIrq { id, level: flags & 0xc != 0 })
-}
-
 /// What probing the slots found.
 pub struct Probe {
     /// The first GPU and its slot.
     pub gpu: Option<(MmioTransport, MmioSlot)>,
+    /// The first GPU behind a legacy (version 1) virtio-mmio transport, which is not driven.
+    pub legacy_gpu: Option<MmioSlot>,
     /// Slots with a virtio device of any kind.
     pub devices: usize,
     /// Slots probed.
     pub slots: usize,
 }
 
-/// Probes every slot and keeps the first GPU.
+/// Probes every slot and keeps the first GPU; a GPU after the first gets one log line. Empty
+/// slots are skipped quietly whatever their transport version (QEMU's legacy mode shows all 32 as
+/// version 1).
 pub fn find_gpu(dtb_addr: usize) -> Probe {
     let slots = virtio_mmio_slots(dtb_addr);
-    let mut probe = Probe { gpu: None, devices: 0, slots: slots.len() };
+    let mut probe = Probe { gpu: None, legacy_gpu: None, devices: 0, slots: slots.len() };
     for slot in slots {
         if slot.size < SLOT_SIZE {
             log::warn!("virtio-mmio {:#x}: register block of {:#x} bytes, need {SLOT_SIZE:#x}", slot.base, slot.size);
@@ -76,17 +62,38 @@ pub fn find_gpu(dtb_addr: usize) -> Probe {
         }
         let Some(base) = NonNull::new(slot.base as *mut u8) else { continue };
         // SAFETY: the device tree names this as a virtio-mmio register block; it lies in the device
-        // region vm::init identity-maps as Device-nGnRE for the whole run, and nothing else drives
-        // it (a transport for a non-GPU slot is dropped right away without touching the device).
-        match unsafe { MmioTransport::new(base) } {
-            Ok(transport) => {
-                probe.devices += 1;
-                log::debug!("virtio-mmio {:#x}: device id {}", slot.base, transport.device_id());
-                if transport.device_id() == device_id::GPU && probe.gpu.is_none() {
-                    probe.gpu = Some((transport, slot));
-                }
+        // region vm::init identity-maps as Device-nGnRE for the whole run; identify only reads the
+        // magic, version and device id, which drive nothing.
+        let identity = match identify(&unsafe { VolatileRegisters::new(base) }) {
+            Ok(identity) => identity,
+            Err(e) => {
+                log::warn!("virtio-mmio {:#x}: {e}", slot.base);
+                continue;
             }
-            Err(Error::NoDevice) => {}
+        };
+        if identity.device_id == 0 {
+            continue;
+        }
+        probe.devices += 1;
+        log::debug!("virtio-mmio {:#x}: device id {} (version {})", slot.base, identity.device_id, identity.version);
+        if identity.device_id != device_id::GPU {
+            continue;
+        }
+        if let Some((_, first)) = &probe.gpu {
+            log::info!(
+                "gpu: another virtio-gpu at {:#x} is not driven (tricolor drives one display: the first, at {:#x})",
+                slot.base,
+                first.base
+            );
+            continue;
+        }
+        if identity.version == 1 {
+            probe.legacy_gpu.get_or_insert(slot);
+            continue;
+        }
+        // SAFETY: as above; nothing else drives this block (the GPU is driven once, here).
+        match unsafe { MmioTransport::new(base) } {
+            Ok(transport) => probe.gpu = Some((transport, slot)),
             Err(e) => log::warn!("virtio-mmio {:#x}: {e}", slot.base),
         }
     }

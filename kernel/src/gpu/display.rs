@@ -29,6 +29,8 @@ pub enum BringUpError {
     Disabled,
     /// No virtio-mmio slot holds a GPU.
     NoDevice { slots: usize, devices: usize },
+    /// The GPU is behind QEMU's legacy (version 1) virtio-mmio transport.
+    Legacy { base: usize },
     /// The device or a command failed (a timeout included).
     Device(tricolor_virtio::Error),
     /// No framebuffer source could deliver the memory.
@@ -42,6 +44,11 @@ impl fmt::Display for BringUpError {
             Self::NoDevice { slots, devices } => {
                 write!(f, "no virtio-gpu device ({slots} virtio-mmio slots probed, {devices} devices found)")
             }
+            Self::Legacy { base } => write!(
+                f,
+                "virtio-gpu at {base:#x} uses the legacy virtio-mmio transport (version 1), which tricolor does not \
+                 drive: run QEMU with -global virtio-mmio.force-legacy=false (cargo xtask does)"
+            ),
             Self::Device(e) => write!(f, "GPU command failed: {e}"),
             Self::NoMemory { bytes } => write!(f, "no framebuffer memory for {bytes} bytes"),
         }
@@ -92,7 +99,10 @@ pub fn bring_up(machine: &Machine, config: &Config<'_>) -> Result<Display, Bring
     }
     let probe = discovery::find_gpu(machine.dtb_addr);
     let Some((transport, slot)) = probe.gpu else {
-        return Err(BringUpError::NoDevice { slots: probe.slots, devices: probe.devices });
+        return Err(match probe.legacy_gpu {
+            Some(slot) => BringUpError::Legacy { base: slot.base },
+            None => BringUpError::NoDevice { slots: probe.slots, devices: probe.devices },
+        });
     };
     let mut gpu_config = driver_config(config);
     if gpu_config.completion == Completion::Interrupt {

@@ -6,9 +6,11 @@
 //! - `completion`: polling or interrupt completion (`virtio.complete=`).
 //! - `framebuffer`: the framebuffer sources (`fb=static|pages|gc|none`) and their fallbacks.
 //! - `display`: bring-up, presenting full frames and dirty rectangles, `[VIRTIO PERF]` lines.
-//! - `canvas`, `font`: drawing; `pattern`: the test pattern and the live panel.
-//! - `dashboard`: the collector's live dashboard (span map and counters, dirty rectangles).
-//! - `demo`: what a boot without `test=` shows, refreshed from core 0's idle loop.
+//! - `canvas`: drawing (the font is `tricolor_kernel::screen::font`); `pattern`: the test
+//!   pattern and the live panel.
+//! - `dashboard`: the collector's live dashboard, laid out for the display's size
+//!   (`tricolor_kernel::screen::layout`), refreshed with dirty rectangles.
+//! - `panel`: the test pattern and its panel refreshed from core 0's idle loop (`test=gpu-pattern`).
 //!
 //! No GPU is a warning, not a crash: the kernel runs on without a display.
 
@@ -16,13 +18,12 @@ pub mod canvas;
 mod clock;
 mod completion;
 pub mod dashboard;
-mod demo;
 pub mod discovery;
 mod display;
-mod font;
 pub mod framebuffer;
 mod hal;
+mod panel;
 pub mod pattern;
 
-pub use demo::{idle_poll, start_demo};
 pub use display::{bring_up, BringUpError, Display};
+pub use panel::{idle_poll, report_missing, start_demo};

@@ -77,6 +77,12 @@ pub fn stopping() -> bool {
     STOP.load(Ordering::Relaxed)
 }
 
+/// Asks the suites' mutators to stop (or lets them run again): for drivers other than [`run`]
+/// (the live demo runs suite mutators as its workloads).
+pub fn set_stopping(stop: bool) {
+    STOP.store(stop, Ordering::Relaxed);
+}
+
 /// Failures found by the checks after each cycle, and the cycles checked.
 struct Tally {
     cycles: AtomicU64,

@@ -30,23 +30,39 @@ impl MmioTransport<VolatileRegisters> {
     }
 }
 
+/// What a virtio-mmio register block holds, read without driving it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// 2: modern (virtio 1.x), 1: legacy (QEMU's default for virtio-mmio).
+    pub version: u32,
+    /// The device type; 0: an empty slot.
+    pub device_id: u32,
+}
+
+/// Reads the magic, version and device id. The three registers sit at the same offsets in the
+/// legacy and the modern layout, so this tells an empty slot from a legacy device from a modern
+/// one before anything is driven.
+pub fn identify<R: RegisterBlock>(regs: &R) -> Result<Identity> {
+    let magic = regs.read(Reg::MagicValue);
+    if magic != MAGIC {
+        return Err(Error::BadMagic(magic));
+    }
+    Ok(Identity { version: regs.read(Reg::Version), device_id: regs.read(Reg::DeviceId) })
+}
+
 impl<R: RegisterBlock> MmioTransport<R> {
     /// Probes a register block: magic, version 2 (modern), and a non-zero device id.
     pub fn with_registers(regs: R) -> Result<Self> {
-        let magic = regs.read(Reg::MagicValue);
-        if magic != MAGIC {
-            return Err(Error::BadMagic(magic));
-        }
-        match regs.read(Reg::Version) {
+        let identity = identify(&regs)?;
+        match identity.version {
             2 => {}
             1 => return Err(Error::LegacyDevice),
             v => return Err(Error::UnsupportedVersion(v)),
         }
-        let device_id = regs.read(Reg::DeviceId);
-        if device_id == 0 {
+        if identity.device_id == 0 {
             return Err(Error::NoDevice);
         }
-        Ok(Self { regs, device_id })
+        Ok(Self { regs, device_id: identity.device_id })
     }
 
     /// Like [`MmioTransport::with_registers`], and also requires device type `expected`.

@@ -50,6 +50,22 @@ fn probe_checks_magic_version_and_device_id_in_memory_block() {
 }
 
 #[test]
+fn identify_tells_empty_legacy_and_modern_slots_apart() {
+    let id = |magic, version, device| {
+        let block = memory_block(magic, version, device);
+        let base = NonNull::from(&*block).cast::<u8>();
+        // SAFETY: as in `probe`; identify only reads.
+        let regs = unsafe { super::mmio_regs::VolatileRegisters::new(base) };
+        super::mmio::identify(&regs)
+    };
+    use super::mmio::Identity;
+    assert_eq!(id(MAGIC, 1, 0), Ok(Identity { version: 1, device_id: 0 }), "a legacy empty slot");
+    assert_eq!(id(MAGIC, 1, 16), Ok(Identity { version: 1, device_id: 16 }), "a legacy GPU");
+    assert_eq!(id(MAGIC, 2, 16), Ok(Identity { version: 2, device_id: 16 }));
+    assert_eq!(id(0, 2, 16), Err(Error::BadMagic(0)));
+}
+
+#[test]
 fn handshake_negotiates_features_and_walks_the_status_byte() {
     let offered = features::VERSION_1 | features::RING_EVENT_IDX | features::RING_INDIRECT_DESC | 1;
     let fake = FakeMmio::new(device_id::GPU, offered, 128);

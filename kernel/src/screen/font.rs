@@ -1,5 +1,8 @@
 //! A 5x7 bitmap font: digits, upper-case letters (lower case maps to them) and a little
 //! punctuation. Each glyph is seven rows, bit 4 the leftmost column.
+//!
+//! It lives in the host-testable library because two sides read it: the kernel draws with it, and
+//! xtask's screenshot tests read the dashboard's numbers back out of a PNG with [`recognise`].
 
 /// Glyph width in pixels.
 pub const WIDTH: u32 = 5;
@@ -54,6 +57,34 @@ pub fn glyph(c: char) -> [u8; 7] {
         '=' => [0x00, 0x00, 0x1F, 0x00, 0x1F, 0x00, 0x00],
         '/' => [0x00, 0x01, 0x02, 0x04, 0x08, 0x10, 0x00],
         '%' => [0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03],
+        '<' => [0x02, 0x04, 0x08, 0x10, 0x08, 0x04, 0x02],
+        '>' => [0x08, 0x04, 0x02, 0x01, 0x02, 0x04, 0x08],
+        '(' => [0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02],
+        ')' => [0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08],
+        ',' => [0x00, 0x00, 0x00, 0x00, 0x0C, 0x04, 0x08],
+        '+' => [0x00, 0x04, 0x04, 0x1F, 0x04, 0x04, 0x00],
         _ => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x00, 0x04],
+    }
+}
+
+/// Every character with a glyph of its own (the rest draw as a question mark).
+pub const CHARSET: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ :.-=/%<>(),+";
+
+/// The character whose glyph is `rows`, if any (reading text back out of a screenshot).
+pub fn recognise(rows: [u8; 7]) -> Option<char> {
+    CHARSET.chars().find(|&c| glyph(c) == rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_glyph_is_distinct_and_recognised() {
+        for c in CHARSET.chars() {
+            assert_eq!(recognise(glyph(c)), Some(c), "{c:?}");
+        }
+        assert_eq!(recognise(glyph('?')), None, "the fallback glyph is no character");
+        assert_eq!(glyph('a'), glyph('A'));
     }
 }
