@@ -530,10 +530,11 @@ impl Collector {
         }
         for m in &misses {
             log::error!(
-                "gc verifier: reachable object {:#x} ({}) not marked; reached through slot {:#x}{}; {} (mode {})",
+                "gc verifier: reachable object {:#x} ({}) not marked; reached through slot {:#x} holding {:#x}{}; {} (mode {})",
                 m.object,
                 m.type_name,
                 m.slot,
+                m.value,
                 m.parent.map_or(alloc::string::String::new(), |p| alloc::format!(" of object {p:#x}")),
                 m.cause.describe(),
                 mode.name()

@@ -13,11 +13,21 @@ use crate::platform::{GcCore, NO_SPAN};
 use crate::sizeclass::{class_for, CLASS_SIZES, NUM_CLASSES, PAGE_SIZE};
 use crate::span::{Span, BITMAP_WORDS, SPAN_FREE, SPAN_LARGE, SPAN_SMALL};
 
-/// Padding after a pinned buffer, inside its span. Code that walks a buffer row by row (a
-/// framebuffer) computes pointers up to a row past its end; without padding they would land in
-/// whatever object follows, and a conservative stack scan would take them for references to it
-/// (the verifier reported such dead neighbours of the GPU framebuffer as missed). Go avoids
-/// past-the-end pointers the same way, by padding.
+/// Padding before and after a pinned buffer, inside its span, and where pinned spans go.
+///
+/// Code that walks a buffer row by row (a framebuffer) leaves pointers outside it in registers and
+/// stack slots: loop end pointers a row or more past its end, row addresses computed before the
+/// clip that rejects them. A conservative scan takes such a word for a reference to whatever
+/// object lies there, so that dead neighbour of the framebuffer is kept, and the verifier reports
+/// it as missed (it did, for a large object right after the GPU framebuffer's one-page tail, with
+/// pointers five rows past the end). Go keeps past-the-end pointers inside their object by
+/// padding. Pinned spans therefore take the **top** of the heap (last fit), so that everything
+/// past a pinned buffer's end is another pinned buffer (a root, and no-scan) or no heap at all,
+/// and have [`PINNED_HEAD_PAGES`] of padding before the buffer (a row before its start stays in
+/// its own span) and [`PINNED_TAIL_PAGES`] after it (for a pinned span that could not sit at the
+/// top).
+pub const PINNED_HEAD_PAGES: usize = 1;
+/// See [`PINNED_HEAD_PAGES`].
 pub const PINNED_TAIL_PAGES: usize = 1;
 
 /// Every freed byte (and every never-allocated byte) of the heap holds this pattern.
@@ -317,12 +327,15 @@ impl Heap {
         Ok(base + HEADER_SIZE)
     }
 
-    /// Allocate a pinned, no-scan buffer of `len` bytes in its own page-aligned span (no header),
-    /// followed by [`PINNED_TAIL_PAGES`] of padding in the same span. It stays allocated until
-    /// [`Heap::unpin`], whatever the marker finds. Returns its address.
+    /// Allocate a pinned, no-scan buffer of `len` bytes in its own page-aligned span at the top of
+    /// the heap (no header), with [`PINNED_HEAD_PAGES`] of padding before and
+    /// [`PINNED_TAIL_PAGES`] after it in the same span. It stays allocated until
+    /// [`Heap::unpin`], whatever the marker finds. Returns the buffer's address.
     pub(crate) fn alloc_pinned(&self, len: usize, black: bool) -> Result<usize, AllocError> {
-        let pages = len.max(1).div_ceil(PAGE_SIZE) + PINNED_TAIL_PAGES;
-        let (span, index, base) = self.alloc_large(pages, true, true).ok_or_else(|| self.oom(len))?;
+        let pages = PINNED_HEAD_PAGES + len.max(1).div_ceil(PAGE_SIZE) + PINNED_TAIL_PAGES;
+        let (span, index, base) = self.new_span(pages, SPAN_LARGE, 0, true, true).ok_or_else(|| self.oom(len))?;
+        let won = self.span(span).alloc.set(index);
+        debug_assert!(won);
         let s = self.span(span);
         if black {
             s.mark.set(index);
@@ -332,7 +345,7 @@ impl Heap {
         self.in_use.fetch_add(s.elem_size(), Ordering::Relaxed);
         self.pinned.lock().push(span);
         fence(Ordering::Release);
-        Ok(base)
+        Ok(base + PINNED_HEAD_PAGES * PAGE_SIZE)
     }
 
     /// Let a pinned buffer be collected once unreachable.
@@ -442,7 +455,8 @@ impl Heap {
         pinned: bool,
         noscan: bool,
     ) -> Option<(u32, usize, usize)> {
-        let first = self.pages.lock().alloc(npages)? as u32;
+        let first =
+            if pinned { self.pages.lock().alloc_last(npages)? } else { self.pages.lock().alloc(npages)? } as u32;
         let s = self.span(first);
         let (elem, nelems) = if kind == SPAN_SMALL {
             (CLASS_SIZES[class], PAGE_SIZE / CLASS_SIZES[class])

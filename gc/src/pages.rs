@@ -64,6 +64,28 @@ impl PageMap {
         None
     }
 
+    /// Last fit: the highest run of `n` free pages, marked used (pinned buffers go to the top of
+    /// the heap, see `Heap::alloc_pinned`).
+    pub(crate) fn alloc_last(&mut self, n: usize) -> Option<usize> {
+        if n == 0 || n > self.free {
+            return None;
+        }
+        let mut run_len = 0;
+        for p in (0..self.npages).rev() {
+            if self.is_used(p) {
+                run_len = 0;
+                continue;
+            }
+            run_len += 1;
+            if run_len == n {
+                self.set(p, n, true);
+                self.free -= n;
+                return Some(p);
+            }
+        }
+        None
+    }
+
     pub(crate) fn free(&mut self, first: usize, n: usize) {
         self.set(first, n, false);
         self.free += n;
@@ -111,5 +133,17 @@ mod tests {
         assert_eq!(m.alloc(58), None);
         assert_eq!(m.alloc(57), Some(73));
         assert_eq!(m.alloc(1), None);
+    }
+
+    #[test]
+    fn last_fit_takes_the_highest_run() {
+        let mut m = PageMap::new(100);
+        assert_eq!(m.alloc_last(10), Some(90));
+        assert_eq!(m.alloc_last(5), Some(85), "right below the first");
+        assert_eq!(m.alloc(3), Some(0), "first fit is unaffected");
+        m.free(90, 10);
+        assert_eq!(m.alloc_last(12), Some(85 - 12), "the freed top run is too short for 12");
+        assert_eq!(m.alloc_last(10), Some(90));
+        assert_eq!(m.free_pages(), 100 - 10 - 5 - 3 - 12);
     }
 }

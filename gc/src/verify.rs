@@ -43,6 +43,8 @@ pub struct Miss {
     pub type_name: &'static str,
     /// The slot it was reached through (a field, a global root, a stack word).
     pub slot: usize,
+    /// The word found there (the object's address, or an interior pointer into it).
+    pub value: usize,
     /// The object holding that slot, if it is a heap field.
     pub parent: Option<usize>,
     /// What the mark-start snapshot says about it.
@@ -127,6 +129,7 @@ impl Walk<'_> {
                             object: obj.base,
                             type_name: self.c.heap.type_name(&obj),
                             slot,
+                            value,
                             parent,
                             cause,
                         });

@@ -1,7 +1,7 @@
 //! The boot sequence on the boot core: device tree, console, command line, memory, secondaries,
 //! then the selected test or stress suite, or else the live demo (`demo`).
 
-use crate::{console, devicetree, exit, fault, irq, kprintln, ktest, memory, percore, smp, tasks, vm};
+use crate::{console, devicetree, exit, fault, irq, kprintln, memory, percore, registry, smp, tasks, vm};
 use log::{info, warn};
 use spin::Once;
 use tricolor_arch::{cpu, exception, semihosting};
@@ -90,8 +90,8 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
             kprintln!("tricolor: test= and suite= both given; choose one");
             exit::exit(exit::BAD_CONFIG)
         }
-        (Some(name), None) => ktest::run(name, &config),
-        (None, Some(name)) => crate::stress::run(name, &config),
+        (Some(name), None) => registry::run_test(name, &config),
+        (None, Some(name)) => registry::run_suite(name, &config),
         (None, None) => crate::demo::run(machine, &config),
     }
 }

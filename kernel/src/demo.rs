@@ -1,5 +1,5 @@
 //! The default boot (no `test=`, no `suite=`): a live demo of the collector. A mixed workload runs
-//! on every core (graph rewiring, GCBench, churn: the stress suites' mutators), the pacer starts
+//! on every core (graph rewiring, GCBench, churn: `crate::workload`), the pacer starts
 //! collections as the heap grows, the GC dashboard redraws a few times a second with dirty
 //! rectangles, and the serial console takes commands (`help`) until `quit`.
 //!
@@ -11,116 +11,33 @@ use crate::gc;
 use crate::gpu::dashboard::Dashboard;
 use crate::gpu::Display;
 use crate::sync::Lock;
-use crate::{console, kprintln, percore, smp, stress, tasks};
+use crate::{console, kprintln, percore, tasks, workload};
 use alloc::boxed::Box;
-use core::sync::atomic::{AtomicUsize, Ordering};
 use tricolor_arch::cpu;
 use tricolor_kernel::cmdline::Config;
 use tricolor_kernel::shell::command::Workload;
 
-/// Timer quantum: the workload's mutators share each core with each other and the collector's
-/// tasks.
-const QUANTUM_US: u64 = 2000;
 /// Time between dashboard frames.
 const FRAME_NS: u64 = 250_000_000;
-/// Stack per mutator (GCBench recurses to depth 14 at this size).
-const MUTATOR_STACK: usize = 64 * 1024;
 
-/// One kind of mutator (a workload is one or more kinds on every core).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(usize)]
-enum Kind {
-    Graph = 0,
-    Gcbench = 1,
-    Churn = 2,
-}
-
-impl Kind {
-    fn from_arg(arg: usize) -> Kind {
-        match arg & 3 {
-            0 => Kind::Graph,
-            1 => Kind::Gcbench,
-            _ => Kind::Churn,
+/// The workloads a console workload name runs on every core.
+fn workloads(w: Workload) -> &'static [&'static workload::Workload] {
+    match w {
+        Workload::Mixed => {
+            &[&workload::graph::WORKLOAD, &workload::gcbench::WORKLOAD_QUICK, &workload::churn::WORKLOAD]
         }
-    }
-
-    /// The stress suite whose mutator this is.
-    fn suite(self) -> &'static stress::Suite {
-        let name = match self {
-            Kind::Graph => "graph",
-            Kind::Gcbench => "gcbench-quick",
-            Kind::Churn => "churn",
-        };
-        stress::SUITES.iter().copied().find(|s| s.name == name).expect("the demo's suites exist")
+        Workload::Graph => &[&workload::graph::WORKLOAD],
+        Workload::Gcbench => &[&workload::gcbench::WORKLOAD_QUICK],
+        Workload::Churn => &[&workload::churn::WORKLOAD],
     }
 }
 
-fn kinds(workload: Workload) -> &'static [Kind] {
-    match workload {
-        Workload::Mixed => &[Kind::Graph, Kind::Gcbench, Kind::Churn],
-        Workload::Graph => &[Kind::Graph],
-        Workload::Gcbench => &[Kind::Gcbench],
-        Workload::Churn => &[Kind::Churn],
-    }
-}
-
-/// The running workload (`None`: stopped), and its mutators started and finished.
+/// The running workload (`None`: stopped).
 static WORKLOAD: Lock<Option<Workload>> = Lock::new(None);
-// Ordering: STARTED and SEED are written by the one task that starts workloads (boot, then the
-// shell) before it spawns the mutators, and spawning publishes them (the run-queue lock), so
-// Relaxed suffices; FINISHED is Release/Acquire (see `mutator` and `stop`).
-static STARTED: AtomicUsize = AtomicUsize::new(0);
-static FINISHED: AtomicUsize = AtomicUsize::new(0);
-static SEED: AtomicUsize = AtomicUsize::new(1);
 
 /// The workload running now.
 pub fn workload() -> Option<Workload> {
     *WORKLOAD.lock()
-}
-
-/// One mutator task: `arg` is its kind; the seed differs per core and per kind.
-fn mutator(arg: usize) {
-    let kind = Kind::from_arg(arg);
-    let core = percore::id() as u64;
-    let seed = SEED.load(Ordering::Relaxed) as u64 ^ ((core + 1) << 32) ^ ((arg as u64 + 1) << 40);
-    let suite = kind.suite();
-    // Graph and churn run until stopped; GCBench ends after one run, so it starts over.
-    while !stress::stopping() {
-        (suite.mutate)(seed);
-    }
-    // Release: pairs with the Acquire in `stop`: this task's last stores are done.
-    FINISHED.fetch_add(1, Ordering::Release);
-}
-
-/// Stops the running workload and waits until its mutators have returned.
-fn stop() {
-    stress::set_stopping(true);
-    while FINISHED.load(Ordering::Acquire) < STARTED.load(Ordering::Relaxed) {
-        tasks::yield_now();
-        cpu::relax();
-    }
-    stress::set_stopping(false);
-}
-
-/// Starts `workload`'s mutators on every online core.
-fn start(workload: Workload, config: &Config<'_>) -> Result<(), &'static str> {
-    STARTED.store(0, Ordering::Relaxed);
-    FINISHED.store(0, Ordering::Relaxed);
-    for kind in kinds(workload) {
-        if let Err(why) = (kind.suite().prepare)(config) {
-            log::error!("demo: workload {}: {why}", workload.name());
-            return Err("the workload cannot start (see the line above)");
-        }
-    }
-    for core in 0..percore::online_count() {
-        for &kind in kinds(workload) {
-            let spawn =
-                tasks::Spawn { name: "mutator", stack_bytes: MUTATOR_STACK, pinned: Some(core), growable_from: None };
-            tasks::spawn(spawn, mutator, kind as usize)?;
-            STARTED.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-    Ok(())
 }
 
 /// The boot's configuration (for starting workloads later from the console).
@@ -129,11 +46,15 @@ static CONFIG: Lock<Option<Config<'static>>> = Lock::new(None);
 /// Replaces the running workload with `next` (`None`: just stop). Returns the previous one.
 pub fn set_workload(next: Option<Workload>) -> Result<Option<Workload>, &'static str> {
     let previous = workload();
-    stop();
+    workload::stop();
     *WORKLOAD.lock() = None;
     if let Some(w) = next {
         let config = CONFIG.lock().clone().unwrap_or_default();
-        start(w, &config)?;
+        // Graph and churn run until stopped; GCBench ends after one run, so it starts over.
+        if let Err(why) = workload::start(workloads(w), &config, workload::Repeat::UntilStopped) {
+            log::error!("demo: workload {}: {why}", w.name());
+            return Err("the workload cannot start (see the line above)");
+        }
         *WORKLOAD.lock() = Some(w);
     }
     Ok(previous)
@@ -167,9 +88,7 @@ pub fn run(machine: &crate::devicetree::Machine, config: &Config<'static>) -> ! 
         tasks::idle_loop(crate::gpu::idle_poll, || false);
     }
     *CONFIG.lock() = Some(config.clone());
-    SEED.store(config.seed as usize, Ordering::Relaxed);
     gc::coretime::start();
-    smp::run_on_all(|_| tasks::start_tick(QUANTUM_US));
     if let Err(why) = set_workload(Some(Workload::Mixed)) {
         log::error!("demo: cannot start the mixed workload: {why}");
     }

@@ -2,12 +2,27 @@
 //! gets a decoded report on the console and ends the run with [`exit::FAULT`] — never a hang.
 
 use crate::{exit, kprintln, percore, stacks};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tricolor_arch::exception::{Exception, Kind, Origin, TrapFrame};
 use tricolor_kernel::cmdline::MAX_CORES;
 
 /// Set while a core prints a fault report: a fault inside the report itself must not loop.
 static REPORTING: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
+
+/// A hook that sees every exception that is not an interrupt before the fault path does, and
+/// returns true if it handled it (the exception returns to `frame`). Tests install one (a
+/// deliberate `brk`, a breakpoint placed in a barrier window); the kernel installs none.
+pub type ExceptionHook = fn(Exception, &mut TrapFrame) -> bool;
+
+/// The installed [`ExceptionHook`] as an address (0: none).
+static HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs (or with `None` removes) the exception hook.
+pub fn set_exception_hook(hook: Option<ExceptionHook>) {
+    // Ordering: Release, so a core that takes an exception after seeing the hook sees what its
+    // installer wrote before (its state).
+    HOOK.store(hook.map_or(0, |f| f as usize), Ordering::Release);
+}
 
 /// Installed with `tricolor_arch::exception::set_handler` at boot.
 pub fn handle(exception: Exception, frame: &mut TrapFrame) {
@@ -15,8 +30,13 @@ pub fn handle(exception: Exception, frame: &mut TrapFrame) {
         crate::irq::dispatch(frame);
         return;
     }
-    if crate::ktest::scenarios::handle_test_exception(exception, frame) {
-        return;
+    let hook = HOOK.load(Ordering::Acquire);
+    if hook != 0 {
+        // SAFETY: only `set_exception_hook` stores a nonzero value, and it stores an `ExceptionHook`.
+        let hook = unsafe { core::mem::transmute::<usize, ExceptionHook>(hook) };
+        if hook(exception, frame) {
+            return;
+        }
     }
     let syndrome = frame.syndrome();
     if exception.origin == Origin::Kernel && syndrome.is_translation_fault() {

@@ -16,8 +16,10 @@
 //! - `fault`: the exception handler and the decoded fault report.
 //! - `irq`: the GIC, interrupt handlers, dispatch.
 //! - `gpu`: the VirtIO GPU display (framebuffer sources, test pattern, `[VIRTIO PERF]`).
-//! - `ktest`: kernel tests and scenarios, selected with `test=`.
-//! - `stress`: GC stress suites, selected with `suite=`.
+//! - `workload`: the mutators that hammer the collector (graph, GCBench, churn, large objects,
+//!   a GC-heap framebuffer), started on every core by one runner.
+//! - `registry`: what `test=` and `suite=` can name; the test tree registers there.
+//! - `ktest` (`kernel/ktest/`, feature `ktest`): unit tests, scenarios, benches, stress suites.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(target_os = "none")]
@@ -38,18 +40,21 @@ mod gc;
 mod gpu;
 #[cfg(target_os = "none")]
 mod irq;
-#[cfg(target_os = "none")]
+/// The kernel's tests (`kernel/ktest/`, cargo feature `ktest`): they register themselves with
+/// `registry`; nothing else in the kernel refers to them.
+#[cfg(all(target_os = "none", feature = "ktest"))]
+#[path = "../ktest/mod.rs"]
 mod ktest;
 #[cfg(target_os = "none")]
 mod memory;
 #[cfg(target_os = "none")]
 mod percore;
 #[cfg(target_os = "none")]
+mod registry;
+#[cfg(target_os = "none")]
 mod smp;
 #[cfg(target_os = "none")]
 mod stacks;
-#[cfg(target_os = "none")]
-mod stress;
 #[cfg(target_os = "none")]
 mod stw;
 #[cfg(target_os = "none")]
@@ -58,6 +63,8 @@ mod sync;
 mod tasks;
 #[cfg(target_os = "none")]
 mod vm;
+#[cfg(target_os = "none")]
+mod workload;
 
 #[cfg(target_os = "none")]
 extern crate alloc;

@@ -100,6 +100,27 @@ fn deferred_preemption() {
     schedule(queues(), SwitchReason::Preempt);
 }
 
+/// Spins (with the `yield` hint) until `done()` or `ms` milliseconds of counter time pass;
+/// returns `done()`. For waits on other cores.
+pub fn spin_until(ms: u64, done: impl Fn() -> bool) -> bool {
+    wait_until(ms, done, || {})
+}
+
+/// Like [`spin_until`], but gives this core to other tasks between checks: for waits on tasks that
+/// may share this core.
+pub fn yield_until(ms: u64, done: impl Fn() -> bool) -> bool {
+    wait_until(ms, done, yield_now)
+}
+
+fn wait_until(ms: u64, done: impl Fn() -> bool, between: impl Fn()) -> bool {
+    let deadline = cpu::counter() + cpu::counter_frequency() * ms / 1000;
+    while !done() && cpu::counter() < deadline {
+        between();
+        cpu::relax();
+    }
+    done()
+}
+
 /// Gives up the core to the next runnable task (if any).
 pub fn yield_now() {
     schedule(queues(), SwitchReason::Yield);

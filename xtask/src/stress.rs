@@ -1,5 +1,5 @@
 //! `cargo xtask stress`: the GC stress matrix over the kernel's stress suites (`suite=`, see
-//! kernel/src/stress/). Every core count x barrier mode x seed boots one suite (seeds rotate
+//! kernel/ktest/stress.rs over kernel/src/workload/). Every core count x barrier mode x seed boots one suite (seeds rotate
 //! through the suites, and every third round of seeds runs in torture mode) with the verifier on;
 //! every run must come back `verdict=clean`. Then the negative control: the barrier-exercising
 //! suites with the barrier off during concurrent marking, which the checks must catch on at least

@@ -77,7 +77,10 @@ fn checked_mode_reports_stores_into_no_scan_objects_and_non_pointer_fields() {
         let reports = take_checked_reports();
         assert_eq!(reports.len(), 2, "{reports:?}");
         assert_eq!(reports[0].slot, pixels.addr + 64);
-        assert_eq!(reports[0].kind, CheckedSlot::NoScanObject { holder: pixels.addr });
+        assert_eq!(
+            reports[0].kind,
+            CheckedSlot::NoScanObject { holder: pixels.addr - crate::heap::PINNED_HEAD_PAGES * PAGE_SIZE }
+        );
         assert_eq!(reports[1].slot, seed as usize);
         assert_eq!(
             reports[1].kind,

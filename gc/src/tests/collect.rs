@@ -244,17 +244,26 @@ fn pinned_buffers_survive_unreachable_until_unpinned() {
 }
 
 #[test]
-fn pointers_just_past_a_pinned_buffer_stay_inside_its_span() {
-    let w = World::new(1, 16 * PAGE_SIZE, config(), BarrierMode::Buffered);
+fn pointers_around_a_pinned_buffer_never_name_an_ordinary_object() {
+    let w = World::new(1, 32 * PAGE_SIZE, config(), BarrierMode::Buffered);
     w.run_on(0, || {
         let c = w.collector();
         let fb = c.alloc_pinned::<P>(2 * PAGE_SIZE).unwrap();
-        let next = c.alloc_pinned::<P>(PAGE_SIZE).unwrap();
-        assert!(next.addr >= fb.addr + fb.len + crate::heap::PINNED_TAIL_PAGES * PAGE_SIZE);
-        // A row pointer one 5 KiB framebuffer row past the end is still the buffer, not `next`.
-        let past = c.heap.find_object(fb.addr + fb.len + 5120).expect("inside the padding");
-        assert_eq!(past.base, fb.addr);
-        assert_eq!(c.heap.find_object(next.addr).unwrap().base, next.addr);
+        let below = c.alloc_pinned::<P>(PAGE_SIZE).unwrap();
+        let node = new_node(c, 1);
+        let heap_end = c.heap.base() + c.heap.size();
+        // Pinned spans take the top of the heap: past the first buffer's tail there is no heap.
+        assert_eq!(fb.addr + fb.len + crate::heap::PINNED_TAIL_PAGES * PAGE_SIZE, heap_end);
+        assert!(c.heap.find_object(fb.addr + fb.len + 5 * 5120).is_none(), "five rows past the end: no object");
+        // The next pinned buffer sits right below; a pointer past its end is in the buffer above
+        // (pinned too), never in an ordinary object.
+        let past = c.heap.find_object(below.addr + below.len + 2 * PAGE_SIZE).expect("in the buffer above");
+        assert_eq!(past.base, fb.addr - crate::heap::PINNED_HEAD_PAGES * PAGE_SIZE);
+        // A row before a buffer's start is still its own span (the head page).
+        let before = c.heap.find_object(fb.addr - 5120).expect("inside the head padding");
+        assert_eq!(before.base, fb.addr - crate::heap::PINNED_HEAD_PAGES * PAGE_SIZE);
+        // Ordinary objects come from the bottom, far from both.
+        assert!(node.addr() < below.addr - crate::heap::PINNED_HEAD_PAGES * PAGE_SIZE);
     });
 }
 

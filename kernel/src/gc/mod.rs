@@ -9,7 +9,6 @@
 
 pub mod coretime;
 pub mod trace;
-pub mod workload;
 
 use crate::{memory, percore, stw, tasks};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

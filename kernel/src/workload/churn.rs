@@ -7,8 +7,8 @@
 //! kernel heap, so the handle owns a root slot in `.gcroots` (like a JNI global reference or a Go
 //! `runtime/cgo.Handle`) and clears it when dropped.
 
-use super::{Census, Length, Suite};
-use crate::gc::workload::{checksum, Rng};
+use super::{checksum, Rng};
+use super::{Census, Length, Workload};
 use crate::gc::{self, Kernel};
 use crate::percore;
 use alloc::boxed::Box;
@@ -19,7 +19,7 @@ use intrusive_collections::{intrusive_adapter, LinkedList, LinkedListLink};
 use tricolor_gc::{Gc, GcSlot, GcType, Trace};
 use tricolor_kernel::cmdline::MAX_CORES;
 
-pub const SUITE: Suite = Suite {
+pub const WORKLOAD: Workload = Workload {
     name: "churn",
     about: "hashbrown maps and intrusive lists holding GC handles: insert, remove, move, rewire",
     length: Length::Cycles,

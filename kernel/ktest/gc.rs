@@ -2,50 +2,26 @@
 //! mode), the negative control that the verifier must catch, and checked mode's report of a GC
 //! pointer stored outside the heap.
 
-use super::{yield_until, Scenario};
-use crate::gc::{self, workload, Kernel};
+use super::scenario;
+use super::yield_until;
+use crate::gc::{self, Kernel};
+use crate::registry::Entry;
+use crate::workload::{self, graph, Repeat};
 use crate::{exit, kprintln, percore, stw, tasks};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use tricolor_arch::cpu;
 use tricolor_gc::BarrierMode;
 use tricolor_kernel::cmdline::Config;
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "gc-cycle",
-        about: "GC cycles while every core mutates a graph (mode from gc.mode=)",
-        run: gc_cycle,
-    },
-    Scenario {
-        name: "gc-negative",
-        about: "negative control: concurrent mark with the barrier off must be caught by the verifier",
-        run: gc_negative,
-    },
-    Scenario {
-        name: "gc-trigger",
-        about: "no explicit collections: cycles start from heap growth (gc.percent=) while cores mutate",
-        run: gc_trigger,
-    },
-    Scenario {
-        name: "gc-checked",
-        about: "checked mode reports a GC pointer stored into a static buffer",
-        run: gc_checked,
-    },
-    Scenario {
-        name: "gc-blind-stack",
-        about: "planted: the only reference to a node sits on a stack the root scan skips; the census must report it",
-        run: gc_blind_stack,
-    },
-    Scenario {
-        name: "gc-blind-memory",
-        about: "planted: the only reference to a node sits in kernel memory the collector never scans; the verifier must report it",
-        run: gc_blind_memory,
-    },
-    Scenario {
-        name: "stw-retry",
-        about: "a core keeps preemption off past the stop-the-world deadline: the retry is counted and reported",
-        run: stw_retry,
-    },
+crate::register!(SCENARIOS);
+const SCENARIOS: &[Entry] = &[
+    scenario("gc-cycle", "GC cycles while every core mutates a graph (mode from gc.mode=)", gc_cycle),
+    scenario("gc-negative", "negative control: concurrent mark with the barrier off must be caught by the verifier", gc_negative),
+    scenario("gc-trigger", "no explicit collections: cycles start from heap growth (gc.percent=) while cores mutate", gc_trigger),
+    scenario("gc-checked", "checked mode reports a GC pointer stored into a static buffer", gc_checked),
+    scenario("gc-blind-stack", "planted: the only reference to a node sits on a stack the root scan skips; the census must report it", gc_blind_stack),
+    scenario("gc-blind-memory", "planted: the only reference to a node sits in kernel memory the collector never scans; the verifier must report it", gc_blind_memory),
+    scenario("stw-retry", "a core keeps preemption off past the stop-the-world deadline: the retry is counted and reported", stw_retry),
 ];
 
 const CYCLES: u64 = 12;
@@ -71,7 +47,7 @@ fn run_cycles(config: &Config<'_>, cycles: u64, stop_at_first_miss: bool) -> Out
         kprintln!("gc scenario: no collector (see the boot log)");
         exit::exit(exit::TEST_FAILED);
     }
-    let cores = workload::start_mutators(config.seed).unwrap_or_else(|why| {
+    workload::start(&[&graph::WORKLOAD], config, Repeat::Once).unwrap_or_else(|why| {
         kprintln!("gc scenario: cannot spawn a mutator: {why}");
         exit::exit(exit::TEST_FAILED)
     });
@@ -91,7 +67,7 @@ fn run_cycles(config: &Config<'_>, cycles: u64, stop_at_first_miss: bool) -> Out
         let report = gc::collect_with_mark_delay(MARK_DELAY_US);
         let (reachable, corrupt, poisoned) = gc::between_cycles(|| {
             stw::stop_the_world(|| {
-                let (reachable, corrupt) = workload::check_reachable();
+                let (reachable, corrupt) = graph::check_reachable();
                 (reachable, corrupt, gc::collector().heap.check_poisoned())
             })
         })
@@ -121,9 +97,10 @@ fn run_cycles(config: &Config<'_>, cycles: u64, stop_at_first_miss: bool) -> Out
             break;
         }
     }
-    workload::stop_mutators(cores);
+    workload::stop();
+    crate::tasks::stop_ticks();
     cpu::restore_irqs(masked);
-    outcome.corrupt += workload::CORRUPT.load(Ordering::Relaxed) as usize;
+    outcome.corrupt += graph::CORRUPT.load(Ordering::Relaxed) as usize;
     outcome.findings = gc::Findings::now().since(before);
     outcome
 }
@@ -139,9 +116,9 @@ fn print_stats(mode: &str) {
         s.barriers,
         s.flushes,
         s.objects_shaded,
-        workload::ALLOCS.load(Ordering::Relaxed),
-        workload::ALLOC_FAILURES.load(Ordering::Relaxed),
-        workload::STORES.load(Ordering::Relaxed),
+        graph::ALLOCS.load(Ordering::Relaxed),
+        graph::ALLOC_FAILURES.load(Ordering::Relaxed),
+        graph::STORES.load(Ordering::Relaxed),
         s.verifier_misses,
         s.unscanned,
         stw::retries(),
@@ -150,9 +127,12 @@ fn print_stats(mode: &str) {
 
 fn gc_cycle(config: &Config<'_>) -> ! {
     // gc.mode=unsafe-off-during-mark is allowed: the run must then fail (xtask checks that a
-    // broken barrier fails this test, through misses from any cycle, the driver's or triggered).
+    // broken barrier fails this test, through misses from any cycle, the driver's or triggered);
+    // it runs until the first finding, as the negative control does.
     let mode = config.gc_mode;
-    let outcome = run_cycles(config, CYCLES, false);
+    let negative = mode == BarrierMode::UnsafeOffDuringMark;
+    let outcome =
+        if negative { run_cycles(config, NEGATIVE_MAX_CYCLES, true) } else { run_cycles(config, CYCLES, false) };
     let checked_reports = tricolor_gc::take_checked_reports();
     print_stats(mode.name());
     kprintln!(
@@ -211,7 +191,7 @@ fn gc_checked(_: &Config<'_>) -> ! {
         exit::exit(exit::TEST_FAILED);
     }
     gc::set_mode(BarrierMode::Checked);
-    let node = match gc::collector().alloc::<Kernel, workload::Node>() {
+    let node = match gc::collector().alloc::<Kernel, graph::Node>() {
         Ok(node) => node,
         Err(_) => exit::exit(exit::TEST_FAILED),
     };
@@ -247,19 +227,19 @@ fn gc_trigger(config: &Config<'_>) -> ! {
         exit::exit(exit::TEST_FAILED);
     }
     let before = gc::TRIGGERED_CYCLES.load(Ordering::Relaxed);
-    let cores = workload::start_mutators(config.seed).unwrap_or_else(|why| {
+    workload::start(&[&graph::WORKLOAD], config, Repeat::Once).unwrap_or_else(|why| {
         kprintln!("gc-trigger: cannot spawn a mutator: {why}");
         exit::exit(exit::TEST_FAILED)
     });
     let masked = cpu::mask_irqs();
     cpu::restore_irqs(false);
     yield_until(TRIGGER_TIMEOUT_MS, || gc::TRIGGERED_CYCLES.load(Ordering::Relaxed) - before >= TRIGGER_CYCLES);
-    workload::stop_mutators(cores);
+    workload::stop();
+    crate::tasks::stop_ticks();
     cpu::restore_irqs(masked);
     let triggered = gc::TRIGGERED_CYCLES.load(Ordering::Relaxed) - before;
-    let (reachable, corrupt) =
-        stw::stop_the_world(workload::check_reachable).map(|(r, _)| r).unwrap_or((0, usize::MAX));
-    let corrupt = corrupt + workload::CORRUPT.load(Ordering::Relaxed) as usize;
+    let (reachable, corrupt) = stw::stop_the_world(graph::check_reachable).map(|(r, _)| r).unwrap_or((0, usize::MAX));
+    let corrupt = corrupt + graph::CORRUPT.load(Ordering::Relaxed) as usize;
     let stats = gc::collector().stats::<Kernel>();
     print_stats("trigger");
     kprintln!(
@@ -291,9 +271,9 @@ fn require_verifier(config: &Config<'_>, name: &str, cores: usize) {
 }
 
 /// Allocates a node, retrying while the heap is full; `None` if it stays full.
-fn node() -> Option<tricolor_gc::Gc<workload::Node>> {
-    let n = gc::alloc::<workload::Node>().ok()?;
-    workload::stamp(n, 0x51de);
+fn node() -> Option<tricolor_gc::Gc<graph::Node>> {
+    let n = gc::alloc::<graph::Node>().ok()?;
+    graph::stamp(n, 0x51de);
     Some(n)
 }
 
@@ -317,7 +297,7 @@ fn hider(_: usize) {
         cpu::relax();
     }
     tasks::hide_own_stack_from_registry(false);
-    HIDDEN_NODE_INTACT.store(usize::from(workload::node_intact(kept)), Ordering::Relaxed);
+    HIDDEN_NODE_INTACT.store(usize::from(graph::node_intact(kept)), Ordering::Relaxed);
     PLANTED.store(PLANTED_DONE, Ordering::Release);
 }
 

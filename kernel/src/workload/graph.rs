@@ -1,11 +1,15 @@
-//! A mutator workload for the collector's tests and stress suites: every core rewires a random
-//! object graph hanging off global roots while collections run, and anything reachable can be
-//! checked for integrity (each node carries a checksum of its id). Some nodes carry a payload
-//! blob of one of three sizes (small, mid-size and a large-span object), so the graph mixes
-//! size classes; every blob word is a function of the blob's id and is checked too.
+//! `graph`: seeded random object-graph mutation on every core: allocate (mixed sizes), rewire,
+//! drop, hide children in roots. The collector's main stress workload, and the mutator of the
+//! `gc-*` scenarios. Every core rewires a random object graph hanging off global roots while
+//! collections run, and anything reachable can be checked for integrity (each node carries a
+//! checksum of its id). Some nodes carry a payload blob of one of three sizes (small, mid-size
+//! and a large-span object), so the graph mixes size classes; every blob word is a function of
+//! the blob's id and is checked too.
 
-use super::Kernel;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use super::{checksum, Census, Length, Rng, Workload};
+use crate::gc::Kernel;
+use alloc::string::String;
+use core::sync::atomic::{AtomicU64, Ordering};
 use tricolor_gc::{Gc, GcSlot, GcType, Trace};
 use tricolor_kernel::cmdline::MAX_CORES;
 
@@ -69,7 +73,7 @@ impl<const W: usize> Blob<W> {
 
 /// Allocates a filled blob into `slot`; false if the heap is full.
 fn attach<const W: usize>(slot: &GcSlot<Blob<W>>, id: u64) -> bool {
-    match super::alloc::<Blob<W>>() {
+    match crate::gc::alloc::<Blob<W>>() {
         Ok(blob) => {
             blob.fill(id);
             slot.set::<Kernel>(Some(blob));
@@ -104,16 +108,7 @@ impl Node {
     }
 }
 
-/// What a node's `check` must hold.
-pub fn checksum(id: u64) -> u64 {
-    id.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17) ^ 0x5eed
-}
-
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-/// Set to stop the mutators.
-pub static STOP: AtomicBool = AtomicBool::new(false);
-/// Mutators that have finished.
-pub static FINISHED: AtomicUsize = AtomicUsize::new(0);
 /// Corrupted nodes seen by mutators' walks (a freed or reused object still reachable).
 pub static CORRUPT: AtomicU64 = AtomicU64::new(0);
 /// Allocations, and allocations refused because the heap was full.
@@ -121,26 +116,6 @@ pub static ALLOCS: AtomicU64 = AtomicU64::new(0);
 pub static ALLOC_FAILURES: AtomicU64 = AtomicU64::new(0);
 /// Barriered stores done by mutators.
 pub static STORES: AtomicU64 = AtomicU64::new(0);
-
-/// xorshift64*: small, seedable, good enough to pick operations.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// Gives a node outside the graph an id and its checksum, so [`node_intact`] can check it later.
 pub fn stamp(node: Gc<Node>, id: u64) {
@@ -165,7 +140,7 @@ fn random_root(rng: &mut Rng, cores: usize) -> &'static GcSlot<Node> {
 /// reachable only through heap edges, which is what a lost-object bug loses) and whose right
 /// child is some root's node.
 fn allocate(rng: &mut Rng, cores: usize, next: Option<Gc<Node>>) -> Option<Gc<Node>> {
-    match super::alloc::<Node>() {
+    match crate::gc::alloc::<Node>() {
         Ok(node) => {
             let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
             node.id.store(id, Ordering::Relaxed);
@@ -192,13 +167,6 @@ fn allocate(rng: &mut Rng, cores: usize, next: Option<Gc<Node>>) -> Option<Gc<No
             None
         }
     }
-}
-
-/// One mutator task: [`mutate`] until [`STOP`]. `arg` is the seed; the core is where it runs.
-pub fn mutator(seed: usize) {
-    let me = crate::percore::id() as u64;
-    mutate(seed as u64 ^ ((me + 1) << 32), &|| !STOP.load(Ordering::Relaxed));
-    FINISHED.fetch_add(1, Ordering::Release);
 }
 
 /// Random operations on this core's roots (and reads of everyone's) while `keep_going()`.
@@ -286,39 +254,42 @@ pub fn check_reachable() -> (usize, usize) {
     (seen.len(), corrupt)
 }
 
-/// Timer quantum while the workload runs: mutators share their cores with mark workers.
-pub const QUANTUM_US: u64 = 2000;
-
-/// Starts a mutator task on every online core (with the timer tick, so mutators and the
-/// collector's tasks share cores) and returns how many were started.
-pub fn start_mutators(seed: u64) -> Result<usize, &'static str> {
-    reset();
-    crate::smp::run_on_all(|_| crate::tasks::start_tick(QUANTUM_US));
-    let cores = crate::percore::online_count();
-    for core in 0..cores {
-        let spawn =
-            crate::tasks::Spawn { name: "mutator", stack_bytes: 32 * 1024, pinned: Some(core), growable_from: None };
-        crate::tasks::spawn(spawn, mutator, seed as usize)?;
-    }
-    Ok(cores)
-}
-
-/// Stops the mutators started by [`start_mutators`] and waits until all have finished.
-pub fn stop_mutators(started: usize) {
-    STOP.store(true, Ordering::Relaxed);
-    while FINISHED.load(Ordering::Acquire) < started {
-        crate::tasks::yield_now();
-        tricolor_arch::cpu::relax();
-    }
-    crate::tasks::stop_ticks();
-}
-
 /// Resets the counters and clears the roots (between runs in one boot).
 pub fn reset() {
-    STOP.store(false, Ordering::Relaxed);
-    FINISHED.store(0, Ordering::Relaxed);
     CORRUPT.store(0, Ordering::Relaxed);
     for root in &ROOTS {
         root.set::<Kernel>(None);
+    }
+}
+
+pub const WORKLOAD: Workload = Workload {
+    name: "graph",
+    about: "random object-graph mutation: allocate (mixed sizes), rewire, drop, hide children in roots",
+    length: Length::Cycles,
+    exercises_barrier: true,
+    prepare,
+    mutate: mutate_until_stopped,
+    check,
+    finish,
+};
+
+fn prepare(_: &tricolor_kernel::cmdline::Config<'_>) -> Result<(), String> {
+    reset();
+    Ok(())
+}
+
+fn mutate_until_stopped(seed: u64) {
+    mutate(seed, &|| !super::stopping());
+}
+
+fn check() -> Census {
+    let (reachable, corrupt) = check_reachable();
+    Census { reachable, corrupt }
+}
+
+fn finish() -> Result<(), String> {
+    match CORRUPT.load(Ordering::Relaxed) {
+        0 => Ok(()),
+        n => Err(alloc::format!("mutators walked into {n} corrupt nodes")),
     }
 }

@@ -1,21 +1,40 @@
 //! Scheduler tests on the real machine: timer preemption switches tasks, disabling preemption
 //! prevents it, and what a yield costs.
 
-use super::{ensure, spin_until, UnitTest};
+use super::unit;
+use super::{ensure, spin_until};
+use crate::registry::Entry;
 use crate::{percore, smp, tasks};
 use alloc::string::String;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tricolor_arch::cpu;
 use tricolor_kernel::cmdline::Config;
 
-pub const TESTS: &[UnitTest] = &[
-    UnitTest { name: "preemption_switches_tasks", run: preemption_switches_tasks },
-    UnitTest { name: "preempt_disable_prevents_switches", run: preempt_disable_prevents_switches },
-    UnitTest { name: "yield_round_trip_cost", run: yield_round_trip_cost },
-    UnitTest { name: "stop_the_world_parks_every_core", run: stop_the_world_parks_every_core },
-    UnitTest { name: "task_stack_grows_by_mapping", run: task_stack_grows_by_mapping },
-    UnitTest { name: "task_stack_high_water_mark", run: task_stack_high_water_mark },
-    UnitTest { name: "stop_the_world_waits_for_preempt_disabled_window", run: stop_waits_for_window },
+crate::register!(TESTS);
+const TESTS: &[Entry] = &[
+    unit("preemption_switches_tasks", "timer ticks switch between tasks on one core", preemption_switches_tasks),
+    unit(
+        "preempt_disable_prevents_switches",
+        "no switch while preemption is disabled; the tick is deferred",
+        preempt_disable_prevents_switches,
+    ),
+    unit("yield_round_trip_cost", "a yield between two tasks takes a bounded time", yield_round_trip_cost),
+    unit(
+        "stop_the_world_parks_every_core",
+        "stop-the-world parks every other core at a safe point",
+        stop_the_world_parks_every_core,
+    ),
+    unit(
+        "task_stack_grows_by_mapping",
+        "a growable task stack maps pages on guard faults",
+        task_stack_grows_by_mapping,
+    ),
+    unit("task_stack_high_water_mark", "a fixed task stack's painted high-water mark", task_stack_high_water_mark),
+    unit(
+        "stop_the_world_waits_for_preempt_disabled_window",
+        "a stop waits until a preemption-disabled window ends",
+        stop_waits_for_window,
+    ),
 ];
 
 const QUANTUM_US: u64 = 1000;

@@ -1,7 +1,9 @@
 //! Unit tests that need the real machine: allocators over real RAM, per-core registers on every
 //! core, the generic counter.
 
-use super::{caller_stack_bytes, ensure, spin_until, UnitTest};
+use super::unit;
+use super::{caller_stack_bytes, ensure, spin_until};
+use crate::registry::Entry;
 use crate::{irq, memory, percore, smp, stacks, vm};
 use alloc::{boxed::Box, string::String, vec::Vec};
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -9,17 +11,30 @@ use intrusive_collections::{intrusive_adapter, LinkedList, LinkedListLink};
 use tricolor_arch::cpu;
 use tricolor_kernel::cmdline::{Config, MAX_CORES};
 
-pub const TESTS: &[UnitTest] = &[
-    UnitTest { name: "heap_backs_collections", run: heap_backs_collections },
-    UnitTest { name: "frames_alloc_and_free", run: frames_alloc_and_free },
-    UnitTest { name: "percore_pointer_is_per_core", run: percore_pointer_is_per_core },
-    UnitTest { name: "counter_is_monotonic", run: counter_is_monotonic },
-    UnitTest { name: "expected_cores_online", run: expected_cores_online },
-    UnitTest { name: "mmu_on_with_guard_pages", run: mmu_on_with_guard_pages },
-    UnitTest { name: "timer_interrupts_every_core", run: timer_interrupts_every_core },
-    UnitTest { name: "sgi_reaches_other_cores", run: sgi_reaches_other_cores },
-    UnitTest { name: "systemstack_switches_and_nests", run: systemstack_switches_and_nests },
-    UnitTest { name: "systemstack_bounds_caller_stack", run: systemstack_bounds_caller_stack },
+crate::register!(TESTS);
+const TESTS: &[Entry] = &[
+    unit("heap_backs_collections", "Vec, Box and an intrusive list on the kernel heap", heap_backs_collections),
+    unit(
+        "frames_alloc_and_free",
+        "the page allocator hands out and takes back frames on real RAM",
+        frames_alloc_and_free,
+    ),
+    unit("percore_pointer_is_per_core", "TPIDR_EL1 points at a different P on every core", percore_pointer_is_per_core),
+    unit("counter_is_monotonic", "the generic counter only goes forward", counter_is_monotonic),
+    unit("expected_cores_online", "every core the device tree lists (up to cores=) came online", expected_cores_online),
+    unit("mmu_on_with_guard_pages", "the MMU is on and the page under each stack is unmapped", mmu_on_with_guard_pages),
+    unit("timer_interrupts_every_core", "the timer interrupt arrives on every core", timer_interrupts_every_core),
+    unit("sgi_reaches_other_cores", "an SGI reaches every other core", sgi_reaches_other_cores),
+    unit(
+        "systemstack_switches_and_nests",
+        "systemstack() runs on the system stack and nests",
+        systemstack_switches_and_nests,
+    ),
+    unit(
+        "systemstack_bounds_caller_stack",
+        "work inside systemstack() costs the caller's stack a fixed few bytes",
+        systemstack_bounds_caller_stack,
+    ),
 ];
 
 struct Node {

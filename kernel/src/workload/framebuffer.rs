@@ -4,21 +4,21 @@
 //! them for the heap's poison: a collector that freed, swept or reused the pinned buffer would
 //! show up there (and the device would display garbage). Needs `-device virtio-gpu-device`.
 
-use super::{Census, Length, Suite};
-use crate::gc::workload;
+use super::graph;
+use super::{Census, Length, Workload};
 use crate::gpu::{self, pattern, Display};
 use crate::{boot, percore, tasks};
 use alloc::string::String;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tricolor_kernel::cmdline::{Config, FbSource};
 
-pub const SUITE: Suite = Suite {
+pub const WORKLOAD: Workload = Workload {
     name: "framebuffer",
     about: "graph mutation on every core while a painter presents frames from a framebuffer in the GC heap",
     length: Length::Cycles,
     exercises_barrier: true,
     prepare,
-    mutate: super::graph::SUITE.mutate,
+    mutate: super::graph::WORKLOAD.mutate,
     check,
     finish,
 };
@@ -38,7 +38,7 @@ static PAINTER_DONE: AtomicBool = AtomicBool::new(false);
 const POISON_WORD: u32 = u32::from_ne_bytes([tricolor_gc::heap::POISON; 4]);
 
 fn prepare(config: &Config<'_>) -> Result<(), String> {
-    workload::reset();
+    graph::reset();
     let config = Config { fb: FbSource::Gc, ..config.clone() };
     let mut display = gpu::bring_up(boot::machine(), &config).map_err(|e| alloc::format!("GPU: {e}"))?;
     if display.source() != FbSource::Gc {
@@ -114,16 +114,16 @@ fn framebuffer_damage() -> usize {
 }
 
 fn check() -> Census {
-    let graph = (super::graph::SUITE.check)();
+    let graph = (super::graph::WORKLOAD.check)();
     Census { reachable: graph.reachable + 1, corrupt: graph.corrupt + framebuffer_damage() }
 }
 
 fn finish() -> Result<(), String> {
-    crate::ktest::yield_until(10_000, || PAINTER_DONE.load(Ordering::Acquire));
+    tasks::yield_until(10_000, || PAINTER_DONE.load(Ordering::Acquire));
     let frames = FRAMES.load(Ordering::Relaxed);
     let errors = FRAME_ERRORS.load(Ordering::Relaxed);
     log::info!("framebuffer: {frames} frames presented, {errors} failed");
-    match (PAINTER_DONE.load(Ordering::Acquire), frames, errors, workload::CORRUPT.load(Ordering::Relaxed)) {
+    match (PAINTER_DONE.load(Ordering::Acquire), frames, errors, graph::CORRUPT.load(Ordering::Relaxed)) {
         (false, ..) => Err(String::from("the painter did not stop")),
         (_, 0, ..) => Err(String::from("no frame was presented")),
         (_, _, 0, 0) => Ok(()),

@@ -14,74 +14,34 @@
 //! `gc.mode=unsafe-off-during-mark` the run is the negative control: it succeeds when the checks
 //! catch the broken barrier, and stops at the first catch.
 
-mod churn;
-mod framebuffer;
-mod gcbench;
-mod graph;
-mod large;
-
 use crate::gc::{self, Kernel};
-use crate::{exit, kprintln, percore, tasks};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use crate::registry::{Entry, Kind, Run};
+use crate::workload::{self, Length, Repeat, Workload};
+use crate::{exit, kprintln, tasks};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use tricolor_arch::cpu;
 use tricolor_gc::{BarrierMode, CycleReport};
 use tricolor_kernel::cmdline::Config;
 
-/// What a stop-the-world walk of a suite's object graph found.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Census {
-    /// Objects reachable from the suite's roots.
-    pub reachable: usize,
-    /// Reachable objects whose payload does not match its checksum (freed, reused or torn).
-    pub corrupt: usize,
+/// One `suite=` entry per workload: `$run` drives `$workload`.
+macro_rules! suites {
+    ($($run:ident => $workload:path),* $(,)?) => {
+        $(fn $run(config: &Config<'_>) -> ! {
+            run(&$workload, config)
+        })*
+        const SUITES: &[Entry] = &[$(Entry { kind: Kind::Suite, name: $workload.name, about: $workload.about, run: Run::Exit($run) }),*];
+    };
 }
 
-/// How a suite ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Length {
-    /// The mutators run until stopped; the driver runs `suite.cycles=` collections (or, in
-    /// torture mode, waits for that many).
-    Cycles,
-    /// The mutators finish a fixed amount of work (GCBench); cycles come from heap growth or
-    /// torture mode.
-    Work,
+suites! {
+    graph => workload::graph::WORKLOAD,
+    gcbench => workload::gcbench::WORKLOAD,
+    gcbench_quick => workload::gcbench::WORKLOAD_QUICK,
+    churn => workload::churn::WORKLOAD,
+    large => workload::large::WORKLOAD,
+    framebuffer => workload::framebuffer::WORKLOAD,
 }
-
-/// One stress suite.
-pub struct Suite {
-    pub name: &'static str,
-    pub about: &'static str,
-    pub length: Length,
-    /// Whether a broken barrier can lose objects in this workload (it overwrites heap pointers to
-    /// objects that existed before the cycle). Only such suites can catch the negative control.
-    pub exercises_barrier: bool,
-    /// Set-up on the boot core before the mutators start.
-    pub prepare: fn(&Config<'_>) -> Result<(), alloc::string::String>,
-    /// One core's mutator: runs until [`stopping`] (or its work is done) with a per-core seed.
-    pub mutate: fn(u64),
-    /// Walks everything reachable from the suite's roots, with the world stopped.
-    pub check: fn() -> Census,
-    /// After the mutators have stopped: the suite's own end-of-run checks.
-    pub finish: fn() -> Result<(), alloc::string::String>,
-}
-
-/// Every suite.
-pub const SUITES: &[&Suite] =
-    &[&graph::SUITE, &gcbench::SUITE, &gcbench::SUITE_QUICK, &churn::SUITE, &large::SUITE, &framebuffer::SUITE];
-
-static STOP: AtomicBool = AtomicBool::new(false);
-static FINISHED: AtomicUsize = AtomicUsize::new(0);
-
-/// True once the driver wants the mutators to stop.
-pub fn stopping() -> bool {
-    STOP.load(Ordering::Relaxed)
-}
-
-/// Asks the suites' mutators to stop (or lets them run again): for drivers other than [`run`]
-/// (the live demo runs suite mutators as its workloads).
-pub fn set_stopping(stop: bool) {
-    STOP.store(stop, Ordering::Relaxed);
-}
+crate::register!(SUITES);
 
 /// Failures found by the checks after each cycle, and the cycles checked.
 struct Tally {
@@ -92,10 +52,6 @@ struct Tally {
     corrupt: AtomicU64,
     poison: AtomicU64,
     reachable: AtomicU64,
-    /// Corruption the mutators saw themselves (walks, map lookups).
-    mutator_corrupt: AtomicU64,
-    /// GC allocations refused (heap full even after a collection).
-    refused: AtomicU64,
 }
 
 static TALLY: Tally = Tally {
@@ -105,8 +61,6 @@ static TALLY: Tally = Tally {
     corrupt: AtomicU64::new(0),
     poison: AtomicU64::new(0),
     reachable: AtomicU64::new(0),
-    mutator_corrupt: AtomicU64::new(0),
-    refused: AtomicU64::new(0),
 };
 
 impl Tally {
@@ -115,27 +69,16 @@ impl Tally {
             + self.unscanned.load(Ordering::Relaxed)
             + self.corrupt.load(Ordering::Relaxed)
             + self.poison.load(Ordering::Relaxed)
-            + self.mutator_corrupt.load(Ordering::Relaxed)
+            + workload::seen().0
     }
 }
 
-/// A mutator saw a corrupt object (it logs the details itself).
-pub fn report_corrupt() {
-    TALLY.mutator_corrupt.fetch_add(1, Ordering::Relaxed);
-}
+/// The running suite's workload (for the after-cycle check, which is a plain `fn`).
+static CURRENT: AtomicPtr<Workload> = AtomicPtr::new(core::ptr::null_mut());
 
-/// Counts a GC allocation refused because the heap stayed full after a collection (the suites
-/// back off and go on: running out is expected at small heaps, not a failure).
-pub fn count_refused() {
-    TALLY.refused.fetch_add(1, Ordering::Relaxed);
-}
-
-/// The running suite (for the after-cycle check, which is a plain `fn`).
-static CURRENT: AtomicPtr<Suite> = AtomicPtr::new(core::ptr::null_mut());
-
-fn current() -> &'static Suite {
-    // SAFETY: `run` stores a pointer to one of the `'static` SUITES before installing the check
-    // and never clears it; the check is the only reader.
+fn current() -> &'static Workload {
+    // SAFETY: `run` stores a pointer to one of the `'static` workloads before installing the
+    // check and never clears it; the check is the only reader.
     unsafe { &*CURRENT.load(Ordering::Acquire) }
 }
 
@@ -185,30 +128,8 @@ fn after_cycle(report: &CycleReport) {
 /// rewire grey objects' children, which is what makes a barrier bug show (see
 /// `gc::collect_with_mark_delay`).
 const MARK_DELAY_US: u64 = 2000;
-/// Timer quantum: mutators share their cores with mark workers.
-const QUANTUM_US: u64 = 2000;
-/// Stack per mutator (GCBench recurses to depth 18).
-const MUTATOR_STACK: usize = 64 * 1024;
-
-fn mutator_entry(seed: usize) {
-    let core = percore::id() as u64;
-    (current().mutate)(seed as u64 ^ ((core + 1) << 32));
-    FINISHED.fetch_add(1, Ordering::Release);
-}
-
-fn find(name: &str) -> Option<&'static Suite> {
-    SUITES.iter().copied().find(|s| s.name == name)
-}
-
-fn list_suites() {
-    kprintln!("stress suites (suite=<name> seed=<n> suite.cycles=<n> gc.torture=<n>):");
-    for suite in SUITES {
-        kprintln!("  {:<14} {}", suite.name, suite.about);
-    }
-}
-
 /// The command line that replays this run (`cargo xtask stress --replay`).
-fn replay_line(config: &Config<'_>, suite: &Suite) -> alloc::string::String {
+fn replay_line(config: &Config<'_>, suite: &Workload) -> alloc::string::String {
     alloc::format!(
         "suite={} seed={} suite.cycles={} gc.mode={} gc.heap={}K gc.wbbuf={} gc.percent={} gc.torture={} gc.verify={}",
         suite.name,
@@ -223,15 +144,9 @@ fn replay_line(config: &Config<'_>, suite: &Suite) -> alloc::string::String {
     )
 }
 
-/// Runs the suite `name` and exits with its verdict.
-pub fn run(name: &str, config: &Config<'_>) -> ! {
-    let Some(suite) = find(name) else {
-        if name != "help" {
-            kprintln!("stress: unknown suite '{name}'");
-        }
-        list_suites();
-        exit::exit(if name == "help" { exit::SUCCESS } else { exit::BAD_CONFIG })
-    };
+/// Runs `suite` as a stress suite (its mutator on every core, the checks after every cycle) and
+/// exits with its verdict.
+fn run(suite: &'static Workload, config: &Config<'_>) -> ! {
     if !gc::is_ready() {
         kprintln!("stress: no collector (see the boot log)");
         exit::exit(exit::TEST_FAILED);
@@ -248,25 +163,23 @@ pub fn run(name: &str, config: &Config<'_>) -> ! {
     if !config.gc_verify {
         kprintln!("stress: gc.verify=off: no integrity checks, this run is a measurement");
     }
-    if let Err(why) = (suite.prepare)(config) {
-        kprintln!("stress: suite {} cannot start: {why}", suite.name);
-        exit::exit(exit::TEST_FAILED);
-    }
     CURRENT.store(core::ptr::from_ref(suite).cast_mut(), Ordering::Release);
     CHECKS.store(config.gc_verify, Ordering::Relaxed);
     PAUSES.lock().clear();
     gc::set_after_cycle(Some(after_cycle));
     let before = gc::Findings::now();
     let start = cpu::counter();
-    let cores = start_mutators(config.seed);
+    let cores = match workload::start(&[suite], config, Repeat::Once) {
+        Ok(cores) => cores,
+        Err(why) => {
+            kprintln!("stress: suite {} cannot start: {why}", suite.name);
+            exit::exit(exit::TEST_FAILED);
+        }
+    };
     let masked = cpu::mask_irqs();
     cpu::restore_irqs(false);
-    drive(config, suite, cores, negative);
-    STOP.store(true, Ordering::Relaxed);
-    while FINISHED.load(Ordering::Acquire) < cores {
-        tasks::yield_now();
-        cpu::relax();
-    }
+    drive(config, suite, negative);
+    workload::stop();
     tasks::stop_ticks();
     cpu::restore_irqs(masked);
     // One more checked cycle with every mutator gone: nothing is in flight, so it must be clean.
@@ -279,33 +192,17 @@ pub fn run(name: &str, config: &Config<'_>) -> ! {
     report(config, suite, cores, negative, finish, elapsed_ns, gc::Findings::now().since(before))
 }
 
-fn start_mutators(seed: u64) -> usize {
-    STOP.store(false, Ordering::Relaxed);
-    FINISHED.store(0, Ordering::Relaxed);
-    crate::smp::run_on_all(|_| tasks::start_tick(QUANTUM_US));
-    let cores = percore::online_count();
-    for core in 0..cores {
-        let spawn =
-            tasks::Spawn { name: "mutator", stack_bytes: MUTATOR_STACK, pinned: Some(core), growable_from: None };
-        if let Err(why) = tasks::spawn(spawn, mutator_entry, seed as usize) {
-            kprintln!("stress: cannot spawn a mutator on core {core}: {why}");
-            exit::exit(exit::TEST_FAILED);
-        }
-    }
-    cores
-}
-
 /// Longest a suite may wait for cycles it does not start itself (torture mode, GCBench) with no
 /// progress; xtask's per-run timeout is the outer bound.
 const IDLE_TIMEOUT_MS: u64 = 60_000;
 
 /// Runs (or waits for) the suite's collections.
-fn drive(config: &Config<'_>, suite: &Suite, cores: usize, negative: bool) {
+fn drive(config: &Config<'_>, suite: &Workload, negative: bool) {
     let caught = || negative && TALLY.failures() > 0;
     match suite.length {
         Length::Cycles if config.gc_torture == 0 => {
             for _ in 0..config.suite_cycles {
-                crate::ktest::yield_until(5, || false);
+                tasks::yield_until(5, || false);
                 gc::collect_with_mark_delay(MARK_DELAY_US);
                 if caught() {
                     break;
@@ -316,7 +213,7 @@ fn drive(config: &Config<'_>, suite: &Suite, cores: usize, negative: bool) {
             // Torture mode: the mutators' allocations start every cycle.
             let mut seen = TALLY.cycles.load(Ordering::Relaxed);
             while TALLY.cycles.load(Ordering::Relaxed) < config.suite_cycles && !caught() {
-                crate::ktest::yield_until(IDLE_TIMEOUT_MS, || TALLY.cycles.load(Ordering::Relaxed) != seen);
+                tasks::yield_until(IDLE_TIMEOUT_MS, || TALLY.cycles.load(Ordering::Relaxed) != seen);
                 let now = TALLY.cycles.load(Ordering::Relaxed);
                 if now == seen {
                     kprintln!("stress: no cycle in {IDLE_TIMEOUT_MS} ms (gc.torture={})", config.gc_torture);
@@ -326,15 +223,15 @@ fn drive(config: &Config<'_>, suite: &Suite, cores: usize, negative: bool) {
             }
         }
         Length::Work => {
-            let done = || FINISHED.load(Ordering::Acquire) == cores || caught();
-            while !crate::ktest::yield_until(1000, done) {}
+            let done = || workload::all_finished() || caught();
+            while !tasks::yield_until(1000, done) {}
         }
     }
 }
 
 fn report(
     config: &Config<'_>,
-    suite: &Suite,
+    suite: &Workload,
     cores: usize,
     negative: bool,
     finish: Result<(), alloc::string::String>,
@@ -357,7 +254,7 @@ fn report(
         stats.barriers,
         stats.flushes,
         stats.allocs,
-        load(&TALLY.refused),
+        workload::seen().1,
         findings.stw_retries,
         elapsed_ns / 1000
     );
@@ -396,7 +293,7 @@ fn report(
         load(&TALLY.misses),
         load(&TALLY.unscanned),
         load(&TALLY.corrupt),
-        load(&TALLY.mutator_corrupt),
+        workload::seen().0,
         load(&TALLY.poison),
         findings.stw_retries,
         if finish.is_ok() { "ok" } else { "failed" },

@@ -2,21 +2,32 @@
 //! and survived, a missing GPU is a warning, and the bench prints `[VIRTIO PERF]` lines for full
 //! and dirty-rectangle frames under every fence strategy. xtask checks the console lines.
 
-use super::{ensure, Scenario, UnitTest};
+use super::ensure;
+use super::{scenario, unit};
 use crate::gpu::canvas::Canvas;
 use crate::gpu::{self, discovery, pattern, BringUpError, Display};
+use crate::registry::Entry;
 use crate::{boot, exit, kprintln};
 use alloc::string::String;
 use tricolor_kernel::cmdline::{Config, FbSource};
 use tricolor_virtio::gpu::Rect;
 use tricolor_virtio::{Error, FenceStrategy, PerfSnapshot};
 
+crate::register!(TESTS);
 /// Unit tests (part of `test=unit`): drawing and discovery, no GPU needed.
-pub const TESTS: &[UnitTest] = &[
-    UnitTest { name: "canvas_fills_clipped_rectangles", run: canvas_fills_clipped_rectangles },
-    UnitTest { name: "canvas_draws_font_glyphs", run: canvas_draws_font_glyphs },
-    UnitTest { name: "virtio_mmio_slots_from_device_tree", run: virtio_mmio_slots_from_device_tree },
-    UnitTest { name: "dashboard_colours_spans", run: dashboard_colours_spans },
+const TESTS: &[Entry] = &[
+    unit(
+        "canvas_fills_clipped_rectangles",
+        "canvas rectangles are clipped to the framebuffer",
+        canvas_fills_clipped_rectangles,
+    ),
+    unit("canvas_draws_font_glyphs", "the 5x7 font draws glyphs", canvas_draws_font_glyphs),
+    unit(
+        "virtio_mmio_slots_from_device_tree",
+        "the device tree lists the virtio-mmio slots",
+        virtio_mmio_slots_from_device_tree,
+    ),
+    unit("dashboard_colours_spans", "the dashboard colours spans by their state", dashboard_colours_spans),
 ];
 
 fn dashboard_colours_spans(_: &Config<'_>) -> Result<(), String> {
@@ -102,40 +113,25 @@ fn virtio_mmio_slots_from_device_tree(_: &Config<'_>) -> Result<(), String> {
     Ok(())
 }
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario { name: "gpu-fb-static", about: "GPU up with the framebuffer in a .bss array", run: fb_static },
-    Scenario { name: "gpu-fb-pages", about: "GPU up with the framebuffer from the page allocator", run: fb_pages },
-    Scenario {
-        name: "gpu-fb-gc",
-        about: "GPU up with fb=gc: a pinned no-scan object in the GC heap that survives collections",
-        run: fb_gc,
-    },
-    Scenario {
-        name: "gpu-timeout",
-        about: "a tiny spin budget: the command is reported failed, boot goes on",
-        run: timeout,
-    },
-    Scenario {
-        name: "gpu-missing",
-        about: "no GPU device (or only a legacy one): a warning, and the kernel goes on",
-        run: missing,
-    },
-    Scenario {
-        name: "gpu-bench",
-        about: "full-frame and dirty-rectangle frames per fence strategy, [VIRTIO PERF] lines",
-        run: bench,
-    },
-    Scenario { name: "gpu-demo", about: "the test pattern and a few live-panel frames", run: demo },
-    Scenario {
-        name: "gpu-pattern",
-        about: "the test pattern and its live panel until QEMU is stopped (the screenshot test)",
-        run: pattern_until_stopped,
-    },
-    Scenario {
-        name: "gpu-dashboard",
-        about: "the GC dashboard through GC cycles with mutators: one full frame, then dirty rectangles only",
-        run: dashboard::run,
-    },
+crate::register!(SCENARIOS);
+const SCENARIOS: &[Entry] = &[
+    scenario("gpu-fb-static", "GPU up with the framebuffer in a .bss array", fb_static),
+    scenario("gpu-fb-pages", "GPU up with the framebuffer from the page allocator", fb_pages),
+    scenario("gpu-fb-gc", "GPU up with fb=gc: a pinned no-scan object in the GC heap that survives collections", fb_gc),
+    scenario("gpu-timeout", "a tiny spin budget: the command is reported failed, boot goes on", timeout),
+    scenario("gpu-missing", "no GPU device (or only a legacy one): a warning, and the kernel goes on", missing),
+    scenario("gpu-bench", "full-frame and dirty-rectangle frames per fence strategy, [VIRTIO PERF] lines", bench),
+    scenario("gpu-demo", "the test pattern and a few live-panel frames", demo),
+    scenario(
+        "gpu-pattern",
+        "the test pattern and its live panel until QEMU is stopped (the screenshot test)",
+        pattern_until_stopped,
+    ),
+    scenario(
+        "gpu-dashboard",
+        "the GC dashboard through GC cycles with mutators: one full frame, then dirty rectangles only",
+        dashboard::run,
+    ),
 ];
 
 fn fail(scenario: &str, why: impl core::fmt::Display) -> ! {
@@ -326,10 +322,11 @@ fn pattern_until_stopped(config: &Config<'_>) -> ! {
 /// The `gpu-dashboard` scenario: the dashboard through a few collections while mutators run.
 mod dashboard {
     use super::{fail, up};
-    use crate::gc::{self, workload};
+    use crate::gc;
     use crate::gpu::dashboard::{Dashboard, Sample};
     use crate::gpu::Display;
     use crate::sync::Lock;
+    use crate::workload::{self, graph, Repeat};
     use crate::{exit, kprintln, tasks};
     use alloc::vec::Vec;
     use core::sync::atomic::{AtomicBool, Ordering};
@@ -427,7 +424,7 @@ mod dashboard {
         let after_first = display.perf();
         let grid = dashboard.grid();
 
-        let cores = workload::start_mutators(config.seed).unwrap_or_else(|why| fail(NAME, why));
+        let cores = workload::start(&[&graph::WORKLOAD], config, Repeat::Once).unwrap_or_else(|why| fail(NAME, why));
         spawn("dashboard-sampler", cores - 1, sampler, grid.pages_per_cell);
         let masked = cpu::mask_irqs();
         cpu::restore_irqs(false);
@@ -459,7 +456,8 @@ mod dashboard {
         }
 
         SAMPLER_STOP.store(true, Ordering::Release);
-        workload::stop_mutators(cores);
+        workload::stop();
+        crate::tasks::stop_ticks();
         while !SAMPLER_DONE.load(Ordering::Acquire) {
             tasks::yield_now();
             cpu::relax();

@@ -5,8 +5,8 @@
 //! from the root, not from the heap edge the concurrent mark may still have to scan (the
 //! deletion half of the barrier keeps it).
 
-use super::{Census, Length, Suite};
-use crate::gc::workload::{checksum, Rng};
+use super::{checksum, Rng};
+use super::{Census, Length, Workload};
 use crate::gc::{self, Kernel};
 use crate::percore;
 use alloc::string::String;
@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use tricolor_gc::{Gc, GcSlot, GcType, Trace};
 use tricolor_kernel::cmdline::MAX_CORES;
 
-pub const SUITE: Suite = Suite {
+pub const WORKLOAD: Workload = Workload {
     name: "large",
     about: "large objects (16/64/256 KiB) pushed, popped and rotated in per-core lists",
     length: Length::Cycles,

@@ -1,37 +1,31 @@
 //! Scenarios: whole-kernel behaviours whose verdict is the exit status and the console output,
 //! checked by xtask (a fault must produce the decoded report and a failure exit, for instance).
 
-use super::Scenario;
+use super::scenario;
+use crate::registry::Entry;
 use crate::{exit, kprintln, percore, smp};
 use tricolor_kernel::cmdline::Config;
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario { name: "boot", about: "boot to ready and exit 0", run: boot },
-    Scenario { name: "fault", about: "load from an unmapped address: must end in a fault report", run: fault },
-    Scenario { name: "panic", about: "a Rust panic: must end in a panic report", run: panic },
-    Scenario {
-        name: "panic-systemstack",
-        about: "a panic inside systemstack(): reported from the system stack",
-        run: panic_systemstack,
-    },
-    Scenario { name: "log-stress", about: "every core logs at once: lines must never interleave", run: log_stress },
-    Scenario { name: "overflow-boot", about: "recurse until the boot stack's guard page", run: overflow_boot },
-    Scenario { name: "overflow-task", about: "a task with a fixed 16 KiB stack recurses forever", run: overflow_task },
-    Scenario {
-        name: "overflow-growable",
-        about: "a task with a growable 64 KiB stack recurses forever: grows, then overflows its reservation",
-        run: overflow_growable,
-    },
-    Scenario {
-        name: "overflow-system",
-        about: "recurse inside systemstack() until the system stack's guard page",
-        run: overflow_system,
-    },
-    Scenario {
-        name: "overflow-exception",
-        about: "recurse inside an exception handler until the exception stack's guard page",
-        run: overflow_exception,
-    },
+crate::register!(SCENARIOS);
+const SCENARIOS: &[Entry] = &[
+    scenario("boot", "boot to ready and exit 0", boot),
+    scenario("fault", "load from an unmapped address: must end in a fault report", fault),
+    scenario("panic", "a Rust panic: must end in a panic report", panic),
+    scenario("panic-systemstack", "a panic inside systemstack(): reported from the system stack", panic_systemstack),
+    scenario("log-stress", "every core logs at once: lines must never interleave", log_stress),
+    scenario("overflow-boot", "recurse until the boot stack's guard page", overflow_boot),
+    scenario("overflow-task", "a task with a fixed 16 KiB stack recurses forever", overflow_task),
+    scenario(
+        "overflow-growable",
+        "a task with a growable 64 KiB stack recurses forever: grows, then overflows its reservation",
+        overflow_growable,
+    ),
+    scenario("overflow-system", "recurse inside systemstack() until the system stack's guard page", overflow_system),
+    scenario(
+        "overflow-exception",
+        "recurse inside an exception handler until the exception stack's guard page",
+        overflow_exception,
+    ),
 ];
 
 /// Recurses with a 512-byte frame until something stops it (a guard page).
@@ -95,6 +89,7 @@ fn overflow_system(_: &Config<'_>) -> ! {
 const BRK_OVERFLOW_EXCEPTION_STACK: u16 = 0x7e1;
 
 fn overflow_exception(_: &Config<'_>) -> ! {
+    crate::fault::set_exception_hook(Some(handle_test_exception));
     // SAFETY: deliberately raises a BRK exception; handle_test_exception recurses on the exception
     // stack until its guard page faults, and the nested-fault report ends the run.
     unsafe { core::arch::asm!("brk #0x7e1") };
@@ -102,8 +97,8 @@ fn overflow_exception(_: &Config<'_>) -> ! {
     exit::exit(exit::TEST_FAILED)
 }
 
-/// Test hooks in the exception handler: returns true if the exception was a scenario's own.
-pub fn handle_test_exception(
+/// The overflow-exception scenario's exception hook: returns true if the exception was its `brk`.
+fn handle_test_exception(
     exception: tricolor_arch::exception::Exception,
     frame: &mut tricolor_arch::exception::TrapFrame,
 ) -> bool {

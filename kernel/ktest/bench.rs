@@ -2,25 +2,28 @@
 //! bench` into CSV files). Run them under `-icount shift=0,sleep=off`, where the counter's
 //! nanoseconds are instructions, so every rerun gives the same numbers.
 
-use super::Scenario;
-use crate::gc::{self, workload::Node, Kernel};
+use super::bench;
+use crate::gc::{self, Kernel};
+use crate::registry::Entry;
+use crate::workload::graph::Node;
 use crate::{exit, kprintln};
 use alloc::string::String;
 use tricolor_arch::cpu;
 use tricolor_gc::{BarrierMode, Gc};
 use tricolor_kernel::cmdline::Config;
 
-pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "bench-barrier",
-        about: "cost per barriered store by mode and by wbBuf size, with the barrier on (BENCH lines)",
-        run: bench_barrier,
-    },
-    Scenario {
-        name: "bench-barrier-stack",
-        about: "caller-stack and system-stack bytes of a burst of barriered stores, by mode (BENCH lines)",
-        run: bench_barrier_stack,
-    },
+crate::register!(SCENARIOS);
+const SCENARIOS: &[Entry] = &[
+    bench(
+        "bench-barrier",
+        "cost per barriered store by mode and by wbBuf size, with the barrier on (BENCH lines)",
+        bench_barrier,
+    ),
+    bench(
+        "bench-barrier-stack",
+        "caller-stack and system-stack bytes of a burst of barriered stores, by mode (BENCH lines)",
+        bench_barrier_stack,
+    ),
 ];
 
 /// Stores per measurement.

@@ -10,7 +10,7 @@
 //! built: it never hides an old object behind an overwritten pointer, so a broken barrier cannot
 //! lose anything here, and the negative control does not apply.
 
-use super::{Census, Length, Suite};
+use super::{Census, Length, Workload};
 use crate::gc::{self, Kernel};
 use crate::percore;
 use alloc::string::String;
@@ -33,7 +33,7 @@ const FULL_ARRAY: usize = 500_000;
 const QUICK: Params = Params { stretch: 14, long_lived: 12, min_depth: 4, max_depth: 12 };
 const QUICK_ARRAY: usize = 50_000;
 
-pub const SUITE: Suite = Suite {
+pub const WORKLOAD: Workload = Workload {
     name: "gcbench",
     about: "Boehm's GCBench on every core: stretch 18, long-lived 16, 500k doubles, depths 4..=16",
     length: Length::Work,
@@ -44,7 +44,7 @@ pub const SUITE: Suite = Suite {
     finish: finish_full,
 };
 
-pub const SUITE_QUICK: Suite = Suite {
+pub const WORKLOAD_QUICK: Workload = Workload {
     name: "gcbench-quick",
     about: "GCBench at a stress-run size: stretch 14, long-lived 12, 50k doubles, depths 4..=12",
     length: Length::Work,
@@ -121,7 +121,7 @@ fn new_node(left: Option<Gc<TreeNode>>, right: Option<Gc<TreeNode>>) -> Option<G
         Ok(node) => {
             let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
             node.i.store(id, Ordering::Relaxed);
-            node.j.store(crate::gc::workload::checksum(id), Ordering::Relaxed);
+            node.j.store(super::checksum(id), Ordering::Relaxed);
             node.left.set::<Kernel>(left);
             node.right.set::<Kernel>(right);
             Some(node)
@@ -221,7 +221,7 @@ fn walk(root: Option<Gc<TreeNode>>, census: &mut Census) {
     while let Some(node) = stack.pop() {
         census.reachable += 1;
         let i = node.i.load(Ordering::Relaxed);
-        if node.j.load(Ordering::Relaxed) != crate::gc::workload::checksum(i) {
+        if node.j.load(Ordering::Relaxed) != super::checksum(i) {
             census.corrupt += 1;
             log::error!("gcbench: tree node {:#x} is corrupt (i {i:#x})", node.addr());
             continue;
