@@ -186,6 +186,16 @@ fn framebuffer_scenario(scenario: &str, config: &Config<'_>, fb: FbSource, expec
             fail(scenario, format_args!("pixel ({x}, {y}) is {:?}, expected {colour:#08x}", canvas.pixel(x, y)));
         }
     }
+    if config.virtio_complete == tricolor_virtio::gpu::Completion::Interrupt {
+        // The device interrupts after every completion, but QEMU's model usually completes a
+        // command within the notify write, before the driver's first poll: the driver then never
+        // waits, and the interrupt stays pending while this boot flow runs with IRQs masked. Let
+        // it in: an interrupt that never arrives is the failure this scenario must show.
+        let masked = tricolor_arch::cpu::mask_irqs();
+        tricolor_arch::cpu::restore_irqs(false);
+        crate::tasks::spin_until(1000, || crate::gpu::completion::interrupts() > 0);
+        tricolor_arch::cpu::restore_irqs(masked);
+    }
     display.report(scenario, &perf);
     kprintln!("{scenario}: ok: {w}x{h} framebuffer from {}, {frames} frames presented", display.source().name());
     exit::exit(exit::SUCCESS)

@@ -297,6 +297,11 @@ pub fn wake_others() {
     cpu::send_event();
 }
 
+/// Whether the periodic tick is running (started and not stopped).
+pub fn ticks_running() -> bool {
+    QUANTUM_TICKS.load(Ordering::Relaxed) != 0
+}
+
 /// Stops the periodic tick on every core (each disarms at its next tick).
 pub fn stop_ticks() {
     QUANTUM_TICKS.store(0, Ordering::Relaxed);

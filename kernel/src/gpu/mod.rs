@@ -16,7 +16,7 @@
 
 pub mod canvas;
 mod clock;
-mod completion;
+pub mod completion;
 pub mod dashboard;
 pub mod discovery;
 mod display;

@@ -142,8 +142,8 @@ fn mutator(arg: usize) {
     FINISHED.fetch_add(1, Ordering::Release);
 }
 
-/// Prepares each of `workloads`, starts the timer tick on every core and one mutator task per
-/// workload on every online core, pinned (workloads keep per-core state). Returns how many
+/// Prepares each of `workloads`, starts the timer tick on every core (if it is not running) and
+/// one mutator task per workload on every online core, pinned (workloads keep per-core state). Returns how many
 /// mutators were started. `seed` is the run's seed (each mutator derives its own from it).
 pub fn start(workloads: &[&'static Workload], config: &Config<'_>, repeat: Repeat) -> Result<usize, String> {
     STOP.store(false, Ordering::Relaxed);
@@ -155,7 +155,10 @@ pub fn start(workloads: &[&'static Workload], config: &Config<'_>, repeat: Repea
     for w in workloads {
         (w.prepare)(config).map_err(|why| alloc::format!("workload {} cannot start: {why}", w.name))?;
     }
-    smp::run_on_all(|_| tasks::start_tick(QUANTUM_US));
+    if !tasks::ticks_running() {
+        // A cross-core call: only while the other cores are free to take it (before mutators run).
+        smp::run_on_all(|_| tasks::start_tick(QUANTUM_US));
+    }
     for core in 0..percore::online_count() {
         for (place, w) in workloads.iter().enumerate() {
             let index = ALL.iter().position(|a| core::ptr::eq(*a, *w)).expect("a workload of ALL");
