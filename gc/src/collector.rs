@@ -22,11 +22,21 @@ use crate::census::{self, CensusEntry, CensusPoint, RootOwner, Unscanned};
 use crate::heap::{AllocError, Heap};
 use crate::mark::{self, GlobalWork};
 use crate::object::{Gc, Trace};
-use crate::platform::{Platform, ScanRange};
+use crate::platform::{Platform, ScanRange, StopReport};
 use crate::roots::Roots;
 use crate::stats::{CycleStats, StatsSnapshot};
 use crate::verify::{self, Miss};
 use crate::wbbuf::{WbBuf, WBBUF_DEFAULT_ENTRIES, WBBUF_MIN_ENTRIES};
+
+/// A pause as the platform measured it (request to release), or else `timed`, the collector's
+/// own timing of the whole stop-the-world call.
+fn pause_of(stop: StopReport, timed: u64) -> u64 {
+    if stop.pause_ns != 0 {
+        stop.pause_ns
+    } else {
+        timed
+    }
+}
 
 /// Mark termination attempts that may hand newly found grey objects back to concurrent marking.
 pub const MAX_MARK_RESTARTS: u32 = 4;
@@ -83,9 +93,11 @@ pub struct CycleReport {
     pub freed_bytes: u64,
     /// Objects freed likewise.
     pub freed_objects: u64,
-    /// Pauses in ns: mark setup, and the longest mark termination attempt; in `off` mode the
-    /// first holds all.
+    /// Pauses in ns, each from the stop request until the world runs again: mark setup, and the
+    /// longest mark termination attempt; in `off` mode the first holds all.
     pub pause_ns: [u64; 2],
+    /// For the same two pauses: the time to reach every safe point, and who was last.
+    pub safepoint: [StopReport; 2],
     /// Reachable objects the verifier found unmarked (0 if the verifier is off).
     pub verifier_misses: usize,
     /// Task stacks or saved registers the census says should have been scanned and were not
@@ -327,11 +339,10 @@ impl Collector {
         self.stats.objects_freed.add(swept.objects_freed as u64);
         self.stats.ns_sweep.add(P::now_ns() - t);
 
-        // 2. Mark setup, world stopped.
+        // 2. Mark setup, world stopped. The pause runs from the request to the world running.
         let t_setup = P::now_ns();
         let mut done_in_setup = false;
         P::stop_the_world(|| {
-            let t0 = P::now_ns();
             for i in 0..P::core_count() {
                 P::core(i).stats.bytes_marked.set(0);
             }
@@ -372,10 +383,11 @@ impl Collector {
                 self.mark_termination::<P>(mode, &mut report);
                 done_in_setup = true;
             }
-            report.pause_ns[0] = P::now_ns() - t0;
         });
+        report.safepoint[0] = P::last_stop();
+        report.pause_ns[0] = pause_of(report.safepoint[0], P::now_ns() - t_setup);
         self.stats.record_pause(report.pause_ns[0]);
-        self.stats.ns_mark_setup.add(P::now_ns() - t_setup);
+        self.stats.ns_mark_setup.add(report.pause_ns[0]);
 
         during_mark();
         // 3 and 4, like Go's gcMarkDone: mark concurrently until no grey object is visible, then
@@ -398,21 +410,22 @@ impl Collector {
 
             // 4. Mark termination, world stopped.
             let t_term = P::now_ns();
-            let mut pause = 0;
             let finished = P::stop_the_world(|| {
-                let t0 = P::now_ns();
-                let finished = if restarts < MAX_MARK_RESTARTS && !self.flush_all::<P>() {
+                if restarts < MAX_MARK_RESTARTS && !self.flush_all::<P>() {
                     false
                 } else {
                     self.mark_termination::<P>(mode, &mut report);
                     true
-                };
-                pause = P::now_ns() - t0;
-                finished
+                }
             });
+            let stop = P::last_stop();
+            let pause = pause_of(stop, P::now_ns() - t_term);
             self.stats.record_pause(pause);
-            report.pause_ns[1] = report.pause_ns[1].max(pause);
-            self.stats.ns_mark_termination.add(P::now_ns() - t_term);
+            if pause >= report.pause_ns[1] {
+                report.pause_ns[1] = pause;
+                report.safepoint[1] = stop;
+            }
+            self.stats.ns_mark_termination.add(pause);
             terminated = finished;
             if !finished {
                 restarts += 1;

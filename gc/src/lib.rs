@@ -75,7 +75,7 @@ pub use census::{CensusEntry, Exemption, RootOwner, RootPart, Unscanned};
 pub use collector::{Collector, Config, CycleReport, Phase, PinnedBuf};
 pub use heap::AllocError;
 pub use object::{Gc, GcSlot, GcType, Trace};
-pub use platform::{GcCore, Platform, ScanRange};
+pub use platform::{GcCore, Platform, ScanRange, StopReport};
 pub use stats::StatsSnapshot;
 pub use verify::{Miss, MissCause};
 pub use wbbuf::WbBuf;

@@ -23,6 +23,23 @@ pub struct ScanRange {
     pub hi: usize,
 }
 
+/// How long a stop-the-world took to reach every safe point (part of its pause: a pause runs from
+/// the stop request until the world runs again), and who was last.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StopReport {
+    /// The pause: from the request until the release that lets the world run again (0 if the
+    /// platform cannot tell; the collector then times the whole call).
+    pub pause_ns: u64,
+    /// From the request to the last core parked.
+    pub to_safepoint_ns: u64,
+    /// The core that parked last.
+    pub last_core: usize,
+    /// Where it was stopped (a PC; 0 if unknown).
+    pub last_pc: usize,
+    /// It had preemption off when asked and parked when that ended (else it was interrupted).
+    pub deferred: bool,
+}
+
 /// What the collector needs from the machine. Implemented once by the kernel (per-core `P` via
 /// TPIDR_EL1, IPIs for stop-the-world) and by the host test harness (threads, a safe-point
 /// handshake).
@@ -55,8 +72,13 @@ pub trait Platform: Sync + 'static {
     fn now_ns() -> u64;
     /// Run `f` with every other core parked at a safe point (not inside a barrier window, not
     /// inside an allocation), with the parked cores' memory effects visible to `f` and `f`'s
-    /// visible to them when they resume.
+    /// visible to them when they resume. Returns once the world runs again.
     fn stop_the_world<R>(f: impl FnOnce() -> R) -> R;
+    /// What the last [`Platform::stop_the_world`] spent reaching every safe point, and which core
+    /// came last. Platforms that cannot tell report zeros.
+    fn last_stop() -> StopReport {
+        StopReport::default()
+    }
     /// Report every range to scan conservatively (task stacks, saved registers), each with the
     /// task it belongs to. Called only while the world is stopped.
     fn for_each_stack_range(visit: &mut dyn FnMut(ScanRange, RootOwner));

@@ -214,7 +214,7 @@ fn fb_gc(config: &Config<'_>) -> ! {
 }
 
 /// Full frames the timeout scenario tries before giving up on seeing a timeout.
-const TIMEOUT_ATTEMPTS: usize = 10;
+const TIMEOUT_ATTEMPTS: usize = 200;
 
 fn timeout(config: &Config<'_>) -> ! {
     const NAME: &str = "gpu-timeout";

@@ -84,14 +84,14 @@ fn current() -> &'static Workload {
 
 /// Every cycle's pauses: (cycle, mark setup ns, longest mark termination ns), for the pause
 /// distribution the experiments plot.
-static PAUSES: spin::Mutex<alloc::vec::Vec<(u64, u64, u64)>> = spin::Mutex::new(alloc::vec::Vec::new());
+static PAUSES: spin::Mutex<alloc::vec::Vec<CycleReport>> = spin::Mutex::new(alloc::vec::Vec::new());
 /// Whether the after-cycle integrity checks run (`gc.verify=on`). Without them a suite is a
 /// benchmark: nothing but the collector stops the world.
 static CHECKS: AtomicBool = AtomicBool::new(true);
 
 /// Runs after every cycle (installed with `gc::set_after_cycle`), holding the cycle lock.
 fn after_cycle(report: &CycleReport) {
-    PAUSES.lock().push((report.cycle, report.pause_ns[0], report.pause_ns[1]));
+    PAUSES.lock().push(*report);
     if !CHECKS.load(Ordering::Relaxed) {
         TALLY.cycles.fetch_add(1, Ordering::Relaxed);
         return;
@@ -258,8 +258,21 @@ fn report(
         findings.stw_retries,
         elapsed_ns / 1000
     );
-    for &(cycle, setup, termination) in PAUSES.lock().iter() {
-        kprintln!("BENCH gc_pause suite={} cycle={cycle} setup_ns={setup} termination_ns={termination}", suite.name);
+    for r in PAUSES.lock().iter() {
+        // The longer of the two pauses names the core that reached its safe point last.
+        let longer = if r.pause_ns[0] >= r.pause_ns[1] { &r.safepoint[0] } else { &r.safepoint[1] };
+        kprintln!(
+            "BENCH gc_pause suite={} cycle={} setup_ns={} termination_ns={} setup_ttsp_ns={} termination_ttsp_ns={} last_core={} last_pc={:#x} last_site={}",
+            suite.name,
+            r.cycle,
+            r.pause_ns[0],
+            r.pause_ns[1],
+            r.safepoint[0].to_safepoint_ns,
+            r.safepoint[1].to_safepoint_ns,
+            longer.last_core,
+            longer.last_pc,
+            if longer.deferred { "deferred" } else { "interrupted" }
+        );
     }
     let gc_ns = stats.ns_mark_setup + stats.ns_concurrent_mark + stats.ns_mark_termination + stats.ns_sweep;
     kprintln!(

@@ -7,18 +7,41 @@
 //! whose preemption is disabled (inside a write barrier's window, or on its system stack) does not
 //! park there: the stop is deferred, like a timer tick, to the moment its outermost
 //! `PreemptGuard` drops, because a barrier's buffer slots may be taken but not yet written.
+//!
+//! Stops are numbered (`EPOCH`). A parked core waits for the epoch it parked in to end, so the
+//! release is one store and the initiator does not wait for the parked cores to leave: under
+//! QEMU's round-robin (`-icount`) each parked vCPU leaves only at its next turn, after the others
+//! have run their turn of mutator code, and waiting for that counted milliseconds of running
+//! world as pause. A core still in the previous epoch's loop when the next stop is requested is
+//! not counted for it: it leaves, takes the new request's interrupt, and parks again.
 
 use crate::sync::Lock as Mutex;
 use crate::{irq, percore};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tricolor_arch::cpu;
 use tricolor_kernel::cmdline::MAX_CORES;
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
+/// The current stop's number; bumped by the release.
+static EPOCH: AtomicUsize = AtomicUsize::new(1);
+/// Cores parked in the current epoch.
 static PARKED: AtomicUsize = AtomicUsize::new(0);
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// SP of each parked core at its safe point: [sp, stack top) holds all of its live state.
 static PARKED_SP: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
+/// The epoch each core last parked in.
+static PARKED_EPOCH: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
+/// Where and when each core last parked: the PC it was stopped at (see [`ParkSite`]) and the
+/// counter value, for the report of which core was last to reach its safe point.
+static PARK_PC: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
+static PARK_KIND: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
+static PARK_AT: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+/// The last completed stop's report (see [`last_stop`]).
+static LAST_PAUSE_NS: AtomicU64 = AtomicU64::new(0);
+static LAST_TTSP_NS: AtomicU64 = AtomicU64::new(0);
+static LAST_CORE: AtomicUsize = AtomicUsize::new(0);
+static LAST_PC: AtomicUsize = AtomicUsize::new(0);
+static LAST_KIND: AtomicUsize = AtomicUsize::new(0);
 
 /// How long the initiator waits for the others before giving up with a report.
 pub const STOP_TIMEOUT_MS: u64 = 2000;
@@ -39,6 +62,54 @@ pub struct NotStopped {
     pub missing: u32,
 }
 
+/// How a core reached its safe point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum ParkSite {
+    /// The stop's interrupt arrived with preemption enabled: the PC is where it interrupted.
+    Interrupted = 0,
+    /// Preemption was off when the interrupt arrived; the core parked when its outermost guard
+    /// dropped: the PC is in the code that dropped it.
+    Deferred = 1,
+    /// The core was itself waiting to stop the world and parked for the winner.
+    Contending = 2,
+}
+
+impl ParkSite {
+    fn from_usize(v: usize) -> ParkSite {
+        match v {
+            0 => ParkSite::Interrupted,
+            1 => ParkSite::Deferred,
+            _ => ParkSite::Contending,
+        }
+    }
+}
+
+/// What the last completed stop measured: from the request to the last core parked, which core
+/// that was, the PC it parked at and how.
+#[derive(Clone, Copy, Debug)]
+pub struct LastStop {
+    /// From the request to the release.
+    pub pause_ns: u64,
+    pub to_safepoint_ns: u64,
+    pub core: usize,
+    pub pc: usize,
+    pub site: ParkSite,
+}
+
+/// The last completed stop's report.
+pub fn last_stop() -> LastStop {
+    // Ordering: Relaxed; written by the initiator before it releases the world, read after the
+    // stop returned on the same core (or later, after a synchronising handshake), only reported.
+    LastStop {
+        pause_ns: LAST_PAUSE_NS.load(Ordering::Relaxed),
+        to_safepoint_ns: LAST_TTSP_NS.load(Ordering::Relaxed),
+        core: LAST_CORE.load(Ordering::Relaxed),
+        pc: LAST_PC.load(Ordering::Relaxed),
+        site: ParkSite::from_usize(LAST_KIND.load(Ordering::Relaxed)),
+    }
+}
+
 /// Installs the SGI handler (boot core, once).
 pub fn init() {
     irq::register(irq::SGI_STOP, on_stop_request);
@@ -54,7 +125,7 @@ pub fn parked_sp(core: usize) -> usize {
     PARKED_SP[core].load(Ordering::Acquire)
 }
 
-fn on_stop_request(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
+fn on_stop_request(_: u32, frame: &mut tricolor_arch::exception::TrapFrame) {
     if !requested() {
         return;
     }
@@ -64,16 +135,19 @@ fn on_stop_request(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
         let _ = p.preempt.on_tick();
         return;
     }
-    park_here();
+    park_here(frame.elr as usize, ParkSite::Interrupted);
 }
 
 /// Parks the calling core until the stop ends. Called with IRQs masked, from the SGI handler or
-/// from the deferred-preemption hook.
-pub fn park_here() {
+/// from the deferred-preemption hook; `pc` and `site` say where the core was stopped.
+pub fn park_here(pc: usize, site: ParkSite) {
     if !requested() {
         return;
     }
     let core = percore::id();
+    // Acquire pairs with the release's Release bump: a core that sees the new epoch sees the
+    // request that followed only through REQUESTED (checked above, Acquire).
+    let epoch = EPOCH.load(Ordering::Acquire);
     // The callee-saved registers may hold the only copy of a live pointer (parking from the
     // deferred hook leaves the interrupted code's x19..x29 in registers, not in a trap frame):
     // spill them into this frame, inside [PARKED_SP, stack top). The caller-saved ones are dead
@@ -83,14 +157,19 @@ pub fn park_here() {
     let spilled = cpu::spill_general_registers();
     core::hint::black_box(&spilled);
     PARKED_SP[core].store(cpu::stack_pointer(), Ordering::Release);
-    // AcqRel: the initiator (Acquire on PARKED) sees this core's state as of parking; we see the
-    // request's data.
+    PARK_PC[core].store(pc, Ordering::Relaxed);
+    PARK_KIND[core].store(site as usize, Ordering::Relaxed);
+    PARK_AT[core].store(cpu::counter(), Ordering::Relaxed);
+    PARKED_EPOCH[core].store(epoch, Ordering::Relaxed);
+    // AcqRel: the initiator (Acquire on PARKED) sees this core's state as of parking (SP, park
+    // records, everything it did before); we see the request's data.
     PARKED.fetch_add(1, Ordering::AcqRel);
-    while REQUESTED.load(Ordering::Acquire) {
+    // Acquire pairs with the release's bump: what the initiator's closure wrote is visible when
+    // this core runs again.
+    while EPOCH.load(Ordering::Acquire) == epoch {
         tricolor_arch::cpu::relax();
     }
     PARKED_SP[core].store(0, Ordering::Release);
-    PARKED.fetch_sub(1, Ordering::AcqRel);
 }
 
 /// Runs `f` with every other online core parked at a safe point.
@@ -104,7 +183,7 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
         }
         if requested() {
             let masked = cpu::mask_irqs();
-            park_here();
+            park_here(0, ParkSite::Contending);
             cpu::restore_irqs(masked);
         }
         cpu::relax();
@@ -112,7 +191,12 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
     let masked = cpu::mask_irqs();
     let me = percore::id();
     let others = (0..MAX_CORES).filter(|&c| c != me && percore::is_online(c)).count();
+    let epoch = EPOCH.load(Ordering::Relaxed);
     let start = cpu::counter();
+    // The count of the previous epoch is done with: its initiator saw all of its parkers before
+    // it released, and a core still leaving that epoch's loop does not count again until it
+    // parks anew (the SGI below stays pending for it). Relaxed: ordered before the request.
+    PARKED.store(0, Ordering::Relaxed);
     REQUESTED.store(true, Ordering::Release);
     if let Some(gic) = irq::gic() {
         gic.send_sgi_to_others(irq::SGI_STOP);
@@ -123,16 +207,29 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
     }
     if PARKED.load(Ordering::Acquire) < others {
         let missing = (0..MAX_CORES)
-            .filter(|&c| c != me && percore::is_online(c) && parked_sp(c) == 0)
+            .filter(|&c| c != me && percore::is_online(c) && PARKED_EPOCH[c].load(Ordering::Relaxed) != epoch)
             .fold(0u32, |m, c| m | (1 << c));
         release(masked);
         return Err(NotStopped { missing });
     }
     let stopped = cpu::counter();
+    let ns = |ticks: u64| (ticks as u128 * 1_000_000_000 / cpu::counter_frequency() as u128) as u64;
+    // Which core parked last (its park records were written before its PARKED increment, which
+    // our Acquire load of PARKED saw).
+    let last = (0..MAX_CORES)
+        .filter(|&c| c != me && percore::is_online(c))
+        .max_by_key(|&c| PARK_AT[c].load(Ordering::Relaxed));
+    LAST_TTSP_NS.store(ns(stopped - start), Ordering::Relaxed);
+    let (core, pc, kind) = last.map_or((me, 0, ParkSite::Interrupted as usize), |c| {
+        (c, PARK_PC[c].load(Ordering::Relaxed), PARK_KIND[c].load(Ordering::Relaxed))
+    });
+    LAST_CORE.store(core, Ordering::Relaxed);
+    LAST_PC.store(pc, Ordering::Relaxed);
+    LAST_KIND.store(kind, Ordering::Relaxed);
     let result = f();
     let end = cpu::counter();
     release(masked);
-    let ns = |ticks: u64| (ticks as u128 * 1_000_000_000 / cpu::counter_frequency() as u128) as u64;
+    LAST_PAUSE_NS.store(ns(cpu::counter() - start), Ordering::Relaxed);
     Ok((result, StwTimes { stop_ns: ns(stopped - start), stopped_ns: ns(end - stopped) }))
 }
 
@@ -174,11 +271,10 @@ pub fn stop_the_world_retrying<R>(f: impl FnOnce() -> R) -> (R, StwTimes) {
     unreachable!("the last attempt returns or panics")
 }
 
+/// Ends the current epoch: every parked core leaves at its next turn. Nothing waits for them.
 fn release(masked: bool) {
     REQUESTED.store(false, Ordering::Release);
-    // Wait for every parked core to leave, so the next stop starts from zero.
-    while PARKED.load(Ordering::Acquire) != 0 {
-        tricolor_arch::cpu::relax();
-    }
+    // Release: the closure's writes are visible to a parked core that sees the new epoch.
+    EPOCH.fetch_add(1, Ordering::Release);
     cpu::restore_irqs(masked);
 }

@@ -91,10 +91,14 @@ fn on_tick(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
 }
 
 /// Called when the outermost preemption guard drops after a deferred tick.
+#[inline(never)]
 fn deferred_preemption() {
+    // Where the guard dropped: this hook's return address (reports name the code that kept a
+    // stop waiting). First, before any call clobbers x30.
+    let site = cpu::return_address();
     if crate::stw::requested() {
         let masked = cpu::mask_irqs();
-        crate::stw::park_here();
+        crate::stw::park_here(site, crate::stw::ParkSite::Deferred);
         cpu::restore_irqs(masked);
     }
     schedule(queues(), SwitchReason::Preempt);

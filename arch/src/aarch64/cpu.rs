@@ -19,6 +19,17 @@ pub fn percore_pointer() -> usize {
     TPIDR_EL1.get() as usize
 }
 
+/// The link register as the calling function entered: its return address, for reports of where
+/// a function was called from. Only meaningful at the top of an `#[inline(never)]` function,
+/// before any call clobbers x30.
+#[inline(always)]
+pub fn return_address() -> usize {
+    let lr: usize;
+    // SAFETY: copies x30 into a register; touches no memory, flags or stack.
+    unsafe { core::arch::asm!("mov {}, x30", out(reg) lr, options(nomem, nostack, preserves_flags)) };
+    lr
+}
+
 /// Ticks of the generic counter since reset.
 #[inline]
 pub fn counter() -> u64 {

@@ -75,6 +75,17 @@ impl Platform for Kernel {
         stw::stop_the_world_retrying(f).0
     }
 
+    fn last_stop() -> tricolor_gc::StopReport {
+        let last = stw::last_stop();
+        tricolor_gc::StopReport {
+            pause_ns: last.pause_ns,
+            to_safepoint_ns: last.to_safepoint_ns,
+            last_core: last.core,
+            last_pc: last.pc,
+            deferred: last.site == stw::ParkSite::Deferred,
+        }
+    }
+
     fn for_each_stack_range(visit: &mut dyn FnMut(ScanRange, RootOwner)) {
         // At mark start (phase Mark) the dead parts of stopped stacks are zeroed, so later
         // conservative scans find no stale pointers; the verifier (phase MarkTermination) skips
