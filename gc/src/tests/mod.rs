@@ -2,6 +2,7 @@
 
 mod barrier;
 mod collect;
+mod pointer_map;
 mod stress;
 mod verify;
 
