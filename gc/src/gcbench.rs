@@ -30,7 +30,7 @@
 extern crate std;
 
 use core::fmt::Write as _;
-use core::mem::{offset_of, size_of};
+use core::mem::size_of;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::format;
 use std::string::{String, ToString};
@@ -38,37 +38,30 @@ use std::time::{Duration, Instant};
 use std::vec::Vec;
 
 use crate::host::{HostPlatform, Mutator, World};
-use crate::object::{Gc, GcSlot, GcType, Trace, HEADER_SIZE};
+use crate::object::{Gc, GcSlot, Trace, HEADER_SIZE};
 use crate::sizeclass::{class_for, CLASS_SIZES, MAX_SMALL_SIZE, PAGE_SIZE};
-use crate::{AllocError, BarrierMode, Collector, Config, StatsSnapshot};
+use crate::{gc_type, AllocError, BarrierMode, Collector, Config, StatsSnapshot};
 
 type P = HostPlatform;
 
 const MIB: usize = 1 << 20;
 
-/// A tree node as in GCBench: two children and two payload words. The payload is the node's height
-/// (`i`) and a word derived from it (`j`), so a freed (poisoned) or reused node fails the check.
-#[repr(C)]
-pub struct Node {
-    /// Left child.
-    pub left: GcSlot<Node>,
-    /// Right child.
-    pub right: GcSlot<Node>,
-    /// Height of the subtree rooted here (leaves are 0).
-    pub i: AtomicU64,
-    /// [`payload_j`] of `i`.
-    pub j: AtomicU64,
-}
-
-// SAFETY: all-zero is a valid Node (null slots, zero atomics); size and alignment (8) match; the
-// two slots are at the listed offsets and there is no other pointer field; no Drop; the payload is
-// atomics.
-unsafe impl Trace for Node {
-    const TYPE: &'static GcType = &GcType {
-        name: "GcBenchNode",
-        size: size_of::<Node>(),
-        pointer_offsets: &[offset_of!(Node, left), offset_of!(Node, right)],
-    };
+gc_type! {
+    /// A tree node as in GCBench: two children and two payload words. The payload is the node's
+    /// height (`i`) and a word derived from it (`j`), so a freed (poisoned) or reused node fails
+    /// the check.
+    #[gc_type(name = "GcBenchNode")]
+    #[repr(C)]
+    pub struct Node {
+        /// Left child.
+        pub left: GcSlot<Node>,
+        /// Right child.
+        pub right: GcSlot<Node>,
+        /// Height of the subtree rooted here (leaves are 0).
+        pub i: AtomicU64,
+        /// [`payload_j`] of `i`.
+        pub j: AtomicU64,
+    }
 }
 
 /// The payload word `j` of a node of height `i`.
@@ -85,17 +78,14 @@ impl Node {
     }
 }
 
-/// GCBench's array of doubles (`f64` bits in atomics): one large object with no pointer slots.
-#[repr(C)]
-pub struct DoubleArray<const N: usize> {
-    /// The elements, as `f64::to_bits`.
-    pub data: [AtomicU64; N],
-}
-
-// SAFETY: all-zero is a valid array (0.0 everywhere); size matches and alignment is 8; there are
-// no slots; no Drop; the elements are atomics.
-unsafe impl<const N: usize> Trace for DoubleArray<N> {
-    const TYPE: &'static GcType = &GcType { name: "GcBenchDoubleArray", size: size_of::<Self>(), pointer_offsets: &[] };
+gc_type! {
+    /// GCBench's array of doubles (`f64` bits in atomics): one large object with no pointer slots.
+    #[gc_type(name = "GcBenchDoubleArray")]
+    #[repr(C)]
+    pub struct DoubleArray<const N: usize> {
+        /// The elements, as `f64::to_bits`.
+        pub data: [AtomicU64; N],
+    }
 }
 
 /// Number of nodes in a complete binary tree of depth `depth` (Boehm's `TreeSize`).

@@ -10,6 +10,8 @@
 //!   the flush (`wb_buf_flush` on the system stack, `wb_buf_flush1`) and checked-mode reports.
 //! - [`object`]: type descriptors ([`GcType`], [`Trace`]), handles [`Gc`], barriered slots
 //!   [`GcSlot`].
+//! - [`pointer_map`]: [`gc_type!`], which declares a GC type and derives its `Trace` (pointer map
+//!   from the fields' types and `offset_of!`).
 //! - [`heap`], `span`, `pages`, [`sizeclass`]: the heap region,
 //!   spans per size class, large and pinned spans, per-core allocation caches, sweeping.
 //! - [`roots`]: global root slots (the kernel's `.gcroots`), conservative ranges.
@@ -55,6 +57,7 @@ mod mark;
 pub mod object;
 mod pages;
 pub mod platform;
+pub mod pointer_map;
 pub mod roots;
 pub mod sizeclass;
 mod span;
@@ -76,6 +79,7 @@ pub use collector::{Collector, Config, CycleReport, Phase, PinnedBuf};
 pub use heap::AllocError;
 pub use object::{Gc, GcSlot, GcType, Trace};
 pub use platform::{GcCore, Platform, ScanRange, StopReport};
+pub use pointer_map::{GcField, PointerMap};
 pub use stats::StatsSnapshot;
 pub use verify::{Miss, MissCause};
 pub use wbbuf::WbBuf;

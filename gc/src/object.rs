@@ -32,6 +32,10 @@ pub struct GcType {
 
 /// A type that can live in the GC heap.
 ///
+/// Declare GC types with [`gc_type!`](crate::gc_type), which derives this impl from the struct's
+/// fields (see [`pointer_map`](crate::pointer_map)); a hand-written impl is for descriptors no
+/// struct describes.
+///
 /// # Safety
 /// - The all-zero bit pattern is a valid `Self` (objects start zeroed).
 /// - `TYPE.size == size_of::<Self>()`, `align_of::<Self>() <= 8`, and every offset in

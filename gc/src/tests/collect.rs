@@ -9,21 +9,17 @@ use crate::host::{HostPlatform, World};
 use crate::object::{Gc, GcSlot, Trace, HEADER_SIZE};
 use crate::platform::Platform;
 use crate::sizeclass::PAGE_SIZE;
-use crate::{BarrierMode, Config, Phase};
+use crate::{gc_type, BarrierMode, Config, Phase};
 
 type P = HostPlatform;
 
-/// A large object (3 pages with its header) with one pointer slot.
-#[repr(C)]
-struct Big {
-    next: GcSlot<Big>,
-    data: [u64; 3000],
-}
-
-// SAFETY: zero is valid, one slot at offset 0, no Drop.
-unsafe impl Trace for Big {
-    const TYPE: &'static crate::GcType =
-        &crate::GcType { name: "Big", size: core::mem::size_of::<Big>(), pointer_offsets: &[0] };
+gc_type! {
+    /// A large object (3 pages with its header) with one pointer slot.
+    #[repr(C)]
+    struct Big {
+        next: GcSlot<Big>,
+        data: [u64; 3000],
+    }
 }
 
 fn config() -> Config {

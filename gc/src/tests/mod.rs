@@ -2,34 +2,27 @@
 
 mod barrier;
 mod collect;
+mod pointer_map;
 mod stress;
 mod verify;
 
-use core::mem::offset_of;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::heap::POISON;
 use crate::host::HostPlatform;
-use crate::object::{Gc, GcSlot, GcType, Trace};
-use crate::Collector;
+use crate::object::{Gc, GcSlot};
+use crate::{gc_type, Collector};
 
-/// A test object: three pointer fields and a payload derived from a seed, so a reader can tell
-/// an intact object from a freed (poisoned) or reused one.
-#[repr(C)]
-pub(crate) struct Node {
-    pub(crate) kids: [GcSlot<Node>; 3],
-    pub(crate) seed: AtomicU64,
-    pub(crate) payload: [AtomicU64; 4],
-}
-
-const KIDS: usize = offset_of!(Node, kids);
-
-// SAFETY: all-zero is a valid Node (null slots, zero atomics); size and alignment match; the three
-// slots are at the listed offsets and there is no other pointer field; no Drop.
-unsafe impl Trace for Node {
-    const TYPE: &'static GcType =
-        &GcType { name: "Node", size: core::mem::size_of::<Node>(), pointer_offsets: &[KIDS, KIDS + 8, KIDS + 16] };
+gc_type! {
+    /// A test object: three pointer fields and a payload derived from a seed, so a reader can tell
+    /// an intact object from a freed (poisoned) or reused one.
+    #[repr(C)]
+    pub(crate) struct Node {
+        pub(crate) kids: [GcSlot<Node>; 3],
+        pub(crate) seed: AtomicU64,
+        pub(crate) payload: [AtomicU64; 4],
+    }
 }
 
 pub(crate) fn mix(seed: u64, i: u64) -> u64 {

@@ -16,7 +16,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use intrusive_collections::{intrusive_adapter, LinkedList, LinkedListLink};
-use tricolor_gc::{Gc, GcSlot, GcType, Trace};
+use tricolor_gc::{gc_type, Gc, GcSlot};
 use tricolor_kernel::cmdline::MAX_CORES;
 
 pub const WORKLOAD: Workload = Workload {
@@ -30,20 +30,14 @@ pub const WORKLOAD: Workload = Workload {
     finish: || Ok(()),
 };
 
-/// The churned object: a link to another item and a checked payload.
-#[repr(C)]
-pub struct Item {
-    next: GcSlot<Item>,
-    id: AtomicU64,
-    payload: [AtomicU64; 4],
-}
-
-static ITEM: GcType = GcType { name: "Item", size: core::mem::size_of::<Item>(), pointer_offsets: &[0] };
-
-// SAFETY: all-zero is a valid Item; its only slot `next` is at offset 0 (repr(C)); no Drop; the
-// other fields are atomics.
-unsafe impl Trace for Item {
-    const TYPE: &'static GcType = &ITEM;
+gc_type! {
+    /// The churned object: a link to another item and a checked payload.
+    #[repr(C)]
+    pub struct Item {
+        next: GcSlot<Item>,
+        id: AtomicU64,
+        payload: [AtomicU64; 4],
+    }
 }
 
 impl Item {

@@ -15,7 +15,7 @@ use crate::gc::{self, Kernel};
 use crate::percore;
 use alloc::string::String;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use tricolor_gc::{Gc, GcSlot, GcType, Trace};
+use tricolor_gc::{gc_type, Gc, GcSlot};
 use tricolor_kernel::cmdline::{Config, MAX_CORES};
 
 /// The benchmark's shape.
@@ -55,38 +55,25 @@ pub const WORKLOAD_QUICK: Workload = Workload {
     finish: finish_quick,
 };
 
-/// Boehm's `Node`: two children and two ints; `j` is a checksum of `i` here, so a walk can tell
-/// a live node from freed or reused memory.
-#[repr(C)]
-pub struct TreeNode {
-    left: GcSlot<TreeNode>,
-    right: GcSlot<TreeNode>,
-    i: AtomicU64,
-    j: AtomicU64,
+gc_type! {
+    /// Boehm's `Node`: two children and two ints; `j` is a checksum of `i` here, so a walk can
+    /// tell a live node from freed or reused memory.
+    #[repr(C)]
+    pub struct TreeNode {
+        left: GcSlot<TreeNode>,
+        right: GcSlot<TreeNode>,
+        i: AtomicU64,
+        j: AtomicU64,
+    }
 }
 
-static TREE_NODE: GcType = GcType {
-    name: "TreeNode",
-    size: core::mem::size_of::<TreeNode>(),
-    pointer_offsets: &[0, core::mem::size_of::<usize>()],
-};
-
-// SAFETY: all-zero is a valid TreeNode; the two slot offsets match the repr(C) layout; no Drop;
-// the other fields are atomics.
-unsafe impl Trace for TreeNode {
-    const TYPE: &'static GcType = &TREE_NODE;
-}
-
-/// The long-lived array of doubles (bit patterns in atomics: the kernel is soft-float and the
-/// checker reads it from another core).
-#[repr(C)]
-pub struct Doubles<const N: usize> {
-    values: [AtomicU64; N],
-}
-
-// SAFETY: all-zero is a valid array of atomics; no pointer slots; no Drop.
-unsafe impl<const N: usize> Trace for Doubles<N> {
-    const TYPE: &'static GcType = &GcType { name: "Doubles", size: core::mem::size_of::<Self>(), pointer_offsets: &[] };
+gc_type! {
+    /// The long-lived array of doubles (bit patterns in atomics: the kernel is soft-float and the
+    /// checker reads it from another core).
+    #[repr(C)]
+    pub struct Doubles<const N: usize> {
+        values: [AtomicU64; N],
+    }
 }
 
 /// What Boehm stores at index `i` (only the first half is filled).

@@ -10,33 +10,22 @@ use super::{checksum, Census, Length, Rng, Workload};
 use crate::gc::Kernel;
 use alloc::string::String;
 use core::sync::atomic::{AtomicU64, Ordering};
-use tricolor_gc::{Gc, GcSlot, GcType, Trace};
+use tricolor_gc::{gc_type, Gc, GcSlot};
 use tricolor_kernel::cmdline::MAX_CORES;
 
-/// A graph node: two barriered pointer fields to other nodes, optional payload blobs, and a
-/// checksum that must survive.
-#[repr(C)]
-pub struct Node {
-    left: GcSlot<Node>,
-    right: GcSlot<Node>,
-    small: GcSlot<Blob<SMALL_WORDS>>,
-    mid: GcSlot<Blob<MID_WORDS>>,
-    large: GcSlot<Blob<LARGE_WORDS>>,
-    id: AtomicU64,
-    check: AtomicU64,
-}
-
-const WORD: usize = core::mem::size_of::<usize>();
-static NODE_TYPE: GcType = GcType {
-    name: "Node",
-    size: core::mem::size_of::<Node>(),
-    pointer_offsets: &[0, WORD, 2 * WORD, 3 * WORD, 4 * WORD],
-};
-
-// SAFETY: all-zero is a valid Node (null slots, zero atomics); the size and the five slot offsets
-// match the repr(C) layout; no Drop; the non-slot fields are atomics.
-unsafe impl Trace for Node {
-    const TYPE: &'static GcType = &NODE_TYPE;
+gc_type! {
+    /// A graph node: two barriered pointer fields to other nodes, optional payload blobs, and a
+    /// checksum that must survive.
+    #[repr(C)]
+    pub struct Node {
+        left: GcSlot<Node>,
+        right: GcSlot<Node>,
+        small: GcSlot<Blob<SMALL_WORDS>>,
+        mid: GcSlot<Blob<MID_WORDS>>,
+        large: GcSlot<Blob<LARGE_WORDS>>,
+        id: AtomicU64,
+        check: AtomicU64,
+    }
 }
 
 /// Blob sizes in words: a 32-byte object, a 512-byte one and one too big for a small span.
@@ -44,17 +33,13 @@ const SMALL_WORDS: usize = 3;
 const MID_WORDS: usize = 63;
 const LARGE_WORDS: usize = 1100;
 
-/// A pointer-free payload: its id and `W` words derived from it.
-#[repr(C)]
-pub struct Blob<const W: usize> {
-    id: AtomicU64,
-    words: [AtomicU64; W],
-}
-
-// SAFETY: all-zero is a valid Blob (atomics); no pointer slots, so the empty offset list is
-// complete; the size is the type's; no Drop.
-unsafe impl<const W: usize> Trace for Blob<W> {
-    const TYPE: &'static GcType = &GcType { name: "Blob", size: core::mem::size_of::<Self>(), pointer_offsets: &[] };
+gc_type! {
+    /// A pointer-free payload: its id and `W` words derived from it.
+    #[repr(C)]
+    pub struct Blob<const W: usize> {
+        id: AtomicU64,
+        words: [AtomicU64; W],
+    }
 }
 
 impl<const W: usize> Blob<W> {

@@ -11,7 +11,7 @@ use crate::gc::{self, Kernel};
 use crate::percore;
 use alloc::string::String;
 use core::sync::atomic::{AtomicU64, Ordering};
-use tricolor_gc::{Gc, GcSlot, GcType, Trace};
+use tricolor_gc::{gc_type, Gc, GcSlot};
 use tricolor_kernel::cmdline::MAX_CORES;
 
 pub const WORKLOAD: Workload = Workload {
@@ -25,18 +25,14 @@ pub const WORKLOAD: Workload = Workload {
     finish,
 };
 
-/// A large object: a link, an id, and `W` words derived from the id.
-#[repr(C)]
-pub struct Chunk<const W: usize> {
-    next: GcSlot<Chunk<W>>,
-    id: AtomicU64,
-    words: [AtomicU64; W],
-}
-
-// SAFETY: all-zero is a valid Chunk; the only slot is `next` at offset 0 (repr(C)); no Drop; the
-// other fields are atomics.
-unsafe impl<const W: usize> Trace for Chunk<W> {
-    const TYPE: &'static GcType = &GcType { name: "Chunk", size: core::mem::size_of::<Self>(), pointer_offsets: &[0] };
+gc_type! {
+    /// A large object: a link, an id, and `W` words derived from the id.
+    #[repr(C)]
+    pub struct Chunk<const W: usize> {
+        next: GcSlot<Chunk<W>>,
+        id: AtomicU64,
+        words: [AtomicU64; W],
+    }
 }
 
 fn word(id: u64, i: usize) -> u64 {
