@@ -303,6 +303,38 @@ impl Collector {
         core::mem::take(&mut *self.unscanned.lock())
     }
 
+    /// Scan one range of a task's stack or saved registers conservatively during the concurrent
+    /// mark (the platform's `scan_stacks` calls it for each task, from any core, with
+    /// preemption disabled on that core and the task held at a safe point). The shaded objects
+    /// are published before this returns, so a platform that then records the task as scanned
+    /// (Release) lets a collector that sees the record (Acquire) see the grey objects.
+    pub fn scan_stack<P: Platform>(&self, range: ScanRange, owner: RootOwner) {
+        let core = P::current_core();
+        // SAFETY: this core with preemption disabled (the caller's contract).
+        let work = unsafe { core.work_mut() };
+        mark::scan_conservative(self, core, work, range);
+        work.publish(&self.work);
+        if self.verify.load(Ordering::Relaxed) {
+            self.census.lock().scanned.push(owner);
+        }
+    }
+
+    /// Shade `addr` if a mark is running and it is a GC object: for a pointer that moves from one
+    /// stack to another without passing through the heap (a new task's argument).
+    pub fn shade_root<P: Platform>(&self, addr: usize) {
+        if self.phase() != Phase::Mark {
+            return;
+        }
+        let _np = P::disable_preemption();
+        let core = P::current_core();
+        // SAFETY: this core with preemption disabled.
+        let work = unsafe { core.work_mut() };
+        if let Some(obj) = self.heap.find_object_conservative(addr) {
+            mark::shade_object(self, core, work, obj);
+            work.publish(&self.work);
+        }
+    }
+
     /// Help mark: drain grey objects on this core until none is left. Mark workers on other
     /// cores call this in a loop while `phase() == Phase::Mark`. Returns objects scanned.
     pub fn mark_worker<P: Platform>(&self) -> usize {
@@ -319,9 +351,10 @@ impl Collector {
         self.collect_with_hook::<P>(&mut || {})
     }
 
-    /// [`Collector::collect`], calling `during_mark` after the world restarts and before this core
-    /// starts marking: tests use it to act as a mutator in the middle of the mark. (In `off` mode
-    /// marking is already complete by then.)
+    /// [`Collector::collect`], calling `during_mark` after the world restarts (and the collecting
+    /// thread's own stack has been scanned) and before this core starts marking: tests use it to
+    /// act as a mutator in the middle of the mark. (In `off` mode marking is already complete by
+    /// then.)
     pub fn collect_with_hook<P: Platform>(&self, during_mark: &mut dyn FnMut()) -> CycleReport {
         let _cycle = self.cycle_lock.lock();
         let mode = barrier::mode();
@@ -339,7 +372,9 @@ impl Collector {
         self.stats.objects_freed.add(swept.objects_freed as u64);
         self.stats.ns_sweep.add(P::now_ns() - t);
 
-        // 2. Mark setup, world stopped. The pause runs from the request to the world running.
+        // 2. Mark setup, world stopped: the barrier on, the stacks to scan noted (globals and
+        // stacks are scanned concurrently right after). The pause runs from the request to the
+        // world running.
         let t_setup = P::now_ns();
         let mut done_in_setup = false;
         P::stop_the_world(|| {
@@ -356,19 +391,34 @@ impl Collector {
             let core = P::current_core();
             // SAFETY: the world is stopped.
             let work = unsafe { core.work_mut() };
-            mark::scan_globals(self, core, work);
+            if !mode.marks_concurrently() {
+                // `off`: the whole mark is this pause. Otherwise the globals are scanned right
+                // after it (see `roots`).
+                mark::scan_globals(self, core, work);
+            }
             let verifying = self.verify.load(Ordering::Relaxed);
             let mut ranges = Vec::new();
             let mut census = self.census.lock();
             census.at_start.clear();
             census.scanned.clear();
-            P::for_each_stack_range(&mut |r, owner| {
-                mark::scan_conservative(self, core, work, r);
+            if mode.marks_concurrently() {
+                // Stacks are scanned during the concurrent mark, one task at a time (the
+                // platform's `scan_stacks`): this pause only notes which. The verifier's snapshot
+                // reads them here, and marks nothing.
+                P::begin_stack_scans();
                 if verifying {
-                    ranges.push(r);
-                    census.scanned.push(owner);
+                    P::for_each_stack_range(&mut |r, _| ranges.push(r));
                 }
-            });
+            } else {
+                // `off`: the whole mark is this pause.
+                P::for_each_stack_range(&mut |r, owner| {
+                    mark::scan_conservative(self, core, work, r);
+                    if verifying {
+                        ranges.push(r);
+                        census.scanned.push(owner);
+                    }
+                });
+            }
             if verifying {
                 // Who must be scanned this cycle, and what exists and is reachable now, for the
                 // verifier to classify what the mark misses.
@@ -389,6 +439,12 @@ impl Collector {
         self.stats.record_pause(report.pause_ns[0]);
         self.stats.ns_mark_setup.add(report.pause_ns[0]);
 
+        if mode.marks_concurrently() {
+            // The globals, then the collecting task's own stack (it is a mutator too) and whatever
+            // else the platform can scan right away, before it acts as a mutator in `during_mark`.
+            mark::scan_globals_concurrently::<P>(self);
+            P::scan_stacks(self);
+        }
         during_mark();
         // 3 and 4, like Go's gcMarkDone: mark concurrently until no grey object is visible, then
         // stop the world and flush every wbBuf. If that surfaces grey objects (a mutator shaded a
@@ -397,14 +453,16 @@ impl Collector {
         let mut restarts = 0;
         let mut terminated = done_in_setup;
         while !terminated {
-            // 3. Concurrent mark.
+            // 3. Concurrent mark: drain, and scan the stacks noted at mark start, until both
+            // are done.
             let t_mark = P::now_ns();
             loop {
                 self.mark_worker::<P>();
-                if self.work.quiescent() {
+                let stacks_done = !mode.marks_concurrently() || P::scan_stacks(self);
+                if stacks_done && self.work.quiescent() {
                     break;
                 }
-                core::hint::spin_loop();
+                P::relax();
             }
             self.stats.ns_concurrent_mark.add(P::now_ns() - t_mark);
 

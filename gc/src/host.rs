@@ -37,6 +37,12 @@ pub struct World {
     attached: AtomicUsize,
     /// Each mutator's root slots: (id, range, hidden from the scan).
     stacks: Mutex<Vec<(usize, ScanRange, bool)>>,
+    /// Mutators whose slots the concurrent mark still has to scan (ids); each scans its own at
+    /// its next safe point (`Mutator::safe_point`), a model of a task scanning its own stack when
+    /// the collector asks.
+    scan_pending: Mutex<Vec<usize>>,
+    /// Set while `scan_pending` is not empty: the safe point's fast check.
+    scan_wanted: AtomicBool,
     next_stack_id: AtomicUsize,
     _serial: MutexGuard<'static, ()>,
 }
@@ -51,6 +57,8 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 std::thread_local! {
     static CURRENT: Cell<(*const World, usize, bool)> = const { Cell::new((core::ptr::null(), 0, false)) };
+    /// The id of the mutator this thread attached, if it did.
+    static MUTATOR_ID: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
 impl World {
@@ -75,6 +83,8 @@ impl World {
             parked: AtomicUsize::new(0),
             attached: AtomicUsize::new(0),
             stacks: Mutex::new(Vec::new()),
+            scan_pending: Mutex::new(Vec::new()),
+            scan_wanted: AtomicBool::new(false),
             next_stack_id: AtomicUsize::new(0),
             _serial: serial,
         });
@@ -125,12 +135,35 @@ impl World {
             let (w, core, _) = c.get();
             c.set((w, core, true));
         });
+        MUTATOR_ID.with(|m| m.set(Some(id)));
         let m = Mutator { world: self, slots, id };
         m.safe_point();
         m
     }
 
+    /// Scans mutator `id`'s slots if the concurrent mark still wants them (the mutator's own
+    /// thread at a safe point, or the collector for its own thread's mutator).
+    fn scan_own(&self, id: usize) {
+        let mut pending = self.scan_pending.lock().unwrap();
+        let Some(at) = pending.iter().position(|&p| p == id) else { return };
+        let range = self.stacks.lock().unwrap().iter().find(|e| e.0 == id && !e.2).map(|e| e.1);
+        if let Some(range) = range {
+            self.collector.scan_stack::<HostPlatform>(range, RootOwner { task: id as u64, part: RootPart::Stack });
+        }
+        pending.swap_remove(at);
+        // Ordering: SeqCst like the handshake words; a stale `true` only costs a lock.
+        self.scan_wanted.store(!pending.is_empty(), Ordering::SeqCst);
+    }
+
     fn safe_point(&self) {
+        if self.scan_wanted.load(Ordering::SeqCst) {
+            let (_, _, is_mutator) = CURRENT.with(|c| c.get());
+            if is_mutator {
+                if let Some(id) = MUTATOR_ID.with(|m| m.get()) {
+                    self.scan_own(id);
+                }
+            }
+        }
         // Ordering: SeqCst on the handshake words keeps one total order between the request, the
         // parked count and the release, and (as Release/Acquire pairs) makes everything this
         // thread did before parking visible to the STW closure and vice versa.
@@ -209,6 +242,13 @@ impl Drop for Mutator<'_> {
     fn drop(&mut self) {
         self.safe_point();
         self.world.stacks.lock().unwrap().retain(|(id, _, _)| *id != self.id);
+        // A mutator that leaves needs no scan (its slots die with it).
+        {
+            let mut pending = self.world.scan_pending.lock().unwrap();
+            pending.retain(|&p| p != self.id);
+            self.world.scan_wanted.store(!pending.is_empty(), Ordering::SeqCst);
+        }
+        MUTATOR_ID.with(|m| m.set(None));
         // Ordering: SeqCst, see `World::mutator`.
         self.world.attached.fetch_sub(1, Ordering::SeqCst);
         // SAFETY: from `Box::into_raw`; no longer registered, so no scan can read it.
@@ -286,6 +326,27 @@ impl Platform for HostPlatform {
                 visit(r, RootOwner { task: id as u64, part: RootPart::Stack });
             }
         }
+    }
+
+    fn begin_stack_scans() {
+        let w = World::current();
+        let mut pending = w.scan_pending.lock().unwrap();
+        pending.clear();
+        pending.extend(w.stacks.lock().unwrap().iter().map(|e| e.0));
+        w.scan_wanted.store(!pending.is_empty(), Ordering::SeqCst);
+    }
+
+    fn scan_stacks(_: &Collector) -> bool {
+        let w = World::current();
+        // The collecting thread's own mutator, if it has one, scans itself here.
+        if let Some(id) = MUTATOR_ID.with(|m| m.get()) {
+            w.scan_own(id);
+        }
+        w.scan_pending.lock().unwrap().is_empty()
+    }
+
+    fn relax() {
+        std::thread::yield_now();
     }
 
     fn root_census(visit: &mut dyn FnMut(CensusEntry)) {

@@ -128,7 +128,7 @@ pub(crate) fn shade(c: &Collector, core: &GcCore, work: &mut LocalWork, addr: us
 
 /// Shade a found object (see [`shade`]).
 #[inline]
-fn shade_object(c: &Collector, core: &GcCore, work: &mut LocalWork, obj: ObjRef) -> bool {
+pub(crate) fn shade_object(c: &Collector, core: &GcCore, work: &mut LocalWork, obj: ObjRef) -> bool {
     let span = c.heap.span(obj.span);
     let i = obj.index as usize;
     // Already marked is the common case for barrier records (both halves of most stores name
@@ -191,13 +191,14 @@ pub(crate) fn drain(c: &Collector, core: &GcCore, work: &mut LocalWork) -> usize
 
 /// Shade every word in `range` that points into an allocated object's payload (conservative
 /// scan; see `Heap::find_object_conservative` for why a word at a header does not count).
-/// World stopped: the range's owner is parked.
+/// The range's owner is parked (world stopped) or otherwise held at a safe point (a concurrent
+/// stack scan).
 pub(crate) fn scan_conservative(c: &Collector, core: &GcCore, work: &mut LocalWork, r: ScanRange) {
     let w = core::mem::size_of::<usize>();
     let mut a = r.lo.next_multiple_of(w);
     while a + w <= r.hi {
-        // SAFETY: the platform promises `[lo, hi)` is readable memory (a parked task's stack or
-        // register save area); its owner is parked, so the read does not race a write.
+        // SAFETY: the platform promises `[lo, hi)` is readable memory (a task's stack or register
+        // save area) whose owner is held at a safe point, so the read does not race a write.
         let v = unsafe { core::ptr::with_exposed_provenance::<usize>(a).read() };
         if let Some(obj) = c.heap.find_object_conservative(v) {
             shade_object(c, core, work, obj);
@@ -206,8 +207,37 @@ pub(crate) fn scan_conservative(c: &Collector, core: &GcCore, work: &mut LocalWo
     }
 }
 
+/// Slots scanned per preemption-disabled chunk by [`scan_globals_concurrently`].
+const GLOBALS_CHUNK: usize = 512;
+
+/// Shade every registered global root and every pinned buffer, concurrently with the mutators:
+/// in chunks, each with preemption disabled (a stop waits at most one chunk for this core).
+pub(crate) fn scan_globals_concurrently<P: crate::Platform>(c: &Collector) {
+    let n = c.roots.slot_count();
+    let mut at = 0;
+    while at < n {
+        let _np = P::disable_preemption();
+        let core = P::current_core();
+        // SAFETY: this core with preemption disabled.
+        let work = unsafe { core.work_mut() };
+        c.roots.for_each_in(at..(at + GLOBALS_CHUNK).min(n), |slot| {
+            shade(c, core, work, slot.load(Ordering::Relaxed));
+        });
+        work.publish(&c.work);
+        at += GLOBALS_CHUNK;
+    }
+    let _np = P::disable_preemption();
+    let core = P::current_core();
+    // SAFETY: as above.
+    let work = unsafe { core.work_mut() };
+    c.heap.for_each_pinned(|base| {
+        shade(c, core, work, base);
+    });
+    work.publish(&c.work);
+}
+
 /// Shade every registered global root and every pinned buffer (roots too, see
-/// `Heap::for_each_pinned`).
+/// `Heap::for_each_pinned`). World stopped (`off` mode's one pause).
 pub(crate) fn scan_globals(c: &Collector, core: &GcCore, work: &mut LocalWork) {
     c.roots.for_each(|slot| {
         shade(c, core, work, slot.load(Ordering::Relaxed));

@@ -80,8 +80,20 @@ pub trait Platform: Sync + 'static {
         StopReport::default()
     }
     /// Report every range to scan conservatively (task stacks, saved registers), each with the
-    /// task it belongs to. Called only while the world is stopped.
+    /// task it belongs to. Called only while the world is stopped: mark setup in `off` mode (the
+    /// whole mark is one pause), the verifier's snapshot and re-mark.
     fn for_each_stack_range(visit: &mut dyn FnMut(ScanRange, RootOwner));
+    /// Mark setup, world stopped, concurrent modes: note every task whose stack and registers the
+    /// concurrent mark must scan (every task alive now, less the exempt ones; see `census`).
+    fn begin_stack_scans();
+    /// During the concurrent mark, from the collecting task: scan the noted stacks that can be
+    /// scanned now, each while its task is held at a safe point, through
+    /// [`Collector::scan_stack`], and have the others scanned at their tasks' next safe points.
+    /// True once every noted task is scanned or gone.
+    fn scan_stacks(c: &Collector) -> bool;
+    /// The body of a wait for other cores (the collector waiting for a mark to settle): let this
+    /// core's other tasks run, and under an emulator the other cores too.
+    fn relax();
     /// The root census (see [`crate::census`]): every task alive now, from the task table and
     /// each core's current task, *not* from whatever `for_each_stack_range` consults to find
     /// stacks, with its exemption if it has one. Called only while the world is stopped, and only

@@ -3,7 +3,9 @@
 //! the wbBuf contents (flushed at mark termination, see `barrier`).
 //!
 //! Stores into global root slots go through the write barrier like heap stores (the seeds'
-//! "pointer assigned to a global"), so globals are scanned once at mark start and never again.
+//! "pointer assigned to a global"), so globals are scanned once per cycle, concurrently with the
+//! mutators (a value overwritten before the scan reaches it was shaded by the deletion half),
+//! and never again.
 
 use core::sync::atomic::AtomicUsize;
 
@@ -50,6 +52,24 @@ impl Roots {
             let lo = s.as_ptr() as usize;
             addr >= lo && addr < lo + core::mem::size_of_val(*s)
         })
+    }
+
+    /// Number of registered slots.
+    pub(crate) fn slot_count(&self) -> usize {
+        self.sets.lock().iter().map(|s| s.len()).sum()
+    }
+
+    /// Visit the slots with flat indices `range` (in registration order).
+    pub(crate) fn for_each_in(&self, range: core::ops::Range<usize>, mut f: impl FnMut(&'static AtomicUsize)) {
+        let sets = self.sets.lock();
+        let mut base = 0;
+        for set in sets.iter() {
+            let (lo, hi) = (range.start.max(base), range.end.min(base + set.len()));
+            for slot in set.get(lo.saturating_sub(base)..hi.saturating_sub(base)).unwrap_or(&[]) {
+                f(slot);
+            }
+            base += set.len();
+        }
     }
 
     /// Visit every root slot.

@@ -47,12 +47,13 @@ fn run_cycles(config: &Config<'_>, cycles: u64, stop_at_first_miss: bool) -> Out
         kprintln!("gc scenario: no collector (see the boot log)");
         exit::exit(exit::TEST_FAILED);
     }
+    // IRQs on before the mutators start (a cycle they trigger must be able to stop this core).
+    let masked = cpu::mask_irqs();
+    cpu::restore_irqs(false);
     workload::start(&[&graph::WORKLOAD], config, Repeat::Once).unwrap_or_else(|why| {
         kprintln!("gc scenario: cannot spawn a mutator: {why}");
         exit::exit(exit::TEST_FAILED)
     });
-    let masked = cpu::mask_irqs();
-    cpu::restore_irqs(false);
     let before = gc::Findings::now();
     let mut outcome = Outcome {
         cycles: 0,
@@ -227,12 +228,12 @@ fn gc_trigger(config: &Config<'_>) -> ! {
         exit::exit(exit::TEST_FAILED);
     }
     let before = gc::TRIGGERED_CYCLES.load(Ordering::Relaxed);
+    let masked = cpu::mask_irqs();
+    cpu::restore_irqs(false);
     workload::start(&[&graph::WORKLOAD], config, Repeat::Once).unwrap_or_else(|why| {
         kprintln!("gc-trigger: cannot spawn a mutator: {why}");
         exit::exit(exit::TEST_FAILED)
     });
-    let masked = cpu::mask_irqs();
-    cpu::restore_irqs(false);
     yield_until(TRIGGER_TIMEOUT_MS, || gc::TRIGGERED_CYCLES.load(Ordering::Relaxed) - before >= TRIGGER_CYCLES);
     workload::stop();
     crate::tasks::stop_ticks();
@@ -287,6 +288,11 @@ fn hider(_: usize) {
         return;
     };
     let kept = core::hint::black_box(n);
+    // Both scans lose this stack: the concurrent mark's list, and the registry through which the
+    // stop-the-world scans (the verifier's) find a running task's stack.
+    // SAFETY: the current task is alive while it runs.
+    let me = unsafe { tricolor_runtime::this_p().current() }.map(|t| t.id().0);
+    gc::scan::skip_for_test(me);
     tasks::hide_own_stack_from_registry(true);
     PLANTED.store(PLANTED_READY, Ordering::Release);
     while PLANTED.load(Ordering::Acquire) != PLANTED_FINISH {
@@ -297,6 +303,7 @@ fn hider(_: usize) {
         cpu::relax();
     }
     tasks::hide_own_stack_from_registry(false);
+    gc::scan::skip_for_test(None);
     HIDDEN_NODE_INTACT.store(usize::from(graph::node_intact(kept)), Ordering::Relaxed);
     PLANTED.store(PLANTED_DONE, Ordering::Release);
 }
@@ -363,11 +370,12 @@ fn planter(_: usize) {
     PLANTED.store(PLANTED_READY, Ordering::Release);
 }
 
-/// The loader: once a mark is under way, loads the hidden word onto its stack and holds it until
-/// the cycle has ended (the verifier then finds it there).
+/// The loader: once a mark is under way and its own stack has been scanned, loads the hidden
+/// word onto its stack and holds it until the cycle has ended (the verifier then finds it there;
+/// loaded before the scan, the scan would have kept it).
 fn loader(_: usize) {
     let c = gc::collector();
-    while c.phase() != tricolor_gc::Phase::Mark {
+    while c.phase() != tricolor_gc::Phase::Mark || !gc::scan::current_scanned() {
         tasks::yield_now();
         cpu::relax();
     }

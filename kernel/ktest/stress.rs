@@ -169,6 +169,10 @@ fn run(suite: &'static Workload, config: &Config<'_>) -> ! {
     gc::set_after_cycle(Some(after_cycle));
     let before = gc::Findings::now();
     let start = cpu::counter();
+    // IRQs on before the mutators start: a cycle one of them triggers must be able to stop
+    // this core at once (the boot flow runs with IRQs masked).
+    let masked = cpu::mask_irqs();
+    cpu::restore_irqs(false);
     let cores = match workload::start(&[suite], config, Repeat::Once) {
         Ok(cores) => cores,
         Err(why) => {
@@ -176,8 +180,6 @@ fn run(suite: &'static Workload, config: &Config<'_>) -> ! {
             exit::exit(exit::TEST_FAILED);
         }
     };
-    let masked = cpu::mask_irqs();
-    cpu::restore_irqs(false);
     drive(config, suite, negative);
     workload::stop();
     tasks::stop_ticks();

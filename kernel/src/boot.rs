@@ -65,6 +65,7 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
     irq::init(machine);
     tasks::init(cmdline::MAX_CORES);
     crate::stw::init();
+    crate::gc::scan::init();
     tasks::adopt_boot_flow();
     percore::mark_online();
     let wanted = machine.cpu_count.min(config.cores);

@@ -192,6 +192,9 @@ pub fn spawn(options: Spawn, entry: fn(usize), arg: usize) -> Result<Arc<Task>, 
     };
     STACK_RECORDS.lock().as_mut().expect("tasks::init ran").insert(task.id(), record);
     LIVE.lock().as_mut().expect("tasks::init ran").insert(task.id(), Arc::clone(&task));
+    // A pointer handed to a task spawned during the mark moves between stacks without the heap:
+    // shade it (the new task's stack is black, it is not in this cycle's scan list).
+    crate::gc::shade_spawn_argument(arg);
     let core = options.pinned.unwrap_or_else(percore::id);
     let masked = cpu::mask_irqs();
     queues().enqueue(core, Arc::clone(&task));
@@ -393,7 +396,7 @@ pub static GROWN_PAGES: AtomicU64 = AtomicU64::new(0);
 const NO_TASK: u64 = 0;
 
 /// The readable part of a task's stack: `[lowest mapped address, top)`.
-fn mapped_stack(task: &Task) -> (usize, usize) {
+pub fn mapped_stack(task: &Task) -> (usize, usize) {
     let stack = task.stack();
     (task.reservation().map_or(stack.lo, |r| r.mapped_lo()), stack.hi)
 }
@@ -516,6 +519,14 @@ pub fn root_census(exempt: &dyn Fn(&Task, bool) -> Option<Exemption>, visit: &mu
     }
 }
 
+/// Calls `visit` for every task not yet reaped (under the task table's lock: keep it short).
+pub fn for_each_live(visit: &mut dyn FnMut(&Arc<Task>)) {
+    let live = LIVE.lock();
+    for task in live.as_ref().expect("tasks::init ran").values() {
+        visit(task);
+    }
+}
+
 /// If `addr` lies in a live task's saved registers: the task's name, state and the register
 /// (word index into `Context`: 0..=9 are x19..x28, 10 fp, 11 lr, 12 sp). For diagnostics.
 pub fn saved_register_at(
@@ -530,8 +541,9 @@ pub fn saved_register_at(
     })
 }
 
-/// Zeroes the dead stack memory `[lo, sp)` of a task that is not running.
-fn scrub(lo: usize, sp: usize) {
+/// Zeroes the dead stack memory `[lo, sp)` of a task that is not running (or of the caller's
+/// own stack, below its frames).
+pub fn scrub(lo: usize, sp: usize) {
     if sp > lo {
         // SAFETY: [lo, sp) is mapped stack memory below the SP of a stopped task: nothing live.
         unsafe { core::ptr::write_bytes(lo as *mut u8, 0, sp - lo) };

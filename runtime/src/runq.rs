@@ -98,6 +98,22 @@ impl RunQueue {
         None
     }
 
+    /// Removes `task` if it is queued here.
+    fn remove(&self, task: &Task) -> Option<Arc<Task>> {
+        let mut q = self.tasks.lock();
+        let mut cursor = q.front_mut();
+        while let Some(t) = cursor.get() {
+            if core::ptr::eq(t, task) {
+                let t = cursor.remove();
+                // Relaxed: as in push_back.
+                self.len.fetch_sub(1, Ordering::Relaxed);
+                return t;
+            }
+            cursor.move_next();
+        }
+        None
+    }
+
     /// Ids of the queued tasks, front first (for tests and dashboards).
     pub fn snapshot(&self) -> Vec<crate::task::TaskId> {
         self.tasks.lock().iter().map(|t| t.id()).collect()
@@ -153,6 +169,18 @@ impl RunQueues {
         let core = task.affinity().unwrap_or(core);
         task.set_state(TaskState::Ready);
         self.queues[core].push_back(task);
+    }
+
+    /// Takes `task` out of whichever run queue holds it, so that no core runs it until it is
+    /// queued again: the collector's platform scans a ready task's stack this way. Returns the
+    /// core whose queue held it (queue it back there: a preempted task must resume on its core),
+    /// or `None` if it is queued nowhere (running, being switched, exited).
+    pub fn take(&self, task: &Task) -> Option<(CoreId, Arc<Task>)> {
+        let (first, end) = match task.affinity() {
+            Some(core) => (core, core + 1),
+            None => (0, self.queues.len()),
+        };
+        (first..end).find_map(|core| self.queues[core].remove(task).map(|t| (core, t)))
     }
 
     /// Parks a task that has exited and been switched away from (see `sched::finish_switch`).
@@ -227,6 +255,24 @@ mod tests {
         assert_eq!(t.state(), TaskState::Ready);
         assert!(q.queue(0).is_empty());
         assert_eq!(q.queue(1).snapshot(), [t.id()]);
+    }
+
+    #[test]
+    fn take_removes_a_queued_task_from_its_queue_only() {
+        let q = RunQueues::new(3, StealPolicy::WhenIdle);
+        let ts = tasks(&["a", "b", "c"]);
+        q.enqueue(2, ts[0].clone());
+        q.enqueue(2, ts[1].clone());
+        q.enqueue(1, ts[2].clone());
+        let (core, b) = q.take(&ts[1]).expect("b is queued");
+        assert_eq!((core, b.id()), (2, ts[1].id()));
+        assert_eq!(q.queue(2).snapshot(), [ts[0].id()]);
+        assert!(q.take(&ts[1]).is_none(), "taken already");
+        q.enqueue(core, b);
+        assert_eq!(q.queue(2).snapshot(), ids(&[&ts[0], &ts[1]]));
+        let pinned = Arc::new(test_task("p").pinned_to(0));
+        q.enqueue(0, pinned.clone());
+        assert_eq!(q.take(&pinned).map(|(c, _)| c), Some(0));
     }
 
     #[test]

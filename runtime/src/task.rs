@@ -63,6 +63,10 @@ pub struct Task {
     context: UnsafeCell<Context>,
     stack: Stack,
     reservation: Option<StackReservation>,
+    /// The last collection cycle whose concurrent stack scan covered this task (0: none). The
+    /// kernel's collector platform writes it (Release, after the scan's results are published)
+    /// and reads it (Acquire); the runtime only keeps it.
+    scan_epoch: AtomicU64,
 }
 
 // SAFETY: every field but `context` is Sync (atomics, Copy data, the atomic link). `context` is
@@ -91,6 +95,7 @@ impl Task {
             context: UnsafeCell::new(context),
             stack,
             reservation: None,
+            scan_epoch: AtomicU64::new(0),
         }
     }
 
@@ -113,6 +118,11 @@ impl Task {
     pub fn with_reservation(mut self, reservation: StackReservation) -> Task {
         self.reservation = Some(reservation);
         self
+    }
+
+    /// The collection cycle whose stack scan last covered this task (see the field's doc).
+    pub fn scan_epoch(&self) -> &AtomicU64 {
+        &self.scan_epoch
     }
 
     /// The task's id.

@@ -10,6 +10,8 @@
 pub mod coretime;
 pub mod trace;
 
+pub mod scan;
+
 use crate::{memory, percore, stw, tasks};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use spin::Once;
@@ -24,7 +26,7 @@ use tricolor_runtime::preempt::PreemptGuard;
 /// Per-core collector state. Not in `P`'s GC slot: a `GcCore` holds a full-size wbBuf (up to
 /// 4096 entries), more than the slot's 8 KiB.
 static GC_CORES: [GcCore; MAX_CORES] = [const { GcCore::new() }; MAX_CORES];
-static COLLECTOR: Once<Collector> = Once::new();
+pub(crate) static COLLECTOR: Once<Collector> = Once::new();
 /// Cores the collector knows (fixed after boot: the cores that came online).
 static CORES: AtomicUsize = AtomicUsize::new(1);
 
@@ -95,6 +97,19 @@ impl Platform for Kernel {
             trace::note_stack_range(hi - lo);
             visit(ScanRange { lo, hi }, owner)
         });
+    }
+
+    fn begin_stack_scans() {
+        scan::begin(collector().stats.cycles.get() + 1);
+    }
+
+    fn scan_stacks(c: &Collector) -> bool {
+        scan::scan_some(c)
+    }
+
+    fn relax() {
+        tasks::yield_now();
+        cpu::relax();
     }
 
     fn root_census(visit: &mut dyn FnMut(CensusEntry)) {
@@ -258,7 +273,15 @@ pub fn verify_enabled() -> bool {
 }
 
 /// The name of the collector's mark-worker tasks (their stacks are not roots).
-const MARK_WORKER: &str = "mark-worker";
+pub(crate) const MARK_WORKER: &str = "mark-worker";
+
+/// Shades a new task's argument if a mark is running (see `scan`: the one way a pointer moves
+/// between stacks without the heap).
+pub fn shade_spawn_argument(arg: usize) {
+    if let Some(c) = COLLECTOR.get() {
+        c.shade_root::<Kernel>(arg);
+    }
+}
 
 /// Mark workers running (for the final wait of a cycle).
 static WORKERS_RUNNING: AtomicUsize = AtomicUsize::new(0);

@@ -1,0 +1,242 @@
+//! Concurrent stack scanning: during the mark, every task alive at mark start has its stack and
+//! saved registers scanned once, one task at a time, while the others run (Go scans goroutine
+//! stacks the same way: the hybrid barrier makes a rescan unnecessary).
+//!
+//! A stack is scanned only while its task is held at a safe point:
+//! - a **switched-out** task is taken out of its run queue (`RunQueues::take`), so no core can
+//!   run it; its saved registers and stack `[saved SP, top)` are scanned in chunks with
+//!   preemption enabled between them, its dead stack below SP is zeroed, and it is queued back
+//!   where it was;
+//! - a **running** task is asked (`SGI_SCAN`) to scan itself at its next safe point: the
+//!   interrupt handler runs on the task's own stack with every register of the interrupted code
+//!   in the trap frame above it, so `[SP, top)` holds all of its state. Inside a
+//!   preemption-disabled window the request is deferred like a tick, and the task is then
+//!   switched out (and scanned as above) when the window ends;
+//! - the task that runs the collector scans itself, where it stands.
+//!
+//! What makes scanning stacks one at a time, with no rescan, safe (the hybrid barrier's
+//! argument, for this kernel):
+//! - **allocation during the mark is black**, so a stack scanned late cannot hold a white object
+//!   born after mark start;
+//! - **every barriered store shades the old value and the new one, always**, whatever the state of
+//!   the storing task's stack: a pointer a not-yet-scanned stack hides into the heap is shaded by
+//!   the insertion half, and one unlinked from the heap after a scanned stack loaded it, by the
+//!   deletion half (making either half conditional is unsound here);
+//! - **pointers move between stacks only through the heap**, except a new task's spawn argument:
+//!   tasks spawned during the mark have their argument shaded (`tasks::spawn`) and are not in the
+//!   scan list (their stacks start empty, so they are black);
+//! - a task that exits before its scan needs none: its stack dies with it.
+//!
+//! The root census (`tricolor_gc::census`) checks, with the verifier on, that every task alive at
+//! mark start was scanned during the cycle.
+
+use super::{Kernel, MARK_WORKER};
+use crate::sync::Lock;
+use crate::{irq, percore, tasks};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tricolor_arch::cpu;
+use tricolor_gc::{Collector, RootOwner, RootPart, ScanRange};
+use tricolor_kernel::cmdline::MAX_CORES;
+use tricolor_runtime::task::{Task, TaskState};
+
+/// The cycle whose stacks are being scanned (0: none); a task is scanned once its `scan_epoch`
+/// equals it.
+static EPOCH: AtomicU64 = AtomicU64::new(0);
+/// The tasks alive at mark start that still need their scan.
+static PENDING: Lock<Vec<Arc<Task>>> = Lock::new(Vec::new());
+/// A debug switch for the planted-blind-spot test (`gc-blind-stack`): the id of a task the scan
+/// list leaves out (0: none). The root census must then report the task unscanned.
+static SKIP_FOR_TEST: AtomicU64 = AtomicU64::new(0);
+/// A self-scan was requested of core n's current task.
+static REQUESTED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
+
+/// Words of a switched-out stack scanned per preemption-disabled chunk (bounds how long a stop
+/// waits for the scanning core: about 20 instructions a word).
+const CHUNK_WORDS: usize = 256;
+/// Self-scans keep the dead stack below the handler's frames this far from SP unzeroed (the
+/// zeroing code's own frame lies there).
+const SCRUB_MARGIN: usize = 1024;
+
+/// Installs the scan request's interrupt handler (boot core, once; every core enables it).
+pub fn init() {
+    irq::register(irq::SGI_SCAN, on_scan_request);
+}
+
+/// Mark setup, world stopped: every task alive now but the mark workers needs its scan this
+/// cycle (`epoch`, unique per cycle).
+pub fn begin(epoch: u64) {
+    let mut pending = PENDING.lock();
+    pending.clear();
+    let skip = SKIP_FOR_TEST.load(Ordering::Relaxed);
+    tasks::for_each_live(&mut |task| {
+        if task.name().as_str() != MARK_WORKER && task.state() != TaskState::Exited && task.id().0 != skip {
+            pending.push(Arc::clone(task));
+        }
+    });
+    for r in &REQUESTED {
+        r.store(false, Ordering::Relaxed);
+    }
+    // Relaxed: the world is stopped; the restart handshake publishes it.
+    EPOCH.store(epoch, Ordering::Relaxed);
+}
+
+/// Plants a blind spot for a test: from the next cycle on, the scan list leaves out task `id`
+/// (`None`: no longer). A collector with this set is broken on purpose; the root census and the
+/// verifier must say so.
+pub fn skip_for_test(id: Option<u64>) {
+    SKIP_FOR_TEST.store(id.unwrap_or(0), Ordering::Relaxed);
+}
+
+/// Whether the calling task's stack has been scanned in the mark under way (false if none is).
+pub fn current_scanned() -> bool {
+    let epoch = EPOCH.load(Ordering::Relaxed);
+    // SAFETY: the current task is alive while it runs.
+    epoch != 0 && unsafe { tricolor_runtime::this_p().current() }.is_some_and(|t| scanned(&t, epoch))
+}
+
+fn scanned(task: &Task, epoch: u64) -> bool {
+    // Acquire pairs with the Release in `mark_scanned`: what the scan shaded was published first.
+    task.scan_epoch().load(Ordering::Acquire) == epoch
+}
+
+fn mark_scanned(task: &Task, epoch: u64) {
+    task.scan_epoch().store(epoch, Ordering::Release);
+}
+
+/// The concurrent mark's stack work, called by the collecting task between drains: scans what
+/// can be scanned now and asks the cores running the others to scan themselves. True once every
+/// task of the scan list is scanned or has exited.
+pub fn scan_some(c: &Collector) -> bool {
+    let epoch = EPOCH.load(Ordering::Relaxed);
+    // Copy the list out: scanning must not hold a lock (it would keep preemption off).
+    let pending: Vec<Arc<Task>> = PENDING.lock().clone();
+    let me = percore::id();
+    let mut done = true;
+    for task in &pending {
+        if scanned(task, epoch) || task.state() == TaskState::Exited {
+            continue;
+        }
+        // SAFETY: the calling task is alive while it runs.
+        if unsafe { tricolor_runtime::this_p().current() }.is_some_and(|t| Arc::ptr_eq(&t, task)) {
+            scan_current(c, epoch);
+            continue;
+        }
+        let taken = {
+            let masked = cpu::mask_irqs();
+            let taken = tasks::queues().take(task);
+            cpu::restore_irqs(masked);
+            taken
+        };
+        match taken {
+            Some((core, held)) => {
+                scan_switched_out(c, &held, epoch);
+                let masked = cpu::mask_irqs();
+                tasks::queues().enqueue(core, held);
+                cpu::restore_irqs(masked);
+                if core != me {
+                    tasks::wake_others();
+                }
+            }
+            None => {
+                done = false;
+                request_self_scan(task);
+            }
+        }
+    }
+    if done {
+        PENDING.lock().clear();
+    }
+    done
+}
+
+/// Asks the core running `task` (if one is) to scan it at its next safe point.
+fn request_self_scan(task: &Arc<Task>) {
+    let Some(gic) = irq::gic() else { return };
+    for core in (0..MAX_CORES).filter(|&c| percore::is_online(c) && c != percore::id()) {
+        if percore::p_of(core).is_some_and(|p| core::ptr::eq(p.current_ptr(), Arc::as_ptr(task))) {
+            // Release: the handler (Acquire) sees the epoch the request is for.
+            REQUESTED[core].store(true, Ordering::Release);
+            gic.send_sgi(irq::SGI_SCAN, 1 << core);
+        }
+    }
+}
+
+/// Scans a task no core can run (taken out of its queue): its saved registers, then its stack
+/// from the saved SP to the top in chunks, zeroing the dead part below SP first.
+fn scan_switched_out(c: &Collector, task: &Task, epoch: u64) {
+    let id = task.id().0;
+    let saved = task.context_ptr() as usize;
+    {
+        let _np = tricolor_runtime::this_p().preempt.disable();
+        // Only x19..x28, fp, lr and sp: see `tasks::for_each_root_range`.
+        let regs = ScanRange { lo: saved, hi: saved + tricolor_runtime::context::CONTEXT_SP + 8 };
+        c.scan_stack::<Kernel>(regs, RootOwner { task: id, part: RootPart::SavedRegisters });
+    }
+    // SAFETY: the task is in no run queue and not running, so its saved context is stable.
+    let sp = unsafe { task.saved_context() }.sp as usize;
+    let (lowest, top) = tasks::mapped_stack(task);
+    if sp >= lowest && sp <= top {
+        tasks::scrub(lowest, sp);
+        let word = core::mem::size_of::<usize>();
+        let mut lo = sp;
+        while lo < top {
+            let hi = (lo + CHUNK_WORDS * word).min(top);
+            let _np = tricolor_runtime::this_p().preempt.disable();
+            c.scan_stack::<Kernel>(ScanRange { lo, hi }, RootOwner { task: id, part: RootPart::Stack });
+            lo = hi;
+        }
+    }
+    mark_scanned(task, epoch);
+}
+
+/// Scans the calling core's current task where it stands: the collecting task, or the task an
+/// interrupt handler interrupted (its registers are in the trap frame, inside the range).
+fn scan_current(c: &Collector, epoch: u64) {
+    // SAFETY: the current task is alive while it runs on this core.
+    let Some(task) = (unsafe { tricolor_runtime::this_p().current() }) else { return };
+    if scanned(&task, epoch) {
+        return;
+    }
+    let _np = tricolor_runtime::this_p().preempt.disable();
+    // The callee-saved registers may hold pointers that are in no frame yet: spill them into
+    // this one, which the range below covers.
+    let spilled = cpu::spill_general_registers();
+    core::hint::black_box(&spilled);
+    let sp = cpu::stack_pointer();
+    let (lowest, top) = tasks::mapped_stack(&task);
+    if sp < lowest || sp > top {
+        return; // on another stack (it cannot be, at a safe point): the census reports it
+    }
+    if sp > lowest + SCRUB_MARGIN {
+        tasks::scrub(lowest, sp - SCRUB_MARGIN);
+    }
+    let id = task.id().0;
+    c.scan_stack::<Kernel>(ScanRange { lo: sp, hi: top }, RootOwner { task: id, part: RootPart::Stack });
+    // Its registers are in that range (spilled above, or in the trap frame of the interrupted
+    // code): the task's saved registers are covered too, whatever they were at mark start.
+    c.scan_stack::<Kernel>(ScanRange { lo: sp, hi: sp }, RootOwner { task: id, part: RootPart::SavedRegisters });
+    mark_scanned(&task, epoch);
+}
+
+/// `SGI_SCAN`: scan this core's current task now, at this safe point; inside a
+/// preemption-disabled window, defer like a tick (the window's end switches the task out, and
+/// the collector scans it from its queue).
+fn on_scan_request(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
+    let core = percore::id();
+    // Acquire pairs with `request_self_scan`'s Release.
+    if !REQUESTED[core].swap(false, Ordering::Acquire) {
+        return;
+    }
+    let p = tricolor_runtime::this_p();
+    if p.preempt.depth() > 0 {
+        let _ = p.preempt.on_tick();
+        return;
+    }
+    if let Some(c) = super::COLLECTOR.get() {
+        if c.phase() == tricolor_gc::Phase::Mark {
+            scan_current(c, EPOCH.load(Ordering::Relaxed));
+        }
+    }
+}
