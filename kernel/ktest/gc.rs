@@ -10,6 +10,7 @@ use crate::workload::{self, graph, Repeat};
 use crate::{exit, kprintln, percore, stw, tasks};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use tricolor_arch::cpu;
+use tricolor_arch::irqmask::IrqGuard;
 use tricolor_gc::BarrierMode;
 use tricolor_kernel::cmdline::Config;
 
@@ -51,8 +52,7 @@ fn run_cycles(config: &Config<'_>, cycles: u64, stop_at_first_miss: bool) -> Out
         kprintln!("gc scenario: cannot spawn a mutator: {why}");
         exit::exit(exit::TEST_FAILED)
     });
-    let masked = cpu::mask_irqs();
-    cpu::restore_irqs(false);
+    let irqs = IrqGuard::unmask();
     let before = gc::Findings::now();
     let mut outcome = Outcome {
         cycles: 0,
@@ -99,7 +99,7 @@ fn run_cycles(config: &Config<'_>, cycles: u64, stop_at_first_miss: bool) -> Out
     }
     workload::stop();
     crate::tasks::stop_ticks();
-    cpu::restore_irqs(masked);
+    drop(irqs);
     outcome.corrupt += graph::CORRUPT.load(Ordering::Relaxed) as usize;
     outcome.findings = gc::Findings::now().since(before);
     outcome
@@ -231,12 +231,12 @@ fn gc_trigger(config: &Config<'_>) -> ! {
         kprintln!("gc-trigger: cannot spawn a mutator: {why}");
         exit::exit(exit::TEST_FAILED)
     });
-    let masked = cpu::mask_irqs();
-    cpu::restore_irqs(false);
-    yield_until(TRIGGER_TIMEOUT_MS, || gc::TRIGGERED_CYCLES.load(Ordering::Relaxed) - before >= TRIGGER_CYCLES);
-    workload::stop();
-    crate::tasks::stop_ticks();
-    cpu::restore_irqs(masked);
+    {
+        let _irqs = IrqGuard::unmask();
+        yield_until(TRIGGER_TIMEOUT_MS, || gc::TRIGGERED_CYCLES.load(Ordering::Relaxed) - before >= TRIGGER_CYCLES);
+        workload::stop();
+        crate::tasks::stop_ticks();
+    }
     let triggered = gc::TRIGGERED_CYCLES.load(Ordering::Relaxed) - before;
     let (reachable, corrupt) = stw::stop_the_world(graph::check_reachable).map(|(r, _)| r).unwrap_or((0, usize::MAX));
     let corrupt = corrupt + graph::CORRUPT.load(Ordering::Relaxed) as usize;

@@ -20,6 +20,7 @@ use crate::workload::{self, Length, Repeat, Workload};
 use crate::{exit, kprintln, tasks};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use tricolor_arch::cpu;
+use tricolor_arch::irqmask::IrqGuard;
 use tricolor_gc::{BarrierMode, CycleReport};
 use tricolor_kernel::cmdline::Config;
 
@@ -176,12 +177,13 @@ fn run(suite: &'static Workload, config: &Config<'_>) -> ! {
             exit::exit(exit::TEST_FAILED);
         }
     };
-    let masked = cpu::mask_irqs();
-    cpu::restore_irqs(false);
-    drive(config, suite, negative);
-    workload::stop();
-    tasks::stop_ticks();
-    cpu::restore_irqs(masked);
+    {
+        // The boot flow runs masked; the drive waits for ticks and wakes.
+        let _irqs = IrqGuard::unmask();
+        drive(config, suite, negative);
+        workload::stop();
+        tasks::stop_ticks();
+    }
     // One more checked cycle with every mutator gone: nothing is in flight, so it must be clean.
     if !(negative && TALLY.failures() > 0) {
         gc::collect();

@@ -63,14 +63,14 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
     );
 
     irq::init(machine);
-    tasks::init(cmdline::MAX_CORES);
+    tasks::init(tricolor_abi::MAX_CORES);
     crate::stw::init();
     tasks::adopt_boot_flow();
     percore::mark_online();
     let wanted = machine.cpu_count.min(config.cores);
     let online = smp::start_secondaries(machine, config.cores);
     if machine.cpus_ignored > 0 {
-        warn!("{} CPUs in the device tree beyond the supported {}", machine.cpus_ignored, cmdline::MAX_CORES);
+        warn!("{} CPUs in the device tree beyond the supported {}", machine.cpus_ignored, tricolor_abi::MAX_CORES);
     }
     info!("{online} of {wanted} cores online");
     if let Err(crate::gc::InitError(why)) = crate::gc::init(&config) {

@@ -11,8 +11,9 @@
 use crate::sync::Lock as Mutex;
 use crate::{irq, percore};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use tricolor_abi::MAX_CORES;
 use tricolor_arch::cpu;
-use tricolor_kernel::cmdline::MAX_CORES;
+use tricolor_arch::irqmask::IrqGuard;
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 static PARKED: AtomicUsize = AtomicUsize::new(0);
@@ -103,13 +104,14 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
             break guard;
         }
         if requested() {
-            let masked = cpu::mask_irqs();
+            let _irqs = IrqGuard::mask();
             park_here();
-            cpu::restore_irqs(masked);
         }
         cpu::relax();
     };
-    let masked = cpu::mask_irqs();
+    // Masked until `release`: no tick switches this task out while the other cores are parked
+    // waiting for it.
+    let irqs = IrqGuard::mask();
     let me = percore::id();
     let others = (0..MAX_CORES).filter(|&c| c != me && percore::is_online(c)).count();
     let start = cpu::counter();
@@ -125,13 +127,13 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
         let missing = (0..MAX_CORES)
             .filter(|&c| c != me && percore::is_online(c) && parked_sp(c) == 0)
             .fold(0u32, |m, c| m | (1 << c));
-        release(masked);
+        release(irqs);
         return Err(NotStopped { missing });
     }
     let stopped = cpu::counter();
     let result = f();
     let end = cpu::counter();
-    release(masked);
+    release(irqs);
     let ns = |ticks: u64| (ticks as u128 * 1_000_000_000 / cpu::counter_frequency() as u128) as u64;
     Ok((result, StwTimes { stop_ns: ns(stopped - start), stopped_ns: ns(end - stopped) }))
 }
@@ -174,11 +176,12 @@ pub fn stop_the_world_retrying<R>(f: impl FnOnce() -> R) -> (R, StwTimes) {
     unreachable!("the last attempt returns or panics")
 }
 
-fn release(masked: bool) {
+/// Ends the stop, then the initiator's masked section (`irqs`, dropped last).
+fn release(irqs: IrqGuard) {
     REQUESTED.store(false, Ordering::Release);
     // Wait for every parked core to leave, so the next stop starts from zero.
     while PARKED.load(Ordering::Acquire) != 0 {
         tricolor_arch::cpu::relax();
     }
-    cpu::restore_irqs(masked);
+    drop(irqs);
 }
