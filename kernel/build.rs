@@ -4,7 +4,7 @@
 //! The numbers `linker.ld` shares with Rust come from `tricolor-abi`, the constants the Rust code
 //! uses, as `--defsym`s: `__max_cores` (stack slots reserved, one per core the per-core tables
 //! have room for) and `__page_size` (the guard pages, the stacks' alignment). linker.ld defines
-//! neither, so there is no second copy to drift: a link without them fails on its `ASSERT`s.
+//! neither, so there is no second copy to drift: a link without them fails (undefined symbol).
 use std::{env, path::PathBuf};
 
 fn main() {

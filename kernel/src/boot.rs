@@ -59,7 +59,7 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
         img_lo,
         img_hi,
         (img_hi - img_lo) >> 10,
-        (frames.free_pages * 4096) >> 20
+        (frames.free_pages * tricolor_abi::PAGE_SIZE) >> 20
     );
 
     irq::init(machine);

@@ -16,8 +16,8 @@
 //! overwrites, a half-done update. That would break every masked section at once, silently, and only
 //! at the optimisation levels that reorder.
 //!
-//! The mask written by `msr daifset` applies to the instructions that follow it (no ISB: Linux's
-//! `local_irq_disable` is the same single instruction). An interrupt already pending when IRQs are
+//! The mask written by `msr daifset` applies to the instructions that follow it (no ISB after it:
+//! Linux's `arch_local_irq_disable` is the same single `msr daifset`). An interrupt already pending when IRQs are
 //! unmasked is taken soon after the `msr daifclr`; code that must take it before masking again puts
 //! a context synchronisation event (`isb`) in between (the GPU's interrupt wait does).
 //!
@@ -25,7 +25,7 @@
 //!   it found when it drops. [`IrqGuard::mask`] is a critical section; [`IrqGuard::unmask`] is a
 //!   window in code that runs masked (a boot flow, a test) for interrupts to come in.
 //! - [`mask_irqs`] and [`unmask_irqs`]: for code whose mask does not end where it began, each caller
-//!   says why (a task's first instruction unmasks what another task's switch masked; the idle loop
+//!   says why (a new task unmasks what the switch that started it masked; the idle loop
 //!   leaves every iteration unmasked whatever it found; an exiting task masks and never returns).
 
 use core::marker::PhantomData;
@@ -62,11 +62,14 @@ pub fn unmask_irqs() {
     unsafe { core::arch::asm!("msr daifclr, #2", options(nostack, preserves_flags)) };
 }
 
-/// This core's IRQ mask as it was when the guard was made, restored when it drops: IRQs masked
-/// again if they were masked, unmasked if they were not. Guards nest (each restores what it
-/// found). Not `Send`: the mask is this core's, so the guard must drop on the core (and the task)
-/// that made it. A task may switch out and back in while it holds one (the scheduler's own guard
-/// does): the mask is per core, not per task, and the task's guard restores it when it resumes.
+/// The IRQ mask as it was when the guard was made, restored when it drops: IRQs masked again if
+/// they were masked, unmasked if they were not. Guards nest (each restores what it found).
+///
+/// Not `Send`: the guard belongs to the flow of control that made it and drops in it. A task may
+/// switch out while it holds one (the scheduler's own guard is held across `switch_context`):
+/// every switch happens masked, and when the task runs again, on this core or after a yield on
+/// another, its guard reinstates the mask the task had before it gave up the core, as the switch
+/// reinstates its registers.
 #[must_use = "the IRQ mask is restored as soon as the guard is dropped"]
 pub struct IrqGuard {
     was_masked: bool,

@@ -267,8 +267,8 @@ pub fn schedule(queues: &RunQueues, reason: SwitchReason) {
     assert!(reason != SwitchReason::Exit, "use exit_current");
     // The scheduler's state is inconsistent from `prepare_switch` to `finish_switch`: no interrupt
     // handler of this core may run in between. The guard lives in this task's frame across the
-    // switch and restores, when the task runs again, the mask it had when it gave up the core (a
-    // task resumes on its own stack, so the guard drops on the core it then runs on).
+    // switch and restores, when the task runs again (on this core, or on another after a yield),
+    // the mask it had when it gave up the core.
     let _irqs = IrqGuard::mask();
     if let Some(s) = prepare_switch(this_p(), queues, reason) {
         // SAFETY: `prepare_switch` returned the contexts of the task it parked in
