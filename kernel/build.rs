@@ -1,5 +1,10 @@
 //! Links the kernel binary with the workspace's linker script when building for the bare-metal
 //! target; host builds (unit tests of the kernel's pure logic) are untouched.
+//!
+//! The numbers `linker.ld` shares with Rust come from `tricolor-abi`, the constants the Rust code
+//! uses, as `--defsym`s: `__max_cores` (stack slots reserved, one per core the per-core tables
+//! have room for) and `__page_size` (the guard pages, the stacks' alignment). linker.ld defines
+//! neither, so there is no second copy to drift: a link without them fails (undefined symbol).
 use std::{env, path::PathBuf};
 
 fn main() {
@@ -10,5 +15,7 @@ fn main() {
     if target.starts_with("aarch64-unknown-none") {
         println!("cargo:rustc-link-arg-bins=-T{}", script.display());
         println!("cargo:rustc-link-arg-bins=-znorelro");
+        println!("cargo:rustc-link-arg-bins=--defsym=__max_cores={}", tricolor_abi::MAX_CORES);
+        println!("cargo:rustc-link-arg-bins=--defsym=__page_size={}", tricolor_abi::PAGE_SIZE);
     }
 }

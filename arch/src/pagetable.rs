@@ -6,8 +6,9 @@
 //! Tables are addressed through their physical address, so the kernel keeps them in identity-mapped
 //! RAM.
 
-/// Bytes per page and per table.
-pub const PAGE_SIZE: usize = 4096;
+// Bytes per page and per table: the 4 KiB granule.
+use tricolor_abi::PAGE_SIZE;
+const _: () = assert!(PAGE_SIZE == 4096, "these tables (and TCR_EL1.TG0 in aarch64::mmu) are for the 4 KiB granule");
 /// Size of the virtual address space (TCR_EL1.T0SZ = 64 - VA_BITS).
 pub const VA_BITS: u32 = 39;
 const ENTRIES: usize = 512;

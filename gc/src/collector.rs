@@ -275,7 +275,7 @@ impl Collector {
         let black = self.phase() == Phase::Mark;
         let addr = self.heap.alloc_pinned(len, black)?;
         let ptr = NonNull::new(self.heap.ptr(addr)).expect("heap address is not null");
-        Ok(PinnedBuf { addr, len: len.max(1).next_multiple_of(crate::sizeclass::PAGE_SIZE), ptr })
+        Ok(PinnedBuf { addr, len: len.max(1).next_multiple_of(crate::sizeclass::HEAP_PAGE_SIZE), ptr })
     }
 
     /// Unpin a buffer: from now on it is freed once unreachable.

@@ -39,7 +39,7 @@ use std::vec::Vec;
 
 use crate::host::{HostPlatform, Mutator, World};
 use crate::object::{Gc, GcSlot, Trace, HEADER_SIZE};
-use crate::sizeclass::{class_for, CLASS_SIZES, MAX_SMALL_SIZE, PAGE_SIZE};
+use crate::sizeclass::{class_for, CLASS_SIZES, HEAP_PAGE_SIZE, MAX_SMALL_SIZE};
 use crate::{gc_type, AllocError, BarrierMode, Collector, Config, StatsSnapshot};
 
 type P = HostPlatform;
@@ -179,7 +179,7 @@ pub fn node_bytes() -> usize {
 pub fn default_heap_bytes(size: Size, threads: usize, percent: u32) -> usize {
     let s = size.shape();
     let tree = |d: u32| tree_size(d) as usize * node_bytes();
-    let array = (s.array_len * size_of::<u64>() + HEADER_SIZE).next_multiple_of(PAGE_SIZE);
+    let array = (s.array_len * size_of::<u64>() + HEADER_SIZE).next_multiple_of(HEAP_PAGE_SIZE);
     let live = tree(s.stretch_depth).max(tree(s.long_lived_depth) + array + tree(s.max_depth));
     let paced = live * (100 + percent as usize) / 100;
     (threads * paced * 3 / 2 + 4 * MIB).next_multiple_of(MIB)
@@ -927,14 +927,14 @@ mod tests {
 
     #[test]
     fn a_heap_too_small_is_an_out_of_memory_error() {
-        let p = Params { heap_bytes: Some(2 * PAGE_SIZE), ..tiny(1, BarrierMode::Buffered) };
+        let p = Params { heap_bytes: Some(2 * HEAP_PAGE_SIZE), ..tiny(1, BarrierMode::Buffered) };
         let e = run(&p).expect_err("2 pages cannot hold the stretch tree's 511 nodes");
         assert!(e.contains("stretch tree") && e.contains("out of memory"), "{e}");
     }
 
     #[test]
     fn verification_catches_corrupt_trees_and_arrays() {
-        let world = World::new(1, 64 * PAGE_SIZE, Config::default(), BarrierMode::Buffered);
+        let world = World::new(1, 64 * HEAP_PAGE_SIZE, Config::default(), BarrierMode::Buffered);
         let shared = Shared::new(&world);
         world.run_on(0, || {
             let mut b = Bench::new(&shared, 4);

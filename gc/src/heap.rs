@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use crate::object::{GcType, HEADER_SIZE};
 use crate::pages::PageMap;
 use crate::platform::{GcCore, NO_SPAN};
-use crate::sizeclass::{class_for, CLASS_SIZES, NUM_CLASSES, PAGE_SIZE};
+use crate::sizeclass::{class_for, CLASS_SIZES, HEAP_PAGE_SIZE, NUM_CLASSES};
 use crate::span::{Span, BITMAP_WORDS, SPAN_FREE, SPAN_LARGE, SPAN_SMALL};
 
 /// Padding before and after a pinned buffer, inside its span, and where pinned spans go.
@@ -55,7 +55,7 @@ impl fmt::Display for AllocError {
         write!(
             f,
             "GC heap out of memory: requested {} bytes; heap {} bytes, {} in use, {} free pages of {} bytes, largest free run {} pages",
-            self.requested, self.heap_size, self.in_use, self.free_pages, PAGE_SIZE, self.largest_free_run
+            self.requested, self.heap_size, self.in_use, self.free_pages, HEAP_PAGE_SIZE, self.largest_free_run
         )
     }
 }
@@ -161,13 +161,13 @@ impl Heap {
     /// The region is valid for reads and writes, not used by anything else, and outlives the heap.
     pub unsafe fn new(base: *mut u8, len: usize) -> Self {
         let addr = base.expose_provenance();
-        let start = addr.next_multiple_of(PAGE_SIZE);
-        let npages = len.saturating_sub(start - addr) / PAGE_SIZE;
+        let start = addr.next_multiple_of(HEAP_PAGE_SIZE);
+        let npages = len.saturating_sub(start - addr) / HEAP_PAGE_SIZE;
         assert!(npages > 0, "GC heap region too small: {len} bytes");
         assert!(npages < NO_PAGE as usize, "GC heap too large");
         let base = base.wrapping_add(start - addr);
-        // SAFETY: `[base, base + npages * PAGE_SIZE)` lies within the caller's region.
-        unsafe { core::ptr::write_bytes(base, POISON, npages * PAGE_SIZE) };
+        // SAFETY: `[base, base + npages * HEAP_PAGE_SIZE)` lies within the caller's region.
+        unsafe { core::ptr::write_bytes(base, POISON, npages * HEAP_PAGE_SIZE) };
         Heap {
             base,
             base_addr: start,
@@ -187,7 +187,7 @@ impl Heap {
 
     /// Heap size in bytes.
     pub fn size(&self) -> usize {
-        self.npages * PAGE_SIZE
+        self.npages * HEAP_PAGE_SIZE
     }
 
     /// First address of the heap.
@@ -203,7 +203,7 @@ impl Heap {
     /// Whether `addr` lies in the heap region.
     #[inline]
     pub fn contains(&self, addr: usize) -> bool {
-        addr.wrapping_sub(self.base_addr) < self.npages * PAGE_SIZE
+        addr.wrapping_sub(self.base_addr) < self.npages * HEAP_PAGE_SIZE
     }
 
     /// A pointer to `addr` with the heap's provenance.
@@ -218,7 +218,7 @@ impl Heap {
     }
 
     fn span_base(&self, start_page: u32) -> usize {
-        self.base_addr + start_page as usize * PAGE_SIZE
+        self.base_addr + start_page as usize * HEAP_PAGE_SIZE
     }
 
     pub(crate) fn sweepgen(&self) -> u32 {
@@ -231,7 +231,7 @@ impl Heap {
         if !self.contains(addr) {
             return None;
         }
-        let page = (addr - self.base_addr) / PAGE_SIZE;
+        let page = (addr - self.base_addr) / HEAP_PAGE_SIZE;
         // Ordering: Acquire pairs with the Release stores publishing a new span, so its metadata
         // (size, count) is visible once the page says it belongs to it.
         let sp = self.page_span[page].load(Ordering::Acquire);
@@ -304,7 +304,7 @@ impl Heap {
         let size = ty.size + HEADER_SIZE;
         let (span, index, base) = match class_for(size) {
             Some(class) => self.alloc_small(core, class).ok_or_else(|| self.oom(ty.size))?,
-            None => self.alloc_large(size.div_ceil(PAGE_SIZE), false, false).ok_or_else(|| self.oom(ty.size))?,
+            None => self.alloc_large(size.div_ceil(HEAP_PAGE_SIZE), false, false).ok_or_else(|| self.oom(ty.size))?,
         };
         let s = self.span(span);
         if black {
@@ -332,7 +332,7 @@ impl Heap {
     /// [`PINNED_TAIL_PAGES`] after it in the same span. It stays allocated until
     /// [`Heap::unpin`], whatever the marker finds. Returns the buffer's address.
     pub(crate) fn alloc_pinned(&self, len: usize, black: bool) -> Result<usize, AllocError> {
-        let pages = PINNED_HEAD_PAGES + len.max(1).div_ceil(PAGE_SIZE) + PINNED_TAIL_PAGES;
+        let pages = PINNED_HEAD_PAGES + len.max(1).div_ceil(HEAP_PAGE_SIZE) + PINNED_TAIL_PAGES;
         let (span, index, base) = self.new_span(pages, SPAN_LARGE, 0, true, true).ok_or_else(|| self.oom(len))?;
         let won = self.span(span).alloc.set(index);
         debug_assert!(won);
@@ -345,7 +345,7 @@ impl Heap {
         self.in_use.fetch_add(s.elem_size(), Ordering::Relaxed);
         self.pinned.lock().push(span);
         fence(Ordering::Release);
-        Ok(base + PINNED_HEAD_PAGES * PAGE_SIZE)
+        Ok(base + PINNED_HEAD_PAGES * HEAP_PAGE_SIZE)
     }
 
     /// Let a pinned buffer be collected once unreachable.
@@ -459,9 +459,9 @@ impl Heap {
             if pinned { self.pages.lock().alloc_last(npages)? } else { self.pages.lock().alloc(npages)? } as u32;
         let s = self.span(first);
         let (elem, nelems) = if kind == SPAN_SMALL {
-            (CLASS_SIZES[class], PAGE_SIZE / CLASS_SIZES[class])
+            (CLASS_SIZES[class], HEAP_PAGE_SIZE / CLASS_SIZES[class])
         } else {
-            (npages * PAGE_SIZE, 1)
+            (npages * HEAP_PAGE_SIZE, 1)
         };
         s.class.store(class as u8, Ordering::Relaxed);
         s.npages.store(npages as u32, Ordering::Relaxed);
@@ -504,7 +504,7 @@ impl Heap {
         }
         s.state.store(SPAN_FREE, Ordering::Release);
         // SAFETY: the span's memory is ours (no allocated object remains in it).
-        unsafe { core::ptr::write_bytes(self.ptr(self.span_base(sp)), POISON, npages * PAGE_SIZE) };
+        unsafe { core::ptr::write_bytes(self.ptr(self.span_base(sp)), POISON, npages * HEAP_PAGE_SIZE) };
         self.pages.lock().free(sp as usize, npages);
     }
 
@@ -620,7 +620,7 @@ impl Heap {
         let mut p = 0;
         while p < self.npages {
             if pages.page_is_free(p) {
-                check(self.base_addr + p * PAGE_SIZE, PAGE_SIZE)?;
+                check(self.base_addr + p * HEAP_PAGE_SIZE, HEAP_PAGE_SIZE)?;
                 p += 1;
                 continue;
             }

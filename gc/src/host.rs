@@ -23,7 +23,7 @@ use crate::barrier::{self, BarrierMode, WRITE_BARRIER};
 use crate::census::{CensusEntry, RootOwner, RootPart};
 use crate::collector::{Collector, Config};
 use crate::platform::{GcCore, Platform, ScanRange};
-use crate::sizeclass::PAGE_SIZE;
+use crate::sizeclass::HEAP_PAGE_SIZE;
 
 /// One simulated machine.
 pub struct World {
@@ -65,8 +65,8 @@ impl World {
     /// A world with `cores` cores and a heap of `heap_bytes`, barrier mode `mode`.
     pub fn new(cores: usize, heap_bytes: usize, config: Config, mode: BarrierMode) -> Box<World> {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-        assert!(heap_bytes >= PAGE_SIZE, "heap smaller than a page");
-        let layout = Layout::from_size_align(heap_bytes, PAGE_SIZE).expect("heap layout");
+        assert!(heap_bytes >= HEAP_PAGE_SIZE, "heap smaller than a page");
+        let layout = Layout::from_size_align(heap_bytes, HEAP_PAGE_SIZE).expect("heap layout");
         // SAFETY: `layout` has non-zero size (asserted above).
         let region = unsafe { alloc(layout) };
         assert!(!region.is_null(), "host allocation of the heap failed");
@@ -371,7 +371,7 @@ mod tests {
     #[cfg_attr(miri, ignore = "hundreds of thousands of handshakes: too slow under Miri")]
     fn back_to_back_stops_never_overlap_a_running_mutator() {
         const STOPS: usize = 10_000;
-        let w = World::new(2, PAGE_SIZE, Config::default(), BarrierMode::Off);
+        let w = World::new(2, HEAP_PAGE_SIZE, Config::default(), BarrierMode::Off);
         // Odd while the mutator is between safe points. One mutator: with the initiator, one
         // thread per host CPU, so the handshake never waits for a time slice.
         let running = [AtomicU64::new(0)];

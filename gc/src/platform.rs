@@ -40,7 +40,7 @@ pub struct StopReport {
     pub deferred: bool,
 }
 
-/// What the collector needs from the machine. Implemented once by the kernel (per-core `P` via
+/// What the collector needs from the machine. Implemented once by the kernel (per-core state via
 /// TPIDR_EL1, IPIs for stop-the-world) and by the host test harness (threads, a safe-point
 /// handshake).
 pub trait Platform: Sync + 'static {
@@ -102,7 +102,8 @@ pub trait Platform: Sync + 'static {
 }
 
 /// Per-core collector state: the write-barrier buffer, the mark work buffer, the allocation cache
-/// and counters. The kernel embeds one in each core's `P`.
+/// and counters. The kernel keeps one in each core's per-core block, at a fixed offset from the
+/// core's TPIDR_EL1 (its `Platform::current_core` is that address, no core index involved).
 ///
 /// Ownership rule: `wbbuf`, `work` and `cache` are touched only by their own core with preemption
 /// disabled, or by any core while the world is stopped. That is what makes the `UnsafeCell`s sound.

@@ -1,9 +1,10 @@
 //! Size classes: small objects are rounded up to one of these sizes and live in one-page spans of
 //! that class; anything bigger gets a large span of its own.
 
-/// Heap page size. Spans are whole pages; a page-aligned heap keeps every span 8 KiB aligned,
-/// which also satisfies 4 KiB DMA alignment for pinned buffers.
-pub const PAGE_SIZE: usize = 8192;
+/// The GC heap's page (Go's `pageSize`, 8 KiB): spans are whole heap pages, and a heap-page-aligned
+/// heap keeps every span 8 KiB aligned, which also satisfies the 4 KiB DMA alignment pinned
+/// buffers need. Not the MMU's page (`tricolor_abi::PAGE_SIZE`, 4 KiB): a heap page is two frames.
+pub const HEAP_PAGE_SIZE: usize = 8192;
 
 /// Object sizes (header included) of the small classes, in bytes. Every size is a multiple of 16
 /// so objects stay 16-byte aligned.
@@ -16,7 +17,7 @@ pub const NUM_CLASSES: usize = CLASS_SIZES.len();
 pub const MAX_SMALL_SIZE: usize = CLASS_SIZES[NUM_CLASSES - 1];
 
 /// Most objects in a one-page span (smallest class); sizes the per-span bitmaps.
-pub const MAX_OBJECTS_PER_SPAN: usize = PAGE_SIZE / CLASS_SIZES[0];
+pub const MAX_OBJECTS_PER_SPAN: usize = HEAP_PAGE_SIZE / CLASS_SIZES[0];
 
 /// The class for an object of `size` bytes, or `None` if it needs a large span.
 pub fn class_for(size: usize) -> Option<usize> {

@@ -124,11 +124,11 @@ fn stack_use_during_mark(burst: Burst<'_>) -> Result<StackUse, String> {
 /// Runs `burst` with this core's system stack freshly painted and measures both stacks' use.
 fn stack_use(burst: Burst<'_>) -> Result<StackUse, String> {
     let system = *tricolor_runtime::this_p().system_stack();
-    if system.holds_sp(tricolor_runtime::current_sp()) {
+    if system.holds_sp(cpu::stack_pointer()) {
         return Err(String::from("the burst would run on the system stack it measures"));
     }
     let flushes = gc::collector().stats::<Kernel>().flushes;
-    let was_masked = cpu::mask_irqs();
+    let irqs = tricolor_arch::irqmask::IrqGuard::mask();
     // SAFETY: the system stack is mapped and unused: this code is not on it (checked above), no
     // `systemstack` call is in progress on this core (it would have to be below us), and with
     // IRQs masked no handler or other task of this core can start one before the burst does.
@@ -136,7 +136,7 @@ fn stack_use(burst: Burst<'_>) -> Result<StackUse, String> {
     let caller = burst();
     // SAFETY: as above; the burst has returned, so nothing writes the system stack now.
     let system_bytes = unsafe { system.high_water_mark() };
-    cpu::restore_irqs(was_masked);
+    drop(irqs);
     let flushes = gc::collector().stats::<Kernel>().flushes - flushes;
     Ok(StackUse { caller: caller?, system: system_bytes, flushes })
 }

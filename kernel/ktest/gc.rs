@@ -10,6 +10,7 @@ use crate::workload::{self, graph, Repeat};
 use crate::{exit, kprintln, percore, stw, tasks};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use tricolor_arch::cpu;
+use tricolor_arch::irqmask::IrqGuard;
 use tricolor_gc::BarrierMode;
 use tricolor_kernel::cmdline::Config;
 
@@ -48,8 +49,7 @@ fn run_cycles(config: &Config<'_>, cycles: u64, stop_at_first_miss: bool) -> Out
         exit::exit(exit::TEST_FAILED);
     }
     // IRQs on before the mutators start (a cycle they trigger must be able to stop this core).
-    let masked = cpu::mask_irqs();
-    cpu::restore_irqs(false);
+    let irqs = IrqGuard::unmask();
     workload::start(&[&graph::WORKLOAD], config, Repeat::Once).unwrap_or_else(|why| {
         kprintln!("gc scenario: cannot spawn a mutator: {why}");
         exit::exit(exit::TEST_FAILED)
@@ -100,7 +100,7 @@ fn run_cycles(config: &Config<'_>, cycles: u64, stop_at_first_miss: bool) -> Out
     }
     workload::stop();
     crate::tasks::stop_ticks();
-    cpu::restore_irqs(masked);
+    drop(irqs);
     outcome.corrupt += graph::CORRUPT.load(Ordering::Relaxed) as usize;
     outcome.findings = gc::Findings::now().since(before);
     outcome
@@ -228,16 +228,17 @@ fn gc_trigger(config: &Config<'_>) -> ! {
         exit::exit(exit::TEST_FAILED);
     }
     let before = gc::TRIGGERED_CYCLES.load(Ordering::Relaxed);
-    let masked = cpu::mask_irqs();
-    cpu::restore_irqs(false);
-    workload::start(&[&graph::WORKLOAD], config, Repeat::Once).unwrap_or_else(|why| {
-        kprintln!("gc-trigger: cannot spawn a mutator: {why}");
-        exit::exit(exit::TEST_FAILED)
-    });
-    yield_until(TRIGGER_TIMEOUT_MS, || gc::TRIGGERED_CYCLES.load(Ordering::Relaxed) - before >= TRIGGER_CYCLES);
-    workload::stop();
-    crate::tasks::stop_ticks();
-    cpu::restore_irqs(masked);
+    {
+        // IRQs on before the mutators start (a cycle they trigger must be able to stop this core).
+        let _irqs = IrqGuard::unmask();
+        workload::start(&[&graph::WORKLOAD], config, Repeat::Once).unwrap_or_else(|why| {
+            kprintln!("gc-trigger: cannot spawn a mutator: {why}");
+            exit::exit(exit::TEST_FAILED)
+        });
+        yield_until(TRIGGER_TIMEOUT_MS, || gc::TRIGGERED_CYCLES.load(Ordering::Relaxed) - before >= TRIGGER_CYCLES);
+        workload::stop();
+        crate::tasks::stop_ticks();
+    }
     let triggered = gc::TRIGGERED_CYCLES.load(Ordering::Relaxed) - before;
     let (reachable, corrupt) = stw::stop_the_world(graph::check_reachable).map(|(r, _)| r).unwrap_or((0, usize::MAX));
     let corrupt = corrupt + graph::CORRUPT.load(Ordering::Relaxed) as usize;

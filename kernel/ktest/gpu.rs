@@ -33,10 +33,10 @@ const TESTS: &[Entry] = &[
 fn dashboard_colours_spans(_: &Config<'_>) -> Result<(), String> {
     use crate::gpu::dashboard::{shade, SpanMap, BLACK, EMPTY_SPAN, FREE, PINNED, WHITE};
     use tricolor_gc::heap::SpanInfo;
-    use tricolor_gc::sizeclass::PAGE_SIZE;
+    use tricolor_gc::sizeclass::HEAP_PAGE_SIZE;
     let base = 0x4000_0000;
     let span = |page: usize, pages, allocated, marked, pinned| SpanInfo {
-        start: base + page * PAGE_SIZE,
+        start: base + page * HEAP_PAGE_SIZE,
         pages,
         objects: 64,
         allocated,
@@ -191,10 +191,8 @@ fn framebuffer_scenario(scenario: &str, config: &Config<'_>, fb: FbSource, expec
         // command within the notify write, before the driver's first poll: the driver then never
         // waits, and the interrupt stays pending while this boot flow runs with IRQs masked. Let
         // it in: an interrupt that never arrives is the failure this scenario must show.
-        let masked = tricolor_arch::cpu::mask_irqs();
-        tricolor_arch::cpu::restore_irqs(false);
+        let _irqs = tricolor_arch::irqmask::IrqGuard::unmask();
         crate::tasks::spin_until(1000, || crate::gpu::completion::interrupts() > 0);
-        tricolor_arch::cpu::restore_irqs(masked);
     }
     display.report(scenario, &perf);
     kprintln!("{scenario}: ok: {w}x{h} framebuffer from {}, {frames} frames presented", display.source().name());
@@ -436,8 +434,7 @@ mod dashboard {
 
         let cores = workload::start(&[&graph::WORKLOAD], config, Repeat::Once).unwrap_or_else(|why| fail(NAME, why));
         spawn("dashboard-sampler", cores - 1, sampler, grid.pages_per_cell);
-        let masked = cpu::mask_irqs();
-        cpu::restore_irqs(false);
+        let irqs = tricolor_arch::irqmask::IrqGuard::unmask();
 
         let (mut refreshes, mut presented, mut mid_mark, mut most_marked) = (0u64, 0u64, 0u64, 0usize);
         for _ in 0..CYCLES {
@@ -472,7 +469,7 @@ mod dashboard {
             tasks::yield_now();
             cpu::relax();
         }
-        cpu::restore_irqs(masked);
+        drop(irqs);
 
         // The last frame: every cell checked against what the collector shows now.
         let sample = Sample::take(grid.pages_per_cell);

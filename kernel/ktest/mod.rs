@@ -59,14 +59,14 @@ pub const CALLER_STACK_WINDOW: usize = 16 * 1024;
 /// `Stack::high_water_mark`: a call would put its own frame into the window it paints or reads.
 pub fn caller_stack_bytes<R>(f: impl FnOnce() -> R) -> Result<(usize, R), String> {
     use tricolor_runtime::stack::paint::STACK_PAINT;
-    let sp = tricolor_runtime::current_sp();
+    let sp = tricolor_arch::cpu::stack_pointer();
     let stack = crate::stacks::STACKS.find(sp - 1).map(|(stack, _)| stack);
     let Some(stack) = stack.filter(|s| s.contains(sp - 1) && sp - s.lo >= CALLER_STACK_WINDOW) else {
         return Err(alloc::format!(
             "SP {sp:#x} has no {CALLER_STACK_WINDOW} free bytes of a registered stack under it"
         ));
     };
-    let was_masked = tricolor_arch::cpu::mask_irqs();
+    let irqs = tricolor_arch::irqmask::IrqGuard::mask();
     let words = CALLER_STACK_WINDOW / 8;
     let base = core::ptr::with_exposed_provenance_mut::<u64>(sp - CALLER_STACK_WINDOW);
     for i in 0..words {
@@ -78,7 +78,7 @@ pub fn caller_stack_bytes<R>(f: impl FnOnce() -> R) -> Result<(usize, R), String
     let result = core::hint::black_box(call_out_of_line(f));
     // SAFETY: as above; `f` has returned, so nothing writes the window while it is scanned.
     let untouched = (0..words).find(|&i| unsafe { base.add(i).read_volatile() } != STACK_PAINT).unwrap_or(words);
-    tricolor_arch::cpu::restore_irqs(was_masked);
+    drop(irqs);
     if untouched == 0 {
         return Err(alloc::format!("{} used all {CALLER_STACK_WINDOW} bytes measured under SP", stack.name));
     }

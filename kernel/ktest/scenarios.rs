@@ -55,7 +55,8 @@ fn run_task_until_fault(options: crate::tasks::Spawn) -> ! {
         kprintln!("cannot spawn: {why}");
         exit::exit(exit::TEST_FAILED);
     }
-    tricolor_arch::cpu::restore_irqs(false);
+    // Unscoped: this flow never returns (the task's fault ends the run), so nothing restores.
+    tricolor_arch::irqmask::unmask_irqs();
     loop {
         crate::tasks::yield_now();
     }
@@ -136,13 +137,13 @@ fn panic_systemstack(_: &Config<'_>) -> ! {
     tricolor_runtime::systemstack(|| panic!("deliberate panic on the system stack"))
 }
 
-/// Lines each core prints; xtask counts them per core and checks each is whole.
-pub const LOG_STRESS_LINES: usize = 200;
-
+/// Every core logs `tricolor_abi::LOG_STRESS_LINES` lines; xtask counts them per core and checks
+/// each is whole.
 fn log_stress(_: &Config<'_>) -> ! {
+    use tricolor_abi::{LOG_STRESS_LINES, LOG_STRESS_TAIL};
     smp::run_on_all(|core| {
         for line in 0..LOG_STRESS_LINES {
-            log::info!("log-stress core={core} line={line} payload=0123456789abcdefghijklmnopqrstuvwxyz end");
+            log::info!("log-stress core={core} line={line}{LOG_STRESS_TAIL}");
         }
     });
     kprintln!("log-stress: {} cores x {} lines", percore::online_count(), LOG_STRESS_LINES);

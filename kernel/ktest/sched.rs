@@ -8,6 +8,7 @@ use crate::{percore, smp, tasks};
 use alloc::string::String;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tricolor_arch::cpu;
+use tricolor_arch::irqmask::IrqGuard;
 use tricolor_kernel::cmdline::Config;
 
 crate::register!(TESTS);
@@ -76,14 +77,13 @@ fn test_core() -> usize {
 /// for `tasks` finished tasks and reaps them.
 fn with_ticks(tasks_to_finish: usize, body: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
     smp::run_on_all(|_| tasks::start_tick(QUANTUM_US));
-    let masked = cpu::mask_irqs();
-    cpu::restore_irqs(false);
+    let irqs = IrqGuard::unmask();
     let result = body();
     STOP.store(true, Ordering::Relaxed);
     let finished = spin_until(5000, || FINISHED.load(Ordering::Acquire) == tasks_to_finish);
     tasks::stop_ticks();
     spin_until(50, || tasks::reap() > 0 || FINISHED.load(Ordering::Relaxed) == 0);
-    cpu::restore_irqs(masked);
+    drop(irqs);
     ensure!(finished, "test tasks did not finish");
     result
 }
@@ -181,7 +181,7 @@ fn yield_round_trip_cost(_: &Config<'_>) -> Result<(), String> {
 }
 
 static STW_COUNTERS: [AtomicU64; MAX] = [const { AtomicU64::new(0) }; MAX];
-const MAX: usize = tricolor_kernel::cmdline::MAX_CORES;
+const MAX: usize = tricolor_abi::MAX_CORES;
 
 fn count_forever(core: usize) {
     while !STOP.load(Ordering::Relaxed) {
@@ -306,13 +306,12 @@ fn task_stack_grows_by_mapping(_: &Config<'_>) -> Result<(), String> {
     let options =
         tasks::Spawn { name: "grower", stack_bytes: 512 * 1024, pinned: Some(test_core()), growable_from: Some(4096) };
     tasks::spawn(options, grower, 200).map_err(String::from)?;
-    let masked = cpu::mask_irqs();
-    cpu::restore_irqs(false);
+    let irqs = IrqGuard::unmask();
     let done = spin_until(5000, || {
         tasks::yield_now();
         FINISHED.load(Ordering::Acquire) == 1
     });
-    cpu::restore_irqs(masked);
+    drop(irqs);
     spin_until(50, || tasks::reap() > 0);
     ensure!(done, "the growing task did not finish");
     let (before, after) = (MAPPED_BEFORE.load(Ordering::Relaxed), MAPPED_AFTER.load(Ordering::Relaxed));
@@ -334,13 +333,12 @@ fn task_stack_high_water_mark(_: &Config<'_>) -> Result<(), String> {
     let options =
         tasks::Spawn { name: "painted", stack_bytes: 32 * 1024, pinned: Some(test_core()), growable_from: None };
     let task = tasks::spawn(options, shallow_task, 20).map_err(String::from)?;
-    let masked = cpu::mask_irqs();
-    cpu::restore_irqs(false);
+    let irqs = IrqGuard::unmask();
     let done = spin_until(5000, || {
         tasks::yield_now();
         FINISHED.load(Ordering::Acquire) == 1 && tasks::stack_high_water(&task).is_some()
     });
-    cpu::restore_irqs(masked);
+    drop(irqs);
     ensure!(done, "the task did not finish");
     let used = tasks::stack_high_water(&task).unwrap_or(0);
     drop(task);

@@ -20,6 +20,7 @@ use crate::workload::{self, Length, Repeat, Workload};
 use crate::{exit, kprintln, tasks};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use tricolor_arch::cpu;
+use tricolor_arch::irqmask::IrqGuard;
 use tricolor_gc::{BarrierMode, CycleReport};
 use tricolor_kernel::cmdline::Config;
 
@@ -169,21 +170,22 @@ fn run(suite: &'static Workload, config: &Config<'_>) -> ! {
     gc::set_after_cycle(Some(after_cycle));
     let before = gc::Findings::now();
     let start = cpu::counter();
-    // IRQs on before the mutators start: a cycle one of them triggers must be able to stop
-    // this core at once (the boot flow runs with IRQs masked).
-    let masked = cpu::mask_irqs();
-    cpu::restore_irqs(false);
-    let cores = match workload::start(&[suite], config, Repeat::Once) {
-        Ok(cores) => cores,
-        Err(why) => {
-            kprintln!("stress: suite {} cannot start: {why}", suite.name);
-            exit::exit(exit::TEST_FAILED);
-        }
+    let cores = {
+        // The boot flow runs masked; IRQs on before the mutators start (a cycle one of them
+        // triggers must be able to stop this core at once), and the drive waits for ticks and wakes.
+        let _irqs = IrqGuard::unmask();
+        let cores = match workload::start(&[suite], config, Repeat::Once) {
+            Ok(cores) => cores,
+            Err(why) => {
+                kprintln!("stress: suite {} cannot start: {why}", suite.name);
+                exit::exit(exit::TEST_FAILED);
+            }
+        };
+        drive(config, suite, negative);
+        workload::stop();
+        tasks::stop_ticks();
+        cores
     };
-    drive(config, suite, negative);
-    workload::stop();
-    tasks::stop_ticks();
-    cpu::restore_irqs(masked);
     // One more checked cycle with every mutator gone: nothing is in flight, so it must be clean.
     if !(negative && TALLY.failures() > 0) {
         gc::collect();

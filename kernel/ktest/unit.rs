@@ -8,8 +8,10 @@ use crate::{irq, memory, percore, smp, stacks, vm};
 use alloc::{boxed::Box, string::String, vec::Vec};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use intrusive_collections::{intrusive_adapter, LinkedList, LinkedListLink};
+use tricolor_abi::MAX_CORES;
 use tricolor_arch::cpu;
-use tricolor_kernel::cmdline::{Config, MAX_CORES};
+use tricolor_arch::irqmask::IrqGuard;
+use tricolor_kernel::cmdline::Config;
 
 crate::register!(TESTS);
 const TESTS: &[Entry] = &[
@@ -19,7 +21,11 @@ const TESTS: &[Entry] = &[
         "the page allocator hands out and takes back frames on real RAM",
         frames_alloc_and_free,
     ),
-    unit("percore_pointer_is_per_core", "TPIDR_EL1 points at a different P on every core", percore_pointer_is_per_core),
+    unit(
+        "percore_pointer_is_per_core",
+        "TPIDR_EL1 points at a different block on every core: its P, its GcCore at PERCORE_GC_OFFSET",
+        percore_pointer_is_per_core,
+    ),
     unit("counter_is_monotonic", "the generic counter only goes forward", counter_is_monotonic),
     unit("expected_cores_online", "every core the device tree lists (up to cores=) came online", expected_cores_online),
     unit("mmu_on_with_guard_pages", "the MMU is on and the page under each stack is unmapped", mmu_on_with_guard_pages),
@@ -89,12 +95,15 @@ fn frames_alloc_and_free(_: &Config<'_>) -> Result<(), String> {
 static SEEN_ID: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(usize::MAX) }; MAX_CORES];
 static SEEN_PTR: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
 static SEEN_P: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
+static SEEN_GC: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
 
 fn percore_pointer_is_per_core(_: &Config<'_>) -> Result<(), String> {
+    use tricolor_gc::Platform;
     smp::run_on_all(|core| {
         SEEN_ID[core].store(percore::id(), Ordering::Relaxed);
-        SEEN_PTR[core].store(tricolor_arch::cpu::percore_pointer(), Ordering::Relaxed);
-        SEEN_P[core].store(tricolor_runtime::this_p() as *const _ as usize, Ordering::Relaxed);
+        SEEN_PTR[core].store(tricolor_arch::percore::block().addr(), Ordering::Relaxed);
+        SEEN_P[core].store(core::ptr::from_ref(tricolor_runtime::this_p()).addr(), Ordering::Relaxed);
+        SEEN_GC[core].store(core::ptr::from_ref(crate::gc::Kernel::current_core()).addr(), Ordering::Relaxed);
     });
     let online = percore::online_count();
     for core in 0..online {
@@ -102,6 +111,12 @@ fn percore_pointer_is_per_core(_: &Config<'_>) -> Result<(), String> {
         ensure!(id == core, "core {core} read id {id} through TPIDR_EL1");
         let ptr = SEEN_PTR[core].load(Ordering::Relaxed);
         ensure!(ptr == SEEN_P[core].load(Ordering::Relaxed), "core {core}: TPIDR_EL1 {ptr:#x} is not its P");
+        // The GcCore the barrier finds through TPIDR_EL1 + PERCORE_GC_OFFSET is the one the
+        // collector indexes as core `core`.
+        let gc = SEEN_GC[core].load(Ordering::Relaxed);
+        ensure!(gc == ptr + percore::PERCORE_GC_OFFSET, "core {core}: GcCore at {gc:#x}, not TPIDR_EL1 + offset");
+        let indexed = core::ptr::from_ref(crate::gc::Kernel::core(core)).addr();
+        ensure!(gc == indexed, "core {core}: current_core() {gc:#x} is not core({core}) {indexed:#x}");
         let distinct = (0..core).all(|other| SEEN_PTR[other].load(Ordering::Relaxed) != ptr);
         ensure!(distinct, "core {core} shares its P with a lower core");
         let machine = crate::boot::machine();
@@ -162,11 +177,8 @@ fn timer_interrupts_every_core(_: &Config<'_>) -> Result<(), String> {
     smp::run_on_all(|core| {
         let before = TICKS[core].load(Ordering::Relaxed);
         tricolor_arch::timer::arm(cpu::counter_frequency() / 1000);
-        let was_masked = cpu::mask_irqs();
-        cpu::restore_irqs(false);
+        let _irqs = IrqGuard::unmask();
         spin_until(2000, || TICKS[core].load(Ordering::Relaxed) > before);
-        cpu::mask_irqs();
-        cpu::restore_irqs(was_masked);
     });
     for (core, ticks) in TICKS.iter().enumerate().take(percore::online_count()) {
         ensure!(ticks.load(Ordering::Relaxed) > 0, "core {core} took no timer interrupt");
@@ -189,8 +201,7 @@ fn sgi_reaches_other_cores(_: &Config<'_>) -> Result<(), String> {
     SGI_READY.store(0, Ordering::Relaxed);
     smp::run_on_all(|core| {
         let others = percore::online_count() - 1;
-        let was_masked = cpu::mask_irqs();
-        cpu::restore_irqs(false);
+        let _irqs = IrqGuard::unmask();
         if core == 0 {
             spin_until(2000, || SGI_READY.load(Ordering::Acquire) == others);
             irq::gic().expect("checked above").send_sgi_to_others(irq::SGI_TEST);
@@ -198,8 +209,6 @@ fn sgi_reaches_other_cores(_: &Config<'_>) -> Result<(), String> {
             SGI_READY.fetch_add(1, Ordering::Release);
             spin_until(2000, || SGIS[core].load(Ordering::Relaxed) > 0);
         }
-        cpu::mask_irqs();
-        cpu::restore_irqs(was_masked);
     });
     ensure!(SGIS[0].load(Ordering::Relaxed) == 0, "the sender received its own 'all but self' SGI");
     for (core, sgis) in SGIS.iter().enumerate().take(percore::online_count()).skip(1) {
@@ -213,12 +222,14 @@ fn sgi_reaches_other_cores(_: &Config<'_>) -> Result<(), String> {
 }
 
 fn systemstack_switches_and_nests(_: &Config<'_>) -> Result<(), String> {
-    use tricolor_runtime::{current_sp, systemstack, this_p};
+    use cpu::stack_pointer;
+    use tricolor_runtime::{systemstack, this_p};
     let p = this_p();
     let system = *p.system_stack();
-    let outer = current_sp();
+    let outer = stack_pointer();
     ensure!(!system.holds_sp(outer), "test already runs on the system stack ({outer:#x})");
-    let (inner, nested, depth) = systemstack(|| (current_sp(), systemstack(current_sp), this_p().preempt.depth()));
+    let (inner, nested, depth) =
+        systemstack(|| (stack_pointer(), systemstack(stack_pointer), this_p().preempt.depth()));
     ensure!(system.holds_sp(inner), "systemstack ran f at SP {inner:#x}, outside {system:?}");
     ensure!(system.holds_sp(nested), "nested systemstack left the system stack: {nested:#x}");
     ensure!(
@@ -226,7 +237,7 @@ fn systemstack_switches_and_nests(_: &Config<'_>) -> Result<(), String> {
         "nested call must stay on the same stack, at or below the outer ({nested:#x} vs {inner:#x})"
     );
     ensure!(depth >= 1, "preemption was enabled on the system stack");
-    ensure!(current_sp() == outer, "SP not restored: {:#x} vs {outer:#x}", current_sp());
+    ensure!(stack_pointer() == outer, "SP not restored: {:#x} vs {outer:#x}", stack_pointer());
     ensure!(this_p().preempt.depth() == 0, "preemption still disabled after systemstack");
     Ok(())
 }

@@ -59,11 +59,11 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
         img_lo,
         img_hi,
         (img_hi - img_lo) >> 10,
-        (frames.free_pages * 4096) >> 20
+        (frames.free_pages * tricolor_abi::PAGE_SIZE) >> 20
     );
 
     irq::init(machine);
-    tasks::init(cmdline::MAX_CORES);
+    tasks::init(tricolor_abi::MAX_CORES);
     crate::stw::init();
     crate::gc::scan::init();
     tasks::adopt_boot_flow();
@@ -71,7 +71,7 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
     let wanted = machine.cpu_count.min(config.cores);
     let online = smp::start_secondaries(machine, config.cores);
     if machine.cpus_ignored > 0 {
-        warn!("{} CPUs in the device tree beyond the supported {}", machine.cpus_ignored, cmdline::MAX_CORES);
+        warn!("{} CPUs in the device tree beyond the supported {}", machine.cpus_ignored, tricolor_abi::MAX_CORES);
     }
     info!("{online} of {wanted} cores online");
     if let Err(crate::gc::InitError(why)) = crate::gc::init(&config) {

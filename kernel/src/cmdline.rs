@@ -4,6 +4,7 @@
 //! lists every valid key and the values it takes, so a typo stops the boot with a clear answer.
 
 use core::fmt;
+use tricolor_abi::MAX_CORES;
 use tricolor_gc::BarrierMode;
 use tricolor_virtio::gpu::Completion;
 use tricolor_virtio::FenceStrategy;
@@ -113,9 +114,6 @@ impl Default for Config<'_> {
         }
     }
 }
-
-/// The most cores tricolor manages (must match `__max_cores` in linker.ld).
-pub const MAX_CORES: usize = 8;
 
 /// One accepted key: its name and the value syntax shown in error messages.
 pub struct Key {
@@ -308,6 +306,16 @@ mod tests {
         for key in KEYS {
             assert!(text.contains(&format!("{}={}", key.name, key.values)), "{text}");
         }
+    }
+
+    #[test]
+    fn cores_range_is_max_cores() {
+        let key = KEYS.iter().find(|k| k.name == "cores").unwrap();
+        assert_eq!(key.values, format!("1..={MAX_CORES}"), "the cores= help text names tricolor_abi::MAX_CORES");
+        let most = format!("cores={MAX_CORES}");
+        assert_eq!(parse(&most).unwrap().cores, MAX_CORES);
+        let too_many = format!("cores={}", MAX_CORES + 1);
+        assert!(matches!(parse(&too_many), Err(CmdlineError::BadValue { key: "cores", .. })));
     }
 
     #[test]

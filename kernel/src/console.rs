@@ -18,6 +18,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use tock_registers::interfaces::{Readable, Writeable};
 use tock_registers::registers::{ReadOnly, ReadWrite};
 use tock_registers::{register_bitfields, register_structs};
+use tricolor_arch::irqmask::IrqGuard;
 use tricolor_kernel::cmdline::LogLevel;
 
 register_bitfields! [u32,
@@ -113,23 +114,24 @@ pub fn init(base: usize) {
 /// Exclusive use of the console for whole lines. IRQs are masked while it is held, so an interrupt
 /// handler that logs cannot deadlock against the code it interrupted.
 struct ConsoleGuard {
-    irqs_were_masked: bool,
     reentered: bool,
+    /// Dropped after `Drop::drop` has released the console: IRQs come back once it is free.
+    _irqs: IrqGuard,
 }
 
 fn lock() -> ConsoleGuard {
     let me = percore::id() + 1;
-    let irqs_were_masked = tricolor_arch::cpu::mask_irqs();
+    let irqs = IrqGuard::mask();
     // Only this core can have stored its own id: we are a fault report nested inside a print on the
     // same core. Print anyway rather than deadlock on ourselves.
     if OWNER.load(Ordering::Relaxed) == me {
-        return ConsoleGuard { irqs_were_masked, reentered: true };
+        return ConsoleGuard { reentered: true, _irqs: irqs };
     }
     // Acquire pairs with the Release in Drop: the previous holder's UART writes are complete.
     while OWNER.compare_exchange_weak(0, me, Ordering::Acquire, Ordering::Relaxed).is_err() {
         tricolor_arch::cpu::relax();
     }
-    ConsoleGuard { irqs_were_masked, reentered: false }
+    ConsoleGuard { reentered: false, _irqs: irqs }
 }
 
 impl Drop for ConsoleGuard {
@@ -137,7 +139,6 @@ impl Drop for ConsoleGuard {
         if !self.reentered {
             OWNER.store(0, Ordering::Release);
         }
-        tricolor_arch::cpu::restore_irqs(self.irqs_were_masked);
     }
 }
 

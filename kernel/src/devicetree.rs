@@ -1,8 +1,8 @@
 //! What machine we are on, read from the flattened device tree QEMU hands us.
 
 use fdt::Fdt;
+use tricolor_abi::MAX_CORES;
 use tricolor_arch::psci::Conduit;
-use tricolor_kernel::cmdline::MAX_CORES;
 
 /// Where QEMU puts the DTB for an ELF `-kernel`: the start of RAM.
 const DTB_AT_RAM_START: usize = 0x4000_0000;

@@ -3,8 +3,8 @@
 
 use crate::{exit, kprintln, percore, stacks};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use tricolor_abi::MAX_CORES;
 use tricolor_arch::exception::{Exception, Kind, Origin, TrapFrame};
-use tricolor_kernel::cmdline::MAX_CORES;
 
 /// Set while a core prints a fault report: a fault inside the report itself must not loop.
 static REPORTING: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];

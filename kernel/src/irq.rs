@@ -5,9 +5,9 @@
 use crate::devicetree::Machine;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use spin::Once;
+use tricolor_abi::MAX_CORES;
 use tricolor_arch::exception::TrapFrame;
 use tricolor_arch::gic::{Gic, SPURIOUS};
-use tricolor_kernel::cmdline::MAX_CORES;
 
 /// An interrupt handler: the interrupt id and the interrupted context (which it may replace).
 pub type Handler = fn(u32, &mut TrapFrame);

@@ -1,12 +1,14 @@
 //! The tricolor kernel binary: hardware wiring on top of the host-testable library.
 //!
 //! - `boot`: the Rust entry points the boot assembly jumps to, and the boot sequence.
-//! - `percore`: per-core data reached through TPIDR_EL1.
+//! - `percore`: each core's block reached through TPIDR_EL1: the runtime's `P` at offset 0, the
+//!   collector's `GcCore` at `PERCORE_GC_OFFSET`.
 //! - `console`: PL011 UART, the `log` backend, whole-line output from many cores; the receive
 //!   interrupt and the shell task of the interactive console.
 //! - `demo`: the default boot: a mixed workload on every core, the live GC dashboard, the console.
 //! - `devicetree`: what the machine is (RAM, UART, CPUs, PSCI, bootargs), from the DTB.
-//! - `memory`: the frame allocator and `#[global_allocator]` over the RAM the DTB reports.
+//! - `memory` (`mem/ram.rs`, beside the library's host-tested allocators in `mem/`): the frame
+//!   allocator and `#[global_allocator]` over the RAM the DTB reports.
 //! - `smp`: secondary-core bring-up with PSCI and cross-core calls.
 //! - `stacks`: the per-core boot, system and exception stacks linker.ld lays out.
 //! - `stw`: stop-the-world: every other core parked at a safe point.
@@ -45,7 +47,9 @@ mod irq;
 #[cfg(all(target_os = "none", feature = "ktest"))]
 #[path = "../ktest/mod.rs"]
 mod ktest;
+/// The library's allocators (`mem/`) wired to the machine's RAM; it lives in `mem/` with them.
 #[cfg(target_os = "none")]
+#[path = "mem/ram.rs"]
 mod memory;
 #[cfg(target_os = "none")]
 mod percore;

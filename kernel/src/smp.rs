@@ -4,8 +4,8 @@ use crate::sync::Lock as Mutex;
 use crate::{devicetree::Machine, percore};
 use core::sync::atomic::{AtomicUsize, Ordering};
 use log::warn;
+use tricolor_abi::MAX_CORES;
 use tricolor_arch::{cpu, psci};
-use tricolor_kernel::cmdline::MAX_CORES;
 
 /// Per-core mailbox: a `fn(usize)` to run, 0 when empty.
 static MAILBOX: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];

@@ -2,7 +2,7 @@
 //! `[guard][boot][guard][system][guard][exception]`, every guard one unmapped page), task stacks
 //! (see `tasks`), and the registry the fault handler consults to name the stack an address hits.
 
-use tricolor_kernel::mem::PAGE_SIZE;
+use tricolor_abi::PAGE_SIZE;
 use tricolor_runtime::stack::registry::{OverflowReport, StackRegistry};
 use tricolor_runtime::stack::{Stack, StackKind};
 

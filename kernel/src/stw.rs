@@ -18,8 +18,9 @@
 use crate::sync::Lock as Mutex;
 use crate::{irq, percore};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use tricolor_abi::MAX_CORES;
 use tricolor_arch::cpu;
-use tricolor_kernel::cmdline::MAX_CORES;
+use tricolor_arch::irqmask::IrqGuard;
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 /// The current stop's number; bumped by the release.
@@ -182,13 +183,12 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
             break guard;
         }
         if requested() {
-            let masked = cpu::mask_irqs();
+            let _irqs = IrqGuard::mask();
             park_here(0, ParkSite::Contending);
-            cpu::restore_irqs(masked);
         }
         cpu::relax();
     };
-    let masked = cpu::mask_irqs();
+    let irqs = IrqGuard::mask();
     let me = percore::id();
     let others = (0..MAX_CORES).filter(|&c| c != me && percore::is_online(c)).count();
     let epoch = EPOCH.load(Ordering::Relaxed);
@@ -209,7 +209,7 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
         let missing = (0..MAX_CORES)
             .filter(|&c| c != me && percore::is_online(c) && PARKED_EPOCH[c].load(Ordering::Relaxed) != epoch)
             .fold(0u32, |m, c| m | (1 << c));
-        release(masked);
+        release(irqs);
         return Err(NotStopped { missing });
     }
     let stopped = cpu::counter();
@@ -228,7 +228,7 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
     LAST_KIND.store(kind, Ordering::Relaxed);
     let result = f();
     let end = cpu::counter();
-    release(masked);
+    release(irqs);
     LAST_PAUSE_NS.store(ns(cpu::counter() - start), Ordering::Relaxed);
     Ok((result, StwTimes { stop_ns: ns(stopped - start), stopped_ns: ns(end - stopped) }))
 }
@@ -271,10 +271,11 @@ pub fn stop_the_world_retrying<R>(f: impl FnOnce() -> R) -> (R, StwTimes) {
     unreachable!("the last attempt returns or panics")
 }
 
-/// Ends the current epoch: every parked core leaves at its next turn. Nothing waits for them.
-fn release(masked: bool) {
+/// Ends the current epoch: every parked core leaves at its next turn; nothing waits for them.
+/// Then the initiator's masked section (`irqs`, dropped last) ends.
+fn release(irqs: IrqGuard) {
     REQUESTED.store(false, Ordering::Release);
     // Release: the closure's writes are visible to a parked core that sees the new epoch.
     EPOCH.fetch_add(1, Ordering::Release);
-    cpu::restore_irqs(masked);
+    drop(irqs);
 }

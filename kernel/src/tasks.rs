@@ -10,9 +10,10 @@ use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
 use spin::Once;
+use tricolor_abi::PAGE_SIZE;
+use tricolor_arch::irqmask::{self, IrqGuard};
 use tricolor_arch::{cpu, timer};
 use tricolor_gc::{CensusEntry, Exemption, RootOwner, RootPart, ScanRange};
-use tricolor_kernel::mem::PAGE_SIZE;
 use tricolor_runtime::context::Context;
 use tricolor_runtime::runq::{RunQueues, StealPolicy};
 use tricolor_runtime::sched::SwitchReason;
@@ -97,9 +98,8 @@ fn deferred_preemption() {
     // stop waiting). First, before any call clobbers x30.
     let site = cpu::return_address();
     if crate::stw::requested() {
-        let masked = cpu::mask_irqs();
+        let _irqs = IrqGuard::mask();
         crate::stw::park_here(site, crate::stw::ParkSite::Deferred);
-        cpu::restore_irqs(masked);
     }
     schedule(queues(), SwitchReason::Preempt);
 }
@@ -196,9 +196,11 @@ pub fn spawn(options: Spawn, entry: fn(usize), arg: usize) -> Result<Arc<Task>, 
     // shade it (the new task's stack is black, it is not in this cycle's scan list).
     crate::gc::shade_spawn_argument(arg);
     let core = options.pinned.unwrap_or_else(percore::id);
-    let masked = cpu::mask_irqs();
-    queues().enqueue(core, Arc::clone(&task));
-    cpu::restore_irqs(masked);
+    {
+        // The run queues are also touched by this core's tick handler (a preempting `schedule`).
+        let _irqs = IrqGuard::mask();
+        queues().enqueue(core, Arc::clone(&task));
+    }
     if core != percore::id() {
         wake_others();
     }
@@ -242,9 +244,10 @@ fn free_stack(task: &Task, fixed_pages: Option<(usize, usize)>) {
 pub fn reap() -> usize {
     let mut reaped = 0;
     loop {
-        let masked = cpu::mask_irqs();
-        let exited = queues().take_exited();
-        cpu::restore_irqs(masked);
+        let exited = {
+            let _irqs = IrqGuard::mask();
+            queues().take_exited()
+        };
         let Some(task) = exited else { break };
         LIVE.lock().as_mut().expect("tasks::init ran").remove(&task.id());
         let record = STACK_RECORDS.lock().as_mut().expect("tasks::init ran").remove(&task.id());
@@ -265,8 +268,7 @@ pub fn reap() -> usize {
 }
 
 /// Idle-loop iterations per core (a liveness statistic).
-pub static IDLE_LOOPS: [AtomicU64; tricolor_kernel::cmdline::MAX_CORES] =
-    [const { AtomicU64::new(0) }; tricolor_kernel::cmdline::MAX_CORES];
+pub static IDLE_LOOPS: [AtomicU64; tricolor_abi::MAX_CORES] = [const { AtomicU64::new(0) }; tricolor_abi::MAX_CORES];
 
 /// The idle loop every secondary core ends in (the boot core enters it when it has no test to
 /// run): runs cross-core calls, hands the core to runnable tasks, sleeps until an event.
@@ -274,25 +276,30 @@ pub static IDLE_LOOPS: [AtomicU64; tricolor_kernel::cmdline::MAX_CORES] =
 /// `poll` runs the core's pending work; `pending` says whether more has arrived. The core sleeps
 /// in `wfi` (QEMU halts the vCPU, leaving the host CPU to others) and is woken by an interrupt:
 /// the timer, or [`wake_others`] after work was posted for it.
+///
+/// The IRQ mask here is explicit, not an `IrqGuard`: the loop does not restore a mask it found,
+/// it ends every step with IRQs unmasked whatever the code before it left (the boot flow arrives
+/// masked, a cross-core call may return masked), because an idle core must take interrupts.
 pub fn idle_loop(mut poll: impl FnMut(), pending: impl Fn() -> bool) -> ! {
-    cpu::restore_irqs(false);
+    irqmask::unmask_irqs();
     let core = percore::id();
     loop {
         IDLE_LOOPS[core].fetch_add(1, Ordering::Relaxed);
         poll();
         // Whatever `poll` ran (a cross-core call) may have left IRQs masked: idle takes them.
-        cpu::restore_irqs(false);
+        irqmask::unmask_irqs();
         yield_now();
         if core == 0 {
             reap();
         }
         // Check for work with IRQs masked, then sleep: a wake-up SGI raised after the check stays
-        // pending and ends the `wfi` at once instead of being taken (and lost) before it.
-        cpu::mask_irqs();
+        // pending and ends the `wfi` at once instead of being taken (and lost) before it. The
+        // unmask after the `wfi` takes it.
+        irqmask::mask_irqs();
         if !pending() && queues().queue(core).is_empty() {
             cpu::wait_for_interrupt();
         }
-        cpu::restore_irqs(false);
+        irqmask::unmask_irqs();
     }
 }
 
@@ -436,7 +443,7 @@ pub fn for_each_root_range(
     let spilled = cpu::spill_general_registers();
     core::hint::black_box(&spilled);
     let me = percore::id();
-    for core in (0..tricolor_kernel::cmdline::MAX_CORES).filter(|&c| percore::is_online(c)) {
+    for core in (0..tricolor_abi::MAX_CORES).filter(|&c| percore::is_online(c)) {
         if core == me && skip_own {
             continue;
         }
@@ -495,7 +502,7 @@ pub fn for_each_root_range(
 /// the world stopped.
 pub fn root_census(exempt: &dyn Fn(&Task, bool) -> Option<Exemption>, visit: &mut dyn FnMut(CensusEntry)) {
     let me = percore::id();
-    let running: alloc::vec::Vec<(usize, *const Task)> = (0..tricolor_kernel::cmdline::MAX_CORES)
+    let running: alloc::vec::Vec<(usize, *const Task)> = (0..tricolor_abi::MAX_CORES)
         .filter(|&c| percore::is_online(c))
         .filter_map(|c| percore::p_of(c).map(|p| (c, p.current_ptr())))
         .filter(|(_, t)| !t.is_null())
@@ -555,7 +562,7 @@ pub fn scrub(lo: usize, sp: usize) {
 #[inline(never)]
 pub fn scrub_own_stack() {
     const MARGIN: usize = 1024;
-    let masked = cpu::mask_irqs();
+    let _irqs = IrqGuard::mask();
     let sp = cpu::stack_pointer();
     if let Some((stack, _)) = stacks::STACKS.find(sp) {
         // SAFETY: the running task is this one; it is alive.
@@ -565,5 +572,4 @@ pub fn scrub_own_stack() {
             scrub(lowest, sp - MARGIN);
         }
     }
-    cpu::restore_irqs(masked);
 }

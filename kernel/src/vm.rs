@@ -5,8 +5,8 @@
 use crate::sync::Lock as Mutex;
 use crate::{devicetree::Machine, memory, stacks};
 use core::sync::atomic::{AtomicUsize, Ordering};
+use tricolor_abi::PAGE_SIZE;
 use tricolor_arch::pagetable::{Attributes, MapError, PageTable, TableAllocator};
-use tricolor_kernel::mem::PAGE_SIZE;
 
 static TABLES: Mutex<Option<PageTable>> = Mutex::new(None);
 /// TTBR0 value every core installs (0 until `init`).

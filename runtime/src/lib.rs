@@ -14,7 +14,10 @@
 //! - [`p`]: the per-core state `P` (reachable through TPIDR_EL1 on aarch64).
 //! - [`sched`]: the scheduling decision around a context switch (pure bookkeeping; the switch
 //!   itself is the arch's).
-//! - `arch` (aarch64 only): `this_p`, `systemstack`, `switch_context`, the task entry trampoline.
+//! - `arch` (aarch64 only): `this_p`, `systemstack`, `switch_context`, the task entry trampoline,
+//!   `schedule`. Only the assembly of these mechanisms lives here; system registers (TPIDR_EL1,
+//!   the IRQ mask, SP) are `tricolor_arch`'s, which this crate depends on and which depends on no
+//!   tricolor crate but `tricolor-abi`.
 //!
 //! Everything except `arch` is plain Rust tested on the host (and under Miri).
 #![cfg_attr(not(test), no_std)]
@@ -35,9 +38,6 @@ pub mod task;
 mod arch;
 #[cfg(target_arch = "aarch64")]
 pub use arch::*;
-
-/// The translation granule: 4 KiB pages (design.md, "MMU on, 4 KiB granule").
-pub const PAGE_SIZE: usize = 4096;
 
 /// Index of a core, 0-based, dense (the order the device tree lists the CPUs in).
 pub type CoreId = usize;

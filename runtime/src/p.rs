@@ -2,15 +2,12 @@
 //!
 //! One `P` per core, created at boot and never freed, reachable from its core through TPIDR_EL1
 //! (`this_p()` on aarch64). It holds the core's system and exception stacks, its preemption
-//! state, the task it is running, statistics, and an opaque slot for the collector's per-core
-//! state (write-barrier buffer, mark work buffer, allocation cache), which the `gc` crate defines
-//! and the kernel installs with [`P::init_gc`]. The slot is inline, not behind a pointer, so the
-//! barrier's fast path reaches its `wbBuf` with one less dependent load.
+//! state, the task it is running and statistics. The collector's per-core state is not here: the
+//! kernel's per-core block holds it beside the `P`, at a fixed offset from TPIDR_EL1
+//! (`kernel/src/percore.rs`), so the runtime does not need to know the collector's types.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
-use core::any::TypeId;
-use core::cell::UnsafeCell;
 use core::mem::MaybeUninit;
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
@@ -19,18 +16,6 @@ use crate::preempt::Preempt;
 use crate::stack::Stack;
 use crate::task::Task;
 use crate::CoreId;
-
-/// Bytes reserved in every `P` for the collector's per-core state. A type that does not fit is a
-/// compile-time error in [`P::init_gc`]; raise this then.
-pub const GC_SLOT_BYTES: usize = 8 * 1024;
-/// Alignment of the collector's slot (a cache line).
-pub const GC_SLOT_ALIGN: usize = 64;
-
-#[repr(C, align(64))]
-struct GcSlot {
-    bytes: UnsafeCell<MaybeUninit<[u8; GC_SLOT_BYTES]>>,
-}
-static_assertions::const_assert_eq!(core::mem::align_of::<GcSlot>(), GC_SLOT_ALIGN);
 
 /// Per-core counters. Relaxed atomics: they are statistics, ordered with nothing.
 #[derive(Default, Debug)]
@@ -73,20 +58,15 @@ pub struct P {
     /// An exception handler on another stack that calls `systemstack` meanwhile must not reset
     /// SP to the top of a system stack that is in use below the interrupted SP.
     pub(crate) system_stack_busy: AtomicBool,
-    gc_type: spin::Once<TypeId>,
-    gc: GcSlot,
 }
 
-// SAFETY: all fields but `gc` are Sync. `gc` is written once, inside `gc_type.call_once` (which
-// lets exactly one caller run it and publishes its effects to every later `get` with
-// Acquire/Release), and afterwards only read as `&G` where `G: Sync` (enforced by `init_gc`).
-unsafe impl Sync for P {}
-// SAFETY: as above; `G: Send` is required too, since the value may be created on another core.
-unsafe impl Send for P {}
+// Every core reads other cores' `P`s (stop-the-world, the root scan, statistics): all its shared
+// state is atomics or written once before the `P` is published.
+static_assertions::assert_impl_all!(P: Send, Sync);
 
 impl P {
-    /// Creates core `core`'s `P` directly in `place` (a `P` is several KiB; building it on a
-    /// small boot stack and moving it would risk the very overflow this crate guards against).
+    /// Creates core `core`'s `P` directly in `place` (the kernel's static per-core block, which
+    /// cannot be built by value: it is written by its own core at bring-up).
     pub fn init_in(
         place: &'static mut MaybeUninit<P>,
         core: CoreId,
@@ -96,8 +76,7 @@ impl P {
         let p = place.as_mut_ptr();
         // SAFETY: `p` points to memory we own exclusively (`&'static mut`), properly aligned for
         // P. Each field is written exactly once through a raw place projection, which creates no
-        // reference to the (still uninitialised) whole. `gc` needs no initialisation: it is
-        // `MaybeUninit` behind an `UnsafeCell`.
+        // reference to the (still uninitialised) whole.
         unsafe {
             (&raw mut (*p).core).write(core);
             (&raw mut (*p).system_stack).write(system_stack);
@@ -107,9 +86,8 @@ impl P {
             (&raw mut (*p).current).write(AtomicPtr::new(ptr::null_mut()));
             (&raw mut (*p).switching_from).write(AtomicPtr::new(ptr::null_mut()));
             (&raw mut (*p).system_stack_busy).write(AtomicBool::new(false));
-            (&raw mut (*p).gc_type).write(spin::Once::new());
         }
-        // SAFETY: every field but `gc` is initialised above, and `gc` is valid uninitialised.
+        // SAFETY: every field is initialised above.
         unsafe { place.assume_init_ref() }
     }
 
@@ -148,57 +126,6 @@ impl P {
         let result = f();
         self.system_stack_busy.store(was_busy, Ordering::Relaxed);
         result
-    }
-
-    /// Installs the collector's per-core state. Once per core.
-    ///
-    /// # Panics
-    /// If this core's slot was already initialised. A `G` larger than [`GC_SLOT_BYTES`] or more
-    /// aligned than [`GC_SLOT_ALIGN`] does not compile.
-    pub fn init_gc<G: Send + Sync + 'static>(&self, gc: G) {
-        const {
-            assert!(
-                core::mem::size_of::<G>() <= GC_SLOT_BYTES,
-                "GC per-core state does not fit P's slot: raise GC_SLOT_BYTES"
-            );
-            assert!(core::mem::align_of::<G>() <= GC_SLOT_ALIGN);
-        }
-        let mut gc = Some(gc);
-        self.gc_type.call_once(|| {
-            let value = gc.take().expect("taken once");
-            // SAFETY: `call_once` runs this closure at most once per P, so nobody else is
-            // writing or (see `gc`) reading the slot; the slot is large and aligned enough for G
-            // (checked at compile time above).
-            unsafe { self.gc.bytes.get().cast::<G>().write(value) };
-            TypeId::of::<G>()
-        });
-        assert!(gc.is_none(), "GC slot of core {} initialised twice", self.core);
-    }
-
-    /// The collector's per-core state.
-    ///
-    /// # Panics
-    /// If the slot was not initialised, or was initialised with another type.
-    pub fn gc<G: 'static>(&self) -> &G {
-        // Once::get is an Acquire load: it sees the write done in `init_gc`'s closure.
-        match self.gc_type.get() {
-            // SAFETY: the slot holds a `G`: it was written as a type with this TypeId, and it is
-            // never written again.
-            Some(t) if *t == TypeId::of::<G>() => unsafe { &*self.gc.bytes.get().cast::<G>() },
-            Some(_) => panic!("GC slot of core {} holds another type", self.core),
-            None => panic!("GC slot of core {} not initialised", self.core),
-        }
-    }
-
-    /// [`P::gc`] without the type check, for the barrier's fast path.
-    ///
-    /// # Safety
-    /// [`P::init_gc`] must have completed on this `P` with type `G`.
-    #[inline(always)]
-    pub unsafe fn gc_unchecked<G: 'static>(&self) -> &G {
-        // SAFETY: by the contract the slot holds an initialised `G`, published to this core
-        // (init happens at boot before the core runs code that uses the slot).
-        unsafe { &*self.gc.bytes.get().cast::<G>() }
     }
 
     /// Makes `task` the running task of this core (the boot flow, adopted as the idle task).
@@ -254,7 +181,6 @@ pub(crate) mod tests {
     use super::*;
     use crate::stack::StackKind;
     use crate::task::tests::test_task;
-    use core::sync::atomic::AtomicUsize;
 
     pub(crate) fn test_p(core: CoreId) -> &'static P {
         let base = 0x100_0000 * (core + 1);
@@ -284,47 +210,6 @@ pub(crate) mod tests {
         p.system_stack_busy.store(true, Ordering::Relaxed);
         p.without_systemstack(|| ());
         assert!(p.system_stack_busy.load(Ordering::Relaxed));
-    }
-
-    struct FakeGcCore {
-        wbbuf: [AtomicUsize; 512],
-        next: AtomicUsize,
-    }
-
-    #[test]
-    fn gc_slot_holds_the_collectors_state() {
-        let p = test_p(0);
-        p.init_gc(FakeGcCore { wbbuf: [const { AtomicUsize::new(0) }; 512], next: AtomicUsize::new(0) });
-        let g: &FakeGcCore = p.gc();
-        g.wbbuf[3].store(77, Ordering::Relaxed);
-        g.next.store(4, Ordering::Relaxed);
-        // SAFETY: initialised with FakeGcCore just above.
-        let again: &FakeGcCore = unsafe { p.gc_unchecked() };
-        assert_eq!(again.wbbuf[3].load(Ordering::Relaxed), 77);
-        assert_eq!(again.next.load(Ordering::Relaxed), 4);
-        assert_eq!((again as *const FakeGcCore as usize) % GC_SLOT_ALIGN, 0, "the slot is cache-line aligned");
-    }
-
-    #[test]
-    #[should_panic(expected = "holds another type")]
-    fn gc_slot_read_as_the_wrong_type_panics() {
-        let p = test_p(0);
-        p.init_gc(AtomicUsize::new(1));
-        let _: &AtomicU64 = p.gc();
-    }
-
-    #[test]
-    #[should_panic(expected = "not initialised")]
-    fn uninitialised_gc_slot_panics() {
-        let _: &AtomicU64 = test_p(0).gc();
-    }
-
-    #[test]
-    #[should_panic(expected = "initialised twice")]
-    fn gc_slot_initialised_twice_panics() {
-        let p = test_p(0);
-        p.init_gc(AtomicUsize::new(1));
-        p.init_gc(AtomicUsize::new(2));
     }
 
     #[test]

@@ -2,8 +2,14 @@
 //! to the moment preemption is enabled again.
 //!
 //! The write barrier's window — from reading the barrier flag, through taking `wbBuf` slots, to
-//! the pointer store — must not be split by a task switch (design.md, "The barrier protocol"),
-//! and neither may a stretch of code running on the core's system stack. Such code takes a
+//! the pointer store — must not be split by a task switch. Stop-the-world parks a core wherever
+//! preemption is enabled, so a task switched out inside the window would let the world stop, and
+//! the collector change phase (the mark setup turning the barrier on, mark termination draining
+//! every wbBuf and turning it off), between its flag read and its store: the store would then run
+//! under the other phase's decision (unrecorded while marking, or recorded into a buffer already
+//! drained). The slots taken also belong to this core's wbBuf, which a task resumed elsewhere must
+//! not fill. Neither may a stretch of code running on the core's system stack be split (the next
+//! task of this core would reuse the stack under its frames). Such code takes a
 //! [`PreemptGuard`]; guards nest. A timer tick that finds the counter non-zero does not switch
 //! tasks: it sets `pending`, and the outermost guard's drop calls the kernel's deferred-preemption
 //! hook, which yields. So a deferred tick costs a delay, never a lost preemption.

@@ -3,12 +3,12 @@
 //! IOMMU) stays in the kernel; the ring logic runs on the host against a `std`-backed Hal.
 
 use core::ptr::NonNull;
+// DMA memory comes in the kernel's frames, so the driver's page is the granule: virtio rings and
+// GPU backing entries are described in these units.
+use tricolor_abi::PAGE_SIZE;
 
 /// A physical (bus) address as the device sees it.
 pub type PhysAddr = u64;
-
-/// Size of a DMA page. virtio rings and GPU backing entries are described in these units.
-pub const PAGE_SIZE: usize = 4096;
 
 /// One physically contiguous piece of memory the device may access: a scatter-list entry.
 ///

@@ -32,7 +32,7 @@ pub mod transport;
 pub use error::{Error, Result};
 pub use fence::{FenceCounts, FenceStrategy};
 pub use gpu::{GpuConfig, GpuDevice};
-pub use hal::{Direction, Hal, PhysAddr, Segment, PAGE_SIZE};
+pub use hal::{Direction, Hal, PhysAddr, Segment};
 pub use perf::{Clock, PerfSnapshot};
 pub use queue::{QueueStats, Token, Used, VirtQueue};
 pub use transport::mmio::MmioTransport;

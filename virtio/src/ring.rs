@@ -74,7 +74,7 @@ impl RingLayout {
         let avail = desc + n * size_of::<Descriptor>();
         // flags, idx, ring[n], used_event
         let avail_bytes = 2 + 2 + 2 * n + 2;
-        let used = (avail + avail_bytes).next_multiple_of(crate::PAGE_SIZE);
+        let used = (avail + avail_bytes).next_multiple_of(tricolor_abi::PAGE_SIZE);
         // flags, idx, ring[n], avail_event
         let used_bytes = 2 + 2 + size_of::<UsedElem>() * n + 2;
         Self { size, desc, avail, used, total: used + used_bytes }
@@ -192,7 +192,7 @@ mod tests {
         let l = RingLayout::new(256);
         assert_eq!(l.desc, 0);
         assert_eq!(l.avail, 16 * 256);
-        assert_eq!(l.used % crate::PAGE_SIZE, 0);
+        assert_eq!(l.used % tricolor_abi::PAGE_SIZE, 0);
         assert!(l.used >= l.avail + 6 + 2 * 256);
         assert_eq!(l.total, l.used + 6 + 8 * 256);
     }

@@ -105,10 +105,11 @@ class WbBuf(Command):
         super().__init__("tricolor-wbbuf", "Each core's write-barrier buffer: entries recorded of its size, barriers and flushes.")
 
     def show(self, arg):
-        table = ev("tricolor::gc::GC_CORES")
+        # Each core's GcCore is the `gc` field of its per-core block (TPIDR_EL1 + PERCORE_GC_OFFSET).
+        blocks = ev("tricolor::percore::PERCORE")
         print("core  wbBuf fill         barriers     flushes")
         for i in range(cores()):
-            core = table[i]
+            core = blocks[i]["gc"]
             buf = plain(core["wbbuf"])
             used, end = num(buf["next"]), num(buf["end"])
             stats = core["stats"]
@@ -201,12 +202,12 @@ class Tasks(Command):
         super().__init__("tricolor-tasks", "Each core's current task and its run queue, with stacks and saved stack pointers.")
 
     def show(self, arg):
-        slots = ev("tricolor::percore::P_SLOTS")["__0"]
+        blocks = ev("tricolor::percore::PERCORE")
         task_type = gdb.lookup_type("tricolor_runtime::task::Task").pointer()
         queues_once = ev("tricolor::tasks::QUEUES")
         queues = plain(queues_once["data"]) if num(queues_once["status"]) == 2 else None
         for i in range(cores()):
-            p = plain(slots[i])
+            p = plain(blocks[i]["p"])
             current = int(plain(p["current"]))
             print("core %d:" % i)
             if current:
@@ -254,7 +255,7 @@ class Heap(Command):
             print("no collector yet (gc::init has not run)")
             return
         heap, stats = c["heap"], c["stats"]
-        # tricolor_gc::sizeclass::PAGE_SIZE (8 KiB, Go's page size; constants are not in DWARF).
+        # tricolor_gc::sizeclass::HEAP_PAGE_SIZE (8 KiB, Go's page size; constants are not in DWARF).
         size = int(heap["npages"]) * 8192
         used = num(heap["in_use"])
         pauses = num(stats["pauses"])

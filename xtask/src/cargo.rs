@@ -27,6 +27,8 @@ pub fn run(program: &str, args: &[&str]) -> Result {
 /// Crates that also build for the kernel target and are linted for it.
 const KERNEL_TARGET_CRATES: &[&str] = &[
     "-p",
+    "tricolor-abi",
+    "-p",
     "tricolor-arch",
     "-p",
     "tricolor-kernel",

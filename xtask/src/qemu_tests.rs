@@ -7,13 +7,8 @@ use crate::screenshot;
 use crate::Result;
 use std::path::Path;
 use std::time::Duration;
-
-/// Exit statuses (kernel/src/exit.rs).
-const SUCCESS: i32 = 0;
-const TEST_FAILED: i32 = 1;
-const BAD_CONFIG: i32 = 2;
-const FAULT: i32 = 4;
-const PANIC: i32 = 5;
+use tricolor_abi::exit::{BAD_CONFIG, FAULT, PANIC, SUCCESS, TEST_FAILED};
+use tricolor_abi::{LOG_STRESS_LINES, LOG_STRESS_TAIL};
 
 /// Generous: a boot takes well under a second under TCG; this only catches hangs.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -35,7 +30,8 @@ const GPU: Hw = Hw { gpu: true, ..NO_GPU };
 struct Case {
     name: &'static str,
     append: &'static str,
-    exit: i32,
+    /// The kernel's exit status (`tricolor_abi::exit`), QEMU's own.
+    exit: u8,
     /// Substrings the console must contain; `{smp}` is replaced by the core count.
     expect: &'static [&'static str],
     /// Extra checks on the whole output.
@@ -688,10 +684,6 @@ fn units_ran(output: &str, _smp: usize) -> Result {
     }
 }
 
-/// Lines printed by the log-stress scenario (must match kernel/ktest/scenarios.rs).
-const LOG_STRESS_LINES: usize = 200;
-const LOG_STRESS_TAIL: &str = " payload=0123456789abcdefghijklmnopqrstuvwxyz end";
-
 /// Every log-stress line must be whole (one record per line, nothing spliced in) and every core
 /// must have printed all of its lines.
 fn log_lines_whole(output: &str, smp: usize) -> Result {
@@ -790,7 +782,7 @@ fn verdict(case: &Case, smp: usize, outcome: &qemu::Outcome) -> Result {
     if outcome.timed_out {
         return Err(format!("timed out after {} s", TIMEOUT.as_secs()));
     }
-    if outcome.status != Some(case.exit) {
+    if outcome.status != Some(i32::from(case.exit)) {
         return Err(format!("exit status {:?}, expected {}", outcome.status, case.exit));
     }
     for expected in case.expect {

@@ -17,6 +17,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
+use tricolor_abi::MAX_CORES;
 
 /// Longest one run may take (GCBench-quick at smp 4 under a loaded host is the slowest).
 const TIMEOUT: Duration = Duration::from_secs(240);
@@ -182,8 +183,8 @@ fn parse_smp_list(list: &str) -> Result<Vec<usize>> {
             s.trim()
                 .parse::<usize>()
                 .ok()
-                .filter(|n| (1..=8).contains(n))
-                .ok_or(format!("--smp: bad core count '{s}' (1..=8)"))
+                .filter(|n| (1..=MAX_CORES).contains(n))
+                .ok_or(format!("--smp: bad core count '{s}' (1..={MAX_CORES})"))
         })
         .collect()
 }

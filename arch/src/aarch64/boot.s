@@ -1,8 +1,8 @@
 // Boot entry for every core.
 //
 // Orientation: this is the only code that runs before Rust. It brings a core from whatever state
-// QEMU (or PSCI CPU_ON) left it in to "EL1, FP/SIMD on, stacks set, vectors installed", then calls
-// into Rust. Everything after that first call is Rust.
+// QEMU (or PSCI CPU_ON) left it in to "EL1, FP/SIMD trapped, stacks set, vectors installed", then
+// calls into Rust. Everything after that first call is Rust.
 //
 // Stacks: normal kernel code runs on SP_EL0 (SPSel = 0); exceptions are taken on SP_EL1, which we
 // point at the core's exception stack. A stack overflow on SP_EL0 therefore still has a good stack to
@@ -48,10 +48,14 @@ _secondary_entry:
     eret
 
 .Lat_el1:
-    // CPACR_EL1.FPEN = 0b11: Rust on aarch64-unknown-none emits FP/SIMD (memcpy, formatting);
-    // without this the first such instruction traps.
-    mov     x9, #(3 << 20)
-    msr     cpacr_el1, x9
+    // CPACR_EL1 = 0 (FPEN = 0b00, and SVE/SME off): every FP/SIMD instruction traps. The kernel is
+    // built for aarch64-unknown-none-softfloat, so the compiler emits none; the exception entry
+    // saves only general-purpose registers and the root scan reads only those, so FP/SIMD state
+    // would be neither preserved across an interrupt nor scanned. Trapping makes any FP/SIMD
+    // instruction that slips in (a hard-float dependency, hand-written assembly) a fault report
+    // ("trapped SVE/SIMD/FP access") instead of silent corruption. Written, not left at reset:
+    // CPACR_EL1's reset value is architecturally unknown.
+    msr     cpacr_el1, xzr
     isb
 
     // This core's stack slot: __stacks_start + index * __stack_slot_size (layout in linker.ld).

@@ -1,22 +1,13 @@
-//! Per-core registers and the generic counter.
+//! Orientation: this core's identity (MPIDR), its stack pointer and general-purpose registers as a
+//! root scan needs them, the generic counter, and the hints a waiting core uses (`yield`, `wfi`,
+//! `sev`). The IRQ mask is [`crate::irqmask`]; TPIDR_EL1 is [`crate::percore`].
 
-use aarch64_cpu::registers::{CNTFRQ_EL0, CNTPCT_EL0, DAIF, MPIDR_EL1, TPIDR_EL1};
-use tock_registers::interfaces::{Readable, Writeable};
+use aarch64_cpu::registers::{CNTFRQ_EL0, CNTPCT_EL0, MPIDR_EL1};
+use tock_registers::interfaces::Readable;
 
 /// This core's MPIDR affinity fields (Aff3..Aff0), the id PSCI and the device tree use.
 pub fn mpidr() -> u64 {
     MPIDR_EL1.get() & 0xff_00ff_ffff
-}
-
-/// Points TPIDR_EL1 at this core's per-core data.
-pub fn set_percore_pointer(ptr: usize) {
-    TPIDR_EL1.set(ptr as u64);
-}
-
-/// The per-core data pointer set by [`set_percore_pointer`] (0 before it is set).
-#[inline(always)]
-pub fn percore_pointer() -> usize {
-    TPIDR_EL1.get() as usize
 }
 
 /// The link register as the calling function entered: its return address, for reports of where
@@ -96,36 +87,14 @@ pub fn clear_caller_saved_registers() {
     };
 }
 
-/// Current stack pointer.
+/// The current stack pointer (the caller's SP, as this function is always inlined).
 #[inline(always)]
 pub fn stack_pointer() -> usize {
     let sp: usize;
-    // SAFETY: reading SP has no side effects.
+    // SAFETY: copies SP into a register. `nomem`: touches no memory, and a stack pointer is only
+    // compared with stack bounds, never used to order accesses.
     unsafe { core::arch::asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
     sp
-}
-
-/// True when IRQs are masked on this core.
-pub fn irqs_masked() -> bool {
-    DAIF.get() & (1 << 7) != 0
-}
-
-/// Masks IRQs and returns whether they were masked before (for [`restore_irqs`]).
-#[inline(always)]
-pub fn mask_irqs() -> bool {
-    let was = irqs_masked();
-    // SAFETY: masking interrupts on this core is always allowed; it only delays their delivery.
-    unsafe { core::arch::asm!("msr daifset, #2", options(nomem, nostack, preserves_flags)) };
-    was
-}
-
-/// Restores the IRQ mask to what [`mask_irqs`] returned.
-#[inline(always)]
-pub fn restore_irqs(was_masked: bool) {
-    if !was_masked {
-        // SAFETY: re-enabling IRQs that were enabled before the matching mask_irqs().
-        unsafe { core::arch::asm!("msr daifclr, #2", options(nomem, nostack, preserves_flags)) };
-    }
 }
 
 /// The body of every loop that waits for another core: the `yield` hint. Rust's
@@ -138,12 +107,6 @@ pub fn relax() {
     unsafe { core::arch::asm!("yield", options(nomem, nostack, preserves_flags)) };
 }
 
-/// Waits for an event (another core's `sev`, an interrupt).
-#[inline]
-pub fn wait_for_event() {
-    aarch64_cpu::asm::wfe();
-}
-
 /// Sleeps until an interrupt is pending (even a masked one: call it with IRQs masked after the last
 /// check for work, then unmask, so a wake-up raised in between is not lost). QEMU really halts
 /// the vCPU here, unlike `wfe`, which it treats as a yield.
@@ -152,7 +115,7 @@ pub fn wait_for_interrupt() {
     aarch64_cpu::asm::wfi();
 }
 
-/// Wakes cores waiting in [`wait_for_event`].
+/// Signals an event to every core: ends a `wfe` (only boot.s's park loop waits in one).
 #[inline]
 pub fn send_event() {
     aarch64_cpu::asm::sev();
@@ -168,6 +131,3 @@ impl spin::RelaxStrategy for YieldRelax {
         relax();
     }
 }
-
-/// The kernel's spin lock: `spin::Mutex` waiting with `yield`.
-pub type SpinLock<T> = spin::mutex::Mutex<T, YieldRelax>;

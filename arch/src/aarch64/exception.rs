@@ -1,13 +1,11 @@
 //! The trap frame saved by `vectors.s` and the dispatch to the kernel's handler.
 //!
 //! The kernel registers one handler with [`set_handler`]. Until it does, any exception ends the run
-//! with exit status [`EXIT_EARLY_EXCEPTION`], so an early fault is never a silent hang.
+//! with exit status [`tricolor_abi::exit::EARLY_EXCEPTION`], so an early fault is never a silent
+//! hang.
 
 use crate::esr::Syndrome;
 use core::sync::atomic::{AtomicUsize, Ordering};
-
-/// Exit status when an exception arrives before the kernel installed its handler.
-pub const EXIT_EARLY_EXCEPTION: u32 = 3;
 
 /// Registers as saved on exception entry (layout shared with vectors.s).
 #[repr(C)]
@@ -99,7 +97,7 @@ extern "C" fn tricolor_exception_entry(vector: u64, frame: &mut TrapFrame) {
     let raw = HANDLER.load(Ordering::Acquire);
     if raw == 0 {
         super::semihosting::write0(c"tricolor: exception before the kernel installed its handler\n");
-        super::semihosting::exit(EXIT_EARLY_EXCEPTION);
+        super::semihosting::exit(tricolor_abi::exit::EARLY_EXCEPTION);
     }
     // SAFETY: the only non-zero value ever stored in HANDLER is a `Handler` fn pointer (set_handler).
     let handler: Handler = unsafe { core::mem::transmute::<usize, Handler>(raw) };

@@ -1,10 +1,20 @@
 //! Orientation: the aarch64 half of the arch crate. `boot.s` and `vectors.s` are the only
-//! assembly files; the Rust modules here give the rest of the kernel typed access to what they set up.
+//! assembly files; the Rust modules here give the rest of the kernel typed access to what they set
+//! up, and are the only code outside the runtime's own mechanisms (context switch, `systemstack`,
+//! the task entry) that touches system registers:
+//!
+//! - [`cpu`]: MPIDR, SP, the general-purpose registers for a root scan, the generic counter, the
+//!   wait hints (`yield`, `wfi`, `sev`).
+//! - [`irqmask`]: PSTATE.I, the IRQ mask: the one RAII guard and the two unscoped calls.
+//! - [`percore`]: TPIDR_EL1, this core's per-core block.
+//! - [`exception`], [`gic`], [`mmu`], [`psci`], [`semihosting`], [`timer`].
 
 pub mod cpu;
 pub mod exception;
 pub mod gic;
+pub mod irqmask;
 pub mod mmu;
+pub mod percore;
 pub mod psci;
 pub mod semihosting;
 pub mod timer;

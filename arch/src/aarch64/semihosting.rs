@@ -6,9 +6,9 @@ const SYS_EXIT: u64 = 0x18;
 /// ADP_Stopped_ApplicationExit: "the application exited", with the status in the next word.
 const ADP_STOPPED_APPLICATION_EXIT: u64 = 0x20026;
 
-/// Ends the QEMU run with `code` as QEMU's exit status.
-pub fn exit(code: u32) -> ! {
-    let block = [ADP_STOPPED_APPLICATION_EXIT, code as u64];
+/// Ends the QEMU run with `code` as QEMU's exit status (one of `tricolor_abi::exit`).
+pub fn exit(code: u8) -> ! {
+    let block = [ADP_STOPPED_APPLICATION_EXIT, u64::from(code)];
     loop {
         // SAFETY: SYS_EXIT with a parameter block (AArch64 form): x1 points at two valid words that
         // live for the duration of the call. The call does not return when semihosting is on.

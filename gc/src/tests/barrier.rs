@@ -7,7 +7,7 @@ use crate::barrier::{write_pointer, BARRIER_CHECKING, BARRIER_MARKING};
 use crate::host::{HostPlatform, World};
 use crate::object::GcSlot;
 use crate::object::HEADER_SIZE;
-use crate::sizeclass::PAGE_SIZE;
+use crate::sizeclass::HEAP_PAGE_SIZE;
 use crate::{take_checked_reports, BarrierMode, CheckedSlot, Config, WRITE_BARRIER};
 
 type P = HostPlatform;
@@ -18,7 +18,7 @@ static NOT_A_ROOT: AtomicUsize = AtomicUsize::new(0);
 #[test]
 fn checked_mode_reports_a_gc_pointer_stored_outside_heap_and_roots() {
     static ROOT: GcSlot<Node> = GcSlot::null();
-    let w = World::new(1, 16 * PAGE_SIZE, Config::default(), BarrierMode::Checked);
+    let w = World::new(1, 16 * HEAP_PAGE_SIZE, Config::default(), BarrierMode::Checked);
     w.run_on(0, || {
         let c = w.collector();
         assert_eq!(WRITE_BARRIER.load(Ordering::Relaxed), BARRIER_CHECKING);
@@ -59,13 +59,13 @@ fn checked_mode_reports_a_gc_pointer_stored_outside_heap_and_roots() {
 /// that forgot a slot). Checked mode reports both, and still accepts the listed slots.
 #[test]
 fn checked_mode_reports_stores_into_no_scan_objects_and_non_pointer_fields() {
-    let w = World::new(1, 64 * PAGE_SIZE, Config::default(), BarrierMode::Checked);
+    let w = World::new(1, 64 * HEAP_PAGE_SIZE, Config::default(), BarrierMode::Checked);
     w.run_on(0, || {
         let c = w.collector();
         let a = new_node(c, 1);
         let b = new_node(c, 2);
-        let pixels = c.alloc_pinned::<P>(PAGE_SIZE).unwrap();
-        // SAFETY: the pinned buffer is ours, page aligned and PAGE_SIZE long; its words are only
+        let pixels = c.alloc_pinned::<P>(HEAP_PAGE_SIZE).unwrap();
+        // SAFETY: the pinned buffer is ours, page aligned and HEAP_PAGE_SIZE long; its words are only
         // accessed atomically here.
         let pixel = unsafe { &*(pixels.as_ptr().add(64) as *const AtomicUsize) };
         write_pointer::<P>(pixel, b.addr());
@@ -79,7 +79,7 @@ fn checked_mode_reports_stores_into_no_scan_objects_and_non_pointer_fields() {
         assert_eq!(reports[0].slot, pixels.addr + 64);
         assert_eq!(
             reports[0].kind,
-            CheckedSlot::NoScanObject { holder: pixels.addr - crate::heap::PINNED_HEAD_PAGES * PAGE_SIZE }
+            CheckedSlot::NoScanObject { holder: pixels.addr - crate::heap::PINNED_HEAD_PAGES * HEAP_PAGE_SIZE }
         );
         assert_eq!(reports[1].slot, seed as usize);
         assert_eq!(
@@ -97,7 +97,7 @@ fn checked_mode_reports_stores_into_no_scan_objects_and_non_pointer_fields() {
 fn flag_is_on_only_while_marking_and_barriers_flush_in_buffer_sized_batches() {
     let w = World::new(
         1,
-        16 * PAGE_SIZE,
+        16 * HEAP_PAGE_SIZE,
         Config { wbbuf_entries: 8, verify: true, ..Config::default() },
         BarrierMode::Buffered,
     );
@@ -147,7 +147,7 @@ fn mode_names_round_trip() {
 fn barrier_cost_per_store_by_mode() {
     const STORES: usize = 1 << 20;
     for mode in [BarrierMode::Off, BarrierMode::Buffered, BarrierMode::Direct, BarrierMode::Checked] {
-        let w = World::new(1, 64 * PAGE_SIZE, Config::default(), mode);
+        let w = World::new(1, 64 * HEAP_PAGE_SIZE, Config::default(), mode);
         w.run_on(0, || {
             let c = w.collector();
             let m = w.mutator(1);

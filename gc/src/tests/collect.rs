@@ -8,7 +8,7 @@ use crate::heap::POISON;
 use crate::host::{HostPlatform, World};
 use crate::object::{Gc, GcSlot, Trace, HEADER_SIZE};
 use crate::platform::Platform;
-use crate::sizeclass::PAGE_SIZE;
+use crate::sizeclass::HEAP_PAGE_SIZE;
 use crate::{gc_type, BarrierMode, Config, Phase};
 
 type P = HostPlatform;
@@ -37,7 +37,7 @@ fn is_poisoned(addr: usize, len: usize) -> bool {
 
 #[test]
 fn allocation_is_zeroed_typed_and_aligned() {
-    let w = World::new(1, 16 * PAGE_SIZE, config(), BarrierMode::Buffered);
+    let w = World::new(1, 16 * HEAP_PAGE_SIZE, config(), BarrierMode::Buffered);
     w.run_on(0, || {
         let c = w.collector();
         let a = c.alloc::<P, Node>().unwrap();
@@ -58,7 +58,7 @@ fn allocation_is_zeroed_typed_and_aligned() {
 #[test]
 fn unreachable_objects_are_freed_and_poisoned_reachable_ones_survive() {
     static ROOT: GcSlot<Node> = GcSlot::null();
-    let w = World::new(1, 16 * PAGE_SIZE, config(), BarrierMode::Buffered);
+    let w = World::new(1, 16 * HEAP_PAGE_SIZE, config(), BarrierMode::Buffered);
     w.run_on(0, || {
         let c = w.collector();
         ROOT.set::<P>(None);
@@ -94,7 +94,7 @@ fn unreachable_objects_are_freed_and_poisoned_reachable_ones_survive() {
 
 #[test]
 fn stack_roots_are_scanned_conservatively_including_interior_pointers() {
-    let w = World::new(1, 16 * PAGE_SIZE, config(), BarrierMode::Buffered);
+    let w = World::new(1, 16 * HEAP_PAGE_SIZE, config(), BarrierMode::Buffered);
     w.run_on(0, || {
         let c = w.collector();
         let m = w.mutator(2);
@@ -113,20 +113,20 @@ fn stack_roots_are_scanned_conservatively_including_interior_pointers() {
 
 #[test]
 fn large_objects_get_their_own_pages_and_are_reused_after_free() {
-    let w = World::new(1, 16 * PAGE_SIZE, config(), BarrierMode::Buffered);
+    let w = World::new(1, 16 * HEAP_PAGE_SIZE, config(), BarrierMode::Buffered);
     w.run_on(0, || {
         let c = w.collector();
         let m = w.mutator(1);
         let a = c.alloc::<P, Big>().unwrap();
-        assert_eq!((a.addr() - HEADER_SIZE) % PAGE_SIZE, 0, "large objects start a span");
+        assert_eq!((a.addr() - HEADER_SIZE) % HEAP_PAGE_SIZE, 0, "large objects start a span");
         let b = c.alloc::<P, Big>().unwrap();
         a.next.set::<P>(Some(b));
         m.set_root(0, a.addr());
-        assert_eq!(c.heap.in_use(), 2 * 3 * PAGE_SIZE);
+        assert_eq!(c.heap.in_use(), 2 * 3 * HEAP_PAGE_SIZE);
         assert_eq!(c.collect::<P>().freed_objects, 0);
         m.set_root(0, b.addr());
         assert_eq!(c.collect::<P>().freed_objects, 1);
-        assert!(is_poisoned(a.addr() - HEADER_SIZE, 3 * PAGE_SIZE));
+        assert!(is_poisoned(a.addr() - HEADER_SIZE, 3 * HEAP_PAGE_SIZE));
         let again = c.alloc::<P, Big>().unwrap();
         assert_eq!(again.addr(), a.addr(), "first fit reuses the freed pages");
         c.heap.check_poisoned().unwrap();
@@ -141,9 +141,9 @@ fn large_objects_get_their_own_pages_and_are_reused_after_free() {
 /// the base of the adjacent dead large object, which the verifier then reported as missed.
 #[test]
 fn a_word_pointing_at_an_object_header_is_not_a_conservative_reference() {
-    const BIG_BYTES: usize = 3 * PAGE_SIZE;
+    const BIG_BYTES: usize = 3 * HEAP_PAGE_SIZE;
     for mode in [BarrierMode::Buffered, BarrierMode::Direct] {
-        let w = World::new(1, 16 * PAGE_SIZE, config(), mode);
+        let w = World::new(1, 16 * HEAP_PAGE_SIZE, config(), mode);
         w.run_on(0, || {
             let c = w.collector();
             let m = w.mutator(1);
@@ -191,12 +191,12 @@ fn a_word_pointing_at_an_object_header_is_not_a_conservative_reference() {
 
 #[test]
 fn out_of_memory_is_an_error_naming_size_and_heap_state() {
-    let w = World::new(1, 4 * PAGE_SIZE, config(), BarrierMode::Buffered);
+    let w = World::new(1, 4 * HEAP_PAGE_SIZE, config(), BarrierMode::Buffered);
     w.run_on(0, || {
         let c = w.collector();
-        let e = c.alloc_pinned::<P>(5 * PAGE_SIZE).unwrap_err();
-        assert_eq!(e.requested, 5 * PAGE_SIZE);
-        assert_eq!(e.heap_size, 4 * PAGE_SIZE);
+        let e = c.alloc_pinned::<P>(5 * HEAP_PAGE_SIZE).unwrap_err();
+        assert_eq!(e.requested, 5 * HEAP_PAGE_SIZE);
+        assert_eq!(e.heap_size, 4 * HEAP_PAGE_SIZE);
         assert_eq!(e.free_pages, 4);
         let msg = format!("{e}");
         assert!(msg.contains("requested 40960 bytes"), "{msg}");
@@ -210,7 +210,7 @@ fn out_of_memory_is_an_error_naming_size_and_heap_state() {
                 Err(e) => break e,
             }
         };
-        assert_eq!(n, 4 * (PAGE_SIZE / 96));
+        assert_eq!(n, 4 * (HEAP_PAGE_SIZE / 96));
         assert_eq!(err.free_pages, 0);
         assert_eq!(err.requested, core::mem::size_of::<Node>());
         // Everything was garbage: a collection makes room again.
@@ -222,12 +222,12 @@ fn out_of_memory_is_an_error_naming_size_and_heap_state() {
 
 #[test]
 fn pinned_buffers_survive_unreachable_until_unpinned() {
-    let w = World::new(1, 8 * PAGE_SIZE, config(), BarrierMode::Buffered);
+    let w = World::new(1, 8 * HEAP_PAGE_SIZE, config(), BarrierMode::Buffered);
     w.run_on(0, || {
         let c = w.collector();
-        let fb = c.alloc_pinned::<P>(PAGE_SIZE + 1).unwrap();
-        assert_eq!(fb.addr % PAGE_SIZE, 0);
-        assert_eq!(fb.len, 2 * PAGE_SIZE);
+        let fb = c.alloc_pinned::<P>(HEAP_PAGE_SIZE + 1).unwrap();
+        assert_eq!(fb.addr % HEAP_PAGE_SIZE, 0);
+        assert_eq!(fb.len, 2 * HEAP_PAGE_SIZE);
         // SAFETY: the buffer is ours, `len` bytes.
         unsafe { core::ptr::write_bytes(fb.as_ptr(), 0x5A, fb.len) };
         assert_eq!(c.collect::<P>().freed_objects, 0, "pinned: kept though unreachable");
@@ -241,32 +241,37 @@ fn pinned_buffers_survive_unreachable_until_unpinned() {
 
 #[test]
 fn pointers_around_a_pinned_buffer_never_name_an_ordinary_object() {
-    let w = World::new(1, 32 * PAGE_SIZE, config(), BarrierMode::Buffered);
+    let w = World::new(1, 32 * HEAP_PAGE_SIZE, config(), BarrierMode::Buffered);
     w.run_on(0, || {
         let c = w.collector();
-        let fb = c.alloc_pinned::<P>(2 * PAGE_SIZE).unwrap();
-        let below = c.alloc_pinned::<P>(PAGE_SIZE).unwrap();
+        let fb = c.alloc_pinned::<P>(2 * HEAP_PAGE_SIZE).unwrap();
+        let below = c.alloc_pinned::<P>(HEAP_PAGE_SIZE).unwrap();
         let node = new_node(c, 1);
         let heap_end = c.heap.base() + c.heap.size();
         // Pinned spans take the top of the heap: past the first buffer's tail there is no heap.
-        assert_eq!(fb.addr + fb.len + crate::heap::PINNED_TAIL_PAGES * PAGE_SIZE, heap_end);
+        assert_eq!(fb.addr + fb.len + crate::heap::PINNED_TAIL_PAGES * HEAP_PAGE_SIZE, heap_end);
         assert!(c.heap.find_object(fb.addr + fb.len + 5 * 5120).is_none(), "five rows past the end: no object");
         // The next pinned buffer sits right below; a pointer past its end is in the buffer above
         // (pinned too), never in an ordinary object.
-        let past = c.heap.find_object(below.addr + below.len + 2 * PAGE_SIZE).expect("in the buffer above");
-        assert_eq!(past.base, fb.addr - crate::heap::PINNED_HEAD_PAGES * PAGE_SIZE);
+        let past = c.heap.find_object(below.addr + below.len + 2 * HEAP_PAGE_SIZE).expect("in the buffer above");
+        assert_eq!(past.base, fb.addr - crate::heap::PINNED_HEAD_PAGES * HEAP_PAGE_SIZE);
         // A row before a buffer's start is still its own span (the head page).
         let before = c.heap.find_object(fb.addr - 5120).expect("inside the head padding");
-        assert_eq!(before.base, fb.addr - crate::heap::PINNED_HEAD_PAGES * PAGE_SIZE);
+        assert_eq!(before.base, fb.addr - crate::heap::PINNED_HEAD_PAGES * HEAP_PAGE_SIZE);
         // Ordinary objects come from the bottom, far from both.
-        assert!(node.addr() < below.addr - crate::heap::PINNED_HEAD_PAGES * PAGE_SIZE);
+        assert!(node.addr() < below.addr - crate::heap::PINNED_HEAD_PAGES * HEAP_PAGE_SIZE);
     });
 }
 
 #[test]
 fn trigger_follows_the_live_heap_and_percent() {
     static ROOT: GcSlot<Node> = GcSlot::null();
-    let w = World::new(1, 64 * PAGE_SIZE, Config { percent: 50, min_trigger: 1024, ..config() }, BarrierMode::Buffered);
+    let w = World::new(
+        1,
+        64 * HEAP_PAGE_SIZE,
+        Config { percent: 50, min_trigger: 1024, ..config() },
+        BarrierMode::Buffered,
+    );
     w.run_on(0, || {
         let c = w.collector();
         ROOT.set::<P>(None);
@@ -293,7 +298,7 @@ fn trigger_follows_the_live_heap_and_percent() {
 /// returns the verifier's misses.
 fn moved_to_stack_scenario(mode: BarrierMode) -> (Vec<crate::Miss>, usize, usize) {
     static ROOT: GcSlot<Node> = GcSlot::null();
-    let w = World::new(1, 16 * PAGE_SIZE, config(), mode);
+    let w = World::new(1, 16 * HEAP_PAGE_SIZE, config(), mode);
     w.run_on(0, || {
         let c = w.collector();
         ROOT.set::<P>(None);
@@ -340,7 +345,7 @@ fn without_the_barrier_the_verifier_catches_the_lost_object() {
 fn off_mode_marks_with_the_world_stopped_in_one_pause() {
     let (misses, n, _) = moved_to_stack_scenario(BarrierMode::Off);
     assert_eq!(n, 0, "{misses:?}");
-    let w = World::new(1, 16 * PAGE_SIZE, config(), BarrierMode::Off);
+    let w = World::new(1, 16 * HEAP_PAGE_SIZE, config(), BarrierMode::Off);
     w.run_on(0, || {
         let r = w.collector().collect::<P>();
         assert_eq!(r.pause_ns[1], 0, "no second pause in off mode");
@@ -352,7 +357,7 @@ fn off_mode_marks_with_the_world_stopped_in_one_pause() {
 /// root; then objects become garbage in the first span (all but one) and the third (20). Returns
 /// the nodes, oldest first, and the garbage.
 fn fill_spans_then_drop_some(c: &crate::Collector, m: &crate::host::Mutator<'_>) -> (Vec<Gc<Node>>, Vec<usize>) {
-    const PER_SPAN: usize = PAGE_SIZE / 96;
+    const PER_SPAN: usize = HEAP_PAGE_SIZE / 96;
     let mut all: Vec<Gc<Node>> = Vec::new();
     for i in 0..4 * PER_SPAN + 10 {
         let n = new_node(c, i as u64);
@@ -377,7 +382,7 @@ fn small_span_count(c: &crate::Collector) -> usize {
 /// partly used span) before taking a fresh span: refill must not lose a span with free objects,
 /// whether the collector's sweep found the room (`lazy == false`) or refill sweeps lazily itself.
 fn refill_reuses_freed_room(lazy: bool) {
-    let w = World::new(1, 32 * PAGE_SIZE, config(), BarrierMode::Buffered);
+    let w = World::new(1, 32 * HEAP_PAGE_SIZE, config(), BarrierMode::Buffered);
     w.run_on(0, || {
         let c = w.collector();
         let m = w.mutator(1);
@@ -399,7 +404,7 @@ fn refill_reuses_freed_room(lazy: bool) {
             // A second sweep generation with no refill in between must not forget the room.
             assert_eq!(c.collect::<P>().freed_objects, 0);
         }
-        let room = dead.len() + (PAGE_SIZE / 96 - 10);
+        let room = dead.len() + (HEAP_PAGE_SIZE / 96 - 10);
         for i in 0..room {
             let n = new_node(c, 1000 + i as u64);
             let sp = c.heap.find_object(n.addr()).unwrap().span;

@@ -7,7 +7,7 @@ use super::{new_node, Node};
 use crate::barrier::write_pointer;
 use crate::host::{HostPlatform, World};
 use crate::object::{GcSlot, Trace, HEADER_SIZE};
-use crate::sizeclass::PAGE_SIZE;
+use crate::sizeclass::HEAP_PAGE_SIZE;
 use crate::{gc_type, take_checked_reports, BarrierMode, CheckedSlot, Config};
 
 type P = HostPlatform;
@@ -98,7 +98,7 @@ macro_rules! slot_addresses {
 
 #[test]
 fn derived_offsets_are_the_slots_of_the_real_layout() {
-    let w = World::new(1, 64 * PAGE_SIZE, Config::default(), BarrierMode::Buffered);
+    let w = World::new(1, 64 * HEAP_PAGE_SIZE, Config::default(), BarrierMode::Buffered);
     w.run_on(0, || {
         let c = w.collector();
         let m = c.alloc::<P, Mixed>().unwrap();
@@ -154,7 +154,7 @@ fn derived_offsets_are_the_slots_of_the_real_layout() {
 /// listed offset and reports one into each word of a non-slot atomic field.
 #[test]
 fn checked_mode_accepts_every_derived_slot_and_reports_non_slot_fields() {
-    let w = World::new(1, 64 * PAGE_SIZE, Config::default(), BarrierMode::Checked);
+    let w = World::new(1, 64 * HEAP_PAGE_SIZE, Config::default(), BarrierMode::Checked);
     w.run_on(0, || {
         let c = w.collector();
         let m = c.alloc::<P, Mixed>().unwrap();

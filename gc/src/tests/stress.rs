@@ -203,7 +203,7 @@ impl Params {
         Params {
             mutators: 2,
             markers: 0,
-            heap_bytes: 8 * crate::sizeclass::PAGE_SIZE,
+            heap_bytes: 8 * crate::sizeclass::HEAP_PAGE_SIZE,
             cycles: 2,
             ops_between: 64,
             ..Params::new(mode)

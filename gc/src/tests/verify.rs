@@ -6,7 +6,7 @@ use super::{new_node, node_at};
 use crate::host::{HostPlatform, World};
 use crate::object::HEADER_SIZE;
 use crate::platform::Platform;
-use crate::sizeclass::PAGE_SIZE;
+use crate::sizeclass::HEAP_PAGE_SIZE;
 use crate::verify::MissCause;
 use crate::{BarrierMode, Config, RootPart};
 
@@ -23,7 +23,7 @@ fn config() -> Config {
 #[test]
 fn a_stack_the_scan_skips_is_reported_by_the_census() {
     for mode in [BarrierMode::Off, BarrierMode::Buffered, BarrierMode::Direct] {
-        let w = World::new(1, 16 * PAGE_SIZE, config(), mode);
+        let w = World::new(1, 16 * HEAP_PAGE_SIZE, config(), mode);
         w.run_on(0, || {
             let c = w.collector();
             let hidden = w.mutator(1);
@@ -61,7 +61,7 @@ fn a_stack_the_scan_skips_is_reported_by_the_census() {
 fn a_reference_from_unscanned_memory_is_a_miss_even_with_the_snapshot() {
     static UNSCANNED: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
     for mode in [BarrierMode::Buffered, BarrierMode::Direct, BarrierMode::UnsafeOffDuringMark] {
-        let w = World::new(1, 16 * PAGE_SIZE, config(), mode);
+        let w = World::new(1, 16 * HEAP_PAGE_SIZE, config(), mode);
         w.run_on(0, || {
             let c = w.collector();
             let m = w.mutator(1);
@@ -93,7 +93,7 @@ fn a_reference_from_unscanned_memory_is_a_miss_even_with_the_snapshot() {
 /// stack is reported as such.
 #[test]
 fn an_object_allocated_white_during_the_mark_is_a_miss() {
-    let w = World::new(1, 16 * PAGE_SIZE, config(), BarrierMode::Buffered);
+    let w = World::new(1, 16 * HEAP_PAGE_SIZE, config(), BarrierMode::Buffered);
     w.run_on(0, || {
         let c = w.collector();
         let m = w.mutator(1);
@@ -124,14 +124,14 @@ fn an_object_allocated_white_during_the_mark_is_a_miss() {
 /// pixels) is never a miss, and it survives while pinned.
 #[test]
 fn pinned_buffers_are_roots() {
-    let w = World::new(1, 64 * PAGE_SIZE, config(), BarrierMode::Buffered);
+    let w = World::new(1, 64 * HEAP_PAGE_SIZE, config(), BarrierMode::Buffered);
     w.run_on(0, || {
         let c = w.collector();
         let m = w.mutator(1);
-        let buf = c.alloc_pinned::<P>(3 * PAGE_SIZE).unwrap();
-        let r = c.collect_with_hook::<P>(&mut || m.set_root(0, buf.addr + PAGE_SIZE + 40));
+        let buf = c.alloc_pinned::<P>(3 * HEAP_PAGE_SIZE).unwrap();
+        let r = c.collect_with_hook::<P>(&mut || m.set_root(0, buf.addr + HEAP_PAGE_SIZE + 40));
         assert_eq!((r.verifier_misses, r.unscanned), (0, 0), "{:?}", c.take_misses());
-        assert!(r.marked_bytes >= 3 * PAGE_SIZE as u64, "the pinned buffer counts as marked");
+        assert!(r.marked_bytes >= 3 * HEAP_PAGE_SIZE as u64, "the pinned buffer counts as marked");
         m.set_root(0, 0);
         assert!(c.unpin(&buf));
         let r = c.collect::<P>();

@@ -8,7 +8,7 @@
 use super::rx::RING;
 use crate::gc::{self, trace, Kernel};
 use crate::{boot, demo, kprintln, tasks};
-use tricolor_arch::{cpu, psci, semihosting};
+use tricolor_arch::{cpu, psci};
 use tricolor_gc::{BarrierMode, Phase, Platform};
 use tricolor_kernel::shell::command::{self, Command, ParseError, HELP};
 use tricolor_kernel::shell::line::{Edit, LineEditor};
@@ -162,7 +162,7 @@ fn execute(command: Command) {
             kprintln!("quit: powering off");
             match boot::machine().psci {
                 Some(conduit) => psci::system_off(conduit),
-                None => semihosting::exit(0),
+                None => crate::exit::exit(crate::exit::SUCCESS),
             }
         }
     }

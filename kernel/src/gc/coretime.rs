@@ -7,7 +7,7 @@
 //! can replace it without touching its callers.
 
 use core::sync::atomic::{AtomicU64, Ordering};
-use tricolor_kernel::cmdline::MAX_CORES;
+use tricolor_abi::MAX_CORES;
 
 // Ordering: Relaxed throughout; these are statistics read for a picture.
 static GC_NS: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];

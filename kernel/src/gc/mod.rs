@@ -1,7 +1,8 @@
 //! The collector in the kernel.
 //!
 //! - The [`Kernel`] platform: what `tricolor_gc` needs from the machine (per-core state through
-//!   TPIDR_EL1, preemption guards, `systemstack`, stop-the-world, the task stacks to scan).
+//!   TPIDR_EL1: each core's `GcCore` sits in its per-core block at `percore::PERCORE_GC_OFFSET`;
+//!   preemption guards, `systemstack`, stop-the-world, the task stacks to scan).
 //! - Set-up from the command line (`gc.heap=`, `gc.mode=`, `gc.wbbuf=`, `gc.percent=`,
 //!   `gc.verify=`): the heap is a contiguous run of frames, the `.gcroots` section is registered.
 //! - [`collect`]: one cycle on the calling core, with mark workers spawned on the other cores for
@@ -15,17 +16,15 @@ pub mod scan;
 use crate::{memory, percore, stw, tasks};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use spin::Once;
+use tricolor_abi::PAGE_SIZE;
 use tricolor_arch::cpu;
 use tricolor_gc::{
     AllocError, BarrierMode, CensusEntry, Collector, CycleReport, Exemption, Gc, GcCore, Phase, Platform, RootOwner,
     ScanRange, Trace,
 };
-use tricolor_kernel::cmdline::{Config, MAX_CORES};
+use tricolor_kernel::cmdline::Config;
 use tricolor_runtime::preempt::PreemptGuard;
 
-/// Per-core collector state. Not in `P`'s GC slot: a `GcCore` holds a full-size wbBuf (up to
-/// 4096 entries), more than the slot's 8 KiB.
-static GC_CORES: [GcCore; MAX_CORES] = [const { GcCore::new() }; MAX_CORES];
 pub(crate) static COLLECTOR: Once<Collector> = Once::new();
 /// Cores the collector knows (fixed after boot: the cores that came online).
 static CORES: AtomicUsize = AtomicUsize::new(1);
@@ -52,7 +51,13 @@ impl Platform for Kernel {
 
     #[inline(always)]
     fn core(index: usize) -> &'static GcCore {
-        &GC_CORES[index]
+        percore::gc_core(index)
+    }
+
+    /// TPIDR_EL1 plus `PERCORE_GC_OFFSET` (the barrier's fast path takes this on every store).
+    #[inline(always)]
+    fn current_core() -> &'static GcCore {
+        percore::this_gc_core()
     }
 
     fn collector() -> &'static Collector {
@@ -152,7 +157,7 @@ pub struct InitError(pub tricolor_kernel::mem::frames::OutOfFrames);
 /// Creates the GC heap from the command line. Runs on the boot core after every core is online
 /// (setting the barrier mode stops the world).
 pub fn init(config: &Config<'_>) -> Result<(), InitError> {
-    let pages = config.gc_heap.div_ceil(4096);
+    let pages = config.gc_heap.div_ceil(PAGE_SIZE);
     // 2 MiB alignment: the heap then starts on a block boundary (no effect on correctness).
     let base = memory::alloc_pages(pages, 512).map_err(InitError)?;
     CORES.store(percore::online_count(), Ordering::Relaxed);
@@ -163,7 +168,7 @@ pub fn init(config: &Config<'_>) -> Result<(), InitError> {
         ..tricolor_gc::Config::default()
     };
     // SAFETY: the frames are ours alone (just allocated, never freed), identity-mapped RAM.
-    let collector = COLLECTOR.call_once(|| unsafe { Collector::new(base as *mut u8, pages * 4096, gc_config) });
+    let collector = COLLECTOR.call_once(|| unsafe { Collector::new(base as *mut u8, pages * PAGE_SIZE, gc_config) });
     // SAFETY: linker.ld brackets the `.gcroots` section, which holds only `GcSlot`s (word-sized
     // atomics) that live for the whole run.
     unsafe {

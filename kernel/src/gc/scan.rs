@@ -36,9 +36,10 @@ use crate::{irq, percore, tasks};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tricolor_abi::MAX_CORES;
 use tricolor_arch::cpu;
+use tricolor_arch::irqmask::IrqGuard;
 use tricolor_gc::{Collector, RootOwner, RootPart, ScanRange};
-use tricolor_kernel::cmdline::MAX_CORES;
 use tricolor_runtime::task::{Task, TaskState};
 
 /// The cycle whose stacks are being scanned (0: none); a task is scanned once its `scan_epoch`
@@ -124,17 +125,17 @@ pub fn scan_some(c: &Collector) -> bool {
             continue;
         }
         let taken = {
-            let masked = cpu::mask_irqs();
-            let taken = tasks::queues().take(task);
-            cpu::restore_irqs(masked);
-            taken
+            // The run queues are also touched from interrupt handlers (the timer's preemption).
+            let _irqs = IrqGuard::mask();
+            tasks::queues().take(task)
         };
         match taken {
             Some((core, held)) => {
                 scan_switched_out(c, &held, epoch);
-                let masked = cpu::mask_irqs();
-                tasks::queues().enqueue(core, held);
-                cpu::restore_irqs(masked);
+                {
+                    let _irqs = IrqGuard::mask();
+                    tasks::queues().enqueue(core, held);
+                }
                 if core != me {
                     tasks::wake_others();
                 }

@@ -7,6 +7,7 @@
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tricolor_arch::exception::TrapFrame;
+use tricolor_arch::irqmask::IrqGuard;
 use tricolor_arch::{cpu, timer};
 use tricolor_virtio::transport::mmio::acknowledge_interrupt;
 use tricolor_virtio::transport::mmio_regs::VolatileRegisters;
@@ -32,19 +33,18 @@ pub fn interrupt_idle() {
     // IRQs masked between the flag check and `wfi`: an interrupt arriving in between stays
     // pending and makes `wfi` return at once, instead of being handled (flag set) just before
     // the core goes to sleep waiting for it.
-    let was_masked = cpu::mask_irqs();
+    let _masked = IrqGuard::mask();
     // Acquire pairs with the handler's Release: the device's used-ring writes the handler
     // observed are visible to the poll that follows (the poll has its own Acquire as well).
     if !IRQ_SEEN.swap(false, Ordering::Acquire) {
         timer::arm(cpu::counter_frequency() * WFI_BOUND_US / 1_000_000);
-        aarch64_cpu::asm::wfi();
+        cpu::wait_for_interrupt();
     }
-    // Take the pending interrupt here (the ISB makes the unmask effective before we re-mask).
-    cpu::restore_irqs(false);
+    // Take the pending interrupt here, whatever the caller's mask: a window inside the masked
+    // section (the ISB makes the unmask effective before the window's guard masks again), then
+    // `_masked` restores the caller's mask.
+    let _window = IrqGuard::unmask();
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
-    if was_masked {
-        cpu::mask_irqs();
-    }
 }
 
 /// Device interrupts taken so far.

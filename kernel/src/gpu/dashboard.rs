@@ -22,7 +22,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 use tricolor_gc::heap::SpanInfo;
-use tricolor_gc::sizeclass::PAGE_SIZE;
+use tricolor_gc::sizeclass::HEAP_PAGE_SIZE;
 use tricolor_gc::{BarrierMode, CycleReport, Phase, Platform, StatsSnapshot};
 use tricolor_kernel::cmdline::FbSource;
 use tricolor_kernel::screen::font;
@@ -109,7 +109,7 @@ impl SpanMap {
         self.spans += 1;
         self.objects_allocated += span.allocated;
         self.objects_marked += span.marked;
-        let first = span.start.saturating_sub(self.base) / PAGE_SIZE;
+        let first = span.start.saturating_sub(self.base) / HEAP_PAGE_SIZE;
         let marked_256 = (span.marked * 256).checked_div(span.allocated).unwrap_or(0) as u32;
         for page in first..first + span.pages {
             let Some(cell) = self.cells.get_mut(page / self.pages_per_cell) else { break };
@@ -126,7 +126,7 @@ impl SpanMap {
     /// counts are a consistent-enough snapshot for a picture).
     pub fn of_heap(pages_per_cell: usize) -> Self {
         let heap = &gc::collector().heap;
-        let mut map = SpanMap::new(heap.base(), heap.size() / PAGE_SIZE, pages_per_cell);
+        let mut map = SpanMap::new(heap.base(), heap.size() / HEAP_PAGE_SIZE, pages_per_cell);
         heap.for_each_span(|span| map.add(&span));
         map
     }
@@ -270,7 +270,7 @@ impl Dashboard {
 
     /// Draws the whole dashboard and presents it as one full frame.
     pub fn show(display: &mut Display) -> Result<Dashboard, ShowError> {
-        let pages = gc::collector().heap.size() / PAGE_SIZE;
+        let pages = gc::collector().heap.size() / HEAP_PAGE_SIZE;
         let fb = *display.framebuffer();
         let mut dashboard =
             Dashboard::new(fb.width, fb.height, pages, display.source()).map_err(ShowError::TooSmall)?;

@@ -16,8 +16,9 @@ use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, Ordering};
+use tricolor_abi::PAGE_SIZE;
 use tricolor_kernel::cmdline::FbSource;
-use tricolor_virtio::{Segment, PAGE_SIZE};
+use tricolor_virtio::Segment;
 
 /// The static framebuffer's size: 1280x720 at 4 bytes per pixel (900 pages).
 pub const STATIC_BYTES: usize = 1280 * 720 * 4;

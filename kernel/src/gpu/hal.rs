@@ -4,7 +4,8 @@
 
 use crate::memory;
 use core::ptr::NonNull;
-use tricolor_virtio::{Direction, Hal, PhysAddr, PAGE_SIZE};
+use tricolor_abi::PAGE_SIZE;
+use tricolor_virtio::{Direction, Hal, PhysAddr};
 
 /// DMA memory from `memory::alloc_pages`.
 pub struct KernelHal;

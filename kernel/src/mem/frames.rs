@@ -2,8 +2,9 @@
 //! contiguous pages (the GC heap and the framebuffer need large contiguous runs), and a next-fit
 //! hint so single-page allocation does not rescan the full bitmap.
 
-use super::{align_down, align_up, PAGE_SIZE};
+use super::{align_down, align_up};
 use core::fmt;
+use tricolor_abi::PAGE_SIZE;
 
 /// A physical page allocator over `[base, base + pages * PAGE_SIZE)`.
 pub struct FrameAllocator<'a> {

@@ -6,11 +6,11 @@
 //! Interrupt handlers must not allocate: a handler that interrupts a core holding a class lock would
 //! spin on it forever.
 
-use super::PAGE_SIZE;
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicUsize, Ordering};
 use spin::Mutex;
+use tricolor_abi::PAGE_SIZE;
 
 /// Where the heap gets whole pages.
 pub trait PageSource {

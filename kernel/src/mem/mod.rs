@@ -1,11 +1,11 @@
-//! Memory management that needs no hardware: the physical page allocator ([`frames`]) and the
-//! kernel heap behind `#[global_allocator]` ([`heap`]). Both are tested on the host.
+//! The kernel's memory. Here, in the library, what needs no hardware: the physical page allocator
+//! ([`frames`]) and the kernel heap behind `#[global_allocator]` ([`heap`]), both tested on the
+//! host, in pages of `tricolor_abi::PAGE_SIZE`. Beside them, `ram.rs` is the binary's half: it
+//! builds both over the RAM the device tree reports and installs the global allocator (the binary
+//! compiles it as its `memory` module; it needs the binary's lock and device tree).
 
 pub mod frames;
 pub mod heap;
-
-/// The page size everything here works in (4 KiB granule).
-pub const PAGE_SIZE: usize = 4096;
 
 /// Rounds `x` up to a multiple of `align` (a power of two).
 pub const fn align_up(x: usize, align: usize) -> usize {

@@ -16,8 +16,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use intrusive_collections::{intrusive_adapter, LinkedList, LinkedListLink};
+use tricolor_abi::MAX_CORES;
 use tricolor_gc::{gc_type, Gc, GcSlot};
-use tricolor_kernel::cmdline::MAX_CORES;
 
 pub const WORKLOAD: Workload = Workload {
     name: "churn",

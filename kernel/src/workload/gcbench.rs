@@ -15,8 +15,9 @@ use crate::gc::{self, Kernel};
 use crate::percore;
 use alloc::string::String;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use tricolor_abi::MAX_CORES;
 use tricolor_gc::{gc_type, Gc, GcSlot};
-use tricolor_kernel::cmdline::{Config, MAX_CORES};
+use tricolor_kernel::cmdline::Config;
 
 /// The benchmark's shape.
 pub struct Params {

@@ -10,8 +10,8 @@ use super::{checksum, Census, Length, Rng, Workload};
 use crate::gc::Kernel;
 use alloc::string::String;
 use core::sync::atomic::{AtomicU64, Ordering};
+use tricolor_abi::MAX_CORES;
 use tricolor_gc::{gc_type, Gc, GcSlot};
-use tricolor_kernel::cmdline::MAX_CORES;
 
 gc_type! {
     /// A graph node: two barriered pointer fields to other nodes, optional payload blobs, and a

@@ -11,8 +11,8 @@ use crate::gc::{self, Kernel};
 use crate::percore;
 use alloc::string::String;
 use core::sync::atomic::{AtomicU64, Ordering};
+use tricolor_abi::MAX_CORES;
 use tricolor_gc::{gc_type, Gc, GcSlot};
-use tricolor_kernel::cmdline::MAX_CORES;
 
 pub const WORKLOAD: Workload = Workload {
     name: "large",

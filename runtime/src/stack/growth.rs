@@ -25,7 +25,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::name::Name;
 use crate::stack::{Stack, StackKind};
-use crate::PAGE_SIZE;
+use tricolor_abi::PAGE_SIZE;
 
 /// What to do about a fault address, as far as one growable stack is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

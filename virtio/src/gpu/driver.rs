@@ -8,11 +8,12 @@ use core::mem::size_of;
 use core::ptr;
 
 use crate::fence::FenceStrategy;
-use crate::hal::{Direction, DmaRegion, Hal, Segment, PAGE_SIZE};
+use crate::hal::{Direction, DmaRegion, Hal, Segment};
 use crate::perf::{Clock, CommandStats, PerfSnapshot, COMMAND_KINDS};
 use crate::queue::{Token, VirtQueue};
 use crate::transport::{device_id, features, InterruptStatus, Transport};
 use crate::{Error, Result};
+use tricolor_abi::PAGE_SIZE;
 
 use super::protocol::{
     cmd, config, resp, CtrlHeader, Format, MemEntry, Rect, Request, ResourceAttachBacking, ResourceCreate2d,

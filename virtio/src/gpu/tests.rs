@@ -5,13 +5,14 @@ use std::sync::{Arc, Mutex};
 
 use super::protocol::{cmd, resp};
 use super::*;
-use crate::hal::{Direction, DmaRegion, Segment, PAGE_SIZE};
+use crate::hal::{Direction, DmaRegion, Segment};
 use crate::perf::Clock;
 use crate::sim::gpu::{self as simgpu, GpuState};
 use crate::sim::mmio::FakeMmio;
 use crate::sim::TestHal;
 use crate::transport::{device_id, features};
 use crate::{Error, FenceStrategy, MmioTransport};
+use tricolor_abi::PAGE_SIZE;
 
 /// A clock that advances 10 ns per reading: deterministic, non-zero durations.
 #[derive(Default)]

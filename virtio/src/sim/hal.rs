@@ -4,7 +4,8 @@
 use core::ptr::NonNull;
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 
-use crate::hal::{Direction, Hal, PhysAddr, PAGE_SIZE};
+use crate::hal::{Direction, Hal, PhysAddr};
+use tricolor_abi::PAGE_SIZE;
 
 /// Identity-mapped DMA memory from `std::alloc`.
 pub struct TestHal;

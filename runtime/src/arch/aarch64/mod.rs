@@ -1,22 +1,25 @@
-//! Orientation: the aarch64 half of the runtime. It owns the few things that need the CPU:
-//! finding this core's `P` (TPIDR_EL1), reading SP, running a closure on the system stack
-//! (`systemstack`), switching task register files (`switch_context`), the first-run trampoline
-//! of a task, and interrupt masking around the scheduler. Everything it decides is decided by the
-//! portable modules (`sched`, `runq`, `preempt`); this file only moves registers.
+//! Orientation: the aarch64 half of the runtime: the assembly of the runtime's own mechanisms,
+//! running a closure on the system stack (`systemstack`), switching task register files
+//! (`switch_context`) and the first-run trampoline of a task, plus the scheduler's entry points
+//! around the switch. Everything it decides is decided by the portable modules (`sched`, `runq`,
+//! `preempt`); this file only moves registers. System registers are the arch crate's: this core's
+//! `P` is found through TPIDR_EL1 with `tricolor_arch::percore`, IRQs are masked with
+//! `tricolor_arch::irqmask`, SP is read with `tricolor_arch::cpu::stack_pointer`.
 //!
 //! Conventions the kernel must keep:
-//! - TPIDR_EL1 holds this core's `&'static P`, written only by [`install_p`] (at boot, before
-//!   anything calls `this_p`). Nothing else may write TPIDR_EL1.
+//! - TPIDR_EL1 (`tricolor_arch::percore::install_block`, once per core at boot, before anything
+//!   calls `this_p`) points to a block that lives for the whole run and whose first field, at
+//!   offset 0, is this core's `P`, initialised before the block is installed.
 //! - Never keep a `&P` from `this_p()` across a yield: a task that yields may resume on another
 //!   core. (Across a *preemption* it stays valid: preempted tasks resume on their own core.)
 //! - A task's start function (see [`task_entry_trampoline`]) calls [`begin_task`] first.
 
 use alloc::sync::Arc;
-use core::arch::{asm, naked_asm};
+use core::arch::naked_asm;
 use core::mem::{ManuallyDrop, MaybeUninit};
 use core::sync::atomic::{compiler_fence, Ordering};
 
-use aarch64_cpu::registers::{Readable, Writeable, DAIF, TPIDR_EL1};
+use tricolor_arch::irqmask::{self, IrqGuard};
 
 use crate::context::{Context, CONTEXT_FP, CONTEXT_SP, CONTEXT_X19};
 use crate::p::{PStats, P};
@@ -24,39 +27,26 @@ use crate::runq::RunQueues;
 use crate::sched::{finish_switch, prepare_switch, SwitchReason};
 use crate::task::Task;
 
-/// Makes `p` this core's `P` (writes TPIDR_EL1). Call once per core at boot.
-pub fn install_p(p: &'static P) {
-    TPIDR_EL1.set(core::ptr::from_ref(p).expose_provenance() as u64);
-}
-
 /// This core's `P`.
 ///
 /// # Panics
-/// If [`install_p`] has not run on this core.
+/// If the kernel has not installed this core's per-core block yet.
 #[inline(always)]
 pub fn this_p() -> &'static P {
-    let raw = TPIDR_EL1.get() as usize;
-    if raw == 0 {
+    let block = tricolor_arch::percore::block();
+    if block.is_null() {
         p_not_installed();
     }
-    // SAFETY: by this module's convention TPIDR_EL1 is written only by `install_p`, which stores
-    // the address of a `&'static P` (exposed there, so the provenance is recovered here).
-    unsafe { &*core::ptr::with_exposed_provenance::<P>(raw) }
+    // SAFETY: by this module's convention the block TPIDR_EL1 points to lives for the whole run and
+    // holds this core's initialised `P` at offset 0 (the provenance, exposed at installation,
+    // covers it); a `P` is only read through shared references (its mutable state is atomics).
+    unsafe { &*block.cast::<P>() }
 }
 
 #[cold]
 #[inline(never)]
 fn p_not_installed() -> ! {
-    panic!("this_p(): TPIDR_EL1 is 0, install_p() has not run on this core");
-}
-
-/// The current stack pointer.
-#[inline(always)]
-pub fn current_sp() -> usize {
-    let sp: usize;
-    // SAFETY: reads SP into a register; touches no memory, flags or stack.
-    unsafe { asm!("mov {}, sp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
-    sp
+    panic!("this_p(): TPIDR_EL1 is 0, the kernel has not installed this core's per-core block");
 }
 
 /// The task running on this core (the caller itself, in task context).
@@ -271,29 +261,15 @@ pub fn task_entry_address() -> usize {
 // Scheduling glue
 // ---------------------------------------------------------------------------------------------
 
-/// Masks IRQs and returns the previous DAIF value for [`restore_irqs`].
-#[inline(always)]
-pub fn mask_irqs() -> u64 {
-    let daif = DAIF.get();
-    // SAFETY: `msr daifset, #2` sets PSTATE.I (mask IRQs), a single instruction so an interrupt
-    // cannot split it; aarch64-cpu only offers the read-modify-write of the whole DAIF.
-    // Not `nomem`: it is a compiler barrier, so memory accesses of the masked section stay inside.
-    unsafe { asm!("msr daifset, #2", options(nostack, preserves_flags)) };
-    daif
-}
-
-/// Restores the DAIF value [`mask_irqs`] returned.
-#[inline(always)]
-pub fn restore_irqs(daif: u64) {
-    compiler_fence(Ordering::SeqCst);
-    DAIF.set(daif);
-}
-
 /// Gives up the core for `reason` (`Yield` or `Preempt`; use [`exit_current`] to exit) and
 /// returns when this task runs again — possibly on another core after a yield.
 pub fn schedule(queues: &RunQueues, reason: SwitchReason) {
     assert!(reason != SwitchReason::Exit, "use exit_current");
-    let daif = mask_irqs();
+    // The scheduler's state is inconsistent from `prepare_switch` to `finish_switch`: no interrupt
+    // handler of this core may run in between. The guard lives in this task's frame across the
+    // switch and restores, when the task runs again (on this core, or on another after a yield),
+    // the mask it had when it gave up the core.
+    let _irqs = IrqGuard::mask();
     if let Some(s) = prepare_switch(this_p(), queues, reason) {
         // SAFETY: `prepare_switch` returned the contexts of the task it parked in
         // `switching_from` and of the new current task, both kept alive by P; IRQs are masked.
@@ -301,13 +277,14 @@ pub fn schedule(queues: &RunQueues, reason: SwitchReason) {
         // Running again, maybe on another core: ask TPIDR_EL1 again.
         finish_switch(this_p(), queues);
     }
-    restore_irqs(daif);
 }
 
 /// Ends the running task. The next task's `finish_switch` parks it for
 /// [`RunQueues::take_exited`].
 pub fn exit_current(queues: &RunQueues) -> ! {
-    mask_irqs();
+    // Not a guard: this task never runs again, so nothing here unmasks. The task switched to
+    // unmasks (its `schedule` guard restores its own mask, or `begin_task` unmasks a new task's).
+    irqmask::mask_irqs();
     let s = prepare_switch(this_p(), queues, SwitchReason::Exit)
         .expect("prepare_switch panics rather than return None for Exit");
     // SAFETY: as in `schedule`. Nothing resumes an exited task, so this never returns.
@@ -319,9 +296,10 @@ pub fn exit_current(queues: &RunQueues) -> ! {
 /// or parks the task switched away from) and unmasks IRQs.
 pub fn begin_task(queues: &RunQueues) {
     finish_switch(this_p(), queues);
-    compiler_fence(Ordering::SeqCst);
-    // SAFETY: `msr daifclr, #2` clears PSTATE.I (unmask IRQs). The task starts with IRQs masked
-    // because the switch that started it ran with them masked; the scheduler state is consistent
-    // again after `finish_switch`.
-    unsafe { asm!("msr daifclr, #2", options(nostack, preserves_flags)) };
+    // Not a guard: the task starts with IRQs masked because the switch that started it ran masked,
+    // and the mask was taken by the task that switched (its guard is in its own frame, restored
+    // when it runs again). The new task has no earlier state to restore: it unmasks. The unmask is
+    // a compiler barrier (`tricolor_arch::irqmask`), so `finish_switch`'s writes come before any
+    // interrupt handler can run; the scheduler's state is consistent again after it.
+    irqmask::unmask_irqs();
 }

@@ -1,11 +1,15 @@
-//! The kernel's memory: a frame allocator over the RAM the device tree reports (minus the device
-//! tree, the image and the allocator's own bitmap), and the `#[global_allocator]` heap on top of it.
+//! The kernel's memory on the real machine (the binary's half of `mem/`, compiled into it as
+//! `memory`): the frame allocator (`mem/frames.rs`) over the RAM the device tree reports (minus the
+//! device tree, the image and the allocator's own bitmap), and the `#[global_allocator]` heap
+//! (`mem/heap.rs`) on top of it. It needs the binary's lock and device tree, so the library does not
+//! compile it.
 
 use crate::devicetree::Machine;
 use crate::sync::Lock as Mutex;
+use tricolor_abi::PAGE_SIZE;
+use tricolor_kernel::mem::align_up;
 use tricolor_kernel::mem::frames::{FrameAllocator, FrameStats, OutOfFrames};
 use tricolor_kernel::mem::heap::{Heap, PageSource};
-use tricolor_kernel::mem::{align_up, PAGE_SIZE};
 
 unsafe extern "C" {
     static __image_start: u8;
@@ -37,7 +41,7 @@ static ALLOCATOR: KernelAllocator = KernelAllocator;
 
 fn no_preempt() -> Option<tricolor_runtime::preempt::PreemptGuard<'static>> {
     // Before this core's P is installed nothing can preempt it anyway.
-    (tricolor_arch::cpu::percore_pointer() != 0).then(|| tricolor_runtime::this_p().preempt.disable())
+    crate::percore::is_installed().then(|| tricolor_runtime::this_p().preempt.disable())
 }
 
 // SAFETY: delegates to `Heap`'s GlobalAlloc, which upholds the contract; the guard only changes
