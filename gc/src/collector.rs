@@ -244,12 +244,17 @@ impl Collector {
 
     /// Allocate a zeroed `T`. Black if a cycle is marking.
     pub fn alloc<P: Platform, T: Trace>(&self) -> Result<Gc<T>, AllocError> {
+        self.try_alloc::<P, T>().ok_or_else(|| self.heap.alloc_error(T::TYPE.size))
+    }
+
+    /// [`Collector::alloc`] without the error report (see `Heap::try_alloc_object`).
+    fn try_alloc<P: Platform, T: Trace>(&self) -> Option<Gc<T>> {
         let _np = P::disable_preemption();
         let black = self.phase() == Phase::Mark;
-        let addr = self.heap.alloc_object(P::current_core(), T::TYPE, black)?;
+        let addr = self.heap.try_alloc_object(P::current_core(), T::TYPE, black)?;
         let ptr = NonNull::new(self.heap.ptr(addr).cast::<T>()).expect("heap address is not null");
         // SAFETY: a freshly allocated, zeroed `T` (all-zero is valid per `Trace`), header set.
-        Ok(unsafe { Gc::from_raw(ptr) })
+        Some(unsafe { Gc::from_raw(ptr) })
     }
 
     /// Allocate a `T` after the heap was found full: call `make_room` (run a cycle, or let the
@@ -261,10 +266,11 @@ impl Collector {
         let failed_at = self.stats.cycles.get();
         loop {
             make_room();
-            match self.alloc::<P, T>() {
-                Ok(object) => return Ok(object),
-                Err(e) if self.stats.cycles.get() >= failed_at + 2 => return Err(e),
-                Err(_) => {}
+            if let Some(object) = self.try_alloc::<P, T>() {
+                return Ok(object);
+            }
+            if self.stats.cycles.get() >= failed_at + 2 {
+                return Err(self.heap.alloc_error(T::TYPE.size));
             }
         }
     }

@@ -287,7 +287,8 @@ impl Heap {
         self.span(obj.span).noscan.load(Ordering::Relaxed)
     }
 
-    fn oom(&self, requested: usize) -> AllocError {
+    /// The report of a failed allocation of `requested` bytes: what the heap holds now.
+    pub(crate) fn alloc_error(&self, requested: usize) -> AllocError {
         let pages = self.pages.lock();
         AllocError {
             requested,
@@ -299,12 +300,15 @@ impl Heap {
     }
 
     /// Allocate an object of `ty` (zeroed payload, header set), black if `black`. Returns the
-    /// payload address. The caller is `core` with preemption disabled.
-    pub(crate) fn alloc_object(&self, core: &GcCore, ty: &'static GcType, black: bool) -> Result<usize, AllocError> {
+    /// payload address, or `None` if the heap is full: the caller builds the report
+    /// ([`Heap::alloc_error`]) once, so a retry loop on a full heap does not pay for it (a walk of
+    /// the page map under its lock) at every attempt. The caller is `core` with preemption
+    /// disabled.
+    pub(crate) fn try_alloc_object(&self, core: &GcCore, ty: &'static GcType, black: bool) -> Option<usize> {
         let size = ty.size + HEADER_SIZE;
         let (span, index, base) = match class_for(size) {
-            Some(class) => self.alloc_small(core, class).ok_or_else(|| self.oom(ty.size))?,
-            None => self.alloc_large(size.div_ceil(HEAP_PAGE_SIZE), false, false).ok_or_else(|| self.oom(ty.size))?,
+            Some(class) => self.alloc_small(core, class)?,
+            None => self.alloc_large(size.div_ceil(HEAP_PAGE_SIZE), false, false)?,
         };
         let s = self.span(span);
         if black {
@@ -324,7 +328,7 @@ impl Heap {
         // ordered before any store that publishes its address. Release fence; markers pair it
         // with an Acquire fence before scanning an object.
         fence(Ordering::Release);
-        Ok(base + HEADER_SIZE)
+        Some(base + HEADER_SIZE)
     }
 
     /// Allocate a pinned, no-scan buffer of `len` bytes in its own page-aligned span at the top of
@@ -333,7 +337,7 @@ impl Heap {
     /// [`Heap::unpin`], whatever the marker finds. Returns the buffer's address.
     pub(crate) fn alloc_pinned(&self, len: usize, black: bool) -> Result<usize, AllocError> {
         let pages = PINNED_HEAD_PAGES + len.max(1).div_ceil(HEAP_PAGE_SIZE) + PINNED_TAIL_PAGES;
-        let (span, index, base) = self.new_span(pages, SPAN_LARGE, 0, true, true).ok_or_else(|| self.oom(len))?;
+        let (span, index, base) = self.new_span(pages, SPAN_LARGE, 0, true, true).ok_or_else(|| self.alloc_error(len))?;
         let won = self.span(span).alloc.set(index);
         debug_assert!(won);
         let s = self.span(span);
