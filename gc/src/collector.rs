@@ -341,14 +341,16 @@ impl Collector {
         }
     }
 
-    /// Help mark: drain grey objects on this core until none is left. Mark workers on other
-    /// cores call this in a loop while `phase() == Phase::Mark`. Returns objects scanned.
+    /// Help mark: drain grey objects on this core, at most `mark::DRAIN_BUDGET_SLOTS` pointer
+    /// slots' worth with preemption disabled, so a stop or a tick waits for at most that. Mark
+    /// workers on other cores call this in a loop while `phase() == Phase::Mark`. Returns objects
+    /// scanned (0: no grey object was left to take).
     pub fn mark_worker<P: Platform>(&self) -> usize {
         let _np = P::disable_preemption();
         let core = P::current_core();
         // SAFETY: this core with preemption disabled.
         let work = unsafe { core.work_mut() };
-        mark::drain(self, core, work)
+        mark::drain_some(self, core, work, mark::DRAIN_BUDGET_SLOTS)
     }
 
     /// Run a full cycle on the calling core. Mutators keep running on other cores except in the
@@ -452,8 +454,9 @@ impl Collector {
             P::scan_stacks(self);
         }
         during_mark();
-        // 3 and 4, like Go's gcMarkDone: mark concurrently until no grey object is visible, then
-        // stop the world and flush every wbBuf. If that surfaces grey objects (a mutator shaded a
+        // 3 and 4, like Go's gcMarkDone: mark concurrently until no grey object is visible, have
+        // every core flush its wbBuf and mark what that greys, then stop the world and flush
+        // every wbBuf again (only what was recorded since the handshake). If that surfaces grey objects (a mutator shaded a
         // large unmarked subgraph late), restart the world and mark them concurrently instead of
         // inside the pause; after `MAX_MARK_RESTARTS` the pause drains whatever is left.
         let mut restarts = 0;
@@ -463,12 +466,29 @@ impl Collector {
             // are done.
             let t_mark = P::now_ns();
             loop {
-                self.mark_worker::<P>();
+                if self.mark_worker::<P>() > 0 {
+                    continue;
+                }
                 let stacks_done = !mode.marks_concurrently() || P::scan_stacks(self);
                 if stacks_done && self.work.quiescent() {
                     break;
                 }
                 P::relax();
+            }
+            // Every core flushes its own wbBuf while the world runs (Go's forEachP in
+            // gcMarkDone), and the objects that greys are marked concurrently too: the final
+            // pause then only flushes what was recorded since.
+            if mode.marks_concurrently() {
+                P::flush_handshake(self);
+                loop {
+                    if self.mark_worker::<P>() > 0 {
+                        continue;
+                    }
+                    if self.work.quiescent() {
+                        break;
+                    }
+                    P::relax();
+                }
             }
             self.stats.ns_concurrent_mark.add(P::now_ns() - t_mark);
 
@@ -513,9 +533,21 @@ impl Collector {
         report
     }
 
+    /// The calling core's part of the flush handshake ([`Platform::flush_handshake`]): flush its
+    /// wbBuf and publish its grey objects. The platform calls it on each core at a safe point,
+    /// with preemption disabled.
+    pub fn flush_this_core<P: Platform>(&self) {
+        let core = P::current_core();
+        // SAFETY: this core with preemption disabled (the caller's contract).
+        let buf = unsafe { core.wbbuf_mut() };
+        wb_buf_flush1(self, core, buf);
+        // SAFETY: as above.
+        unsafe { core.work_mut() }.publish(&self.work);
+    }
+
     /// Flush every core's wbBuf and local work to the global list (world stopped). True if no
     /// grey object resulted.
-    fn flush_all<P: Platform>(&self) -> bool {
+    pub(crate) fn flush_all<P: Platform>(&self) -> bool {
         for i in 0..P::core_count() {
             let core = P::core(i);
             // SAFETY: the world is stopped; this core is the only one touching buffers.

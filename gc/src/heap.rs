@@ -337,7 +337,8 @@ impl Heap {
     /// [`Heap::unpin`], whatever the marker finds. Returns the buffer's address.
     pub(crate) fn alloc_pinned(&self, len: usize, black: bool) -> Result<usize, AllocError> {
         let pages = PINNED_HEAD_PAGES + len.max(1).div_ceil(HEAP_PAGE_SIZE) + PINNED_TAIL_PAGES;
-        let (span, index, base) = self.new_span(pages, SPAN_LARGE, 0, true, true).ok_or_else(|| self.alloc_error(len))?;
+        let (span, index, base) =
+            self.new_span(pages, SPAN_LARGE, 0, true, true).ok_or_else(|| self.alloc_error(len))?;
         let won = self.span(span).alloc.set(index);
         debug_assert!(won);
         let s = self.span(span);

@@ -147,19 +147,21 @@ pub(crate) fn shade_object(c: &Collector, core: &GcCore, work: &mut LocalWork, o
 }
 
 /// Scan one grey object: shade every pointer its type lists.
-pub(crate) fn scan_object(c: &Collector, core: &GcCore, work: &mut LocalWork, base: usize) {
+/// Returns the number of pointer slots read (the drain's budget counts them).
+pub(crate) fn scan_object(c: &Collector, core: &GcCore, work: &mut LocalWork, base: usize) -> usize {
     // Pairs with the allocator's Release fence (publication barrier): the header and zeroed
     // slots of an object are visible before we read them. (Objects allocated during marking are
     // black and never scanned; older ones were published before the STW that started the cycle.)
     fence(Ordering::Acquire);
     let Some(obj) = c.heap.find_object(base) else {
-        return;
+        return 0;
     };
     let ty = c.heap.type_of(&obj);
     for &off in ty.pointer_offsets {
         let v = slot_at(c, base + HEADER_SIZE + off).load(Ordering::Relaxed);
         shade(c, core, work, v);
     }
+    ty.pointer_offsets.len()
 }
 
 /// The slot word at heap address `addr`.
@@ -170,14 +172,35 @@ pub(crate) fn slot_at(c: &Collector, addr: usize) -> &AtomicUsize {
     unsafe { &*(c.heap.ptr(addr) as *const AtomicUsize) }
 }
 
-/// Drain `work` and then the global list until both are empty. Returns objects scanned.
+/// Drain `work` and then the global list until both are empty. Returns objects scanned. For
+/// pauses (the world stopped): unbounded.
 pub(crate) fn drain(c: &Collector, core: &GcCore, work: &mut LocalWork) -> usize {
+    drain_some(c, core, work, usize::MAX)
+}
+
+/// Pointer slots a concurrent drain reads per preemption-disabled stretch (about 40
+/// instructions each: a stop waits at most this long for a marking core).
+pub const DRAIN_BUDGET_SLOTS: usize = 256;
+
+/// Drain like [`drain`], but stop once `budget_slots` pointer slots have been read: what is left
+/// is published to the global list (any marker can take it) before this marker counts itself
+/// out, so the grey set never looks empty while it is not. Returns objects scanned.
+pub(crate) fn drain_some(c: &Collector, core: &GcCore, work: &mut LocalWork, budget_slots: usize) -> usize {
     let mut scanned = 0;
+    let mut slots = 0;
     let mut holding = false;
     loop {
-        while let Some(base) = work.pop() {
-            scan_object(c, core, work, base);
+        while slots < budget_slots {
+            let Some(base) = work.pop() else { break };
+            slots += scan_object(c, core, work, base) + 1;
             scanned += 1;
+        }
+        if slots >= budget_slots {
+            work.publish(&c.work);
+            if holding {
+                c.work.done();
+            }
+            return scanned;
         }
         if holding {
             c.work.done();

@@ -43,7 +43,7 @@ pub struct StopReport {
 /// What the collector needs from the machine. Implemented once by the kernel (per-core state via
 /// TPIDR_EL1, IPIs for stop-the-world) and by the host test harness (threads, a safe-point
 /// handshake).
-pub trait Platform: Sync + 'static {
+pub trait Platform: Sized + Sync + 'static {
     /// The guard returned by [`Platform::disable_preemption`]; preemption is back on when it drops.
     type NoPreempt;
 
@@ -91,9 +91,18 @@ pub trait Platform: Sync + 'static {
     /// [`Collector::scan_stack`], and have the others scanned at their tasks' next safe points.
     /// True once every noted task is scanned or gone.
     fn scan_stacks(c: &Collector) -> bool;
-    /// The body of a wait for other cores (the collector waiting for a mark to settle): let this
-    /// core's other tasks run, and under an emulator the other cores too.
+    /// The body of a short wait for other cores (the collector waiting for them to answer a
+    /// request, for the mark to settle): a spin hint that lets an emulator run the other cores.
     fn relax();
+    /// Mark termination's first step, the world running: every core runs
+    /// [`Collector::flush_this_core`] at its next safe point (idle cores woken for it), and this
+    /// returns once all have (Go's `forEachP` flushing every P's wbBuf). The default stops the
+    /// world to do it, for platforms that do not care about that pause.
+    fn flush_handshake(c: &Collector) {
+        Self::stop_the_world(|| {
+            c.flush_all::<Self>();
+        });
+    }
     /// The root census (see [`crate::census`]): every task alive now, from the task table and
     /// each core's current task, *not* from whatever `for_each_stack_range` consults to find
     /// stacks, with its exemption if it has one. Called only while the world is stopped, and only

@@ -65,7 +65,7 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
     irq::init(machine);
     tasks::init(tricolor_abi::MAX_CORES);
     crate::stw::init();
-    crate::gc::scan::init();
+    crate::gc::safepoint::init();
     tasks::adopt_boot_flow();
     percore::mark_online();
     let wanted = machine.cpu_count.min(config.cores);

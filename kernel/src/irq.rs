@@ -25,8 +25,8 @@ pub const SGI_STOP: u32 = 1;
 pub const SGI_WAKE: u32 = 2;
 /// SGI reserved for kernel tests.
 pub const SGI_TEST: u32 = 3;
-/// SGI asking a core to scan its current task's stack for the collector (`gc::scan`).
-pub const SGI_SCAN: u32 = 4;
+/// SGI asking a core to run the collector's requests at its next safe point (`gc::safepoint`).
+pub const SGI_GC: u32 = 4;
 
 /// Sets up the distributor and the boot core's interface. Without a GIC in the device tree the
 /// kernel runs without interrupts (a warning, not a crash).
@@ -53,7 +53,7 @@ pub fn init_this_core() {
     gic.enable(SGI_STOP, false);
     gic.enable(SGI_WAKE, false);
     gic.enable(SGI_TEST, false);
-    gic.enable(SGI_SCAN, false);
+    gic.enable(SGI_GC, false);
 }
 
 /// The timer's interrupt id.

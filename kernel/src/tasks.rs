@@ -97,6 +97,8 @@ fn deferred_preemption() {
     // Where the guard dropped: this hook's return address (reports name the code that kept a
     // stop waiting). First, before any call clobbers x30.
     let site = cpu::return_address();
+    // The collector's requests that arrived inside the window (a stack scan, a wbBuf flush).
+    crate::gc::safepoint::run_here();
     if crate::stw::requested() {
         let _irqs = IrqGuard::mask();
         crate::stw::park_here(site, crate::stw::ParkSite::Deferred);

@@ -11,6 +11,7 @@
 pub mod coretime;
 pub mod trace;
 
+pub mod safepoint;
 pub mod scan;
 
 use crate::{memory, percore, stw, tasks};
@@ -113,8 +114,14 @@ impl Platform for Kernel {
     }
 
     fn relax() {
-        tasks::yield_now();
+        // The `yield` hint: QEMU switches vCPUs on it (`isb` would burn the turn). Not a task
+        // yield: the waits are short (other cores answering a request), and a yield would hand
+        // this core to a mutator for a whole quantum.
         cpu::relax();
+    }
+
+    fn flush_handshake(c: &Collector) {
+        safepoint::flush_handshake(c);
     }
 
     fn root_census(visit: &mut dyn FnMut(CensusEntry)) {

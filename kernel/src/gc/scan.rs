@@ -7,11 +7,11 @@
 //!   run it; its saved registers and stack `[saved SP, top)` are scanned in chunks with
 //!   preemption enabled between them, its dead stack below SP is zeroed, and it is queued back
 //!   where it was;
-//! - a **running** task is asked (`SGI_SCAN`) to scan itself at its next safe point: the
-//!   interrupt handler runs on the task's own stack with every register of the interrupted code
-//!   in the trap frame above it, so `[SP, top)` holds all of its state. Inside a
-//!   preemption-disabled window the request is deferred like a tick, and the task is then
-//!   switched out (and scanned as above) when the window ends;
+//! - a **running** task is asked (a `safepoint` request) to scan itself at its next safe point:
+//!   the interrupt handler runs on the task's own stack with every register of the interrupted
+//!   code in the trap frame above it, so `[SP, top)` holds all of its state; inside a
+//!   preemption-disabled window the request waits for the window's end, where the task's
+//!   registers are spilled into the frame that scans;
 //! - the task that runs the collector scans itself, where it stands.
 //!
 //! What makes scanning stacks one at a time, with no rescan, safe (the hybrid barrier's
@@ -32,10 +32,10 @@
 
 use super::{Kernel, MARK_WORKER};
 use crate::sync::Lock;
-use crate::{irq, percore, tasks};
+use crate::{percore, tasks};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 use tricolor_abi::MAX_CORES;
 use tricolor_arch::cpu;
 use tricolor_arch::irqmask::IrqGuard;
@@ -50,8 +50,6 @@ static PENDING: Lock<Vec<Arc<Task>>> = Lock::new(Vec::new());
 /// A debug switch for the planted-blind-spot test (`gc-blind-stack`): the id of a task the scan
 /// list leaves out (0: none). The root census must then report the task unscanned.
 static SKIP_FOR_TEST: AtomicU64 = AtomicU64::new(0);
-/// A self-scan was requested of core n's current task.
-static REQUESTED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 
 /// Words of a switched-out stack scanned per preemption-disabled chunk (bounds how long a stop
 /// waits for the scanning core: about 20 instructions a word).
@@ -59,11 +57,6 @@ const CHUNK_WORDS: usize = 256;
 /// Self-scans keep the dead stack below the handler's frames this far from SP unzeroed (the
 /// zeroing code's own frame lies there).
 const SCRUB_MARGIN: usize = 1024;
-
-/// Installs the scan request's interrupt handler (boot core, once; every core enables it).
-pub fn init() {
-    irq::register(irq::SGI_SCAN, on_scan_request);
-}
 
 /// Mark setup, world stopped: every task alive now but the mark workers needs its scan this
 /// cycle (`epoch`, unique per cycle).
@@ -76,9 +69,6 @@ pub fn begin(epoch: u64) {
             pending.push(Arc::clone(task));
         }
     });
-    for r in &REQUESTED {
-        r.store(false, Ordering::Relaxed);
-    }
     // Relaxed: the world is stopped; the restart handshake publishes it.
     EPOCH.store(epoch, Ordering::Relaxed);
 }
@@ -154,12 +144,9 @@ pub fn scan_some(c: &Collector) -> bool {
 
 /// Asks the core running `task` (if one is) to scan it at its next safe point.
 fn request_self_scan(task: &Arc<Task>) {
-    let Some(gic) = irq::gic() else { return };
     for core in (0..MAX_CORES).filter(|&c| percore::is_online(c) && c != percore::id()) {
         if percore::p_of(core).is_some_and(|p| core::ptr::eq(p.current_ptr(), Arc::as_ptr(task))) {
-            // Release: the handler (Acquire) sees the epoch the request is for.
-            REQUESTED[core].store(true, Ordering::Release);
-            gic.send_sgi(irq::SGI_SCAN, 1 << core);
+            super::safepoint::request(core, super::safepoint::SCAN);
         }
     }
 }
@@ -221,23 +208,10 @@ fn scan_current(c: &Collector, epoch: u64) {
     mark_scanned(&task, epoch);
 }
 
-/// `SGI_SCAN`: scan this core's current task now, at this safe point; inside a
-/// preemption-disabled window, defer like a tick (the window's end switches the task out, and
-/// the collector scans it from its queue).
-fn on_scan_request(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
-    let core = percore::id();
-    // Acquire pairs with `request_self_scan`'s Release.
-    if !REQUESTED[core].swap(false, Ordering::Acquire) {
-        return;
-    }
-    let p = tricolor_runtime::this_p();
-    if p.preempt.depth() > 0 {
-        let _ = p.preempt.on_tick();
-        return;
-    }
-    if let Some(c) = super::COLLECTOR.get() {
-        if c.phase() == tricolor_gc::Phase::Mark {
-            scan_current(c, EPOCH.load(Ordering::Relaxed));
-        }
+/// A self-scan request reached this core at a safe point (`safepoint`): scan its current task
+/// if a mark is running.
+pub fn scan_requested_here(c: &Collector) {
+    if c.phase() == tricolor_gc::Phase::Mark {
+        scan_current(c, EPOCH.load(Ordering::Relaxed));
     }
 }
