@@ -111,6 +111,17 @@ pub fn last_stop() -> LastStop {
     }
 }
 
+/// A function every core runs as it parks, before it counts itself parked (0: none).
+static PARK_HOOK: AtomicUsize = AtomicUsize::new(0);
+
+/// Installs the function every core runs at its safe point when it parks, before the initiator
+/// can see it parked: the collector flushes the core's own wbBuf there during the mark, so the
+/// cores do that in parallel instead of the initiator doing it for all of them in the pause. It
+/// runs with IRQs masked at a safe point (not inside a preemption-disabled window).
+pub fn set_park_hook(hook: fn()) {
+    PARK_HOOK.store(hook as usize, Ordering::Release);
+}
+
 /// Installs the SGI handler (boot core, once).
 pub fn init() {
     irq::register(irq::SGI_STOP, on_stop_request);
@@ -158,6 +169,14 @@ pub fn park_here(pc: usize, site: ParkSite) {
     let spilled = cpu::spill_general_registers();
     core::hint::black_box(&spilled);
     PARKED_SP[core].store(cpu::stack_pointer(), Ordering::Release);
+    // The collector's work a core does for itself at its safe point, in parallel with the others
+    // (see `set_park_hook`).
+    let hook = PARK_HOOK.load(Ordering::Acquire);
+    if hook != 0 {
+        // SAFETY: only `set_park_hook` stores a nonzero value, and it stores a `fn()`.
+        let hook = unsafe { core::mem::transmute::<usize, fn()>(hook) };
+        hook();
+    }
     PARK_PC[core].store(pc, Ordering::Relaxed);
     PARK_KIND[core].store(site as usize, Ordering::Relaxed);
     PARK_AT[core].store(cpu::counter(), Ordering::Relaxed);

@@ -185,6 +185,7 @@ pub fn init(config: &Config<'_>) -> Result<(), InitError> {
         )
     };
     collector.set_mode::<Kernel>(config.gc_mode);
+    stw::set_park_hook(flush_at_park);
     set_torture(config.gc_torture);
     trace::set_enabled(config.gc_trace);
     VERIFY.store(config.gc_verify, Ordering::Relaxed);
@@ -262,6 +263,17 @@ pub fn explain_findings() -> (usize, usize) {
         }
     }
     (misses.len(), collector().take_unscanned().len())
+}
+
+/// The park hook (`stw::set_park_hook`): during the mark, a parking core flushes its own wbBuf
+/// and publishes its grey objects, so mark termination's pause finds the buffers empty.
+fn flush_at_park() {
+    if let Some(c) = COLLECTOR.get() {
+        if c.phase() == Phase::Mark {
+            // A safe point with IRQs masked: the core's wbBuf and work buffer are not in use.
+            c.flush_this_core::<Kernel>();
+        }
+    }
 }
 
 /// Switches the barrier mode between cycles.
