@@ -263,6 +263,26 @@ fn used_notifications_toggle_flag_or_used_event() {
 }
 
 #[test]
+fn taking_a_completion_with_interrupts_on_rearms_used_event_behind_a_full_barrier() {
+    // EVENT_IDX: each completion taken re-arms used_event for the next one; with interrupts on
+    // that store is followed by a full barrier (Linux's virtio_store_mb in virtqueue_get_buf),
+    // so the next poll is a valid re-check. With interrupts off, used_event is only parked.
+    for (enabled, event) in [(true, 1u16), (false, 0x8001)] {
+        let mut q = Queue::new(0, 4, FenceStrategy::Acquire, true).unwrap();
+        let mut dev = attach(&q, true);
+        q.set_used_notifications(enabled);
+        q.submit(&[Segment { phys: 0x1000, len: 8 }], &[]).unwrap();
+        let c = dev.pop().unwrap();
+        dev.push(c.head, 0);
+        let before = q.stats().fences;
+        q.try_pop_used().unwrap().unwrap();
+        let d = q.stats().fences.since(&before);
+        assert_eq!(q.ring.used_event().load(core::sync::atomic::Ordering::Relaxed), event);
+        assert_eq!((d.acquire, d.full), (1, u64::from(enabled)), "interrupts on: {enabled}");
+    }
+}
+
+#[test]
 fn poll_past_budget_times_out_and_late_completion_is_still_collected() {
     let mut q = Queue::new(0, 4, FenceStrategy::Acquire, false).unwrap();
     let mut dev = attach(&q, false);
@@ -374,6 +394,112 @@ fn threaded_wrap_around() {
         for &strategy in strategies {
             let (s, _, _) = run_threaded(strategy, event_idx, 4, start, count, 2);
             assert_eq!(s.completions, count as u64);
+        }
+    }
+}
+
+/// Waits (bounded) until the device has raised an interrupt, then acknowledges it: the host's
+/// stand-in for `wfi` plus the kernel's handler. `Err` when nothing came: a driver in `wfi` would
+/// have stalled there.
+fn wait_for_interrupt(irq: &IrqLine) -> core::result::Result<(), ()> {
+    use std::sync::atomic::Ordering::AcqRel;
+    use std::time::{Duration, Instant};
+    // Miri runs ~1000x slower, with a clock of its own: bound by yields there (the device thread
+    // runs at every yield), by wall-clock time on a host that may be loaded.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut yields = 0u64;
+    loop {
+        // AcqRel: the device's raise (fetch_or) comes after its used.idx publish; acknowledging
+        // with an acquiring RMW makes that publish visible to the poll that follows.
+        if irq.status.fetch_and(!1, AcqRel) & 1 != 0 {
+            return Ok(());
+        }
+        yields += 1;
+        if (cfg!(miri) && yields > 20_000) || (!cfg!(miri) && Instant::now() > deadline) {
+            return Err(());
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// An interrupt-driven driver with up to `window` chains in flight: it drains the used ring, and
+/// when it finds nothing it sleeps until the device interrupts (`wait_for_interrupt`). Every
+/// completion must reach it: the device raises an interrupt when it crosses `used_event` (2.7.7.2)
+/// and the driver re-arms `used_event` with a full barrier before it re-checks `used.idx` (the
+/// 2.7.14 note: "re-enable, mb(), re-check"). A completion neither side signalled fails the
+/// test instead of hanging it. Returns (stats, interrupts raised, sleeps).
+fn run_interrupt_driven(event_idx: bool, count: u32, window: u32) -> (QueueStats, u64, u64) {
+    let size = 8u16;
+    let mut q = Queue::new(0, size, FenceStrategy::Acquire, event_idx).unwrap();
+    assert!(!q.set_used_notifications(true));
+    // Declared before the device: a failing assertion unwinds, and the device thread (joined
+    // by its drop) must stop before the buffers it reads are freed.
+    let mut bufs = Buffers::new(size as usize);
+    let doorbell = Arc::new(Doorbell::default());
+    let irq = Arc::new(IrqLine::default());
+    let device = DeviceThread::spawn(attach(&q, event_idx), doorbell.clone(), irq.clone(), serve_echo);
+    let mut slot_of: Vec<Option<(usize, u64)>> = vec![None; size as usize];
+    let mut free_slots: Vec<usize> = (0..size as usize).collect();
+    let (mut sent, mut done, mut sleeps) = (0u32, 0u32, 0u64);
+    while done < count {
+        while sent < count && sent - done < window {
+            let slot = free_slots.pop().unwrap();
+            let value = sent as u64 * 7;
+            let token = q.submit(&[bufs.request(slot, value)], &[bufs.response(slot)]).unwrap();
+            slot_of[token.0 as usize] = Some((slot, value));
+            sent += 1;
+            if q.should_notify() {
+                doorbell.ring();
+            }
+        }
+        let mut progress = false;
+        while let Some(used) = q.try_pop_used().unwrap() {
+            let (slot, value) = slot_of[used.token.0 as usize].take().expect("live token");
+            assert_eq!(bufs.read_response(slot), value + 1);
+            free_slots.push(slot);
+            done += 1;
+            progress = true;
+        }
+        if progress || done == count {
+            continue;
+        }
+        sleeps += 1;
+        if wait_for_interrupt(&irq).is_err() {
+            let r = &q.ring;
+            let load = |a: &core::sync::atomic::AtomicU16| a.load(std::sync::atomic::Ordering::SeqCst);
+            panic!(
+                "event_idx {event_idx}: stalled with {} chains in flight ({done} of {count} done, device served {}): \
+                 avail.idx {} (last notify decision at {}), avail_event {}, used.idx {}, driver consumed to {}, \
+                 used_event {}, doorbell rings {}, irqs {}",
+                sent - done,
+                device.served(),
+                load(r.avail_idx()),
+                q.kicked_avail_idx,
+                load(r.avail_event()),
+                load(r.used_idx()),
+                q.last_used_idx,
+                load(r.used_event()),
+                doorbell.count(),
+                irq.raised.load(std::sync::atomic::Ordering::SeqCst),
+            );
+        }
+    }
+    device.stop();
+    (q.stats(), irq.raised.load(std::sync::atomic::Ordering::Relaxed), sleeps)
+}
+
+#[test]
+fn interrupt_driven_driver_never_sleeps_through_a_completion() {
+    let count = if cfg!(miri) { 150 } else { 200_000 };
+    for event_idx in [false, true] {
+        let (s, irqs, sleeps) = run_interrupt_driven(event_idx, count, 4);
+        assert_eq!(s.completions, count as u64);
+        // Each sleep ended by taking an interrupt (the acknowledge clears the one bit a raise
+        // sets), and no used entry raises more than one.
+        assert!(sleeps <= irqs && irqs <= count as u64, "event_idx {event_idx}: {irqs} irqs, {sleeps} sleeps");
+        if !event_idx {
+            // NO_INTERRUPT clear: "the device MUST send a notification" for every entry (2.7.7.2).
+            assert_eq!(irqs, count as u64);
         }
     }
 }

@@ -140,6 +140,15 @@ impl DeviceQueue {
         }
     }
 
+    /// Waits (bounded by `limit`) until the driver's `used_event` is no longer `at`: the driver
+    /// consumed the entry placed at `at` and asked for the next one.
+    pub fn wait_for_used_event_past(&self, at: u16, limit: std::time::Duration) {
+        let start = std::time::Instant::now();
+        while self.ring.used_event().load(Ordering::Relaxed) == at && start.elapsed() < limit {
+            std::thread::yield_now();
+        }
+    }
+
     /// Sets or clears VIRTQ_USED_F_NO_NOTIFY.
     pub fn set_no_notify(&self, on: bool) {
         self.ring.used_flags().store(if on { USED_F_NO_NOTIFY } else { 0 }, Ordering::Relaxed);
