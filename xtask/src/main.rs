@@ -5,11 +5,13 @@
 //! - `screenshot`: boot headless and save the display as a PNG.
 //! - `test`: lint, host tests, the QEMU tests at smp 1 and 4, and the CI-sized stress subset.
 //! - `stress`: the GC stress matrix over the kernel's suites and its negative control.
+//! - `check-fences`: the kernel's DMA barriers, checked in its disassembly.
 //! - `build`, `lint`, `qemu-test`, `debug`, `setup`: the pieces.
 
 mod args;
 mod bench;
 mod cargo;
+mod fences;
 mod host_gcbench;
 mod kernel;
 mod qemu;
@@ -32,7 +34,7 @@ commands:
                --out FILE     where to write it (default screenshot.png)
                --append STR   kernel command line (e.g. \"fb=pages\")
                --smp N        cores (default 4)
-  test       everything CI runs: lint, host tests, QEMU tests at smp 1 and 4, stress --ci
+  test       everything CI runs: lint, host tests, check-fences, QEMU tests at smp 1 and 4, stress --ci
                --no-lint      skip fmt/clippy
                --filter STR   only QEMU cases whose name contains STR (skips the stress subset)
   qemu-test  only the QEMU tests (same --filter)
@@ -53,6 +55,9 @@ commands:
   gcbench-host  Boehm's GCBench on the host (threads as cores), threads 1 and 2 x modes
              buffered and direct -> results/host_gcbench.csv (wall-clock times)
                --quick        size quick instead of full
+  check-fences  disassemble the release kernel (llvm-objdump from rustup's llvm-tools) and check
+             that each virtqueue barrier is there (dmb oshst / dmb oshld / dsb sy) and on the right
+             side of the access it orders
   lint       cargo fmt --check and clippy (host crates and the kernel target), -D warnings
   build      build the kernel ELF and print its path
   debug      boot QEMU halted with a gdb stub and attach gdb-multiarch
@@ -69,6 +74,7 @@ fn main() -> ExitCode {
         Some("stress") => cmd_stress(&mut args),
         Some("lint") => args.finish().and_then(|()| cargo::lint()),
         Some("build") => args.finish().and_then(|()| cmd_build()),
+        Some("check-fences") => args.finish().and_then(|()| cmd_check_fences()),
         Some("debug") => cmd_debug(&mut args),
         Some("screenshot") => cmd_screenshot(&mut args),
         Some("bench") => args.finish().and_then(|()| cmd_bench()),
@@ -103,6 +109,12 @@ fn cmd_build() -> Result {
     let elf = kernel::build(kernel::Profile::Release)?;
     println!("{}", elf.display());
     Ok(())
+}
+
+fn cmd_check_fences() -> Result {
+    setup::rust_target()?;
+    let elf = kernel::build(kernel::Profile::Release)?;
+    fences::run(&elf)
 }
 
 fn cmd_run(args: &mut args::Args) -> Result {
@@ -142,6 +154,7 @@ fn cmd_test(args: &mut args::Args) -> Result {
     }
     cargo::host_tests()?;
     let elf = kernel::build(kernel::Profile::Release)?;
+    fences::run(&elf)?;
     qemu_tests::run_all(&elf, filter.as_deref())?;
     if filter.is_none() {
         println!("xtask: the CI-sized stress subset (`cargo xtask stress --ci`)");
