@@ -21,11 +21,23 @@ pub struct Machine {
     pub gpu: bool,
     /// `-icount shift=0,sleep=off`: virtual time counts instructions, so measurements repeat.
     pub icount: bool,
+    /// RAM (`-m`), e.g. "1G".
+    pub memory: &'static str,
+    /// The GPU's display size (`xres`, `yres`).
+    pub display: (u32, u32),
 }
 
 impl Machine {
     pub fn new(elf: &Path) -> Self {
-        Self { elf: elf.to_path_buf(), smp: 4, append: String::new(), gpu: true, icount: false }
+        Self {
+            elf: elf.to_path_buf(),
+            smp: 4,
+            append: String::new(),
+            gpu: true,
+            icount: false,
+            memory: "1G",
+            display: (GPU_WIDTH, GPU_HEIGHT),
+        }
     }
 
     /// Everything but the console/display choice.
@@ -35,8 +47,6 @@ impl Machine {
             "virt",
             "-cpu",
             "cortex-a72",
-            "-m",
-            "1G",
             "-nic",
             "none",
             "-semihosting",
@@ -47,6 +57,7 @@ impl Machine {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        args.extend(["-m".into(), self.memory.into()]);
         args.extend(["-smp".into(), self.smp.to_string(), "-kernel".into(), self.elf.display().to_string()]);
         if !self.append.is_empty() {
             args.extend(["-append".into(), self.append.clone()]);
@@ -55,8 +66,10 @@ impl Machine {
             args.extend(["-icount".into(), "shift=0,sleep=off".into()]);
         }
         if self.gpu {
-            // 1280x720: the size the kernel's static framebuffer and the GPU numbers are for.
-            args.extend(["-device".into(), format!("virtio-gpu-device,xres={GPU_WIDTH},yres={GPU_HEIGHT}")]);
+            // 1280x720 by default: the size the kernel's static framebuffer and the GPU numbers
+            // are for.
+            let (xres, yres) = self.display;
+            args.extend(["-device".into(), format!("virtio-gpu-device,xres={xres},yres={yres}")]);
         }
         args
     }

@@ -18,6 +18,7 @@ const PANIC: i32 = 5;
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// One QEMU boot and what it must produce.
+#[derive(Clone, Copy)]
 struct Case {
     name: &'static str,
     append: &'static str,
@@ -405,6 +406,93 @@ const CASES: &[Case] = &[
     },
 ];
 
+/// A case on a machine other than the default (1 GiB, 1280x720 display).
+#[derive(Clone, Copy)]
+struct MachineCase {
+    case: Case,
+    /// `-m`.
+    memory: &'static str,
+    /// The GPU's display size.
+    display: (u32, u32),
+}
+
+/// Requests the machine cannot meet: the boot must stop with the reason and exit 2, like a bad
+/// command line (before, the kernel logged an error, ran without a collector or fell back to
+/// another framebuffer source, and exited 0).
+const MACHINE_CASES: &[MachineCase] = &[
+    MachineCase {
+        case: Case {
+            name: "refuse-gc-heap-over-ram",
+            append: "test=boot gc.heap=512M",
+            exit: BAD_CONFIG,
+            expect: &[
+                "tricolor: impossible request: gc.heap: a 512 MiB GC heap does not fit in this machine's 256 MiB of RAM",
+                "contiguous pages (aligned to 512 pages) requested",
+                "choose a smaller gc.heap=",
+            ],
+            check: None,
+            gpu: false,
+            min_smp: 1,
+        },
+        memory: "256M",
+        display: (qemu::GPU_WIDTH, qemu::GPU_HEIGHT),
+    },
+    MachineCase {
+        case: Case {
+            name: "refuse-fb-gc-heap-too-small",
+            append: "test=gpu-demo fb=gc gc.heap=2M",
+            exit: BAD_CONFIG,
+            expect: &[
+                "tricolor: impossible request: fb=gc: cannot hold the 1280x720 display's 3600 KiB framebuffer",
+                "the GC heap has no room for the framebuffer",
+            ],
+            check: Some(no_fallback),
+            gpu: true,
+            min_smp: 1,
+        },
+        memory: "1G",
+        display: (qemu::GPU_WIDTH, qemu::GPU_HEIGHT),
+    },
+    MachineCase {
+        case: Case {
+            name: "refuse-fb-static-display-too-large",
+            append: "test=gpu-demo fb=static",
+            exit: BAD_CONFIG,
+            expect: &[
+                "tricolor: impossible request: fb=static: cannot hold the 1920x1080 display's 8100 KiB framebuffer",
+                "larger than the 1280x720 static array",
+            ],
+            check: Some(no_fallback),
+            gpu: true,
+            min_smp: 1,
+        },
+        memory: "1G",
+        display: (1920, 1080),
+    },
+    MachineCase {
+        // Without fb= the default source may still fall back: nobody asked for it.
+        case: Case {
+            name: "fb-default-falls-back-for-a-large-display",
+            append: "test=gpu-demo",
+            exit: SUCCESS,
+            expect: &["fb=static: the display is larger than the 1280x720 static array, falling back to pages", "gpu-demo: ok"],
+            check: None,
+            gpu: true,
+            min_smp: 1,
+        },
+        memory: "1G",
+        display: (1920, 1080),
+    },
+];
+
+/// A refused request must not have been served from another source first.
+fn no_fallback(output: &str, _smp: usize) -> Result {
+    match output.lines().find(|l| l.contains("falling back")) {
+        Some(line) => Err(format!("a named framebuffer source fell back: {line:?}")),
+        None => Ok(()),
+    }
+}
+
 /// The screenshot test (xtask/src/screenshot.rs): a plain boot's test pattern, checked pixel by
 /// pixel in a `screendump` PNG. Runs at smp 4 only.
 const SCREENSHOT_CASE: &str = "gpu-screenshot";
@@ -539,10 +627,22 @@ fn parse_log_stress(line: &str) -> Option<(usize, usize)> {
 /// Runs every case at smp 1 and 4 (those whose name contains `filter`), then prints a summary.
 pub fn run_all(elf: &Path, filter: Option<&str>) -> Result {
     let (mut passed, mut failed) = (0, Vec::new());
+    let default_machine = |case| MachineCase { case, memory: "1G", display: (qemu::GPU_WIDTH, qemu::GPU_HEIGHT) };
+    let all: Vec<MachineCase> =
+        CASES.iter().map(|c| default_machine(*c)).chain(MACHINE_CASES.iter().copied()).collect();
     for smp in [1, 4] {
-        for case in CASES.iter().filter(|c| smp >= c.min_smp && filter.is_none_or(|f| c.name.contains(f))) {
+        for MachineCase { case, memory, display } in
+            all.iter().filter(|m| smp >= m.case.min_smp && filter.is_none_or(|f| m.case.name.contains(f)))
+        {
             let name = format!("smp{smp}/{}", case.name);
-            let machine = Machine { smp, append: case.append.to_string(), gpu: case.gpu, ..Machine::new(elf) };
+            let machine = Machine {
+                smp,
+                append: case.append.to_string(),
+                gpu: case.gpu,
+                memory,
+                display: *display,
+                ..Machine::new(elf)
+            };
             let outcome = qemu::run_captured(&machine, TIMEOUT)?;
             match verdict(case, smp, &outcome) {
                 Ok(()) => {
