@@ -110,6 +110,11 @@ pub struct VirtQueue<H: Hal> {
     links: Vec<u16>,
     /// For a head in flight: how many descriptors its chain holds; 0 when not a live head.
     chain_len: Vec<u16>,
+    /// For a head in flight: the bytes its device-writable buffers hold (the most a used entry
+    /// may report).
+    chain_writable: Vec<u64>,
+    /// Chains submitted and not yet returned: the most used entries the device can publish.
+    in_flight: u16,
     free_head: u16,
     num_free: u16,
     /// The value of `avail.idx` the driver last published (only the driver writes it).
@@ -153,6 +158,8 @@ impl<H: Hal> VirtQueue<H> {
             queue_index,
             links,
             chain_len: vec![0; size as usize],
+            chain_writable: vec![0; size as usize],
+            in_flight: 0,
             free_head: 0,
             num_free: size,
             avail_idx: 0,
@@ -239,6 +246,8 @@ impl<H: Hal> VirtQueue<H> {
         self.free_head = self.links[current as usize];
         self.num_free -= needed as u16;
         self.chain_len[head as usize] = needed as u16;
+        self.chain_writable[head as usize] = writable.iter().map(|s| s.len as u64).sum();
+        self.in_flight += 1;
 
         // The avail ring entry is a plain store: the device reads it only after it has seen the
         // new avail.idx, which the Release fence below orders after this store.
@@ -281,6 +290,13 @@ impl<H: Hal> VirtQueue<H> {
             self.stats.spins += 1;
             return Ok(None);
         }
+        // A device returns each available chain once: more pending entries than chains in
+        // flight means used.idx jumped over slots that hold no completion (stale or garbage).
+        // Consuming them could recycle a chain the device still owns, so stop here.
+        let pending = used_idx.wrapping_sub(self.last_used_idx);
+        if pending > self.in_flight {
+            return Err(Error::UsedIndexJump { used_idx, consumed: self.last_used_idx, in_flight: self.in_flight });
+        }
         // SAFETY: the element at last_used_idx was written by the device before it published a
         // used.idx past it; poll_used_idx ordered that publish before this read (Acquire per
         // the strategy), and the device does not rewrite the slot until the driver makes it
@@ -303,8 +319,14 @@ impl<H: Hal> VirtQueue<H> {
         if head >= self.layout.size as u32 || self.chain_len[head as usize] == 0 {
             return Err(Error::BadUsedId(head));
         }
+        let writable = self.chain_writable[head as usize];
         self.recycle(head as u16);
         self.stats.completions += 1;
+        // 2.7.8.1: the device MUST have written at least `len` bytes, so `len` never exceeds the
+        // writable buffers; a caller trusting a larger one would read past its buffer.
+        if elem.len as u64 > writable {
+            return Err(Error::BadUsedLen { id: head, len: elem.len, writable });
+        }
         Ok(Some(Used { token: Token(head as u16), len: elem.len }))
     }
 
@@ -356,6 +378,7 @@ impl<H: Hal> VirtQueue<H> {
     fn recycle(&mut self, head: u16) {
         let n = self.chain_len[head as usize];
         self.chain_len[head as usize] = 0;
+        self.in_flight -= 1;
         let mut tail = head;
         for _ in 1..n {
             tail = self.links[tail as usize];

@@ -286,7 +286,7 @@ fn taking_a_completion_with_interrupts_on_rearms_used_event_behind_a_full_barrie
 fn poll_past_budget_times_out_and_late_completion_is_still_collected() {
     let mut q = Queue::new(0, 4, FenceStrategy::Acquire, false).unwrap();
     let mut dev = attach(&q, false);
-    let token = q.submit(&[Segment { phys: 0x1000, len: 8 }], &[]).unwrap();
+    let token = q.submit(&[Segment { phys: 0x1000, len: 8 }], &[Segment { phys: 0x2000, len: 8 }]).unwrap();
     let mut idles = 0;
     let err = q.poll_used(100, || idles += 1).unwrap_err();
     assert_eq!(err, Error::Timeout { spins: 101 });
@@ -309,6 +309,50 @@ fn unknown_used_id_is_an_error() {
     assert_eq!(q.try_pop_used(), Err(Error::BadUsedId(3)));
     dev.push(9, 0); // out of range
     assert_eq!(q.try_pop_used(), Err(Error::BadUsedId(9)));
+}
+
+#[test]
+fn used_index_jump_is_refused_without_consuming() {
+    // Fuzzer finding (used-ring): a device that publishes used.idx past the chains in flight made
+    // the driver consume stale slots, recycling whatever chain they named.
+    let mut q = Queue::new(0, 4, FenceStrategy::Acquire, false).unwrap();
+    let mut dev = attach(&q, false);
+    let token = q.submit(&[Segment { phys: 0x1000, len: 8 }], &[]).unwrap();
+    dev.pop().unwrap();
+    dev.publish_used_idx(5);
+    let jump = Error::UsedIndexJump { used_idx: 5, consumed: 0, in_flight: 1 };
+    assert_eq!(q.try_pop_used(), Err(jump));
+    assert_eq!(q.poll_used(3, || {}), Err(jump), "nothing was consumed");
+    assert!(q.is_outstanding(token));
+    assert_eq!(q.num_free(), 3);
+    assert!(jump.to_string().contains("5 entries past the driver's 0, with only 1 chains in flight"), "{jump}");
+}
+
+#[test]
+fn used_len_beyond_the_writable_buffers_is_refused() {
+    // Fuzzer finding (used-ring): a len larger than the chain's writable buffers was passed on.
+    let mut q = Queue::new(0, 4, FenceStrategy::Acquire, false).unwrap();
+    let mut dev = attach(&q, false);
+    let r = [Segment { phys: 0x1000, len: 24 }];
+    let w = [Segment { phys: 0x2000, len: 16 }, Segment { phys: 0x3000, len: 8 }];
+    for (len, answer) in [
+        (24, Ok(24)),
+        (0, Ok(0)),
+        (25, Err(Error::BadUsedLen { id: 0, len: 25, writable: 24 })),
+        (u32::MAX, Err(Error::BadUsedLen { id: 0, len: u32::MAX, writable: 24 })),
+    ] {
+        let token = q.submit(&r, &w).unwrap();
+        let c = dev.pop().unwrap();
+        dev.push(c.head, len);
+        assert_eq!(q.try_pop_used().map(|u| u.unwrap().len), answer.map(|n: u32| n));
+        assert!(!q.is_outstanding(token), "the chain is back on the free list either way");
+        assert_eq!(q.num_free(), 4);
+    }
+    // A read-only chain: any len but 0 is a lie.
+    q.submit(&r, &[]).unwrap();
+    let c = dev.pop().unwrap();
+    dev.push(c.head, 1);
+    assert_eq!(q.try_pop_used(), Err(Error::BadUsedLen { id: c.head as u32, len: 1, writable: 0 }));
 }
 
 #[test]

@@ -129,6 +129,27 @@ impl DeviceQueue {
         self.ring.used_idx().store(self.used_idx, Ordering::Release);
     }
 
+    /// A hostile device: writes any id and length into the next used slot and publishes it.
+    pub fn push_raw(&mut self, id: u32, len: u32) {
+        // SAFETY: as in push: the slot belongs to the device until it publishes past it.
+        unsafe { ptr::write(self.ring.used_elem(self.used_idx), UsedElem { id, len }) };
+        self.used_idx = self.used_idx.wrapping_add(1);
+        self.ring.used_idx().store(self.used_idx, Ordering::Release);
+    }
+
+    /// A hostile device: publishes any used.idx (an index jump), over whatever the slots hold.
+    pub fn publish_used_idx(&mut self, idx: u16) {
+        self.used_idx = idx;
+        self.ring.used_idx().store(idx, Ordering::Release);
+    }
+
+    /// A hostile device: scribbles over used slot `slot` without publishing anything.
+    pub fn scribble_used_slot(&self, slot: u16, id: u32, len: u32) {
+        // SAFETY: in bounds (taken modulo the size); the element is plain memory the driver reads
+        // only for published positions, and this single-threaded use races with no read.
+        unsafe { ptr::write(self.ring.used_elem(slot), UsedElem { id, len }) };
+    }
+
     /// Would the device interrupt after moving used.idx from `old` to the current value?
     pub fn wants_interrupt(&self, old: u16) -> bool {
         // Full fence: used.idx store -> used_event / flags load (store->load, 2.7.7.2).
