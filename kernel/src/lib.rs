@@ -2,8 +2,12 @@
 //! tests on the host; the hardware wiring is the binary (`main.rs`), built for aarch64 by xtask.
 //!
 //! - [`cmdline`]: the typed kernel command line.
+//! - [`dtb`]: what the kernel reads from the device tree, from the DTB's bytes.
 //! - [`mem`]: the physical page allocator and the kernel heap.
 #![cfg_attr(not(test), no_std)]
 
+extern crate alloc;
+
 pub mod cmdline;
+pub mod dtb;
 pub mod mem;

@@ -51,6 +51,12 @@ commands:
                --quick        5 seeds (each suite once), smp 4 only
                --ci           the subset `test` runs (each suite in buffered and direct, smp 4)
                --replay STR   boot one run's kernel command line (with --smp N) and show it
+  fuzz       fuzz what the kernel trusts: cmdline, devicetree, used-ring (a stable mutational
+             fuzzer, fuzz/; corpora in fuzz/corpus/, findings to fuzz/artifacts/); `test` runs a
+             2 s smoke of each as host tests
+               TARGET|all     which (default all)
+               --seconds N    per target (default 60)
+               --seed S       mutation seed
   bench      barrier-cost measurements under -icount -> results/*.csv and results/*.svg
   gcbench-host  Boehm's GCBench on the host (threads as cores), threads 1 and 2 x modes
              buffered and direct -> results/host_gcbench.csv (wall-clock times)
@@ -78,6 +84,7 @@ fn main() -> ExitCode {
         Some("debug") => cmd_debug(&mut args),
         Some("screenshot") => cmd_screenshot(&mut args),
         Some("bench") => args.finish().and_then(|()| cmd_bench()),
+        Some("fuzz") => cmd_fuzz(&mut args),
         Some("gcbench-host") => host_gcbench::run(&mut args),
         Some("setup") => args.finish().and_then(|()| setup::all()),
         Some("help") | Some("--help") | Some("-h") | None => {
@@ -109,6 +116,20 @@ fn cmd_build() -> Result {
     let elf = kernel::build(kernel::Profile::Release)?;
     println!("{}", elf.display());
     Ok(())
+}
+
+fn cmd_fuzz(args: &mut args::Args) -> Result {
+    let seconds = args.value("--seconds")?.unwrap_or_else(|| "60".into());
+    let seed = args.value("--seed")?;
+    let target = args.next_positional().unwrap_or_else(|| "all".into());
+    args.finish()?;
+    seconds.parse::<f64>().map_err(|_| format!("--seconds {seconds}: not a number"))?;
+    let mut fuzz_args =
+        vec!["run", "--profile", "fuzz", "-q", "-p", "tricolor-fuzz", "--", &target, "--seconds", &seconds];
+    if let Some(seed) = &seed {
+        fuzz_args.extend(["--seed", seed]);
+    }
+    cargo::run("cargo", &fuzz_args)
 }
 
 fn cmd_check_fences() -> Result {

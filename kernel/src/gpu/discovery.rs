@@ -4,55 +4,15 @@
 
 use alloc::vec::Vec;
 use core::ptr::NonNull;
-use fdt::Fdt;
 use tricolor_virtio::transport::device_id;
 use tricolor_virtio::transport::mmio_regs::SLOT_SIZE;
 use tricolor_virtio::{Error, MmioTransport, Transport};
 
-/// A device interrupt as the GIC numbers it.
-#[derive(Clone, Copy, Debug)]
-pub struct DeviceIrq {
-    /// GIC interrupt id (an SPI is 32 + the device-tree cell).
-    pub id: u32,
-    /// Level-sensitive (else edge-triggered), from the cell's flags.
-    pub level: bool,
-}
+pub use tricolor_kernel::dtb::{DeviceIrq, MmioSlot};
 
-/// One `virtio,mmio` node.
-#[derive(Clone, Copy, Debug)]
-pub struct MmioSlot {
-    pub base: usize,
-    pub size: usize,
-    pub irq: Option<DeviceIrq>,
-}
-
-/// Every `virtio,mmio` node of the device tree at `dtb_addr`, in device-tree order.
-pub fn virtio_mmio_slots(dtb_addr: usize) -> Vec<MmioSlot> {
-    // SAFETY: boot validated the device tree at this address (devicetree::discover), and the
-    // frame allocator keeps its pages reserved and unwritten for the whole run.
-    let Ok(fdt) = (unsafe { Fdt::from_ptr(dtb_addr as *const u8) }) else { return Vec::new() };
-    fdt.all_nodes()
-        .filter(|node| node.compatible().is_some_and(|c| c.all().any(|s| s == "virtio,mmio")))
-        .filter_map(|node| {
-            let reg = node.reg()?.next()?;
-            let irq = node.property("interrupts").and_then(|p| gic_interrupt(p.value));
-            Some(MmioSlot { base: reg.starting_address as usize, size: reg.size.unwrap_or(SLOT_SIZE), irq })
-        })
-        .collect()
-}
-
-/// The first GIC interrupt of an `interrupts` property: three big-endian cells (type, number,
-/// flags) with type 0 = SPI (id 32 + number) and 1 = PPI (id 16 + number); flags 4 and 8 are
-/// level-high and level-low, 1 and 2 edges.
-fn gic_interrupt(cells: &[u8]) -> Option<DeviceIrq> {
-    let cell = |i: usize| Some(u32::from_be_bytes(cells.get(i * 4..i * 4 + 4)?.try_into().ok()?));
-    let (kind, number, flags) = (cell(0)?, cell(1)?, cell(2)?);
-    let id = match kind {
-        0 => 32 + number,
-        1 => 16 + number,
-        _ => return None,
-    };
-    Some(DeviceIrq { id, level: flags & 0xc != 0 })
+/// Every `virtio,mmio` node of the device tree, in device-tree order.
+pub fn virtio_mmio_slots(dtb: &[u8]) -> Vec<MmioSlot> {
+    tricolor_kernel::dtb::virtio_mmio_slots(dtb, SLOT_SIZE)
 }
 
 /// What probing the slots found.
@@ -66,8 +26,8 @@ pub struct Probe {
 }
 
 /// Probes every slot and keeps the first GPU.
-pub fn find_gpu(dtb_addr: usize) -> Probe {
-    let slots = virtio_mmio_slots(dtb_addr);
+pub fn find_gpu(dtb: &[u8]) -> Probe {
+    let slots = virtio_mmio_slots(dtb);
     let mut probe = Probe { gpu: None, devices: 0, slots: slots.len() };
     for slot in slots {
         if slot.size < SLOT_SIZE {

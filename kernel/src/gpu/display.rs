@@ -90,7 +90,7 @@ pub fn bring_up(machine: &Machine, config: &Config<'_>) -> Result<Display, Bring
              polls, Acquire only after progress); chosen for the experiment"
         );
     }
-    let probe = discovery::find_gpu(machine.dtb_addr);
+    let probe = discovery::find_gpu(machine.dtb());
     let Some((transport, slot)) = probe.gpu else {
         return Err(BringUpError::NoDevice { slots: probe.slots, devices: probe.devices });
     };
