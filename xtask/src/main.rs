@@ -51,6 +51,11 @@ commands:
                --quick        5 seeds (each suite once), smp 4 only
                --ci           the subset `test` runs (each suite in buffered and direct, smp 4)
                --replay STR   boot one run's kernel command line (with --smp N) and show it
+               --shard I/N    run only the I-th of N slices (every N-th run of the plan), write
+                              its CSV to results/stress_shard_I_of_N.csv (or --out FILE)
+               --merge DIR    join the slices' CSVs in DIR (same matrix options) into one summary
+                              and verdict; a missing or twice-merged slice fails
+               --parallel N   run N slices here with GNU parallel, then merge (see README)
   fuzz       fuzz what the kernel trusts: cmdline, devicetree, used-ring (a stable mutational
              fuzzer, fuzz/; corpora in fuzz/corpus/, findings to fuzz/artifacts/); `test` runs a
              2 s smoke of each as host tests
@@ -195,12 +200,20 @@ fn cmd_qemu_test(args: &mut args::Args) -> Result {
 
 fn cmd_stress(args: &mut args::Args) -> Result {
     let command = stress::Command::parse(args)?;
+    match &command {
+        // Joining CSVs boots nothing; GNU parallel's slices build for themselves.
+        stress::Command::Merge { options, dir } => return stress::merge(options, dir),
+        stress::Command::Parallel { options, shards } => return stress::run_parallel_local(options, *shards),
+        _ => {}
+    }
     setup::rust_target()?;
     setup::qemu()?;
     let elf = kernel::build(kernel::Profile::Release)?;
     match command {
         stress::Command::Matrix(options) => stress::run(&elf, &options),
+        stress::Command::Shard { options, shard, out } => stress::run_shard(&elf, &options, shard, &out),
         stress::Command::Replay { append, smp } => stress::replay(&elf, &append, smp),
+        stress::Command::Merge { .. } | stress::Command::Parallel { .. } => unreachable!("handled above"),
     }
 }
 

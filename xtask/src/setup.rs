@@ -73,6 +73,11 @@ pub fn qemu() -> Result {
     apt_install("qemu-system-aarch64", "qemu-system-arm")
 }
 
+/// GNU parallel, for `cargo xtask stress --parallel N` (Debian package parallel).
+pub fn parallel() -> Result {
+    apt_install("parallel", "parallel")
+}
+
 /// gdb-multiarch, for `cargo xtask debug`.
 pub fn gdb() -> Result {
     apt_install("gdb-multiarch", "gdb-multiarch")
