@@ -14,6 +14,7 @@ mod cargo;
 mod fences;
 mod host_gcbench;
 mod kernel;
+mod miri;
 mod qemu;
 mod qemu_tests;
 mod screenshot;
@@ -62,6 +63,10 @@ commands:
                TARGET|all     which (default all)
                --seconds N    per target (default 60)
                --seed S       mutation seed
+  miri       gc, virtio and runtime tests under Miri, each with seeds 0..N (nightly + miri;
+             not part of `test`)
+               --seeds N      -Zmiri-many-seeds=0..N (default 4)
+               --crates LIST  subset of gc,virtio,runtime
   bench      barrier-cost measurements under -icount -> results/*.csv and results/*.svg
   gcbench-host  Boehm's GCBench on the host (threads as cores), threads 1 and 2 x modes
              buffered and direct -> results/host_gcbench.csv (wall-clock times)
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
         Some("screenshot") => cmd_screenshot(&mut args),
         Some("bench") => args.finish().and_then(|()| cmd_bench()),
         Some("fuzz") => cmd_fuzz(&mut args),
+        Some("miri") => miri::run(&mut args),
         Some("gcbench-host") => host_gcbench::run(&mut args),
         Some("setup") => args.finish().and_then(|()| setup::all()),
         Some("help") | Some("--help") | Some("-h") | None => {
