@@ -250,7 +250,7 @@ impl<H: Hal> VirtQueue<H> {
         self.in_flight += 1;
 
         // The avail ring entry is a plain store: the device reads it only after it has seen the
-        // new avail.idx, which the Release fence below orders after this store.
+        // new avail.idx, which the write barrier of the publish below orders after this store.
         self.ring.avail_ring(self.avail_idx).store(head, Ordering::Relaxed);
         self.avail_idx = self.avail_idx.wrapping_add(1);
         // Write barrier, then the store: descriptors and the ring entry above become visible no
@@ -298,8 +298,8 @@ impl<H: Hal> VirtQueue<H> {
             return Err(Error::UsedIndexJump { used_idx, consumed: self.last_used_idx, in_flight: self.in_flight });
         }
         // SAFETY: the element at last_used_idx was written by the device before it published a
-        // used.idx past it; poll_used_idx ordered that publish before this read (Acquire per
-        // the strategy), and the device does not rewrite the slot until the driver makes it
+        // used.idx past it; poll_used_idx ordered that publish before this read (its read
+        // barrier after the load), and the device does not rewrite the slot until the driver makes it
         // available again. The pointer is in-bounds and aligned (RingView).
         let elem = unsafe { ptr::read(self.ring.used_elem(self.last_used_idx)) };
         self.last_used_idx = self.last_used_idx.wrapping_add(1);

@@ -60,10 +60,10 @@ pub enum InterruptTiming {
     /// Right after publishing the used entry (fence, read, decide), like QEMU.
     #[default]
     Prompt,
-    /// Only once the driver has consumed the entry (its `used_event` moved past it), or after
-    /// a second: a slow device, still within the spec, which only orders the read after the
-    /// publish (2.7.7.2). With EVENT_IDX it then finds `used_event` already past the entry and
-    /// raises nothing: what Miri's scheduling produced for some completions.
+    /// With EVENT_IDX, only once the driver has consumed the entry (its `used_event` moved past
+    /// it), or after 10 s: a slow device, still within the spec, which only orders the read
+    /// after the publish (2.7.7.2). It then finds `used_event` already past the entry and raises
+    /// nothing: what Miri's scheduling produced for some completions. Without EVENT_IDX, prompt.
     Late,
 }
 
@@ -107,7 +107,7 @@ impl DeviceThread {
                     queue.push(chain.head, len);
                     served2.fetch_add(1, Ordering::Relaxed);
                     if timing == InterruptTiming::Late {
-                        queue.wait_for_used_event_past(old, std::time::Duration::from_secs(1));
+                        queue.wait_for_used_event_past(old, std::time::Duration::from_secs(10));
                     }
                     if queue.wants_interrupt(old) {
                         irq.raise_used_buffer();
