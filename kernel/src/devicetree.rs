@@ -1,8 +1,8 @@
 //! What machine we are on: finds the flattened device tree QEMU hands us and reads it with
 //! `tricolor_kernel::dtb` (the reading itself needs no hardware, so it is host-tested and fuzzed).
 
-use tricolor_arch::psci::Conduit;
 use tricolor_abi::MAX_CORES;
+use tricolor_arch::psci::Conduit;
 use tricolor_kernel::dtb;
 pub use tricolor_kernel::dtb::DeviceIrq;
 

@@ -11,9 +11,9 @@
 //! after that still read through bounds-checked accessors. Nothing allocates: this runs before
 //! the kernel heap exists.
 
-use tricolor_abi::MAX_CORES;
 use alloc::vec::Vec;
 use core::ffi::CStr;
+use tricolor_abi::MAX_CORES;
 
 const FDT_MAGIC: u32 = 0xd00d_feed;
 const FDT_BEGIN_NODE: u32 = 1;

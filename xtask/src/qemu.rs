@@ -48,11 +48,10 @@ impl Machine {
 
     /// Everything but the console/display choice.
     pub(crate) fn base_args(&self) -> Vec<String> {
-        let mut args: Vec<String> =
-            ["-machine", "virt", "-cpu", "cortex-a72", "-nic", "none", "-semihosting"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+        let mut args: Vec<String> = ["-machine", "virt", "-cpu", "cortex-a72", "-nic", "none", "-semihosting"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         args.extend(["-m".into(), self.memory.into()]);
         if !self.legacy_mmio {
             // VirtIO devices in modern (version 2) mode.

@@ -579,52 +579,55 @@ fn one_warning_for_legacy(output: &str, _smp: usize) -> Result {
 /// another framebuffer source, and exited 0).
 const MACHINE_CASES: &[Case] = &[
     Case {
-            name: "refuse-gc-heap-over-ram",
-            append: "test=boot gc.heap=512M",
-            exit: BAD_CONFIG,
-            expect: &[
-                "tricolor: impossible request: gc.heap: a 512 MiB GC heap does not fit in this machine's 256 MiB of RAM",
-                "contiguous pages (aligned to 512 pages) requested",
-                "choose a smaller gc.heap=",
-            ],
-            check: None,
-            hw: Hw { memory: "256M", ..NO_GPU },
-            min_smp: 1,
-        },
+        name: "refuse-gc-heap-over-ram",
+        append: "test=boot gc.heap=512M",
+        exit: BAD_CONFIG,
+        expect: &[
+            "tricolor: impossible request: gc.heap: a 512 MiB GC heap does not fit in this machine's 256 MiB of RAM",
+            "contiguous pages (aligned to 512 pages) requested",
+            "choose a smaller gc.heap=",
+        ],
+        check: None,
+        hw: Hw { memory: "256M", ..NO_GPU },
+        min_smp: 1,
+    },
     Case {
-            name: "refuse-fb-gc-heap-too-small",
-            append: "test=gpu-demo fb=gc gc.heap=2M",
-            exit: BAD_CONFIG,
-            expect: &[
-                "tricolor: impossible request: fb=gc: cannot hold the 1280x720 display's 3600 KiB framebuffer",
-                "the GC heap has no room for the framebuffer",
-            ],
-            check: Some(no_fallback),
-            hw: Hw { memory: "1G", ..GPU },
-            min_smp: 1,
-        },
+        name: "refuse-fb-gc-heap-too-small",
+        append: "test=gpu-demo fb=gc gc.heap=2M",
+        exit: BAD_CONFIG,
+        expect: &[
+            "tricolor: impossible request: fb=gc: cannot hold the 1280x720 display's 3600 KiB framebuffer",
+            "the GC heap has no room for the framebuffer",
+        ],
+        check: Some(no_fallback),
+        hw: GPU,
+        min_smp: 1,
+    },
     Case {
-            name: "refuse-fb-static-display-too-large",
-            append: "test=gpu-demo fb=static",
-            exit: BAD_CONFIG,
-            expect: &[
-                "tricolor: impossible request: fb=static: cannot hold the 1920x1080 display's 8100 KiB framebuffer",
-                "larger than the 1280x720 static array",
-            ],
-            check: Some(no_fallback),
-            hw: Hw { memory: "1G", display: (1920, 1080), ..GPU },
-            min_smp: 1,
-        },
+        name: "refuse-fb-static-display-too-large",
+        append: "test=gpu-demo fb=static",
+        exit: BAD_CONFIG,
+        expect: &[
+            "tricolor: impossible request: fb=static: cannot hold the 1920x1080 display's 8100 KiB framebuffer",
+            "larger than the 1280x720 static array",
+        ],
+        check: Some(no_fallback),
+        hw: Hw { display: (1920, 1080), ..GPU },
+        min_smp: 1,
+    },
     // Without fb= the default source may still fall back: nobody asked for it.
     Case {
-            name: "fb-default-falls-back-for-a-large-display",
-            append: "test=gpu-demo",
-            exit: SUCCESS,
-            expect: &["fb=static: the display is larger than the 1280x720 static array, falling back to pages", "gpu-demo: ok"],
-            check: None,
-            hw: Hw { memory: "1G", display: (1920, 1080), ..GPU },
-            min_smp: 1,
-        },
+        name: "fb-default-falls-back-for-a-large-display",
+        append: "test=gpu-demo",
+        exit: SUCCESS,
+        expect: &[
+            "fb=static: the display is larger than the 1280x720 static array, falling back to pages",
+            "gpu-demo: ok",
+        ],
+        check: None,
+        hw: Hw { display: (1920, 1080), ..GPU },
+        min_smp: 1,
+    },
 ];
 
 /// A refused request must not have been served from another source first.
@@ -788,10 +791,8 @@ fn parse_log_stress(line: &str) -> Option<(usize, usize)> {
 pub fn run_all(elf: &Path, filter: Option<&str>) -> Result {
     let (mut passed, mut failed) = (0, Vec::new());
     for smp in [1, 4] {
-        for case in CASES
-            .iter()
-            .chain(MACHINE_CASES)
-            .filter(|c| smp >= c.min_smp && filter.is_none_or(|f| c.name.contains(f)))
+        for case in
+            CASES.iter().chain(MACHINE_CASES).filter(|c| smp >= c.min_smp && filter.is_none_or(|f| c.name.contains(f)))
         {
             let name = format!("smp{smp}/{}", case.name);
             let machine = Machine {

@@ -1066,6 +1066,8 @@ mod tests {
                     misses: u64::from(!passed),
                     corrupt: 0,
                     seconds: i as f64 / 10.0,
+                    unscanned: i as u64 % 2,
+                    stw_retries: i as u64 % 3,
                 }
             })
             .collect()

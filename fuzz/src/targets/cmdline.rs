@@ -3,7 +3,8 @@
 //! error whose message names the problem and lists the valid keys; never a panic.
 
 use crate::{Outcome, Target};
-use tricolor_kernel::cmdline::{self, CmdlineError, KEYS, MAX_CORES};
+use tricolor_abi::MAX_CORES;
+use tricolor_kernel::cmdline::{self, CmdlineError, KEYS};
 
 pub static TARGET: Target = Target { name: "cmdline", run, dictionary: DICTIONARY, max_len: 512 };
 

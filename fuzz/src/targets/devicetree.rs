@@ -3,7 +3,7 @@
 //! consistent (no more CPUs than the kernel manages, every slot from inside the blob).
 
 use crate::{Outcome, Target};
-use tricolor_kernel::cmdline::MAX_CORES;
+use tricolor_abi::MAX_CORES;
 use tricolor_kernel::dtb::{self, DtbError};
 
 pub static TARGET: Target = Target { name: "devicetree", run, dictionary: DICTIONARY, max_len: 16 << 10 };

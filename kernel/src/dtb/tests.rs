@@ -25,6 +25,7 @@ fn read_with_fdt_crate(bytes: &[u8]) -> Option<MachineInfo<'_>> {
         dtb_size: fdt.total_size(),
         ram: (region.starting_address as usize, region.size.unwrap_or(0)),
         uart: fdt.find_compatible(&["arm,pl011"])?.reg()?.next().map(|r| r.starting_address as usize),
+        uart_irq: fdt.find_compatible(&["arm,pl011"])?.property("interrupts").and_then(|p| gic_interrupt(p.value)),
         psci_method: fdt.find_node("/psci").and_then(|n| n.property("method")).and_then(|p| p.as_str()),
         cpus,
         cpu_count,
@@ -48,6 +49,7 @@ fn qemu_trees_read_as_the_fdt_crate_read_them() {
     assert_eq!((m.uart, m.psci_method, m.cpu_count, m.cpus_ignored), (Some(0x900_0000), Some("hvc"), 4, 0));
     assert_eq!(&m.cpus[..4], &[0, 1, 2, 3]);
     assert_eq!((m.gic, m.timer_irq), (Some((0x800_0000, 0x801_0000)), 30));
+    assert_eq!(m.uart_irq, Some(DeviceIrq { id: 33, level: true }), "QEMU virt's PL011: SPI 1, level-high");
     let big = read(QEMU_GICV3_SMP16).unwrap();
     assert_eq!((big.cpu_count, big.cpus_ignored, big.gic), (MAX_CORES, 16 - MAX_CORES, None));
     assert_eq!(read(QEMU_SMP1).unwrap().ram, (0x4000_0000, 256 << 20));
