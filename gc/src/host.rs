@@ -5,24 +5,55 @@
 //! [`World::run_on`]. Mutator threads hold a [`Mutator`], whose root array stands in for the
 //! task's stack (scanned conservatively, written without barriers) and which must call
 //! [`Mutator::safe_point`] regularly; stop-the-world waits for every attached mutator to park
-//! there. The world serialises with every other world in the process, because the barrier flag
-//! and mode are process-wide statics.
+//! there (or in [`Mutator::park_while`], a blocking wait such as one for a full heap to be
+//! collected). The world serialises with every other world in the process, because the barrier
+//! flag and mode are process-wide statics.
+//!
+//! # The handshake
+//! Each mutator has a state word, `RUNNING` or `PARKED`. A stop sets `requested`, then waits until
+//! no other mutator is `RUNNING`. A mutator leaves a park by storing `RUNNING` and then re-reading
+//! `requested`; if a stop is requested it goes back to `PARKED`. Both sides are SeqCst (a
+//! store-then-load on each side, Dekker's pattern): either the stopper sees `RUNNING` and waits,
+//! or the mutator sees the request and parks again, so no mutator runs beside a stop's closure,
+//! even one that starts right after the previous stop's release.
+//!
+//! Parked mutators spin (yielding) for [`PARK_SPIN`] and then sleep on a condition variable that
+//! the release notifies, so a long pause (a stop-the-world mark) does not burn a CPU the
+//! collector could use.
+//!
+//! # Blocked time
+//! Each mutator measures, where it happens, every interval the collector kept it from running:
+//! a park at a safe point, a [`Mutator::park_while`] wait, or a caller-delimited
+//! [`Mutator::blocked_interval`] (a whole wait for a full heap, parks included, counts as one).
+//! [`Mutator::blocked`] gives the longest, the total and the count.
 
 extern crate std;
 
 use core::cell::Cell;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::alloc::{alloc, dealloc, Layout};
 use std::boxed::Box;
-use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 use std::vec::Vec;
 
 use crate::barrier::{self, BarrierMode, WRITE_BARRIER};
 use crate::collector::{Collector, Config};
 use crate::platform::{GcCore, Platform, ScanRange};
 use crate::sizeclass::PAGE_SIZE;
+
+/// How long a parked mutator spins (yielding) before it sleeps until the release.
+pub const PARK_SPIN: Duration = Duration::from_micros(50);
+
+const RUNNING: u8 = 0;
+const PARKED: u8 = 1;
+
+/// One attached mutator as the world sees it: its handshake state and its "stack".
+struct MutatorState {
+    state: AtomicU8,
+    range: ScanRange,
+}
 
 /// One simulated machine.
 pub struct World {
@@ -32,10 +63,10 @@ pub struct World {
     layout: Layout,
     stw: Mutex<()>,
     requested: AtomicBool,
-    parked: AtomicUsize,
-    attached: AtomicUsize,
-    stacks: Mutex<Vec<(usize, ScanRange)>>,
-    next_stack_id: AtomicUsize,
+    /// Attached mutators, in attach order.
+    mutators: Mutex<Vec<Arc<MutatorState>>>,
+    /// Parked mutators that stopped spinning sleep here until a release.
+    release: (Mutex<()>, Condvar),
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -47,8 +78,20 @@ unsafe impl Send for World {}
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// What the current thread is: its world, its core, and its mutator state if one is attached.
+#[derive(Clone, Copy)]
+struct Current {
+    world: *const World,
+    core: *const GcCore,
+    index: usize,
+    mutator: *const MutatorState,
+}
+
+const DETACHED: Current =
+    Current { world: core::ptr::null(), core: core::ptr::null(), index: 0, mutator: core::ptr::null() };
+
 std::thread_local! {
-    static CURRENT: Cell<(*const World, usize, bool)> = const { Cell::new((core::ptr::null(), 0, false)) };
+    static CURRENT: Cell<Current> = const { Cell::new(DETACHED) };
 }
 
 impl World {
@@ -70,10 +113,8 @@ impl World {
             layout,
             stw: Mutex::new(()),
             requested: AtomicBool::new(false),
-            parked: AtomicUsize::new(0),
-            attached: AtomicUsize::new(0),
-            stacks: Mutex::new(Vec::new()),
-            next_stack_id: AtomicUsize::new(0),
+            mutators: Mutex::new(Vec::new()),
+            release: (Mutex::new(()), Condvar::new()),
             _serial: serial,
         });
         // Process-wide barrier state starts clean for every world.
@@ -88,17 +129,23 @@ impl World {
         &self.collector
     }
 
+    /// The cores' collector state (counters).
+    pub fn cores(&self) -> &[GcCore] {
+        &self.cores
+    }
+
     /// Run `f` as core `core` on this thread.
     pub fn run_on<R>(&self, core: usize, f: impl FnOnce() -> R) -> R {
         assert!(core < self.cores.len());
-        let prev = CURRENT.with(|c| c.replace((self as *const World, core, false)));
+        let me = Current { world: self, core: &self.cores[core], index: core, mutator: core::ptr::null() };
+        let prev = CURRENT.with(|c| c.replace(me));
         let r = f();
         CURRENT.with(|c| c.set(prev));
         r
     }
 
     fn current() -> &'static World {
-        let (w, _, _) = CURRENT.with(|c| c.get());
+        let w = CURRENT.with(|c| c.get().world);
         assert!(!w.is_null(), "not running on a world core (use World::run_on)");
         // SAFETY: the pointer was set by `run_on` on a world that outlives the closure it runs
         // (`run_on` borrows it), and every use through `HostPlatform` happens inside that closure.
@@ -114,35 +161,76 @@ impl World {
         let slots = NonNull::new(Box::into_raw(slots)).expect("Box is not null");
         let lo = slots.as_ptr().cast::<AtomicUsize>().expose_provenance();
         let range = ScanRange { lo, hi: lo + roots * core::mem::size_of::<usize>() };
-        let id = self.next_stack_id.fetch_add(1, Ordering::Relaxed);
-        self.stacks.lock().unwrap().push((id, range));
-        // Ordering: SeqCst, see `stop_the_world`: a concurrent STW either counts this mutator or
-        // this mutator's safe point sees the request.
-        self.attached.fetch_add(1, Ordering::SeqCst);
+        // Registered parked: a stop in progress may scan the (zeroed) slots; `unpark` below then
+        // waits for it like any parked mutator.
+        let state = Arc::new(MutatorState { state: AtomicU8::new(PARKED), range });
+        self.mutators.lock().unwrap().push(state.clone());
         CURRENT.with(|c| {
-            let (w, core, _) = c.get();
-            c.set((w, core, true));
+            let mut cur = c.get();
+            assert!(cur.mutator.is_null(), "this thread already has a mutator");
+            cur.mutator = Arc::as_ptr(&state);
+            c.set(cur);
         });
-        let m = Mutator { world: self, slots, id };
-        m.safe_point();
+        let m = Mutator {
+            world: self,
+            slots,
+            state,
+            blocked_max: Cell::new(Duration::ZERO),
+            blocked_total: Cell::new(Duration::ZERO),
+            blocked_count: Cell::new(0),
+            outer: Cell::new(false),
+        };
+        self.unpark(&m.state);
         m
     }
 
-    fn safe_point(&self) {
-        // Ordering: SeqCst on the handshake words keeps one total order between the request, the
-        // parked count and the release, and (as Release/Acquire pairs) makes everything this
-        // thread did before parking visible to the STW closure and vice versa.
-        if self.requested.load(Ordering::SeqCst) {
-            self.parked.fetch_add(1, Ordering::SeqCst);
-            while self.requested.load(Ordering::SeqCst) {
-                std::thread::yield_now();
+    /// Leave the parked state: `RUNNING`, unless a stop is requested (then wait for its release
+    /// and try again). See the module docs for why this cannot overlap a stop's closure.
+    fn unpark(&self, me: &MutatorState) {
+        loop {
+            // Ordering: SeqCst store then SeqCst load, against the stopper's SeqCst store of
+            // `requested` then load of `state` (module docs). The load also acquires the
+            // stopper's release store of `requested`, so its closure's writes are visible here.
+            me.state.store(RUNNING, Ordering::SeqCst);
+            if !self.requested.load(Ordering::SeqCst) {
+                return;
             }
-            // Tests widen the window between seeing the release and counting out, which the
-            // handshake must close (`back_to_back_stops_never_overlap_a_running_mutator`).
-            #[cfg(test)]
-            std::thread::yield_now();
-            self.parked.fetch_sub(1, Ordering::SeqCst);
+            me.state.store(PARKED, Ordering::SeqCst);
+            self.wait_for_release();
         }
+    }
+
+    /// Wait (parked) until no stop is requested: spin for [`PARK_SPIN`], then sleep.
+    fn wait_for_release(&self) {
+        let spin_until = Instant::now() + PARK_SPIN;
+        // Ordering: SeqCst, see `unpark`; the exit is re-checked there anyway.
+        while self.requested.load(Ordering::SeqCst) {
+            if Instant::now() >= spin_until {
+                let (lock, cv) = &self.release;
+                let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
+                // Checked under the lock the releaser takes before notifying: no lost wake-up.
+                while self.requested.load(Ordering::SeqCst) {
+                    g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+                }
+                return;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// Park `me` until the current stop is released; returns how long it was parked.
+    fn park(&self, me: &MutatorState) -> Duration {
+        let t = Instant::now();
+        // Ordering: SeqCst, see `unpark`. As a release it also publishes everything this thread
+        // did before parking to the stopper, which Acquire-loads the state.
+        me.state.store(PARKED, Ordering::SeqCst);
+        self.wait_for_release();
+        // Tests widen the window between seeing the release and running again, which the
+        // handshake must close (`back_to_back_stops_never_overlap_a_running_mutator`).
+        #[cfg(test)]
+        std::thread::yield_now();
+        self.unpark(me);
+        t.elapsed()
     }
 }
 
@@ -154,11 +242,27 @@ impl Drop for World {
     }
 }
 
-/// A mutator thread's registration: its "stack" of root slots.
+/// What a mutator measured of the time the collector kept it from running.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Blocked {
+    /// The longest interval.
+    pub max: Duration,
+    /// All intervals together.
+    pub total: Duration,
+    /// How many intervals.
+    pub count: u64,
+}
+
+/// A mutator thread's registration: its "stack" of root slots and its handshake state.
 pub struct Mutator<'w> {
     world: &'w World,
     slots: NonNull<[AtomicUsize]>,
-    id: usize,
+    state: Arc<MutatorState>,
+    blocked_max: Cell<Duration>,
+    blocked_total: Cell<Duration>,
+    blocked_count: Cell<u64>,
+    /// Inside `blocked_interval`: parks are part of the enclosing interval.
+    outer: Cell<bool>,
 }
 
 impl Mutator<'_> {
@@ -168,8 +272,57 @@ impl Mutator<'_> {
     }
 
     /// Park if a stop-the-world is requested. Call often, never inside a barrier or allocation.
+    #[inline]
     pub fn safe_point(&self) {
-        self.world.safe_point();
+        // Ordering: SeqCst, see `World::unpark` (on x86 and aarch64 a plain load).
+        if self.world.requested.load(Ordering::SeqCst) {
+            self.park_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn park_slow(&self) {
+        let d = self.world.park(&self.state);
+        self.record(d);
+    }
+
+    /// Run `f` counted as parked: stops proceed without waiting for this thread. `f` must not touch
+    /// the heap, its objects or this mutator's root slots (it waits, e.g. for a cycle to finish).
+    /// Its time counts as blocked.
+    pub fn park_while<R>(&self, f: impl FnOnce() -> R) -> R {
+        let t = Instant::now();
+        // Ordering: SeqCst, see `World::park`.
+        self.state.state.store(PARKED, Ordering::SeqCst);
+        let r = f();
+        self.world.unpark(&self.state);
+        self.record(t.elapsed());
+        r
+    }
+
+    /// Run `f` and count all of it as one blocked interval (parks inside it are part of it, not
+    /// intervals of their own): e.g. an allocation's whole wait for a full heap to be collected.
+    pub fn blocked_interval<R>(&self, f: impl FnOnce() -> R) -> R {
+        let was = self.outer.replace(true);
+        let t = Instant::now();
+        let r = f();
+        self.outer.set(was);
+        self.record(t.elapsed());
+        r
+    }
+
+    fn record(&self, d: Duration) {
+        if self.outer.get() {
+            return;
+        }
+        self.blocked_max.set(self.blocked_max.get().max(d));
+        self.blocked_total.set(self.blocked_total.get() + d);
+        self.blocked_count.set(self.blocked_count.get() + 1);
+    }
+
+    /// The intervals this mutator was blocked by the collector so far.
+    pub fn blocked(&self) -> Blocked {
+        Blocked { max: self.blocked_max.get(), total: self.blocked_total.get(), count: self.blocked_count.get() }
     }
 
     /// Root slot `i` (a stack word: written without a barrier).
@@ -197,14 +350,18 @@ impl Mutator<'_> {
 impl Drop for Mutator<'_> {
     fn drop(&mut self) {
         self.safe_point();
-        self.world.stacks.lock().unwrap().retain(|(id, _)| *id != self.id);
-        // Ordering: SeqCst, see `World::mutator`.
-        self.world.attached.fetch_sub(1, Ordering::SeqCst);
+        // Parked for good: a stop that took its list of mutators before the removal below does
+        // not wait for this thread. The removal takes the list's lock, which a stop's stack scan
+        // holds while it reads the slots, so the slots are freed only after any such read.
+        // Ordering: SeqCst, see `World::park`.
+        self.state.state.store(PARKED, Ordering::SeqCst);
+        self.world.mutators.lock().unwrap().retain(|m| !Arc::ptr_eq(m, &self.state));
         // SAFETY: from `Box::into_raw`; no longer registered, so no scan can read it.
         drop(unsafe { Box::from_raw(self.slots.as_ptr()) });
         CURRENT.with(|c| {
-            let (w, core, _) = c.get();
-            c.set((w, core, false));
+            let mut cur = c.get();
+            cur.mutator = core::ptr::null();
+            c.set(cur);
         });
     }
 }
@@ -226,11 +383,21 @@ impl Platform for HostPlatform {
 
     #[inline(always)]
     fn current_core_index() -> usize {
-        CURRENT.with(|c| c.get().1)
+        CURRENT.with(|c| c.get().index)
     }
 
     fn core(index: usize) -> &'static GcCore {
         &World::current().cores[index]
+    }
+
+    /// One thread-local read (the allocation path asks for it every time).
+    #[inline(always)]
+    fn current_core() -> &'static GcCore {
+        let core = CURRENT.with(|c| c.get().core);
+        assert!(!core.is_null(), "not running on a world core (use World::run_on)");
+        // SAFETY: set by `run_on` to a core of a world that outlives the closure it runs; as in
+        // `World::current`, the 'static lifetime is never held past it.
+        unsafe { &*core }
     }
 
     fn collector() -> &'static Collector {
@@ -250,28 +417,47 @@ impl Platform for HostPlatform {
 
     fn stop_the_world<R>(f: impl FnOnce() -> R) -> R {
         let w = World::current();
-        let _one = w.stw.lock().unwrap_or_else(|e| e.into_inner());
-        let me = usize::from(CURRENT.with(|c| c.get().2));
-        // Ordering: SeqCst, see `World::safe_point`.
-        w.requested.store(true, Ordering::SeqCst);
-        while w.parked.load(Ordering::SeqCst) < w.attached.load(Ordering::SeqCst) - me {
+        let me = CURRENT.with(|c| c.get().mutator);
+        // One stop at a time. A mutator that loses the race parks while it waits, or the winner
+        // would wait for it forever.
+        let _one = loop {
+            match w.stw.try_lock() {
+                Ok(g) => break g,
+                Err(std::sync::TryLockError::Poisoned(e)) => break e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+            if !me.is_null() && w.requested.load(Ordering::SeqCst) {
+                // SAFETY: `me` is this thread's attached mutator state (set by `World::mutator`,
+                // cleared before it is dropped).
+                w.park(unsafe { &*me });
+            }
             std::thread::yield_now();
+        };
+        // Ordering: SeqCst, see `World::unpark`.
+        w.requested.store(true, Ordering::SeqCst);
+        // Mutators attaching after this snapshot see the request when they unpark.
+        let others: Vec<Arc<MutatorState>> =
+            w.mutators.lock().unwrap().iter().filter(|m| !core::ptr::eq(Arc::as_ptr(m), me)).cloned().collect();
+        for m in &others {
+            // Ordering: SeqCst, see `World::unpark`; observing PARKED acquires the mutator's
+            // writes before it parked.
+            while m.state.load(Ordering::SeqCst) == RUNNING {
+                std::thread::yield_now();
+            }
         }
         let r = f();
+        // Ordering: SeqCst release, see `World::unpark`.
         w.requested.store(false, Ordering::SeqCst);
-        // Hold the handshake until every parked mutator has counted itself out. Otherwise one that
-        // saw this release but has not yet decremented `parked` would be counted as parked by the
-        // next stop, and run beside its closure (the kernel's `stw::release` waits the same way).
-        while w.parked.load(Ordering::SeqCst) != 0 {
-            std::thread::yield_now();
-        }
+        let (lock, cv) = &w.release;
+        drop(lock.lock().unwrap_or_else(|e| e.into_inner()));
+        cv.notify_all();
         r
     }
 
     fn for_each_stack_range(visit: &mut dyn FnMut(ScanRange)) {
         let w = World::current();
-        for &(_, r) in w.stacks.lock().unwrap().iter() {
-            visit(r);
+        for m in w.mutators.lock().unwrap().iter() {
+            visit(m.range);
         }
     }
 }

@@ -45,6 +45,16 @@ impl Bitmap {
         self.0[i / 64].fetch_or(bit, Ordering::Relaxed) & bit == 0
     }
 
+    /// Set bit `bit` of word `w` with a plain load and store, no RMW: only for a bitmap with one
+    /// writer at the time, which an owned span's `alloc` is (discipline 1 below: no one else
+    /// writes the alloc bits of a span a core's cache owns; concurrent readers see the word
+    /// before or after, both valid).
+    #[inline(always)]
+    pub(crate) fn set_single_writer(&self, w: usize, bit: u32) {
+        let word = &self.0[w];
+        word.store(word.load(Ordering::Relaxed) | 1 << bit, Ordering::Relaxed);
+    }
+
     pub(crate) fn word(&self, w: usize) -> u64 {
         self.0[w].load(Ordering::Relaxed)
     }
@@ -80,6 +90,9 @@ pub(crate) struct Span {
     pub(crate) class_pos: AtomicU32,
     pub(crate) npages: AtomicU32,
     pub(crate) nelems: AtomicU32,
+    /// `u32::MAX / elem_size + 1` for small spans, so that `(offset * div_mul) >> 32` is
+    /// `offset / elem_size` for every offset in the span (Go's `divMul`); 0 for large spans.
+    pub(crate) div_mul: AtomicU32,
     pub(crate) sweepgen: AtomicU32,
     pub(crate) elem_size: AtomicUsize,
     pub(crate) alloc: Bitmap,
@@ -100,6 +113,7 @@ impl Span {
             class_pos: AtomicU32::new(0),
             npages: AtomicU32::new(0),
             nelems: AtomicU32::new(0),
+            div_mul: AtomicU32::new(0),
             sweepgen: AtomicU32::new(0),
             elem_size: AtomicUsize::new(0),
             alloc: Bitmap::new(),
@@ -119,6 +133,29 @@ impl Span {
         self.nelems.load(Ordering::Relaxed) as usize
     }
 
+    /// Index of the object at byte `offset` of the span (`offset < npages * PAGE_SIZE`).
+    #[inline(always)]
+    pub(crate) fn index_of(&self, offset: usize) -> usize {
+        ((offset as u64 * u64::from(self.div_mul.load(Ordering::Relaxed))) >> 32) as usize
+    }
+
+    /// Bitmap words that hold objects.
+    #[inline]
+    pub(crate) fn words(&self) -> usize {
+        self.nelems().div_ceil(64)
+    }
+
+    /// Free objects of bitmap word `w`, as bits.
+    #[inline]
+    pub(crate) fn free_bits(&self, w: usize) -> u64 {
+        !self.alloc.word(w) & self.valid_mask(w)
+    }
+
+    /// Free objects in the span.
+    pub(crate) fn free_count(&self) -> usize {
+        (0..self.words()).map(|w| self.free_bits(w).count_ones() as usize).sum()
+    }
+
     /// Valid-object mask for bitmap word `w`.
     pub(crate) fn valid_mask(&self, w: usize) -> u64 {
         let n = self.nelems();
@@ -132,23 +169,8 @@ impl Span {
         }
     }
 
-    /// Allocate a free object index. Only the owning core calls this, so a free bit read here
-    /// cannot be taken by anyone else before the `set`.
-    pub(crate) fn take_free(&self) -> Option<usize> {
-        for w in 0..BITMAP_WORDS {
-            let free = !self.alloc.word(w) & self.valid_mask(w);
-            if free != 0 {
-                let i = w * 64 + free.trailing_zeros() as usize;
-                let was_clear = self.alloc.set(i);
-                debug_assert!(was_clear);
-                return Some(i);
-            }
-        }
-        None
-    }
-
     pub(crate) fn has_free(&self) -> bool {
-        (0..BITMAP_WORDS).any(|w| !self.alloc.word(w) & self.valid_mask(w) != 0)
+        (0..self.words()).any(|w| self.free_bits(w) != 0)
     }
 
     /// Claim the span for sweeping in generation `sg`. Acquire on success pairs with the Release
@@ -168,5 +190,23 @@ impl Span {
 
     pub(crate) fn is_swept(&self, sg: u32) -> bool {
         self.sweepgen.load(Ordering::Acquire) == sg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sizeclass::{CLASS_SIZES, PAGE_SIZE};
+
+    /// The multiply-shift index is the division at every byte of a span, for every class.
+    #[test]
+    fn index_by_multiplication_is_division() {
+        let s = Span::new();
+        for &elem in &CLASS_SIZES {
+            s.div_mul.store(u32::MAX / elem as u32 + 1, Ordering::Relaxed);
+            for offset in 0..PAGE_SIZE {
+                assert_eq!(s.index_of(offset), offset / elem, "class {elem}, offset {offset}");
+            }
+        }
     }
 }
