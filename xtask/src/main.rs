@@ -5,11 +5,13 @@
 //! - `screenshot`: boot headless and save the display as a PNG.
 //! - `test`: lint, host tests, the QEMU tests at smp 1 and 4, and the CI-sized stress subset.
 //! - `stress`: the GC stress matrix over the kernel's suites and its negative control.
+//! - `compare`: GCBench on Boehm GC, Go and tricolor's host collector, side by side.
 //! - `build`, `lint`, `qemu-test`, `debug`, `setup`: the pieces.
 
 mod args;
 mod bench;
 mod cargo;
+mod compare;
 mod host_gcbench;
 mod kernel;
 mod qemu;
@@ -53,6 +55,16 @@ commands:
   gcbench-host  Boehm's GCBench on the host (threads as cores), threads 1 and 2 x modes
              buffered and direct -> results/host_gcbench.csv (wall-clock times)
                --quick        size quick instead of full
+  compare    GCBench on Boehm GC (C), Go and tricolor's host collector (modes off and buffered), the
+             same benchmark pinned to the same CPUs -> one table, results/compare.{csv,svg}
+               --runs N       runs of each (default 3)
+               --cpus LIST    taskset CPU list (default 0,1)
+               --size S       full (Boehm's sizes, default), quick or tiny
+               --heap H       tricolor's heap (default: Boehm's median peak heap, rounded up)
+               --percent P    tricolor's GOGC (default 100)
+               --no-poison    tricolor does not poison freed memory (printed)
+               --profile      instead: tricolor under valgrind --tool=callgrind -> instructions
+                              per allocation, marked object and swept span, results/profile.csv
   lint       cargo fmt --check and clippy (host crates and the kernel target), -D warnings
   build      build the kernel ELF and print its path
   debug      boot QEMU halted with a gdb stub and attach gdb-multiarch
@@ -73,6 +85,7 @@ fn main() -> ExitCode {
         Some("screenshot") => cmd_screenshot(&mut args),
         Some("bench") => args.finish().and_then(|()| cmd_bench()),
         Some("gcbench-host") => host_gcbench::run(&mut args),
+        Some("compare") => compare::run(&mut args),
         Some("setup") => args.finish().and_then(|()| setup::all()),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");
