@@ -279,6 +279,19 @@ impl Collector {
         mark::drain(self, core, work)
     }
 
+    /// A mutator's mark assist (Go's `gcAssistAlloc`): if a cycle is marking, scan at most `budget`
+    /// grey objects on this core, leaving the rest to the markers. Returns objects scanned.
+    pub fn mark_assist<P: Platform>(&self, budget: usize) -> usize {
+        if self.phase() != Phase::Mark {
+            return 0;
+        }
+        let _np = P::disable_preemption();
+        let core = P::current_core();
+        // SAFETY: this core with preemption disabled.
+        let work = unsafe { core.work_mut() };
+        mark::drain_some(self, core, work, budget)
+    }
+
     /// Run a full cycle on the calling core. Mutators keep running on other cores except in the
     /// two stop-the-world pauses (one in `off` mode).
     pub fn collect<P: Platform>(&self) -> CycleReport {

@@ -13,8 +13,16 @@
 //!    freed node shows up as an error, not as a number.
 //!
 //! Collections run on a dedicated collector thread (a core of its own, not a mutator), as Go's
-//! background mark workers do: when an allocation finds the heap in use past the collector's
-//! trigger (`percent`), the thread asks for a cycle and goes on allocating; the collector thread
+//! background mark workers do: when an allocation finds the heap in use past the start point, the
+//! thread asks for a cycle and goes on allocating. The start point is the collector's trigger
+//! (`percent`, GOGC) or, if lower, the heap size less a reserve for what the mutators allocate
+//! while a cycle runs (one and a half times what they allocated during the last cycle, between a
+//! sixteenth and a half of the heap), so that a cycle usually ends before the heap is full (Go's
+//! memory limit works the same way). With `--percent off` only the heap limit starts cycles, as
+//! in a collector with a fixed heap (Boehm GC collects when its heap is used up). A mutator that
+//! allocates into the second half of the reserve while a cycle marks assists it (Go's mark
+//! assists): it scans [`ASSIST_BUDGET`] grey objects per allocation, in steps of microseconds,
+//! so that the mark ends before the heap is full. The collector thread
 //! stops the world only for the cycle's pauses (all of the mark in `off` mode) and marks and
 //! sweeps concurrently otherwise. A thread whose allocation finds the heap full asks for a cycle
 //! and waits, parked, until it completes, and retries. Each mutator measures, where it happens,
@@ -213,7 +221,7 @@ pub struct Params {
     pub mode: BarrierMode,
     /// Heap size; `None` for [`default_heap_bytes`].
     pub heap_bytes: Option<usize>,
-    /// GOGC-like pacing percentage.
+    /// GOGC-like pacing percentage; [`PERCENT_OFF`] for none (the heap limit alone starts cycles).
     pub percent: u32,
     /// Never trigger below this many bytes in use.
     pub min_trigger: usize,
@@ -224,6 +232,13 @@ pub struct Params {
     pub poison: bool,
 }
 
+/// Grey objects a mutator scans per allocation when it assists the mark.
+pub const ASSIST_BUDGET: usize = 16;
+
+/// `--percent off`: the collector's trigger is 101 times the live heap (the kernel's largest
+/// `gc.percent`), so in effect only the heap limit starts cycles.
+pub const PERCENT_OFF: u32 = 10_000;
+
 /// The example's usage text.
 pub const USAGE: &str = "\
 usage: gcbench [--threads N] [--size full|quick|tiny] [--mode buffered|direct|off|checked]
@@ -233,7 +248,9 @@ usage: gcbench [--threads N] [--size full|quick|tiny] [--mode buffered|direct|of
                 quick: 14, 12, 50000, 4..10; tiny: 8, 6, 1000, 4..6 (default full)
   --mode M      write-barrier mode (default buffered)
   --heap H      GC heap size (default: computed from the size, threads and percent)
-  --percent P   collect when the heap reaches live * (100 + P) / 100 (default 100)
+  --percent P   collect when the heap reaches live * (100 + P) / 100 (default 100), or before
+                the heap is full (its size less a reserve for allocation during a cycle);
+                off: only the latter (needs --heap)
   --verify      run the mark verifier at every mark termination (adds to the pauses)
   --no-poison   do not poison freed memory (sweeping then writes no object memory; the poison
                 check of the stress suites needs it on, so only benchmarks use this)
@@ -291,7 +308,11 @@ impl Params {
                 }
                 "--percent" => {
                     let v = value()?;
-                    p.percent = v.parse().map_err(|_| format!("--percent {v}: not a percentage"))?;
+                    p.percent = if v == "off" {
+                        PERCENT_OFF
+                    } else {
+                        v.parse().map_err(|_| format!("--percent {v}: not a percentage or off"))?
+                    };
                 }
                 _ => return Err(format!("unexpected argument '{arg}'")),
             }
@@ -377,10 +398,20 @@ pub struct Report {
     pub marked_objects: u64,
     /// Spans swept, over all cycles (by the collector and by allocators).
     pub spans_swept: u64,
+    /// Objects the mutators scanned in mark assists (part of `marked_objects`).
+    pub assisted_objects: u64,
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+fn percent_name(percent: u32) -> String {
+    if percent == PERCENT_OFF {
+        "off".into()
+    } else {
+        percent.to_string()
+    }
 }
 
 fn us(d: Duration) -> f64 {
@@ -448,13 +479,13 @@ impl Report {
         format!(
             "BENCH host-gcbench threads={} size={} mode={} heap_mib={} percent={} total_ms={:.1} gc_ms={:.1} \
              cycles={} max_pause_us={:.1} mean_pause_us={:.1} allocs={} cpu_ms={} blocked_max_us={:.1} \
-             blocked_total_ms={:.1} pause_p99_us={:.1} peak_heap_mib={:.2} peak_rss_mib={} poison={} \
-             marked_objects={} spans_swept={}",
+             blocked_stop_max_us={:.1} blocked_total_ms={:.1} pause_p99_us={:.1} peak_heap_mib={:.2} peak_rss_mib={} poison={} \
+             marked_objects={} spans_swept={} assisted_objects={}",
             p.threads,
             p.size.name(),
             p.mode.name(),
             heap_mib(self.heap_bytes),
-            p.percent,
+            percent_name(p.percent),
             ms(self.total),
             ms(self.gc),
             self.cycles,
@@ -463,13 +494,15 @@ impl Report {
             self.stats.allocs,
             self.cpu.map_or("none".into(), |d| format!("{:.1}", ms(d))),
             us(self.blocked.max),
+            us(self.blocked.max_stop),
             ms(self.blocked.total),
             us(self.pause_p99),
             self.peak_heap as f64 / MIB as f64,
             self.peak_rss.map_or("none".into(), |b| format!("{:.1}", b as f64 / MIB as f64)),
             if p.poison { "on" } else { "off" },
             self.marked_objects,
-            self.spans_swept
+            self.spans_swept,
+            self.assisted_objects
         )
     }
 
@@ -483,12 +516,12 @@ impl Report {
         let _ = writeln!(
             out,
             "GCBench (Boehm's binary trees) on tricolor's collector, host threads as cores\n \
-             {} mutator thread(s) and a collector thread, size {}, barrier mode {}, heap {} MiB, GOGC {}%{}{}",
+             {} mutator thread(s) and a collector thread, size {}, barrier mode {}, heap {} MiB, GOGC {}{}{}",
             p.threads,
             p.size.name(),
             p.mode.name(),
             heap_mib(self.heap_bytes),
-            p.percent,
+            percent_name(p.percent),
             if p.verify { ", verifier on" } else { "" },
             if p.poison { "" } else { ", freed memory NOT poisoned (--no-poison)" }
         );
@@ -546,11 +579,14 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            " Mutators blocked by the collector (measured at the mutator): longest {:.1} us, {:.1} ms in {} \
-             intervals; pause p99 {:.1} us; peak heap in spans {:.2} MiB; CPU {}",
+            " Mutators blocked by the collector (measured at the mutator): longest {:.1} us (longest park for a \
+             stop alone {:.1} us), {:.1} ms in {} intervals; {} objects scanned in mark assists; pause p99 {:.1} us; \
+             peak heap in spans {:.2} MiB; CPU {}",
             us(self.blocked.max),
+            us(self.blocked.max_stop),
             ms(self.blocked.total),
             self.blocked.count,
+            self.assisted_objects,
             us(self.pause_p99),
             self.peak_heap as f64 / MIB as f64,
             self.cpu.map_or("unknown".into(), |d| format!("{:.1} ms", ms(d)))
@@ -591,6 +627,10 @@ struct Shared<'w> {
     /// Every stop-the-world pause of every cycle (mark setup, the longest termination attempt).
     pauses: Mutex<Vec<u64>>,
     abort: AtomicBool,
+    /// Heap in use at which the next cycle starts (module docs).
+    start_at: AtomicUsize,
+    /// Heap in use from which allocating mutators assist the mark.
+    assist_at: AtomicUsize,
 }
 
 impl<'w> Shared<'w> {
@@ -608,7 +648,38 @@ impl<'w> Shared<'w> {
             verifier_misses: AtomicUsize::new(0),
             pauses: Mutex::new(Vec::new()),
             abort: AtomicBool::new(false),
+            start_at: AtomicUsize::new(0),
+            assist_at: AtomicUsize::new(0),
         }
+        .paced(0)
+    }
+
+    /// With the start point set for a reserve sized from `allocated_during_cycle` bytes.
+    fn paced(self, allocated_during_cycle: usize) -> Self {
+        self.pace(allocated_during_cycle);
+        self
+    }
+
+    /// Set the start point from the collector's trigger and the heap limit (module docs).
+    fn pace(&self, allocated_during_cycle: usize) {
+        let c = self.world.collector();
+        let size = c.heap.size();
+        let reserve = (allocated_during_cycle * 3 / 2).clamp(size / 16, size / 2);
+        // Ordering: Relaxed; a start point a moment stale moves a cycle by a few allocations.
+        self.start_at.store(c.trigger().min(size - reserve), Ordering::Relaxed);
+        self.assist_at.store(size - reserve / 2, Ordering::Relaxed);
+    }
+
+    /// Whether the heap in use has reached the start point.
+    #[inline]
+    fn should_collect(&self) -> bool {
+        // Ordering: Relaxed; see `pace`.
+        self.world.collector().heap.in_use() >= self.start_at.load(Ordering::Relaxed)
+    }
+
+    /// Objects allocated so far, all cores.
+    fn allocs(&self) -> u64 {
+        self.world.cores().iter().map(|c| c.stats().allocs.get()).sum()
     }
 
     /// Run `f` with the collector thread running on core `core` (not a mutator's core), then stop
@@ -655,11 +726,14 @@ impl<'w> Shared<'w> {
             self.requested.store(false, Ordering::SeqCst);
             // A request made during the previous cycle is stale once its sweep has updated the
             // heap; look again.
-            if !c.should_collect() && self.wanted.load(Ordering::SeqCst) == 0 {
+            if !self.should_collect() && self.wanted.load(Ordering::SeqCst) == 0 {
                 continue;
             }
             let t = Instant::now();
+            let allocs = self.allocs();
             let report = c.collect::<P>();
+            // GCBench allocates nodes (and one array): what the mutators allocated meanwhile.
+            self.pace((self.allocs() - allocs) as usize * node_bytes());
             // Ordering: Relaxed; totals read after every thread joined.
             self.gc_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
             self.cycles.fetch_add(1, Ordering::Relaxed);
@@ -728,6 +802,8 @@ struct Bench<'s, 'w> {
     c: &'w Collector,
     m: Mutator<'w>,
     sp: usize,
+    /// Objects this thread scanned in mark assists.
+    assisted: u64,
 }
 
 impl<'s, 'w> Bench<'s, 'w> {
@@ -735,7 +811,7 @@ impl<'s, 'w> Bench<'s, 'w> {
     fn new(shared: &'s Shared<'w>, depth: u32) -> Self {
         // `make_tree(d)` holds two subtrees per unfinished level: 2 * d slots.
         let m = shared.world.mutator(STACK_BASE + 2 * depth as usize);
-        Bench { shared, c: shared.world.collector(), m, sp: STACK_BASE }
+        Bench { shared, c: shared.world.collector(), m, sp: STACK_BASE, assisted: 0 }
     }
 
     /// Allocate a zeroed `T`: safe point, trigger check, allocation. The caller keeps the rooting
@@ -743,8 +819,12 @@ impl<'s, 'w> Bench<'s, 'w> {
     #[inline(always)]
     fn alloc<T: Trace>(&mut self) -> Result<Gc<T>, AllocError> {
         self.m.safe_point();
-        if self.c.should_collect() {
+        if self.shared.should_collect() {
             self.shared.kick();
+            // Ordering: Relaxed; see `Shared::pace`.
+            if self.c.heap.in_use() >= self.shared.assist_at.load(Ordering::Relaxed) {
+                self.assisted += self.c.mark_assist::<P>(ASSIST_BUDGET) as u64;
+            }
         }
         match self.c.alloc::<P, T>() {
             Ok(object) => Ok(object),
@@ -944,6 +1024,7 @@ fn check_top(root: Gc<Node>, depth: u32) -> Result<(), String> {
 /// One thread's results.
 struct ThreadOutcome {
     blocked: Blocked,
+    assisted: u64,
     stretch: Duration,
     long_lived: Duration,
     depths: Vec<DepthTiming>,
@@ -1002,6 +1083,7 @@ fn thread_main<const N: usize>(shared: &Shared<'_>, s: Shape) -> Result<ThreadOu
     let blocked = b.m.blocked();
     Ok(ThreadOutcome {
         blocked,
+        assisted: b.assisted,
         stretch: stretch_time,
         long_lived: long_lived_time,
         depths,
@@ -1027,6 +1109,9 @@ fn run_sized<const N: usize>(p: &Params) -> Result<Report, String> {
     assert_eq!(shape.array_len, N);
     if p.threads == 0 {
         return Err("no threads".into());
+    }
+    if p.percent == PERCENT_OFF && p.heap_bytes.is_none() {
+        return Err("--percent off needs --heap (no GOGC to size the heap from)".into());
     }
     let heap_bytes = p.heap_bytes();
     let config = Config { percent: p.percent, min_trigger: p.min_trigger, verify: p.verify, ..Config::default() };
@@ -1097,6 +1182,7 @@ fn run_sized<const N: usize>(p: &Params) -> Result<Report, String> {
     let cpu = last.cpu_done.zip(cpu_start).map(|(end, start)| end.saturating_sub(start));
     let blocked = threads.iter().fold(Blocked::default(), |a, o| Blocked {
         max: a.max.max(o.blocked.max),
+        max_stop: a.max_stop.max(o.blocked.max_stop),
         total: a.total + o.blocked.total,
         count: a.count + o.blocked.count,
     });
@@ -1118,6 +1204,7 @@ fn run_sized<const N: usize>(p: &Params) -> Result<Report, String> {
         peak_rss: peak_rss_bytes(),
         marked_objects: shaded - black,
         spans_swept: world.collector().heap.spans_swept(),
+        assisted_objects: threads.iter().map(|o| o.assisted).sum(),
         gc: Duration::from_nanos(shared.gc_ns.load(Ordering::Relaxed)),
         cycles: shared.cycles.load(Ordering::Relaxed),
         stats,

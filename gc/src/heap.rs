@@ -325,7 +325,20 @@ impl Heap {
         // could reach the caller (allocation's Release fence / STW handshake). The header word is
         // read atomically because allocation of neighbouring objects may be in progress.
         let word = unsafe { &*(self.ptr(obj.base) as *const AtomicUsize) }.load(Ordering::Relaxed);
-        // SAFETY: headers hold `&'static GcType` addresses written by `init_object`.
+        // SAFETY: headers hold `&'static GcType` addresses written by `alloc_object`.
+        unsafe { &*core::ptr::with_exposed_provenance::<GcType>(word) }
+    }
+
+    /// The type of the object whose header is at `base`: a grey object's (shaded, so allocated
+    /// with a header, and not freed before the sweep). The marker's scan reads nothing else of its
+    /// metadata.
+    #[inline]
+    pub(crate) fn type_at(&self, base: usize) -> &'static GcType {
+        debug_assert!(self.find_object(base).is_some_and(|o| o.base == base && !self.is_noscan(&o)));
+        // SAFETY: as in `type_of`: an allocated object's header, initialised before its address
+        // reached the marker, read atomically because neighbours may be allocated meanwhile.
+        let word = unsafe { &*(self.ptr(base) as *const AtomicUsize) }.load(Ordering::Relaxed);
+        // SAFETY: headers hold `&'static GcType` addresses written by `alloc_object`.
         unsafe { &*core::ptr::with_exposed_provenance::<GcType>(word) }
     }
 

@@ -17,9 +17,10 @@
 //! or the mutator sees the request and parks again, so no mutator runs beside a stop's closure,
 //! even one that starts right after the previous stop's release.
 //!
-//! Parked mutators spin (yielding) for [`PARK_SPIN`] and then sleep on a condition variable that
-//! the release notifies, so a long pause (a stop-the-world mark) does not burn a CPU the
-//! collector could use.
+//! Parked mutators spin for [`PARK_SPIN`] and then sleep on a condition variable that the
+//! release notifies, so a long pause (a stop-the-world mark) does not burn a CPU the collector
+//! could use. The spins use the CPU's spin hint, not `yield`: on a loaded host a yield can hand
+//! the CPU to another process for a whole time slice, which a short pause would then wait out.
 //!
 //! # Blocked time
 //! Each mutator measures, where it happens, every interval the collector kept it from running:
@@ -43,8 +44,11 @@ use crate::collector::{Collector, Config};
 use crate::platform::{GcCore, Platform, ScanRange};
 use crate::sizeclass::PAGE_SIZE;
 
-/// How long a parked mutator spins (yielding) before it sleeps until the release.
-pub const PARK_SPIN: Duration = Duration::from_micros(50);
+/// How long a parked mutator spins before it sleeps until the release.
+pub const PARK_SPIN: Duration = Duration::from_micros(200);
+
+/// Spin-hint iterations between looks at the clock.
+const SPINS_PER_LOOK: u32 = 64;
 
 const RUNNING: u8 = 0;
 const PARKED: u8 = 1;
@@ -171,15 +175,7 @@ impl World {
             cur.mutator = Arc::as_ptr(&state);
             c.set(cur);
         });
-        let m = Mutator {
-            world: self,
-            slots,
-            state,
-            blocked_max: Cell::new(Duration::ZERO),
-            blocked_total: Cell::new(Duration::ZERO),
-            blocked_count: Cell::new(0),
-            outer: Cell::new(false),
-        };
+        let m = Mutator { world: self, slots, state, blocked: Cell::new(Blocked::default()), outer: Cell::new(false) };
         self.unpark(&m.state);
         m
     }
@@ -203,9 +199,11 @@ impl World {
     /// Wait (parked) until no stop is requested: spin for [`PARK_SPIN`], then sleep.
     fn wait_for_release(&self) {
         let spin_until = Instant::now() + PARK_SPIN;
+        let mut spins = 0u32;
         // Ordering: SeqCst, see `unpark`; the exit is re-checked there anyway.
         while self.requested.load(Ordering::SeqCst) {
-            if Instant::now() >= spin_until {
+            spins += 1;
+            if spins.is_multiple_of(SPINS_PER_LOOK) && Instant::now() >= spin_until {
                 let (lock, cv) = &self.release;
                 let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
                 // Checked under the lock the releaser takes before notifying: no lost wake-up.
@@ -214,7 +212,7 @@ impl World {
                 }
                 return;
             }
-            std::thread::yield_now();
+            core::hint::spin_loop();
         }
     }
 
@@ -247,6 +245,8 @@ impl Drop for World {
 pub struct Blocked {
     /// The longest interval.
     pub max: Duration,
+    /// The longest park at a safe point for a stop-the-world alone (no wait for a full heap).
+    pub max_stop: Duration,
     /// All intervals together.
     pub total: Duration,
     /// How many intervals.
@@ -258,9 +258,7 @@ pub struct Mutator<'w> {
     world: &'w World,
     slots: NonNull<[AtomicUsize]>,
     state: Arc<MutatorState>,
-    blocked_max: Cell<Duration>,
-    blocked_total: Cell<Duration>,
-    blocked_count: Cell<u64>,
+    blocked: Cell<Blocked>,
     /// Inside `blocked_interval`: parks are part of the enclosing interval.
     outer: Cell<bool>,
 }
@@ -284,7 +282,7 @@ impl Mutator<'_> {
     #[inline(never)]
     fn park_slow(&self) {
         let d = self.world.park(&self.state);
-        self.record(d);
+        self.record(d, true);
     }
 
     /// Run `f` counted as parked: stops proceed without waiting for this thread. `f` must not touch
@@ -296,7 +294,7 @@ impl Mutator<'_> {
         self.state.state.store(PARKED, Ordering::SeqCst);
         let r = f();
         self.world.unpark(&self.state);
-        self.record(t.elapsed());
+        self.record(t.elapsed(), false);
         r
     }
 
@@ -307,22 +305,26 @@ impl Mutator<'_> {
         let t = Instant::now();
         let r = f();
         self.outer.set(was);
-        self.record(t.elapsed());
+        self.record(t.elapsed(), false);
         r
     }
 
-    fn record(&self, d: Duration) {
+    fn record(&self, d: Duration, stop: bool) {
         if self.outer.get() {
             return;
         }
-        self.blocked_max.set(self.blocked_max.get().max(d));
-        self.blocked_total.set(self.blocked_total.get() + d);
-        self.blocked_count.set(self.blocked_count.get() + 1);
+        let b = self.blocked.get();
+        self.blocked.set(Blocked {
+            max: b.max.max(d),
+            max_stop: if stop { b.max_stop.max(d) } else { b.max_stop },
+            total: b.total + d,
+            count: b.count + 1,
+        });
     }
 
     /// The intervals this mutator was blocked by the collector so far.
     pub fn blocked(&self) -> Blocked {
-        Blocked { max: self.blocked_max.get(), total: self.blocked_total.get(), count: self.blocked_count.get() }
+        self.blocked.get()
     }
 
     /// Root slot `i` (a stack word: written without a barrier).
@@ -440,9 +442,16 @@ impl Platform for HostPlatform {
             w.mutators.lock().unwrap().iter().filter(|m| !core::ptr::eq(Arc::as_ptr(m), me)).cloned().collect();
         for m in &others {
             // Ordering: SeqCst, see `World::unpark`; observing PARKED acquires the mutator's
-            // writes before it parked.
+            // writes before it parked. Spin first (a running mutator reaches a safe point within
+            // an allocation); yield only if it takes long (it may have lost its CPU).
+            let mut spins = 0u32;
             while m.state.load(Ordering::SeqCst) == RUNNING {
-                std::thread::yield_now();
+                spins = spins.saturating_add(1);
+                if spins < 4096 {
+                    core::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
             }
         }
         let r = f();

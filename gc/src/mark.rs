@@ -152,10 +152,9 @@ pub(crate) fn scan_object(c: &Collector, core: &GcCore, work: &mut LocalWork, ba
     // slots of an object are visible before we read them. (Objects allocated during marking are
     // black and never scanned; older ones were published before the STW that started the cycle.)
     fence(Ordering::Acquire);
-    let Some(obj) = c.heap.find_object(base) else {
-        return;
-    };
-    let ty = c.heap.type_of(&obj);
+    // No second lookup: `base` was found allocated (and scannable) when it was shaded and stays
+    // allocated until the sweep, so its header is all there is to read.
+    let ty = c.heap.type_at(base);
     for &off in ty.pointer_offsets {
         let v = slot_at(c, base + HEADER_SIZE + off).load(Ordering::Relaxed);
         shade(c, core, work, v);
@@ -178,6 +177,36 @@ pub(crate) fn drain(c: &Collector, core: &GcCore, work: &mut LocalWork) -> usize
         while let Some(base) = work.pop() {
             scan_object(c, core, work, base);
             scanned += 1;
+        }
+        if holding {
+            c.work.done();
+        }
+        holding = c.work.take(work);
+        if !holding {
+            return scanned;
+        }
+    }
+}
+
+/// [`drain`] with a budget, for a mutator's mark assist: scan at most `budget` objects, then hand
+/// whatever grey objects are left in `work` to the global list (so that the collector's check for
+/// quiescence sees them) and return the number scanned.
+pub(crate) fn drain_some(c: &Collector, core: &GcCore, work: &mut LocalWork, budget: usize) -> usize {
+    let mut scanned = 0;
+    let mut holding = false;
+    loop {
+        while scanned < budget {
+            let Some(base) = work.pop() else { break };
+            scan_object(c, core, work, base);
+            scanned += 1;
+        }
+        if scanned >= budget {
+            // Published before `done`: a `quiescent` check never sees neither.
+            work.publish(&c.work);
+            if holding {
+                c.work.done();
+            }
+            return scanned;
         }
         if holding {
             c.work.done();

@@ -166,9 +166,12 @@ struct Options {
     size: String,
     /// Tricolor's heap: `None` for Boehm's median peak heap (equal heap), else `--heap` as given.
     heap: Option<String>,
-    percent: u32,
+    /// Tricolor's GOGC, or `off` (cycles start only at its heap limit, as Boehm's at its heap's).
+    percent: String,
     poison: bool,
     profile: bool,
+    /// `--profile` another build of the gcbench example (e.g. an older commit's).
+    binary: Option<PathBuf>,
 }
 
 impl Options {
@@ -186,14 +189,18 @@ impl Options {
             return Err(format!("--size {size}: not full, quick or tiny"));
         }
         let heap = args.value("--heap")?;
-        let percent = match args.value("--percent")? {
-            Some(v) => v.parse().map_err(|_| format!("--percent {v}: not a percentage"))?,
-            None => 100,
-        };
+        let percent = args.value("--percent")?.unwrap_or_else(|| "off".into());
+        if percent != "off" && percent.parse::<u32>().is_err() {
+            return Err(format!("--percent {percent}: not a percentage or off"));
+        }
         let poison = !args.flag("--no-poison");
         let profile = args.flag("--profile");
+        let binary = args.value("--binary")?.map(PathBuf::from);
+        if binary.is_some() && !profile {
+            return Err("--binary goes with --profile".into());
+        }
         args.finish()?;
-        Ok(Options { runs, cpus, size, heap, percent, poison, profile })
+        Ok(Options { runs, cpus, size, heap, percent, poison, profile, binary })
     }
 
     fn cpu_count(&self) -> usize {
@@ -281,6 +288,9 @@ fn build() -> Result<(PathBuf, PathBuf, PathBuf)> {
 pub fn run(args: &mut Args) -> Result {
     let o = Options::parse(args)?;
     crate::setup::compare_tools(o.profile)?;
+    if let Some(binary) = &o.binary {
+        return profile(&o, binary);
+    }
     let (boehm, go, tricolor) = build()?;
     if o.profile {
         return profile(&o, &tricolor);
@@ -319,8 +329,7 @@ pub fn run(args: &mut Args) -> Result {
         set(&mut line, "gctrace_cycles", traced.to_string());
         go_runs.push(line);
         for (mode, runs) in [("off", &mut off_runs), ("buffered", &mut buffered_runs)] {
-            let percent = o.percent.to_string();
-            let mut args = vec!["--size", &o.size, "--mode", mode, "--heap", &heap, "--percent", &percent];
+            let mut args = vec!["--size", &o.size, "--mode", mode, "--heap", &heap, "--percent", &o.percent];
             if !o.poison {
                 args.push("--no-poison");
             }
@@ -366,8 +375,10 @@ fn report(o: &Options, series: &[Series], heap: &str) -> Result {
         field(go, "node_bytes")
     );
     println!(
-        "  tricolor: a mutator thread and a collector thread, heap {heap}{}, GOGC {}, freed memory {}, 48-byte \
-         nodes (8-byte header, class 48); modes off (the whole mark stops the world) and buffered",
+        "  tricolor: a mutator thread and a collector thread, heap {heap}{}, GOGC {}, cycles start before the heap \
+         is full (a reserve for allocation during the cycle) and allocation into the reserve's last half assists \
+         the mark, freed memory {}, 48-byte nodes (8-byte header, class 48); modes off (the whole mark stops the \
+         world) and buffered",
         if o.heap.is_none() { " (Boehm's median peak heap, rounded up: equal heap)" } else { "" },
         o.percent,
         if o.poison { "poisoned" } else { "NOT poisoned (--no-poison)" }
@@ -478,16 +489,38 @@ fn plot(path: &Path, series: &[Series]) -> Result {
     )
 }
 
-/// A function's inclusive cost in `callgrind_annotate --inclusive=yes` output: the line whose
-/// function is exactly `name` (the entry with the binary in brackets, not an inlined file's).
-pub fn inclusive(annotate: &str, name: &str) -> Option<u64> {
-    annotate.lines().find_map(|line| {
+/// A function's inclusive cost from `callgrind_annotate --tree=caller --inclusive=yes` output.
+/// With inlining, callgrind_annotate splits a function into one `file:function` entry per source
+/// file its code came from, and their inclusive costs overlap; the entry that callers call (the
+/// one with `<` caller lines above its `*` line) holds the whole call cost. Summed over such
+/// entries of exactly `name`.
+pub fn inclusive(tree: &str, name: &str) -> Option<u64> {
+    let function = |line: &str| -> Option<(u64, String)> {
         let (cost, rest) = line.trim_start().split_once(' ')?;
-        let function = rest.trim_start().strip_prefix('(')?.split_once(')')?.1.trim();
-        let (_, function) = function.split_once(':')?;
-        let (function, _) = function.split_once(" [")?;
-        (function == name).then(|| cost.replace(',', "").parse().ok()).flatten()
-    })
+        let rest = rest.trim_start().strip_prefix('(')?.split_once(')')?.1.trim_start();
+        let rest = rest.strip_prefix("* ").or_else(|| rest.strip_prefix("< "))?.trim_start();
+        let (_, f) = rest.split_once(':')?;
+        let f = f.split(" [").next()?.split(" (").next()?.trim();
+        Some((cost.replace(',', "").parse().ok()?, f.to_string()))
+    };
+    let mut total = None;
+    let mut callers = 0;
+    for line in tree.lines() {
+        let marker = line.trim_start().split_once(')').map(|(_, r)| r.trim_start());
+        match marker {
+            Some(r) if r.starts_with("< ") => callers += 1,
+            Some(r) if r.starts_with("* ") => {
+                if let Some((cost, f)) = function(line) {
+                    if callers > 0 && f == name {
+                        *total.get_or_insert(0) += cost;
+                    }
+                }
+                callers = 0;
+            }
+            _ => callers = 0,
+        }
+    }
+    total
 }
 
 /// Functions whose inclusive costs the profile divides.
@@ -503,14 +536,14 @@ fn profile(o: &Options, tricolor: &Path) -> Result {
         "mode,poison,instructions,allocs,marked_objects,spans_swept,per_alloc,per_marked_object,per_span_swept\n",
     );
     for mode in ["off", "buffered"] {
-        let cg = dir.join(format!("callgrind-{mode}.out"));
+        let tag = if o.binary.is_some() { "-binary" } else { "" };
+        let cg = dir.join(format!("callgrind-{mode}{tag}.out"));
         let mut args: Vec<String> =
             ["--tool=callgrind".into(), format!("--callgrind-out-file={}", cg.display())].into();
         args.push(tricolor.display().to_string());
-        args.extend(["--size", &o.size, "--mode", mode, "--percent", &o.percent.to_string()].map(String::from));
-        if let Some(h) = &o.heap {
-            args.extend(["--heap".to_string(), h.clone()]);
-        }
+        // The default heap of the example when none is given (GOGC off needs one).
+        let heap = o.heap.clone().unwrap_or_else(|| "36M".into());
+        args.extend(["--size", &o.size, "--mode", mode, "--percent", &o.percent, "--heap", &heap].map(String::from));
         if !o.poison {
             args.push("--no-poison".into());
         }
@@ -530,7 +563,7 @@ fn profile(o: &Options, tricolor: &Path) -> Result {
         }
         let line = one_line(&stdout, "host-gcbench", "tricolor's gcbench under callgrind")?;
         let annotate = Command::new("callgrind_annotate")
-            .args(["--inclusive=yes", "--threshold=100"])
+            .args(["--tree=caller", "--inclusive=yes", "--threshold=100"])
             .arg(&cg)
             .output()
             .map_err(|e| format!("cannot run callgrind_annotate: {e}"))?;
@@ -565,7 +598,7 @@ fn profile(o: &Options, tricolor: &Path) -> Result {
     }
     let results = crate::cargo::workspace_root().join("results");
     std::fs::create_dir_all(&results).map_err(|e| format!("cannot create {}: {e}", results.display()))?;
-    let path = results.join("profile.csv");
+    let path = results.join(if o.binary.is_some() { "profile_binary.csv" } else { "profile.csv" });
     std::fs::write(&path, csv).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     println!("xtask: wrote {}", path.display());
     Ok(())
@@ -637,17 +670,24 @@ mod tests {
     }
 
     #[test]
-    fn inclusive_costs_come_from_the_function_entry() {
-        let annotate = "\
-36,447,794,536 (498.5%)  /w/gc/src/gcbench.rs:tricolor_gc::gcbench::Bench::make_tree'2 [/tmp/gcbench]
- 2,514,243,676 (34.39%)  /w/gc/src/collector.rs:tricolor_gc::collector::Collector::alloc [/tmp/gcbench]
-   138,004,767 ( 1.89%)  /w/gc/src/host.rs:tricolor_gc::collector::Collector::alloc
- 2,149,381,337 (29.40%)  /w/gc/src/mark.rs:tricolor_gc::mark::drain [/tmp/gcbench]
+    fn inclusive_costs_come_from_the_entry_callers_call() {
+        let tree = "\
+ 1,940,510,659 (47.96%)  < gc/src/collector.rs:tricolor_gc::gcbench::Shared::collector_main (67x)
+         2,412 ( 0.00%)  < gc/src/collector.rs:tricolor_gc::collector::Collector::mark_termination (67x) [/t/gcbench]
+ 1,940,513,071 (47.96%)  *  /w/gc/src/mark.rs:tricolor_gc::mark::drain
+
+   756,796,893 (18.70%)  *  gc/src/mark.rs:tricolor_gc::mark::drain [/t/gcbench]
+
+    29,126,960 ( 0.72%)  < gc/src/gcbench.rs:tricolor_gc::gcbench::Bench::populate (416,992x) [/t/gcbench]
+ 1,071,372,348 (26.48%)  *  /w/gc/src/collector.rs:tricolor_gc::collector::Collector::alloc
+
+   502,936,432 (12.43%)  *  gc/src/heap.rs:tricolor_gc::collector::Collector::alloc
+    13,067,108 ( 0.32%)  < gc/src/heap.rs:tricolor_gc::heap::Heap::alloc_small_slow (21,445x)
+    86,794,508 ( 2.14%)  *  gc/src/heap.rs:tricolor_gc::heap::Heap::sweep_claimed_x [/t/gcbench]
 ";
-        assert_eq!(inclusive(annotate, ALLOC_FN), Some(2_514_243_676));
-        assert_eq!(inclusive(annotate, DRAIN_FN), Some(2_149_381_337));
-        assert_eq!(inclusive(annotate, SWEEP_FN), None);
-        assert_eq!(inclusive(annotate, "tricolor_gc::gcbench::Bench::make_tree"), None, "no prefix matches");
+        assert_eq!(inclusive(tree, DRAIN_FN), Some(1_940_513_071), "not the caller-less inlined part");
+        assert_eq!(inclusive(tree, ALLOC_FN), Some(1_071_372_348));
+        assert_eq!(inclusive(tree, SWEEP_FN), None, "no prefix matches");
     }
 
     #[test]
@@ -670,9 +710,10 @@ mod tests {
             cpus: cpus.into(),
             size: "full".into(),
             heap: None,
-            percent: 100,
+            percent: "off".into(),
             poison: true,
             profile: false,
+            binary: None,
         };
         assert_eq!(o("0,1").cpu_count(), 2);
         assert_eq!(o("0-3").cpu_count(), 4);
@@ -685,5 +726,7 @@ mod tests {
         assert!(parse("--size huge").is_err());
         assert!(parse("--cpus a").is_err());
         assert!(parse("--bogus").is_err());
+        assert!(parse("--binary x").is_err(), "only with --profile");
+        assert!(parse("--percent 50").is_ok() && parse("--percent half").is_err());
     }
 }

@@ -61,10 +61,13 @@ commands:
                --cpus LIST    taskset CPU list (default 0,1)
                --size S       full (Boehm's sizes, default), quick or tiny
                --heap H       tricolor's heap (default: Boehm's median peak heap, rounded up)
-               --percent P    tricolor's GOGC (default 100)
+               --percent P    tricolor's GOGC, or off (default: cycles start at its heap limit)
                --no-poison    tricolor does not poison freed memory (printed)
-               --profile      instead: tricolor under valgrind --tool=callgrind -> instructions
+               --profile      instead: tricolor under valgrind --tool=callgrind (heap --heap or 36M)
+                              -> instructions
                               per allocation, marked object and swept span, results/profile.csv
+               --binary PATH  with --profile: profile that build of the gcbench example instead
+                              (e.g. an older commit's; results/profile_binary.csv)
   lint       cargo fmt --check and clippy (host crates and the kernel target), -D warnings
   build      build the kernel ELF and print its path
   debug      boot QEMU halted with a gdb stub and attach gdb-multiarch
