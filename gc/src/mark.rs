@@ -127,7 +127,7 @@ pub(crate) fn shade(c: &Collector, core: &GcCore, work: &mut LocalWork, addr: us
 }
 
 /// Shade a found object (see [`shade`]).
-#[inline]
+#[inline(always)]
 fn shade_object(c: &Collector, core: &GcCore, work: &mut LocalWork, obj: ObjRef) -> bool {
     let span = c.heap.span(obj.span);
     let i = obj.index as usize;
@@ -170,6 +170,8 @@ pub(crate) fn slot_at(c: &Collector, addr: usize) -> &AtomicUsize {
 }
 
 /// Drain `work` and then the global list until both are empty. Returns objects scanned.
+/// Never inlined: it is entered a few times per cycle, and a profile finds the mark in it.
+#[inline(never)]
 pub(crate) fn drain(c: &Collector, core: &GcCore, work: &mut LocalWork) -> usize {
     let mut scanned = 0;
     let mut holding = false;
@@ -191,6 +193,7 @@ pub(crate) fn drain(c: &Collector, core: &GcCore, work: &mut LocalWork) -> usize
 /// [`drain`] with a budget, for a mutator's mark assist: scan at most `budget` objects, then hand
 /// whatever grey objects are left in `work` to the global list (so that the collector's check for
 /// quiescence sees them) and return the number scanned.
+#[inline(never)]
 pub(crate) fn drain_some(c: &Collector, core: &GcCore, work: &mut LocalWork, budget: usize) -> usize {
     let mut scanned = 0;
     let mut holding = false;

@@ -523,9 +523,44 @@ pub fn inclusive(tree: &str, name: &str) -> Option<u64> {
     total
 }
 
+/// The cost of the calls from `caller` to `callee` in `callgrind_annotate --tree=caller` output
+/// (the `<` lines naming `caller` above `callee`'s `*` line), 0 if there are none.
+pub fn call_cost(tree: &str, callee: &str, caller: &str) -> u64 {
+    let name = |line: &str, marker: &str| -> Option<(u64, String)> {
+        let (cost, rest) = line.trim_start().split_once(' ')?;
+        let rest = rest.trim_start().strip_prefix('(')?.split_once(')')?.1.trim_start();
+        let rest = rest.strip_prefix(marker)?.trim_start();
+        let (_, f) = rest.split_once(':')?;
+        let f = f.split(" [").next()?.split(" (").next()?.trim();
+        Some((cost.replace(',', "").parse().ok()?, f.to_string()))
+    };
+    let mut total = 0;
+    let mut pending = 0;
+    for line in tree.lines() {
+        if let Some((cost, f)) = name(line, "< ") {
+            if f == caller {
+                pending += cost;
+            }
+        } else if let Some((_, f)) = name(line, "* ") {
+            if f == callee {
+                total += pending;
+            }
+            pending = 0;
+        } else {
+            pending = 0;
+        }
+    }
+    total
+}
+
+/// The collector's sweep loop (the rest of the sweeping happens when allocation refills a cache).
+const SWEEP_ALL_FN: &str = "tricolor_gc::heap::Heap::sweep_all";
+
 /// Functions whose inclusive costs the profile divides.
 const ALLOC_FN: &str = "tricolor_gc::collector::Collector::alloc";
 const DRAIN_FN: &str = "tricolor_gc::mark::drain";
+/// Mark assists' bounded drain.
+const DRAIN_SOME_FN: &str = "tricolor_gc::mark::drain_some";
 const SWEEP_FN: &str = "tricolor_gc::heap::Heap::sweep_claimed";
 
 /// `compare --profile`: tricolor's GCBench (mode off: marking is not interleaved with the
@@ -533,7 +568,7 @@ const SWEEP_FN: &str = "tricolor_gc::heap::Heap::sweep_claimed";
 fn profile(o: &Options, tricolor: &Path) -> Result {
     let dir = out_dir();
     let mut csv = String::from(
-        "mode,poison,instructions,allocs,marked_objects,spans_swept,per_alloc,per_marked_object,per_span_swept\n",
+        "mode,poison,instructions,allocs,marked_objects,spans_swept,per_alloc,per_alloc_without_sweep,per_marked_object,per_span_swept\n",
     );
     for mode in ["off", "buffered"] {
         let tag = if o.binary.is_some() { "-binary" } else { "" };
@@ -577,21 +612,27 @@ fn profile(o: &Options, tricolor: &Path) -> Result {
         let cost = |f: &str| inclusive(&annotate, f).ok_or_else(|| format!("callgrind saw no function {f}"));
         let count = |k: &str| line.get(k).and_then(|v| v.parse::<u64>().ok()).ok_or(format!("BENCH line lacks {k}"));
         let (allocs, marked, swept) = (count("allocs")?, count("marked_objects")?, count("spans_swept")?);
-        let (alloc, drain, sweep) = (cost(ALLOC_FN)?, cost(DRAIN_FN)?, cost(SWEEP_FN)?);
+        // Assists scan in `drain_some` (absent from a build without them, or a run without one).
+        let assists = inclusive(&annotate, DRAIN_SOME_FN).unwrap_or(0);
+        let (alloc, drain, sweep) = (cost(ALLOC_FN)?, cost(DRAIN_FN)? + assists, cost(SWEEP_FN)?);
+        // Sweeping is called from the collector's loop and from allocation's refill, nowhere else.
+        let sweep_in_alloc = sweep.saturating_sub(call_cost(&annotate, SWEEP_FN, SWEEP_ALL_FN));
         let per = |c: u64, n: u64| c as f64 / n.max(1) as f64;
         println!(
-            "profile: mode {mode}: {total} instructions; {:.1} per allocation ({ALLOC_FN}, lazy sweeping included, \
-             {allocs} allocations), {:.1} per marked object ({DRAIN_FN}, {marked} objects), {:.1} per swept span \
+            "profile: mode {mode}: {total} instructions; {:.1} per allocation ({ALLOC_FN}, {allocs} allocations; \
+             {:.1} without the sweeping its refills do), {:.1} per marked object ({DRAIN_FN} and {DRAIN_SOME_FN}, {marked} objects), {:.1} per swept span \
              ({SWEEP_FN}, {swept} spans)",
             per(alloc, allocs),
+            per(alloc - sweep_in_alloc, allocs),
             per(drain, marked),
             per(sweep, swept)
         );
         let _ = writeln!(
             csv,
-            "{mode},{},{total},{allocs},{marked},{swept},{:.2},{:.2},{:.2}",
+            "{mode},{},{total},{allocs},{marked},{swept},{:.2},{:.2},{:.2},{:.2}",
             if o.poison { "on" } else { "off" },
             per(alloc, allocs),
+            per(alloc - sweep_in_alloc, allocs),
             per(drain, marked),
             per(sweep, swept)
         );
@@ -688,6 +729,13 @@ mod tests {
         assert_eq!(inclusive(tree, DRAIN_FN), Some(1_940_513_071), "not the caller-less inlined part");
         assert_eq!(inclusive(tree, ALLOC_FN), Some(1_071_372_348));
         assert_eq!(inclusive(tree, SWEEP_FN), None, "no prefix matches");
+        assert_eq!(call_cost(tree, DRAIN_FN, "tricolor_gc::gcbench::Shared::collector_main"), 1_940_510_659);
+        assert_eq!(call_cost(tree, DRAIN_FN, "tricolor_gc::collector::Collector::mark_termination"), 2_412);
+        assert_eq!(call_cost(tree, ALLOC_FN, "tricolor_gc::gcbench::Shared::collector_main"), 0);
+        assert_eq!(
+            call_cost(tree, "tricolor_gc::heap::Heap::sweep_claimed_x", "tricolor_gc::heap::Heap::alloc_small_slow"),
+            13_067_108
+        );
     }
 
     #[test]
