@@ -19,10 +19,15 @@
 //! while a cycle runs (one and a half times what they allocated during the last cycle, between a
 //! sixteenth and a half of the heap), so that a cycle usually ends before the heap is full (Go's
 //! memory limit works the same way). With `--percent off` only the heap limit starts cycles, as
-//! in a collector with a fixed heap (Boehm GC collects when its heap is used up). A mutator that
-//! allocates into the second half of the reserve while a cycle marks assists it (Go's mark
-//! assists): it scans [`ASSIST_BUDGET`] grey objects per allocation, in steps of microseconds,
-//! so that the mark ends before the heap is full. The collector thread
+//! in a collector with a fixed heap (Boehm GC collects when its heap is used up).
+//!
+//! While a cycle marks concurrently, allocating mutators assist it (Go's mark assists): every
+//! [`ASSIST_EVERY`] allocations a mutator scans a budget of grey objects, in steps of
+//! microseconds. The budget is set at the start of each cycle so that the mutators alone would
+//! scan as many objects as the last cycle did by the time they have allocated half of what is
+//! left of the heap (Go's assist ratio: scan work over heap distance); the collector thread marks
+//! too, so the mark ends well before the heap is full, and little is allocated black during it
+//! (objects allocated during a mark survive the cycle). The collector thread
 //! stops the world only for the cycle's pauses (all of the mark in `off` mode) and marks and
 //! sweeps concurrently otherwise. A thread whose allocation finds the heap full asks for a cycle
 //! and waits, parked, until it completes, and retries. Each mutator measures, where it happens,
@@ -232,8 +237,8 @@ pub struct Params {
     pub poison: bool,
 }
 
-/// Grey objects a mutator scans per allocation when it assists the mark.
-pub const ASSIST_BUDGET: usize = 16;
+/// Allocations between a mutator's mark assists.
+pub const ASSIST_EVERY: u32 = 16;
 
 /// `--percent off`: the collector's trigger is 101 times the live heap (the kernel's largest
 /// `gc.percent`), so in effect only the heap limit starts cycles.
@@ -400,6 +405,8 @@ pub struct Report {
     pub spans_swept: u64,
     /// Objects the mutators scanned in mark assists (part of `marked_objects`).
     pub assisted_objects: u64,
+    /// The longest single mark assist (a mutator doing the collector's work, not blocked by it).
+    pub assist_max: Duration,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -480,7 +487,7 @@ impl Report {
             "BENCH host-gcbench threads={} size={} mode={} heap_mib={} percent={} total_ms={:.1} gc_ms={:.1} \
              cycles={} max_pause_us={:.1} mean_pause_us={:.1} allocs={} cpu_ms={} blocked_max_us={:.1} \
              blocked_stop_max_us={:.1} blocked_total_ms={:.1} pause_p99_us={:.1} peak_heap_mib={:.2} peak_rss_mib={} poison={} \
-             marked_objects={} spans_swept={} assisted_objects={}",
+             marked_objects={} spans_swept={} assisted_objects={} assist_max_us={:.1}",
             p.threads,
             p.size.name(),
             p.mode.name(),
@@ -502,7 +509,8 @@ impl Report {
             if p.poison { "on" } else { "off" },
             self.marked_objects,
             self.spans_swept,
-            self.assisted_objects
+            self.assisted_objects,
+            us(self.assist_max)
         )
     }
 
@@ -580,13 +588,14 @@ impl Report {
         let _ = writeln!(
             out,
             " Mutators blocked by the collector (measured at the mutator): longest {:.1} us (longest park for a \
-             stop alone {:.1} us), {:.1} ms in {} intervals; {} objects scanned in mark assists; pause p99 {:.1} us; \
+             stop alone {:.1} us), {:.1} ms in {} intervals; {} objects scanned in mark assists (longest assist {:.1} us); pause p99 {:.1} us; \
              peak heap in spans {:.2} MiB; CPU {}",
             us(self.blocked.max),
             us(self.blocked.max_stop),
             ms(self.blocked.total),
             self.blocked.count,
             self.assisted_objects,
+            us(self.assist_max),
             us(self.pause_p99),
             self.peak_heap as f64 / MIB as f64,
             self.cpu.map_or("unknown".into(), |d| format!("{:.1} ms", ms(d)))
@@ -629,8 +638,12 @@ struct Shared<'w> {
     abort: AtomicBool,
     /// Heap in use at which the next cycle starts (module docs).
     start_at: AtomicUsize,
-    /// Heap in use from which allocating mutators assist the mark.
-    assist_at: AtomicUsize,
+    /// The reserve `start_at` leaves below the heap size.
+    reserve: AtomicUsize,
+    /// Grey objects a mutator scans every `ASSIST_EVERY` allocations during this cycle's mark.
+    assist_budget: AtomicUsize,
+    /// Objects the last cycle scanned (marked, less those allocated black); 0 before the first.
+    last_scanned: AtomicU64,
 }
 
 impl<'w> Shared<'w> {
@@ -649,7 +662,9 @@ impl<'w> Shared<'w> {
             pauses: Mutex::new(Vec::new()),
             abort: AtomicBool::new(false),
             start_at: AtomicUsize::new(0),
-            assist_at: AtomicUsize::new(0),
+            reserve: AtomicUsize::new(0),
+            assist_budget: AtomicUsize::new(0),
+            last_scanned: AtomicU64::new(0),
         }
         .paced(0)
     }
@@ -660,14 +675,38 @@ impl<'w> Shared<'w> {
         self
     }
 
-    /// Set the start point from the collector's trigger and the heap limit (module docs).
+    /// Set the start point from the collector's trigger and the heap limit (module docs). The
+    /// reserve shrinks by at most a quarter per cycle, so that one cycle that allocated little
+    /// (it waited for a full heap, say) does not leave the next one too little room.
     fn pace(&self, allocated_during_cycle: usize) {
         let c = self.world.collector();
         let size = c.heap.size();
-        let reserve = (allocated_during_cycle * 3 / 2).clamp(size / 16, size / 2);
-        // Ordering: Relaxed; a start point a moment stale moves a cycle by a few allocations.
+        // Ordering: Relaxed throughout; only the collector thread writes these, and a value a
+        // moment stale moves a cycle or an assist by a few allocations.
+        let previous = self.reserve.load(Ordering::Relaxed);
+        let reserve = (allocated_during_cycle * 3 / 2).max(previous * 3 / 4).clamp(size / 16, size / 2);
+        self.reserve.store(reserve, Ordering::Relaxed);
         self.start_at.store(c.trigger().min(size - reserve), Ordering::Relaxed);
-        self.assist_at.store(size - reserve / 2, Ordering::Relaxed);
+    }
+
+    /// Set the assist budget for the cycle about to start (module docs): the objects the last
+    /// cycle scanned (or, before the first, all objects in use) over half the objects that still fit.
+    fn set_assist_budget(&self) {
+        let c = self.world.collector();
+        let in_use = c.heap.in_use();
+        // Ordering: Relaxed, see `pace`.
+        let scanned = match self.last_scanned.load(Ordering::Relaxed) {
+            0 => in_use / node_bytes(),
+            n => n as usize,
+        };
+        let half_room = (c.heap.size().saturating_sub(in_use) / node_bytes() / 2).max(1);
+        let budget = (scanned * ASSIST_EVERY as usize).div_ceil(half_room).clamp(1, 4096);
+        self.assist_budget.store(budget, Ordering::Relaxed);
+    }
+
+    /// Objects marked so far less those allocated black, all cores.
+    fn scanned_objects(&self) -> u64 {
+        self.world.cores().iter().map(|c| c.stats().shaded.get() - c.stats().allocs_black.get()).sum()
     }
 
     /// Whether the heap in use has reached the start point.
@@ -731,7 +770,11 @@ impl<'w> Shared<'w> {
             }
             let t = Instant::now();
             let allocs = self.allocs();
+            let scanned = self.scanned_objects();
+            self.set_assist_budget();
             let report = c.collect::<P>();
+            // Ordering: Relaxed, see `pace`.
+            self.last_scanned.store(self.scanned_objects() - scanned, Ordering::Relaxed);
             // GCBench allocates nodes (and one array): what the mutators allocated meanwhile.
             self.pace((self.allocs() - allocs) as usize * node_bytes());
             // Ordering: Relaxed; totals read after every thread joined.
@@ -804,6 +847,10 @@ struct Bench<'s, 'w> {
     sp: usize,
     /// Objects this thread scanned in mark assists.
     assisted: u64,
+    /// Allocations past the start point since the last assist.
+    since_assist: u32,
+    /// The longest assist.
+    assist_max: Duration,
 }
 
 impl<'s, 'w> Bench<'s, 'w> {
@@ -811,7 +858,15 @@ impl<'s, 'w> Bench<'s, 'w> {
     fn new(shared: &'s Shared<'w>, depth: u32) -> Self {
         // `make_tree(d)` holds two subtrees per unfinished level: 2 * d slots.
         let m = shared.world.mutator(STACK_BASE + 2 * depth as usize);
-        Bench { shared, c: shared.world.collector(), m, sp: STACK_BASE, assisted: 0 }
+        Bench {
+            shared,
+            c: shared.world.collector(),
+            m,
+            sp: STACK_BASE,
+            assisted: 0,
+            since_assist: 0,
+            assist_max: Duration::ZERO,
+        }
     }
 
     /// Allocate a zeroed `T`: safe point, trigger check, allocation. The caller keeps the rooting
@@ -819,11 +874,19 @@ impl<'s, 'w> Bench<'s, 'w> {
     #[inline(always)]
     fn alloc<T: Trace>(&mut self) -> Result<Gc<T>, AllocError> {
         self.m.safe_point();
+        // A cycle runs only past the start point, so outside cycles this is the only check.
         if self.shared.should_collect() {
             self.shared.kick();
-            // Ordering: Relaxed; see `Shared::pace`.
-            if self.c.heap.in_use() >= self.shared.assist_at.load(Ordering::Relaxed) {
-                self.assisted += self.c.mark_assist::<P>(ASSIST_BUDGET) as u64;
+            self.since_assist += 1;
+            if self.since_assist >= ASSIST_EVERY {
+                self.since_assist = 0;
+                // Ordering: Relaxed; see `Shared::pace`. (`mark_assist` does nothing unless marking.)
+                let budget = self.shared.assist_budget.load(Ordering::Relaxed);
+                if self.c.phase() == crate::Phase::Mark {
+                    let t = Instant::now();
+                    self.assisted += self.c.mark_assist::<P>(budget) as u64;
+                    self.assist_max = self.assist_max.max(t.elapsed());
+                }
             }
         }
         match self.c.alloc::<P, T>() {
@@ -1025,6 +1088,7 @@ fn check_top(root: Gc<Node>, depth: u32) -> Result<(), String> {
 struct ThreadOutcome {
     blocked: Blocked,
     assisted: u64,
+    assist_max: Duration,
     stretch: Duration,
     long_lived: Duration,
     depths: Vec<DepthTiming>,
@@ -1084,6 +1148,7 @@ fn thread_main<const N: usize>(shared: &Shared<'_>, s: Shape) -> Result<ThreadOu
     Ok(ThreadOutcome {
         blocked,
         assisted: b.assisted,
+        assist_max: b.assist_max,
         stretch: stretch_time,
         long_lived: long_lived_time,
         depths,
@@ -1205,6 +1270,7 @@ fn run_sized<const N: usize>(p: &Params) -> Result<Report, String> {
         marked_objects: shaded - black,
         spans_swept: world.collector().heap.spans_swept(),
         assisted_objects: threads.iter().map(|o| o.assisted).sum(),
+        assist_max: threads.iter().map(|o| o.assist_max).max().unwrap_or_default(),
         gc: Duration::from_nanos(shared.gc_ns.load(Ordering::Relaxed)),
         cycles: shared.cycles.load(Ordering::Relaxed),
         stats,
