@@ -92,6 +92,9 @@ pub(crate) struct ObjRef {
     pub(crate) index: u32,
     /// Address of the object's first byte (its header, or the buffer for no-scan spans).
     pub(crate) base: usize,
+    /// Its span holds no-scan objects (read once, at the lookup: it never changes while the
+    /// span is in use).
+    pub(crate) noscan: bool,
 }
 
 /// Per size class, the spans a refill may take (a simpler form of Go's mcentral span sets).
@@ -288,7 +291,10 @@ impl Heap {
         if sp == NO_PAGE {
             return None;
         }
-        let span = self.span(sp);
+        debug_assert!((sp as usize) < self.spans.len());
+        // SAFETY: `page_span` holds only start pages of spans, which are pages of this heap
+        // (`new_span`), so `sp < npages == spans.len()`.
+        let span = unsafe { self.spans.get_unchecked(sp as usize) };
         if span.state.load(Ordering::Acquire) == SPAN_FREE {
             return None;
         }
@@ -297,7 +303,8 @@ impl Heap {
         if index >= span.nelems() || !span.alloc.get(index) {
             return None;
         }
-        Some(ObjRef { span: sp, index: index as u32, base: self.span_base(sp) + index * span.elem_size() })
+        let base = self.span_base(sp) + index * span.elem_size();
+        Some(ObjRef { span: sp, index: index as u32, base, noscan: span.noscan.load(Ordering::Relaxed) })
     }
 
     /// The object a conservatively scanned word (a stack word, a saved register) refers to: as
@@ -318,7 +325,7 @@ impl Heap {
 
     /// The object's type (`BYTES_TYPE` for no-scan raw buffers).
     pub(crate) fn type_of(&self, obj: &ObjRef) -> &'static GcType {
-        if self.span(obj.span).noscan.load(Ordering::Relaxed) {
+        if obj.noscan {
             return &crate::object::BYTES_TYPE;
         }
         // SAFETY: `obj` is an allocated object with a header, initialised before its address
@@ -348,7 +355,7 @@ impl Heap {
 
     /// Whether the object holds pointers to scan.
     pub(crate) fn is_noscan(&self, obj: &ObjRef) -> bool {
-        self.span(obj.span).noscan.load(Ordering::Relaxed)
+        obj.noscan
     }
 
     fn oom(&self, requested: usize) -> AllocError {

@@ -147,6 +147,7 @@ fn shade_object(c: &Collector, core: &GcCore, work: &mut LocalWork, obj: ObjRef)
 }
 
 /// Scan one grey object: shade every pointer its type lists.
+#[inline(always)]
 pub(crate) fn scan_object(c: &Collector, core: &GcCore, work: &mut LocalWork, base: usize) {
     // Pairs with the allocator's Release fence (publication barrier): the header and zeroed
     // slots of an object are visible before we read them. (Objects allocated during marking are
