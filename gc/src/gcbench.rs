@@ -683,8 +683,7 @@ impl<'w> Shared<'w> {
         let size = c.heap.size();
         // Ordering: Relaxed throughout; only the collector thread writes these, and a value a
         // moment stale moves a cycle or an assist by a few allocations.
-        let previous = self.reserve.load(Ordering::Relaxed);
-        let reserve = (allocated_during_cycle * 3 / 2).max(previous * 3 / 4).clamp(size / 16, size / 2);
+        let reserve = reserve(self.reserve.load(Ordering::Relaxed), allocated_during_cycle, size);
         self.reserve.store(reserve, Ordering::Relaxed);
         self.start_at.store(c.trigger().min(size - reserve), Ordering::Relaxed);
     }
@@ -699,9 +698,8 @@ impl<'w> Shared<'w> {
             0 => in_use / node_bytes(),
             n => n as usize,
         };
-        let half_room = (c.heap.size().saturating_sub(in_use) / node_bytes() / 2).max(1);
-        let budget = (scanned * ASSIST_EVERY as usize).div_ceil(half_room).clamp(1, 4096);
-        self.assist_budget.store(budget, Ordering::Relaxed);
+        let room = c.heap.size().saturating_sub(in_use) / node_bytes();
+        self.assist_budget.store(assist_budget(scanned, room), Ordering::Relaxed);
     }
 
     /// Objects marked so far less those allocated black, all cores.
@@ -828,6 +826,19 @@ impl<'w> Shared<'w> {
         // Ordering: Relaxed; a late look only means a few more trees are built.
         self.abort.load(Ordering::Relaxed)
     }
+}
+
+/// The reserve below the heap size at which cycles start: 1.5 times what was allocated during the
+/// last cycle, shrinking by at most a quarter of the `previous` reserve per cycle, between a
+/// sixteenth and a half of the heap `size`.
+fn reserve(previous: usize, allocated_during_cycle: usize, size: usize) -> usize {
+    (allocated_during_cycle * 3 / 2).max(previous * 3 / 4).clamp(size / 16, size / 2)
+}
+
+/// Grey objects to scan per [`ASSIST_EVERY`] allocations so that the mutators alone scan `scanned`
+/// objects by the time they have allocated half of the `room` (objects that still fit).
+fn assist_budget(scanned: usize, room: usize) -> usize {
+    (scanned * ASSIST_EVERY as usize).div_ceil((room / 2).max(1)).clamp(1, 4096)
 }
 
 /// Root slot of the long-lived tree.
@@ -1384,9 +1395,27 @@ mod tests {
     }
 
     #[test]
+    fn pacing_reserve_and_assist_budget() {
+        let size = 64 * MIB;
+        assert_eq!(reserve(0, 0, size), size / 16, "floor");
+        assert_eq!(reserve(0, 8 * MIB, size), 12 * MIB, "1.5x the allocation during the last cycle");
+        assert_eq!(reserve(12 * MIB, 0, size), 9 * MIB, "shrinks by a quarter at most");
+        assert_eq!(reserve(0, 40 * MIB, size), size / 2, "ceiling");
+        // 100 000 objects to scan, 200 000 fit: the mutators alone finish within 100 000
+        // allocations, one scanned per allocation.
+        assert_eq!(assist_budget(100_000, 200_000), ASSIST_EVERY as usize);
+        assert_eq!(assist_budget(1, 1_000_000), 1, "at least one");
+        assert_eq!(assist_budget(1_000_000, 0), 4096, "a full heap: as much as one step may");
+    }
+
+    #[test]
     fn command_line() {
         let args = |s: &str| Params::parse_args(s.split_whitespace().map(String::from));
         assert_eq!(args("").unwrap(), Params::new(Size::Full));
+        assert_eq!(args("--percent off").unwrap().percent, PERCENT_OFF);
+        assert!(!args("--no-poison").unwrap().poison);
+        let e = run(&Params { percent: PERCENT_OFF, ..Params::new(Size::Tiny) }).unwrap_err();
+        assert!(e.contains("--percent off needs --heap"), "{e}");
         let p = args("--threads 2 --size quick --mode direct --heap 64M --percent 50 --verify").unwrap();
         assert_eq!(
             p,

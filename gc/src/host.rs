@@ -476,6 +476,60 @@ mod tests {
     use super::*;
     use core::sync::atomic::AtomicU64;
 
+    /// A mutator waiting in `park_while` does not hold up a stop, and measures the wait as one
+    /// blocked interval; a park at a safe point is measured too, as a stop park.
+    #[test]
+    #[cfg_attr(miri, ignore = "timing-based (sleeps, measured intervals)")]
+    fn park_while_lets_stops_proceed_and_both_are_measured() {
+        let w = World::new(2, PAGE_SIZE, Config::default(), BarrierMode::Off);
+        let release = AtomicBool::new(false);
+        let waiting = AtomicBool::new(false);
+        let stops_done = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                w.run_on(1, || {
+                    let m = w.mutator(1);
+                    let t = Instant::now();
+                    // Counted as parked: the stops below must not wait for this thread.
+                    m.park_while(|| {
+                        waiting.store(true, Ordering::SeqCst);
+                        while !release.load(Ordering::SeqCst) {
+                            std::thread::yield_now();
+                        }
+                    });
+                    let waited = t.elapsed();
+                    let b = m.blocked();
+                    assert_eq!(b.count, 1);
+                    assert!(b.max >= waited.mul_f64(0.5) && b.max <= waited, "{b:?} vs {waited:?}");
+                    assert_eq!(b.max_stop, Duration::ZERO, "a wait is not a stop park");
+                    // Now a stop while running: the safe point parks, and that is a stop park.
+                    while stops_done.load(Ordering::SeqCst) < 3 {
+                        m.safe_point();
+                        std::hint::spin_loop();
+                    }
+                    let b = m.blocked();
+                    assert!(b.count >= 2 && b.max_stop > Duration::ZERO, "{b:?}");
+                });
+            });
+            w.run_on(0, || {
+                while !waiting.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+                // Stops while the other thread waits in `park_while` complete without it.
+                for _ in 0..2 {
+                    HostPlatform::stop_the_world(|| {});
+                    stops_done.fetch_add(1, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+                release.store(true, Ordering::SeqCst);
+                // One that finds it running waits for its safe point, which it measures.
+                std::thread::sleep(Duration::from_millis(5));
+                HostPlatform::stop_the_world(|| std::thread::sleep(Duration::from_millis(2)));
+                stops_done.fetch_add(1, Ordering::SeqCst);
+            });
+        });
+    }
+
     /// Back-to-back stops must each see every mutator parked. A mutator that saw the previous
     /// stop's release but has not yet counted itself out must not be taken for parked by the next
     /// stop: that would let it run beside the next stop's closure (a mark termination, say).
