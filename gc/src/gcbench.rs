@@ -240,6 +240,9 @@ pub struct Params {
 /// Allocations between a mutator's mark assists.
 pub const ASSIST_EVERY: u32 = 16;
 
+/// Grey objects per step of the assist of a mutator that found the heap full.
+const FULL_HEAP_ASSIST: usize = 1024;
+
 /// `--percent off`: the collector's trigger is 101 times the live heap (the kernel's largest
 /// `gc.percent`), so in effect only the heap limit starts cycles.
 pub const PERCENT_OFF: u32 = 10_000;
@@ -906,13 +909,32 @@ impl<'s, 'w> Bench<'s, 'w> {
         }
     }
 
-    /// The heap is full: wait for the collector to complete a cycle and retry
-    /// ([`crate::Collector::alloc_when_full`]); all of it is one interval this mutator was blocked.
+    /// The heap is full: help the running mark to its end, wait for the collector to complete a
+    /// cycle, and retry ([`crate::Collector::alloc_when_full`]). All of it is one interval this
+    /// mutator was blocked, assists included.
     #[cold]
     #[inline(never)]
     fn alloc_full_heap<T: Trace>(&mut self) -> Result<Gc<T>, AllocError> {
         let (shared, m, c) = (self.shared, &self.m, self.c);
-        m.blocked_interval(|| c.alloc_when_full::<P, T>(|| shared.wait_for_cycle(m)))
+        let mut assisted = 0;
+        let r = m.blocked_interval(|| {
+            c.alloc_when_full::<P, T>(|| {
+                // Grey objects are there while the mark runs: scan them rather than wait. Safe
+                // points between steps, so the mark's termination can stop the world (the rooting
+                // rule holds: this is still the start of an allocation).
+                loop {
+                    m.safe_point();
+                    let n = c.mark_assist::<P>(FULL_HEAP_ASSIST);
+                    if n == 0 {
+                        break;
+                    }
+                    assisted += n as u64;
+                }
+                shared.wait_for_cycle(m)
+            })
+        });
+        self.assisted += assisted;
+        r
     }
 
     fn node(&mut self) -> Result<Gc<Node>, AllocError> {

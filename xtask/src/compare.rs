@@ -376,9 +376,9 @@ fn report(o: &Options, series: &[Series], heap: &str) -> Result {
     );
     println!(
         "  tricolor: a mutator thread and a collector thread, heap {heap}{}, GOGC {}, cycles start before the heap \
-         is full (a reserve for allocation during the cycle) and allocation into the reserve's last half assists \
-         the mark, freed memory {}, 48-byte nodes (8-byte header, class 48); modes off (the whole mark stops the \
-         world) and buffered",
+         is full (a reserve for allocation during the cycle), mutators assist a concurrent mark in proportion to \
+         their allocation, freed memory {}, 48-byte nodes (8-byte header, class 48); modes off (the whole mark \
+         stops the world) and buffered",
         if o.heap.is_none() { " (Boehm's median peak heap, rounded up: equal heap)" } else { "" },
         o.percent,
         if o.poison { "poisoned" } else { "NOT poisoned (--no-poison)" }
