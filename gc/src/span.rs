@@ -20,7 +20,8 @@ pub(crate) const SPAN_FREE: u8 = 0;
 pub(crate) const SPAN_SMALL: u8 = 1;
 pub(crate) const SPAN_LARGE: u8 = 2;
 
-/// One bit per object.
+/// One bit per object; a cache line of its own (see `Span`).
+#[repr(C, align(64))]
 pub(crate) struct Bitmap([AtomicU64; BITMAP_WORDS]);
 
 impl Bitmap {
@@ -77,6 +78,12 @@ impl Bitmap {
 /// Span metadata. All fields are atomics because markers look spans up concurrently with
 /// allocators creating them; a span is published by a Release store of `state` and looked up
 /// with an Acquire load, so its other fields are visible once `state` says it is in use.
+///
+/// Layout: the fields fill the first cache line and each bitmap has one of its own, so that a
+/// lookup touches the head and one word of a bitmap, and the owner setting alloc bits, markers
+/// setting mark bits and the users of neighbouring spans never write the same line (no false
+/// sharing between cores).
+#[repr(C, align(64))]
 pub(crate) struct Span {
     pub(crate) state: AtomicU8,
     /// Size class, for small spans.
@@ -101,6 +108,9 @@ pub(crate) struct Span {
     /// Reachable at the last mark start (the verifier's snapshot, `verify::snapshot`).
     pub(crate) start: Bitmap,
 }
+
+static_assertions::const_assert_eq!(core::mem::size_of::<Span>(), 5 * 64);
+static_assertions::const_assert_eq!(core::mem::offset_of!(Span, alloc), 64);
 
 impl Span {
     pub(crate) const fn new() -> Self {

@@ -164,7 +164,7 @@ struct Options {
     runs: usize,
     cpus: String,
     size: String,
-    /// Tricolor's heap: `None` for Boehm's median peak heap (equal heap), else `--heap` as given.
+    /// Tricolor's heap: `None` for Boehm's peak heap (equal heap), else `--heap` as given.
     heap: Option<String>,
     /// Tricolor's GOGC, or `off` (cycles start only at its heap limit, as Boehm's at its heap's).
     percent: String,
@@ -301,17 +301,19 @@ pub fn run(args: &mut Args) -> Result {
          {} run(s) each, all pinned to CPUs {} (taskset); one mutator thread everywhere",
         o.size, o.runs, o.cpus
     );
-    let mut boehm_runs = Vec::new();
-    for _ in 0..o.runs {
+    // Rounds of all four, so that a change in the host's load affects every runtime alike. The
+    // first Boehm run gives tricolor's heap (Boehm's peak heap repeats from run to run).
+    let boehm_run = || -> Result<BenchLine> {
         let (stdout, _) = run_pinned(&o.cpus, &boehm, &[&o.size], &[])?;
         print!("{stdout}");
-        boehm_runs.push(one_line(&stdout, "peer-gcbench", "boehm-gcbench")?);
-    }
-    let boehm = Series { name: "Boehm".into(), runs: boehm_runs };
+        one_line(&stdout, "peer-gcbench", "boehm-gcbench")
+    };
+    let mut boehm_runs = vec![boehm_run()?];
     let heap = match &o.heap {
         Some(h) => h.clone(),
         None => {
-            let peak = boehm.median("peak_heap_mib").ok_or("Boehm reported no peak heap")?;
+            let peak: f64 =
+                boehm_runs[0].get("peak_heap_mib").and_then(|v| v.parse().ok()).ok_or("Boehm reported no peak heap")?;
             format!("{}M", peak.ceil() as u64)
         }
     };
@@ -319,7 +321,10 @@ pub fn run(args: &mut Args) -> Result {
     let mut go_runs = Vec::new();
     let mut off_runs = Vec::new();
     let mut buffered_runs = Vec::new();
-    for _ in 0..o.runs {
+    for round in 0..o.runs {
+        if round > 0 {
+            boehm_runs.push(boehm_run()?);
+        }
         let env = [("GOMAXPROCS", gomaxprocs.as_str()), ("GOGC", gogc), ("GODEBUG", "gctrace=1")];
         let (stdout, stderr) = run_pinned(&o.cpus, &go, &[&o.size], &env)?;
         print!("{stdout}");
@@ -342,6 +347,7 @@ pub fn run(args: &mut Args) -> Result {
             runs.push(line);
         }
     }
+    let boehm = Series { name: "Boehm".into(), runs: boehm_runs };
     let series = [
         boehm,
         Series { name: "Go".into(), runs: go_runs },
@@ -379,7 +385,7 @@ fn report(o: &Options, series: &[Series], heap: &str) -> Result {
          is full (a reserve for allocation during the cycle), mutators assist a concurrent mark in proportion to \
          their allocation, freed memory {}, 48-byte nodes (8-byte header, class 48); modes off (the whole mark \
          stops the world) and buffered",
-        if o.heap.is_none() { " (Boehm's median peak heap, rounded up: equal heap)" } else { "" },
+        if o.heap.is_none() { " (Boehm's peak heap, rounded up: equal heap)" } else { "" },
         o.percent,
         if o.poison { "poisoned" } else { "NOT poisoned (--no-poison)" }
     );

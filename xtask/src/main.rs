@@ -60,7 +60,7 @@ commands:
                --runs N       runs of each (default 3)
                --cpus LIST    taskset CPU list (default 0,1)
                --size S       full (Boehm's sizes, default), quick or tiny
-               --heap H       tricolor's heap (default: Boehm's median peak heap, rounded up)
+               --heap H       tricolor's heap (default: Boehm's peak heap, rounded up)
                --percent P    tricolor's GOGC, or off (default: cycles start at its heap limit)
                --no-poison    tricolor does not poison freed memory (printed)
                --profile      instead: tricolor under valgrind --tool=callgrind (heap --heap or 36M)
