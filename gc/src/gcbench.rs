@@ -24,7 +24,7 @@
 //! While a cycle marks concurrently, allocating mutators assist it (Go's mark assists): every
 //! [`ASSIST_EVERY`] allocations a mutator scans a budget of grey objects, in steps of
 //! microseconds. The budget is set at the start of each cycle so that the mutators alone would
-//! scan as many objects as the last cycle did by the time they have allocated half of what is
+//! scan as many objects as the last cycle did by the time they have allocated a quarter of what is
 //! left of the heap (Go's assist ratio: scan work over heap distance); the collector thread marks
 //! too, so the mark ends well before the heap is full, and little is allocated black during it
 //! (objects allocated during a mark survive the cycle). The collector thread
@@ -839,9 +839,11 @@ fn reserve(previous: usize, allocated_during_cycle: usize, size: usize) -> usize
 }
 
 /// Grey objects to scan per [`ASSIST_EVERY`] allocations so that the mutators alone scan `scanned`
-/// objects by the time they have allocated half of the `room` (objects that still fit).
+/// objects by the time they have allocated a quarter of the `room` (objects that still fit).
+/// Everything allocated during a mark survives the cycle, so a mark that lets the mutators fill
+/// the room leaves the next cycle a full heap.
 fn assist_budget(scanned: usize, room: usize) -> usize {
-    (scanned * ASSIST_EVERY as usize).div_ceil((room / 2).max(1)).clamp(1, 4096)
+    (scanned * ASSIST_EVERY as usize).div_ceil((room / 4).max(1)).clamp(1, 4096)
 }
 
 /// Root slot of the long-lived tree.
@@ -1423,9 +1425,9 @@ mod tests {
         assert_eq!(reserve(0, 8 * MIB, size), 12 * MIB, "1.5x the allocation during the last cycle");
         assert_eq!(reserve(12 * MIB, 0, size), 9 * MIB, "shrinks by a quarter at most");
         assert_eq!(reserve(0, 40 * MIB, size), size / 2, "ceiling");
-        // 100 000 objects to scan, 200 000 fit: the mutators alone finish within 100 000
+        // 100 000 objects to scan, 400 000 fit: the mutators alone finish within 100 000
         // allocations, one scanned per allocation.
-        assert_eq!(assist_budget(100_000, 200_000), ASSIST_EVERY as usize);
+        assert_eq!(assist_budget(100_000, 400_000), ASSIST_EVERY as usize);
         assert_eq!(assist_budget(1, 1_000_000), 1, "at least one");
         assert_eq!(assist_budget(1_000_000, 0), 4096, "a full heap: as much as one step may");
     }

@@ -5,7 +5,7 @@
 //! bit set and scanned. Allocation during marking sets the mark bit and never queues (black).
 //! No-scan objects go straight to black.
 
-use core::sync::atomic::{fence, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 
 use alloc::vec::Vec;
 
@@ -20,6 +20,8 @@ pub const LOCAL_WORK_ENTRIES: usize = 256;
 const PUBLISH_THRESHOLD: usize = 32;
 /// How many entries a marker takes from the global list at once.
 const STEAL_BATCH: usize = 128;
+/// Objects a drain scans between looks at whether another marker (or an assist) went hungry.
+const BALANCE_EVERY: usize = 16;
 
 /// A core's grey objects (object base addresses), a fixed stack so shading never allocates.
 pub struct LocalWork {
@@ -63,6 +65,26 @@ impl LocalWork {
             self.publish(global);
         }
     }
+
+    /// If a marker found the global list empty since the last look, give it the older half of
+    /// this buffer (Go's `gcWork.balance`). A depth-first drain keeps a tree's grey objects in its
+    /// own buffer, so without this no one else ever gets any (the older entries are the roots of
+    /// the larger unscanned subtrees).
+    #[inline]
+    fn balance(&mut self, global: &GlobalWork) {
+        // Ordering: Relaxed; a hint, read again under the lock.
+        if self.len < 2 || !global.hungry.load(Ordering::Relaxed) {
+            return;
+        }
+        let half = self.len / 2;
+        let mut items = global.items.lock();
+        items.extend_from_slice(&self.items[..half]);
+        // Ordering: Relaxed under the lock, which publishes the entries to `take`.
+        global.hungry.store(false, Ordering::Relaxed);
+        drop(items);
+        self.items.copy_within(half..self.len, 0);
+        self.len -= half;
+    }
 }
 
 /// Grey objects any marker may take, and the count of markers holding taken work.
@@ -70,17 +92,21 @@ pub struct GlobalWork {
     pub(crate) items: spin::Mutex<Vec<usize>>,
     /// Markers currently draining work they took. Incremented under the `items` lock.
     active: AtomicUsize,
+    /// A marker found `items` empty: draining markers hand it part of theirs (`balance`).
+    hungry: AtomicBool,
 }
 
 impl GlobalWork {
     pub(crate) const fn new() -> Self {
-        GlobalWork { items: spin::Mutex::new(Vec::new()), active: AtomicUsize::new(0) }
+        GlobalWork { items: spin::Mutex::new(Vec::new()), active: AtomicUsize::new(0), hungry: AtomicBool::new(false) }
     }
 
     /// Take a batch into `local` and count the caller active; false if there was nothing.
     fn take(&self, local: &mut LocalWork) -> bool {
         let mut items = self.items.lock();
         if items.is_empty() {
+            // Ordering: Relaxed; a hint for `balance`.
+            self.hungry.store(true, Ordering::Relaxed);
             return false;
         }
         let n = items.len().min(STEAL_BATCH);
@@ -180,6 +206,9 @@ pub(crate) fn drain(c: &Collector, core: &GcCore, work: &mut LocalWork) -> usize
         while let Some(base) = work.pop() {
             scan_object(c, core, work, base);
             scanned += 1;
+            if scanned % BALANCE_EVERY == 0 {
+                work.balance(&c.work);
+            }
         }
         if holding {
             c.work.done();
