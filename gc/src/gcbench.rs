@@ -243,6 +243,10 @@ pub const ASSIST_EVERY: u32 = 16;
 /// Grey objects per step of the assist of a mutator that found the heap full.
 const FULL_HEAP_ASSIST: usize = 1024;
 
+/// How long a mutator waiting for a cycle with no grey objects to scan sleeps before it looks
+/// again (a cycle's mark may have started meanwhile).
+const HELP_WAIT: Duration = Duration::from_micros(100);
+
 /// `--percent off`: the collector's trigger is 101 times the live heap (the kernel's largest
 /// `gc.percent`), so in effect only the heap limit starts cycles.
 pub const PERCENT_OFF: u32 = 10_000;
@@ -810,19 +814,40 @@ impl<'w> Shared<'w> {
     }
 
     /// Have the collector run a cycle, and wait (parked: stops proceed) until a cycle completes.
+    #[cfg(test)]
     fn wait_for_cycle(&self, m: &Mutator<'_>) {
+        self.help_until_cycle(m, || 0);
+    }
+
+    /// [`Shared::wait_for_cycle`], but while the cycle marks, `assist` first: scan its grey
+    /// objects (safe points between steps) and park only when there are none (for at most
+    /// [`HELP_WAIT`], then look again). Returns the objects `assist` scanned.
+    fn help_until_cycle(&self, m: &Mutator<'_>, mut assist: impl FnMut() -> usize) -> u64 {
         let (lock, cv) = &self.done;
         let seen = *lock.lock().unwrap_or_else(|e| e.into_inner());
         // Ordering: SeqCst, see `collector_main`'s look at `wanted`.
         self.wanted.fetch_add(1, Ordering::SeqCst);
         self.kick();
-        m.park_while(|| {
-            let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
-            while *g == seen {
-                g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+        let mut assisted = 0;
+        loop {
+            m.safe_point();
+            let n = assist();
+            assisted += n as u64;
+            if n > 0 {
+                continue;
             }
-        });
+            let done = m.park_while(|| {
+                let g = lock.lock().unwrap_or_else(|e| e.into_inner());
+                let (g, _) =
+                    cv.wait_timeout_while(g, HELP_WAIT, |done| *done == seen).unwrap_or_else(|e| e.into_inner());
+                *g != seen
+            });
+            if done {
+                break;
+            }
+        }
         self.wanted.fetch_sub(1, Ordering::SeqCst);
+        assisted
     }
 
     fn aborted(&self) -> bool {
@@ -911,9 +936,10 @@ impl<'s, 'w> Bench<'s, 'w> {
         }
     }
 
-    /// The heap is full: help the running mark to its end, wait for the collector to complete a
-    /// cycle, and retry ([`crate::Collector::alloc_when_full`]). All of it is one interval this
-    /// mutator was blocked, assists included.
+    /// The heap is full: have the collector complete a cycle, scanning its grey objects while it
+    /// marks rather than waiting, and retry ([`crate::Collector::alloc_when_full`]). All of it is
+    /// one interval this mutator was blocked, assists included. (Safe points between the steps let
+    /// the mark's stops happen; the rooting rule holds, since this is the start of an allocation.)
     #[cold]
     #[inline(never)]
     fn alloc_full_heap<T: Trace>(&mut self) -> Result<Gc<T>, AllocError> {
@@ -921,18 +947,7 @@ impl<'s, 'w> Bench<'s, 'w> {
         let mut assisted = 0;
         let r = m.blocked_interval(|| {
             c.alloc_when_full::<P, T>(|| {
-                // Grey objects are there while the mark runs: scan them rather than wait. Safe
-                // points between steps, so the mark's termination can stop the world (the rooting
-                // rule holds: this is still the start of an allocation).
-                loop {
-                    m.safe_point();
-                    let n = c.mark_assist::<P>(FULL_HEAP_ASSIST);
-                    if n == 0 {
-                        break;
-                    }
-                    assisted += n as u64;
-                }
-                shared.wait_for_cycle(m)
+                assisted += shared.help_until_cycle(m, || c.mark_assist::<P>(FULL_HEAP_ASSIST));
             })
         });
         self.assisted += assisted;
