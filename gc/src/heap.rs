@@ -371,13 +371,45 @@ impl Heap {
 
     /// Allocate an object of `ty` (zeroed payload, header set), black if `black`. Returns the
     /// payload address. The caller is `core` with preemption disabled.
+    ///
+    /// The fast path (a free object in the core's cache word) makes no call, so that its caller
+    /// needs no frame; everything else is one call in tail position.
     #[inline(always)]
     pub(crate) fn alloc_object(&self, core: &GcCore, ty: &'static GcType, black: bool) -> Result<usize, AllocError> {
-        let size = ty.size + HEADER_SIZE;
-        let Some(class) = class_for(size) else {
+        if let Some(class) = class_for(ty.size + HEADER_SIZE) {
+            // SAFETY: the caller is `core` with preemption disabled (this function's contract).
+            let e = &mut unsafe { core.cache_mut() }[class];
+            if e.free != 0 {
+                let (span, index, base) = self.take_cached(e);
+                return Ok(self.init_object(core, ty, black, span, index, base));
+            }
+        }
+        self.alloc_object_slow(core, ty, black)
+    }
+
+    /// [`Heap::alloc_object`] when the cache word is used up, or for a large object.
+    #[cold]
+    #[inline(never)]
+    fn alloc_object_slow(&self, core: &GcCore, ty: &'static GcType, black: bool) -> Result<usize, AllocError> {
+        let Some(class) = class_for(ty.size + HEADER_SIZE) else {
             return self.alloc_large_object(core, ty, black);
         };
         let (span, index, base) = self.alloc_small(core, class).ok_or_else(|| self.oom(ty.size))?;
+        Ok(self.init_object(core, ty, black, span, index, base))
+    }
+
+    /// Initialise a small object just taken from a cache: black if `black`, header, zeroed
+    /// payload, published. Returns the payload address.
+    #[inline(always)]
+    fn init_object(
+        &self,
+        core: &GcCore,
+        ty: &'static GcType,
+        black: bool,
+        span: u32,
+        index: usize,
+        base: usize,
+    ) -> usize {
         if black {
             self.allocated_black(core, span, index);
         }
@@ -393,10 +425,11 @@ impl Heap {
         // ordered before any store that publishes its address. Release fence; markers pair it
         // with an Acquire fence before scanning an object.
         fence(Ordering::Release);
-        Ok(base + HEADER_SIZE)
+        base + HEADER_SIZE
     }
 
     /// Allocation during a mark is black.
+    #[inline(always)]
     fn allocated_black(&self, core: &GcCore, span: u32, index: usize) {
         let s = self.span(span);
         s.mark.set(index);
