@@ -193,7 +193,10 @@ impl Options {
         if percent != "off" && percent.parse::<u32>().is_err() {
             return Err(format!("--percent {percent}: not a percentage or off"));
         }
-        let poison = !args.flag("--no-poison");
+        // Off by default: poisoning is a debugging aid (the stress suites' poison check needs it),
+        // like Go's GODEBUG=clobberfree=1, which Go also leaves off; Boehm GC writes freed memory
+        // once (it clears it), as tricolor does without poison (it zeroes at allocation).
+        let poison = args.flag("--poison");
         let profile = args.flag("--profile");
         let binary = args.value("--binary")?.map(PathBuf::from);
         if binary.is_some() && !profile {
@@ -284,7 +287,7 @@ fn build() -> Result<(PathBuf, PathBuf, PathBuf)> {
     Ok((boehm, go, root.join("target/release/examples/gcbench")))
 }
 
-/// `compare [--runs N] [--cpus LIST] [--size S] [--heap H] [--percent P] [--no-poison] [--profile]`.
+/// `compare [--runs N] [--cpus LIST] [--size S] [--heap H] [--percent P] [--poison] [--profile]`.
 pub fn run(args: &mut Args) -> Result {
     let o = Options::parse(args)?;
     crate::setup::compare_tools(o.profile)?;
@@ -387,7 +390,11 @@ fn report(o: &Options, series: &[Series], heap: &str) -> Result {
          stops the world) and buffered",
         if o.heap.is_none() { " (Boehm's peak heap, rounded up: equal heap)" } else { "" },
         o.percent,
-        if o.poison { "poisoned" } else { "NOT poisoned (--no-poison)" }
+        if o.poison {
+            "poisoned (--poison)"
+        } else {
+            "NOT poisoned (tricolor's --no-poison: a debugging aid, off like Go's clobberfree; --poison turns it on)"
+        }
     );
     println!();
     print!("{}", table(series));
@@ -774,8 +781,9 @@ mod tests {
         assert_eq!(o("1").cpu_count(), 1);
         let parse =
             |s: &str| Options::parse(&mut Args::from(s.split_whitespace().map(String::from).collect::<Vec<_>>()));
-        let p = parse("--runs 5 --cpus 0 --size quick --no-poison").unwrap();
+        let p = parse("--runs 5 --cpus 0 --size quick").unwrap();
         assert_eq!((p.runs, p.cpus.as_str(), p.size.as_str(), p.poison), (5, "0", "quick", false));
+        assert!(parse("--poison").unwrap().poison);
         assert!(parse("--runs 0").is_err());
         assert!(parse("--size huge").is_err());
         assert!(parse("--cpus a").is_err());

@@ -62,7 +62,8 @@ commands:
                --size S       full (Boehm's sizes, default), quick or tiny
                --heap H       tricolor's heap (default: Boehm's peak heap, rounded up)
                --percent P    tricolor's GOGC, or off (default: cycles start at its heap limit)
-               --no-poison    tricolor does not poison freed memory (printed)
+               --poison       tricolor poisons freed memory (default off here, printed: a
+                              debugging aid the stress suites keep on)
                --profile      instead: tricolor under valgrind --tool=callgrind (heap --heap or 36M)
                               -> instructions
                               per allocation, marked object and swept span, results/profile.csv
