@@ -31,10 +31,11 @@ pub const SGI_GC: u32 = 4;
 /// Sets up the distributor and the boot core's interface. Without a GIC in the device tree the
 /// kernel runs without interrupts (a warning, not a crash).
 pub fn init(machine: &Machine) {
-    let Some((distributor, cpu_interface)) = machine.gic else {
+    let Ok(crate::devicetree::Gic::V2 { distributor, cpu_interface }) = machine.gic else {
         log::warn!("no GICv2 in the device tree: no interrupts (timer preemption, IPIs) on this machine");
         return;
     };
+    let (distributor, cpu_interface) = (distributor as usize, cpu_interface as usize);
     // SAFETY: the device tree names these as the GICv2 register frames; the device region is
     // identity-mapped as Device-nGnRE for the whole run.
     let gic = GIC.call_once(|| unsafe { Gic::new(distributor, cpu_interface) });
