@@ -217,9 +217,7 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
     // parks anew (the SGI below stays pending for it). Relaxed: ordered before the request.
     PARKED.store(0, Ordering::Relaxed);
     REQUESTED.store(true, Ordering::Release);
-    if let Some(gic) = irq::gic() {
-        gic.send_sgi_to_others(irq::SGI_STOP);
-    }
+    irq::send_to_others(irq::SGI_STOP);
     let deadline = start + cpu::counter_frequency() * STOP_TIMEOUT_MS / 1000;
     while PARKED.load(Ordering::Acquire) < others && cpu::counter() < deadline {
         tricolor_arch::cpu::relax();

@@ -40,9 +40,7 @@ pub fn request(core: usize, what: usize) {
     // Release: the handler (Acquire swap) sees what the requester wrote before (the epoch or
     // round the request is for).
     REQUESTS[core].fetch_or(what, Ordering::Release);
-    if let Some(gic) = irq::gic() {
-        gic.send_sgi(irq::SGI_GC, 1 << core);
-    }
+    irq::send_to(core, irq::SGI_GC);
 }
 
 fn on_request(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
