@@ -41,6 +41,8 @@ _secondary_entry:
     // without it ICC_SRE_EL2 is UNDEFINED): ICC_SRE_EL2.SRE | DFB | DIB | Enable, so EL1 may use
     // ICC_*_EL1 instead of trapping here (Linux's booting.rst asks the same of whatever enters it
     // at EL1). The ISB makes the write visible to what follows (a direct system-register write).
+    // QEMU implements SRE and Enable as read-as-one, so only hardware and firmware that leave
+    // them clear need this.
     mrs     x9, id_aa64pfr0_el1
     ubfx    x9, x9, #24, #4
     cbz     x9, 4f
