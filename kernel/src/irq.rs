@@ -41,6 +41,8 @@ pub const SGI_GC: u32 = 4;
 const SGIS: [u32; 4] = [SGI_STOP, SGI_WAKE, SGI_TEST, SGI_GC];
 
 /// The interrupt controller: one of the two GIC generations.
+// One instance, in a static: the GICv3's per-core table making its variant larger costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Controller {
     V2(GicV2),
     V3(GicV3),
@@ -219,7 +221,7 @@ pub fn dispatch(frame: &mut TrapFrame) {
     };
     // 1020..=1023 are special ids (GICv3: 1020-1022 only at EL3 or with two security states;
     // 1023 spurious): nothing to handle or complete.
-    if id >= 1020 && id <= SPURIOUS {
+    if (1020..=SPURIOUS).contains(&id) {
         return;
     }
     COUNT[percore::id()].fetch_add(1, Ordering::Relaxed);

@@ -63,6 +63,8 @@ pub struct NotStopped {
     pub missing: u32,
 }
 
+const _: () = assert!(MAX_CORES <= u32::BITS as usize, "NotStopped::missing is a u32 mask of cores");
+
 /// How a core reached its safe point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]

@@ -30,6 +30,8 @@ static FLUSHED: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES
 /// stop flushes every wbBuf anyway: the handshake only keeps that flush small).
 const HANDSHAKE_TIMEOUT_MS: u64 = 2000;
 
+const _: () = assert!(MAX_CORES <= u32::BITS as usize, "the handshake's stragglers are logged as a u32 mask");
+
 /// Installs the request interrupt's handler (boot core, once; every core enables it).
 pub fn init() {
     irq::register(irq::SGI_GC, on_request);
