@@ -8,7 +8,7 @@ use crate::Result;
 use std::path::Path;
 use std::time::Duration;
 use tricolor_abi::exit::{BAD_CONFIG, FAULT, PANIC, SUCCESS, TEST_FAILED};
-use tricolor_abi::{LOG_STRESS_LINES, LOG_STRESS_TAIL};
+use tricolor_abi::{LOG_STRESS_LINES, LOG_STRESS_TAIL, MAX_CORES};
 
 /// Generous: a boot takes well under a second under TCG; this only catches hangs.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -52,7 +52,8 @@ struct Case {
     append: &'static str,
     /// The kernel's exit status (`tricolor_abi::exit`), QEMU's own.
     exit: u8,
-    /// Substrings the console must contain; `{smp}` is replaced by the core count.
+    /// Substrings the console must contain; `{smp}` is replaced by the core count, `{max_cores}` by
+    /// `tricolor_abi::MAX_CORES`.
     expect: &'static [&'static str],
     /// Extra checks on the whole output.
     check: Option<fn(&str, usize) -> Result>,
@@ -264,7 +265,10 @@ const CASES: &[Case] = &[
         name: "cmdline-unknown-key",
         append: "bogus=1",
         exit: BAD_CONFIG,
-        expect: &["bad kernel command line \"bogus=1\": unknown key 'bogus'; valid keys: log=", "cores=1..=8"],
+        expect: &[
+            "bad kernel command line \"bogus=1\": unknown key 'bogus'; valid keys: log=",
+            "cores=1..={max_cores}",
+        ],
         check: None,
         hw: NO_GPU,
         min_smp: 1,
@@ -273,7 +277,7 @@ const CASES: &[Case] = &[
         name: "cmdline-bad-value",
         append: "cores=99",
         exit: BAD_CONFIG,
-        expect: &["bad value '99' for 'cores' (expected 1..=8)"],
+        expect: &["bad value '99' for 'cores' (expected 1..={max_cores})"],
         check: None,
         hw: NO_GPU,
         min_smp: 1,
@@ -648,7 +652,7 @@ const MACHINE_CASES: &[Case] = &[
 ];
 
 /// The interrupt-controller matrix, each case at its own core count: GICv3 at smp 4 (boot, the
-/// unit tests, a collector scenario, a stress suite; boot and units entered at EL2 too), the
+/// unit tests, also entered at EL2, a collector scenario, a stress suite, a device's SPI), the
 /// 16-core machine only GICv3 can build, and a machine whose interrupt controller the kernel
 /// cannot drive.
 const GIC_CASES: &[(usize, Case)] = &[
@@ -715,6 +719,19 @@ const GIC_CASES: &[(usize, Case)] = &[
             expect: &["stress result: suite=churn seed=2 mode=direct cores={smp} ", " stw_retries=0 ", "verdict=clean"],
             check: None,
             hw: GICV3,
+            min_smp: 1,
+        },
+    ),
+    (
+        // An SPI through the distributor: GICD_IROUTER routes the GPU's interrupt to core 0.
+        4,
+        Case {
+            name: "gicv3-gpu-irq-completion",
+            append: "test=gpu-fb-static virtio.complete=irq",
+            exit: SUCCESS,
+            expect: &["interrupt controller: GICv3", "complete=irq"],
+            check: Some(interrupts_taken),
+            hw: Hw { gpu: true, ..GICV3 },
             min_smp: 1,
         },
     ),
@@ -1010,7 +1027,7 @@ fn verdict(case: &Case, smp: usize, outcome: &qemu::Outcome) -> Result {
         return Err(format!("exit status {:?}, expected {}", outcome.status, case.exit));
     }
     for expected in case.expect {
-        let expected = expected.replace("{smp}", &smp.to_string());
+        let expected = expected.replace("{smp}", &smp.to_string()).replace("{max_cores}", &MAX_CORES.to_string());
         if !outcome.output.contains(&expected) {
             return Err(format!("console lacks {expected:?}"));
         }
