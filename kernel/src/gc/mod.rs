@@ -405,8 +405,9 @@ pub fn alloc<T: Trace>() -> Result<Gc<T>, AllocError> {
         if try_collect().is_some() {
             TORTURE_CYCLES.fetch_add(1, Ordering::Relaxed);
         }
-    } else if c.should_collect() {
-        try_collect();
+    } else if c.should_collect() && try_collect().is_none() {
+        // The last cycle is still sweeping: help it.
+        c.help_sweep::<Kernel>();
     }
     Ok(object)
 }
