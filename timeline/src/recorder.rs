@@ -1,0 +1,282 @@
+//! One core's recorder: a fixed-size ring of `(timestamp, state)` transitions plus the time spent
+//! in each state so far.
+//!
+//! **One writer**: only the recorder's own core calls [`Recorder::record`], and never re-entrantly
+//! (the kernel masks IRQs around it, so an interrupt handler that records cannot land in the
+//! middle of a record). Breaking that rule loses or garbles events but is not undefined behaviour:
+//! everything here is an atomic. **Any number of readers**, on any core, at any time:
+//! [`Recorder::snapshot`] copies the ring without stopping the writer and keeps only the events it
+//! can prove were not overwritten while it copied; [`Recorder::totals`] reads the running totals.
+//!
+//! A record is a few loads and stores, no allocation, no lock, no read-modify-write atomic: cheap
+//! enough to leave on (the kernel's `bench-timeline` measures it). When the ring is full the
+//! oldest events are overwritten; the totals keep counting.
+
+use core::sync::atomic::{fence, AtomicU64, Ordering};
+
+use crate::state::{State, COUNT};
+
+/// Timestamps are stored in the top 56 bits of a word, the state in the low 8.
+const STATE_BITS: u32 = 8;
+/// The largest timestamp a record keeps exactly (larger ones wrap): 2^56 counter ticks, over
+/// 36 years at QEMU's 62.5 MHz.
+pub const MAX_TIMESTAMP: u64 = (1 << (64 - STATE_BITS)) - 1;
+
+/// One transition: from `ts` on, the core was in `state`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Counter ticks (the kernel's `CNTPCT_EL0`).
+    pub ts: u64,
+    /// The state entered.
+    pub state: State,
+}
+
+impl Event {
+    const fn pack(self) -> u64 {
+        (self.ts & MAX_TIMESTAMP) << STATE_BITS | self.state as u64
+    }
+
+    fn unpack(word: u64) -> Event {
+        // Only `pack` writes these words, so the low byte is a valid discriminant.
+        let state = State::from_u8((word & 0xff) as u8).unwrap_or(State::Mutator);
+        Event { ts: word >> STATE_BITS, state }
+    }
+}
+
+/// A copy of a ring: the events still in it, oldest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Index of `events[0]` among every event ever recorded: the number lost to overwriting
+    /// (0: the ring holds everything since the recorder started, in state
+    /// [`State::Mutator`] at timestamp 0).
+    pub first: u64,
+    /// The events, oldest first.
+    pub events: alloc::vec::Vec<Event>,
+}
+
+/// A core's recorder with room for `N` transitions (`N` a power of two). All zero when new, so a
+/// static array of them lives in `.bss`.
+pub struct Recorder<const N: usize> {
+    /// Events recorded so far; the next goes to slot `head % N`.
+    head: AtomicU64,
+    /// Events begun: `head + 1` while a record is writing its slot, else `head`. Tells a reader
+    /// which slot may be changing under it.
+    begun: AtomicU64,
+    /// The last transition (packed): the state the core is in and since when.
+    current: AtomicU64,
+    /// Ticks spent in each state, up to `current`'s timestamp.
+    totals: [AtomicU64; COUNT],
+    ring: [AtomicU64; N],
+}
+
+impl<const N: usize> Default for Recorder<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Recorder<N> {
+    const MASK: u64 = {
+        assert!(N.is_power_of_two(), "a recorder's capacity is a power of two");
+        N as u64 - 1
+    };
+
+    /// An empty recorder: in [`State::Mutator`] since timestamp 0.
+    pub const fn new() -> Self {
+        Recorder {
+            head: AtomicU64::new(0),
+            begun: AtomicU64::new(0),
+            current: AtomicU64::new(0),
+            totals: [const { AtomicU64::new(0) }; COUNT],
+            ring: [const { AtomicU64::new(0) }; N],
+        }
+    }
+
+    /// Capacity in events.
+    pub const fn capacity(&self) -> usize {
+        N
+    }
+
+    /// The core enters `state` at `ts`; returns the state it was in (to go back to). Nothing is
+    /// recorded if it already is in `state`. Only the owning core calls this, never
+    /// re-entrantly (see the module doc).
+    #[inline]
+    pub fn record(&self, ts: u64, state: State) -> State {
+        // Ordering: Relaxed for the writer's own words (`current`, `totals`, `head`'s load): only
+        // this core writes them, so it reads back what it wrote.
+        let last = Event::unpack(self.current.load(Ordering::Relaxed));
+        if last.state == state {
+            return state;
+        }
+        let total = &self.totals[last.state as usize];
+        total.store(total.load(Ordering::Relaxed) + ts.saturating_sub(last.ts), Ordering::Relaxed);
+        let word = Event { ts, state }.pack();
+        self.current.store(word, Ordering::Relaxed);
+        let i = self.head.load(Ordering::Relaxed);
+        self.begun.store(i + 1, Ordering::Relaxed);
+        // Release on the slot: orders the `begun` store before it, so a reader that copies this
+        // slot's new value and then reads `begun` (after its Acquire fence) sees `i + 1`, and
+        // knows the slot no longer holds event `i + 1 - N` (see `snapshot`).
+        self.ring[(i & Self::MASK) as usize].store(word, Ordering::Release);
+        // Release: a reader that sees `head == i + 1` (Acquire) sees the slot written above.
+        self.head.store(i + 1, Ordering::Release);
+        last.state
+    }
+
+    /// The state the core is in and since when.
+    pub fn current(&self) -> Event {
+        // Relaxed: a reading for a picture, one transition old at worst.
+        Event::unpack(self.current.load(Ordering::Relaxed))
+    }
+
+    /// Ticks spent in each state (indexed by discriminant) up to `now`, the current state's
+    /// interval included. From another core the figures may be one transition stale (the
+    /// current interval can be counted twice for an instant): fine for a picture.
+    pub fn totals(&self, now: u64) -> [u64; COUNT] {
+        // Relaxed: statistics, no data behind them.
+        let mut t: [u64; COUNT] = core::array::from_fn(|s| self.totals[s].load(Ordering::Relaxed));
+        let last = self.current();
+        t[last.state as usize] += now.saturating_sub(last.ts);
+        t
+    }
+
+    /// Events recorded since the recorder started (including those overwritten since).
+    pub fn recorded(&self) -> u64 {
+        self.head.load(Ordering::Acquire)
+    }
+
+    /// Copies the ring, oldest event first. Safe against a writer running meanwhile: the copy
+    /// keeps only the events no concurrent record can have overwritten.
+    pub fn snapshot(&self) -> Snapshot {
+        // Acquire pairs with the writer's Release store of `head`: slots below `h1` hold their
+        // events (or newer ones, if the writer laps the copy).
+        let h1 = self.head.load(Ordering::Acquire);
+        let lo = h1.saturating_sub(N as u64);
+        let mut words = alloc::vec::Vec::with_capacity((h1 - lo) as usize);
+        for i in lo..h1 {
+            // Relaxed: the fence below orders these loads before the second read of `head`.
+            words.push(self.ring[(i & Self::MASK) as usize].load(Ordering::Relaxed));
+        }
+        // Acquire fence: if a load above read a slot the writer re-wrote for event `j` (its
+        // Release store), the writer's earlier store of `begun == j + 1` is visible to the load
+        // below.
+        fence(Ordering::Acquire);
+        let begun = self.begun.load(Ordering::Relaxed);
+        // Events before `begun - N` may have been overwritten while we copied (event `j`
+        // overwrites event `j - N`); the ones from there on were still in the ring.
+        let first = begun.saturating_sub(N as u64).clamp(lo, h1);
+        let events = words[(first - lo) as usize..].iter().map(|&w| Event::unpack(w)).collect();
+        Snapshot { first, events }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    #[test]
+    fn records_transitions_and_returns_the_previous_state() {
+        let r = Recorder::<8>::new();
+        assert_eq!(r.record(10, State::Pause), State::Mutator);
+        assert_eq!(r.record(15, State::Flush), State::Pause);
+        assert_eq!(r.record(18, State::Flush), State::Flush, "no event for the state it is in");
+        assert_eq!(r.record(20, State::Pause), State::Flush);
+        assert_eq!(r.record(30, State::Mutator), State::Pause);
+        let s = r.snapshot();
+        assert_eq!(s.first, 0);
+        let got: Vec<_> = s.events.iter().map(|e| (e.ts, e.state)).collect();
+        assert_eq!(
+            got,
+            [(10, State::Pause), (15, State::Flush), (20, State::Pause), (30, State::Mutator)],
+            "the repeated Flush is not an event"
+        );
+        assert_eq!(r.recorded(), 4);
+        assert_eq!(r.current(), Event { ts: 30, state: State::Mutator });
+    }
+
+    #[test]
+    fn totals_count_every_interval_and_the_current_one() {
+        let r = Recorder::<4>::new();
+        r.record(100, State::Idle);
+        r.record(150, State::Mutator);
+        r.record(170, State::Sweep);
+        let t = r.totals(200);
+        assert_eq!(t[State::Mutator as usize], 100 + 20);
+        assert_eq!(t[State::Idle as usize], 50);
+        assert_eq!(t[State::Sweep as usize], 30, "the current interval up to now");
+        assert_eq!(t.iter().sum::<u64>(), 200);
+    }
+
+    #[test]
+    fn a_full_ring_keeps_the_newest_and_counts_what_it_lost() {
+        let r = Recorder::<4>::new();
+        let states = [State::Pause, State::Mutator];
+        for i in 0..10u64 {
+            r.record(i * 10, states[i as usize % 2]);
+        }
+        let s = r.snapshot();
+        assert_eq!(s.first, 6);
+        assert_eq!(s.events.iter().map(|e| e.ts).collect::<Vec<_>>(), [60, 70, 80, 90]);
+        // The totals still cover everything: 10 ticks per interval, the last one up to 100.
+        let t = r.totals(100);
+        assert_eq!(t[State::Pause as usize] + t[State::Mutator as usize], 100);
+    }
+
+    #[test]
+    fn timestamps_keep_56_bits() {
+        let r = Recorder::<2>::new();
+        r.record(MAX_TIMESTAMP, State::Sweep);
+        assert_eq!(r.snapshot().events[0], Event { ts: MAX_TIMESTAMP, state: State::Sweep });
+    }
+
+    /// A writer laps a small ring while a reader copies it: every event a copy
+    /// keeps must be the one recorded at its index (the timestamp is the index), so a copy that
+    /// kept an overwritten slot fails.
+    #[test]
+    fn snapshots_never_keep_an_overwritten_slot() {
+        let r = Arc::new(Recorder::<256>::new());
+        let done = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (r, done) = (Arc::clone(&r), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !done.load(Ordering::Relaxed) || i < 200_000 {
+                    // Alternate states so every call is a transition: event index == timestamp.
+                    r.record(i, if i.is_multiple_of(2) { State::MarkWorker } else { State::Mutator });
+                    i += 1;
+                    // Slower than the copy of the whole ring, as a core is, but not by much.
+                    for _ in 0..2 {
+                        std::hint::spin_loop();
+                    }
+                }
+            })
+        };
+        while r.recorded() < 1000 {
+            std::hint::spin_loop();
+        }
+        let mut kept = 0;
+        let mut partial = 0;
+        // Until enough copies raced with a lap (both threads must be running at once, which a
+        // loaded host does not always allow), or two seconds.
+        let start = std::time::Instant::now();
+        while partial < 500 && start.elapsed() < std::time::Duration::from_secs(2) {
+            let s = r.snapshot();
+            for (k, e) in s.events.iter().enumerate() {
+                let index = s.first + k as u64;
+                assert_eq!(e.ts, index, "slot of event {index} held event {}", e.ts);
+                let expected = if index.is_multiple_of(2) { State::MarkWorker } else { State::Mutator };
+                assert_eq!(e.state, expected);
+            }
+            kept += s.events.len();
+            partial += usize::from(s.events.len() < 256 && s.first > 0);
+        }
+        done.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        assert!(kept > 0, "the copies kept nothing");
+        // Not asserted (it depends on scheduling), but reported: how often a copy had to drop
+        // slots the writer was lapping.
+        println!("copies that dropped lapped slots: {partial}");
+    }
+}
