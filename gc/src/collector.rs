@@ -22,11 +22,12 @@ use crate::census::{self, CensusEntry, CensusPoint, RootOwner, Unscanned};
 use crate::heap::{AllocError, Heap};
 use crate::mark::{self, GlobalWork};
 use crate::object::{Gc, Trace};
-use crate::platform::{Platform, ScanRange, StopReport};
+use crate::platform::{InState, Platform, ScanRange, StopReport};
 use crate::roots::Roots;
 use crate::stats::{CycleStats, StatsSnapshot};
 use crate::verify::{self, Miss};
 use crate::wbbuf::{WbBuf, WBBUF_DEFAULT_ENTRIES, WBBUF_MIN_ENTRIES};
+use tricolor_timeline::State;
 
 /// A pause as the platform measured it (request to release), or else `timed`, the collector's
 /// own timing of the whole stop-the-world call.
@@ -251,7 +252,7 @@ impl Collector {
     fn try_alloc<P: Platform, T: Trace>(&self) -> Option<Gc<T>> {
         let _np = P::disable_preemption();
         let black = self.phase() == Phase::Mark;
-        let addr = self.heap.try_alloc_object(P::current_core(), T::TYPE, black)?;
+        let addr = self.heap.try_alloc_object::<P>(P::current_core(), T::TYPE, black)?;
         let ptr = NonNull::new(self.heap.ptr(addr).cast::<T>()).expect("heap address is not null");
         // SAFETY: a freshly allocated, zeroed `T` (all-zero is valid per `Trace`), header set.
         Some(unsafe { Gc::from_raw(ptr) })
@@ -365,6 +366,8 @@ impl Collector {
     /// then.)
     pub fn collect_with_hook<P: Platform>(&self, during_mark: &mut dyn FnMut()) -> CycleReport {
         let _cycle = self.cycle_lock.lock();
+        // The whole cycle is this core's GC work; its sweeps, pauses and flushes nest inside.
+        let _collecting = InState::<P>::enter(State::Mark);
         let mode = barrier::mode();
         let mut report = CycleReport { cycle: self.stats.cycles.get() + 1, ..CycleReport::default() };
 
@@ -374,6 +377,7 @@ impl Collector {
         // holding one (its other tasks would spin on it forever), so no preemption meanwhile.
         let swept = {
             let _np = P::disable_preemption();
+            let _sweeping = InState::<P>::enter(State::Sweep);
             self.heap.sweep_all()
         };
         self.stats.bytes_freed.add(swept.bytes_freed as u64);
@@ -521,6 +525,7 @@ impl Collector {
         let t = P::now_ns();
         let swept = {
             let _np = P::disable_preemption();
+            let _sweeping = InState::<P>::enter(State::Sweep);
             self.heap.sweep_all()
         };
         self.set_phase(Phase::Idle);
@@ -537,6 +542,7 @@ impl Collector {
     /// wbBuf and publish its grey objects. The platform calls it on each core at a safe point,
     /// with preemption disabled.
     pub fn flush_this_core<P: Platform>(&self) {
+        let _flushing = InState::<P>::enter(State::Flush);
         let core = P::current_core();
         // SAFETY: this core with preemption disabled (the caller's contract).
         let buf = unsafe { core.wbbuf_mut() };

@@ -9,9 +9,10 @@ use alloc::vec::Vec;
 
 use crate::object::{GcType, HEADER_SIZE};
 use crate::pages::PageMap;
-use crate::platform::{GcCore, NO_SPAN};
+use crate::platform::{GcCore, InState, Platform, NO_SPAN};
 use crate::sizeclass::{class_for, CLASS_SIZES, HEAP_PAGE_SIZE, NUM_CLASSES};
 use crate::span::{Span, BITMAP_WORDS, SPAN_FREE, SPAN_LARGE, SPAN_SMALL};
+use tricolor_timeline::State;
 
 /// Padding before and after a pinned buffer, inside its span, and where pinned spans go.
 ///
@@ -304,10 +305,15 @@ impl Heap {
     /// ([`Heap::alloc_error`]) once, so a retry loop on a full heap does not pay for it (a walk of
     /// the page map under its lock) at every attempt. The caller is `core` with preemption
     /// disabled.
-    pub(crate) fn try_alloc_object(&self, core: &GcCore, ty: &'static GcType, black: bool) -> Option<usize> {
+    pub(crate) fn try_alloc_object<P: Platform>(
+        &self,
+        core: &GcCore,
+        ty: &'static GcType,
+        black: bool,
+    ) -> Option<usize> {
         let size = ty.size + HEADER_SIZE;
         let (span, index, base) = match class_for(size) {
-            Some(class) => self.alloc_small(core, class)?,
+            Some(class) => self.alloc_small::<P>(core, class)?,
             None => self.alloc_large(size.div_ceil(HEAP_PAGE_SIZE), false, false)?,
         };
         let s = self.span(span);
@@ -374,7 +380,7 @@ impl Heap {
         }
     }
 
-    fn alloc_small(&self, core: &GcCore, class: usize) -> Option<(u32, usize, usize)> {
+    fn alloc_small<P: Platform>(&self, core: &GcCore, class: usize) -> Option<(u32, usize, usize)> {
         // SAFETY: the caller is `core` with preemption disabled (alloc_object's contract).
         let cache = unsafe { core.cache_mut() };
         loop {
@@ -388,13 +394,13 @@ impl Heap {
                 span.owned.store(false, Ordering::Release);
                 cache[class] = NO_SPAN;
             }
-            cache[class] = self.refill(class)?;
+            cache[class] = self.refill::<P>(class)?;
         }
     }
 
     /// A swept span of `class` with free objects, now owned by the caller's cache. O(1)
     /// amortized: each span is looked at once per sweep generation by the walk (see `ClassList`).
-    fn refill(&self, class: usize) -> Option<u32> {
+    fn refill<P: Platform>(&self, class: usize) -> Option<u32> {
         let sg = self.sweepgen();
         let mut list = self.classes[class].lock();
         list.roll(sg);
@@ -412,6 +418,7 @@ impl Heap {
             let span = self.span(sp);
             // An owned span is swept already, and handed back only once full.
             if !span.owned.load(Ordering::Relaxed) && span.try_claim_sweep(sg) {
+                let _sweeping = InState::<P>::enter(State::Sweep);
                 let r = self.sweep_claimed(sp, false);
                 self.in_use.fetch_sub(r.bytes_freed, Ordering::Relaxed);
                 span.finish_sweep(sg);

@@ -16,11 +16,12 @@
 //! not counted for it: it leaves, takes the new request's interrupt, and parks again.
 
 use crate::sync::Lock as Mutex;
-use crate::{irq, percore};
+use crate::{irq, percore, timeline};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tricolor_abi::MAX_CORES;
 use tricolor_arch::cpu;
 use tricolor_arch::irqmask::IrqGuard;
+use tricolor_timeline::State;
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 /// The current stop's number; bumped by the release.
@@ -157,6 +158,8 @@ pub fn park_here(pc: usize, site: ParkSite) {
         return;
     }
     let core = percore::id();
+    // Paused from here until it resumes (its park-hook flush shows as a flush inside).
+    let was = timeline::enter(State::Pause);
     // Acquire pairs with the release's Release bump: a core that sees the new epoch sees the
     // request that followed only through REQUESTED (checked above, Acquire).
     let epoch = EPOCH.load(Ordering::Acquire);
@@ -190,6 +193,7 @@ pub fn park_here(pc: usize, site: ParkSite) {
         tricolor_arch::cpu::relax();
     }
     PARKED_SP[core].store(0, Ordering::Release);
+    timeline::leave(was);
 }
 
 /// Runs `f` with every other online core parked at a safe point.
@@ -212,6 +216,8 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
     let others = (0..MAX_CORES).filter(|&c| c != me && percore::is_online(c)).count();
     let epoch = EPOCH.load(Ordering::Relaxed);
     let start = cpu::counter();
+    // The pause, on this core, from the request until the release.
+    let paused = timeline::enter(State::Pause);
     // The count of the previous epoch is done with: its initiator saw all of its parkers before
     // it released, and a core still leaving that epoch's loop does not count again until it
     // parks anew (the SGI below stays pending for it). Relaxed: ordered before the request.
@@ -228,7 +234,7 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
         let missing = (0..MAX_CORES)
             .filter(|&c| c != me && percore::is_online(c) && PARKED_EPOCH[c].load(Ordering::Relaxed) != epoch)
             .fold(0u32, |m, c| m | (1 << c));
-        release(irqs);
+        release(irqs, paused);
         return Err(NotStopped { missing });
     }
     let stopped = cpu::counter();
@@ -247,7 +253,7 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
     LAST_KIND.store(kind, Ordering::Relaxed);
     let result = f();
     let end = cpu::counter();
-    release(irqs);
+    release(irqs, paused);
     LAST_PAUSE_NS.store(ns(cpu::counter() - start), Ordering::Relaxed);
     Ok((result, StwTimes { stop_ns: ns(stopped - start), stopped_ns: ns(end - stopped) }))
 }
@@ -291,10 +297,12 @@ pub fn stop_the_world_retrying<R>(f: impl FnOnce() -> R) -> (R, StwTimes) {
 }
 
 /// Ends the current epoch: every parked core leaves at its next turn; nothing waits for them.
-/// Then the initiator's masked section (`irqs`, dropped last) ends.
-fn release(irqs: IrqGuard) {
+/// Then the initiator's pause ends (back to the state `paused` it was in) and, last, its masked
+/// section (`irqs`).
+fn release(irqs: IrqGuard, paused: State) {
     REQUESTED.store(false, Ordering::Release);
     // Release: the closure's writes are visible to a parked core that sees the new epoch.
     EPOCH.fetch_add(1, Ordering::Release);
+    timeline::leave(paused);
     drop(irqs);
 }

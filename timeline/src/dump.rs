@@ -299,7 +299,7 @@ mod tests {
     use super::*;
     use crate::recorder::Recorder;
 
-    fn dump_of(recorders: &[&Recorder<64>], from: u64, to: u64, now: u64) -> String {
+    fn dump_of(recorders: &[&Recorder], from: u64, to: u64, now: u64) -> String {
         let mut text = String::from("[ 1.0] INFO  some log line\n");
         text += &begin_line(recorders.len(), 62_500_000, from, to);
         text.push('\n');
@@ -319,8 +319,8 @@ mod tests {
 
     #[test]
     fn a_dump_decodes_to_the_recorded_events_and_totals() {
-        let a = Recorder::<64>::new();
-        let b = Recorder::<64>::new();
+        let a = crate::recorder::with_ring(64);
+        let b = crate::recorder::with_ring(64);
         let mut ts = 1_000_000;
         for i in 0..40u64 {
             a.record(ts, State::ALL[(i % 9) as usize]);
@@ -342,7 +342,7 @@ mod tests {
 
     #[test]
     fn a_lost_event_shows_in_the_totals_check() {
-        let a = Recorder::<64>::new();
+        let a = crate::recorder::with_ring(64);
         a.record(100, State::Pause);
         a.record(300, State::Mutator);
         a.record(400, State::Pause);
@@ -374,7 +374,7 @@ mod tests {
 
     #[test]
     fn truncated_or_malformed_dumps_are_refused() {
-        let a = Recorder::<64>::new();
+        let a = crate::recorder::with_ring(64);
         a.record(100, State::Sweep);
         let text = dump_of(&[&a], 0, 200, 200);
         assert!(parse("no dump here").unwrap_err().contains("timeline=dump"));

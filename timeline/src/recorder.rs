@@ -1,10 +1,10 @@
-//! One core's recorder: a fixed-size ring of `(timestamp, state)` transitions plus the time spent
-//! in each state so far.
+//! One core's recorder: a fixed-size ring of `(timestamp, state)` transitions (its size chosen
+//! once, when the ring is attached) plus the time spent in each state so far.
 //!
 //! **One writer**: only the recorder's own core calls [`Recorder::record`], and never re-entrantly
 //! (the kernel masks IRQs around it, so an interrupt handler that records cannot land in the
 //! middle of a record). Breaking that rule loses or garbles events but is not undefined behaviour:
-//! everything here is an atomic. **Any number of readers**, on any core, at any time:
+//! the ring and the counters are atomics. **Any number of readers**, on any core, at any time:
 //! [`Recorder::snapshot`] copies the ring without stopping the writer and keeps only the events it
 //! can prove were not overwritten while it copied; [`Recorder::totals`] reads the running totals.
 //!
@@ -12,7 +12,7 @@
 //! enough to leave on (the kernel's `bench-timeline` measures it). When the ring is full the
 //! oldest events are overwritten; the totals keep counting.
 
-use core::sync::atomic::{fence, AtomicU64, Ordering};
+use core::sync::atomic::{fence, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 
 use crate::state::{State, COUNT};
 
@@ -54,10 +54,11 @@ pub struct Snapshot {
     pub events: alloc::vec::Vec<Event>,
 }
 
-/// A core's recorder with room for `N` transitions (`N` a power of two). All zero when new, so a
-/// static array of them lives in `.bss`.
-pub struct Recorder<const N: usize> {
-    /// Events recorded so far; the next goes to slot `head % N`.
+/// A core's recorder. All zero when new (so a static array of them lives in `.bss`), with no
+/// ring until [`Recorder::attach`] gives it one: until then it keeps the totals and counts the
+/// transitions, but stores none.
+pub struct Recorder {
+    /// Events recorded so far; the next goes to slot `head % len`.
     head: AtomicU64,
     /// Events begun: `head + 1` while a record is writing its slot, else `head`. Tells a reader
     /// which slot may be changing under it.
@@ -66,35 +67,65 @@ pub struct Recorder<const N: usize> {
     current: AtomicU64,
     /// Ticks spent in each state, up to `current`'s timestamp.
     totals: [AtomicU64; COUNT],
-    ring: [AtomicU64; N],
+    /// The ring's first slot and its length (a power of two; 0 until `attach`).
+    ring: AtomicPtr<AtomicU64>,
+    len: AtomicUsize,
+    /// `head` when the ring was attached: the events before it were counted, not kept.
+    attached_at: AtomicU64,
 }
 
-impl<const N: usize> Default for Recorder<N> {
+impl Default for Recorder {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const N: usize> Recorder<N> {
-    const MASK: u64 = {
-        assert!(N.is_power_of_two(), "a recorder's capacity is a power of two");
-        N as u64 - 1
-    };
-
-    /// An empty recorder: in [`State::Mutator`] since timestamp 0.
+impl Recorder {
+    /// A recorder with no ring, in [`State::Mutator`] since timestamp 0.
     pub const fn new() -> Self {
         Recorder {
             head: AtomicU64::new(0),
             begun: AtomicU64::new(0),
             current: AtomicU64::new(0),
             totals: [const { AtomicU64::new(0) }; COUNT],
-            ring: [const { AtomicU64::new(0) }; N],
+            ring: AtomicPtr::new(core::ptr::null_mut()),
+            len: AtomicUsize::new(0),
+            attached_at: AtomicU64::new(0),
         }
     }
 
-    /// Capacity in events.
-    pub const fn capacity(&self) -> usize {
-        N
+    /// Gives the recorder its ring (a power of two of slots, any contents), once. Call it before
+    /// the owning core records anything, or on that core between two records: the writer must
+    /// not run meanwhile. Readers may.
+    pub fn attach(&self, ring: &'static [AtomicU64]) {
+        assert!(ring.len().is_power_of_two(), "a recorder's ring is a power of two of slots");
+        assert!(self.len.load(Ordering::Relaxed) == 0, "a recorder's ring is attached once");
+        // Relaxed: published by the Release store of `len` below.
+        self.attached_at.store(self.head.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.ring.store(ring.as_ptr().cast_mut(), Ordering::Relaxed);
+        // Release: whoever sees the length (Acquire, in `ring`) sees the pointer and
+        // `attached_at` stored above.
+        self.len.store(ring.len(), Ordering::Release);
+    }
+
+    /// The ring (empty before `attach`).
+    #[inline]
+    fn ring(&self) -> &[AtomicU64] {
+        // Acquire pairs with `attach`'s Release store of `len`.
+        let len = self.len.load(Ordering::Acquire);
+        if len == 0 {
+            return &[];
+        }
+        let ptr = self.ring.load(Ordering::Relaxed);
+        // SAFETY: `attach` stored `ptr` and then, Release, this nonzero `len`, both from one
+        // `&'static [AtomicU64]` (attached once, never changed), and the Acquire load of `len`
+        // makes that `ptr` the one loaded; atomics may be shared by any number of threads.
+        unsafe { core::slice::from_raw_parts(ptr, len) }
+    }
+
+    /// Capacity in events (0 before `attach`).
+    pub fn capacity(&self) -> usize {
+        self.ring().len()
     }
 
     /// The core enters `state` at `ts`; returns the state it was in (to go back to). Nothing is
@@ -102,22 +133,33 @@ impl<const N: usize> Recorder<N> {
     /// re-entrantly (see the module doc).
     #[inline]
     pub fn record(&self, ts: u64, state: State) -> State {
+        self.record_with(|| ts, state)
+    }
+
+    /// [`Recorder::record`] with the timestamp read by `clock`, only when there is a transition
+    /// to record (reading the clock costs more than the rest of the early exit).
+    #[inline]
+    pub fn record_with(&self, clock: impl FnOnce() -> u64, state: State) -> State {
         // Ordering: Relaxed for the writer's own words (`current`, `totals`, `head`'s load): only
         // this core writes them, so it reads back what it wrote.
         let last = Event::unpack(self.current.load(Ordering::Relaxed));
         if last.state == state {
             return state;
         }
+        let ts = clock();
         let total = &self.totals[last.state as usize];
         total.store(total.load(Ordering::Relaxed) + ts.saturating_sub(last.ts), Ordering::Relaxed);
         let word = Event { ts, state }.pack();
         self.current.store(word, Ordering::Relaxed);
         let i = self.head.load(Ordering::Relaxed);
         self.begun.store(i + 1, Ordering::Relaxed);
-        // Release on the slot: orders the `begun` store before it, so a reader that copies this
-        // slot's new value and then reads `begun` (after its Acquire fence) sees `i + 1`, and
-        // knows the slot no longer holds event `i + 1 - N` (see `snapshot`).
-        self.ring[(i & Self::MASK) as usize].store(word, Ordering::Release);
+        let ring = self.ring();
+        if let Some(slot) = ring.get(i as usize & ring.len().wrapping_sub(1)) {
+            // Release on the slot: orders the `begun` store before it, so a reader that copies
+            // this slot's new value and then reads `begun` (after its Acquire fence) sees
+            // `i + 1`, and knows the slot no longer holds event `i + 1 - len` (see `snapshot`).
+            slot.store(word, Ordering::Release);
+        }
         // Release: a reader that sees `head == i + 1` (Acquire) sees the slot written above.
         self.head.store(i + 1, Ordering::Release);
         last.state
@@ -140,7 +182,7 @@ impl<const N: usize> Recorder<N> {
         t
     }
 
-    /// Events recorded since the recorder started (including those overwritten since).
+    /// Events recorded since the recorder started (including those not kept).
     pub fn recorded(&self) -> u64 {
         self.head.load(Ordering::Acquire)
     }
@@ -148,26 +190,43 @@ impl<const N: usize> Recorder<N> {
     /// Copies the ring, oldest event first. Safe against a writer running meanwhile: the copy
     /// keeps only the events no concurrent record can have overwritten.
     pub fn snapshot(&self) -> Snapshot {
+        let ring = self.ring();
+        let len = ring.len() as u64;
         // Acquire pairs with the writer's Release store of `head`: slots below `h1` hold their
         // events (or newer ones, if the writer laps the copy).
         let h1 = self.head.load(Ordering::Acquire);
-        let lo = h1.saturating_sub(N as u64);
+        // Relaxed: `ring()`'s Acquire load of `len` ordered it (see `attach`).
+        let lo = h1.saturating_sub(len).max(self.attached_at.load(Ordering::Relaxed)).min(h1);
         let mut words = alloc::vec::Vec::with_capacity((h1 - lo) as usize);
         for i in lo..h1 {
-            // Relaxed: the fence below orders these loads before the second read of `head`.
-            words.push(self.ring[(i & Self::MASK) as usize].load(Ordering::Relaxed));
+            // Relaxed: the fence below orders these loads before the read of `begun`.
+            words.push(ring[i as usize & (ring.len() - 1)].load(Ordering::Relaxed));
         }
         // Acquire fence: if a load above read a slot the writer re-wrote for event `j` (its
         // Release store), the writer's earlier store of `begun == j + 1` is visible to the load
         // below.
         fence(Ordering::Acquire);
         let begun = self.begun.load(Ordering::Relaxed);
-        // Events before `begun - N` may have been overwritten while we copied (event `j`
-        // overwrites event `j - N`); the ones from there on were still in the ring.
-        let first = begun.saturating_sub(N as u64).clamp(lo, h1);
+        // Events before `begun - len` may have been overwritten while we copied (event `j`
+        // overwrites event `j - len`); the ones from there on were still in the ring.
+        let first = begun.saturating_sub(len).clamp(lo, h1);
         let events = words[(first - lo) as usize..].iter().map(|&w| Event::unpack(w)).collect();
         Snapshot { first, events }
     }
+}
+
+/// A ring of `slots` zeroed slots for [`Recorder::attach`], leaked (tests, host tools).
+#[cfg(test)]
+pub(crate) fn leaked_ring(slots: usize) -> &'static [AtomicU64] {
+    alloc::boxed::Box::leak((0..slots).map(|_| AtomicU64::new(0)).collect())
+}
+
+/// A recorder with a ring of `slots` (tests).
+#[cfg(test)]
+pub(crate) fn with_ring(slots: usize) -> Recorder {
+    let r = Recorder::new();
+    r.attach(leaked_ring(slots));
+    r
 }
 
 #[cfg(test)]
@@ -178,7 +237,7 @@ mod tests {
 
     #[test]
     fn records_transitions_and_returns_the_previous_state() {
-        let r = Recorder::<8>::new();
+        let r = with_ring(8);
         assert_eq!(r.record(10, State::Pause), State::Mutator);
         assert_eq!(r.record(15, State::Flush), State::Pause);
         assert_eq!(r.record(18, State::Flush), State::Flush, "no event for the state it is in");
@@ -198,7 +257,7 @@ mod tests {
 
     #[test]
     fn totals_count_every_interval_and_the_current_one() {
-        let r = Recorder::<4>::new();
+        let r = with_ring(4);
         r.record(100, State::Idle);
         r.record(150, State::Mutator);
         r.record(170, State::Sweep);
@@ -211,7 +270,7 @@ mod tests {
 
     #[test]
     fn a_full_ring_keeps_the_newest_and_counts_what_it_lost() {
-        let r = Recorder::<4>::new();
+        let r = with_ring(4);
         let states = [State::Pause, State::Mutator];
         for i in 0..10u64 {
             r.record(i * 10, states[i as usize % 2]);
@@ -225,8 +284,30 @@ mod tests {
     }
 
     #[test]
+    fn without_a_ring_it_counts_and_keeps_nothing_then_keeps_from_the_attach() {
+        let r = Recorder::new();
+        assert_eq!(r.capacity(), 0);
+        r.record(10, State::Pause);
+        r.record(20, State::Mutator);
+        assert_eq!(r.snapshot(), Snapshot { first: 2, events: Vec::new() });
+        r.attach(leaked_ring(4));
+        r.record(30, State::Idle);
+        let s = r.snapshot();
+        assert_eq!(s.first, 2, "the two before the ring are lost");
+        assert_eq!(s.events, [Event { ts: 30, state: State::Idle }]);
+        let t = r.totals(40);
+        assert_eq!((t[State::Mutator as usize], t[State::Pause as usize], t[State::Idle as usize]), (20, 10, 10));
+    }
+
+    #[test]
+    #[should_panic(expected = "power of two")]
+    fn a_ring_is_a_power_of_two() {
+        Recorder::new().attach(leaked_ring(3));
+    }
+
+    #[test]
     fn timestamps_keep_56_bits() {
-        let r = Recorder::<2>::new();
+        let r = with_ring(2);
         r.record(MAX_TIMESTAMP, State::Sweep);
         assert_eq!(r.snapshot().events[0], Event { ts: MAX_TIMESTAMP, state: State::Sweep });
     }
@@ -236,7 +317,7 @@ mod tests {
     /// kept an overwritten slot fails.
     #[test]
     fn snapshots_never_keep_an_overwritten_slot() {
-        let r = Arc::new(Recorder::<256>::new());
+        let r = Arc::new(with_ring(256));
         let done = Arc::new(AtomicBool::new(false));
         let writer = {
             let (r, done) = (Arc::clone(&r), Arc::clone(&done));

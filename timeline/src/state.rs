@@ -12,8 +12,9 @@ pub enum State {
     /// Running a task's own code: the application (the workloads, the demo's shell and dashboard,
     /// a stress driver), the scheduler, the idle loop when it is not halted. The default.
     Mutator = 0,
-    /// Halted in the idle loop's `wfi` until an interrupt: no work to do. Not counted for
-    /// utilisation either way.
+    /// The core's idle task runs: nothing else is ready (or every other task just yielded), so it
+    /// polls for work or halts in `wfi` until an interrupt. Not counted for utilisation either
+    /// way.
     Idle = 1,
     /// Stopped for a stop-the-world: on the initiator from the stop request until the release,
     /// on a parked core from parking until it resumes (its park-hook flush shows as [`Flush`]

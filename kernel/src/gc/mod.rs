@@ -128,6 +128,11 @@ impl Platform for Kernel {
         let verifying = collector().phase() == Phase::MarkTermination;
         tasks::root_census(&|task, current_here| exemption(task, current_here, verifying), visit);
     }
+
+    #[inline]
+    fn event(state: tricolor_timeline::State) -> tricolor_timeline::State {
+        crate::timeline::enter(state)
+    }
 }
 
 fn is_mark_worker(task: &tricolor_runtime::task::Task) -> bool {
@@ -318,10 +323,12 @@ pub fn mark_workers_running() -> usize {
 /// A dedicated mark worker for one cycle: drains grey objects while the mark phase lasts.
 fn mark_worker(_: usize) {
     let c = collector();
+    // The whole task is GC work (its yields switch to other tasks, which restore their own state).
+    crate::timeline::enter(tricolor_timeline::State::MarkWorker);
     while c.phase() == Phase::Mark {
         let t = cpu::uptime_ns();
         let scanned = c.mark_worker::<Kernel>();
-        trace::add_worker_mark(percore::id(), cpu::uptime_ns() - t);
+        trace::add_worker_mark(cpu::uptime_ns() - t);
         if scanned == 0 {
             // Nothing grey right now: let this core's mutators run, then look again.
             tasks::yield_now();
