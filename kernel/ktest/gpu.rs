@@ -101,7 +101,7 @@ fn canvas_draws_font_glyphs(_: &Config<'_>) -> Result<(), String> {
 }
 
 fn virtio_mmio_slots_from_device_tree(_: &Config<'_>) -> Result<(), String> {
-    let slots = discovery::virtio_mmio_slots(boot::machine().dtb_addr);
+    let slots = discovery::virtio_mmio_slots(boot::machine().dtb());
     // QEMU virt: 32 slots of 0x200 bytes from 0x0a00_0000, SPI 16 + n (GIC ids 48..80).
     ensure!(slots.len() == 32, "{} virtio,mmio nodes", slots.len());
     for slot in &slots {

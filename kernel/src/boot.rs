@@ -77,7 +77,11 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
     }
     info!("{online} of {wanted} cores online");
     if let Err(crate::gc::InitError(why)) = crate::gc::init(&config) {
-        log::error!("gc: cannot create the {} MiB GC heap ({why}); running without a collector", config.gc_heap >> 20);
+        refuse(format_args!(
+            "gc.heap: a {} MiB GC heap does not fit in this machine's {} MiB of RAM: {why}; choose a smaller gc.heap=",
+            config.gc_heap >> 20,
+            machine.ram.1 >> 20
+        ));
     }
 
     let ticks = cpu::counter() - start;
@@ -97,4 +101,12 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
         (None, Some(name)) => registry::run_suite(name, &config),
         (None, None) => crate::demo::run(machine, &config),
     }
+}
+
+/// Stops the boot: the command line asked for something this machine cannot provide (a GC heap
+/// larger than free RAM, a framebuffer source that cannot hold the display). Like a bad command
+/// line: the reason on the console and exit status 2, instead of running without it.
+pub fn refuse(why: core::fmt::Arguments<'_>) -> ! {
+    kprintln!("tricolor: impossible request: {why}");
+    exit::exit(exit::BAD_CONFIG)
 }

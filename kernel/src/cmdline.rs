@@ -48,6 +48,21 @@ impl FbSource {
     fn parse(value: &str) -> Option<Self> {
         [Self::Static, Self::Pages, Self::Gc, Self::None].into_iter().find(|s| s.name() == value)
     }
+
+    /// The sources to try, in order. A source the command line names (`required`) is the only
+    /// one: if it cannot deliver, the request is impossible and the boot stops. The default
+    /// (`fb=` not given) falls back: `static` to `pages`, `pages` to `static`, `gc` to both.
+    pub const fn candidates(self, required: bool) -> &'static [FbSource] {
+        match (self, required) {
+            (Self::None, _) => &[],
+            (Self::Static, true) => &[Self::Static],
+            (Self::Pages, true) => &[Self::Pages],
+            (Self::Gc, true) => &[Self::Gc],
+            (Self::Static, false) => &[Self::Static, Self::Pages],
+            (Self::Pages, false) => &[Self::Pages, Self::Static],
+            (Self::Gc, false) => &[Self::Gc, Self::Static, Self::Pages],
+        }
+    }
 }
 
 /// The boot configuration. Defaults are what `cargo xtask run` gets with no `-append`.
@@ -63,6 +78,8 @@ pub struct Config<'a> {
     pub seed: u64,
     /// `fb=`: where the GPU framebuffer lives.
     pub fb: FbSource,
+    /// `fb=` was on the command line: that source or none (see [`FbSource::candidates`]).
+    pub fb_required: bool,
     /// `virtio.fence=`: how virtqueue polls order the used-index read (an experiment knob).
     pub virtio_fence: FenceStrategy,
     /// `virtio.complete=`: learn of GPU command completion by polling or by interrupt.
@@ -102,6 +119,7 @@ impl Default for Config<'_> {
             cores: MAX_CORES,
             seed: 1,
             fb: FbSource::Static,
+            fb_required: false,
             virtio_fence: FenceStrategy::Acquire,
             virtio_complete: Completion::Polling,
             virtio_timeout: None,
@@ -208,7 +226,10 @@ pub fn parse(line: &str) -> Result<Config<'_>, CmdlineError<'_>> {
             "test" if !value.is_empty() => config.test = Some(value),
             "cores" => config.cores = value.parse().ok().filter(|n| (1..=MAX_CORES).contains(n)).ok_or_else(bad)?,
             "seed" => config.seed = parse_u64(value).ok_or_else(bad)?,
-            "fb" => config.fb = FbSource::parse(value).ok_or_else(bad)?,
+            "fb" => {
+                config.fb = FbSource::parse(value).ok_or_else(bad)?;
+                config.fb_required = true;
+            }
             "virtio.fence" => config.virtio_fence = FenceStrategy::parse(value).ok_or_else(bad)?,
             "virtio.complete" => config.virtio_complete = parse_completion(value).ok_or_else(bad)?,
             "virtio.timeout" => config.virtio_timeout = Some(parse_u64(value).filter(|&n| n > 0).ok_or_else(bad)?),
@@ -358,6 +379,19 @@ mod tests {
         assert_eq!(parse("virtio.fence=seqcst").unwrap().virtio_fence, FenceStrategy::SeqCst);
         assert_eq!(parse("virtio.complete=poll").unwrap().virtio_complete, Completion::Polling);
         assert_eq!(parse("virtio.timeout=0x10").unwrap().virtio_timeout, Some(16));
+    }
+
+    #[test]
+    fn a_named_framebuffer_source_has_no_fallback() {
+        assert!(!Config::default().fb_required);
+        let c = parse("fb=gc").unwrap();
+        assert!(c.fb_required);
+        assert_eq!(c.fb.candidates(c.fb_required), [FbSource::Gc]);
+        let d = Config::default();
+        assert_eq!(d.fb.candidates(d.fb_required), [FbSource::Static, FbSource::Pages]);
+        assert_eq!(FbSource::Gc.candidates(false), [FbSource::Gc, FbSource::Static, FbSource::Pages]);
+        assert_eq!(FbSource::Pages.candidates(false), [FbSource::Pages, FbSource::Static]);
+        assert!(FbSource::None.candidates(true).is_empty());
     }
 
     #[test]

@@ -182,11 +182,19 @@ pub(crate) mod tests {
     use crate::stack::StackKind;
     use crate::task::tests::test_task;
 
+    /// Every `P` the tests made. A `P` is leaked by design (it lives as long as its core), and
+    /// Miri's leak check reports leaked memory that no static reaches: a test that panics on
+    /// purpose before its `P` is stored anywhere would be reported. Kept here, test `P`s (and
+    /// the tasks they hold) stay reachable, and the leak check stays on for everything else.
+    static TEST_PS: std::sync::Mutex<Vec<&'static P>> = std::sync::Mutex::new(Vec::new());
+
     pub(crate) fn test_p(core: CoreId) -> &'static P {
         let base = 0x100_0000 * (core + 1);
         let sys = Stack::new(StackKind::System, base, base + 0x4000, 0x1000, Some(core), "system");
         let exc = Stack::new(StackKind::Exception, base + 0x10_0000, base + 0x10_2000, 0x1000, Some(core), "exception");
-        P::leak_new(core, sys, exc)
+        let p = P::leak_new(core, sys, exc);
+        TEST_PS.lock().unwrap_or_else(|e| e.into_inner()).push(p);
+        p
     }
 
     #[test]

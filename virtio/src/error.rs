@@ -66,6 +66,28 @@ pub enum Error {
     },
     /// The device put an id in the used ring that is not the head of any outstanding chain.
     BadUsedId(u32),
+    /// The device reported writing more bytes into a chain than its writable buffers hold
+    /// (2.7.8.1: the device MUST write at least `len` bytes). The chain is returned to the free
+    /// list; its data must not be trusted.
+    BadUsedLen {
+        /// The chain's head descriptor.
+        id: u32,
+        /// Bytes the device claims it wrote.
+        len: u32,
+        /// Bytes the chain's device-writable buffers hold.
+        writable: u64,
+    },
+    /// The device published a used.idx more entries ahead than there are chains in flight: the
+    /// slots past those are not completions (a broken or hostile device). Nothing is consumed;
+    /// reset the device.
+    UsedIndexJump {
+        /// The used.idx the device published.
+        used_idx: u16,
+        /// The driver's position in the used ring.
+        consumed: u16,
+        /// Chains the device holds.
+        in_flight: u16,
+    },
     /// The previous command timed out and the device still owns its buffers.
     Busy,
     /// The device wrote fewer response bytes than the response type needs.
@@ -116,6 +138,14 @@ impl fmt::Display for Error {
             Error::EmptyBuffer => write!(f, "empty buffer or chain"),
             Error::Timeout { spins } => write!(f, "timed out after {spins} polls"),
             Error::BadUsedId(id) => write!(f, "device returned unknown descriptor id {id}"),
+            Error::BadUsedLen { id, len, writable } => {
+                write!(f, "device claims {len} bytes written into chain {id}, whose writable buffers hold {writable}")
+            }
+            Error::UsedIndexJump { used_idx, consumed, in_flight } => write!(
+                f,
+                "device published used.idx {used_idx}, {} entries past the driver's {consumed}, with only {in_flight} chains in flight",
+                used_idx.wrapping_sub(consumed)
+            ),
             Error::Busy => write!(f, "device still owns the buffers of a timed-out command"),
             Error::ResponseTooShort { expected, written } => {
                 write!(f, "response too short: {written} bytes, need {expected}")

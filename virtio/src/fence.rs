@@ -4,12 +4,33 @@
 //! needs is written down here once, by name, and counted: the `[VIRTIO PERF]` lines and the
 //! fence-strategy experiment read these counts.
 //!
-//! The fences are `core::sync::atomic` fences. That is what a "weak barriers" virtio device needs
-//! (Linux uses the `smp_*` barriers for virtio-mmio/pci): QEMU's device model runs on host
-//! threads, coherent with the guest's inner-shareable domain. A device outside that domain would
-//! want `dmb osh`-class barriers; the kernel would supply them here, behind the same names.
+//! Each operation is the barrier *and* the access it orders, in one `#[inline(never)]`
+//! function, so `cargo xtask check-fences` can find it in the kernel's disassembly and check
+//! that the barrier is there and on the right side of the access. The barriers are the ones
+//! Linux's arm64 virtio uses for a device outside the CPUs' inner-shareable domain
+//! (`weak_barriers = false`); on the host each is a Rust fence at least as strong
+//! (`fence/host.rs`), so host tests and Miri model the same protocol:
+//!
+//! | step                                          | Linux          | aarch64     | host            | spec (1.2) |
+//! |-----------------------------------------------|----------------|-------------|-----------------|------------|
+//! | descriptors + avail entry -> `avail.idx` store| `virtio_wmb`   | `dmb oshst` | Release fence   | 2.7.13 step 4, 2.7.13.3.1 |
+//! | `avail.idx` store -> `flags`/`avail_event` load| `virtio_mb`   | `dsb sy`    | SeqCst fence    | 2.7.13 step 6, 2.7.13.4.1 |
+//! | `used.idx` load -> used element / buffer loads| `virtio_rmb`   | `dmb oshld` | Acquire fence   | 2.7.8.2 (device side), 2.7.14 |
+//! | `used_event`/flags store -> `used.idx` re-check| `virtio_store_mb` | `dsb sy` | SeqCst fence   | 2.7.14 note, 2.7.7.2 |
+//! | ring stores -> QueueNotify MMIO store          | `writel`'s `__iowmb` | `dmb oshst` | Release fence | 2.7.13 step 7, 4.2.3.3 |
+//!
+//! The last one, [`before_doorbell`], lives in the transport's notify and is not counted per
+//! queue (the transport has no counters); the others are [`FenceCounts`]. Why `osh`/`sy` and
+//! not the `dmb ish` of `core::sync::atomic::fence`: see `fence/aarch64.rs`.
 
-use core::sync::atomic::{fence, AtomicU16, Ordering};
+use core::sync::atomic::{AtomicU16, Ordering};
+
+#[cfg(all(target_arch = "aarch64", target_os = "none"))]
+#[path = "fence/aarch64.rs"]
+mod barrier;
+#[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+#[path = "fence/host.rs"]
+mod barrier;
 
 /// How the driver orders its read of the used ring's `idx` against the used element it then reads.
 ///
@@ -17,21 +38,19 @@ use core::sync::atomic::{fence, AtomicU16, Ordering};
 /// barrier that is; the others exist to be measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FenceStrategy {
-    /// Default. Every poll reads `used.idx` with Acquire ordering (an `ldar`/`ldapr` on aarch64),
-    /// so the barrier happens on every poll and the used element read after it sees what the
-    /// device wrote before publishing that index (virtio 1.2, 2.7.14).
+    /// Default. A read barrier (`dmb oshld`; an Acquire fence on the host) after every poll's
+    /// load of `used.idx`, so the used element read after it sees what the device wrote before
+    /// publishing that index (2.7.8.2: the device sets the element, then `idx`; 2.7.14).
     #[default]
     Acquire,
-    /// A full (SeqCst) fence after every poll's read of `used.idx`: the seed's original,
-    /// heaviest-but-correct code (`dmb ish` per poll on aarch64).
+    /// A full barrier (`dsb sy`; a SeqCst fence on the host) after every poll's load of
+    /// `used.idx`: the seed's original, heaviest-but-correct choice.
     SeqCst,
-    /// **BROKEN according to seed 002** — kept only as an experiment. Each poll reads `used.idx`
-    /// with no ordering, and only when it sees progress issues the Acquire fence. Seed 002 reports
-    /// that this variant made every GPU command ~100x slower (line-by-line rendering) and calls it
-    /// the bug. Note for whoever measures it: under the Rust/C11 model the fence-after-progress
-    /// still orders the used element read (relaxed load, then acquire fence, then the read) —
-    /// it is the pattern Linux's `virtqueue_get_buf` uses — so any slowdown it shows must come
-    /// from somewhere other than ordering. The experiment is there to find out.
+    /// **BROKEN according to seed 002** — kept as an experiment. Each poll loads `used.idx` with
+    /// no barrier, and only a poll that sees progress issues the read barrier, before the element
+    /// is read. Seed 002 reports it made every GPU command ~100x slower and calls it the bug; it is
+    /// in fact the pattern of Linux's `virtqueue_get_buf` (`more_used()`, then `virtio_rmb()`), and
+    /// orders the element read just as well, so any slowdown it shows must come from elsewhere.
     AfterProgress,
 }
 
@@ -62,12 +81,12 @@ impl FenceStrategy {
 /// How many barriers of each kind a queue issued.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FenceCounts {
-    /// Release fences before publishing `avail.idx`.
+    /// Write barriers (`dmb oshst`) before publishing `avail.idx`.
     pub release: u64,
-    /// Full fences (store->load) before reading `used.flags` / `avail_event`, and per poll under
-    /// [`FenceStrategy::SeqCst`].
+    /// Full barriers (`dsb sy`): before reading `used.flags` / `avail_event`, after re-arming
+    /// used-buffer notifications, and per poll under [`FenceStrategy::SeqCst`].
     pub full: u64,
-    /// Acquire barriers on the used side (Acquire loads of `used.idx`, or Acquire fences).
+    /// Read barriers (`dmb oshld`) after loads of `used.idx`.
     pub acquire: u64,
 }
 
@@ -107,64 +126,107 @@ impl DmaFence {
         self.counts
     }
 
-    /// Release: every descriptor and avail-ring entry written before this fence is visible to a
-    /// device that observes any later store (the `avail.idx` publish). virtio 1.2, 2.7.13.3:
-    /// "the driver MUST perform a suitable memory barrier before the idx update".
-    pub(crate) fn before_publish(&mut self) {
-        fence(Ordering::Release);
+    /// Publishes `avail.idx = value`: write barrier, then the store. Every descriptor and
+    /// avail-ring entry the caller wrote before this call is visible to the device no later than
+    /// the new index (2.7.13.3.1: "The driver MUST perform a suitable memory barrier before the
+    /// idx update"). `dmb oshst` orders stores only, as Linux's `virtio_wmb` does: a buffer the
+    /// driver reads after completion and then hands out again must be written (or not read) by
+    /// the driver before that publish, which the GPU driver does by zeroing its response.
+    #[inline(never)]
+    pub(crate) fn publish_avail_idx(&mut self, avail_idx: &AtomicU16, value: u16) {
+        barrier::dma_wmb();
+        // Relaxed: the barrier just above provides the ordering (the store is the publish).
+        avail_idx.store(value, Ordering::Relaxed);
         self.counts.release += 1;
     }
 
-    /// Full (SeqCst): orders the earlier `avail.idx` store before the later loads of
-    /// `used.flags` / `avail_event`. Only a full barrier orders store->load; without it the
-    /// driver can read a stale "don't notify" while the device reads the old `avail.idx`, and
-    /// both sleep (virtio 1.2, 2.7.13.4 and 2.7.10; the Linux fix a72caae21803).
-    pub(crate) fn before_suppression_check(&mut self) {
-        fence(Ordering::SeqCst);
+    /// Reads a notification-suppression field (`used.flags` or `avail_event`) after a full
+    /// barrier, which orders the caller's earlier `avail.idx` store before this load: only a
+    /// full barrier orders store -> load, and without it the driver can read a stale "don't
+    /// notify" while the device reads the old `avail.idx`, and both sleep (2.7.13.4.1: "The
+    /// driver MUST perform a suitable memory barrier before reading flags or avail_event, to
+    /// avoid missing a notification"; the Linux fix a72caae21803).
+    #[inline(never)]
+    pub(crate) fn read_suppression(&mut self, field: &AtomicU16) -> u16 {
+        barrier::mb();
         self.counts.full += 1;
+        // Relaxed: a device-written hint with no data published behind it; the barrier above
+        // orders it after the avail.idx store.
+        field.load(Ordering::Relaxed)
     }
 
-    /// Full (SeqCst): orders the driver's store of `used_event` / avail flags (re-enabling used
-    /// buffer notifications) before its re-check of `used.idx`, mirroring the device's side of
-    /// 2.7.7 so a completion that raced the re-enable is not missed.
-    pub(crate) fn before_recheck(&mut self) {
-        fence(Ordering::SeqCst);
+    /// Stores `used_event` (EVENT_IDX) or `avail.flags` to (re-)enable used-buffer
+    /// notifications, then a full barrier, so the caller's following re-check of `used.idx`
+    /// is ordered after the store (Linux's `virtio_store_mb`). The device does the mirror image
+    /// (store `used.idx`, full barrier, load `used_event`), so at least one side sees the other:
+    /// either the driver's re-check finds the completion or the device's check finds the
+    /// re-armed event and interrupts. Without it, both can read stale values and a driver
+    /// waiting in `wfi` misses the completion (2.7.14's note: re-enable, `mb()`, re-check;
+    /// 2.7.7.2).
+    #[inline(never)]
+    pub(crate) fn store_then_mb(&mut self, field: &AtomicU16, value: u16) {
+        // Relaxed: the barrier below provides the ordering.
+        field.store(value, Ordering::Relaxed);
+        barrier::mb();
         self.counts.full += 1;
     }
 
     /// One poll of `used.idx`, ordered according to the strategy. Returns the index read; the
     /// caller reads used elements only for indices this returned.
+    #[inline]
     pub(crate) fn poll_used_idx(&mut self, used_idx: &AtomicU16, last_seen: u16) -> u16 {
         match self.strategy {
-            FenceStrategy::Acquire => {
-                // Acquire load: pairs with the device's Release publish of used.idx
-                // (2.7.8.2: device writes the element, then idx); every element write before
-                // that publish happens-before our element read (virtio 1.2, 2.7.14).
-                self.counts.acquire += 1;
-                used_idx.load(Ordering::Acquire)
-            }
-            FenceStrategy::SeqCst => {
-                let idx = used_idx.load(Ordering::Relaxed);
-                // SeqCst fence after the load: an acquire fence (and more), so the element read
-                // after it is ordered after the idx the load saw. Heavier than needed on purpose.
-                fence(Ordering::SeqCst);
-                self.counts.full += 1;
-                idx
-            }
-            FenceStrategy::AfterProgress => {
-                // The seed's variant: no ordering on the poll itself...
-                let idx = used_idx.load(Ordering::Relaxed);
-                if idx != last_seen {
-                    // ...and an Acquire fence only once progress is seen, before the element is
-                    // read: the relaxed load that saw the device's value plus this fence
-                    // synchronize with the device's Release publish.
-                    fence(Ordering::Acquire);
-                    self.counts.acquire += 1;
-                }
-                idx
-            }
+            FenceStrategy::Acquire => self.poll_then_rmb(used_idx),
+            FenceStrategy::SeqCst => self.poll_then_mb(used_idx),
+            FenceStrategy::AfterProgress => self.poll_rmb_on_progress(used_idx, last_seen),
         }
     }
+
+    /// [`FenceStrategy::Acquire`]: load, then the read barrier, on every poll. The barrier sits
+    /// *after* the load: it orders the load (and the device publish it observed) before the
+    /// element read that follows; a barrier before the load (seed 002's `virtio_rmb()` placement)
+    /// orders nothing about the value the load returns.
+    #[inline(never)]
+    fn poll_then_rmb(&mut self, used_idx: &AtomicU16) -> u16 {
+        // Relaxed load + the read barrier = an acquire of the device's publish (2.7.8.2).
+        let idx = used_idx.load(Ordering::Relaxed);
+        barrier::dma_rmb();
+        self.counts.acquire += 1;
+        idx
+    }
+
+    /// [`FenceStrategy::SeqCst`]: load, then a full barrier, on every poll.
+    #[inline(never)]
+    fn poll_then_mb(&mut self, used_idx: &AtomicU16) -> u16 {
+        let idx = used_idx.load(Ordering::Relaxed);
+        // Full barrier after the load: a read barrier and more (heavier than needed on purpose).
+        barrier::mb();
+        self.counts.full += 1;
+        idx
+    }
+
+    /// [`FenceStrategy::AfterProgress`]: load without a barrier; the read barrier only when
+    /// the index moved, before the caller reads the element (Linux's `virtqueue_get_buf`).
+    #[inline(never)]
+    fn poll_rmb_on_progress(&mut self, used_idx: &AtomicU16, last_seen: u16) -> u16 {
+        let idx = used_idx.load(Ordering::Relaxed);
+        if idx != last_seen {
+            // The relaxed load that saw the device's value plus this barrier order the device's
+            // element writes before the caller's element read.
+            barrier::dma_rmb();
+            self.counts.acquire += 1;
+        }
+        idx
+    }
+}
+
+/// Before the QueueNotify MMIO store: earlier ring stores become visible to the device no later
+/// than the doorbell (Linux's `writel` = `__iowmb()` (`dma_wmb`) + the store; 2.7.13 step 7:
+/// notify only after the index is exposed). Device memory (nGnRE) is not ordered against Normal
+/// memory by itself. Not counted: the transport, not a queue, rings the doorbell.
+#[inline(always)]
+pub(crate) fn before_doorbell() {
+    barrier::dma_wmb();
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@
 //! - [`transport`]: the [`Transport`] trait and [`MmioTransport`].
 //! - [`perf`]: the caller's clock and per-command statistics.
 //! - [`gpu`]: the VirtIO GPU 2D driver.
-#![cfg_attr(not(test), no_std)]
+//! - `sim` (tests, or the `sim` feature): simulated devices for host tests and the fuzzer.
+#![cfg_attr(not(any(test, feature = "sim")), no_std)]
 #![deny(missing_docs)]
 
 extern crate alloc;
@@ -38,5 +39,5 @@ pub use queue::{QueueStats, Token, Used, VirtQueue};
 pub use transport::mmio::MmioTransport;
 pub use transport::{DeviceStatus, InterruptStatus, Transport};
 
-#[cfg(test)]
-mod sim;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;

@@ -4,18 +4,25 @@
 //! Every ordering decision sits next to the access it orders and goes through [`DmaFence`], so
 //! it is named, commented with its spec rule and counted:
 //!
-//! | where                                   | barrier                  | spec        |
-//! |-----------------------------------------|--------------------------|-------------|
-//! | descriptors + avail entry -> `avail.idx`| Release fence            | 2.7.13.3    |
-//! | `avail.idx` -> `used.flags`/`avail_event` | full (SeqCst) fence    | 2.7.13.4, 2.7.10 |
-//! | every poll of `used.idx` -> used element | Acquire (per strategy)  | 2.7.14      |
-//! | `used_event` re-enable -> `used.idx` re-check | full fence         | 2.7.7       |
+//! | where                                        | barrier (aarch64 / host)        | spec        |
+//! |----------------------------------------------|---------------------------------|-------------|
+//! | descriptors + avail entry -> `avail.idx`     | `dmb oshst` / Release fence     | 2.7.13.3.1  |
+//! | `avail.idx` -> `used.flags`/`avail_event`    | `dsb sy` / SeqCst fence         | 2.7.13.4.1  |
+//! | every poll of `used.idx` -> used element     | `dmb oshld` / Acquire (strategy)| 2.7.14      |
+//! | `used_event`/flags re-arm -> `used.idx` re-check | `dsb sy` / SeqCst fence     | 2.7.14 note |
 //!
-//! Why the default's Acquire sits *on* the `used.idx` load: seed 002 places `virtio_rmb()` before
-//! a volatile read of `used.idx` and nothing after it. In the Rust/C11 model a fence before a
-//! load orders nothing about the value that load returns, so the used element read that follows
-//! would not be ordered after the device's writes. An Acquire load (`ldar`/`ldapr`) on every poll
-//! gives both: a barrier on each poll, as the seed wants, and the element read ordered after it.
+//! (`fence.rs` has the Linux name of each barrier and why it is outer-shareable.) Why the read
+//! barrier sits *after* the `used.idx` load: seed 002 places `virtio_rmb()` before a volatile
+//! read of `used.idx` and nothing after it. A barrier before a load orders nothing about the
+//! value that load returns, so the used element read that follows would not be ordered after
+//! the device's writes.
+//!
+//! Re-arming `used_event` after every completion taken with interrupts on is followed by a full
+//! barrier, as Linux's `virtqueue_get_buf` does with `virtio_store_mb`: the next poll of
+//! `used.idx` is the re-check, and a driver that finds nothing there sleeps until the device
+//! interrupts. Without the barrier, Miri (seed 7 of `interrupt_driven_driver_never_sleeps_...`)
+//! found the device reading the old `used_event` and the driver the old `used.idx`: no interrupt
+//! for a completion the driver was waiting for.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -103,6 +110,11 @@ pub struct VirtQueue<H: Hal> {
     links: Vec<u16>,
     /// For a head in flight: how many descriptors its chain holds; 0 when not a live head.
     chain_len: Vec<u16>,
+    /// For a head in flight: the bytes its device-writable buffers hold (the most a used entry
+    /// may report).
+    chain_writable: Vec<u64>,
+    /// Chains submitted and not yet returned: the most used entries the device can publish.
+    in_flight: u16,
     free_head: u16,
     num_free: u16,
     /// The value of `avail.idx` the driver last published (only the driver writes it).
@@ -146,6 +158,8 @@ impl<H: Hal> VirtQueue<H> {
             queue_index,
             links,
             chain_len: vec![0; size as usize],
+            chain_writable: vec![0; size as usize],
+            in_flight: 0,
             free_head: 0,
             num_free: size,
             avail_idx: 0,
@@ -232,14 +246,16 @@ impl<H: Hal> VirtQueue<H> {
         self.free_head = self.links[current as usize];
         self.num_free -= needed as u16;
         self.chain_len[head as usize] = needed as u16;
+        self.chain_writable[head as usize] = writable.iter().map(|s| s.len as u64).sum();
+        self.in_flight += 1;
 
         // The avail ring entry is a plain store: the device reads it only after it has seen the
-        // new avail.idx, which the Release fence below orders after this store.
+        // new avail.idx, which the write barrier of the publish below orders after this store.
         self.ring.avail_ring(self.avail_idx).store(head, Ordering::Relaxed);
         self.avail_idx = self.avail_idx.wrapping_add(1);
-        // Release: descriptors and the ring entry above become visible no later than the idx.
-        self.fence.before_publish();
-        self.ring.avail_idx().store(self.avail_idx, Ordering::Relaxed);
+        // Write barrier, then the store: descriptors and the ring entry above become visible no
+        // later than the idx.
+        self.fence.publish_avail_idx(self.ring.avail_idx(), self.avail_idx);
         self.stats.submitted += 1;
         Ok(Token(head))
     }
@@ -248,18 +264,15 @@ impl<H: Hal> VirtQueue<H> {
     /// since the last decision (VIRTQ_USED_F_NO_NOTIFY, or `avail_event` with EVENT_IDX), and
     /// counts the answer. Call after [`VirtQueue::submit`]; notify the transport when true.
     pub fn should_notify(&mut self) -> bool {
-        // Full fence: the avail.idx store must be globally ordered before the loads below, or
-        // both sides can miss each other (store->load; see DmaFence::before_suppression_check).
-        self.fence.before_suppression_check();
         let old = self.kicked_avail_idx;
         let new = self.avail_idx;
         self.kicked_avail_idx = new;
-        // Relaxed loads: the fence above gives the ordering; these fields are device-written
-        // hints with no data published behind them.
+        // Full barrier, then the load: the avail.idx store must be ordered before it, or both
+        // sides can miss each other (store->load; see DmaFence::read_suppression).
         let notify = if self.event_idx {
-            need_event(self.ring.avail_event().load(Ordering::Relaxed), new, old)
+            need_event(self.fence.read_suppression(self.ring.avail_event()), new, old)
         } else {
-            self.ring.used_flags().load(Ordering::Relaxed) & USED_F_NO_NOTIFY == 0
+            self.fence.read_suppression(self.ring.used_flags()) & USED_F_NO_NOTIFY == 0
         };
         if notify {
             self.stats.notifications_sent += 1;
@@ -277,25 +290,43 @@ impl<H: Hal> VirtQueue<H> {
             self.stats.spins += 1;
             return Ok(None);
         }
+        // A device returns each available chain once: more pending entries than chains in
+        // flight means used.idx jumped over slots that hold no completion (stale or garbage).
+        // Consuming them could recycle a chain the device still owns, so stop here.
+        let pending = used_idx.wrapping_sub(self.last_used_idx);
+        if pending > self.in_flight {
+            return Err(Error::UsedIndexJump { used_idx, consumed: self.last_used_idx, in_flight: self.in_flight });
+        }
         // SAFETY: the element at last_used_idx was written by the device before it published a
-        // used.idx past it; poll_used_idx ordered that publish before this read (Acquire per
-        // the strategy), and the device does not rewrite the slot until the driver makes it
+        // used.idx past it; poll_used_idx ordered that publish before this read (its read
+        // barrier after the load), and the device does not rewrite the slot until the driver makes it
         // available again. The pointer is in-bounds and aligned (RingView).
         let elem = unsafe { ptr::read(self.ring.used_elem(self.last_used_idx)) };
         self.last_used_idx = self.last_used_idx.wrapping_add(1);
         if self.event_idx {
-            // Interrupts on: ask for one at the next completion. Off: keep used_event half the
-            // index space away so the device never crosses it. Relaxed: a hint the device reads
-            // after its own full fence (2.7.7.2); a late view costs one spurious or delayed
-            // interrupt, never data.
-            self.ring.used_event().store(self.used_event_target(), Ordering::Relaxed);
+            if self.used_notifications {
+                // Interrupts on: ask for one at the next completion, then a full barrier so the
+                // next poll of used.idx is a valid re-check (see the module doc): a completion
+                // the device publishes meanwhile is either seen by that poll or interrupts.
+                self.fence.store_then_mb(self.ring.used_event(), self.used_event_target());
+            } else {
+                // Off: keep used_event half the index space away so the device never crosses
+                // it. Relaxed and no barrier: a late view costs at most a spurious interrupt.
+                self.ring.used_event().store(self.used_event_target(), Ordering::Relaxed);
+            }
         }
         let head = elem.id;
         if head >= self.layout.size as u32 || self.chain_len[head as usize] == 0 {
             return Err(Error::BadUsedId(head));
         }
+        let writable = self.chain_writable[head as usize];
         self.recycle(head as u16);
         self.stats.completions += 1;
+        // 2.7.8.1: the device MUST have written at least `len` bytes, so `len` never exceeds the
+        // writable buffers; a caller trusting a larger one would read past its buffer.
+        if elem.len as u64 > writable {
+            return Err(Error::BadUsedLen { id: head, len: elem.len, writable });
+        }
         Ok(Some(Used { token: Token(head as u16), len: elem.len }))
     }
 
@@ -322,16 +353,15 @@ impl<H: Hal> VirtQueue<H> {
     /// already pending, in which case no interrupt will come for them: poll now.
     pub fn set_used_notifications(&mut self, enabled: bool) -> bool {
         self.used_notifications = enabled;
+        // Store, then a full barrier: the re-enable must be ordered before the used.idx
+        // re-check below, or a completion published between the two goes unseen by both sides.
         if self.event_idx {
             // With EVENT_IDX the device ignores the flag; "off" parks used_event out of reach.
-            self.ring.used_event().store(self.used_event_target(), Ordering::Relaxed);
+            self.fence.store_then_mb(self.ring.used_event(), self.used_event_target());
         } else {
             let flags = if enabled { 0 } else { AVAIL_F_NO_INTERRUPT };
-            self.ring.avail_flags().store(flags, Ordering::Relaxed);
+            self.fence.store_then_mb(self.ring.avail_flags(), flags);
         }
-        // Full fence: the re-enable store must be ordered before the used.idx re-check below,
-        // or a completion published between the two goes unseen by both sides.
-        self.fence.before_recheck();
         self.ring.used_idx().load(Ordering::Relaxed) != self.last_used_idx
     }
 
@@ -348,6 +378,7 @@ impl<H: Hal> VirtQueue<H> {
     fn recycle(&mut self, head: u16) {
         let n = self.chain_len[head as usize];
         self.chain_len[head as usize] = 0;
+        self.in_flight -= 1;
         let mut tail = head;
         for _ in 1..n {
             tail = self.links[tail as usize];

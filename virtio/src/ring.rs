@@ -113,7 +113,7 @@ impl RingView {
         Self { desc: desc.cast(), avail, used, size }
     }
 
-    #[cfg(test)]
+    #[cfg(any(test, feature = "sim"))]
     pub(crate) fn size(&self) -> u16 {
         self.size
     }

@@ -5,15 +5,18 @@
 //! - `screenshot`: boot headless and save the display as a PNG.
 //! - `test`: lint, host tests, the QEMU tests at smp 1 and 4, and the CI-sized stress subset.
 //! - `stress`: the GC stress matrix over the kernel's suites and its negative control.
+//! - `check-fences`: the kernel's DMA barriers, checked in its disassembly.
 //! - `build`, `lint`, `qemu-test`, `debug`, `setup`: the pieces.
 
 mod args;
 mod bench;
 mod cargo;
 mod demo_tests;
+mod fences;
 mod gdb;
 mod host_gcbench;
 mod kernel;
+mod miri;
 mod qemu;
 mod qemu_tests;
 mod screenshot;
@@ -38,7 +41,7 @@ commands:
                --smp N        cores (default 4)
                --size WxH     display size (default 1280x720)
                --wait SECS    seconds between the first frame and the dump (default 0)
-  test       everything CI runs: lint, host tests, QEMU tests at smp 1 and 4, stress --ci
+  test       everything CI runs: lint, host tests, check-fences, QEMU tests at smp 1 and 4, stress --ci
                --no-lint      skip fmt/clippy
                --filter STR   only QEMU cases whose name contains STR (skips the stress subset)
   qemu-test  only the QEMU tests (same --filter)
@@ -55,10 +58,28 @@ commands:
                --quick        5 seeds (each suite once), smp 4 only
                --ci           the subset `test` runs (each suite in buffered and direct, smp 4)
                --replay STR   boot one run's kernel command line (with --smp N) and show it
+               --shard I/N    run only the I-th of N slices (every N-th run of the plan), write
+                              its CSV to results/stress_shard_I_of_N.csv (or --out FILE)
+               --merge DIR    join the slices' CSVs in DIR (same matrix options) into one summary
+                              and verdict; a missing or twice-merged slice fails
+               --parallel N   run N slices here with GNU parallel, then merge (see README)
+  fuzz       fuzz what the kernel trusts: cmdline, devicetree, used-ring (a stable mutational
+             fuzzer, fuzz/; corpora in fuzz/corpus/, findings to fuzz/artifacts/); `test` runs a
+             2 s smoke of each as host tests
+               TARGET|all     which (default all)
+               --seconds N    per target (default 60)
+               --seed S       mutation seed
+  miri       gc, virtio and runtime tests under Miri, each with seeds 0..N (nightly + miri;
+             not part of `test`)
+               --seeds N      -Zmiri-many-seeds=0..N (default 4)
+               --crates LIST  subset of gc,virtio,runtime
   bench      barrier-cost measurements under -icount -> results/*.csv and results/*.svg
   gcbench-host  Boehm's GCBench on the host (threads as cores), threads 1 and 2 x modes
              buffered and direct -> results/host_gcbench.csv (wall-clock times)
                --quick        size quick instead of full
+  check-fences  disassemble the release kernel (llvm-objdump from rustup's llvm-tools) and check
+             that each virtqueue barrier is there (dmb oshst / dmb oshld / dsb sy) and on the right
+             side of the access it orders
   lint       cargo fmt --check and clippy (host crates and the kernel target), -D warnings
   build      build the kernel ELF and print its path
   debug      boot QEMU halted with a gdb stub and attach gdb-multiarch with xtask/gdb/tricolor.py
@@ -76,9 +97,12 @@ fn main() -> ExitCode {
         Some("stress") => cmd_stress(&mut args),
         Some("lint") => args.finish().and_then(|()| cargo::lint()),
         Some("build") => args.finish().and_then(|()| cmd_build()),
+        Some("check-fences") => args.finish().and_then(|()| cmd_check_fences()),
         Some("debug") => cmd_debug(&mut args),
         Some("screenshot") => cmd_screenshot(&mut args),
         Some("bench") => args.finish().and_then(|()| cmd_bench()),
+        Some("fuzz") => cmd_fuzz(&mut args),
+        Some("miri") => miri::run(&mut args),
         Some("gcbench-host") => host_gcbench::run(&mut args),
         Some("setup") => args.finish().and_then(|()| setup::all()),
         Some("help") | Some("--help") | Some("-h") | None => {
@@ -110,6 +134,26 @@ fn cmd_build() -> Result {
     let elf = kernel::build(kernel::Profile::Release)?;
     println!("{}", elf.display());
     Ok(())
+}
+
+fn cmd_fuzz(args: &mut args::Args) -> Result {
+    let seconds = args.value("--seconds")?.unwrap_or_else(|| "60".into());
+    let seed = args.value("--seed")?;
+    let target = args.next_positional().unwrap_or_else(|| "all".into());
+    args.finish()?;
+    seconds.parse::<f64>().map_err(|_| format!("--seconds {seconds}: not a number"))?;
+    let mut fuzz_args =
+        vec!["run", "--profile", "fuzz", "-q", "-p", "tricolor-fuzz", "--", &target, "--seconds", &seconds];
+    if let Some(seed) = &seed {
+        fuzz_args.extend(["--seed", seed]);
+    }
+    cargo::run("cargo", &fuzz_args)
+}
+
+fn cmd_check_fences() -> Result {
+    setup::rust_target()?;
+    let elf = kernel::build(kernel::Profile::Release)?;
+    fences::run(&elf)
 }
 
 fn cmd_run(args: &mut args::Args) -> Result {
@@ -166,6 +210,7 @@ fn cmd_test(args: &mut args::Args) -> Result {
     }
     cargo::host_tests()?;
     let elf = kernel::build(kernel::Profile::Release)?;
+    fences::run(&elf)?;
     qemu_tests::run_all(&elf, filter.as_deref())?;
     if filter.is_none() {
         println!("xtask: the CI-sized stress subset (`cargo xtask stress --ci`)");
@@ -185,12 +230,20 @@ fn cmd_qemu_test(args: &mut args::Args) -> Result {
 
 fn cmd_stress(args: &mut args::Args) -> Result {
     let command = stress::Command::parse(args)?;
+    match &command {
+        // Joining CSVs boots nothing; GNU parallel's slices build for themselves.
+        stress::Command::Merge { options, dir } => return stress::merge(options, dir),
+        stress::Command::Parallel { options, shards } => return stress::run_parallel_local(options, *shards),
+        _ => {}
+    }
     setup::rust_target()?;
     setup::qemu()?;
     let elf = kernel::build(kernel::Profile::Release)?;
     match command {
         stress::Command::Matrix(options) => stress::run(&elf, &options),
+        stress::Command::Shard { options, shard, out } => stress::run_shard(&elf, &options, shard, &out),
         stress::Command::Replay { append, smp } => stress::replay(&elf, &append, smp),
+        stress::Command::Merge { .. } | stress::Command::Parallel { .. } => unreachable!("handled above"),
     }
 }
 

@@ -27,6 +27,8 @@ pub struct Machine {
     pub legacy_mmio: bool,
     /// `-icount shift=0,sleep=off`: virtual time counts instructions, so measurements repeat.
     pub icount: bool,
+    /// RAM (`-m`), e.g. "1G".
+    pub memory: &'static str,
 }
 
 impl Machine {
@@ -40,16 +42,17 @@ impl Machine {
             second_gpu: false,
             legacy_mmio: false,
             icount: false,
+            memory: "1G",
         }
     }
 
     /// Everything but the console/display choice.
     pub(crate) fn base_args(&self) -> Vec<String> {
-        let mut args: Vec<String> =
-            ["-machine", "virt", "-cpu", "cortex-a72", "-m", "1G", "-nic", "none", "-semihosting"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+        let mut args: Vec<String> = ["-machine", "virt", "-cpu", "cortex-a72", "-nic", "none", "-semihosting"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(["-m".into(), self.memory.into()]);
         if !self.legacy_mmio {
             // VirtIO devices in modern (version 2) mode.
             args.extend(["-global".into(), "virtio-mmio.force-legacy=false".into()]);

@@ -20,13 +20,16 @@ struct Hw {
     display: (u32, u32),
     second_gpu: bool,
     legacy_mmio: bool,
+    /// `-m`.
+    memory: &'static str,
 }
 
-const NO_GPU: Hw = Hw { gpu: false, display: (1280, 720), second_gpu: false, legacy_mmio: false };
+const NO_GPU: Hw = Hw { gpu: false, display: (1280, 720), second_gpu: false, legacy_mmio: false, memory: "1G" };
 /// One `virtio-gpu-device` at 1280x720 on the modern transport.
 const GPU: Hw = Hw { gpu: true, ..NO_GPU };
 
 /// One QEMU boot and what it must produce.
+#[derive(Clone, Copy)]
 struct Case {
     name: &'static str,
     append: &'static str,
@@ -571,6 +574,70 @@ fn one_warning_for_legacy(output: &str, _smp: usize) -> Result {
     }
 }
 
+/// Requests the machine cannot meet: the boot must stop with the reason and exit 2, like a bad
+/// command line (before, the kernel logged an error, ran without a collector or fell back to
+/// another framebuffer source, and exited 0).
+const MACHINE_CASES: &[Case] = &[
+    Case {
+        name: "refuse-gc-heap-over-ram",
+        append: "test=boot gc.heap=512M",
+        exit: BAD_CONFIG,
+        expect: &[
+            "tricolor: impossible request: gc.heap: a 512 MiB GC heap does not fit in this machine's 256 MiB of RAM",
+            "contiguous pages (aligned to 512 pages) requested",
+            "choose a smaller gc.heap=",
+        ],
+        check: None,
+        hw: Hw { memory: "256M", ..NO_GPU },
+        min_smp: 1,
+    },
+    Case {
+        name: "refuse-fb-gc-heap-too-small",
+        append: "test=gpu-demo fb=gc gc.heap=2M",
+        exit: BAD_CONFIG,
+        expect: &[
+            "tricolor: impossible request: fb=gc: cannot hold the 1280x720 display's 3600 KiB framebuffer",
+            "the GC heap has no room for the framebuffer",
+        ],
+        check: Some(no_fallback),
+        hw: GPU,
+        min_smp: 1,
+    },
+    Case {
+        name: "refuse-fb-static-display-too-large",
+        append: "test=gpu-demo fb=static",
+        exit: BAD_CONFIG,
+        expect: &[
+            "tricolor: impossible request: fb=static: cannot hold the 1920x1080 display's 8100 KiB framebuffer",
+            "larger than the 1280x720 static array",
+        ],
+        check: Some(no_fallback),
+        hw: Hw { display: (1920, 1080), ..GPU },
+        min_smp: 1,
+    },
+    // Without fb= the default source may still fall back: nobody asked for it.
+    Case {
+        name: "fb-default-falls-back-for-a-large-display",
+        append: "test=gpu-demo",
+        exit: SUCCESS,
+        expect: &[
+            "fb=static: the display is larger than the 1280x720 static array, falling back to pages",
+            "gpu-demo: ok",
+        ],
+        check: None,
+        hw: Hw { display: (1920, 1080), ..GPU },
+        min_smp: 1,
+    },
+];
+
+/// A refused request must not have been served from another source first.
+fn no_fallback(output: &str, _smp: usize) -> Result {
+    match output.lines().find(|l| l.contains("falling back")) {
+        Some(line) => Err(format!("a named framebuffer source fell back: {line:?}")),
+        None => Ok(()),
+    }
+}
+
 /// The screenshot test (xtask/src/screenshot.rs): the test pattern (`test=gpu-pattern`), checked
 /// pixel by pixel in a `screendump` PNG. Runs at smp 4 only.
 const SCREENSHOT_CASE: &str = "gpu-screenshot";
@@ -724,7 +791,9 @@ fn parse_log_stress(line: &str) -> Option<(usize, usize)> {
 pub fn run_all(elf: &Path, filter: Option<&str>) -> Result {
     let (mut passed, mut failed) = (0, Vec::new());
     for smp in [1, 4] {
-        for case in CASES.iter().filter(|c| smp >= c.min_smp && filter.is_none_or(|f| c.name.contains(f))) {
+        for case in
+            CASES.iter().chain(MACHINE_CASES).filter(|c| smp >= c.min_smp && filter.is_none_or(|f| c.name.contains(f)))
+        {
             let name = format!("smp{smp}/{}", case.name);
             let machine = Machine {
                 smp,
@@ -733,6 +802,7 @@ pub fn run_all(elf: &Path, filter: Option<&str>) -> Result {
                 display: case.hw.display,
                 second_gpu: case.hw.second_gpu,
                 legacy_mmio: case.hw.legacy_mmio,
+                memory: case.hw.memory,
                 ..Machine::new(elf)
             };
             let outcome = qemu::run_captured(&machine, TIMEOUT)?;

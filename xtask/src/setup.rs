@@ -2,6 +2,7 @@
 //! run stops with one line naming exactly what to install.
 
 use crate::Result;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 const TARGET: &str = crate::kernel::TARGET;
@@ -72,7 +73,31 @@ pub fn qemu() -> Result {
     apt_install("qemu-system-aarch64", "qemu-system-arm")
 }
 
+/// GNU parallel, for `cargo xtask stress --parallel N` (Debian package parallel).
+pub fn parallel() -> Result {
+    apt_install("parallel", "parallel")
+}
+
 /// gdb-multiarch, for `cargo xtask debug`.
 pub fn gdb() -> Result {
     apt_install("gdb-multiarch", "gdb-multiarch")
+}
+
+/// `llvm-objdump` from rustup's `llvm-tools` component (listed in rust-toolchain.toml; added here to
+/// a toolchain installed without it), for `cargo xtask check-fences`.
+pub fn llvm_objdump() -> Result<PathBuf> {
+    let sysroot = output("rustc", &["--print", "sysroot"]).ok_or("cannot run `rustc --print sysroot`")?;
+    let version = output("rustc", &["-vV"]).ok_or("cannot run `rustc -vV`")?;
+    let host = version.lines().find_map(|l| l.strip_prefix("host: ")).ok_or("`rustc -vV` names no host")?;
+    let path = PathBuf::from(sysroot.trim()).join("lib/rustlib").join(host.trim()).join("bin/llvm-objdump");
+    if !path.exists() {
+        println!("xtask: llvm-objdump not found; adding the rustup component llvm-tools");
+        crate::cargo::run("rustup", &["component", "add", "llvm-tools"])
+            .map_err(|e| format!("{e}; install it by hand: rustup component add llvm-tools"))?;
+    }
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!("{} is missing after `rustup component add llvm-tools`", path.display()))
+    }
 }

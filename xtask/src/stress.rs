@@ -13,7 +13,7 @@ use crate::args::Args;
 use crate::qemu::{self, Machine};
 use crate::Result;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -81,11 +81,67 @@ pub struct Options {
     pub jobs: usize,
 }
 
-/// What the command asks for: the matrix, or one replayed boot.
+/// What the command asks for: the matrix, one slice of it, the merge of slices, the slices run
+/// here with GNU parallel, or one replayed boot.
 #[derive(Debug, PartialEq)]
 pub enum Command {
     Matrix(Options),
-    Replay { append: String, smp: usize },
+    /// `--shard I/N [--out FILE]`: the I-th of N slices; its CSV goes to FILE.
+    Shard {
+        options: Options,
+        shard: Shard,
+        out: PathBuf,
+    },
+    /// `--merge DIR`: the slices' CSVs in DIR joined into one summary and verdict.
+    Merge {
+        options: Options,
+        dir: PathBuf,
+    },
+    /// `--parallel N`: N slices run on this host by GNU parallel, then merged.
+    Parallel {
+        options: Options,
+        shards: usize,
+    },
+    Replay {
+        append: String,
+        smp: usize,
+    },
+}
+
+/// One slice of the matrix: the runs whose position in the plan is `index - 1` modulo `count`,
+/// so every slice gets a like mix of suites, core counts, torture rounds and negative controls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// 1-based.
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// `I/N` with 1 <= I <= N.
+    pub fn parse(text: &str) -> Result<Shard> {
+        let bad = || format!("--shard {text}: want I/N with 1 <= I <= N (e.g. 3/8)");
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    pub fn contains(&self, position: usize) -> bool {
+        position % self.count == self.index - 1
+    }
+
+    /// `results/stress_shard_I_of_N.csv`.
+    pub fn default_file(&self) -> PathBuf {
+        PathBuf::from(format!("results/stress_shard_{}_of_{}.csv", self.index, self.count))
+    }
+}
+
+/// The runs of one slice, in plan order.
+pub fn slice(runs: Vec<Run>, shard: Shard) -> Vec<Run> {
+    runs.into_iter().enumerate().filter(|(i, _)| shard.contains(*i)).map(|(_, r)| r).collect()
 }
 
 impl Options {
@@ -112,6 +168,10 @@ impl Command {
         let quick = args.flag("--quick");
         let ci = args.flag("--ci");
         let replay = args.value("--replay")?;
+        let shard = args.value("--shard")?.map(|s| Shard::parse(&s)).transpose()?;
+        let out = args.value("--out")?.map(PathBuf::from);
+        let merge = args.value("--merge")?.map(PathBuf::from);
+        let parallel = args.value("--parallel")?;
         let values = [
             args.value("--seeds")?,
             args.value("--smp")?,
@@ -122,11 +182,28 @@ impl Command {
             args.value("--jobs")?,
         ];
         args.finish()?;
+        let modes = [replay.is_some(), shard.is_some(), merge.is_some(), parallel.is_some()];
+        if modes.iter().filter(|&&m| m).count() > 1 {
+            return Err("--replay, --shard, --merge and --parallel exclude each other".into());
+        }
+        if out.is_some() && shard.is_none() {
+            return Err("--out names a shard's CSV: it needs --shard I/N".into());
+        }
         if let Some(append) = replay {
             let smp = values[1].as_deref().map(parse_smp_list).transpose()?.map_or(4, |list| list[0]);
             return Ok(Command::Replay { append, smp });
         }
-        Options::from_values(quick, ci, values).map(Command::Matrix)
+        let options = Options::from_values(quick, ci, values)?;
+        Ok(match (shard, merge, parallel) {
+            (Some(shard), _, _) => Command::Shard { options, shard, out: out.unwrap_or_else(|| shard.default_file()) },
+            (_, Some(dir), _) => Command::Merge { options, dir },
+            (_, _, Some(n)) => {
+                let shards =
+                    n.parse().ok().filter(|&n| n > 0).ok_or(format!("--parallel {n}: not a positive number"))?;
+                Command::Parallel { options, shards }
+            }
+            _ => Command::Matrix(options),
+        })
     }
 }
 
@@ -174,6 +251,26 @@ impl Options {
             None => o.seeds,
         };
         Ok(o)
+    }
+}
+
+impl Options {
+    /// The flags that give these options (what a slice's command line repeats).
+    pub fn to_args(&self) -> Vec<String> {
+        let list = |v: &[String]| v.join(",");
+        let smp: Vec<String> = self.smp.iter().map(|n| n.to_string()).collect();
+        [
+            ("--seeds", self.seeds.to_string()),
+            ("--smp", list(&smp)),
+            ("--modes", list(&self.modes)),
+            ("--suites", list(&self.suites)),
+            ("--negative-seeds", self.negative_seeds.to_string()),
+            ("--cycles", self.cycles.to_string()),
+            ("--jobs", self.jobs.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value])
+        .collect()
     }
 }
 
@@ -448,9 +545,12 @@ fn summary_table(rows: &BTreeMap<String, Row>) -> String {
     table
 }
 
+/// The header of results/stress_runs.csv and of every slice's CSV.
+const CSV_HEADER: &str =
+    "name,suite,smp,mode,seed,torture,negative,passed,verdict,cycles,misses,corrupt,seconds,unscanned,stw_retries";
+
 fn csv(runs: &[Run], verdicts: &[Verdict]) -> String {
-    let mut out =
-        String::from("name,suite,smp,mode,seed,torture,negative,passed,verdict,cycles,misses,corrupt,seconds,unscanned,stw_retries\n");
+    let mut out = format!("{CSV_HEADER}\n");
     for (r, v) in runs.iter().zip(verdicts) {
         out += &format!(
             "{},{},{},{},{},{},{},{},{},{},{},{},{:.1},{},{}\n",
@@ -486,15 +586,197 @@ pub fn run(elf: &Path, options: &Options) -> Result {
     let runs = plan(options);
     println!("stress: {} runs, {} at a time (timeout {} s each)", runs.len(), options.jobs, TIMEOUT.as_secs());
     let verdicts = execute(elf, &runs, options.jobs)?;
-    let rows = summarize(&runs, &verdicts);
+    write_csv(Path::new(RUNS_CSV), &runs, &verdicts)?;
+    report(&runs, &verdicts)
+}
+
+/// Where `run` and `merge` write the whole matrix's rows.
+const RUNS_CSV: &str = "results/stress_runs.csv";
+
+fn write_csv(path: &Path, runs: &[Run], verdicts: &[Verdict]) -> Result {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    std::fs::write(path, csv(runs, verdicts)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    println!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Runs one slice and writes its CSV to `out`. Fails if a clean run of the slice failed; the
+/// negative control's detection rate is a property of the whole matrix, judged by `--merge`.
+pub fn run_shard(elf: &Path, options: &Options, shard: Shard, out: &Path) -> Result {
+    let all = plan(options);
+    let total = all.len();
+    let runs = slice(all, shard);
+    println!(
+        "stress: shard {}/{}: {} of {total} runs, {} at a time",
+        shard.index,
+        shard.count,
+        runs.len(),
+        options.jobs
+    );
+    let verdicts = execute(elf, &runs, options.jobs)?;
+    println!();
+    print!("{}", summary_table(&summarize(&runs, &verdicts)));
+    write_csv(out, &runs, &verdicts)?;
+    let failed: Vec<&str> =
+        runs.iter().zip(&verdicts).filter(|(r, v)| !r.negative && !v.passed).map(|(r, _)| r.name.as_str()).collect();
+    println!(
+        "shard {}/{}: merge the slices with `cargo xtask stress {} --merge <dir>`",
+        shard.index,
+        shard.count,
+        options.to_args().join(" ")
+    );
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "stress shard {}/{}: {} runs failed: {}",
+            shard.index,
+            shard.count,
+            failed.len(),
+            failed.join(", ")
+        ))
+    }
+}
+
+/// Joins the slices' CSVs in `dir` (every `*.csv` there) into the whole matrix's verdict, as an
+/// unsharded run would give it, and writes results/stress_runs.csv. `options` must be the
+/// slices' options: their plan says which runs must be there.
+pub fn merge(options: &Options, dir: &Path) -> Result {
+    let runs = plan(options);
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("--merge {}: {e}", dir.display()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| format!("--merge {}: {e}", dir.display()))?.path();
+        if path.extension().is_some_and(|x| x == "csv") {
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            files.push((path.display().to_string(), text));
+        }
+    }
+    files.sort();
+    let verdicts = merge_files(&runs, &files)?;
+    println!("stress: merged {} runs from {} slice files in {}", runs.len(), files.len(), dir.display());
+    write_csv(Path::new(RUNS_CSV), &runs, &verdicts)?;
+    report(&runs, &verdicts)
+}
+
+/// `stress_shard_I_of_N` in a file name: (I, N).
+fn shard_in_name(name: &str) -> Option<(usize, usize)> {
+    let rest = &name[name.rfind("stress_shard_")? + "stress_shard_".len()..];
+    let (i, rest) = rest.split_once("_of_")?;
+    let n: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((i.parse().ok()?, n.parse().ok()?))
+}
+
+/// The verdicts of `runs` (the whole plan, in order) from slice files (name, contents). Every
+/// run must come from exactly one row: a run in no file is a missing slice, a run in two is a
+/// slice merged twice, a row the plan lacks comes from other options.
+pub fn merge_files(runs: &[Run], files: &[(String, String)]) -> Result<Vec<Verdict>> {
+    let position: BTreeMap<&str, usize> = runs.iter().enumerate().map(|(i, r)| (r.name.as_str(), i)).collect();
+    let mut merged: Vec<Option<(Verdict, &str)>> = vec![None; runs.len()];
+    if files.is_empty() {
+        return Err("--merge: no .csv files to merge".into());
+    }
+    for (file, text) in files {
+        let mut lines = text.lines();
+        if lines.next() != Some(CSV_HEADER) {
+            return Err(format!("{file}: not a stress CSV (header must be {CSV_HEADER})"));
+        }
+        for (n, line) in lines.enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let row = parse_row(line).ok_or_else(|| format!("{file}:{}: malformed row {line:?}", n + 2))?;
+            let &i = position.get(row.name.as_str()).ok_or_else(|| {
+                format!(
+                    "{file}: run {} is not in this matrix ({} runs): were the slices run with other options?",
+                    row.name,
+                    runs.len()
+                )
+            })?;
+            let run = &runs[i];
+            let planned = (run.suite, run.smp, run.mode.as_str(), run.seed, run.torture, run.negative);
+            if (row.suite.as_str(), row.smp, row.mode.as_str(), row.seed, row.torture, row.negative) != planned {
+                return Err(format!("{file}: run {} does not match this matrix's run of that name", row.name));
+            }
+            if let Some((_, other)) = &merged[i] {
+                return Err(format!("run {} is in {other} and in {file}: a slice was merged twice", row.name));
+            }
+            merged[i] = Some((row.verdict, file.as_str()));
+        }
+    }
+    let missing: Vec<usize> = (0..runs.len()).filter(|&i| merged[i].is_none()).collect();
+    if let Some(&first) = missing.first() {
+        // Name the missing slices when the files say how many there are.
+        let counts: Vec<usize> = files.iter().filter_map(|(f, _)| shard_in_name(f).map(|(_, n)| n)).collect();
+        let slices = match counts.first() {
+            Some(&n) if counts.iter().all(|&c| c == n) => {
+                let mut absent: Vec<usize> = missing.iter().map(|i| i % n + 1).collect();
+                absent.sort_unstable();
+                absent.dedup();
+                let which: Vec<String> = absent.iter().map(|i| format!("{i}/{n}")).collect();
+                let plural = if which.len() > 1 { "slices" } else { "slice" };
+                format!(" ({plural} {} missing or incomplete)", which.join(", "))
+            }
+            _ => String::new(),
+        };
+        return Err(format!(
+            "{} of {} runs have no row{slices}; first: {}",
+            missing.len(),
+            runs.len(),
+            runs[first].name
+        ));
+    }
+    Ok(merged.into_iter().map(|m| m.expect("every run merged").0).collect())
+}
+
+/// One CSV row.
+struct CsvRow {
+    name: String,
+    suite: String,
+    smp: usize,
+    mode: String,
+    seed: u64,
+    torture: u64,
+    negative: bool,
+    verdict: Verdict,
+}
+
+fn parse_row(line: &str) -> Option<CsvRow> {
+    let f: Vec<&str> = line.split(',').collect();
+    let [name, suite, smp, mode, seed, torture, negative, passed, what, cycles, misses, corrupt, seconds, unscanned, stw_retries] =
+        f[..]
+    else {
+        return None;
+    };
+    let bool_field = |s: &str| s.parse::<bool>().ok();
+    Some(CsvRow {
+        name: name.to_string(),
+        suite: suite.to_string(),
+        smp: smp.parse().ok()?,
+        mode: mode.to_string(),
+        seed: seed.parse().ok()?,
+        torture: torture.parse().ok()?,
+        negative: bool_field(negative)?,
+        verdict: Verdict {
+            passed: bool_field(passed)?,
+            what: what.to_string(),
+            cycles: cycles.parse().ok()?,
+            misses: misses.parse().ok()?,
+            corrupt: corrupt.parse().ok()?,
+            seconds: seconds.parse().ok()?,
+            unscanned: unscanned.parse().ok()?,
+            stw_retries: stw_retries.parse().ok()?,
+        },
+    })
+}
+
+/// The whole matrix's summary and verdict (an unsharded run and a merge share it): the table,
+/// the negative control's detection rate; fails if any clean run failed or the rate is under
+/// the threshold.
+pub fn report(runs: &[Run], verdicts: &[Verdict]) -> Result {
+    let rows = summarize(runs, verdicts);
     println!();
     print!("{}", summary_table(&rows));
-    std::fs::create_dir_all("results").map_err(|e| format!("cannot create results/: {e}"))?;
-    std::fs::write("results/stress_runs.csv", csv(&runs, &verdicts))
-        .map_err(|e| format!("cannot write results/stress_runs.csv: {e}"))?;
-    println!("wrote results/stress_runs.csv");
-
-    let pairs = || runs.iter().zip(&verdicts);
+    let pairs = || runs.iter().zip(verdicts);
     let failures: Vec<&str> = pairs().filter(|(r, v)| !r.negative && !v.passed).map(|(r, _)| r.name.as_str()).collect();
     let negatives = pairs().filter(|(r, _)| r.negative).count() as u64;
     let caught = pairs().filter(|(r, v)| r.negative && v.passed).count() as u64;
@@ -536,6 +818,35 @@ pub fn run(elf: &Path, options: &Options) -> Result {
         ));
     }
     Err(format!("stress failed: {}", why.join("; ")))
+}
+
+/// `--parallel N`: N slices on this host, driven by GNU parallel exactly as the README shows for
+/// several hosts (`--sshloginfile`), into results/stress_shards/, then merged.
+pub fn run_parallel_local(options: &Options, shards: usize) -> Result {
+    crate::setup::parallel()?;
+    let dir = Path::new("results/stress_shards");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut args: Vec<String> = ["--halt", "never", "--jobs", &shards.to_string(), "--line-buffer", "--tag"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(["cargo", "xtask", "stress"].map(String::from));
+    args.extend(options.to_args());
+    args.extend([
+        "--shard".into(),
+        format!("{{}}/{shards}"),
+        "--out".into(),
+        format!("{}/stress_shard_{{}}_of_{shards}.csv", dir.display()),
+        ":::".into(),
+    ]);
+    args.extend((1..=shards).map(|i| i.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let Err(e) = crate::cargo::run("parallel", &args) {
+        // A slice whose runs failed still wrote its CSV: the merge gives the verdict.
+        println!("xtask: {e}; merging what the slices wrote");
+    }
+    merge(options, dir)
 }
 
 /// Boots one run's command line and shows its console.
@@ -723,6 +1034,168 @@ mod tests {
         assert!(!detection_sufficient(0, 0), "no runs detect nothing");
         assert_eq!(detection_percent(9, 10), 90);
         assert_eq!(detection_percent(0, 0), 0);
+    }
+
+    fn matrix() -> Options {
+        Options {
+            seeds: 15,
+            smp: vec![1, 4],
+            modes: vec!["buffered".into(), "direct".into()],
+            suites: SUITES.iter().map(|s| s.name.to_string()).collect(),
+            negative_seeds: 8,
+            cycles: 5,
+            jobs: 1,
+        }
+    }
+
+    /// Made-up verdicts: run i fails when `fail(i)`; one decimal of seconds, as the CSV keeps.
+    fn verdicts(runs: &[Run], fail: impl Fn(usize) -> bool) -> Vec<Verdict> {
+        (0..runs.len())
+            .map(|i| {
+                let passed = !fail(i);
+                let what = match (runs[i].negative, passed) {
+                    (true, true) => "caught",
+                    (true, false) => "NOT-CAUGHT",
+                    (false, true) => "clean",
+                    (false, false) => "FAILED",
+                };
+                Verdict {
+                    passed,
+                    what: what.into(),
+                    cycles: i as u64 % 9,
+                    misses: u64::from(!passed),
+                    corrupt: 0,
+                    seconds: i as f64 / 10.0,
+                    unscanned: i as u64 % 2,
+                    stw_retries: i as u64 % 3,
+                }
+            })
+            .collect()
+    }
+
+    /// The slice files an N-way run writes, under their default names.
+    fn slice_files(runs: &[Run], verdicts: &[Verdict], n: usize) -> Vec<(String, String)> {
+        (1..=n)
+            .map(|index| {
+                let shard = Shard { index, count: n };
+                let keep: Vec<usize> = (0..runs.len()).filter(|&i| shard.contains(i)).collect();
+                let r: Vec<Run> = keep.iter().map(|&i| runs[i].clone()).collect();
+                let v: Vec<Verdict> = keep.iter().map(|&i| verdicts[i].clone()).collect();
+                (shard.default_file().display().to_string(), csv(&r, &v))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shards_parse_and_partition_the_plan() {
+        assert_eq!(Shard::parse("3/8").unwrap(), Shard { index: 3, count: 8 });
+        for bad in ["0/8", "9/8", "3", "a/b", "1/0", ""] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        let runs = plan(&matrix());
+        for n in 1..=7 {
+            let slices: Vec<Vec<Run>> = (1..=n).map(|index| slice(runs.clone(), Shard { index, count: n })).collect();
+            let mut names: Vec<&str> = slices.iter().flatten().map(|r| r.name.as_str()).collect();
+            assert_eq!(names.len(), runs.len(), "n {n}: every run once");
+            names.sort_unstable();
+            names.dedup();
+            assert_eq!(names.len(), runs.len(), "n {n}: no run twice");
+            let sizes: Vec<usize> = slices.iter().map(Vec::len).collect();
+            assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1, "n {n}: {sizes:?}");
+        }
+        // Every slice of four mixes suites and carries negative controls.
+        let third = slice(runs, Shard { index: 3, count: 4 });
+        assert!(third.iter().any(|r| r.negative) && third.iter().any(|r| r.suite != third[0].suite));
+    }
+
+    #[test]
+    fn merging_every_slice_gives_the_unsharded_verdict() {
+        let runs = plan(&matrix());
+        for fail in [
+            (|_| false) as fn(usize) -> bool,
+            |i| i == 7,
+            // Three of the eight negative controls (the last runs) not caught: under the threshold.
+            |i| i >= 68 - 3,
+        ] {
+            let v = verdicts(&runs, fail);
+            let unsharded = report(&runs, &v);
+            for n in [1, 3, 4, 68, 70] {
+                let merged = merge_files(&runs, &slice_files(&runs, &v, n)).expect("all slices");
+                assert_eq!(merged, v, "n {n}");
+                assert_eq!(report(&runs, &merged), unsharded, "n {n}");
+                assert_eq!(summary_table(&summarize(&runs, &merged)), summary_table(&summarize(&runs, &v)));
+            }
+        }
+        assert!(report(&runs, &verdicts(&runs, |i| i == 7)).unwrap_err().contains("1 runs failed"));
+        assert_eq!(runs.len(), 60 + 8);
+        assert!(report(&runs, &verdicts(&runs, |i| i >= 65)).unwrap_err().contains("caught on 5 of 8 seeds"));
+    }
+
+    #[test]
+    fn a_missing_slice_fails_and_is_named() {
+        let runs = plan(&matrix());
+        let mut files = slice_files(&runs, &verdicts(&runs, |_| false), 4);
+        files.remove(2);
+        let why = merge_files(&runs, &files).unwrap_err();
+        assert!(why.contains("17 of 68 runs have no row (slice 3/4 missing or incomplete)"), "{why}");
+        // An incomplete slice (a row lost) is missing runs too.
+        let mut files = slice_files(&runs, &verdicts(&runs, |_| false), 4);
+        let text = &mut files[1].1;
+        *text = text.lines().take(5).collect::<Vec<_>>().join("\n");
+        assert!(merge_files(&runs, &files).unwrap_err().contains("slice 2/4"));
+        assert!(merge_files(&runs, &[]).unwrap_err().contains("no .csv files"));
+    }
+
+    #[test]
+    fn a_duplicated_slice_fails() {
+        let runs = plan(&matrix());
+        let mut files = slice_files(&runs, &verdicts(&runs, |_| false), 4);
+        files.push(("results/copy/stress_shard_2_of_4.csv".into(), files[1].1.clone()));
+        let why = merge_files(&runs, &files).unwrap_err();
+        assert!(
+            why.contains("is in results/stress_shard_2_of_4.csv and in results/copy/stress_shard_2_of_4.csv"),
+            "{why}"
+        );
+        assert!(why.contains("a slice was merged twice"), "{why}");
+    }
+
+    #[test]
+    fn slices_of_other_options_or_other_files_fail() {
+        let runs = plan(&matrix());
+        let files = slice_files(&runs, &verdicts(&runs, |_| false), 2);
+        let other = plan(&Options { seeds: 5, ..matrix() });
+        assert!(merge_files(&other, &files).unwrap_err().contains("is not in this matrix"));
+        let renamed = plan(&Options { cycles: 5, modes: vec!["buffered".into(), "direct".into()], ..matrix() });
+        assert!(merge_files(&renamed, &files).is_ok(), "same plan");
+        let mut bad = files.clone();
+        bad[0].1 = bad[0].1.replacen("name,suite", "nom,suite", 1);
+        assert!(merge_files(&runs, &bad).unwrap_err().contains("not a stress CSV"));
+        let mut bad = files;
+        bad[0].1 = bad[0].1.replacen(",true,", ",maybe,", 1);
+        assert!(merge_files(&runs, &bad).unwrap_err().contains("malformed row"));
+    }
+
+    #[test]
+    fn shard_merge_and_parallel_options() {
+        let Command::Matrix(m) = options(&["--seeds", "4", "--smp", "1", "--modes", "direct", "--jobs", "3"]).unwrap()
+        else {
+            panic!("matrix")
+        };
+        let flags = m.to_args();
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        assert_eq!(options(&flags).unwrap(), Command::Matrix(m));
+        assert!(matches!(
+            options(&["--shard", "2/3"]).unwrap(),
+            Command::Shard { shard: Shard { index: 2, count: 3 }, ref out, .. } if out == Path::new("results/stress_shard_2_of_3.csv")
+        ));
+        assert!(
+            matches!(options(&["--shard", "1/2", "--out", "x.csv"]).unwrap(), Command::Shard { ref out, .. } if out == Path::new("x.csv"))
+        );
+        assert!(matches!(options(&["--merge", "d"]).unwrap(), Command::Merge { .. }));
+        assert!(matches!(options(&["--parallel", "3"]).unwrap(), Command::Parallel { shards: 3, .. }));
+        assert!(options(&["--out", "x.csv"]).is_err());
+        assert!(options(&["--shard", "1/2", "--merge", "d"]).is_err());
+        assert!(options(&["--parallel", "0"]).is_err());
     }
 
     #[test]

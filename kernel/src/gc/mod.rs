@@ -276,7 +276,8 @@ fn flush_at_park() {
     if let Some(c) = COLLECTOR.get() {
         if c.phase() == Phase::Mark {
             // A safe point with IRQs masked: the core's wbBuf and work buffer are not in use.
-            c.flush_this_core::<Kernel>();
+            // On the system stack, like every flush (see `scan::scan_current`).
+            tricolor_runtime::systemstack(|| c.flush_this_core::<Kernel>());
         }
     }
 }

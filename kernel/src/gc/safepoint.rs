@@ -75,8 +75,9 @@ pub fn run_here() {
 
 fn flush_here(c: &Collector, core: usize) {
     let round = FLUSH_ROUND.load(Ordering::Acquire);
-    let _np = tricolor_runtime::this_p().preempt.disable();
-    c.flush_this_core::<Kernel>();
+    // On the system stack, like every flush: the heap addresses it handles stay out of the
+    // interrupted task's stack (see `scan::scan_current`).
+    tricolor_runtime::systemstack(|| c.flush_this_core::<Kernel>());
     // Release: the collector (Acquire) sees the published grey objects once it sees the round.
     FLUSHED[core].store(round, Ordering::Release);
 }

@@ -202,14 +202,21 @@ fn scan_current(c: &Collector, epoch: u64) {
     if sp < lowest || sp > top {
         return; // on another stack (it cannot be, at a safe point): the census reports it
     }
-    if sp > lowest + SCRUB_MARGIN {
-        tasks::scrub(lowest, sp - SCRUB_MARGIN);
-    }
     let id = task.id().0;
-    c.scan_stack::<Kernel>(ScanRange { lo: sp, hi: top }, RootOwner { task: id, part: RootPart::Stack });
-    // Its registers are in that range (spilled above, or in the trap frame of the interrupted
-    // code): the task's saved registers are covered too, whatever they were at mark start.
-    c.scan_stack::<Kernel>(ScanRange { lo: sp, hi: sp }, RootOwner { task: id, part: RootPart::SavedRegisters });
+    // The scan itself runs on the core's system stack: the collector's own frames handle heap
+    // addresses (of objects it shades, of garbage it passes over), and left in this task's dead
+    // stack they could end up, uninitialised, inside a later frame, where a later scan would
+    // take them for references. The trampoline's frame record sits just below `sp`: the zeroing
+    // stops short of it.
+    tricolor_runtime::systemstack(|| {
+        if sp > lowest + SCRUB_MARGIN {
+            tasks::scrub(lowest, sp - SCRUB_MARGIN);
+        }
+        c.scan_stack::<Kernel>(ScanRange { lo: sp, hi: top }, RootOwner { task: id, part: RootPart::Stack });
+        // Its registers are in that range (spilled above, or in the trap frame of the
+        // interrupted code): the task's saved registers are covered too.
+        c.scan_stack::<Kernel>(ScanRange { lo: sp, hi: sp }, RootOwner { task: id, part: RootPart::SavedRegisters });
+    });
     mark_scanned(&task, epoch);
 }
 

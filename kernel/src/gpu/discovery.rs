@@ -5,36 +5,16 @@
 
 use alloc::vec::Vec;
 use core::ptr::NonNull;
-use fdt::Fdt;
 use tricolor_virtio::transport::device_id;
 use tricolor_virtio::transport::mmio::identify;
 use tricolor_virtio::transport::mmio_regs::{VolatileRegisters, SLOT_SIZE};
 use tricolor_virtio::MmioTransport;
 
-use crate::devicetree::gic_interrupt;
-pub use crate::devicetree::DeviceIrq;
+pub use tricolor_kernel::dtb::{DeviceIrq, MmioSlot};
 
-/// One `virtio,mmio` node.
-#[derive(Clone, Copy, Debug)]
-pub struct MmioSlot {
-    pub base: usize,
-    pub size: usize,
-    pub irq: Option<DeviceIrq>,
-}
-
-/// Every `virtio,mmio` node of the device tree at `dtb_addr`, in device-tree order.
-pub fn virtio_mmio_slots(dtb_addr: usize) -> Vec<MmioSlot> {
-    // SAFETY: boot validated the device tree at this address (devicetree::discover), and the
-    // frame allocator keeps its pages reserved and unwritten for the whole run.
-    let Ok(fdt) = (unsafe { Fdt::from_ptr(dtb_addr as *const u8) }) else { return Vec::new() };
-    fdt.all_nodes()
-        .filter(|node| node.compatible().is_some_and(|c| c.all().any(|s| s == "virtio,mmio")))
-        .filter_map(|node| {
-            let reg = node.reg()?.next()?;
-            let irq = node.property("interrupts").and_then(|p| gic_interrupt(p.value));
-            Some(MmioSlot { base: reg.starting_address as usize, size: reg.size.unwrap_or(SLOT_SIZE), irq })
-        })
-        .collect()
+/// Every `virtio,mmio` node of the device tree, in device-tree order.
+pub fn virtio_mmio_slots(dtb: &[u8]) -> Vec<MmioSlot> {
+    tricolor_kernel::dtb::virtio_mmio_slots(dtb, SLOT_SIZE)
 }
 
 /// What probing the slots found.
@@ -52,8 +32,8 @@ pub struct Probe {
 /// Probes every slot and keeps the first GPU; a GPU after the first gets one log line. Empty
 /// slots are skipped quietly whatever their transport version (QEMU's legacy mode shows all 32 as
 /// version 1).
-pub fn find_gpu(dtb_addr: usize) -> Probe {
-    let slots = virtio_mmio_slots(dtb_addr);
+pub fn find_gpu(dtb: &[u8]) -> Probe {
+    let slots = virtio_mmio_slots(dtb);
     let mut probe = Probe { gpu: None, legacy_gpu: None, devices: 0, slots: slots.len() };
     for slot in slots {
         if slot.size < SLOT_SIZE {

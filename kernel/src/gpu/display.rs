@@ -97,7 +97,7 @@ pub fn bring_up(machine: &Machine, config: &Config<'_>) -> Result<Display, Bring
              polls, Acquire only after progress); chosen for the experiment"
         );
     }
-    let probe = discovery::find_gpu(machine.dtb_addr);
+    let probe = discovery::find_gpu(machine.dtb());
     let Some((transport, slot)) = probe.gpu else {
         return Err(match probe.legacy_gpu {
             Some(slot) => BringUpError::Legacy { base: slot.base },
@@ -120,7 +120,17 @@ pub fn bring_up(machine: &Machine, config: &Config<'_>) -> Result<Display, Bring
     let mut gpu = Gpu::new(transport, gpu_config, CounterClock).map_err(BringUpError::Device)?;
     let info = gpu.display_info().map_err(BringUpError::Device)?;
     let bytes = info.width as usize * info.height as usize * Format::BYTES_PER_PIXEL as usize;
-    let memory = framebuffer::allocate(config.fb, bytes).ok_or(BringUpError::NoMemory { bytes })?;
+    let memory = match framebuffer::allocate(config.fb, config.fb_required, bytes) {
+        Ok(Some(memory)) => memory,
+        Ok(None) => return Err(BringUpError::NoMemory { bytes }),
+        Err(why) => crate::boot::refuse(format_args!(
+            "fb={}: cannot hold the {}x{} display's {} KiB framebuffer: {why}",
+            config.fb.name(),
+            info.width,
+            info.height,
+            bytes >> 10
+        )),
+    };
     let fb =
         gpu.set_up_framebuffer(RESOURCE_ID, Format::B8G8R8X8Unorm, memory.segments()).map_err(BringUpError::Device)?;
     log::info!(

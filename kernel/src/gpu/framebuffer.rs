@@ -4,12 +4,11 @@
 //!
 //! - `static`: a page-aligned `.bss` array sized for 1280x720x4.
 //! - `pages`: contiguous pages from the frame allocator.
-//! - `gc`: a pinned no-scan object in the GC heap, rooted while attached. The collector is not
-//!   wired into the kernel yet, so [`gc_framebuffer`] says so and the request falls back to
-//!   `static`; when it lands, only that function changes.
+//! - `gc`: a pinned no-scan object in the GC heap, rooted while attached.
 //!
-//! A source that cannot deliver (exhausted, too small, already taken) falls back with a log line:
-//! `pages` to `static`, `static` to `pages`.
+//! When `fb=` is not given, a source that cannot deliver (exhausted, too small, already taken)
+//! falls back with a log line: `static` to `pages`. A source the command line names is a request:
+//! if it cannot deliver, the boot stops with the reason and exit status 2 (`boot::refuse`).
 
 use crate::memory;
 use alloc::vec::Vec;
@@ -80,33 +79,31 @@ impl FbMemory {
     }
 }
 
-/// Framebuffer memory of at least `bytes` from `wanted`, falling back as the module doc says.
-/// `None` for `fb=none`, or when no source can deliver.
-pub fn allocate(wanted: FbSource, bytes: usize) -> Option<FbMemory> {
-    let fallback = |from: FbSource, why: &str, to: FbSource| {
-        log::warn!("fb={}: {why}, falling back to {}", from.name(), to.name());
-    };
-    let static_then_pages = |from: FbSource| match static_framebuffer(bytes) {
-        Ok(m) => Some(m),
-        Err(why) => {
-            fallback(from, why, FbSource::Pages);
-            page_framebuffer(bytes).map_err(|why| log::error!("fb=pages: {why}; no framebuffer")).ok()
+/// Framebuffer memory of at least `bytes` from `wanted`, falling back as
+/// [`FbSource::candidates`] says. `Ok(None)` for `fb=none`, or when no fallback could deliver;
+/// `Err(why)` when `wanted` was `required` (named on the command line) and cannot deliver.
+pub fn allocate(wanted: FbSource, required: bool, bytes: usize) -> Result<Option<FbMemory>, &'static str> {
+    let candidates = wanted.candidates(required);
+    for (i, &source) in candidates.iter().enumerate() {
+        let why = match from_source(source, bytes) {
+            Ok(memory) => return Ok(Some(memory)),
+            Err(why) if required => return Err(why),
+            Err(why) => why,
+        };
+        match candidates.get(i + 1) {
+            Some(next) => log::warn!("fb={}: {why}, falling back to {}", source.name(), next.name()),
+            None => log::error!("fb={}: {why}; no framebuffer", source.name()),
         }
-    };
-    match wanted {
-        FbSource::None => None,
-        FbSource::Static => static_then_pages(FbSource::Static),
-        FbSource::Pages => page_framebuffer(bytes).ok().or_else(|| {
-            fallback(FbSource::Pages, "page allocation failed", FbSource::Static);
-            static_framebuffer(bytes).map_err(|why| log::error!("fb=static: {why}; no framebuffer")).ok()
-        }),
-        FbSource::Gc => match gc_framebuffer(bytes) {
-            Ok(m) => Some(m),
-            Err(why) => {
-                fallback(FbSource::Gc, why, FbSource::Static);
-                static_then_pages(FbSource::Static)
-            }
-        },
+    }
+    Ok(None)
+}
+
+fn from_source(source: FbSource, bytes: usize) -> Result<FbMemory, &'static str> {
+    match source {
+        FbSource::Static => static_framebuffer(bytes),
+        FbSource::Pages => page_framebuffer(bytes),
+        FbSource::Gc => gc_framebuffer(bytes),
+        FbSource::None => Err("fb=none"),
     }
 }
 
@@ -125,7 +122,7 @@ fn static_framebuffer(bytes: usize) -> Result<FbMemory, &'static str> {
 /// Contiguous zeroed pages from the frame allocator.
 fn page_framebuffer(bytes: usize) -> Result<FbMemory, &'static str> {
     let pages = bytes.div_ceil(PAGE_SIZE);
-    let base = memory::alloc_pages(pages, 1).map_err(|_| "page allocation failed")?;
+    let base = memory::alloc_pages(pages, 1).map_err(|_| "not enough free RAM for the framebuffer's pages")?;
     // SAFETY: the pages were just allocated to us and are identity-mapped RAM.
     unsafe { (base as *mut u8).write_bytes(0, pages * PAGE_SIZE) };
     Ok(FbMemory::new(base, bytes, FbSource::Pages))
@@ -139,7 +136,7 @@ fn gc_framebuffer(bytes: usize) -> Result<FbMemory, &'static str> {
     }
     let buf = crate::gc::collector()
         .alloc_pinned::<crate::gc::Kernel>(bytes)
-        .map_err(|_| "the GC heap has no room for the framebuffer")?;
+        .map_err(|_| "the GC heap has no room for the framebuffer (see gc.heap=)")?;
     log::info!("fb=gc: {} KiB pinned no-scan object at {:#x} in the GC heap", buf.len >> 10, buf.addr);
     Ok(FbMemory::new(buf.addr, bytes, FbSource::Gc))
 }

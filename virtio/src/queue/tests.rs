@@ -263,10 +263,30 @@ fn used_notifications_toggle_flag_or_used_event() {
 }
 
 #[test]
+fn taking_a_completion_with_interrupts_on_rearms_used_event_behind_a_full_barrier() {
+    // EVENT_IDX: each completion taken re-arms used_event for the next one; with interrupts on
+    // that store is followed by a full barrier (Linux's virtio_store_mb in virtqueue_get_buf),
+    // so the next poll is a valid re-check. With interrupts off, used_event is only parked.
+    for (enabled, event) in [(true, 1u16), (false, 0x8001)] {
+        let mut q = Queue::new(0, 4, FenceStrategy::Acquire, true).unwrap();
+        let mut dev = attach(&q, true);
+        q.set_used_notifications(enabled);
+        q.submit(&[Segment { phys: 0x1000, len: 8 }], &[]).unwrap();
+        let c = dev.pop().unwrap();
+        dev.push(c.head, 0);
+        let before = q.stats().fences;
+        q.try_pop_used().unwrap().unwrap();
+        let d = q.stats().fences.since(&before);
+        assert_eq!(q.ring.used_event().load(core::sync::atomic::Ordering::Relaxed), event);
+        assert_eq!((d.acquire, d.full), (1, u64::from(enabled)), "interrupts on: {enabled}");
+    }
+}
+
+#[test]
 fn poll_past_budget_times_out_and_late_completion_is_still_collected() {
     let mut q = Queue::new(0, 4, FenceStrategy::Acquire, false).unwrap();
     let mut dev = attach(&q, false);
-    let token = q.submit(&[Segment { phys: 0x1000, len: 8 }], &[]).unwrap();
+    let token = q.submit(&[Segment { phys: 0x1000, len: 8 }], &[Segment { phys: 0x2000, len: 8 }]).unwrap();
     let mut idles = 0;
     let err = q.poll_used(100, || idles += 1).unwrap_err();
     assert_eq!(err, Error::Timeout { spins: 101 });
@@ -289,6 +309,50 @@ fn unknown_used_id_is_an_error() {
     assert_eq!(q.try_pop_used(), Err(Error::BadUsedId(3)));
     dev.push(9, 0); // out of range
     assert_eq!(q.try_pop_used(), Err(Error::BadUsedId(9)));
+}
+
+#[test]
+fn used_index_jump_is_refused_without_consuming() {
+    // Fuzzer finding (used-ring): a device that publishes used.idx past the chains in flight made
+    // the driver consume stale slots, recycling whatever chain they named.
+    let mut q = Queue::new(0, 4, FenceStrategy::Acquire, false).unwrap();
+    let mut dev = attach(&q, false);
+    let token = q.submit(&[Segment { phys: 0x1000, len: 8 }], &[]).unwrap();
+    dev.pop().unwrap();
+    dev.publish_used_idx(5);
+    let jump = Error::UsedIndexJump { used_idx: 5, consumed: 0, in_flight: 1 };
+    assert_eq!(q.try_pop_used(), Err(jump));
+    assert_eq!(q.poll_used(3, || {}), Err(jump), "nothing was consumed");
+    assert!(q.is_outstanding(token));
+    assert_eq!(q.num_free(), 3);
+    assert!(jump.to_string().contains("5 entries past the driver's 0, with only 1 chains in flight"), "{jump}");
+}
+
+#[test]
+fn used_len_beyond_the_writable_buffers_is_refused() {
+    // Fuzzer finding (used-ring): a len larger than the chain's writable buffers was passed on.
+    let mut q = Queue::new(0, 4, FenceStrategy::Acquire, false).unwrap();
+    let mut dev = attach(&q, false);
+    let r = [Segment { phys: 0x1000, len: 24 }];
+    let w = [Segment { phys: 0x2000, len: 16 }, Segment { phys: 0x3000, len: 8 }];
+    for (len, answer) in [
+        (24, Ok(24)),
+        (0, Ok(0)),
+        (25, Err(Error::BadUsedLen { id: 0, len: 25, writable: 24 })),
+        (u32::MAX, Err(Error::BadUsedLen { id: 0, len: u32::MAX, writable: 24 })),
+    ] {
+        let token = q.submit(&r, &w).unwrap();
+        let c = dev.pop().unwrap();
+        dev.push(c.head, len);
+        assert_eq!(q.try_pop_used().map(|u| u.unwrap().len), answer.map(|n: u32| n));
+        assert!(!q.is_outstanding(token), "the chain is back on the free list either way");
+        assert_eq!(q.num_free(), 4);
+    }
+    // A read-only chain: any len but 0 is a lie.
+    q.submit(&r, &[]).unwrap();
+    let c = dev.pop().unwrap();
+    dev.push(c.head, 1);
+    assert_eq!(q.try_pop_used(), Err(Error::BadUsedLen { id: c.head as u32, len: 1, writable: 0 }));
 }
 
 #[test]
@@ -374,6 +438,112 @@ fn threaded_wrap_around() {
         for &strategy in strategies {
             let (s, _, _) = run_threaded(strategy, event_idx, 4, start, count, 2);
             assert_eq!(s.completions, count as u64);
+        }
+    }
+}
+
+/// Waits (bounded) until the device has raised an interrupt, then acknowledges it: the host's
+/// stand-in for `wfi` plus the kernel's handler. `Err` when nothing came: a driver in `wfi` would
+/// have stalled there.
+fn wait_for_interrupt(irq: &IrqLine) -> core::result::Result<(), ()> {
+    use std::sync::atomic::Ordering::AcqRel;
+    use std::time::{Duration, Instant};
+    // Miri runs ~1000x slower, with a clock of its own: bound by yields there (the device thread
+    // runs at every yield), by wall-clock time on a host that may be loaded.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut yields = 0u64;
+    loop {
+        // AcqRel: the device's raise (fetch_or) comes after its used.idx publish; acknowledging
+        // with an acquiring RMW makes that publish visible to the poll that follows.
+        if irq.status.fetch_and(!1, AcqRel) & 1 != 0 {
+            return Ok(());
+        }
+        yields += 1;
+        if (cfg!(miri) && yields > 20_000) || (!cfg!(miri) && Instant::now() > deadline) {
+            return Err(());
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// An interrupt-driven driver with up to `window` chains in flight: it drains the used ring, and
+/// when it finds nothing it sleeps until the device interrupts (`wait_for_interrupt`). Every
+/// completion must reach it: the device raises an interrupt when it crosses `used_event` (2.7.7.2)
+/// and the driver re-arms `used_event` with a full barrier before it re-checks `used.idx` (the
+/// 2.7.14 note: "re-enable, mb(), re-check"). A completion neither side signalled fails the
+/// test instead of hanging it. Returns (stats, interrupts raised, sleeps).
+fn run_interrupt_driven(event_idx: bool, count: u32, window: u32) -> (QueueStats, u64, u64) {
+    let size = 8u16;
+    let mut q = Queue::new(0, size, FenceStrategy::Acquire, event_idx).unwrap();
+    assert!(!q.set_used_notifications(true));
+    // Declared before the device: a failing assertion unwinds, and the device thread (joined
+    // by its drop) must stop before the buffers it reads are freed.
+    let mut bufs = Buffers::new(size as usize);
+    let doorbell = Arc::new(Doorbell::default());
+    let irq = Arc::new(IrqLine::default());
+    let device = DeviceThread::spawn(attach(&q, event_idx), doorbell.clone(), irq.clone(), serve_echo);
+    let mut slot_of: Vec<Option<(usize, u64)>> = vec![None; size as usize];
+    let mut free_slots: Vec<usize> = (0..size as usize).collect();
+    let (mut sent, mut done, mut sleeps) = (0u32, 0u32, 0u64);
+    while done < count {
+        while sent < count && sent - done < window {
+            let slot = free_slots.pop().unwrap();
+            let value = sent as u64 * 7;
+            let token = q.submit(&[bufs.request(slot, value)], &[bufs.response(slot)]).unwrap();
+            slot_of[token.0 as usize] = Some((slot, value));
+            sent += 1;
+            if q.should_notify() {
+                doorbell.ring();
+            }
+        }
+        let mut progress = false;
+        while let Some(used) = q.try_pop_used().unwrap() {
+            let (slot, value) = slot_of[used.token.0 as usize].take().expect("live token");
+            assert_eq!(bufs.read_response(slot), value + 1);
+            free_slots.push(slot);
+            done += 1;
+            progress = true;
+        }
+        if progress || done == count {
+            continue;
+        }
+        sleeps += 1;
+        if wait_for_interrupt(&irq).is_err() {
+            let r = &q.ring;
+            let load = |a: &core::sync::atomic::AtomicU16| a.load(std::sync::atomic::Ordering::SeqCst);
+            panic!(
+                "event_idx {event_idx}: stalled with {} chains in flight ({done} of {count} done, device served {}): \
+                 avail.idx {} (last notify decision at {}), avail_event {}, used.idx {}, driver consumed to {}, \
+                 used_event {}, doorbell rings {}, irqs {}",
+                sent - done,
+                device.served(),
+                load(r.avail_idx()),
+                q.kicked_avail_idx,
+                load(r.avail_event()),
+                load(r.used_idx()),
+                q.last_used_idx,
+                load(r.used_event()),
+                doorbell.count(),
+                irq.raised.load(std::sync::atomic::Ordering::SeqCst),
+            );
+        }
+    }
+    device.stop();
+    (q.stats(), irq.raised.load(std::sync::atomic::Ordering::Relaxed), sleeps)
+}
+
+#[test]
+fn interrupt_driven_driver_never_sleeps_through_a_completion() {
+    let count = if cfg!(miri) { 150 } else { 200_000 };
+    for event_idx in [false, true] {
+        let (s, irqs, sleeps) = run_interrupt_driven(event_idx, count, 4);
+        assert_eq!(s.completions, count as u64);
+        // Each sleep ended by taking an interrupt (the acknowledge clears the one bit a raise
+        // sets), and no used entry raises more than one.
+        assert!(sleeps <= irqs && irqs <= count as u64, "event_idx {event_idx}: {irqs} irqs, {sleeps} sleeps");
+        if !event_idx {
+            // NO_INTERRUPT clear: "the device MUST send a notification" for every entry (2.7.7.2).
+            assert_eq!(irqs, count as u64);
         }
     }
 }

@@ -129,6 +129,27 @@ impl DeviceQueue {
         self.ring.used_idx().store(self.used_idx, Ordering::Release);
     }
 
+    /// A hostile device: writes any id and length into the next used slot and publishes it.
+    pub fn push_raw(&mut self, id: u32, len: u32) {
+        // SAFETY: as in push: the slot belongs to the device until it publishes past it.
+        unsafe { ptr::write(self.ring.used_elem(self.used_idx), UsedElem { id, len }) };
+        self.used_idx = self.used_idx.wrapping_add(1);
+        self.ring.used_idx().store(self.used_idx, Ordering::Release);
+    }
+
+    /// A hostile device: publishes any used.idx (an index jump), over whatever the slots hold.
+    pub fn publish_used_idx(&mut self, idx: u16) {
+        self.used_idx = idx;
+        self.ring.used_idx().store(idx, Ordering::Release);
+    }
+
+    /// A hostile device: scribbles over used slot `slot` without publishing anything.
+    pub fn scribble_used_slot(&self, slot: u16, id: u32, len: u32) {
+        // SAFETY: in bounds (taken modulo the size); the element is plain memory the driver reads
+        // only for published positions, and this single-threaded use races with no read.
+        unsafe { ptr::write(self.ring.used_elem(slot), UsedElem { id, len }) };
+    }
+
     /// Would the device interrupt after moving used.idx from `old` to the current value?
     pub fn wants_interrupt(&self, old: u16) -> bool {
         // Full fence: used.idx store -> used_event / flags load (store->load, 2.7.7.2).
@@ -137,6 +158,21 @@ impl DeviceQueue {
             need_event(self.ring.used_event().load(Ordering::Relaxed), self.used_idx, old)
         } else {
             self.ring.avail_flags().load(Ordering::Relaxed) & AVAIL_F_NO_INTERRUPT == 0
+        }
+    }
+
+    /// Waits (bounded by `limit`, or by yields under Miri, whose clock runs with the program)
+    /// until the driver's `used_event` is no longer `at`: the driver consumed the entry placed at
+    /// `at` and asked for the next one. Without EVENT_IDX `used_event` means nothing: no wait.
+    pub fn wait_for_used_event_past(&self, at: u16, limit: std::time::Duration) {
+        let start = std::time::Instant::now();
+        let mut yields = 0u32;
+        while self.event_idx && self.ring.used_event().load(Ordering::Relaxed) == at {
+            yields += 1;
+            if (cfg!(miri) && yields > 20_000) || (!cfg!(miri) && start.elapsed() > limit) {
+                return;
+            }
+            std::thread::yield_now();
         }
     }
 

@@ -54,6 +54,19 @@ impl IrqLine {
     }
 }
 
+/// When the device reads `used_event` for its interrupt decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InterruptTiming {
+    /// Right after publishing the used entry (fence, read, decide), like QEMU.
+    #[default]
+    Prompt,
+    /// With EVENT_IDX, only once the driver has consumed the entry (its `used_event` moved past
+    /// it), or after 10 s: a slow device, still within the spec, which only orders the read
+    /// after the publish (2.7.7.2). It then finds `used_event` already past the entry and raises
+    /// nothing: what Miri's scheduling produced for some completions. Without EVENT_IDX, prompt.
+    Late,
+}
+
 /// Handle of a running simulated device.
 pub struct DeviceThread {
     stop: Arc<AtomicBool>,
@@ -65,9 +78,20 @@ pub struct DeviceThread {
 impl DeviceThread {
     /// Runs `queue` on a new thread; `handler` serves each chain and returns bytes written.
     pub fn spawn(
+        queue: DeviceQueue,
+        doorbell: Arc<Doorbell>,
+        irq: Arc<IrqLine>,
+        handler: impl FnMut(&Chain) -> u32 + Send + 'static,
+    ) -> Self {
+        Self::spawn_with(queue, doorbell, irq, InterruptTiming::Prompt, handler)
+    }
+
+    /// [`DeviceThread::spawn`] with a chosen [`InterruptTiming`].
+    pub fn spawn_with(
         mut queue: DeviceQueue,
         doorbell: Arc<Doorbell>,
         irq: Arc<IrqLine>,
+        timing: InterruptTiming,
         mut handler: impl FnMut(&Chain) -> u32 + Send + 'static,
     ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
@@ -82,6 +106,9 @@ impl DeviceThread {
                     let old = queue.used_idx();
                     queue.push(chain.head, len);
                     served2.fetch_add(1, Ordering::Relaxed);
+                    if timing == InterruptTiming::Late {
+                        queue.wait_for_used_event_past(old, std::time::Duration::from_secs(10));
+                    }
                     if queue.wants_interrupt(old) {
                         irq.raise_used_buffer();
                     }

@@ -8,7 +8,7 @@ use crate::queue::QueueAddresses;
 use crate::transport::mmio_regs::{Reg, RegisterBlock, MAGIC};
 
 use super::device_queue::{Chain, DeviceQueue};
-use super::device_thread::{DeviceThread, Doorbell, IrqLine};
+use super::device_thread::{DeviceThread, Doorbell, InterruptTiming, IrqLine};
 
 /// Per-queue registers.
 #[derive(Debug, Default, Clone, Copy)]
@@ -59,6 +59,8 @@ pub struct MmioState {
     pub notifies: Vec<u32>,
     /// Interrupt acknowledgements written.
     pub acks: Vec<u32>,
+    /// When the device thread reads `used_event` (set before DRIVER_OK).
+    pub interrupt_timing: InterruptTiming,
     handler: Option<Handler>,
     device: Option<DeviceThread>,
 }
@@ -94,6 +96,7 @@ impl FakeMmio {
                 config: vec![0; 16],
                 notifies: Vec::new(),
                 acks: Vec::new(),
+                interrupt_timing: InterruptTiming::Prompt,
                 handler: None,
                 device: None,
             }),
@@ -190,8 +193,8 @@ impl RegisterBlock for Arc<FakeMmio> {
                             // SAFETY: the driver gave these ring addresses and keeps the queue
                             // alive until it resets the device, which stops this thread.
                             let queue = unsafe { DeviceQueue::attach(addresses, q.num as u16, event_idx) };
-                            s.device =
-                                Some(DeviceThread::spawn(queue, self.doorbell.clone(), self.irq.clone(), handler));
+                            let (bell, irq, timing) = (self.doorbell.clone(), self.irq.clone(), s.interrupt_timing);
+                            s.device = Some(DeviceThread::spawn_with(queue, bell, irq, timing, handler));
                         }
                     }
                 }

@@ -11,5 +11,5 @@ pub mod mmio;
 pub mod rng;
 
 pub use device_queue::{Chain, DeviceQueue};
-pub use device_thread::{DeviceThread, Doorbell, IrqLine};
+pub use device_thread::{DeviceThread, Doorbell, InterruptTiming, IrqLine};
 pub use hal::TestHal;
