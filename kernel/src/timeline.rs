@@ -11,9 +11,11 @@
 //!   resuming (`Pause`);
 //! - `gc::scan`: each stack-scan chunk and self-scan (`StackScan`);
 //! - `gc`'s mark-worker tasks (`MarkWorker`, the whole task);
-//! - `tasks`: the idle loop's `wfi` (`Idle`), every task switch (the outgoing task's state stays
-//!   in its frame, the incoming task's comes back: a state belongs to the task that entered it),
-//!   a new task's start (`Mutator`).
+//! - `tasks`: the idle task (`Idle`, whether it polls or halts in `wfi`), every task switch (the
+//!   outgoing task's state stays in its frame, the incoming task's comes back: a state belongs to
+//!   the task that entered it), a new task's start (`Mutator`).
+//!
+//! Nothing records `Assist` yet: the collector has no allocation assists (see its doc).
 //!
 //! A transition masks IRQs for its few instructions, so that an interrupt handler that records
 //! (a park, a flush or scan request) cannot land in the middle of one: each recorder has exactly
@@ -121,14 +123,23 @@ pub fn snapshot(core: usize) -> tricolor_timeline::Snapshot {
 
 /// Prints every online core's ring (`tricolor_timeline::dump`'s format), for the run measured
 /// from counter tick `from` to `to`. Other cores may go on recording meanwhile: each copy keeps
-/// only what it can vouch for.
+/// only what it can vouch for, with the totals of exactly its events.
+/// The begin line also says when the first mutator of the run returned (`first_done=`, ticks,
+/// if one did by `to`): xtask's MMU over the part of the run in which every core had its
+/// workload.
 pub fn dump(from: u64, to: u64) {
     let cores = percore::online_count();
-    kprintln!("{}", dump::begin_line(cores, cpu::counter_frequency(), from, to));
+    let first_done = crate::workload::first_finished_at().filter(|&t| t <= to).unwrap_or(to);
+    kprintln!("{} first_done={first_done}", dump::begin_line(cores, cpu::counter_frequency(), from, to));
     for (core, recorder) in RECORDERS.iter().enumerate().take(cores) {
-        let snapshot = recorder.snapshot();
-        let now = cpu::counter();
-        kprintln!("{}", dump::core_line(core, &snapshot, now, &recorder.totals(now)));
+        let (snapshot, now, totals) = recorder.snapshot_with_totals(cpu::counter, 1000).unwrap_or_else(|| {
+            // Its totals may then count a transition its events do not have: the decoder's
+            // check says so.
+            log::warn!("timeline: core {core} never paused recording for a consistent copy");
+            let now = cpu::counter();
+            (recorder.snapshot(), now, recorder.totals(now))
+        });
+        kprintln!("{}", dump::core_line(core, &snapshot, now, &totals));
         dump::event_lines(core, &snapshot.events, |line| kprintln!("{line}"));
     }
     kprintln!("{}", dump::END);

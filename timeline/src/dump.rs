@@ -11,6 +11,8 @@
 //!
 //! - `begin`: the cores dumped, the counter frequency (ticks per second; every time in the dump
 //!   is in ticks), and the span of the measured run (`from`, `to`: what MMU is computed over).
+//!   A writer may append more `key=value` fields (the kernel's `first_done=`, when the run's
+//!   first mutator returned); the decoder skips them.
 //! - one `core=` line per core: the index of its first event among all it recorded (`first`, the
 //!   number the ring lost; 0 means the ring holds everything since the core started, in state
 //!   mutator at tick 0), how many events follow, when it was dumped, and the ticks spent in each

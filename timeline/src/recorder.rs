@@ -147,12 +147,17 @@ impl Recorder {
             return state;
         }
         let ts = clock();
-        let total = &self.totals[last.state as usize];
-        total.store(total.load(Ordering::Relaxed) + ts.saturating_sub(last.ts), Ordering::Relaxed);
-        let word = Event { ts, state }.pack();
-        self.current.store(word, Ordering::Relaxed);
         let i = self.head.load(Ordering::Relaxed);
+        // Announced before anything of event `i` is written: the Release stores below order it
+        // before themselves, so a reader that sees any of them sees `begun == i + 1` too (see
+        // `snapshot` and `snapshot_with_totals`).
         self.begun.store(i + 1, Ordering::Relaxed);
+        let total = &self.totals[last.state as usize];
+        // Release (this and `current`'s): a reader whose Acquire load reads them sees `begun`
+        // above (`snapshot_with_totals` uses that to tell a consistent read from a torn one).
+        total.store(total.load(Ordering::Relaxed) + ts.saturating_sub(last.ts), Ordering::Release);
+        let word = Event { ts, state }.pack();
+        self.current.store(word, Ordering::Release);
         let ring = self.ring();
         if let Some(slot) = ring.get(i as usize & ring.len().wrapping_sub(1)) {
             // Release on the slot: orders the `begun` store before it, so a reader that copies
@@ -212,6 +217,31 @@ impl Recorder {
         let first = begun.saturating_sub(len).clamp(lo, h1);
         let events = words[(first - lo) as usize..].iter().map(|&w| Event::unpack(w)).collect();
         Snapshot { first, events }
+    }
+
+    /// A [`Recorder::snapshot`] and the totals up to `now()` that agree with it: the ticks of
+    /// exactly the snapshot's events (so a decoder can check the one against the other). A
+    /// transition recorded meanwhile makes it try again, up to `tries` times; `None` if the
+    /// writer never left it a quiet moment.
+    pub fn snapshot_with_totals(&self, now: impl Fn() -> u64, tries: usize) -> Option<(Snapshot, u64, [u64; COUNT])> {
+        for _ in 0..tries {
+            let snapshot = self.snapshot();
+            // `snapshot`'s Acquire load of `head` made every event below `head` visible, with
+            // the totals and `current` its writer stored before it.
+            let head = snapshot.first + snapshot.events.len() as u64;
+            // Acquire: if one of these reads a value stored by event `head` or later, the
+            // writer's earlier `begun` store (`head + 1` or more) is visible to the load below.
+            let mut totals: [u64; COUNT] = core::array::from_fn(|s| self.totals[s].load(Ordering::Acquire));
+            let current = Event::unpack(self.current.load(Ordering::Acquire));
+            // Relaxed: the Acquire loads above keep this load after them.
+            if self.begun.load(Ordering::Relaxed) != head {
+                continue;
+            }
+            let now = now();
+            totals[current.state as usize] += now.saturating_sub(current.ts);
+            return Some((snapshot, now, totals));
+        }
+        None
     }
 }
 
@@ -359,5 +389,49 @@ mod tests {
         // Not asserted (it depends on scheduling), but reported: how often a copy had to drop
         // slots the writer was lapping.
         println!("copies that dropped lapped slots: {partial}");
+    }
+
+    /// Copies taken while the writer records must come with the totals of exactly their events
+    /// (the dump's check): a copy paired with totals read a transition later fails.
+    #[test]
+    fn snapshots_with_totals_agree_while_the_writer_records() {
+        const EVENTS: u64 = 50_000;
+        let r = Arc::new(with_ring(1 << 16));
+        let clock = Arc::new(AtomicU64::new(0));
+        let writer = {
+            let (r, clock) = (Arc::clone(&r), Arc::clone(&clock));
+            std::thread::spawn(move || {
+                for i in 0..EVENTS {
+                    // The clock moves before each record, so a reader's `now` is never behind
+                    // the transition it sees; uneven steps make every interval count.
+                    let ts = clock.fetch_add(1 + i % 7, Ordering::SeqCst) + 1 + i % 7;
+                    r.record(ts, State::ALL[(i % 3) as usize + 2]);
+                    for _ in 0..20 {
+                        std::hint::spin_loop();
+                    }
+                }
+            })
+        };
+        while r.recorded() < 100 {
+            std::hint::spin_loop();
+        }
+        let (mut checked, mut tries_failed) = (0, 0);
+        while !writer.is_finished() || checked == 0 {
+            let Some((s, now, totals)) = r.snapshot_with_totals(|| clock.load(Ordering::SeqCst), 100) else {
+                tries_failed += 1;
+                continue;
+            };
+            assert_eq!(s.first, 0, "the ring does not lap in this test");
+            let mut sums = [0u64; COUNT];
+            let mut at = (0, State::Mutator);
+            for e in s.events.iter().chain(core::iter::once(&Event { ts: now, state: State::Mutator })) {
+                sums[at.1 as usize] += e.ts - at.0;
+                at = (e.ts, e.state);
+            }
+            assert_eq!(sums, totals, "totals disagree with a copy of {} events", s.events.len());
+            checked += 1;
+        }
+        writer.join().unwrap();
+        println!("consistent copies checked: {checked}, gave up: {tries_failed}");
     }
 }

@@ -4,6 +4,11 @@
 //! the state it left and goes back to it (`Recorder::record` returns it), so a wbBuf flush inside
 //! a pause shows as pause, flush, pause. A task switch keeps each task's state: the outgoing task's
 //! is saved in its own frame and the incoming task's restored (the kernel's `tasks::switch`).
+//!
+//! This is the one place the states and their categories are defined: the kernel records them
+//! (where each is entered: the kernel's `timeline` module doc), the dashboard's per-core bars sum
+//! them (GC = [`Category::Gc`], halted left out), and xtask's MMU curves and traces read them
+//! from the dump.
 
 /// One core's activity. The discriminants are the dump's encoding: append, never reorder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,7 +34,9 @@ pub enum State {
     Mark = 3,
     /// A dedicated mark worker task draining grey objects (the kernel's `mark-worker` tasks).
     MarkWorker = 4,
-    /// A mutator doing mark work to pay for its allocation (Go's gcAssistAlloc).
+    /// A mutator doing mark work to pay for its allocation (Go's gcAssistAlloc). The collector
+    /// has no such assists yet, so nothing records it today: a cycle runs whole on the task that
+    /// started it ([`State::Mark`]). Assists, when they come, enter it where they begin.
     Assist = 5,
     /// Scanning a task's stack and saved registers during the concurrent mark (a switched-out
     /// task's, chunk by chunk, or the current task's own at a safe point).
