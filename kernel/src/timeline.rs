@@ -6,7 +6,8 @@
 //! Where the transitions are recorded (each a one-line call; states in `tricolor_timeline::State`):
 //! - the collector, through `Platform::event` (`tricolor_gc`): the collecting task's whole cycle
 //!   (`Mark`), its two whole-heap sweeps and allocators' lazy sweeps (`Sweep`), the barrier's
-//!   slow-path flush and `Collector::flush_this_core` (`Flush`: the handshake and the park hook);
+//!   slow-path flush and `Collector::flush_this_core` (`Flush`: the handshake and the park hook),
+//!   mark assists (`Assist`);
 //! - `stw`: the initiator from the stop request to the release, a parked core from parking to
 //!   resuming (`Pause`);
 //! - `gc::scan`: each stack-scan chunk and self-scan (`StackScan`);
@@ -15,7 +16,7 @@
 //!   outgoing task's state stays in its frame, the incoming task's comes back: a state belongs to
 //!   the task that entered it), a new task's start (`Mutator`).
 //!
-//! Nothing records `Assist` yet: the collector has no allocation assists (see its doc).
+//! `Assist` comes from `Collector::mark_assist`, which no kernel workload calls yet.
 //!
 //! A transition masks IRQs for its few instructions, so that an interrupt handler that records
 //! (a park, a flush or scan request) cannot land in the middle of one: each recorder has exactly

@@ -34,9 +34,9 @@ pub enum State {
     Mark = 3,
     /// A dedicated mark worker task draining grey objects (the kernel's `mark-worker` tasks).
     MarkWorker = 4,
-    /// A mutator doing mark work to pay for its allocation (Go's gcAssistAlloc). The collector
-    /// has no such assists yet, so nothing records it today: a cycle runs whole on the task that
-    /// started it ([`State::Mark`]). Assists, when they come, enter it where they begin.
+    /// A mutator doing mark work to pay for its allocation (Go's gcAssistAlloc): the collector's
+    /// `mark_assist`. The host GCBench's mutators call it; the kernel's workloads do not yet (in
+    /// the kernel a cycle runs whole on the task that started it, [`State::Mark`]).
     Assist = 5,
     /// Scanning a task's stack and saved registers during the concurrent mark (a switched-out
     /// task's, chunk by chunk, or the current task's own at a safe point).
