@@ -140,13 +140,13 @@ pub struct Collector {
     snapshot_taken: AtomicBool,
     panic_on_miss: bool,
     trigger: AtomicUsize,
-    cycle_lock: spin::Mutex<()>,
+    cycle_lock: crate::lock::Mutex<()>,
     /// Cycle counters.
     pub stats: CycleStats,
-    misses: spin::Mutex<Vec<Miss>>,
+    misses: crate::lock::Mutex<Vec<Miss>>,
     /// The root census of the cycle being verified (see [`census`]).
-    census: spin::Mutex<CycleCensus>,
-    unscanned: spin::Mutex<Vec<Unscanned>>,
+    census: crate::lock::Mutex<CycleCensus>,
+    unscanned: crate::lock::Mutex<Vec<Unscanned>>,
 }
 
 /// One cycle's root census: the tasks alive at mark start and every range scanned since, by
@@ -176,11 +176,11 @@ impl Collector {
             snapshot_taken: AtomicBool::new(false),
             panic_on_miss: config.panic_on_miss,
             trigger: AtomicUsize::new(config.min_trigger),
-            cycle_lock: spin::Mutex::new(()),
+            cycle_lock: crate::lock::Mutex::new(()),
             stats: CycleStats::new(),
-            misses: spin::Mutex::new(Vec::new()),
-            census: spin::Mutex::new(CycleCensus { at_start: Vec::new(), scanned: Vec::new() }),
-            unscanned: spin::Mutex::new(Vec::new()),
+            misses: crate::lock::Mutex::new(Vec::new()),
+            census: crate::lock::Mutex::new(CycleCensus { at_start: Vec::new(), scanned: Vec::new() }),
+            unscanned: crate::lock::Mutex::new(Vec::new()),
         }
     }
 

@@ -166,13 +166,13 @@ pub struct Heap {
     spans: Box<[Span]>,
     /// Page -> start page of the span covering it (`NO_PAGE` if free).
     page_span: Box<[AtomicU32]>,
-    pages: spin::Mutex<PageMap>,
-    classes: [spin::Mutex<ClassList>; NUM_CLASSES],
+    pages: crate::lock::Mutex<PageMap>,
+    classes: [crate::lock::Mutex<ClassList>; NUM_CLASSES],
     /// Go's `mheap_.sweepgen`: bumped by 2 at every mark termination.
     sweepgen: AtomicU32,
     /// Start pages of the pinned buffers' spans (few: framebuffers). Pinned buffers are roots
     /// (`for_each_pinned`).
-    pinned: spin::Mutex<Vec<u32>>,
+    pinned: crate::lock::Mutex<Vec<u32>>,
     /// Bytes in allocated objects, plus the free objects of spans that caches own (module docs).
     in_use: AtomicUsize,
     /// Poison freed memory (see [`Heap::set_poison`]).
@@ -216,13 +216,13 @@ impl Heap {
             npages,
             spans: (0..npages).map(|_| Span::new()).collect(),
             page_span: (0..npages).map(|_| AtomicU32::new(NO_PAGE)).collect(),
-            pages: spin::Mutex::new(PageMap::new(npages)),
+            pages: crate::lock::Mutex::new(PageMap::new(npages)),
             classes: core::array::from_fn(|_| {
                 // `gen` 0 is never the heap's (it starts at 2), so the first refill rolls.
-                spin::Mutex::new(ClassList { spans: Vec::new(), unswept: 0, partial: Vec::new(), gen: 0 })
+                crate::lock::Mutex::new(ClassList { spans: Vec::new(), unswept: 0, partial: Vec::new(), gen: 0 })
             }),
             sweepgen: AtomicU32::new(2),
-            pinned: spin::Mutex::new(Vec::new()),
+            pinned: crate::lock::Mutex::new(Vec::new()),
             in_use: AtomicUsize::new(0),
             poison: AtomicBool::new(true),
             spans_swept: AtomicU64::new(0),

@@ -17,6 +17,7 @@
 //!   spans per size class, large and pinned spans, per-core allocation caches, sweeping.
 //! - [`roots`]: global root slots (the kernel's `.gcroots`), conservative ranges.
 //! - `mark`: shading, grey work buffers, scanning.
+//! - `lock`: the collector's spin lock, waiting with the `yield` hint on aarch64.
 //! - [`collector`]: the cycle (mark setup, concurrent mark, mark termination, sweep), pacing.
 //! - [`verify`]: the stop-the-world re-mark that reports what the concurrent mark missed.
 //! - [`census`]: the verifier's independent list of the tasks a cycle must scan.
@@ -58,6 +59,7 @@ pub mod barrier;
 pub mod census;
 pub mod collector;
 pub mod heap;
+mod lock;
 mod mark;
 pub mod object;
 mod pages;
