@@ -9,7 +9,8 @@
 //!   slow-path flush and `Collector::flush_this_core` (`Flush`: the handshake and the park hook),
 //!   mark assists (`Assist`);
 //! - `stw`: the initiator from the stop request to the release, a parked core from parking to
-//!   resuming (`Pause`);
+//!   the release (`Pause`; under -icount a parked vCPU resumes up to a tick later, see
+//!   `stw::park_here`);
 //! - `gc::scan`: each stack-scan chunk and self-scan (`StackScan`);
 //! - `gc`'s mark-worker tasks (`MarkWorker`, the whole task);
 //! - `tasks`: the idle task (`Idle`, whether it polls or halts in `wfi`), every task switch (the
@@ -70,6 +71,16 @@ pub fn enter(state: State) -> State {
 #[inline]
 pub fn leave(previous: State) {
     enter(previous);
+}
+
+/// [`leave`], dated counter tick `ts` instead of now (a parked core's pause ends at the release:
+/// `stw::park_here`). Never before the core's last transition, so its events stay in order.
+#[inline]
+pub fn leave_at(previous: State, ts: u64) {
+    let _irqs = IrqGuard::mask();
+    let recorder = &RECORDERS[percore::id()];
+    let ts = ts.clamp(recorder.current().ts, cpu::counter());
+    recorder.record(ts, previous);
 }
 
 /// The calling core is in `state` until the guard drops, then back in the state it was in.

@@ -21,9 +21,9 @@ pub enum State {
     /// polls for work or halts in `wfi` until an interrupt. Not counted for utilisation either
     /// way.
     Idle = 1,
-    /// Stopped for a stop-the-world: on the initiator from the stop request until the release,
-    /// on a parked core from parking until it resumes (its park-hook flush shows as [`Flush`]
-    /// inside it).
+    /// Stopped for a stop-the-world: on the initiator from the stop request until the release
+    /// (time-to-safepoint included), on a parked core from parking until the release (its
+    /// park-hook flush shows as [`Flush`] inside it).
     ///
     /// [`Flush`]: State::Flush
     Pause = 2,
