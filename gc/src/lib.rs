@@ -17,7 +17,6 @@
 //!   spans per size class, large and pinned spans, per-core allocation caches, sweeping.
 //! - [`roots`]: global root slots (the kernel's `.gcroots`), conservative ranges.
 //! - `mark`: shading, grey work buffers, scanning.
-//! - `lock`: the collector's spin lock, waiting with the `yield` hint on aarch64.
 //! - [`collector`]: the cycle (mark setup, concurrent mark, mark termination, sweep), pacing.
 //! - [`verify`]: the stop-the-world re-mark that reports what the concurrent mark missed.
 //! - [`census`]: the verifier's independent list of the tasks a cycle must scan.
@@ -59,9 +58,9 @@ pub mod barrier;
 pub mod census;
 pub mod collector;
 pub mod heap;
-mod lock;
 mod mark;
 pub mod object;
+pub mod pacer;
 mod pages;
 pub mod platform;
 pub mod pointer_map;
@@ -69,6 +68,7 @@ pub mod roots;
 pub mod sizeclass;
 mod span;
 pub mod stats;
+mod sync;
 pub mod verify;
 pub mod wbbuf;
 

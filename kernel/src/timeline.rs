@@ -7,17 +7,16 @@
 //! - the collector, through `Platform::event` (`tricolor_gc`): the collecting task's whole cycle
 //!   (`Mark`), its two whole-heap sweeps and allocators' lazy sweeps (`Sweep`), the barrier's
 //!   slow-path flush and `Collector::flush_this_core` (`Flush`: the handshake and the park hook),
-//!   mark assists (`Assist`);
+//!   mark assists (`Assist`: `Collector::assist_alloc`, from `gc::alloc`);
 //! - `stw`: the initiator from the stop request to the release, a parked core from parking to
 //!   the release (`Pause`; under -icount a parked vCPU resumes up to a tick later, see
 //!   `stw::park_here`);
 //! - `gc::scan`: each stack-scan chunk and self-scan (`StackScan`);
-//! - `gc`'s mark-worker tasks (`MarkWorker`, the whole task);
+//! - `gc`'s mark-worker tasks (`MarkWorker`, the whole task) and `gc::idle_mark`, an idle core's
+//!   marking (`MarkWorker` inside `Idle`);
 //! - `tasks`: the idle task (`Idle`, whether it polls or halts in `wfi`), every task switch (the
 //!   outgoing task's state stays in its frame, the incoming task's comes back: a state belongs to
 //!   the task that entered it), a new task's start (`Mutator`).
-//!
-//! `Assist` comes from `Collector::mark_assist`, which no kernel workload calls yet.
 //!
 //! A transition masks IRQs for its few instructions, so that an interrupt handler that records
 //! (a park, a flush or scan request) cannot land in the middle of one: each recorder has exactly

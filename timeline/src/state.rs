@@ -32,11 +32,13 @@ pub enum State {
     /// In tricolor a cycle runs on the task that started it (a mutator whose allocation crossed
     /// the trigger, or the one that asked for it), so this is time that task's mutator lost.
     Mark = 3,
-    /// A dedicated mark worker task draining grey objects (the kernel's `mark-worker` tasks).
+    /// Draining grey objects as a dedicated mark worker task (the kernel's `mark-worker` tasks,
+    /// on a quarter of the cores) or as an idle core marking between its run-queue checks (Go's
+    /// idle mark workers: the kernel's `gc::idle_mark`).
     MarkWorker = 4,
     /// A mutator doing mark work to pay for its allocation (Go's gcAssistAlloc): the collector's
-    /// `mark_assist`. The host GCBench's mutators call it; the kernel's workloads do not yet (in
-    /// the kernel a cycle runs whole on the task that started it, [`State::Mark`]).
+    /// `assist_alloc` (the kernel's `gc::alloc` pays after each allocation during a mark) and
+    /// `mark_assist` (the host GCBench's).
     Assist = 5,
     /// Scanning a task's stack and saved registers during the concurrent mark (a switched-out
     /// task's, chunk by chunk, or the current task's own at a safe point).
