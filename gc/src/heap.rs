@@ -539,12 +539,16 @@ impl Heap {
         unsafe { (*core.delayed_zero.get()).take() }
     }
 
-    /// Zero a large object's payload left by [`Heap::take_delayed_zero`] (preemptible: the caller
-    /// holds no guard), then make it scannable.
-    pub(crate) fn zero_delayed(&self, (span, at, len): (u32, usize, usize)) {
-        // SAFETY: the payload of an object only the caller holds, not yet handed out; no marker
-        // reads it while its span is no-scan.
+    /// Zero `len` bytes at `at` of a large object's payload left by [`Heap::take_delayed_zero`]
+    /// (the caller goes through it in chunks).
+    pub(crate) fn zero_payload(&self, at: usize, len: usize) {
+        // SAFETY: part of the payload of an object only the caller holds, not yet handed out; no
+        // marker reads it while its span is no-scan.
         unsafe { core::ptr::write_bytes(self.ptr(at), 0, len) };
+    }
+
+    /// The delayed zeroing is done: the object becomes scannable.
+    pub(crate) fn zeroed(&self, span: u32) {
         // Release: a marker that sees the span scannable (a Relaxed load in `find_object`, then
         // the Acquire fence before `scan_object` reads) sees the zeroes.
         self.span(span).noscan.store(false, Ordering::Release);
@@ -639,7 +643,9 @@ impl Heap {
                 span.owned.store(false, Ordering::Release);
                 *e = AllocCache::EMPTY;
             }
-            let sp = self.refill::<P>(class)?;
+            // On the system stack: the refill may sweep, which handles dead objects' addresses
+            // (see `Collector::sweep` for why they must stay out of task stacks).
+            let sp = P::systemstack(|| self.refill::<P>(class))?;
             let span = self.span(sp);
             // Its free objects count as in use while this cache owns it (module docs).
             self.in_use.fetch_add(span.free_count() * span.elem_size(), Ordering::Relaxed);

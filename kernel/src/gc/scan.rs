@@ -43,6 +43,9 @@ use tricolor_gc::{Collector, RootOwner, RootPart, ScanRange};
 use tricolor_runtime::task::{Task, TaskState};
 use tricolor_timeline::State;
 
+/// The name `Task::adopt_boot` gives each core's idle task.
+const IDLE: &str = "idle";
+
 /// The cycle whose stacks are being scanned (0: none); a task is scanned once its `scan_epoch`
 /// equals it.
 static EPOCH: AtomicU64 = AtomicU64::new(0);
@@ -115,6 +118,16 @@ pub fn scan_some(c: &Collector) -> bool {
             scan_current(c, epoch);
             continue;
         }
+        if task.name().as_str() == IDLE && task.state() == TaskState::Ready {
+            // An idle task is never taken out of its queue: its core must find it whenever the
+            // task running there exits (taking it made that core panic with nothing runnable).
+            // It is scanned where it lies, without zeroing below its SP: it may start running
+            // meanwhile, which is harmless because an idle task holds no GC pointer of its own
+            // (its GC work, idle marking, runs on the system stack, and what it polls keeps its
+            // objects in roots: the pinned framebuffer).
+            scan_switched_out(c, task, epoch, false);
+            continue;
+        }
         let taken = {
             // The run queues are also touched from interrupt handlers (the timer's preemption).
             let _irqs = IrqGuard::mask();
@@ -122,7 +135,7 @@ pub fn scan_some(c: &Collector) -> bool {
         };
         match taken {
             Some((core, held)) => {
-                scan_switched_out(c, &held, epoch);
+                scan_switched_out(c, &held, epoch, true);
                 {
                     let _irqs = IrqGuard::mask();
                     tasks::queues().enqueue(core, held);
@@ -153,8 +166,9 @@ fn request_self_scan(task: &Arc<Task>) {
 }
 
 /// Scans a task no core can run (taken out of its queue): its saved registers, then its stack
-/// from the saved SP to the top in chunks, zeroing the dead part below SP first.
-fn scan_switched_out(c: &Collector, task: &Task, epoch: u64) {
+/// from the saved SP to the top in chunks, zeroing the dead part below SP first (`scrub`; not for
+/// an idle task scanned in its queue, which may be running by then).
+fn scan_switched_out(c: &Collector, task: &Task, epoch: u64, scrub: bool) {
     let id = task.id().0;
     let saved = task.context_ptr() as usize;
     {
@@ -168,7 +182,9 @@ fn scan_switched_out(c: &Collector, task: &Task, epoch: u64) {
     let sp = unsafe { task.saved_context() }.sp as usize;
     let (lowest, top) = tasks::mapped_stack(task);
     if sp >= lowest && sp <= top {
-        tasks::scrub(lowest, sp);
+        if scrub {
+            tasks::scrub(lowest, sp);
+        }
         let word = core::mem::size_of::<usize>();
         let mut lo = sp;
         while lo < top {
