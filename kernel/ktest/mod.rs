@@ -15,6 +15,7 @@ mod scenarios;
 mod sched;
 mod stress;
 mod unit;
+mod window;
 
 use crate::registry::{Entry, Kind, Run};
 use alloc::string::String;
