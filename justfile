@@ -35,3 +35,7 @@ bench:
 # Boehm's GCBench on the host (threads 1 and 2, modes buffered and direct) into results/host_gcbench.csv, e.g. `just gcbench-host --quick`.
 gcbench-host *ARGS:
     cargo xtask gcbench-host {{ARGS}}
+
+# GCBench on Boehm GC, Go and tricolor's host collector, side by side (results/compare.{csv,svg}), e.g. `just compare --runs 5`; `just compare --profile` runs callgrind.
+compare *ARGS:
+    cargo xtask compare {{ARGS}}

@@ -355,7 +355,20 @@ impl Collector {
         let core = P::current_core();
         // SAFETY: this core with preemption disabled.
         let work = unsafe { core.work_mut() };
-        mark::drain_some(self, core, work, mark::DRAIN_BUDGET_SLOTS)
+        mark::drain_some(self, core, work, usize::MAX, mark::DRAIN_BUDGET_SLOTS)
+    }
+
+    /// A mutator's mark assist (Go's `gcAssistAlloc`): if a cycle is marking, scan at most `budget`
+    /// grey objects on this core, leaving the rest to the markers. Returns objects scanned.
+    pub fn mark_assist<P: Platform>(&self, budget: usize) -> usize {
+        if self.phase() != Phase::Mark {
+            return 0;
+        }
+        let _np = P::disable_preemption();
+        let core = P::current_core();
+        // SAFETY: this core with preemption disabled.
+        let work = unsafe { core.work_mut() };
+        mark::drain_some(self, core, work, budget, usize::MAX)
     }
 
     /// Run a full cycle on the calling core. Mutators keep running on other cores except in the

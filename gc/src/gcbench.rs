@@ -12,9 +12,28 @@
 //! 4. check the array and walk the long-lived tree (node count, per-node payload): corruption or a
 //!    freed node shows up as an error, not as a number.
 //!
-//! Collections are paced as in the kernel's `gc::alloc`: when the heap in use has reached the
-//! collector's trigger (`percent`), the allocating thread runs a cycle unless another one is
-//! running; when the heap is full it collects (or waits for the running cycle) and retries.
+//! Collections run on a dedicated collector thread (a core of its own, not a mutator), as Go's
+//! background mark workers do: when an allocation finds the heap in use past the start point, the
+//! thread asks for a cycle and goes on allocating. The start point is the collector's trigger
+//! (`percent`, GOGC) or, if lower, the heap size less a reserve for what the mutators allocate
+//! while a cycle runs (one and a half times what they allocated during the last cycle, between a
+//! sixteenth and a half of the heap), so that a cycle usually ends before the heap is full (Go's
+//! memory limit works the same way). With `--percent off` only the heap limit starts cycles, as
+//! in a collector with a fixed heap (Boehm GC collects when its heap is used up).
+//!
+//! While a cycle marks concurrently, allocating mutators assist it (Go's mark assists): every
+//! [`ASSIST_EVERY`] allocations a mutator scans a budget of grey objects, in steps of
+//! microseconds. The budget is set at the start of each cycle so that the mutators alone would
+//! scan as many objects as the last cycle did by the time they have allocated a quarter of what is
+//! left of the heap (Go's assist ratio: scan work over heap distance); the collector thread marks
+//! too, so the mark ends well before the heap is full, and little is allocated black during it
+//! (objects allocated during a mark survive the cycle). The collector thread
+//! stops the world only for the cycle's pauses (all of the mark in `off` mode) and marks and
+//! sweeps concurrently otherwise. A thread whose allocation finds the heap full asks for a cycle
+//! and waits, parked, until it completes, and retries. Each mutator measures, where it happens,
+//! the longest interval it was blocked by the collector: a park at a stop-the-world, or a whole
+//! wait for a full heap (see [`crate::host`]); that, not the stop closure's length, is the pause
+//! a mutator sees.
 //!
 //! # Rooting
 //! A host mutator's Rust locals are not scanned: its "stack" is its [`Mutator`]'s root slots. A
@@ -34,10 +53,11 @@ use core::mem::size_of;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::format;
 use std::string::{String, ToString};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 use std::vec::Vec;
 
-use crate::host::{HostPlatform, Mutator, World};
+use crate::host::{Blocked, HostPlatform, Mutator, World};
 use crate::object::{Gc, GcSlot, Trace, HEADER_SIZE};
 use crate::sizeclass::{class_for, CLASS_SIZES, HEAP_PAGE_SIZE, MAX_SMALL_SIZE};
 use crate::{gc_type, AllocError, BarrierMode, Collector, Config, StatsSnapshot};
@@ -196,25 +216,46 @@ pub struct Params {
     pub mode: BarrierMode,
     /// Heap size; `None` for [`default_heap_bytes`].
     pub heap_bytes: Option<usize>,
-    /// GOGC-like pacing percentage.
+    /// GOGC-like pacing percentage; [`PERCENT_OFF`] for none (the heap limit alone starts cycles).
     pub percent: u32,
     /// Never trigger below this many bytes in use.
     pub min_trigger: usize,
     /// Run the collector's verifier at every mark termination (its time counts as pause).
     pub verify: bool,
+    /// Poison freed memory ([`crate::heap::POISON`]); `--no-poison` switches it off for a
+    /// benchmark (the summary and the BENCH line say so). The stress tests keep it on.
+    pub poison: bool,
 }
+
+/// Allocations between a mutator's mark assists.
+pub const ASSIST_EVERY: u32 = 16;
+
+/// Grey objects per step of the assist of a mutator that found the heap full.
+const FULL_HEAP_ASSIST: usize = 1024;
+
+/// How long a mutator waiting for a cycle with no grey objects to scan sleeps before it looks
+/// again (a cycle's mark may have started meanwhile).
+const HELP_WAIT: Duration = Duration::from_micros(100);
+
+/// `--percent off`: the collector's trigger is 101 times the live heap (the kernel's largest
+/// `gc.percent`), so in effect only the heap limit starts cycles.
+pub const PERCENT_OFF: u32 = 10_000;
 
 /// The example's usage text.
 pub const USAGE: &str = "\
 usage: gcbench [--threads N] [--size full|quick|tiny] [--mode buffered|direct|off|checked]
-               [--heap BYTES|<n>K|<n>M|<n>G] [--percent GOGC] [--verify]
+               [--heap BYTES|<n>K|<n>M|<n>G] [--percent GOGC] [--verify] [--no-poison]
   --threads N   mutator threads, each running the whole benchmark (default 1)
   --size S      full: Boehm's sizes (stretch 18, long-lived 16, 500000 doubles, depths 4..16);
                 quick: 14, 12, 50000, 4..10; tiny: 8, 6, 1000, 4..6 (default full)
   --mode M      write-barrier mode (default buffered)
   --heap H      GC heap size (default: computed from the size, threads and percent)
-  --percent P   collect when the heap reaches live * (100 + P) / 100 (default 100)
+  --percent P   collect when the heap reaches live * (100 + P) / 100 (default 100), or before
+                the heap is full (its size less a reserve for allocation during a cycle);
+                off: only the latter (needs --heap)
   --verify      run the mark verifier at every mark termination (adds to the pauses)
+  --no-poison   do not poison freed memory (sweeping then writes no object memory; the poison
+                check of the stress suites needs it on, so only benchmarks use this)
 ";
 
 impl Params {
@@ -229,6 +270,7 @@ impl Params {
             percent: config.percent,
             min_trigger: config.min_trigger,
             verify: false,
+            poison: true,
         }
     }
 
@@ -239,6 +281,10 @@ impl Params {
         while let Some(arg) = args.next() {
             if arg == "--verify" {
                 p.verify = true;
+                continue;
+            }
+            if arg == "--no-poison" {
+                p.poison = false;
                 continue;
             }
             let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -264,7 +310,11 @@ impl Params {
                 }
                 "--percent" => {
                     let v = value()?;
-                    p.percent = v.parse().map_err(|_| format!("--percent {v}: not a percentage"))?;
+                    p.percent = if v == "off" {
+                        PERCENT_OFF
+                    } else {
+                        v.parse().map_err(|_| format!("--percent {v}: not a percentage or off"))?
+                    };
                 }
                 _ => return Err(format!("unexpected argument '{arg}'")),
             }
@@ -332,10 +382,90 @@ pub struct Report {
     pub depths: Vec<DepthTiming>,
     /// Long-lived tree nodes verified, all threads.
     pub verified_nodes: u64,
+    /// CPU time of the whole process (mutators, collector thread) over `total`; `None` where the
+    /// process CPU clock cannot be read.
+    pub cpu: Option<Duration>,
+    /// What the mutators measured: the longest interval one was blocked by the collector (a
+    /// stop-the-world park or a whole wait for a full heap), and all of them.
+    pub blocked: Blocked,
+    /// The 99th percentile (nearest rank) of the stop-the-world pauses: each cycle's mark setup
+    /// and its longest mark termination attempt.
+    pub pause_p99: Duration,
+    /// The most heap pages that were ever in spans, in bytes (what the collector took of its heap).
+    pub peak_heap: usize,
+    /// The process's peak resident set (`VmHWM`), where `/proc` has it. The heap region is poisoned
+    /// at start, so it is all resident.
+    pub peak_rss: Option<usize>,
+    /// Objects the collector marked, over all cycles (shaded, less those allocated black).
+    pub marked_objects: u64,
+    /// Spans swept, over all cycles (by the collector and by allocators).
+    pub spans_swept: u64,
+    /// Objects the mutators scanned in mark assists (part of `marked_objects`).
+    pub assisted_objects: u64,
+    /// The longest single mark assist (a mutator doing the collector's work, not blocked by it).
+    pub assist_max: Duration,
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+fn percent_name(percent: u32) -> String {
+    if percent == PERCENT_OFF {
+        "off".into()
+    } else {
+        percent.to_string()
+    }
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// The value at quantile `q` of `sorted` (nearest rank), 0 if empty.
+pub fn quantile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// CPU time of the whole process so far (`CLOCK_PROCESS_CPUTIME_ID`).
+#[cfg(target_os = "linux")]
+pub fn process_cpu_time() -> Option<Duration> {
+    #[repr(C)]
+    struct Timespec {
+        tv_sec: i64,
+        tv_nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+    const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+    let mut t = Timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime (libc, which std links on Linux) writes one `struct timespec`, which
+    // is two 64-bit fields on the 64-bit Linux targets, to the valid pointer it is given.
+    let r = unsafe { clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    (r == 0).then(|| Duration::new(t.tv_sec as u64, t.tv_nsec as u32))
+}
+
+/// CPU time of the whole process so far: not available on this OS.
+#[cfg(not(target_os = "linux"))]
+pub fn process_cpu_time() -> Option<Duration> {
+    None
+}
+
+/// The process's peak resident set in bytes, from `/proc/self/status` (`VmHWM`).
+pub fn peak_rss_bytes() -> Option<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_hwm(&status)
+}
+
+fn parse_vm_hwm(status: &str) -> Option<usize> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    let kib: usize = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn heap_mib(bytes: usize) -> String {
@@ -352,18 +482,32 @@ impl Report {
         let p = &self.params;
         format!(
             "BENCH host-gcbench threads={} size={} mode={} heap_mib={} percent={} total_ms={:.1} gc_ms={:.1} \
-             cycles={} max_pause_us={:.1} mean_pause_us={:.1} allocs={}",
+             cycles={} max_pause_us={:.1} mean_pause_us={:.1} allocs={} cpu_ms={} blocked_max_us={:.1} \
+             blocked_stop_max_us={:.1} blocked_total_ms={:.1} pause_p99_us={:.1} peak_heap_mib={:.2} peak_rss_mib={} poison={} \
+             marked_objects={} spans_swept={} assisted_objects={} assist_max_us={:.1}",
             p.threads,
             p.size.name(),
             p.mode.name(),
             heap_mib(self.heap_bytes),
-            p.percent,
+            percent_name(p.percent),
             ms(self.total),
             ms(self.gc),
             self.cycles,
             self.stats.pause_max_ns as f64 / 1e3,
             self.stats.pause_mean_ns as f64 / 1e3,
-            self.stats.allocs
+            self.stats.allocs,
+            self.cpu.map_or("none".into(), |d| format!("{:.1}", ms(d))),
+            us(self.blocked.max),
+            us(self.blocked.max_stop),
+            ms(self.blocked.total),
+            us(self.pause_p99),
+            self.peak_heap as f64 / MIB as f64,
+            self.peak_rss.map_or("none".into(), |b| format!("{:.1}", b as f64 / MIB as f64)),
+            if p.poison { "on" } else { "off" },
+            self.marked_objects,
+            self.spans_swept,
+            self.assisted_objects,
+            us(self.assist_max)
         )
     }
 
@@ -377,13 +521,14 @@ impl Report {
         let _ = writeln!(
             out,
             "GCBench (Boehm's binary trees) on tricolor's collector, host threads as cores\n \
-             {} thread(s), size {}, barrier mode {}, heap {} MiB, GOGC {}%{}",
+             {} mutator thread(s) and a collector thread, size {}, barrier mode {}, heap {} MiB, GOGC {}{}{}",
             p.threads,
             p.size.name(),
             p.mode.name(),
             heap_mib(self.heap_bytes),
-            p.percent,
-            if p.verify { ", verifier on" } else { "" }
+            percent_name(p.percent),
+            if p.verify { ", verifier on" } else { "" },
+            if p.poison { "" } else { ", freed memory NOT poisoned (--no-poison)" }
         );
         let _ = writeln!(
             out,
@@ -437,6 +582,21 @@ impl Report {
             st.flushes,
             st.mark_restarts
         );
+        let _ = writeln!(
+            out,
+            " Mutators blocked by the collector (measured at the mutator): longest {:.1} us (longest park for a \
+             stop alone {:.1} us), {:.1} ms in {} intervals; {} objects scanned in mark assists (longest assist {:.1} us); pause p99 {:.1} us; \
+             peak heap in spans {:.2} MiB; CPU {}",
+            us(self.blocked.max),
+            us(self.blocked.max_stop),
+            ms(self.blocked.total),
+            self.blocked.count,
+            self.assisted_objects,
+            us(self.assist_max),
+            us(self.pause_p99),
+            self.peak_heap as f64 / MIB as f64,
+            self.cpu.map_or("unknown".into(), |d| format!("{:.1} ms", ms(d)))
+        );
         let _ = write!(
             out,
             " Verified: every thread's long-lived tree ({} nodes in all) and array intact",
@@ -454,17 +614,33 @@ enum Stop {
     Aborted,
 }
 
-/// State all threads share.
+/// State all threads share: the collector thread's controls and what it measured.
 struct Shared<'w> {
     world: &'w World,
-    /// Held while a benchmark thread runs a cycle (the kernel's `CYCLE_RUNNING`): a thread that
-    /// finds it taken goes on allocating instead of blocking, because a blocked mutator would never
-    /// reach the safe point the running cycle's stop-the-world waits for.
-    collecting: AtomicBool,
+    /// A cycle was asked for since the collector thread last looked (a trigger or a full heap).
+    requested: AtomicBool,
+    /// Threads waiting for a cycle whatever the trigger says (a full heap, an explicit collect).
+    wanted: AtomicUsize,
+    /// The collector thread sleeps here between cycles.
+    wake: (Mutex<()>, Condvar),
+    /// Completed cycles, and the condition variable waiters for one sleep on.
+    done: (Mutex<u64>, Condvar),
+    /// Set once every mutator is done: the collector thread leaves.
+    quit: AtomicBool,
     gc_ns: AtomicU64,
     cycles: AtomicU64,
     verifier_misses: AtomicUsize,
+    /// Every stop-the-world pause of every cycle (mark setup, the longest termination attempt).
+    pauses: Mutex<Vec<u64>>,
     abort: AtomicBool,
+    /// Heap in use at which the next cycle starts (module docs).
+    start_at: AtomicUsize,
+    /// The reserve `start_at` leaves below the heap size.
+    reserve: AtomicUsize,
+    /// Grey objects a mutator scans every `ASSIST_EVERY` allocations during this cycle's mark.
+    assist_budget: AtomicUsize,
+    /// Objects the last cycle scanned (marked, less those allocated black); 0 before the first.
+    last_scanned: AtomicU64,
 }
 
 impl<'w> Shared<'w> {
@@ -472,35 +648,217 @@ impl<'w> Shared<'w> {
     fn new(world: &'w World) -> Self {
         Shared {
             world,
-            collecting: AtomicBool::new(false),
+            requested: AtomicBool::new(false),
+            wanted: AtomicUsize::new(0),
+            wake: (Mutex::new(()), Condvar::new()),
+            done: (Mutex::new(0), Condvar::new()),
+            quit: AtomicBool::new(false),
             gc_ns: AtomicU64::new(0),
             cycles: AtomicU64::new(0),
             verifier_misses: AtomicUsize::new(0),
+            pauses: Mutex::new(Vec::new()),
             abort: AtomicBool::new(false),
+            start_at: AtomicUsize::new(0),
+            reserve: AtomicUsize::new(0),
+            assist_budget: AtomicUsize::new(0),
+            last_scanned: AtomicU64::new(0),
+        }
+        .paced(0)
+    }
+
+    /// With the start point set for a reserve sized from `allocated_during_cycle` bytes.
+    fn paced(self, allocated_during_cycle: usize) -> Self {
+        self.pace(allocated_during_cycle);
+        self
+    }
+
+    /// Set the start point from the collector's trigger and the heap limit (module docs). The
+    /// reserve shrinks by at most a quarter per cycle, so that one cycle that allocated little
+    /// (it waited for a full heap, say) does not leave the next one too little room.
+    fn pace(&self, allocated_during_cycle: usize) {
+        let c = self.world.collector();
+        let size = c.heap.size();
+        // Ordering: Relaxed throughout; only the collector thread writes these, and a value a
+        // moment stale moves a cycle or an assist by a few allocations.
+        let reserve = reserve(self.reserve.load(Ordering::Relaxed), allocated_during_cycle, size);
+        self.reserve.store(reserve, Ordering::Relaxed);
+        self.start_at.store(c.trigger().min(size - reserve), Ordering::Relaxed);
+    }
+
+    /// Set the assist budget for the cycle about to start (module docs): the objects the last
+    /// cycle scanned (or, before the first, all objects in use) over half the objects that still fit.
+    fn set_assist_budget(&self) {
+        let c = self.world.collector();
+        let in_use = c.heap.in_use();
+        // Ordering: Relaxed, see `pace`.
+        let scanned = match self.last_scanned.load(Ordering::Relaxed) {
+            0 => in_use / node_bytes(),
+            n => n as usize,
+        };
+        let room = c.heap.size().saturating_sub(in_use) / node_bytes();
+        self.assist_budget.store(assist_budget(scanned, room), Ordering::Relaxed);
+    }
+
+    /// Objects marked so far less those allocated black, all cores.
+    fn scanned_objects(&self) -> u64 {
+        self.world.cores().iter().map(|c| c.stats().shaded.get() - c.stats().allocs_black.get()).sum()
+    }
+
+    /// Whether the heap in use has reached the start point.
+    #[inline]
+    fn should_collect(&self) -> bool {
+        // Ordering: Relaxed; see `pace`.
+        self.world.collector().heap.in_use() >= self.start_at.load(Ordering::Relaxed)
+    }
+
+    /// Objects allocated so far, all cores.
+    fn allocs(&self) -> u64 {
+        self.world.cores().iter().map(|c| c.stats().allocs.get()).sum()
+    }
+
+    /// Run `f` with the collector thread running on core `core` (not a mutator's core), then stop
+    /// it.
+    fn with_collector<R: Send>(&self, core: usize, f: impl FnOnce() -> R + Send) -> R {
+        std::thread::scope(|scope| {
+            let collector = scope.spawn(|| self.world.run_on(core, || self.collector_main()));
+            /// Stops the collector thread even if `f` panics (or the scope would never end).
+            struct Quit<'a, 'w>(&'a Shared<'w>);
+            impl Drop for Quit<'_, '_> {
+                fn drop(&mut self) {
+                    // Ordering: Relaxed; `kick` takes the wake lock, which orders it.
+                    self.0.quit.store(true, Ordering::Relaxed);
+                    self.0.notify();
+                }
+            }
+            let quit = Quit(self);
+            let r = f();
+            drop(quit);
+            collector.join().expect("the collector thread panicked");
+            r
+        })
+    }
+
+    /// The collector thread: sleep until asked, run a cycle if the heap needs one, repeat.
+    fn collector_main(&self) {
+        let c = self.world.collector();
+        loop {
+            {
+                let (lock, cv) = &self.wake;
+                let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
+                // Ordering: Relaxed under the lock the kickers take before notifying.
+                while !self.requested.load(Ordering::Relaxed) && !self.quit.load(Ordering::Relaxed) {
+                    g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+            if self.quit.load(Ordering::Relaxed) {
+                return;
+            }
+            // Cleared before looking at the heap: a trigger that comes after this look asks again.
+            // Ordering: SeqCst, so the clear is ordered before the loads below and against a
+            // kicker's swap (a kick either sees the clear and notifies, or lands before it and
+            // is served by this look).
+            self.requested.store(false, Ordering::SeqCst);
+            // A request made during the previous cycle is stale once its sweep has updated the
+            // heap; look again.
+            if !self.should_collect() && self.wanted.load(Ordering::SeqCst) == 0 {
+                continue;
+            }
+            let t = Instant::now();
+            let allocs = self.allocs();
+            let scanned = self.scanned_objects();
+            self.set_assist_budget();
+            let report = c.collect::<P>();
+            // Ordering: Relaxed, see `pace`.
+            self.last_scanned.store(self.scanned_objects() - scanned, Ordering::Relaxed);
+            // GCBench allocates nodes (and one array): what the mutators allocated meanwhile.
+            self.pace((self.allocs() - allocs) as usize * node_bytes());
+            // Ordering: Relaxed; totals read after every thread joined.
+            self.gc_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            self.cycles.fetch_add(1, Ordering::Relaxed);
+            self.verifier_misses.fetch_add(report.verifier_misses, Ordering::Relaxed);
+            self.pauses.lock().unwrap().extend(report.pause_ns.iter().copied().filter(|&p| p > 0));
+            let (lock, cv) = &self.done;
+            *lock.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            cv.notify_all();
         }
     }
 
-    /// Run a cycle on the calling thread unless one is running; true if this thread ran one.
-    fn try_collect(&self) -> bool {
-        // Ordering: Acquire pairs with the Release below: the previous cycle (sweep included) is
-        // complete before this one starts; the collector's own lock would serialise them anyway.
-        if self.collecting.swap(true, Ordering::Acquire) {
-            return false;
+    /// Ask the collector thread for a cycle (it runs one if the heap still needs it).
+    #[inline]
+    fn kick(&self) {
+        // Ordering: Relaxed look first, so that a thread allocating past the trigger during a cycle
+        // does one RMW, not one per allocation. A stale `true` is harmless: the collector clears
+        // the flag before it looks at the heap, and the heap only grows until it does.
+        if !self.requested.load(Ordering::Relaxed) {
+            self.notify();
         }
-        let t = Instant::now();
-        let report = self.world.collector().collect::<P>();
-        // Ordering: Relaxed; totals read after every thread joined.
-        self.gc_ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
-        self.cycles.fetch_add(1, Ordering::Relaxed);
-        self.verifier_misses.fetch_add(report.verifier_misses, Ordering::Relaxed);
-        self.collecting.store(false, Ordering::Release);
-        true
+    }
+
+    #[cold]
+    fn notify(&self) {
+        // Ordering: SeqCst, see `collector_main`.
+        self.requested.store(true, Ordering::SeqCst);
+        let (lock, cv) = &self.wake;
+        drop(lock.lock().unwrap_or_else(|e| e.into_inner()));
+        cv.notify_one();
+    }
+
+    /// Have the collector run a cycle, and wait (parked: stops proceed) until a cycle completes.
+    #[cfg(test)]
+    fn wait_for_cycle(&self, m: &Mutator<'_>) {
+        self.help_until_cycle(m, || 0);
+    }
+
+    /// [`Shared::wait_for_cycle`], but while the cycle marks, `assist` first: scan its grey
+    /// objects (safe points between steps) and park only when there are none (for at most
+    /// [`HELP_WAIT`], then look again). Returns the objects `assist` scanned.
+    fn help_until_cycle(&self, m: &Mutator<'_>, mut assist: impl FnMut() -> usize) -> u64 {
+        let (lock, cv) = &self.done;
+        let seen = *lock.lock().unwrap_or_else(|e| e.into_inner());
+        // Ordering: SeqCst, see `collector_main`'s look at `wanted`.
+        self.wanted.fetch_add(1, Ordering::SeqCst);
+        self.kick();
+        let mut assisted = 0;
+        loop {
+            m.safe_point();
+            let n = assist();
+            assisted += n as u64;
+            if n > 0 {
+                continue;
+            }
+            let done = m.park_while(|| {
+                let g = lock.lock().unwrap_or_else(|e| e.into_inner());
+                let (g, _) =
+                    cv.wait_timeout_while(g, HELP_WAIT, |done| *done == seen).unwrap_or_else(|e| e.into_inner());
+                *g != seen
+            });
+            if done {
+                break;
+            }
+        }
+        self.wanted.fetch_sub(1, Ordering::SeqCst);
+        assisted
     }
 
     fn aborted(&self) -> bool {
         // Ordering: Relaxed; a late look only means a few more trees are built.
         self.abort.load(Ordering::Relaxed)
     }
+}
+
+/// The reserve below the heap size at which cycles start: 1.5 times what was allocated during the
+/// last cycle, shrinking by at most a quarter of the `previous` reserve per cycle, between a
+/// sixteenth and a half of the heap `size`.
+fn reserve(previous: usize, allocated_during_cycle: usize, size: usize) -> usize {
+    (allocated_during_cycle * 3 / 2).max(previous * 3 / 4).clamp(size / 16, size / 2)
+}
+
+/// Grey objects to scan per [`ASSIST_EVERY`] allocations so that the mutators alone scan `scanned`
+/// objects by the time they have allocated a quarter of the `room` (objects that still fit).
+/// Everything allocated during a mark survives the cycle, so a mark that lets the mutators fill
+/// the room leaves the next cycle a full heap.
+fn assist_budget(scanned: usize, room: usize) -> usize {
+    (scanned * ASSIST_EVERY as usize).div_ceil((room / 4).max(1)).clamp(1, 4096)
 }
 
 /// Root slot of the long-lived tree.
@@ -518,6 +876,12 @@ struct Bench<'s, 'w> {
     c: &'w Collector,
     m: Mutator<'w>,
     sp: usize,
+    /// Objects this thread scanned in mark assists.
+    assisted: u64,
+    /// Allocations past the start point since the last assist.
+    since_assist: u32,
+    /// The longest assist.
+    assist_max: Duration,
 }
 
 impl<'s, 'w> Bench<'s, 'w> {
@@ -525,18 +889,36 @@ impl<'s, 'w> Bench<'s, 'w> {
     fn new(shared: &'s Shared<'w>, depth: u32) -> Self {
         // `make_tree(d)` holds two subtrees per unfinished level: 2 * d slots.
         let m = shared.world.mutator(STACK_BASE + 2 * depth as usize);
-        Bench { shared, c: shared.world.collector(), m, sp: STACK_BASE }
+        Bench {
+            shared,
+            c: shared.world.collector(),
+            m,
+            sp: STACK_BASE,
+            assisted: 0,
+            since_assist: 0,
+            assist_max: Duration::ZERO,
+        }
     }
 
     /// Allocate a zeroed `T`: safe point, trigger check, allocation. The caller keeps the rooting
     /// rule (module docs): everything it still needs is reachable from its root slots.
+    #[inline(always)]
     fn alloc<T: Trace>(&mut self) -> Result<Gc<T>, AllocError> {
         self.m.safe_point();
-        // The kernel checks the trigger after allocating, with the new object on its stack. Here
-        // the new object would be in a Rust local, which no scan sees, so the check comes first;
-        // the pacing is the same, give or take one object.
-        if self.c.should_collect() {
-            self.shared.try_collect();
+        // A cycle runs only past the start point, so outside cycles this is the only check.
+        if self.shared.should_collect() {
+            self.shared.kick();
+            self.since_assist += 1;
+            if self.since_assist >= ASSIST_EVERY {
+                self.since_assist = 0;
+                // Ordering: Relaxed; see `Shared::pace`. (`mark_assist` does nothing unless marking.)
+                let budget = self.shared.assist_budget.load(Ordering::Relaxed);
+                if self.c.phase() == crate::Phase::Mark {
+                    let t = Instant::now();
+                    self.assisted += self.c.mark_assist::<P>(budget) as u64;
+                    self.assist_max = self.assist_max.max(t.elapsed());
+                }
+            }
         }
         match self.c.alloc::<P, T>() {
             Ok(object) => Ok(object),
@@ -544,17 +926,22 @@ impl<'s, 'w> Bench<'s, 'w> {
         }
     }
 
-    /// The heap is full: collect (or let the running cycle finish) and retry
-    /// ([`crate::Collector::alloc_when_full`]).
+    /// The heap is full: have the collector complete a cycle, scanning its grey objects while it
+    /// marks rather than waiting, and retry ([`crate::Collector::alloc_when_full`]). All of it is
+    /// one interval this mutator was blocked, assists included. (Safe points between the steps let
+    /// the mark's stops happen; the rooting rule holds, since this is the start of an allocation.)
+    #[cold]
+    #[inline(never)]
     fn alloc_full_heap<T: Trace>(&mut self) -> Result<Gc<T>, AllocError> {
-        let (shared, m) = (self.shared, &self.m);
-        self.c.alloc_when_full::<P, T>(|| {
-            if !shared.try_collect() {
-                // Another thread's cycle: park if it stops the world, let it run.
-                m.safe_point();
-                std::thread::yield_now();
-            }
-        })
+        let (shared, m, c) = (self.shared, &self.m, self.c);
+        let mut assisted = 0;
+        let r = m.blocked_interval(|| {
+            c.alloc_when_full::<P, T>(|| {
+                assisted += shared.help_until_cycle(m, || c.mark_assist::<P>(FULL_HEAP_ASSIST));
+            })
+        });
+        self.assisted += assisted;
+        r
     }
 
     fn node(&mut self) -> Result<Gc<Node>, AllocError> {
@@ -739,10 +1126,15 @@ fn check_top(root: Gc<Node>, depth: u32) -> Result<(), String> {
 
 /// One thread's results.
 struct ThreadOutcome {
+    blocked: Blocked,
+    assisted: u64,
+    assist_max: Duration,
     stretch: Duration,
     long_lived: Duration,
     depths: Vec<DepthTiming>,
     done: Instant,
+    /// The process's CPU time when this thread was done.
+    cpu_done: Option<Duration>,
     verified_nodes: u64,
 }
 
@@ -779,6 +1171,7 @@ fn thread_main<const N: usize>(shared: &Shared<'_>, s: Shape) -> Result<ThreadOu
         depths.push(b.time_construction(&s, d)?);
     }
     let done = Instant::now();
+    let cpu_done = process_cpu_time();
 
     // The handles must still be the ones in the root slots, and everything must be intact.
     if b.m.root(LONG_LIVED) != long_lived.addr() || b.m.root(ARRAY) != array.addr() {
@@ -791,7 +1184,18 @@ fn thread_main<const N: usize>(shared: &Shared<'_>, s: Shape) -> Result<ThreadOu
         .verify_tree(long_lived, s.long_lived_depth)
         .map_err(|e| Stop::Failed(format!("long-lived tree corrupted: {e}")))?;
     verify_array(&array.data).map_err(|e| Stop::Failed(format!("long-lived array corrupted: {e}")))?;
-    Ok(ThreadOutcome { stretch: stretch_time, long_lived: long_lived_time, depths, done, verified_nodes })
+    let blocked = b.m.blocked();
+    Ok(ThreadOutcome {
+        blocked,
+        assisted: b.assisted,
+        assist_max: b.assist_max,
+        stretch: stretch_time,
+        long_lived: long_lived_time,
+        depths,
+        done,
+        cpu_done,
+        verified_nodes,
+    })
 }
 
 /// Run the benchmark. `Err` names what failed: out of memory (with the heap state), corruption,
@@ -811,29 +1215,37 @@ fn run_sized<const N: usize>(p: &Params) -> Result<Report, String> {
     if p.threads == 0 {
         return Err("no threads".into());
     }
+    if p.percent == PERCENT_OFF && p.heap_bytes.is_none() {
+        return Err("--percent off needs --heap (no GOGC to size the heap from)".into());
+    }
     let heap_bytes = p.heap_bytes();
     let config = Config { percent: p.percent, min_trigger: p.min_trigger, verify: p.verify, ..Config::default() };
-    let world = World::new(p.threads, heap_bytes, config, p.mode);
+    // Cores 0..threads are the mutators, the last one the collector thread.
+    let world = World::new(p.threads + 1, heap_bytes, config, p.mode);
+    world.collector().heap.set_poison(p.poison);
     let shared = Shared::new(&world);
     let start = Instant::now();
-    let outcomes: Vec<Result<ThreadOutcome, Stop>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..p.threads)
-            .map(|t| {
-                let shared = &shared;
-                scope.spawn(move || {
-                    let r = shared.world.run_on(t, || thread_main::<N>(shared, shape));
-                    if r.is_err() {
-                        // Ordering: Relaxed; the others only need to see it eventually.
-                        shared.abort.store(true, Ordering::Relaxed);
-                    }
-                    r
+    let cpu_start = process_cpu_time();
+    let outcomes: Vec<Result<ThreadOutcome, Stop>> = shared.with_collector(p.threads, || {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..p.threads)
+                .map(|t| {
+                    let shared = &shared;
+                    scope.spawn(move || {
+                        let r = shared.world.run_on(t, || thread_main::<N>(shared, shape));
+                        if r.is_err() {
+                            // Ordering: Relaxed; the others only need to see it eventually.
+                            shared.abort.store(true, Ordering::Relaxed);
+                        }
+                        r
+                    })
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(Stop::Failed("a benchmark thread panicked".into()))))
-            .collect()
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(Stop::Failed("a benchmark thread panicked".into()))))
+                .collect()
+        })
     });
 
     let mut threads = Vec::new();
@@ -871,10 +1283,34 @@ fn run_sized<const N: usize>(p: &Params) -> Result<Report, String> {
         })
         .collect();
     let per_thread: Vec<Duration> = threads.iter().map(|o| o.done - start).collect();
+    let last = threads.iter().max_by_key(|o| o.done).expect("at least one thread");
+    let cpu = last.cpu_done.zip(cpu_start).map(|(end, start)| end.saturating_sub(start));
+    let blocked = threads.iter().fold(Blocked::default(), |a, o| Blocked {
+        max: a.max.max(o.blocked.max),
+        max_stop: a.max_stop.max(o.blocked.max_stop),
+        total: a.total + o.blocked.total,
+        count: a.count + o.blocked.count,
+    });
+    let mut pauses = core::mem::take(&mut *shared.pauses.lock().unwrap());
+    pauses.sort_unstable();
+    let (mut shaded, mut black) = (0, 0);
+    for core in world.cores() {
+        shaded += core.stats().shaded.get();
+        black += core.stats().allocs_black.get();
+    }
     Ok(Report {
         params: *p,
         heap_bytes,
         total: per_thread.iter().copied().max().unwrap_or_default(),
+        cpu,
+        blocked,
+        pause_p99: Duration::from_nanos(quantile(&pauses, 0.99)),
+        peak_heap: world.collector().heap.peak_bytes(),
+        peak_rss: peak_rss_bytes(),
+        marked_objects: shaded - black,
+        spans_swept: world.collector().heap.spans_swept(),
+        assisted_objects: threads.iter().map(|o| o.assisted).sum(),
+        assist_max: threads.iter().map(|o| o.assist_max).max().unwrap_or_default(),
         gc: Duration::from_nanos(shared.gc_ns.load(Ordering::Relaxed)),
         cycles: shared.cycles.load(Ordering::Relaxed),
         stats,
@@ -891,8 +1327,18 @@ mod tests {
     use super::*;
 
     fn tiny(threads: usize, mode: BarrierMode) -> Params {
-        // A small trigger floor so the tiny heap sees several cycles.
-        Params { threads, mode, min_trigger: 16 * 1024, verify: true, ..Params::new(Size::Tiny) }
+        // A small trigger floor so that cycles are triggered, and a heap (12 pages a thread) smaller
+        // than the ~230 KiB any one thread allocates: each thread needs cycles while it runs,
+        // however late the collector thread gets a CPU and however the threads overlap, so each is
+        // blocked (parked for a stop, or waiting for a full heap) at least once.
+        Params {
+            threads,
+            mode,
+            min_trigger: 16 * 1024,
+            verify: true,
+            heap_bytes: Some(threads * 12 * HEAP_PAGE_SIZE),
+            ..Params::new(Size::Tiny)
+        }
     }
 
     #[test]
@@ -915,8 +1361,11 @@ mod tests {
             assert_eq!(r.stats.cycles, r.cycles, "every cycle is the benchmark's");
             assert_eq!(r.stats.allocs, threads as u64 * s.allocs_per_thread(), "{mode:?}");
             assert_eq!(r.verified_nodes, threads as u64 * tree_size(s.long_lived_depth));
-            assert!(r.gc > Duration::ZERO && r.total >= r.gc, "cycles run one at a time, inside the run");
+            assert!(r.gc > Duration::ZERO);
             assert!(r.stats.pause_max_ns > 0);
+            assert!(r.blocked.count >= 1 && r.blocked.max > Duration::ZERO, "{mode:?}: {:?}", r.blocked);
+            assert!(r.peak_heap > 0 && r.peak_heap <= r.heap_bytes);
+            assert!(r.marked_objects > 0 && r.spans_swept > 0);
             assert_eq!(r.depths.len(), 2);
             let line = r.bench_line();
             assert!(line.starts_with(&format!("BENCH host-gcbench threads={threads} size=tiny mode={}", mode.name())));
@@ -934,47 +1383,68 @@ mod tests {
 
     #[test]
     fn verification_catches_corrupt_trees_and_arrays() {
-        let world = World::new(1, 64 * HEAP_PAGE_SIZE, Config::default(), BarrierMode::Buffered);
+        let world = World::new(2, 64 * HEAP_PAGE_SIZE, Config::default(), BarrierMode::Buffered);
         let shared = Shared::new(&world);
-        world.run_on(0, || {
-            let mut b = Bench::new(&shared, 4);
-            let root = b.make_tree(4).unwrap();
-            b.m.set_root(TEMP, root.addr());
-            assert_eq!(b.verify_tree(root, 4), Ok(tree_size(4)));
-            assert!(b.verify_tree(root, 5).is_err(), "wrong depth");
-            let leaf = root.left.get().unwrap().right.get().unwrap().left.get().unwrap().left.get().unwrap();
-            leaf.j.store(0, Ordering::Relaxed);
-            assert!(b.verify_tree(root, 4).unwrap_err().contains("payload"));
-            leaf.set_payload(0);
-            // A collection with the tree rooted keeps it; a cut subtree makes the count wrong.
-            assert!(shared.try_collect());
-            assert_eq!(b.verify_tree(root, 4), Ok(tree_size(4)));
-            let inner = root.right.get().unwrap();
-            inner.left.set::<P>(None);
-            assert!(b.verify_tree(root, 4).unwrap_err().contains("lacks its left child"));
-            // A pointer to something that is not a node.
-            let array = b.alloc::<DoubleArray<1000>>().unwrap();
-            inner.left.as_atomic().store(array.addr(), Ordering::Relaxed);
-            assert!(b.verify_tree(root, 4).unwrap_err().contains("is not a node"));
-            inner.left.as_atomic().store(0, Ordering::Relaxed);
+        shared.with_collector(1, || {
+            world.run_on(0, || {
+                let mut b = Bench::new(&shared, 4);
+                let root = b.make_tree(4).unwrap();
+                b.m.set_root(TEMP, root.addr());
+                assert_eq!(b.verify_tree(root, 4), Ok(tree_size(4)));
+                assert!(b.verify_tree(root, 5).is_err(), "wrong depth");
+                let leaf = root.left.get().unwrap().right.get().unwrap().left.get().unwrap().left.get().unwrap();
+                leaf.j.store(0, Ordering::Relaxed);
+                assert!(b.verify_tree(root, 4).unwrap_err().contains("payload"));
+                leaf.set_payload(0);
+                // A collection with the tree rooted keeps it; a cut subtree makes the count wrong.
+                shared.wait_for_cycle(&b.m);
+                assert_eq!(shared.cycles.load(Ordering::Relaxed), 1, "the collector thread ran the cycle");
+                assert_eq!(b.verify_tree(root, 4), Ok(tree_size(4)));
+                let inner = root.right.get().unwrap();
+                inner.left.set::<P>(None);
+                assert!(b.verify_tree(root, 4).unwrap_err().contains("lacks its left child"));
+                // A pointer to something that is not a node.
+                let array = b.alloc::<DoubleArray<1000>>().unwrap();
+                inner.left.as_atomic().store(array.addr(), Ordering::Relaxed);
+                assert!(b.verify_tree(root, 4).unwrap_err().contains("is not a node"));
+                inner.left.as_atomic().store(0, Ordering::Relaxed);
 
-            for (i, e) in array.data.iter().enumerate() {
-                e.store(array_value(i, 1000), Ordering::Relaxed);
-            }
-            assert_eq!(verify_array(&array.data), Ok(()));
-            array.data[250].store(0, Ordering::Relaxed);
-            assert!(verify_array(&array.data).unwrap_err().contains("array[250] = 0, expected 0.004"));
-            array.data[250].store(array_value(250, 1000), Ordering::Relaxed);
-            array.data[999].store(1, Ordering::Relaxed);
-            assert!(verify_array(&array.data).unwrap_err().contains("array[999]"));
-            b.m.set_root(TEMP, 0);
+                for (i, e) in array.data.iter().enumerate() {
+                    e.store(array_value(i, 1000), Ordering::Relaxed);
+                }
+                assert_eq!(verify_array(&array.data), Ok(()));
+                array.data[250].store(0, Ordering::Relaxed);
+                assert!(verify_array(&array.data).unwrap_err().contains("array[250] = 0, expected 0.004"));
+                array.data[250].store(array_value(250, 1000), Ordering::Relaxed);
+                array.data[999].store(1, Ordering::Relaxed);
+                assert!(verify_array(&array.data).unwrap_err().contains("array[999]"));
+                b.m.set_root(TEMP, 0);
+            })
         });
+    }
+
+    #[test]
+    fn pacing_reserve_and_assist_budget() {
+        let size = 64 * MIB;
+        assert_eq!(reserve(0, 0, size), size / 16, "floor");
+        assert_eq!(reserve(0, 8 * MIB, size), 12 * MIB, "1.5x the allocation during the last cycle");
+        assert_eq!(reserve(12 * MIB, 0, size), 9 * MIB, "shrinks by a quarter at most");
+        assert_eq!(reserve(0, 40 * MIB, size), size / 2, "ceiling");
+        // 100 000 objects to scan, 400 000 fit: the mutators alone finish within 100 000
+        // allocations, one scanned per allocation.
+        assert_eq!(assist_budget(100_000, 400_000), ASSIST_EVERY as usize);
+        assert_eq!(assist_budget(1, 1_000_000), 1, "at least one");
+        assert_eq!(assist_budget(1_000_000, 0), 4096, "a full heap: as much as one step may");
     }
 
     #[test]
     fn command_line() {
         let args = |s: &str| Params::parse_args(s.split_whitespace().map(String::from));
         assert_eq!(args("").unwrap(), Params::new(Size::Full));
+        assert_eq!(args("--percent off").unwrap().percent, PERCENT_OFF);
+        assert!(!args("--no-poison").unwrap().poison);
+        let e = run(&Params { percent: PERCENT_OFF, ..Params::new(Size::Tiny) }).unwrap_err();
+        assert!(e.contains("--percent off needs --heap"), "{e}");
         let p = args("--threads 2 --size quick --mode direct --heap 64M --percent 50 --verify").unwrap();
         assert_eq!(
             p,

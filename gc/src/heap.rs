@@ -1,8 +1,20 @@
 //! The heap: a region given at init, cut into pages, grouped into spans; object lookup; allocation
 //! through per-core span caches; sweeping with Go's `sweepgen` protocol.
+//!
+//! # The allocation fast path
+//! Each core caches, per size class, a span it owns and the free objects of one word of that
+//! span's alloc bitmap ([`AllocCache`], Go's `mcache` entry with its `allocCache`). Allocating is
+//! a count-trailing-zeros of that word, clearing the bit, and setting the object's alloc bit with
+//! a plain store (the owner is the only writer of an owned span's alloc bits): no lock, no atomic
+//! read-modify-write, no shared counter (Go's `nextFreeFast`). When the word is used up the slow
+//! path moves to the next word with free objects, and when the span is full, to a new span.
+//!
+//! `in_use` counts a span's free objects as in use from the time a cache takes the span (Go's
+//! `heapLive` does the same), so allocating does not touch it; the cache gives the unused rest
+//! back when it lets the span go at mark termination.
 
 use core::fmt;
-use core::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -34,6 +46,27 @@ pub const PINNED_TAIL_PAGES: usize = 1;
 pub const POISON: u8 = 0xA5;
 
 const NO_PAGE: u32 = u32::MAX;
+
+/// A core's allocation cache for one size class: the span it allocates from and the free objects
+/// of one of that span's bitmap words. Touched only by its core (the [`GcCore`] ownership rule).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct AllocCache {
+    /// Start page of the owned span, [`NO_SPAN`] if none.
+    span: u32,
+    /// The bitmap word `free` describes.
+    word: u32,
+    /// Objects of word `word` that are free and not handed out yet (bit `b`: object `64 * word + b`).
+    free: u64,
+    /// The span's first address.
+    base: usize,
+    /// Its object size.
+    elem: usize,
+}
+
+impl AllocCache {
+    /// No span.
+    pub(crate) const EMPTY: AllocCache = AllocCache { span: NO_SPAN, word: 0, free: 0, base: 0, elem: 0 };
+}
 
 /// Why an allocation failed, with the heap state at the time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +102,9 @@ pub(crate) struct ObjRef {
     pub(crate) index: u32,
     /// Address of the object's first byte (its header, or the buffer for no-scan spans).
     pub(crate) base: usize,
+    /// Its span holds no-scan objects (read once, at the lookup: it never changes while the
+    /// span is in use).
+    pub(crate) noscan: bool,
 }
 
 /// Per size class, the spans a refill may take (a simpler form of Go's mcentral span sets).
@@ -136,7 +172,12 @@ pub struct Heap {
     /// Start pages of the pinned buffers' spans (few: framebuffers). Pinned buffers are roots
     /// (`for_each_pinned`).
     pinned: spin::Mutex<Vec<u32>>,
+    /// Bytes in allocated objects, plus the free objects of spans that caches own (module docs).
     in_use: AtomicUsize,
+    /// Poison freed memory (see [`Heap::set_poison`]).
+    poison: AtomicBool,
+    /// Spans swept, ever (a profile's denominator).
+    spans_swept: AtomicU64,
 }
 
 // SAFETY: the raw base pointer is only used to form pointers into the region the heap exclusively
@@ -182,7 +223,32 @@ impl Heap {
             sweepgen: AtomicU32::new(2),
             pinned: spin::Mutex::new(Vec::new()),
             in_use: AtomicUsize::new(0),
+            poison: AtomicBool::new(true),
+            spans_swept: AtomicU64::new(0),
         }
+    }
+
+    /// Poison freed memory (the default), or not. Off, sweeping writes no object memory at all
+    /// and [`Heap::check_poisoned`] means nothing: only benchmarks switch it off, and say so.
+    pub fn set_poison(&self, on: bool) {
+        // Ordering: Relaxed; set before mutators run (a late switch only changes which freed
+        // objects get poisoned).
+        self.poison.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether freed memory is poisoned.
+    pub fn poisons(&self) -> bool {
+        self.poison.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes of heap pages that were ever in spans at once.
+    pub fn peak_bytes(&self) -> usize {
+        self.pages.lock().peak_used() * HEAP_PAGE_SIZE
+    }
+
+    /// Spans swept since the heap was made.
+    pub fn spans_swept(&self) -> u64 {
+        self.spans_swept.load(Ordering::Relaxed)
     }
 
     /// Heap size in bytes.
@@ -195,7 +261,8 @@ impl Heap {
         self.base_addr
     }
 
-    /// Bytes in allocated objects.
+    /// Bytes in allocated objects, counting the free objects of spans that cores allocate from
+    /// as in use (at most one page per size class and core; exact after a mark termination).
     pub fn in_use(&self) -> usize {
         self.in_use.load(Ordering::Relaxed)
     }
@@ -238,15 +305,20 @@ impl Heap {
         if sp == NO_PAGE {
             return None;
         }
-        let span = self.span(sp);
+        debug_assert!((sp as usize) < self.spans.len());
+        // SAFETY: `page_span` holds only start pages of spans, which are pages of this heap
+        // (`new_span`), so `sp < npages == spans.len()`.
+        let span = unsafe { self.spans.get_unchecked(sp as usize) };
         if span.state.load(Ordering::Acquire) == SPAN_FREE {
             return None;
         }
-        let index = (addr - self.span_base(sp)) / span.elem_size();
+        // A multiplication, not a division (`Span::div_mul`).
+        let index = span.index_of(addr - self.span_base(sp));
         if index >= span.nelems() || !span.alloc.get(index) {
             return None;
         }
-        Some(ObjRef { span: sp, index: index as u32, base: self.span_base(sp) + index * span.elem_size() })
+        let base = self.span_base(sp) + index * span.elem_size();
+        Some(ObjRef { span: sp, index: index as u32, base, noscan: span.noscan.load(Ordering::Relaxed) })
     }
 
     /// The object a conservatively scanned word (a stack word, a saved register) refers to: as
@@ -267,14 +339,27 @@ impl Heap {
 
     /// The object's type (`BYTES_TYPE` for no-scan raw buffers).
     pub(crate) fn type_of(&self, obj: &ObjRef) -> &'static GcType {
-        if self.span(obj.span).noscan.load(Ordering::Relaxed) {
+        if obj.noscan {
             return &crate::object::BYTES_TYPE;
         }
         // SAFETY: `obj` is an allocated object with a header, initialised before its address
         // could reach the caller (allocation's Release fence / STW handshake). The header word is
         // read atomically because allocation of neighbouring objects may be in progress.
         let word = unsafe { &*(self.ptr(obj.base) as *const AtomicUsize) }.load(Ordering::Relaxed);
-        // SAFETY: headers hold `&'static GcType` addresses written by `init_object`.
+        // SAFETY: headers hold `&'static GcType` addresses written by `alloc_object`.
+        unsafe { &*core::ptr::with_exposed_provenance::<GcType>(word) }
+    }
+
+    /// The type of the object whose header is at `base`: a grey object's (shaded, so allocated
+    /// with a header, and not freed before the sweep). The marker's scan reads nothing else of its
+    /// metadata.
+    #[inline]
+    pub(crate) fn type_at(&self, base: usize) -> &'static GcType {
+        debug_assert!(self.find_object(base).is_some_and(|o| o.base == base && !self.is_noscan(&o)));
+        // SAFETY: as in `type_of`: an allocated object's header, initialised before its address
+        // reached the marker, read atomically because neighbours may be allocated meanwhile.
+        let word = unsafe { &*(self.ptr(base) as *const AtomicUsize) }.load(Ordering::Relaxed);
+        // SAFETY: headers hold `&'static GcType` addresses written by `alloc_object`.
         unsafe { &*core::ptr::with_exposed_provenance::<GcType>(word) }
     }
 
@@ -284,7 +369,7 @@ impl Heap {
 
     /// Whether the object holds pointers to scan.
     pub(crate) fn is_noscan(&self, obj: &ObjRef) -> bool {
-        self.span(obj.span).noscan.load(Ordering::Relaxed)
+        obj.noscan
     }
 
     /// The report of a failed allocation of `requested` bytes: what the heap holds now.
@@ -304,29 +389,92 @@ impl Heap {
     /// ([`Heap::alloc_error`]) once, so a retry loop on a full heap does not pay for it (a walk of
     /// the page map under its lock) at every attempt. The caller is `core` with preemption
     /// disabled.
+    ///
+    /// The fast path (a free object in the core's cache word) makes no call, so that its caller
+    /// needs no frame; everything else is one call in tail position.
+    #[inline(always)]
     pub(crate) fn try_alloc_object(&self, core: &GcCore, ty: &'static GcType, black: bool) -> Option<usize> {
-        let size = ty.size + HEADER_SIZE;
-        let (span, index, base) = match class_for(size) {
-            Some(class) => self.alloc_small(core, class)?,
-            None => self.alloc_large(size.div_ceil(HEAP_PAGE_SIZE), false, false)?,
+        if let Some(class) = class_for(ty.size + HEADER_SIZE) {
+            // SAFETY: the caller is `core` with preemption disabled (this function's contract).
+            let e = &mut unsafe { core.cache_mut() }[class];
+            if e.free != 0 {
+                let (span, index, base) = self.take_cached(e);
+                return Some(self.init_object(core, ty, black, span, index, base));
+            }
+        }
+        self.try_alloc_object_slow(core, ty, black)
+    }
+
+    /// [`Heap::try_alloc_object`] when the cache word is used up, or for a large object.
+    #[cold]
+    #[inline(never)]
+    fn try_alloc_object_slow(&self, core: &GcCore, ty: &'static GcType, black: bool) -> Option<usize> {
+        let Some(class) = class_for(ty.size + HEADER_SIZE) else {
+            return self.alloc_large_object(core, ty, black);
         };
-        let s = self.span(span);
+        let (span, index, base) = self.alloc_small(core, class)?;
+        Some(self.init_object(core, ty, black, span, index, base))
+    }
+
+    /// Initialise a small object just taken from a cache: black if `black`, header, zeroed
+    /// payload, published. Returns the payload address.
+    #[inline(always)]
+    fn init_object(
+        &self,
+        core: &GcCore,
+        ty: &'static GcType,
+        black: bool,
+        span: u32,
+        index: usize,
+        base: usize,
+    ) -> usize {
         if black {
-            s.mark.set(index);
-            core.stats.shaded.bump();
-            core.stats.bytes_marked.add(s.elem_size() as u64);
+            self.allocated_black(core, span, index);
         }
         let p = self.ptr(base);
-        // SAFETY: `[base, base + elem_size)` is a freshly allocated object only this core knows.
+        // SAFETY: `[base, base + size)` lies in a freshly allocated object only this core knows.
+        // The rest of its size class stays as it was (poisoned): nothing reads past `ty.size`.
         unsafe {
-            core::ptr::write_bytes(p, 0, s.elem_size());
             (p as *mut usize).write((ty as *const GcType).expose_provenance());
+            core::ptr::write_bytes(p.add(HEADER_SIZE), 0, ty.size);
         }
         core.stats.allocs.bump();
-        self.in_use.fetch_add(s.elem_size(), Ordering::Relaxed);
         // Go's publicationBarrier: the object's initialisation (header, zeroes, alloc bit) is
         // ordered before any store that publishes its address. Release fence; markers pair it
         // with an Acquire fence before scanning an object.
+        fence(Ordering::Release);
+        base + HEADER_SIZE
+    }
+
+    /// Allocation during a mark is black.
+    #[inline(always)]
+    fn allocated_black(&self, core: &GcCore, span: u32, index: usize) {
+        let s = self.span(span);
+        s.mark.set(index);
+        core.stats.shaded.bump();
+        core.stats.allocs_black.bump();
+        core.stats.bytes_marked.add(s.elem_size() as u64);
+    }
+
+    /// An object too big for a size class, in a span of its own.
+    #[cold]
+    #[inline(never)]
+    fn alloc_large_object(&self, core: &GcCore, ty: &'static GcType, black: bool) -> Option<usize> {
+        let size = ty.size + HEADER_SIZE;
+        let (span, index, base) = self.alloc_large(size.div_ceil(HEAP_PAGE_SIZE), false, false)?;
+        let elem = self.span(span).elem_size();
+        if black {
+            self.allocated_black(core, span, index);
+        }
+        let p = self.ptr(base);
+        // SAFETY: `[base, base + elem)` is a freshly allocated span only this core knows.
+        unsafe {
+            core::ptr::write_bytes(p, 0, elem);
+            (p as *mut usize).write((ty as *const GcType).expose_provenance());
+        }
+        core.stats.allocs.bump();
+        self.in_use.fetch_add(elem, Ordering::Relaxed);
+        // Publication barrier, as in `init_object`.
         fence(Ordering::Release);
         Some(base + HEADER_SIZE)
     }
@@ -374,21 +522,63 @@ impl Heap {
         }
     }
 
+    /// A free object of `class` from `core`'s cache: (span, index, address). The fast path.
+    #[inline(always)]
     fn alloc_small(&self, core: &GcCore, class: usize) -> Option<(u32, usize, usize)> {
         // SAFETY: the caller is `core` with preemption disabled (alloc_object's contract).
-        let cache = unsafe { core.cache_mut() };
+        let e = &mut unsafe { core.cache_mut() }[class];
+        if e.free == 0 {
+            return self.alloc_small_slow(e, class);
+        }
+        Some(self.take_cached(e))
+    }
+
+    /// Hand out the lowest free object of a cache word that has one.
+    #[inline(always)]
+    fn take_cached(&self, e: &mut AllocCache) -> (u32, usize, usize) {
+        debug_assert!(e.free != 0);
+        let bit = e.free.trailing_zeros();
+        e.free &= e.free - 1;
+        let index = e.word as usize * 64 + bit as usize;
+        // The owner is the only writer of an owned span's alloc bits (`set_single_writer`).
+        self.span(e.span).alloc.set_single_writer(e.word as usize, bit);
+        (e.span, index, e.base + index * e.elem)
+    }
+
+    /// The cache word is used up: the next word of the span with free objects, else a new span.
+    #[cold]
+    #[inline(never)]
+    fn alloc_small_slow(&self, e: &mut AllocCache, class: usize) -> Option<(u32, usize, usize)> {
         loop {
-            let sp = cache[class];
-            if sp != NO_SPAN {
-                let span = self.span(sp);
-                if let Some(i) = span.take_free() {
-                    return Some((sp, i, self.span_base(sp) + i * span.elem_size()));
+            if e.span != NO_SPAN {
+                let span = self.span(e.span);
+                // Words before `e.word` were used up; no one else allocates from this span.
+                for w in e.word as usize + 1..span.words() {
+                    let free = span.free_bits(w);
+                    if free != 0 {
+                        e.word = w as u32;
+                        e.free = free;
+                        return Some(self.take_cached(e));
+                    }
                 }
-                // Ordering: Release hands the span (its alloc bits) back to whoever claims it.
+                // Full. Ordering: Release hands the span (its alloc bits) back to whoever claims it.
                 span.owned.store(false, Ordering::Release);
-                cache[class] = NO_SPAN;
+                *e = AllocCache::EMPTY;
             }
-            cache[class] = self.refill(class)?;
+            let sp = self.refill(class)?;
+            let span = self.span(sp);
+            // Its free objects count as in use while this cache owns it (module docs).
+            self.in_use.fetch_add(span.free_count() * span.elem_size(), Ordering::Relaxed);
+            *e = AllocCache {
+                span: sp,
+                word: 0,
+                free: span.free_bits(0),
+                base: self.span_base(sp),
+                elem: span.elem_size(),
+            };
+            if e.free != 0 {
+                return Some(self.take_cached(e));
+            }
         }
     }
 
@@ -472,6 +662,8 @@ impl Heap {
         s.npages.store(npages as u32, Ordering::Relaxed);
         s.elem_size.store(elem, Ordering::Relaxed);
         s.nelems.store(nelems as u32, Ordering::Relaxed);
+        let div_mul = if kind == SPAN_SMALL { u32::MAX / elem as u32 + 1 } else { 0 };
+        s.div_mul.store(div_mul, Ordering::Relaxed);
         s.pinned.store(pinned, Ordering::Relaxed);
         s.noscan.store(noscan, Ordering::Relaxed);
         s.owned.store(false, Ordering::Relaxed);
@@ -508,8 +700,10 @@ impl Heap {
             self.page_span[p].store(NO_PAGE, Ordering::Release);
         }
         s.state.store(SPAN_FREE, Ordering::Release);
-        // SAFETY: the span's memory is ours (no allocated object remains in it).
-        unsafe { core::ptr::write_bytes(self.ptr(self.span_base(sp)), POISON, npages * HEAP_PAGE_SIZE) };
+        if self.poisons() {
+            // SAFETY: the span's memory is ours (no allocated object remains in it).
+            unsafe { core::ptr::write_bytes(self.ptr(self.span_base(sp)), POISON, npages * HEAP_PAGE_SIZE) };
+        }
         self.pages.lock().free(sp as usize, npages);
     }
 
@@ -519,10 +713,13 @@ impl Heap {
         for core in cores {
             // SAFETY: the world is stopped (caller's contract), so no core uses its cache.
             let cache = unsafe { core.cache_mut() };
-            for sp in cache.iter_mut() {
-                if *sp != NO_SPAN {
-                    self.span(*sp).owned.store(false, Ordering::Relaxed);
-                    *sp = NO_SPAN;
+            for e in cache.iter_mut() {
+                if e.span != NO_SPAN {
+                    let span = self.span(e.span);
+                    // The free objects it counted as in use when it took the span.
+                    self.in_use.fetch_sub(span.free_count() * span.elem_size(), Ordering::Relaxed);
+                    span.owned.store(false, Ordering::Relaxed);
+                    *e = AllocCache::EMPTY;
                 }
             }
         }
@@ -568,38 +765,57 @@ impl Heap {
     }
 
     /// Sweep a claimed span: free unmarked objects (poisoning them), clear mark bits; with
-    /// `may_free`, return an empty unpinned span's pages.
+    /// `may_free`, return an empty unpinned span's pages. The work is a few operations per bitmap
+    /// word plus, with poisoning on, writing the freed bytes: one `write_bytes` per run of
+    /// neighbouring dead objects, and none at all for a span that is freed whole (`free_span`
+    /// poisons it in one go).
+    #[inline(never)]
     fn sweep_claimed(&self, sp: u32, may_free: bool) -> SweepResult {
         let s = self.span(sp);
+        self.spans_swept.fetch_add(1, Ordering::Relaxed);
         let elem = s.elem_size();
         let pinned = s.pinned.load(Ordering::Relaxed);
-        let mut r = SweepResult::default();
-        let mut live = 0;
-        for w in 0..BITMAP_WORDS {
+        let words = s.words();
+        let mut dead = [0u64; BITMAP_WORDS];
+        let (mut live, mut freed) = (0, 0);
+        for (w, dead) in dead.iter_mut().enumerate().take(words) {
             let alloc = s.alloc.word(w);
-            let marked = s.mark.word(w);
-            let dead = if pinned { 0 } else { alloc & !marked };
-            let mut bits = dead;
-            while bits != 0 {
-                let i = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                let base = self.span_base(sp) + i * elem;
-                // SAFETY: object `i` is unreachable (unmarked after a complete mark), so nothing
-                // reads it; the span is claimed by this sweeper.
-                unsafe { core::ptr::write_bytes(self.ptr(base), POISON, elem) };
-                r.objects_freed += 1;
-                r.bytes_freed += elem;
+            *dead = if pinned { 0 } else { alloc & !s.mark.word(w) };
+            live += (alloc & !*dead).count_ones() as usize;
+            freed += dead.count_ones() as usize;
+        }
+        let r = SweepResult { bytes_freed: freed * elem, objects_freed: freed, span_freed: false };
+        let free_whole = may_free && live == 0 && !s.owned.load(Ordering::Relaxed);
+        let poison = self.poisons() && !free_whole;
+        for (w, &dead) in dead.iter().enumerate().take(words) {
+            if dead != 0 {
+                s.alloc.store_word(w, s.alloc.word(w) & !dead);
+                if poison {
+                    self.poison_runs(sp, elem, w, dead);
+                }
             }
-            let keep = alloc & !dead;
-            live += keep.count_ones();
-            s.alloc.store_word(w, keep);
             s.mark.store_word(w, 0);
         }
-        if may_free && live == 0 && !s.owned.load(Ordering::Relaxed) {
+        if free_whole {
             self.free_span(sp);
-            r.span_freed = true;
+            return SweepResult { span_freed: true, ..r };
         }
         r
+    }
+
+    /// Poison the objects of bitmap word `w` of span `sp` whose bits are set in `dead`, one
+    /// `write_bytes` per run of neighbours.
+    fn poison_runs(&self, sp: u32, elem: usize, w: usize, mut dead: u64) {
+        while dead != 0 {
+            let first = dead.trailing_zeros();
+            // Length of the run of ones starting at `first`.
+            let run = (!(dead >> first)).trailing_zeros();
+            let base = self.span_base(sp) + (w * 64 + first as usize) * elem;
+            // SAFETY: these objects are unreachable (unmarked after a complete mark), so nothing
+            // reads them; the span is claimed by this sweeper.
+            unsafe { core::ptr::write_bytes(self.ptr(base), POISON, run as usize * elem) };
+            dead = if first + run >= 64 { 0 } else { dead & (u64::MAX << (first + run)) };
+        }
     }
 
     /// Check that every byte outside allocated objects is poisoned. Call with the world stopped

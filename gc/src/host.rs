@@ -5,18 +5,46 @@
 //! [`World::run_on`]. Mutator threads hold a [`Mutator`], whose root array stands in for the
 //! task's stack (scanned conservatively, written without barriers) and which must call
 //! [`Mutator::safe_point`] regularly; stop-the-world waits for every attached mutator to park
-//! there. The world serialises with every other world in the process, because the barrier flag
-//! and mode are process-wide statics.
+//! there (or in [`Mutator::park_while`], a blocking wait such as one for a full heap to be
+//! collected). The world serialises with every other world in the process, because the barrier
+//! flag and mode are process-wide statics.
+//!
+//! # The handshake
+//! Each mutator has a state word, `RUNNING` or `PARKED`. A stop sets `requested`, then waits until
+//! no other mutator is `RUNNING`. A mutator leaves a park by storing `RUNNING` and then re-reading
+//! `requested`; if a stop is requested it goes back to `PARKED`. Both sides are SeqCst (a
+//! store-then-load on each side, Dekker's pattern): either the stopper sees `RUNNING` and waits,
+//! or the mutator sees the request and parks again, so no mutator runs beside a stop's closure,
+//! even one that starts right after the previous stop's release.
+//!
+//! Parked mutators spin for [`PARK_SPIN`] and then sleep on a condition variable that the
+//! release notifies, so a long pause (a stop-the-world mark) does not burn a CPU the collector
+//! could use. The spins use the CPU's spin hint, not `yield`: on a loaded host a yield can hand
+//! the CPU to another process for a whole time slice, which a short pause would then wait out.
+//!
+//! # Blocked time
+//! Each mutator measures, where it happens, every interval the collector kept it from running:
+//! a park at a safe point, a [`Mutator::park_while`] wait, or a caller-delimited
+//! [`Mutator::blocked_interval`] (a whole wait for a full heap, parks included, counts as one).
+//! [`Mutator::blocked`] gives the longest, the total and the count.
+//!
+//! # Concurrent stack scans
+//! A mutator's slots are scanned during the concurrent mark, not in the pause (a model of the
+//! kernel's per-task scans): mark setup flags every attached mutator, and each scans its own slots
+//! at its next safe point (the collecting thread scans its own mutator when it asks
+//! [`Platform::scan_stacks`]); the mark may not terminate while any flag is set. A mutator attached
+//! during the mark needs no scan (its slots start zeroed and get only barrier-shaded or black
+//! objects), nor does one that leaves (its slots die with it).
 
 extern crate std;
 
 use core::cell::Cell;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::alloc::{alloc, dealloc, Layout};
 use std::boxed::Box;
-use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 use std::vec::Vec;
 
 use crate::barrier::{self, BarrierMode, WRITE_BARRIER};
@@ -24,6 +52,28 @@ use crate::census::{CensusEntry, RootOwner, RootPart};
 use crate::collector::{Collector, Config};
 use crate::platform::{GcCore, Platform, ScanRange};
 use crate::sizeclass::HEAP_PAGE_SIZE;
+
+/// How long a parked mutator spins before it sleeps until the release.
+pub const PARK_SPIN: Duration = Duration::from_micros(200);
+
+/// Spin-hint iterations between looks at the clock.
+const SPINS_PER_LOOK: u32 = 64;
+
+const RUNNING: u8 = 0;
+const PARKED: u8 = 1;
+
+/// One attached mutator as the world sees it: its handshake state and its "stack".
+struct MutatorState {
+    state: AtomicU8,
+    range: ScanRange,
+    /// Names it in scans and census reports.
+    id: usize,
+    /// A planted blind spot: the platform's scan skips these slots, the census still lists them
+    /// ([`Mutator::hide_from_scan`]).
+    hidden: AtomicBool,
+    /// The concurrent mark still has to scan these slots (module docs).
+    scan_pending: AtomicBool,
+}
 
 /// One simulated machine.
 pub struct World {
@@ -33,17 +83,13 @@ pub struct World {
     layout: Layout,
     stw: Mutex<()>,
     requested: AtomicBool,
-    parked: AtomicUsize,
-    attached: AtomicUsize,
-    /// Each mutator's root slots: (id, range, hidden from the scan).
-    stacks: Mutex<Vec<(usize, ScanRange, bool)>>,
-    /// Mutators whose slots the concurrent mark still has to scan (ids); each scans its own at
-    /// its next safe point (`Mutator::safe_point`), a model of a task scanning its own stack when
-    /// the collector asks.
-    scan_pending: Mutex<Vec<usize>>,
-    /// Set while `scan_pending` is not empty: the safe point's fast check.
-    scan_wanted: AtomicBool,
-    next_stack_id: AtomicUsize,
+    /// Attached mutators, in attach order.
+    mutators: Mutex<Vec<Arc<MutatorState>>>,
+    /// Parked mutators that stopped spinning sleep here until a release.
+    release: (Mutex<()>, Condvar),
+    /// Mutators whose `scan_pending` is set: the safe point's fast check, and the mark's.
+    scans_pending: AtomicUsize,
+    next_mutator_id: AtomicUsize,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -55,10 +101,20 @@ unsafe impl Send for World {}
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// What the current thread is: its world, its core, and its mutator state if one is attached.
+#[derive(Clone, Copy)]
+struct Current {
+    world: *const World,
+    core: *const GcCore,
+    index: usize,
+    mutator: *const MutatorState,
+}
+
+const DETACHED: Current =
+    Current { world: core::ptr::null(), core: core::ptr::null(), index: 0, mutator: core::ptr::null() };
+
 std::thread_local! {
-    static CURRENT: Cell<(*const World, usize, bool)> = const { Cell::new((core::ptr::null(), 0, false)) };
-    /// The id of the mutator this thread attached, if it did.
-    static MUTATOR_ID: Cell<Option<usize>> = const { Cell::new(None) };
+    static CURRENT: Cell<Current> = const { Cell::new(DETACHED) };
 }
 
 impl World {
@@ -80,12 +136,10 @@ impl World {
             layout,
             stw: Mutex::new(()),
             requested: AtomicBool::new(false),
-            parked: AtomicUsize::new(0),
-            attached: AtomicUsize::new(0),
-            stacks: Mutex::new(Vec::new()),
-            scan_pending: Mutex::new(Vec::new()),
-            scan_wanted: AtomicBool::new(false),
-            next_stack_id: AtomicUsize::new(0),
+            mutators: Mutex::new(Vec::new()),
+            release: (Mutex::new(()), Condvar::new()),
+            scans_pending: AtomicUsize::new(0),
+            next_mutator_id: AtomicUsize::new(0),
             _serial: serial,
         });
         // Process-wide barrier state starts clean for every world.
@@ -100,17 +154,23 @@ impl World {
         &self.collector
     }
 
+    /// The cores' collector state (counters).
+    pub fn cores(&self) -> &[GcCore] {
+        &self.cores
+    }
+
     /// Run `f` as core `core` on this thread.
     pub fn run_on<R>(&self, core: usize, f: impl FnOnce() -> R) -> R {
         assert!(core < self.cores.len());
-        let prev = CURRENT.with(|c| c.replace((self as *const World, core, false)));
+        let me = Current { world: self, core: &self.cores[core], index: core, mutator: core::ptr::null() };
+        let prev = CURRENT.with(|c| c.replace(me));
         let r = f();
         CURRENT.with(|c| c.set(prev));
         r
     }
 
     fn current() -> &'static World {
-        let (w, _, _) = CURRENT.with(|c| c.get());
+        let w = CURRENT.with(|c| c.get().world);
         assert!(!w.is_null(), "not running on a world core (use World::run_on)");
         // SAFETY: the pointer was set by `run_on` on a world that outlives the closure it runs
         // (`run_on` borrows it), and every use through `HostPlatform` happens inside that closure.
@@ -126,58 +186,100 @@ impl World {
         let slots = NonNull::new(Box::into_raw(slots)).expect("Box is not null");
         let lo = slots.as_ptr().cast::<AtomicUsize>().expose_provenance();
         let range = ScanRange { lo, hi: lo + roots * core::mem::size_of::<usize>() };
-        let id = self.next_stack_id.fetch_add(1, Ordering::Relaxed);
-        self.stacks.lock().unwrap().push((id, range, false));
-        // Ordering: SeqCst, see `stop_the_world`: a concurrent STW either counts this mutator or
-        // this mutator's safe point sees the request.
-        self.attached.fetch_add(1, Ordering::SeqCst);
-        CURRENT.with(|c| {
-            let (w, core, _) = c.get();
-            c.set((w, core, true));
+        // Registered parked: a stop in progress may scan the (zeroed) slots; `unpark` below then
+        // waits for it like any parked mutator.
+        let id = self.next_mutator_id.fetch_add(1, Ordering::Relaxed);
+        let state = Arc::new(MutatorState {
+            state: AtomicU8::new(PARKED),
+            range,
+            id,
+            hidden: AtomicBool::new(false),
+            scan_pending: AtomicBool::new(false),
         });
-        MUTATOR_ID.with(|m| m.set(Some(id)));
-        let m = Mutator { world: self, slots, id };
-        m.safe_point();
+        self.mutators.lock().unwrap().push(state.clone());
+        CURRENT.with(|c| {
+            let mut cur = c.get();
+            assert!(cur.mutator.is_null(), "this thread already has a mutator");
+            cur.mutator = Arc::as_ptr(&state);
+            c.set(cur);
+        });
+        let m = Mutator { world: self, slots, state, blocked: Cell::new(Blocked::default()), outer: Cell::new(false) };
+        self.unpark(&m.state);
         m
     }
 
-    /// Scans mutator `id`'s slots if the concurrent mark still wants them (the mutator's own
-    /// thread at a safe point, or the collector for its own thread's mutator).
-    fn scan_own(&self, id: usize) {
-        let mut pending = self.scan_pending.lock().unwrap();
-        let Some(at) = pending.iter().position(|&p| p == id) else { return };
-        let range = self.stacks.lock().unwrap().iter().find(|e| e.0 == id && !e.2).map(|e| e.1);
-        if let Some(range) = range {
-            self.collector.scan_stack::<HostPlatform>(range, RootOwner { task: id as u64, part: RootPart::Stack });
+    /// Scans `me`'s slots if the concurrent mark still wants them (its own thread at a safe
+    /// point, or the collecting thread for its own mutator).
+    fn scan_own(&self, me: &MutatorState) {
+        // Ordering: SeqCst like the handshake words. The flag is cleared only after the scan, and
+        // the count after the flag: the mark sees the count at zero only once every scan is done.
+        if !me.scan_pending.load(Ordering::SeqCst) {
+            return;
         }
-        pending.swap_remove(at);
-        // Ordering: SeqCst like the handshake words; a stale `true` only costs a lock.
-        self.scan_wanted.store(!pending.is_empty(), Ordering::SeqCst);
+        if !me.hidden.load(Ordering::Relaxed) {
+            self.collector
+                .scan_stack::<HostPlatform>(me.range, RootOwner { task: me.id as u64, part: RootPart::Stack });
+        }
+        self.clear_scan(me);
     }
 
-    fn safe_point(&self) {
-        if self.scan_wanted.load(Ordering::SeqCst) {
-            let (_, _, is_mutator) = CURRENT.with(|c| c.get());
-            if is_mutator {
-                if let Some(id) = MUTATOR_ID.with(|m| m.get()) {
-                    self.scan_own(id);
+    /// Takes `me` off the list of pending scans, if it is on it.
+    fn clear_scan(&self, me: &MutatorState) {
+        // Ordering: SeqCst, see `scan_own`; the swap makes one thread the one that decrements.
+        if me.scan_pending.swap(false, Ordering::SeqCst) {
+            self.scans_pending.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Leave the parked state: `RUNNING`, unless a stop is requested (then wait for its release
+    /// and try again). See the module docs for why this cannot overlap a stop's closure.
+    fn unpark(&self, me: &MutatorState) {
+        loop {
+            // Ordering: SeqCst store then SeqCst load, against the stopper's SeqCst store of
+            // `requested` then load of `state` (module docs). The load also acquires the
+            // stopper's release store of `requested`, so its closure's writes are visible here.
+            me.state.store(RUNNING, Ordering::SeqCst);
+            if !self.requested.load(Ordering::SeqCst) {
+                return;
+            }
+            me.state.store(PARKED, Ordering::SeqCst);
+            self.wait_for_release();
+        }
+    }
+
+    /// Wait (parked) until no stop is requested: spin for [`PARK_SPIN`], then sleep.
+    fn wait_for_release(&self) {
+        let spin_until = Instant::now() + PARK_SPIN;
+        let mut spins = 0u32;
+        // Ordering: SeqCst, see `unpark`; the exit is re-checked there anyway.
+        while self.requested.load(Ordering::SeqCst) {
+            spins += 1;
+            if spins.is_multiple_of(SPINS_PER_LOOK) && Instant::now() >= spin_until {
+                let (lock, cv) = &self.release;
+                let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
+                // Checked under the lock the releaser takes before notifying: no lost wake-up.
+                while self.requested.load(Ordering::SeqCst) {
+                    g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
                 }
+                return;
             }
+            core::hint::spin_loop();
         }
-        // Ordering: SeqCst on the handshake words keeps one total order between the request, the
-        // parked count and the release, and (as Release/Acquire pairs) makes everything this
-        // thread did before parking visible to the STW closure and vice versa.
-        if self.requested.load(Ordering::SeqCst) {
-            self.parked.fetch_add(1, Ordering::SeqCst);
-            while self.requested.load(Ordering::SeqCst) {
-                std::thread::yield_now();
-            }
-            // Tests widen the window between seeing the release and counting out, which the
-            // handshake must close (`back_to_back_stops_never_overlap_a_running_mutator`).
-            #[cfg(test)]
-            std::thread::yield_now();
-            self.parked.fetch_sub(1, Ordering::SeqCst);
-        }
+    }
+
+    /// Park `me` until the current stop is released; returns how long it was parked.
+    fn park(&self, me: &MutatorState) -> Duration {
+        let t = Instant::now();
+        // Ordering: SeqCst, see `unpark`. As a release it also publishes everything this thread
+        // did before parking to the stopper, which Acquire-loads the state.
+        me.state.store(PARKED, Ordering::SeqCst);
+        self.wait_for_release();
+        // Tests widen the window between seeing the release and running again, which the
+        // handshake must close (`back_to_back_stops_never_overlap_a_running_mutator`).
+        #[cfg(test)]
+        std::thread::yield_now();
+        self.unpark(me);
+        t.elapsed()
     }
 }
 
@@ -189,11 +291,27 @@ impl Drop for World {
     }
 }
 
-/// A mutator thread's registration: its "stack" of root slots.
+/// What a mutator measured of the time the collector kept it from running.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Blocked {
+    /// The longest interval.
+    pub max: Duration,
+    /// The longest park at a safe point for a stop-the-world alone (no wait for a full heap).
+    pub max_stop: Duration,
+    /// All intervals together.
+    pub total: Duration,
+    /// How many intervals.
+    pub count: u64,
+}
+
+/// A mutator thread's registration: its "stack" of root slots and its handshake state.
 pub struct Mutator<'w> {
     world: &'w World,
     slots: NonNull<[AtomicUsize]>,
-    id: usize,
+    state: Arc<MutatorState>,
+    blocked: Cell<Blocked>,
+    /// Inside `blocked_interval`: parks are part of the enclosing interval.
+    outer: Cell<bool>,
 }
 
 impl Mutator<'_> {
@@ -202,9 +320,68 @@ impl Mutator<'_> {
         unsafe { self.slots.as_ref() }
     }
 
-    /// Park if a stop-the-world is requested. Call often, never inside a barrier or allocation.
+    /// Park if a stop-the-world is requested, and scan this mutator's slots if the concurrent mark
+    /// asks for them. Call often, never inside a barrier or allocation.
+    #[inline]
     pub fn safe_point(&self) {
-        self.world.safe_point();
+        // Ordering: Relaxed; a scan request seen late is seen at a later safe point, and the mark
+        // waits for it (`scan_stacks`).
+        if self.world.scans_pending.load(Ordering::Relaxed) != 0 {
+            self.world.scan_own(&self.state);
+        }
+        // Ordering: SeqCst, see `World::unpark` (on x86 and aarch64 a plain load).
+        if self.world.requested.load(Ordering::SeqCst) {
+            self.park_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn park_slow(&self) {
+        let d = self.world.park(&self.state);
+        self.record(d, true);
+    }
+
+    /// Run `f` counted as parked: stops proceed without waiting for this thread. `f` must not touch
+    /// the heap, its objects or this mutator's root slots (it waits, e.g. for a cycle to finish).
+    /// Its time counts as blocked.
+    pub fn park_while<R>(&self, f: impl FnOnce() -> R) -> R {
+        let t = Instant::now();
+        // Ordering: SeqCst, see `World::park`.
+        self.state.state.store(PARKED, Ordering::SeqCst);
+        let r = f();
+        self.world.unpark(&self.state);
+        self.record(t.elapsed(), false);
+        r
+    }
+
+    /// Run `f` and count all of it as one blocked interval (parks inside it are part of it, not
+    /// intervals of their own): e.g. an allocation's whole wait for a full heap to be collected.
+    pub fn blocked_interval<R>(&self, f: impl FnOnce() -> R) -> R {
+        let was = self.outer.replace(true);
+        let t = Instant::now();
+        let r = f();
+        self.outer.set(was);
+        self.record(t.elapsed(), false);
+        r
+    }
+
+    fn record(&self, d: Duration, stop: bool) {
+        if self.outer.get() {
+            return;
+        }
+        let b = self.blocked.get();
+        self.blocked.set(Blocked {
+            max: b.max.max(d),
+            max_stop: if stop { b.max_stop.max(d) } else { b.max_stop },
+            total: b.total + d,
+            count: b.count + 1,
+        });
+    }
+
+    /// The intervals this mutator was blocked by the collector so far.
+    pub fn blocked(&self) -> Blocked {
+        self.blocked.get()
     }
 
     /// Root slot `i` (a stack word: written without a barrier).
@@ -222,9 +399,7 @@ impl Mutator<'_> {
     /// mutator's slots (as a kernel scan skips a stack it cannot find), while the census still
     /// lists it.
     pub fn hide_from_scan(&self) {
-        for entry in self.world.stacks.lock().unwrap().iter_mut().filter(|e| e.0 == self.id) {
-            entry.2 = true;
-        }
+        self.state.hidden.store(true, Ordering::Relaxed);
     }
 
     /// Number of root slots.
@@ -241,21 +416,20 @@ impl Mutator<'_> {
 impl Drop for Mutator<'_> {
     fn drop(&mut self) {
         self.safe_point();
-        self.world.stacks.lock().unwrap().retain(|(id, _, _)| *id != self.id);
+        // Parked for good: a stop that took its list of mutators before the removal below does
+        // not wait for this thread. The removal takes the list's lock, which a stop's stack scan
+        // holds while it reads the slots, so the slots are freed only after any such read.
+        // Ordering: SeqCst, see `World::park`.
+        self.state.state.store(PARKED, Ordering::SeqCst);
+        self.world.mutators.lock().unwrap().retain(|m| !Arc::ptr_eq(m, &self.state));
         // A mutator that leaves needs no scan (its slots die with it).
-        {
-            let mut pending = self.world.scan_pending.lock().unwrap();
-            pending.retain(|&p| p != self.id);
-            self.world.scan_wanted.store(!pending.is_empty(), Ordering::SeqCst);
-        }
-        MUTATOR_ID.with(|m| m.set(None));
-        // Ordering: SeqCst, see `World::mutator`.
-        self.world.attached.fetch_sub(1, Ordering::SeqCst);
+        self.world.clear_scan(&self.state);
         // SAFETY: from `Box::into_raw`; no longer registered, so no scan can read it.
         drop(unsafe { Box::from_raw(self.slots.as_ptr()) });
         CURRENT.with(|c| {
-            let (w, core, _) = c.get();
-            c.set((w, core, false));
+            let mut cur = c.get();
+            cur.mutator = core::ptr::null();
+            c.set(cur);
         });
     }
 }
@@ -277,11 +451,21 @@ impl Platform for HostPlatform {
 
     #[inline(always)]
     fn current_core_index() -> usize {
-        CURRENT.with(|c| c.get().1)
+        CURRENT.with(|c| c.get().index)
     }
 
     fn core(index: usize) -> &'static GcCore {
         &World::current().cores[index]
+    }
+
+    /// One thread-local read (the allocation path asks for it every time).
+    #[inline(always)]
+    fn current_core() -> &'static GcCore {
+        let core = CURRENT.with(|c| c.get().core);
+        assert!(!core.is_null(), "not running on a world core (use World::run_on)");
+        // SAFETY: set by `run_on` to a core of a world that outlives the closure it runs; as in
+        // `World::current`, the 'static lifetime is never held past it.
+        unsafe { &*core }
     }
 
     fn collector() -> &'static Collector {
@@ -301,48 +485,79 @@ impl Platform for HostPlatform {
 
     fn stop_the_world<R>(f: impl FnOnce() -> R) -> R {
         let w = World::current();
-        let _one = w.stw.lock().unwrap_or_else(|e| e.into_inner());
-        let me = usize::from(CURRENT.with(|c| c.get().2));
-        // Ordering: SeqCst, see `World::safe_point`.
-        w.requested.store(true, Ordering::SeqCst);
-        while w.parked.load(Ordering::SeqCst) < w.attached.load(Ordering::SeqCst) - me {
+        let me = CURRENT.with(|c| c.get().mutator);
+        // One stop at a time. A mutator that loses the race parks while it waits, or the winner
+        // would wait for it forever.
+        let _one = loop {
+            match w.stw.try_lock() {
+                Ok(g) => break g,
+                Err(std::sync::TryLockError::Poisoned(e)) => break e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+            if !me.is_null() && w.requested.load(Ordering::SeqCst) {
+                // SAFETY: `me` is this thread's attached mutator state (set by `World::mutator`,
+                // cleared before it is dropped).
+                w.park(unsafe { &*me });
+            }
             std::thread::yield_now();
+        };
+        // Ordering: SeqCst, see `World::unpark`.
+        w.requested.store(true, Ordering::SeqCst);
+        // Mutators attaching after this snapshot see the request when they unpark.
+        let others: Vec<Arc<MutatorState>> =
+            w.mutators.lock().unwrap().iter().filter(|m| !core::ptr::eq(Arc::as_ptr(m), me)).cloned().collect();
+        for m in &others {
+            // Ordering: SeqCst, see `World::unpark`; observing PARKED acquires the mutator's
+            // writes before it parked. Spin first (a running mutator reaches a safe point within
+            // an allocation); yield only if it takes long (it may have lost its CPU).
+            let mut spins = 0u32;
+            while m.state.load(Ordering::SeqCst) == RUNNING {
+                spins = spins.saturating_add(1);
+                if spins < 4096 {
+                    core::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
         }
         let r = f();
+        // Ordering: SeqCst release, see `World::unpark`.
         w.requested.store(false, Ordering::SeqCst);
-        // Hold the handshake until every parked mutator has counted itself out. Otherwise one that
-        // saw this release but has not yet decremented `parked` would be counted as parked by the
-        // next stop, and run beside its closure (the kernel's `stw::release` waits the same way).
-        while w.parked.load(Ordering::SeqCst) != 0 {
-            std::thread::yield_now();
-        }
+        let (lock, cv) = &w.release;
+        drop(lock.lock().unwrap_or_else(|e| e.into_inner()));
+        cv.notify_all();
         r
     }
 
     fn for_each_stack_range(visit: &mut dyn FnMut(ScanRange, RootOwner)) {
         let w = World::current();
-        for &(id, r, hidden) in w.stacks.lock().unwrap().iter() {
-            if !hidden {
-                visit(r, RootOwner { task: id as u64, part: RootPart::Stack });
-            }
+        for m in w.mutators.lock().unwrap().iter().filter(|m| !m.hidden.load(Ordering::Relaxed)) {
+            visit(m.range, RootOwner { task: m.id as u64, part: RootPart::Stack });
         }
     }
 
     fn begin_stack_scans() {
+        // Called with the world stopped (mark setup): no mutator is between a scan and its flag.
         let w = World::current();
-        let mut pending = w.scan_pending.lock().unwrap();
-        pending.clear();
-        pending.extend(w.stacks.lock().unwrap().iter().map(|e| e.0));
-        w.scan_wanted.store(!pending.is_empty(), Ordering::SeqCst);
+        for m in w.mutators.lock().unwrap().iter() {
+            // Ordering: SeqCst, see `World::scan_own`.
+            if !m.scan_pending.swap(true, Ordering::SeqCst) {
+                w.scans_pending.fetch_add(1, Ordering::SeqCst);
+            }
+        }
     }
 
     fn scan_stacks(_: &Collector) -> bool {
         let w = World::current();
         // The collecting thread's own mutator, if it has one, scans itself here.
-        if let Some(id) = MUTATOR_ID.with(|m| m.get()) {
-            w.scan_own(id);
+        let me = CURRENT.with(|c| c.get().mutator);
+        if !me.is_null() {
+            // SAFETY: this thread's attached mutator state (set by `World::mutator`, cleared
+            // before it is dropped).
+            w.scan_own(unsafe { &*me });
         }
-        w.scan_pending.lock().unwrap().is_empty()
+        // Ordering: SeqCst, see `World::scan_own`.
+        w.scans_pending.load(Ordering::SeqCst) == 0
     }
 
     fn relax() {
@@ -351,10 +566,10 @@ impl Platform for HostPlatform {
 
     fn root_census(visit: &mut dyn FnMut(CensusEntry)) {
         let w = World::current();
-        for &(id, stack, _) in w.stacks.lock().unwrap().iter() {
+        for m in w.mutators.lock().unwrap().iter() {
             // A mutator thread's slots are its whole "stack"; it has no saved registers apart.
-            let name = std::format!("mutator {id}");
-            visit(CensusEntry { task: id as u64, name, stack, running: true, exempt: None });
+            let name = std::format!("mutator {}", m.id);
+            visit(CensusEntry { task: m.id as u64, name, stack: m.range, running: true, exempt: None });
         }
     }
 }
@@ -363,6 +578,60 @@ impl Platform for HostPlatform {
 mod tests {
     use super::*;
     use core::sync::atomic::AtomicU64;
+
+    /// A mutator waiting in `park_while` does not hold up a stop, and measures the wait as one
+    /// blocked interval; a park at a safe point is measured too, as a stop park.
+    #[test]
+    #[cfg_attr(miri, ignore = "timing-based (sleeps, measured intervals)")]
+    fn park_while_lets_stops_proceed_and_both_are_measured() {
+        let w = World::new(2, HEAP_PAGE_SIZE, Config::default(), BarrierMode::Off);
+        let release = AtomicBool::new(false);
+        let waiting = AtomicBool::new(false);
+        let stops_done = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                w.run_on(1, || {
+                    let m = w.mutator(1);
+                    let t = Instant::now();
+                    // Counted as parked: the stops below must not wait for this thread.
+                    m.park_while(|| {
+                        waiting.store(true, Ordering::SeqCst);
+                        while !release.load(Ordering::SeqCst) {
+                            std::thread::yield_now();
+                        }
+                    });
+                    let waited = t.elapsed();
+                    let b = m.blocked();
+                    assert_eq!(b.count, 1);
+                    assert!(b.max >= waited.mul_f64(0.5) && b.max <= waited, "{b:?} vs {waited:?}");
+                    assert_eq!(b.max_stop, Duration::ZERO, "a wait is not a stop park");
+                    // Now a stop while running: the safe point parks, and that is a stop park.
+                    while stops_done.load(Ordering::SeqCst) < 3 {
+                        m.safe_point();
+                        std::hint::spin_loop();
+                    }
+                    let b = m.blocked();
+                    assert!(b.count >= 2 && b.max_stop > Duration::ZERO, "{b:?}");
+                });
+            });
+            w.run_on(0, || {
+                while !waiting.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+                // Stops while the other thread waits in `park_while` complete without it.
+                for _ in 0..2 {
+                    HostPlatform::stop_the_world(|| {});
+                    stops_done.fetch_add(1, Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+                release.store(true, Ordering::SeqCst);
+                // One that finds it running waits for its safe point, which it measures.
+                std::thread::sleep(Duration::from_millis(5));
+                HostPlatform::stop_the_world(|| std::thread::sleep(Duration::from_millis(2)));
+                stops_done.fetch_add(1, Ordering::SeqCst);
+            });
+        });
+    }
 
     /// Back-to-back stops must each see every mutator parked. A mutator that saw the previous
     /// stop's release but has not yet counted itself out must not be taken for parked by the next

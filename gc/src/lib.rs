@@ -41,7 +41,11 @@
 //! - **Every slot is an atomic**, because markers read slots while mutators write them. Markers
 //!   load Relaxed (a plain `ldr`); barriered stores are Release and `GcSlot::get` is Acquire so
 //!   that a mutator reading an object another core published sees it initialised.
-//! - **Freed memory is poisoned** with [`heap::POISON`]; allocation zeroes.
+//! - **Freed memory is poisoned** with [`heap::POISON`]; allocation zeroes. (A benchmark may switch
+//!   poisoning off with `Heap::set_poison`, and must say so; the stress suites' check needs it.)
+//! - **An owned span's alloc bits have one writer**, the core whose cache owns it, which sets them
+//!   with plain stores; `in_use` counts a cached span's free objects as in use until mark
+//!   termination takes the span back.
 //! - **Sweeping follows `sweepgen`**: allocation only uses swept spans.
 #![cfg_attr(not(test), no_std)]
 

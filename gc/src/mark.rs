@@ -5,7 +5,7 @@
 //! bit set and scanned. Allocation during marking sets the mark bit and never queues (black).
 //! No-scan objects go straight to black.
 
-use core::sync::atomic::{fence, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 
 use alloc::vec::Vec;
 
@@ -20,6 +20,8 @@ pub const LOCAL_WORK_ENTRIES: usize = 256;
 const PUBLISH_THRESHOLD: usize = 32;
 /// How many entries a marker takes from the global list at once.
 const STEAL_BATCH: usize = 128;
+/// Objects a drain scans between looks at whether another marker (or an assist) went hungry.
+const BALANCE_EVERY: usize = 16;
 
 /// A core's grey objects (object base addresses), a fixed stack so shading never allocates.
 pub struct LocalWork {
@@ -63,6 +65,26 @@ impl LocalWork {
             self.publish(global);
         }
     }
+
+    /// If a marker found the global list empty since the last look, give it the older half of
+    /// this buffer (Go's `gcWork.balance`). A depth-first drain keeps a tree's grey objects in its
+    /// own buffer, so without this no one else ever gets any (the older entries are the roots of
+    /// the larger unscanned subtrees).
+    #[inline]
+    fn balance(&mut self, global: &GlobalWork) {
+        // Ordering: Relaxed; a hint, read again under the lock.
+        if self.len < 2 || !global.hungry.load(Ordering::Relaxed) {
+            return;
+        }
+        let half = self.len / 2;
+        let mut items = global.items.lock();
+        items.extend_from_slice(&self.items[..half]);
+        // Ordering: Relaxed under the lock, which publishes the entries to `take`.
+        global.hungry.store(false, Ordering::Relaxed);
+        drop(items);
+        self.items.copy_within(half..self.len, 0);
+        self.len -= half;
+    }
 }
 
 /// Grey objects any marker may take, and the count of markers holding taken work.
@@ -70,17 +92,21 @@ pub struct GlobalWork {
     pub(crate) items: spin::Mutex<Vec<usize>>,
     /// Markers currently draining work they took. Incremented under the `items` lock.
     active: AtomicUsize,
+    /// A marker found `items` empty: draining markers hand it part of theirs (`balance`).
+    hungry: AtomicBool,
 }
 
 impl GlobalWork {
     pub(crate) const fn new() -> Self {
-        GlobalWork { items: spin::Mutex::new(Vec::new()), active: AtomicUsize::new(0) }
+        GlobalWork { items: spin::Mutex::new(Vec::new()), active: AtomicUsize::new(0), hungry: AtomicBool::new(false) }
     }
 
     /// Take a batch into `local` and count the caller active; false if there was nothing.
     fn take(&self, local: &mut LocalWork) -> bool {
         let mut items = self.items.lock();
         if items.is_empty() {
+            // Ordering: Relaxed; a hint for `balance`.
+            self.hungry.store(true, Ordering::Relaxed);
             return false;
         }
         let n = items.len().min(STEAL_BATCH);
@@ -127,7 +153,7 @@ pub(crate) fn shade(c: &Collector, core: &GcCore, work: &mut LocalWork, addr: us
 }
 
 /// Shade a found object (see [`shade`]).
-#[inline]
+#[inline(always)]
 pub(crate) fn shade_object(c: &Collector, core: &GcCore, work: &mut LocalWork, obj: ObjRef) -> bool {
     let span = c.heap.span(obj.span);
     let i = obj.index as usize;
@@ -148,15 +174,15 @@ pub(crate) fn shade_object(c: &Collector, core: &GcCore, work: &mut LocalWork, o
 
 /// Scan one grey object: shade every pointer its type lists.
 /// Returns the number of pointer slots read (the drain's budget counts them).
+#[inline(always)]
 pub(crate) fn scan_object(c: &Collector, core: &GcCore, work: &mut LocalWork, base: usize) -> usize {
     // Pairs with the allocator's Release fence (publication barrier): the header and zeroed
     // slots of an object are visible before we read them. (Objects allocated during marking are
     // black and never scanned; older ones were published before the STW that started the cycle.)
     fence(Ordering::Acquire);
-    let Some(obj) = c.heap.find_object(base) else {
-        return 0;
-    };
-    let ty = c.heap.type_of(&obj);
+    // No second lookup: `base` was found allocated (and scannable) when it was shaded and stays
+    // allocated until the sweep, so its header is all there is to read.
+    let ty = c.heap.type_at(base);
     for &off in ty.pointer_offsets {
         let v = slot_at(c, base + HEADER_SIZE + off).load(Ordering::Relaxed);
         shade(c, core, work, v);
@@ -173,29 +199,44 @@ pub(crate) fn slot_at(c: &Collector, addr: usize) -> &AtomicUsize {
 }
 
 /// Drain `work` and then the global list until both are empty. Returns objects scanned. For
-/// pauses (the world stopped): unbounded.
+/// pauses (the world stopped): unbounded. Never inlined: it is entered a few times per cycle, and
+/// a profile finds the mark in it.
+#[inline(never)]
 pub(crate) fn drain(c: &Collector, core: &GcCore, work: &mut LocalWork) -> usize {
-    drain_some(c, core, work, usize::MAX)
+    drain_some(c, core, work, usize::MAX, usize::MAX)
 }
 
 /// Pointer slots a concurrent drain reads per preemption-disabled stretch (about 40
 /// instructions each: a stop waits at most this long for a marking core).
 pub const DRAIN_BUDGET_SLOTS: usize = 256;
 
-/// Drain like [`drain`], but stop once `budget_slots` pointer slots have been read: what is left
-/// is published to the global list (any marker can take it) before this marker counts itself
-/// out, so the grey set never looks empty while it is not. Returns objects scanned.
-pub(crate) fn drain_some(c: &Collector, core: &GcCore, work: &mut LocalWork, budget_slots: usize) -> usize {
+/// Drain like [`drain`], but stop once `max_objects` grey objects have been scanned or
+/// `max_slots` pointer slots read (an object counts as its slots plus one), whichever comes first:
+/// what is left is published to the global list (any marker can take it) before this marker
+/// counts itself out, so the grey set never looks empty while it is not (a `quiescent` check never
+/// sees neither). Mark workers bound the slots (their preemption-disabled stretch), a mutator's
+/// assist the objects (its share of the work). Returns objects scanned.
+#[inline(never)]
+pub(crate) fn drain_some(
+    c: &Collector,
+    core: &GcCore,
+    work: &mut LocalWork,
+    max_objects: usize,
+    max_slots: usize,
+) -> usize {
     let mut scanned = 0;
-    let mut slots = 0;
+    let mut slots = 0usize;
     let mut holding = false;
     loop {
-        while slots < budget_slots {
+        while scanned < max_objects && slots < max_slots {
             let Some(base) = work.pop() else { break };
-            slots += scan_object(c, core, work, base) + 1;
+            slots = slots.saturating_add(scan_object(c, core, work, base) + 1);
             scanned += 1;
+            if scanned % BALANCE_EVERY == 0 {
+                work.balance(&c.work);
+            }
         }
-        if slots >= budget_slots {
+        if scanned >= max_objects || slots >= max_slots {
             work.publish(&c.work);
             if holding {
                 c.work.done();

@@ -9,11 +9,13 @@ pub(crate) struct PageMap {
     used: Vec<u64>,
     npages: usize,
     free: usize,
+    /// The fewest free pages there ever were (the peak of pages in use is `npages` less this).
+    min_free: usize,
 }
 
 impl PageMap {
     pub(crate) fn new(npages: usize) -> Self {
-        PageMap { used: vec![0; npages.div_ceil(64)], npages, free: npages }
+        PageMap { used: vec![0; npages.div_ceil(64)], npages, free: npages, min_free: npages }
     }
 
     fn is_used(&self, page: usize) -> bool {
@@ -56,6 +58,7 @@ impl PageMap {
                 if run_len == n {
                     self.set(run_start, n, true);
                     self.free -= n;
+                    self.min_free = self.min_free.min(self.free);
                     return Some(run_start);
                 }
             }
@@ -93,6 +96,11 @@ impl PageMap {
 
     pub(crate) fn free_pages(&self) -> usize {
         self.free
+    }
+
+    /// The most pages that were ever in use at once.
+    pub(crate) fn peak_used(&self) -> usize {
+        self.npages - self.min_free
     }
 
     /// Longest run of free pages (for out-of-memory reports).
@@ -133,6 +141,12 @@ mod tests {
         assert_eq!(m.alloc(58), None);
         assert_eq!(m.alloc(57), Some(73));
         assert_eq!(m.alloc(1), None);
+        assert_eq!(m.peak_used(), 130);
+        let mut m = PageMap::new(10);
+        m.alloc(6);
+        m.free(0, 6);
+        m.alloc(2);
+        assert_eq!(m.peak_used(), 6, "the peak stays after pages are freed");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use core::sync::atomic::AtomicUsize;
 
 use crate::census::{CensusEntry, RootOwner};
 use crate::collector::Collector;
+use crate::heap::AllocCache;
 use crate::mark::LocalWork;
 use crate::sizeclass::NUM_CLASSES;
 use crate::stats::CoreStats;
@@ -133,8 +134,8 @@ pub trait Platform: Sized + Sync + 'static {
 pub struct GcCore {
     pub(crate) wbbuf: UnsafeCell<WbBuf>,
     pub(crate) work: UnsafeCell<LocalWork>,
-    /// Current span (start page index) per size class, `NO_SPAN` if none.
-    pub(crate) cache: UnsafeCell<[u32; NUM_CLASSES]>,
+    /// Per size class, the span this core allocates from and its free objects.
+    pub(crate) cache: UnsafeCell<[AllocCache; NUM_CLASSES]>,
     pub(crate) stats: CoreStats,
 }
 
@@ -156,7 +157,7 @@ impl GcCore {
         GcCore {
             wbbuf: UnsafeCell::new(WbBuf::new()),
             work: UnsafeCell::new(LocalWork::new()),
-            cache: UnsafeCell::new([NO_SPAN; NUM_CLASSES]),
+            cache: UnsafeCell::new([AllocCache::EMPTY; NUM_CLASSES]),
             stats: CoreStats::new(),
         }
     }
@@ -191,7 +192,7 @@ impl GcCore {
     /// The core's allocation cache. Same contract as [`GcCore::wbbuf_mut`].
     #[allow(clippy::mut_from_ref)]
     #[inline(always)]
-    pub(crate) unsafe fn cache_mut(&self) -> &mut [u32; NUM_CLASSES] {
+    pub(crate) unsafe fn cache_mut(&self) -> &mut [AllocCache; NUM_CLASSES] {
         // SAFETY: exclusivity is the caller's contract (ownership rule above).
         unsafe { &mut *self.cache.get() }
     }

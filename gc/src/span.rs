@@ -21,7 +21,8 @@ pub(crate) const SPAN_FREE: u8 = 0;
 pub(crate) const SPAN_SMALL: u8 = 1;
 pub(crate) const SPAN_LARGE: u8 = 2;
 
-/// One bit per object.
+/// One bit per object; a cache line of its own (see `Span`).
+#[repr(C, align(64))]
 pub(crate) struct Bitmap([AtomicU64; BITMAP_WORDS]);
 
 impl Bitmap {
@@ -44,6 +45,16 @@ impl Bitmap {
     pub(crate) fn set(&self, i: usize) -> bool {
         let bit = 1 << (i % 64);
         self.0[i / 64].fetch_or(bit, Ordering::Relaxed) & bit == 0
+    }
+
+    /// Set bit `bit` of word `w` with a plain load and store, no RMW: only for a bitmap with one
+    /// writer at the time, which an owned span's `alloc` is (discipline 1 below: no one else
+    /// writes the alloc bits of a span a core's cache owns; concurrent readers see the word
+    /// before or after, both valid).
+    #[inline(always)]
+    pub(crate) fn set_single_writer(&self, w: usize, bit: u32) {
+        let word = &self.0[w];
+        word.store(word.load(Ordering::Relaxed) | 1 << bit, Ordering::Relaxed);
     }
 
     pub(crate) fn word(&self, w: usize) -> u64 {
@@ -75,6 +86,12 @@ impl Bitmap {
 /// Span metadata. All fields are atomics because markers look spans up concurrently with
 /// allocators creating them; a span is published by a Release store of `state` and looked up
 /// with an Acquire load, so its other fields are visible once `state` says it is in use.
+///
+/// Layout: the fields fill the first cache line and each bitmap has one of its own, so that a
+/// lookup touches the head and one word of a bitmap, and the owner setting alloc bits, markers
+/// setting mark bits and the users of neighbouring spans never write the same line (no false
+/// sharing between cores).
+#[repr(C, align(64))]
 pub(crate) struct Span {
     pub(crate) state: AtomicU8,
     /// Size class, for small spans.
@@ -88,6 +105,9 @@ pub(crate) struct Span {
     pub(crate) class_pos: AtomicU32,
     pub(crate) npages: AtomicU32,
     pub(crate) nelems: AtomicU32,
+    /// `u32::MAX / elem_size + 1` for small spans, so that `(offset * div_mul) >> 32` is
+    /// `offset / elem_size` for every offset in the span (Go's `divMul`); 0 for large spans.
+    pub(crate) div_mul: AtomicU32,
     pub(crate) sweepgen: AtomicU32,
     pub(crate) elem_size: AtomicUsize,
     pub(crate) alloc: Bitmap,
@@ -98,6 +118,9 @@ pub(crate) struct Span {
     /// Allocated at the last mark start (the same snapshot).
     pub(crate) existed: Bitmap,
 }
+
+static_assertions::const_assert_eq!(core::mem::size_of::<Span>(), 6 * 64);
+static_assertions::const_assert_eq!(core::mem::offset_of!(Span, alloc), 64);
 
 impl Span {
     pub(crate) const fn new() -> Self {
@@ -110,6 +133,7 @@ impl Span {
             class_pos: AtomicU32::new(0),
             npages: AtomicU32::new(0),
             nelems: AtomicU32::new(0),
+            div_mul: AtomicU32::new(0),
             sweepgen: AtomicU32::new(0),
             elem_size: AtomicUsize::new(0),
             alloc: Bitmap::new(),
@@ -130,6 +154,29 @@ impl Span {
         self.nelems.load(Ordering::Relaxed) as usize
     }
 
+    /// Index of the object at byte `offset` of the span (`offset < npages * HEAP_PAGE_SIZE`).
+    #[inline(always)]
+    pub(crate) fn index_of(&self, offset: usize) -> usize {
+        ((offset as u64 * u64::from(self.div_mul.load(Ordering::Relaxed))) >> 32) as usize
+    }
+
+    /// Bitmap words that hold objects.
+    #[inline]
+    pub(crate) fn words(&self) -> usize {
+        self.nelems().div_ceil(64)
+    }
+
+    /// Free objects of bitmap word `w`, as bits.
+    #[inline]
+    pub(crate) fn free_bits(&self, w: usize) -> u64 {
+        !self.alloc.word(w) & self.valid_mask(w)
+    }
+
+    /// Free objects in the span.
+    pub(crate) fn free_count(&self) -> usize {
+        (0..self.words()).map(|w| self.free_bits(w).count_ones() as usize).sum()
+    }
+
     /// Valid-object mask for bitmap word `w`.
     pub(crate) fn valid_mask(&self, w: usize) -> u64 {
         let n = self.nelems();
@@ -143,23 +190,8 @@ impl Span {
         }
     }
 
-    /// Allocate a free object index. Only the owning core calls this, so a free bit read here
-    /// cannot be taken by anyone else before the `set`.
-    pub(crate) fn take_free(&self) -> Option<usize> {
-        for w in 0..BITMAP_WORDS {
-            let free = !self.alloc.word(w) & self.valid_mask(w);
-            if free != 0 {
-                let i = w * 64 + free.trailing_zeros() as usize;
-                let was_clear = self.alloc.set(i);
-                debug_assert!(was_clear);
-                return Some(i);
-            }
-        }
-        None
-    }
-
     pub(crate) fn has_free(&self) -> bool {
-        (0..BITMAP_WORDS).any(|w| !self.alloc.word(w) & self.valid_mask(w) != 0)
+        (0..self.words()).any(|w| self.free_bits(w) != 0)
     }
 
     /// Claim the span for sweeping in generation `sg`. Acquire on success pairs with the Release
@@ -179,5 +211,23 @@ impl Span {
 
     pub(crate) fn is_swept(&self, sg: u32) -> bool {
         self.sweepgen.load(Ordering::Acquire) == sg
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sizeclass::{CLASS_SIZES, HEAP_PAGE_SIZE};
+
+    /// The multiply-shift index is the division at every byte of a span, for every class.
+    #[test]
+    fn index_by_multiplication_is_division() {
+        let s = Span::new();
+        for &elem in &CLASS_SIZES {
+            s.div_mul.store(u32::MAX / elem as u32 + 1, Ordering::Relaxed);
+            for offset in 0..HEAP_PAGE_SIZE {
+                assert_eq!(s.index_of(offset), offset / elem, "class {elem}, offset {offset}");
+            }
+        }
     }
 }

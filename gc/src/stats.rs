@@ -50,6 +50,8 @@ pub struct CoreStats {
     pub checked_reports: Counter,
     /// Objects allocated.
     pub allocs: Counter,
+    /// Objects allocated black (during a mark; they are counted in `shaded` too).
+    pub allocs_black: Counter,
 }
 
 impl CoreStats {
@@ -62,6 +64,7 @@ impl CoreStats {
             bytes_marked: Counter::new(),
             checked_reports: Counter::new(),
             allocs: Counter::new(),
+            allocs_black: Counter::new(),
         }
     }
 }

@@ -124,10 +124,10 @@ impl Bars {
 }
 
 /// One bar chart of a figure: its caption, y axis name and bars.
-struct Panel<'a> {
-    title: &'a str,
-    y_desc: &'a str,
-    bars: Bars,
+pub struct Panel<'a> {
+    pub title: &'a str,
+    pub y_desc: &'a str,
+    pub bars: Bars,
 }
 
 /// Boots `machine` and returns its `BENCH` lines, or why it failed.
@@ -390,7 +390,7 @@ fn chart_frame<'a, 'b>(
 const SERIES_COLOURS: [RGBColor; 4] = [BLUE, RED, GREEN, MAGENTA];
 
 /// One SVG with `panels` side by side, 800x480 pixels each.
-fn bar_charts(path: &Path, panels: Vec<Panel<'_>>) -> Result {
+pub fn bar_charts(path: &Path, panels: Vec<Panel<'_>>) -> Result {
     let width = 800 * panels.len() as u32;
     svg(path, (width, 480), |root| {
         for (area, panel) in root.split_evenly((1, panels.len())).iter().zip(&panels) {

@@ -6,11 +6,13 @@
 //! - `test`: lint, host tests, the QEMU tests at smp 1 and 4, and the CI-sized stress subset.
 //! - `stress`: the GC stress matrix over the kernel's suites and its negative control.
 //! - `check-fences`: the kernel's DMA barriers, checked in its disassembly.
+//! - `compare`: GCBench on Boehm GC, Go and tricolor's host collector, side by side.
 //! - `build`, `lint`, `qemu-test`, `debug`, `setup`: the pieces.
 
 mod args;
 mod bench;
 mod cargo;
+mod compare;
 mod demo_tests;
 mod fences;
 mod gdb;
@@ -80,6 +82,20 @@ commands:
   check-fences  disassemble the release kernel (llvm-objdump from rustup's llvm-tools) and check
              that each virtqueue barrier is there (dmb oshst / dmb oshld / dsb sy) and on the right
              side of the access it orders
+  compare    GCBench on Boehm GC (C), Go and tricolor's host collector (modes off and buffered), the
+             same benchmark pinned to the same CPUs -> one table, results/compare.{csv,svg}
+               --runs N       runs of each (default 3)
+               --cpus LIST    taskset CPU list (default 0,1)
+               --size S       full (Boehm's sizes, default), quick or tiny
+               --heap H       tricolor's heap (default: Boehm's peak heap, rounded up)
+               --percent P    tricolor's GOGC, or off (default: cycles start at its heap limit)
+               --poison       tricolor poisons freed memory (default off here, printed: a
+                              debugging aid the stress suites keep on)
+               --profile      instead: tricolor under valgrind --tool=callgrind (heap --heap or 36M)
+                              -> instructions
+                              per allocation, marked object and swept span, results/profile.csv
+               --binary PATH  with --profile: profile that build of the gcbench example instead
+                              (e.g. an older commit's; results/profile_binary.csv)
   lint       cargo fmt --check and clippy (host crates and the kernel target), -D warnings
   build      build the kernel ELF and print its path
   debug      boot QEMU halted with a gdb stub and attach gdb-multiarch with xtask/gdb/tricolor.py
@@ -104,6 +120,7 @@ fn main() -> ExitCode {
         Some("fuzz") => cmd_fuzz(&mut args),
         Some("miri") => miri::run(&mut args),
         Some("gcbench-host") => host_gcbench::run(&mut args),
+        Some("compare") => compare::run(&mut args),
         Some("setup") => args.finish().and_then(|()| setup::all()),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{USAGE}");

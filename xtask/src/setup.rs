@@ -68,6 +68,55 @@ fn apt_install(binary: &str, package: &str) -> Result {
     Ok(())
 }
 
+/// Installs the Debian `packages` whose `present` check fails, in one apt-get run, when we are root
+/// and apt-get exists; otherwise one line naming all of them.
+fn apt_install_all(what: &str, packages: &[(&str, bool)]) -> Result {
+    let missing: Vec<&str> = packages.iter().filter(|(_, present)| !present).map(|(p, _)| *p).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list = missing.join(" ");
+    if !(succeeds("apt-get", &["--version"]) && is_root()) {
+        return Err(format!("{what} needs the Debian packages {list} (sudo apt-get install {list})"));
+    }
+    println!("xtask: {what} needs {list}; installing the Debian packages");
+    crate::cargo::run("apt-get", &["update", "-q"])?;
+    let status = Command::new("apt-get")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map_err(|e| format!("cannot run apt-get: {e}"))?;
+    if !status.success() {
+        return Err(format!("installing {list} failed; install them by hand: apt-get install {list}"));
+    }
+    Ok(())
+}
+
+/// What `cargo xtask compare` builds and runs the peers with: a C compiler and Boehm GC
+/// (libgc-dev), Go (golang-go), taskset (util-linux); valgrind for `--profile`.
+pub fn compare_tools(profile: bool) -> Result {
+    let mut packages = vec![
+        ("gcc", succeeds("cc", &["--version"])),
+        ("libgc-dev", std::path::Path::new("/usr/include/gc/gc.h").exists()),
+        ("golang-go", succeeds("go", &["version"])),
+        ("util-linux", succeeds("taskset", &["--version"])),
+    ];
+    if profile {
+        packages.push(("valgrind", succeeds("valgrind", &["--version"])));
+    }
+    apt_install_all("cargo xtask compare", &packages)?;
+    let still: Vec<&str> = [("cc", ["--version"]), ("go", ["version"]), ("taskset", ["--version"])]
+        .iter()
+        .filter(|(b, a)| !succeeds(b, a))
+        .map(|(b, _)| *b)
+        .collect();
+    if !still.is_empty() || !std::path::Path::new("/usr/include/gc/gc.h").exists() {
+        return Err(format!("still missing after the install: {still:?} or /usr/include/gc/gc.h"));
+    }
+    Ok(())
+}
+
 /// qemu-system-aarch64, from Debian's qemu-system-arm.
 pub fn qemu() -> Result {
     apt_install("qemu-system-aarch64", "qemu-system-arm")
