@@ -174,13 +174,6 @@ impl GcCore {
         unsafe { &mut *self.wbbuf.get() }
     }
 
-    /// Whether the core's wbBuf is always full (a mode that shades: see `WbBuf::set_always_full`).
-    /// A racy peek for the kernel's barrier slow path, which rechecks under the preemption counter.
-    pub fn wbbuf_is_always_full(&self) -> bool {
-        // SAFETY: a read of one word of this core's buffer by its own core, outside any window.
-        unsafe { (*self.wbbuf.get()).is_always_full() }
-    }
-
     /// The core's local mark work buffer. Same contract as [`GcCore::wbbuf_mut`].
     #[allow(clippy::mut_from_ref)]
     #[inline(always)]
