@@ -38,8 +38,10 @@
 //!   loads, the room check, the entry writes and the bump of `next`. A restart after the bump and
 //!   before the store records the pair twice, which only shades the same objects again; nothing
 //!   the window does is visible to the collector as done until the store.
-//! - **The put writes the entries, then bumps `next`, then the store** (see `wbbuf`): a flush can
-//!   only run between windows, so it never sees a bumped `next` over unwritten entries.
+//! - **The put writes the entries, then bumps `next`, then the store** (see `wbbuf`): a flush that
+//!   runs in an interrupt taken inside a window (a parking core's, the flush handshake's) never
+//!   sees a bumped `next` over unwritten entries, and the rewound window then puts again into
+//!   whatever the flush left.
 //! - **Rewind only at IRQ entry, before dispatch, never on a synchronous exception**: a fault
 //!   inside the window (none is expected: the slot is heap or a root, the buffer is the core's)
 //!   must report the PC it faulted at, and nothing a synchronous handler does is a safe point.

@@ -43,7 +43,8 @@
 //!   the window and is not rewound.
 //! - **Entries, then `next`, then the store**: `stp` before `str` before `stlr`, in program order
 //!   on this core, which is the only order that matters: the buffer is read by this core (its
-//!   flushes, between windows) or with the world stopped (whose handshake orders everything).
+//!   flushes: between windows, or in an interrupt taken inside one, which is rewound first) or with
+//!   the world stopped (whose handshake orders everything).
 //! - **Rewind only at IRQ entry, before dispatch** (`fault::handle` calls [`rewind`] for kernel
 //!   IRQs only): a synchronous exception inside a window is a bug to report at its real PC, and
 //!   nothing a synchronous handler does is a safe point.
