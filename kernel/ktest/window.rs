@@ -32,7 +32,7 @@
 //! The verifier's miss count per offset is the histogram. With the rewind: 0 everywhere. Without:
 //! a loss at every vulnerable offset and none elsewhere.
 
-use super::scenario;
+use super::{scenario, unit};
 use crate::gc::{self, barrier, Kernel};
 use crate::registry::Entry;
 use crate::tasks::{self, Spawn};
@@ -58,6 +58,47 @@ const SCENARIOS: &[Entry] = &[
         window_negative,
     ),
 ];
+
+crate::register!(TESTS);
+const TESTS: &[Entry] = &[unit(
+    "barrier_windows_end_with_their_store",
+    "every range in .barrier_windows is sorted, disjoint, ends with an stlr and restarts at an adrp that starts an inline range",
+    barrier_windows_end_with_their_store,
+)];
+
+/// `stlr Xt, [Xn]` (64-bit store-release register): the encoding with Rt and Rn masked out.
+const STLR_X: (u32, u32) = (0xffff_fc00, 0xc89f_fc00);
+/// `adrp Xd, label`: op = 1 and bits 28..24 = 0b10000.
+const ADRP: (u32, u32) = (0x9f00_0000, 0x9000_0000);
+
+/// The instruction at `pc` (kernel text, identity-mapped).
+fn insn(pc: usize) -> u32 {
+    // SAFETY: `pc` is the address of an instruction of the kernel image (a window table entry,
+    // emitted by the assembler with the instruction it names), mapped for the whole run.
+    unsafe { (pc as *const u32).read_volatile() }
+}
+
+/// The window invariants the IRQ entry relies on, checked for every window the kernel holds.
+fn barrier_windows_end_with_their_store(_: &Config<'_>) -> Result<(), alloc::string::String> {
+    let table = barrier::windows();
+    super::ensure!(!table.is_empty(), "no barrier window in the table");
+    super::ensure!(table.windows(2).all(|w| w[0].hi <= w[1].lo), "windows unsorted or overlapping");
+    for w in table {
+        super::ensure!(w.lo < w.hi && (w.hi - w.lo) % 4 == 0, "bad range {w:?}");
+        let last = insn(w.hi - 4);
+        super::ensure!(last & STLR_X.0 == STLR_X.1, "range {w:?} ends with {last:#010x}, not the stlr");
+        super::ensure!(insn(w.restart) & ADRP.0 == ADRP.1, "range {w:?} restarts at no adrp (flag load)");
+        let ranges = table.iter().filter(|o| o.restart == w.restart).count();
+        super::ensure!(ranges == 2, "restart {:#x} has {ranges} ranges, not 2", w.restart);
+        super::ensure!(
+            table.iter().any(|o| o.lo == w.restart && o.restart == w.restart),
+            "restart {:#x} is not the start of an inline range",
+            w.restart
+        );
+    }
+    log::info!("barrier windows: {} ranges ({} windows), each ending with its stlr", table.len(), table.len() / 2);
+    Ok(())
+}
 
 gc_type! {
     /// A holder with one barriered field.
