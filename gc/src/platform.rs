@@ -6,7 +6,7 @@
 
 use core::cell::UnsafeCell;
 use core::panic::Location;
-use core::sync::atomic::AtomicUsize;
+use core::sync::atomic::{AtomicU32, AtomicUsize};
 
 use crate::census::{CensusEntry, RootOwner};
 use crate::collector::Collector;
@@ -136,6 +136,9 @@ pub struct GcCore {
     pub(crate) work: UnsafeCell<LocalWork>,
     /// Per size class, the span this core allocates from and its free objects.
     pub(crate) cache: UnsafeCell<[AllocCache; NUM_CLASSES]>,
+    /// Classes whose `cache` entry may hold a span (a set bit may be stale; a clear one is not):
+    /// releasing the cache visits only these. Written like `cache`.
+    pub(crate) cached: AtomicU32,
     pub(crate) stats: CoreStats,
 }
 
@@ -158,6 +161,7 @@ impl GcCore {
             wbbuf: UnsafeCell::new(WbBuf::new()),
             work: UnsafeCell::new(LocalWork::new()),
             cache: UnsafeCell::new([AllocCache::EMPTY; NUM_CLASSES]),
+            cached: AtomicU32::new(0),
             stats: CoreStats::new(),
         }
     }

@@ -14,7 +14,9 @@
 //!
 //! The task under test (T) runs on core 0; a collector task (C) on core 1 runs one cycle per
 //! offset with the verifier on, and holds its mark phase open (`collect_with_hook`, no mark
-//! workers: nothing is traced until T is done) while T works. For each offset of the window in
+//! workers: nothing is traced until T is done) while T works. Every other core runs a spinning
+//! task meanwhile, so that no core is idle: an idle core marks (`gc::idle_mark`), and tracing H
+//! before T's store would mark X whatever the barrier does. For each offset of the window in
 //! `store_under_test` (a deleting store `H.left = nil`, where `H.left = X` and H is a root):
 //! - **range A** (inline: flag load, branch, store), flag off when the window starts: the event is
 //!   the **mark start** (C stops the world, turns the barrier on, scans T's stack) and then T, its
@@ -200,6 +202,10 @@ fn run(rewind: bool) -> ! {
     let _irqs = IrqGuard::unmask();
     let spawn = Spawn { name: "window-gc", stack_bytes: 64 * 1024, pinned: Some(1), growable_from: None };
     tasks::spawn(spawn, collector_task, 0).unwrap_or_else(|why| fail(why));
+    for core in 2..percore::online_count() {
+        let spin = Spawn { name: "window-busy", stack_bytes: 16 * 1024, pinned: Some(core), growable_from: None };
+        tasks::spawn(spin, busy_task, 0).unwrap_or_else(|why| fail(why));
+    }
     crate::fault::set_exception_hook(Some(hook));
     barrier::set_rewind_enabled(rewind);
 
@@ -327,6 +333,13 @@ fn wait(done: impl Fn() -> bool, what: &'static str) -> Result<(), &'static str>
         cpu::relax();
     }
     Ok(())
+}
+
+/// Keeps its core from idling (an idle core marks) until the VM exits.
+fn busy_task(_: usize) {
+    loop {
+        cpu::relax();
+    }
 }
 
 /// C: one cycle per request from T, its mark phase held open until T is done.

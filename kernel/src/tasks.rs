@@ -297,6 +297,10 @@ pub fn idle_loop(mut poll: impl FnMut(), pending: impl Fn() -> bool) -> ! {
         // Check for work with IRQs masked, then sleep: a wake-up SGI raised after the check stays
         // pending and ends the `wfi` at once instead of being taken (and lost) before it. The
         // unmask after the `wfi` takes it.
+        // Nothing to run: help a running mark first (Go's idle mark workers).
+        if crate::gc::idle_mark(|| !queues().queue(core).is_empty()) {
+            continue;
+        }
         irqmask::mask_irqs();
         if !pending() && queues().queue(core).is_empty() {
             cpu::wait_for_interrupt();
