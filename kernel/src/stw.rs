@@ -71,6 +71,8 @@ pub struct NotStopped {
     pub missing: u32,
 }
 
+const _: () = assert!(MAX_CORES <= u32::BITS as usize, "NotStopped::missing is a u32 mask of cores");
+
 /// How a core reached its safe point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
@@ -222,9 +224,7 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
     let start = cpu::counter();
     // Release: a core that reads this request sees everything this core did before it.
     REQUEST.store(epoch, Ordering::Release);
-    if let Some(gic) = irq::gic() {
-        gic.send_sgi_to_others(irq::SGI_STOP);
-    }
+    irq::send_to_others(irq::SGI_STOP);
     let deadline = start + cpu::counter_frequency() * STOP_TIMEOUT_MS / 1000;
     // Acquire pairs with each parker's Release store of its parked epoch.
     let parked = || {

@@ -311,9 +311,7 @@ pub fn idle_loop(mut poll: impl FnMut(), pending: impl Fn() -> bool) -> ! {
 
 /// Wakes every other core from `idle_loop`'s `wfi` (after posting work for one of them).
 pub fn wake_others() {
-    if let Some(gic) = irq::gic() {
-        gic.send_sgi_to_others(irq::SGI_WAKE);
-    }
+    irq::send_to_others(irq::SGI_WAKE);
     cpu::send_event();
 }
 
