@@ -66,8 +66,9 @@ use alloc::vec::Vec;
 use crate::collector::Collector;
 use crate::mark;
 use crate::object::HEADER_SIZE;
-use crate::platform::{GcCore, Platform};
+use crate::platform::{GcCore, InState, Platform};
 use crate::wbbuf::WbBuf;
+use tricolor_timeline::State;
 
 /// Set while a cycle is marking and the mode needs barriers (shade old and new).
 pub const BARRIER_MARKING: usize = 1;
@@ -200,6 +201,8 @@ pub fn write_pointer_guarded<P: Platform>(slot: &AtomicUsize, new: usize, caller
 /// flag load afterwards). An always-full buffer is not flushed here: those modes take
 /// [`write_pointer_guarded`] instead.
 pub fn flush_full_window_buffer<P: Platform>() {
+    // The same state as the guarded path's flush (`wb_buf_flush`), for the event recorder.
+    let _flushing = InState::<P>::enter(State::Flush);
     let core = P::current_core();
     // SAFETY: this core's buffer, preemption disabled by the caller; no window is in progress on
     // this core (the one that found the buffer full has been left), so no other reference exists.
@@ -240,7 +243,10 @@ fn record<P: Platform>(slot: &AtomicUsize, new: usize, caller: &'static Location
 #[cold]
 #[inline(never)]
 pub fn wb_buf_flush<P: Platform>(buf: &mut WbBuf) {
-    P::systemstack(|| wb_buf_flush1(P::collector(), P::current_core(), buf));
+    P::systemstack(|| {
+        let _flushing = InState::<P>::enter(State::Flush);
+        wb_buf_flush1(P::collector(), P::current_core(), buf)
+    });
 }
 
 /// Shade every recorded pointer into `core`'s mark work buffer (skipping nil and non-heap

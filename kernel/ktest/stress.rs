@@ -182,6 +182,12 @@ fn run(suite: &'static Workload, config: &Config<'_>) -> ! {
             }
         };
         drive(config, suite, negative);
+        if config.timeline_dump {
+            // The measured run ends here; dumped now, before the cycle below (with no mutator
+            // left, its mark workers and the idle tasks take turns by the hundred thousand and
+            // would overwrite the run in the rings).
+            crate::timeline::dump(start, cpu::counter());
+        }
         workload::stop();
         tasks::stop_ticks();
         cores

@@ -84,6 +84,9 @@ const MUTATOR_STACK: usize = 64 * 1024;
 static STOP: AtomicBool = AtomicBool::new(false);
 static STARTED: AtomicUsize = AtomicUsize::new(0);
 static FINISHED: AtomicUsize = AtomicUsize::new(0);
+/// Counter tick at which the first mutator of the last [`start`] returned (0: none yet). Relaxed:
+/// a time stamp for a report, read after the run.
+static FIRST_FINISHED_AT: AtomicU64 = AtomicU64::new(0);
 /// Corruption the mutators saw themselves (walks, map lookups), and GC allocations refused
 /// because the heap stayed full after a collection (the workloads back off and go on: running out
 /// is expected at small heaps, not a failure).
@@ -139,6 +142,7 @@ fn mutator(arg: usize) {
             break;
         }
     }
+    let _ = FIRST_FINISHED_AT.compare_exchange(0, cpu::counter(), Ordering::Relaxed, Ordering::Relaxed);
     FINISHED.fetch_add(1, Ordering::Release);
 }
 
@@ -149,6 +153,7 @@ pub fn start(workloads: &[&'static Workload], config: &Config<'_>, repeat: Repea
     STOP.store(false, Ordering::Relaxed);
     STARTED.store(0, Ordering::Relaxed);
     FINISHED.store(0, Ordering::Relaxed);
+    FIRST_FINISHED_AT.store(0, Ordering::Relaxed);
     CORRUPT_SEEN.store(0, Ordering::Relaxed);
     REFUSED.store(0, Ordering::Relaxed);
     SEED.store(config.seed, Ordering::Relaxed);
@@ -176,6 +181,11 @@ pub fn start(workloads: &[&'static Workload], config: &Config<'_>, repeat: Repea
 /// Mutators started by the last [`start`] that have returned.
 pub fn finished() -> usize {
     FINISHED.load(Ordering::Acquire)
+}
+
+/// Counter tick at which the first mutator of the last [`start`] returned, if one has.
+pub fn first_finished_at() -> Option<u64> {
+    Some(FIRST_FINISHED_AT.load(Ordering::Relaxed)).filter(|&t| t != 0)
 }
 
 /// True once every mutator of the last [`start`] has returned.
