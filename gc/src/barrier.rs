@@ -1,13 +1,15 @@
 //! The write barrier: Go's buffered hybrid barrier (mbarrier.go, mwbbuf.go).
 //!
-//! Every pointer store into the GC heap or a global root is [`write_pointer`]:
+//! Every pointer store into the GC heap or a global root is [`write_pointer`], which is the
+//! platform's [`Platform::write_pointer`]. Its shape, in every implementation:
 //!
 //! ```text
-//! no_preempt {
-//!     if WRITE_BARRIER != 0 {            // inlined: one load, one branch
-//!         record(old = *slot, new)        // out of line: get2() into this core's wbBuf
+//! window {                                  // no safe point splits it (invariants below)
+//!     if WRITE_BARRIER != 0 {               // one load, one branch: all of mode `off`
+//!         if the wbBuf has no room for two: leave the window for the slow path, then retry
+//!         put2(old = *slot, new)            // entries first, then `next`
 //!     }
-//!     *slot = new
+//!     *slot = new                           // the window's last instruction
 //! }
 //! ```
 //!
@@ -16,13 +18,45 @@
 //! barrier. Together they let the collector scan stacks once, at mark start, and never rescan
 //! them.
 //!
-//! Invariants:
-//! - There are **no preemption points between reading the flag, the buffer put and the write to
-//!   memory**: a phase change in between (barrier turned on, stacks scanned) could miss the
-//!   write. The platform's `disable_preemption` guard covers the whole sequence.
+//! Two implementations of the window:
+//! - [`write_pointer_guarded`], the default of [`Platform::write_pointer`] (the host platform,
+//!   Miri, and the kernel's slow paths): the window is a preemption-disabled section; `record`
+//!   puts with `WbBuf::get2` or shades.
+//! - the kernel's (kernel/src/gc/barrier.rs): inline assembly with no preemption counter. Each
+//!   window's PC ranges are listed in a linker section, and the IRQ entry, before dispatching,
+//!   rewinds an interrupted window to its first instruction (Linux's restartable sequences); Go
+//!   gets the same atomicity by making the sequence an unsafe point.
+//!
+//! Invariants (Go's mwbbuf.go states the first; the others are what make the restartable window
+//! equivalent to it):
+//! - There are **no safe points between reading the flag, the buffer put and the write to
+//!   memory**: a phase change in between (barrier turned on and stacks scanned, or every buffer
+//!   drained at mark termination) would miss the write. The guarded window holds the preemption
+//!   counter; the restartable one is rewound by every interrupt that lands in it (every safe point
+//!   of a running task is an interrupt or a call outside any window).
+//! - **The store is the window's last instruction, and everything before it is safe to repeat**:
+//!   loads, the room check, the entry writes and the bump of `next`. A restart after the bump and
+//!   before the store records the pair twice, which only shades the same objects again; nothing
+//!   the window does is visible to the collector as done until the store.
+//! - **The put writes the entries, then bumps `next`, then the store** (see `wbbuf`): a flush that
+//!   runs in an interrupt taken inside a window (a parking core's, the flush handshake's) never
+//!   sees a bumped `next` over unwritten entries, and the rewound window then puts again into
+//!   whatever the flush left.
+//! - **Rewind only at IRQ entry, before dispatch, never on a synchronous exception**: a fault
+//!   inside the window (none is expected: the slot is heap or a root, the buffer is the core's)
+//!   must report the PC it faulted at, and nothing a synchronous handler does is a safe point.
+//! - **The window's inputs stay live until the store** (`slot`, `new`: assembly inputs, never
+//!   overwritten by it), so a restart from the top decides again with the same operands.
+//! - **Shading is not restart-safe** (it sets mark bits and pushes grey objects), so the modes
+//!   that shade (`direct`) or check (`checked`) never do it inside a window: their buffers are
+//!   made always full (`WbBuf::set_always_full`), their barriers leave the window, and
+//!   [`write_pointer_guarded`] shades and stores under the preemption counter as before.
+//! - **A full buffer leaves the window for the flush** ([`flush_full_window_buffer`]: preemption
+//!   counter held, on the core's system stack), and the window is then retried from the top.
+//! - Checked mode's caller `Location` reaches its report through the slow path only.
 //! - The barrier code itself performs no barriered stores.
 //! - The flag and the mode change only while the world is stopped, so every core sees the change
-//!   at its next safe point.
+//!   at its next safe point, never in the middle of a window.
 
 use core::panic::Location;
 use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
@@ -57,9 +91,9 @@ pub enum BarrierMode {
     Buffered = 1,
     /// Shade old and new inside the barrier, no buffer (the pre-buffer baseline).
     Direct = 2,
-    /// Buffered with a minimum-size buffer so every barrier takes the slow path, which also
-    /// reports GC pointers stored where the marker never looks: outside the GC heap and the
-    /// registered roots, into no-scan objects, at offsets a type does not list as pointer fields.
+    /// Every barrier takes the slow path (its wbBuf is always full), which reports GC pointers
+    /// stored where the marker never looks: outside the GC heap and the registered roots, into
+    /// no-scan objects, at offsets a type does not list as pointer fields; then shades old and new.
     Checked = 3,
     /// Stress suites only, a negative control: mark concurrently with the barrier off. The
     /// verifier must catch the objects this loses.
@@ -134,9 +168,16 @@ pub fn write_pointer<P: Platform>(slot: &AtomicUsize, new: usize) {
     write_pointer_at::<P>(slot, new, Location::caller())
 }
 
-/// [`write_pointer`] with an explicit caller for checked-mode reports.
+/// [`write_pointer`] with an explicit caller for checked-mode reports: the platform's window.
 #[inline(always)]
-pub fn write_pointer_at<P: Platform>(slot: &AtomicUsize, new: usize, caller: &'static Location) {
+pub fn write_pointer_at<P: Platform>(slot: &AtomicUsize, new: usize, caller: &'static Location<'static>) {
+    P::write_pointer(slot, new, caller)
+}
+
+/// The guarded barrier (the default [`Platform::write_pointer`], and the kernel's slow path for
+/// the modes that do not buffer): the window is a preemption-disabled section.
+#[inline(always)]
+pub fn write_pointer_guarded<P: Platform>(slot: &AtomicUsize, new: usize, caller: &'static Location<'static>) {
     // No preemption from the flag load to the store (see the module invariants).
     let _no_preempt = P::disable_preemption();
     // Ordering: Relaxed. The flag changes only while the world is stopped; the STW handshake
@@ -154,17 +195,34 @@ pub fn write_pointer_at<P: Platform>(slot: &AtomicUsize, new: usize, caller: &'s
     slot.store(new, Ordering::Release);
 }
 
+/// The restartable window found this core's wbBuf full: flush it (greys what it holds, or
+/// discards it when no cycle marks), leaving room for the retry. The caller holds the preemption
+/// counter, runs on the core's system stack, and has left the window (it retries it from the
+/// flag load afterwards). An always-full buffer is not flushed here: those modes take
+/// [`write_pointer_guarded`] instead.
+pub fn flush_full_window_buffer<P: Platform>() {
+    // The same state as the guarded path's flush (`wb_buf_flush`), for the event recorder.
+    let _flushing = InState::<P>::enter(State::Flush);
+    let core = P::current_core();
+    // SAFETY: this core's buffer, preemption disabled by the caller; no window is in progress on
+    // this core (the one that found the buffer full has been left), so no other reference exists.
+    let buf = unsafe { core.wbbuf_mut() };
+    wb_buf_flush1(P::collector(), core, buf);
+}
+
 /// The barrier's slow half: record (old, new) in this core's wbBuf, or shade directly.
 #[inline(never)]
-fn record<P: Platform>(slot: &AtomicUsize, new: usize, caller: &'static Location) {
+fn record<P: Platform>(slot: &AtomicUsize, new: usize, caller: &'static Location<'static>) {
     let flag = WRITE_BARRIER.load(Ordering::Relaxed);
     let core = P::current_core();
-    core.stats.barriers.bump();
     if flag & BARRIER_CHECKING != 0 {
         check_store::<P>(slot, new, caller);
     }
     let old = slot.load(Ordering::Relaxed);
-    if mode() == BarrierMode::Direct {
+    // Every mode but `buffered` shades here (its buffer is always full: see `Collector::set_mode`):
+    // `direct`, and `checked` after its check.
+    if mode() != BarrierMode::Buffered {
+        core.stats.barriers.bump();
         if flag & BARRIER_MARKING != 0 {
             let c = P::collector();
             // SAFETY: this core, preemption disabled by the caller's guard.
@@ -195,6 +253,8 @@ pub fn wb_buf_flush<P: Platform>(buf: &mut WbBuf) {
 /// pointers), then reset. If no cycle is marking (the barrier was on only for checked reports),
 /// discard instead. Runs on the system stack, or during stop-the-world for other cores' buffers.
 pub fn wb_buf_flush1(c: &Collector, core: &GcCore, buf: &mut WbBuf) {
+    // Buffered barriers are counted here, a pair each, not on their fast path.
+    core.stats.barriers.add(buf.recorded().len() as u64 / 2);
     if buf.empty() {
         return;
     }
@@ -276,7 +336,7 @@ fn unscanned_slot(c: &Collector, slot: usize) -> Option<CheckedSlot> {
     }
 }
 
-fn check_store<P: Platform>(slot: &AtomicUsize, new: usize, caller: &'static Location) {
+fn check_store<P: Platform>(slot: &AtomicUsize, new: usize, caller: &'static Location<'static>) {
     let c = P::collector();
     let slot_addr = slot as *const AtomicUsize as usize;
     if new == 0 {

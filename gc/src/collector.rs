@@ -27,7 +27,7 @@ use crate::platform::{InState, Platform, ScanRange, StopReport};
 use crate::roots::Roots;
 use crate::stats::{CycleStats, StatsSnapshot};
 use crate::verify::{self, Miss};
-use crate::wbbuf::{WbBuf, WBBUF_DEFAULT_ENTRIES, WBBUF_MIN_ENTRIES};
+use crate::wbbuf::{WbBuf, WBBUF_DEFAULT_ENTRIES};
 use tricolor_timeline::State;
 
 /// A pause as the platform measured it (request to release), or else `timed`, the collector's
@@ -263,14 +263,19 @@ impl Collector {
     pub fn set_mode<P: Platform>(&self, mode: BarrierMode) {
         let _cycle = self.cycle_lock.lock();
         P::stop_the_world(|| {
-            let entries = if mode == BarrierMode::Checked {
-                WBBUF_MIN_ENTRIES
-            } else {
-                self.wbbuf_entries.load(Ordering::Relaxed)
-            };
+            let entries = self.wbbuf_entries.load(Ordering::Relaxed);
             for i in 0..P::core_count() {
                 // SAFETY: the world is stopped; no core uses its buffer.
-                unsafe { P::core(i).wbbuf_mut() }.set_entries(entries);
+                let buf = unsafe { P::core(i).wbbuf_mut() };
+                if mode.barrier_while_marking() && mode != BarrierMode::Buffered {
+                    // The modes that shade (or check) at every barrier never record: with no room,
+                    // every barrier leaves the kernel's restartable window for the guarded path,
+                    // where shading (not restart-safe) runs under the preemption counter
+                    // (barrier.rs invariants).
+                    buf.set_always_full();
+                } else {
+                    buf.set_entries(entries);
+                }
             }
             barrier::set_mode_word(mode);
             let flag = if mode == BarrierMode::Checked { BARRIER_CHECKING } else { 0 };

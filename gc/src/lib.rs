@@ -85,7 +85,7 @@ pub use census::{CensusEntry, Exemption, RootOwner, RootPart, Unscanned};
 pub use collector::{Collector, Config, CycleReport, Phase, PinnedBuf};
 pub use heap::AllocError;
 pub use object::{Gc, GcSlot, GcType, Trace};
-pub use platform::{GcCore, Platform, ScanRange, StopReport};
+pub use platform::{GcCore, Platform, ScanRange, StopReport, GCCORE_WBBUF_OFFSET};
 pub use pointer_map::{GcField, PointerMap};
 pub use stats::StatsSnapshot;
 pub use verify::{Miss, MissCause};

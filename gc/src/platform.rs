@@ -6,7 +6,8 @@
 
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
-use core::sync::atomic::AtomicU32;
+use core::panic::Location;
+use core::sync::atomic::{AtomicU32, AtomicUsize};
 
 use tricolor_timeline::State;
 
@@ -70,6 +71,16 @@ pub trait Platform: Sized + Sync + 'static {
     /// Disable preemption (and migration) until the guard drops. Covers the barrier's window from
     /// reading `WRITE_BARRIER` to the store; nesting must be allowed.
     fn disable_preemption() -> Self::NoPreempt;
+    /// The barriered store `*slot = new` ([`crate::barrier::write_pointer`] calls it). The
+    /// default is the portable path, [`crate::barrier::write_pointer_guarded`], whose window is a
+    /// preemption-disabled section. A platform may replace it with an equivalent that keeps the
+    /// rules of [`crate::barrier`] at a lower cost (the kernel's restartable assembly windows,
+    /// kernel/src/gc/barrier.rs); `caller` is only for checked-mode reports, so a replacement
+    /// should pass it to a slow path only.
+    #[inline(always)]
+    fn write_pointer(slot: &AtomicUsize, new: usize, caller: &'static Location<'static>) {
+        crate::barrier::write_pointer_guarded::<Self>(slot, new, caller)
+    }
     /// Run `f` on the current core's system stack (the wbBuf flush runs there, so the caller's
     /// stack pays only for the barrier fast path). The host just calls `f`.
     fn systemstack<R>(f: impl FnOnce() -> R) -> R;
@@ -157,7 +168,9 @@ impl<P: Platform> Drop for InState<P> {
 /// core's TPIDR_EL1 (its `Platform::current_core` is that address, no core index involved).
 ///
 /// Ownership rule: `wbbuf`, `work` and `cache` are touched only by their own core with preemption
-/// disabled, or by any core while the world is stopped. That is what makes the `UnsafeCell`s sound.
+/// disabled (or, for `wbbuf`, inside one of the kernel's restartable barrier windows, which no
+/// safe point splits: an interrupted window restarts from its first instruction), or by any core
+/// while the world is stopped. That is what makes the `UnsafeCell`s sound.
 pub struct GcCore {
     pub(crate) wbbuf: UnsafeCell<WbBuf>,
     pub(crate) work: UnsafeCell<LocalWork>,
@@ -176,6 +189,10 @@ pub struct GcCore {
 // preemption off, or anyone during stop-the-world, whose handshake orders the accesses); the rest
 // are atomics.
 unsafe impl Sync for GcCore {}
+
+/// Byte offset of the [`WbBuf`] in a [`GcCore`], for assembly (the kernel's barrier window adds it
+/// to its per-core GC block's offset; `WBBUF_*_OFFSET` locate the cursors and entries in it).
+pub const GCCORE_WBBUF_OFFSET: usize = core::mem::offset_of!(GcCore, wbbuf);
 
 /// Marks an empty allocation-cache entry.
 pub(crate) const NO_SPAN: u32 = u32::MAX;

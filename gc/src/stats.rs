@@ -37,7 +37,8 @@ impl Counter {
 /// Per-core counters.
 #[derive(Default)]
 pub struct CoreStats {
-    /// Barriers that took the recording path (flag on).
+    /// Barriers that took the recording path (flag on). Buffered ones are counted a pair at a
+    /// time when their buffer is flushed (the fast path counts nothing).
     pub barriers: Counter,
     /// wbBuf flushes that shaded (not discards).
     pub flushes: Counter,

@@ -12,21 +12,45 @@
 //!   the buffer put and the write to memory**: a GC phase change in between could miss the write.
 //! - `get1`/`get2` and the flush must not themselves execute write barriers (they would corrupt
 //!   the buffer they are filling).
+//! - **A put writes the entries, then bumps `next`; the pointer store comes after both.** The
+//!   kernel's restartable barrier window (kernel/src/gc/barrier.rs) is assembly that does exactly
+//!   that at [`WBBUF_NEXT_OFFSET`], [`WBBUF_END_OFFSET`] and [`WBBUF_ENTRIES_OFFSET`]: an
+//!   interrupt before the bump rewinds it to rewrite the same free entries, one after the bump and
+//!   before the store only records the pair twice (harmless: a second shade of the same object).
+//!   `get1`/`get2` bump first and return the entries to write, which is fine only because their
+//!   callers hold the preemption counter across the whole sequence.
+//! - An **always-full** buffer ([`WbBuf::set_always_full`], `end == 0`) sends every barrier of a
+//!   mode that does not buffer (`direct`, `checked`) to the slow path; such a buffer stays empty
+//!   and `get1`/`get2` must not be called on it.
 
 /// Entries (pointers) in a buffer unless configured otherwise (Go uses 512 too).
 pub const WBBUF_DEFAULT_ENTRIES: usize = 512;
 /// Largest configurable size, in entries (the storage is always this big).
 pub const WBBUF_MAX_ENTRIES: usize = 4096;
-/// Most entries a single barrier takes (`get2`). It is also the minimum size: `checked` mode uses
-/// it so every barrier after the first finds the buffer full and takes the slow path.
+/// Most entries a single barrier takes (`get2`), and the smallest configurable size.
 pub const WBBUF_MIN_ENTRIES: usize = 2;
 
-/// A fixed buffer of recorded pointers with `next`/`end` cursors.
+/// A fixed buffer of recorded pointers with `next`/`end` cursors (indices into `entries`).
+///
+/// `repr(C)`, `next` then `end` then `entries`: the kernel's barrier assembly loads both cursors
+/// with one `ldp` and addresses the entries from the same base.
+#[repr(C)]
 pub struct WbBuf {
     next: usize,
     end: usize,
     entries: [usize; WBBUF_MAX_ENTRIES],
 }
+
+/// Byte offset of `next` (an entry index, `usize`) in a [`WbBuf`], for assembly.
+pub const WBBUF_NEXT_OFFSET: usize = core::mem::offset_of!(WbBuf, next);
+/// Byte offset of `end` (an entry index, `usize`) in a [`WbBuf`], for assembly.
+pub const WBBUF_END_OFFSET: usize = core::mem::offset_of!(WbBuf, end);
+/// Byte offset of the first entry in a [`WbBuf`], for assembly.
+pub const WBBUF_ENTRIES_OFFSET: usize = core::mem::offset_of!(WbBuf, entries);
+const _: () = assert!(
+    WBBUF_END_OFFSET == WBBUF_NEXT_OFFSET + 8 && WBBUF_ENTRIES_OFFSET == WBBUF_END_OFFSET + 8,
+    "the barrier assembly loads next and end with one ldp and finds the entries right after"
+);
 
 impl WbBuf {
     /// An empty buffer of [`WBBUF_DEFAULT_ENTRIES`].
@@ -50,6 +74,19 @@ impl WbBuf {
     pub fn set_entries(&mut self, entries: usize) {
         self.end = Self::clamp_entries(entries);
         self.next = 0;
+    }
+
+    /// Make the buffer empty with no room at all (`end == 0`): every barrier that looks for room
+    /// takes its slow path. For the modes that do not buffer (`direct`, `checked`): the kernel's
+    /// restartable window then never records, and their shading runs outside it.
+    pub fn set_always_full(&mut self) {
+        self.end = 0;
+        self.next = 0;
+    }
+
+    /// True if the buffer was made [`WbBuf::set_always_full`].
+    pub fn is_always_full(&self) -> bool {
+        self.end == 0
     }
 
     /// Configured size in entries.
@@ -214,6 +251,27 @@ mod tests {
         b.reset();
         assert!(b.empty());
         assert_eq!(b.capacity(), 8);
+    }
+
+    #[test]
+    fn an_always_full_buffer_is_empty_and_has_no_room() {
+        let mut b = WbBuf::new();
+        b.set_always_full();
+        assert!(b.empty() && b.is_always_full());
+        assert_eq!(b.capacity(), 0);
+        assert_eq!(b.recorded(), &[] as &[usize]);
+        b.set_entries(4);
+        assert!(!b.is_always_full());
+        assert_eq!(b.capacity(), 4);
+    }
+
+    #[test]
+    fn layout_is_what_the_barrier_assembly_assumes() {
+        let b = WbBuf::new();
+        let base = core::ptr::from_ref(&b).addr();
+        assert_eq!(core::ptr::from_ref(&b.next).addr() - base, WBBUF_NEXT_OFFSET);
+        assert_eq!(core::ptr::from_ref(&b.end).addr() - base, WBBUF_END_OFFSET);
+        assert_eq!(b.entries.as_ptr().addr() - base, WBBUF_ENTRIES_OFFSET);
     }
 
     #[test]

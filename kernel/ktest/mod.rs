@@ -16,6 +16,7 @@ mod sched;
 mod stress;
 mod timeline;
 mod unit;
+mod window;
 
 use crate::registry::{Entry, Kind, Run};
 use alloc::string::String;

@@ -20,6 +20,8 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
     let start = cpu::counter();
     percore::init_this_core(0);
     exception::set_handler(fault::handle);
+    // Before any IRQ is unmasked and before other cores start: the IRQ entry searches it.
+    crate::gc::barrier::init();
 
     let machine = match devicetree::discover(boot_x0) {
         Ok(m) => MACHINE.call_once(|| m),

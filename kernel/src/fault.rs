@@ -27,6 +27,9 @@ pub fn set_exception_hook(hook: Option<ExceptionHook>) {
 /// Installed with `tricolor_arch::exception::set_handler` at boot.
 pub fn handle(exception: Exception, frame: &mut TrapFrame) {
     if exception.origin == Origin::Kernel && exception.kind == Kind::Irq {
+        // Before anything is dispatched: an interrupted barrier window restarts from its first
+        // instruction (IRQs only, never a synchronous exception: see `gc::barrier`).
+        crate::gc::barrier::rewind(frame);
         crate::irq::dispatch(frame);
         return;
     }

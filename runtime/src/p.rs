@@ -65,6 +65,16 @@ pub struct P {
 static_assertions::assert_impl_all!(P: Send, Sync);
 
 impl P {
+    /// Byte offset of the preemption depth (a `u32`) in a `P`, for assembly that reaches this
+    /// core's `P` through TPIDR_EL1 (the kernel's barrier flush stub).
+    pub const PREEMPT_DEPTH_OFFSET: usize = core::mem::offset_of!(P, preempt) + Preempt::DEPTH_OFFSET;
+    /// Byte offset of the system stack's top (`Stack::hi`, a `usize`) in a `P`, for assembly.
+    pub const SYSTEM_STACK_TOP_OFFSET: usize =
+        core::mem::offset_of!(P, system_stack) + core::mem::offset_of!(Stack, hi);
+    /// Byte offset of the system-stack busy flag (an `AtomicBool`, one byte) in a `P`, for
+    /// assembly, which must set and clear it as `systemstack` does.
+    pub const SYSTEM_STACK_BUSY_OFFSET: usize = core::mem::offset_of!(P, system_stack_busy);
+
     /// Creates core `core`'s `P` directly in `place` (the kernel's static per-core block, which
     /// cannot be built by value: it is written by its own core at bring-up).
     pub fn init_in(

@@ -10,7 +10,9 @@
 //! drained). The slots taken also belong to this core's wbBuf, which a task resumed elsewhere must
 //! not fill. Neither may a stretch of code running on the core's system stack be split (the next
 //! task of this core would reuse the stack under its frames). Such code takes a
-//! [`PreemptGuard`]; guards nest. A timer tick that finds the counter non-zero does not switch
+//! [`PreemptGuard`]; guards nest. (The kernel's barrier fast path keeps its window atomic another
+//! way, with no counter: its IRQ entry restarts an interrupted window, kernel/src/gc/barrier.rs.
+//! The barrier's slow paths and the host's barrier still take the guard.) A timer tick that finds the counter non-zero does not switch
 //! tasks: it sets `pending`, and the outermost guard's drop calls the kernel's deferred-preemption
 //! hook, which yields. So a deferred tick costs a delay, never a lost preemption.
 //!
@@ -53,6 +55,12 @@ impl Default for Preempt {
 }
 
 impl Preempt {
+    /// Byte offset of the nesting depth (a `u32`) in a `Preempt`, for assembly that disables
+    /// preemption with the same plain load, add and store as [`Preempt::disable`] (the kernel's
+    /// barrier flush stub, kernel/src/gc/barrier.rs) and enables it with
+    /// [`Preempt::enable_after_raw_disable`].
+    pub const DEPTH_OFFSET: usize = core::mem::offset_of!(Preempt, depth);
+
     /// Preemption enabled, nothing pending, no hook.
     pub const fn new() -> Preempt {
         Preempt {
@@ -96,6 +104,14 @@ impl Preempt {
             compiler_fence(Ordering::SeqCst);
             self.take_pending();
         }
+    }
+
+    /// Ends a disable that assembly did by hand (depth + 1 at [`Preempt::DEPTH_OFFSET`], as
+    /// [`Preempt::disable`] does it): exactly a guard's drop, so the outermost one runs a tick
+    /// deferred meanwhile. Call it on this `P`'s core, once per such disable.
+    #[inline(always)]
+    pub fn enable_after_raw_disable(&self) {
+        self.enable();
     }
 
     #[cold]

@@ -467,6 +467,12 @@ fn barrier_costs(results: &Path, machine: &Machine) -> Result {
         csv(&lines, "barrier", &["mode", "wbbuf", "stores", "ns_per_store", "compiled_out_ns_per_store", "flushes"])?,
     )?;
     write(results, "wbbuf_sweep.csv", csv(&lines, "wbbuf", &["entries", "stores", "ns_per_store", "flushes"])?)?;
+    let fast_path = ["mode", "wbbuf", "stores", "ns_per_store", "compiled_out_ns_per_store"];
+    write(results, "barrier_fastpath.csv", csv(&lines, "barrier_fastpath", &fast_path)?)?;
+    for l in of_kind(&lines, "barrier_fastpath") {
+        let (ns, plain) = (l.number("ns_per_store")?, l.number("compiled_out_ns_per_store")?);
+        println!("bench: barrier fast path, buffered with room {ns:>8.2} instructions per store ({plain:.2} plain)");
+    }
 
     let mut modes = Bars::from_columns(&lines, "barrier", "mode", &[("instructions per store", "ns_per_store")])?;
     let baseline = of_kind(&lines, "barrier").next().map(|l| l.number("compiled_out_ns_per_store")).transpose()?;

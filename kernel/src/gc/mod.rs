@@ -2,12 +2,14 @@
 //!
 //! - The [`Kernel`] platform: what `tricolor_gc` needs from the machine (per-core state through
 //!   TPIDR_EL1: each core's `GcCore` sits in its per-core block at `percore::PERCORE_GC_OFFSET`;
-//!   preemption guards, `systemstack`, stop-the-world, the task stacks to scan).
+//!   preemption guards, `systemstack`, stop-the-world, the task stacks to scan), and the write
+//!   barrier's restartable assembly windows (`barrier`).
 //! - Set-up from the command line (`gc.heap=`, `gc.mode=`, `gc.wbbuf=`, `gc.percent=`,
 //!   `gc.verify=`): the heap is a contiguous run of frames, the `.gcroots` section is registered.
 //! - [`collect`]: one cycle on the calling core, with mark workers spawned on the other cores for
 //!   the concurrent mark.
 
+pub mod barrier;
 pub mod coretime;
 pub mod trace;
 
@@ -68,6 +70,16 @@ impl Platform for Kernel {
     #[inline(always)]
     fn disable_preemption() -> PreemptGuard<'static> {
         tricolor_runtime::this_p().preempt.disable()
+    }
+
+    /// The restartable assembly window (`barrier`), not the guarded default.
+    #[inline(always)]
+    fn write_pointer(
+        slot: &core::sync::atomic::AtomicUsize,
+        new: usize,
+        caller: &'static core::panic::Location<'static>,
+    ) {
+        barrier::write_pointer(slot, new, caller)
     }
 
     fn systemstack<R>(f: impl FnOnce() -> R) -> R {
