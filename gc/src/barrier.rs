@@ -201,9 +201,7 @@ pub fn wb_buf_flush1(c: &Collector, core: &GcCore, buf: &mut WbBuf) {
     core.stats.flushes.bump();
     // SAFETY: the flush runs on `core` with preemption off, or during stop-the-world.
     let work = unsafe { core.work_mut() };
-    for &p in buf.recorded() {
-        mark::shade(c, core, work, p);
-    }
+    mark::shade_recorded(c, core, work, buf.recorded());
     buf.reset();
     work.publish(&c.work);
 }

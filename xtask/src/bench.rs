@@ -291,6 +291,17 @@ fn barrier_costs(results: &Path, machine: &Machine) -> Result {
         csv(&lines, "barrier", &["mode", "wbbuf", "stores", "ns_per_store", "compiled_out_ns_per_store", "flushes"])?,
     )?;
     write(results, "wbbuf_sweep.csv", csv(&lines, "wbbuf", &["entries", "stores", "ns_per_store", "flushes"])?)?;
+    write(results, "barrier_components.csv", csv(&lines, "barrier_components", &COMPONENT_COLUMNS)?)?;
+    write(
+        results,
+        "barrier_prediction.csv",
+        csv(
+            &lines,
+            "barrier_prediction",
+            &["variant", "wbbuf", "stores", "measured", "predicted", "error_percent", "flushes"],
+        )?,
+    )?;
+    print_components(&lines)?;
 
     let mut modes = Bars::from_columns(&lines, "barrier", "mode", &[("instructions per store", "ns_per_store")])?;
     let baseline = of_kind(&lines, "barrier").next().map(|l| l.number("compiled_out_ns_per_store")).transpose()?;
@@ -310,6 +321,65 @@ fn barrier_costs(results: &Path, machine: &Machine) -> Result {
         .map(|l| Ok((l.number("entries")?, l.number("ns_per_store")?)))
         .collect::<Result<_>>()?;
     line_chart(&results.join("wbbuf_sweep.svg"), "buffered barrier: cost per store vs wbBuf entries", &sweep)
+}
+
+/// The `BENCH barrier_components` columns: each part of a barriered store from a loop of its own.
+const COMPONENT_COLUMNS: [&str; 8] = [
+    "wbbuf",
+    "fast_path",
+    "fast_path_each",
+    "filtered_nil",
+    "filtered_not_in_heap",
+    "filtered_marked",
+    "shaded",
+    "flush_fixed",
+];
+
+/// How far the components' sum may miss a measured per-store total, in percent.
+const PREDICTION_TOLERANCE_PERCENT: f64 = 5.0;
+
+/// Prints the components beside issue 13's goals, and the predictions; an error if a prediction
+/// misses its measured total by more than [`PREDICTION_TOLERANCE_PERCENT`] (the components would
+/// then not account for the cost).
+fn print_components(lines: &[BenchLine]) -> Result {
+    let c = of_kind(lines, "barrier_components").next().ok_or("bench-barrier printed no barrier_components line")?;
+    let goals = [
+        ("fast path, a record that fits (loop included)", "fast_path", None),
+        ("filtered pointer: nil", "filtered_nil", Some(20.0)),
+        ("filtered pointer: not in the heap", "filtered_not_in_heap", Some(20.0)),
+        ("filtered pointer: already marked", "filtered_marked", Some(20.0)),
+        ("shaded pointer, white -> grey", "shaded", Some(40.0)),
+        ("fixed cost per flush", "flush_fixed", Some(112.0)),
+    ];
+    for (what, key, goal) in goals {
+        let v = c.number(key)?;
+        let verdict = match goal {
+            Some(g) if v <= g => format!("goal <= {g}: met"),
+            Some(g) => format!("goal <= {g}: MISSED"),
+            None => String::new(),
+        };
+        println!("bench: barrier component {what:<48} {v:>7.2} instructions  {verdict}");
+    }
+    let mut bad = Vec::new();
+    for p in of_kind(lines, "barrier_prediction") {
+        let (variant, error) = (p.text("variant")?, p.number("error_percent")?);
+        println!(
+            "bench: barrier prediction {variant:<12} measured {:>7.2} predicted {:>7.2} per store, error {error:+.2} %",
+            p.number("measured")?,
+            p.number("predicted")?
+        );
+        if error.abs() > PREDICTION_TOLERANCE_PERCENT {
+            bad.push(format!("{variant}: {error:+.2} %"));
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the barrier components do not predict the per-store totals within {PREDICTION_TOLERANCE_PERCENT} %: {}",
+            bad.join(", ")
+        ))
+    }
 }
 
 /// results/barrier_stack.*: caller-stack vs system-stack bytes of a burst of barriered stores.
@@ -558,6 +628,23 @@ mod tests {
         lines.push(last);
         lines.extend(parse(FENCES).into_iter().take(1));
         assert!(Bars::pivot(&lines, "virtio_fence", "strategy", "frame", "ns_per_frame").is_err(), "repeated cell");
+    }
+
+    const COMPONENTS: &str = "BENCH barrier_components wbbuf=512 fast_path=65.00 fast_path_each=63.00 filtered_nil=6.00 filtered_not_in_heap=6.00 filtered_marked=20.00 shaded=52.84 flush_fixed=101.25\n\
+        BENCH barrier_prediction variant=alternating wbbuf=512 stores=20000 measured=91.36 predicted=91.40 error_percent=0.04 flushes=79\n";
+
+    #[test]
+    fn components_pass_within_tolerance_and_fail_outside() {
+        let lines = parse(COMPONENTS);
+        assert!(print_components(&lines).is_ok());
+        assert_eq!(
+            csv(&lines, "barrier_components", &COMPONENT_COLUMNS).unwrap(),
+            "wbbuf,fast_path,fast_path_each,filtered_nil,filtered_not_in_heap,filtered_marked,shaded,flush_fixed\n512,65.00,63.00,6.00,6.00,20.00,52.84,101.25\n"
+        );
+        let off = COMPONENTS.replace("error_percent=0.04", "error_percent=-5.10");
+        let err = print_components(&parse(&off)).unwrap_err();
+        assert!(err.contains("alternating: -5.10 %"), "{err}");
+        assert!(print_components(&parse("BENCH barrier mode=off")).is_err(), "no components line");
     }
 
     #[test]
