@@ -46,7 +46,9 @@ pub const BARRIER_CHECKING: usize = 2;
 #[no_mangle]
 pub static WRITE_BARRIER: AtomicUsize = AtomicUsize::new(0);
 
-/// How the barrier behaves. Switchable between cycles with [`Collector::set_mode`].
+/// How the barrier behaves. Switchable between cycles with [`Collector::set_mode`]. The values
+/// are the word `MODE` holds; the modes that shade inside the barrier are the values from
+/// `Direct` up (`record` tests them with one comparison).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum BarrierMode {
@@ -55,24 +57,29 @@ pub enum BarrierMode {
     /// Record old and new in the per-core wbBuf; flush when full (the default).
     Buffered = 1,
     /// Shade old and new inside the barrier, no buffer (the pre-buffer baseline).
-    Direct = 2,
+    Direct = 4,
     /// Buffered with a minimum-size buffer so every barrier takes the slow path, which also
     /// reports GC pointers stored where the marker never looks: outside the GC heap and the
     /// registered roots, into no-scan objects, at offsets a type does not list as pointer fields.
     Checked = 3,
     /// Stress suites only, a negative control: mark concurrently with the barrier off. The
     /// verifier must catch the objects this loses.
-    UnsafeOffDuringMark = 4,
+    UnsafeOffDuringMark = 2,
+    /// Go 1.9's barrier (`writebarrierptr`, before the buffer of Go 1.10): every barrier switches
+    /// to the core's system stack (`systemstack(func() { gcmarkwb_m(dst, src) })`) and shades the
+    /// old and the new value there. For measuring what the buffer saved (Go issue 22460).
+    DirectSystemstack = 5,
 }
 
 impl BarrierMode {
     /// All modes, for command lines and test matrices.
-    pub const ALL: [BarrierMode; 5] = [
+    pub const ALL: [BarrierMode; 6] = [
         BarrierMode::Off,
         BarrierMode::Buffered,
         BarrierMode::Direct,
         BarrierMode::Checked,
         BarrierMode::UnsafeOffDuringMark,
+        BarrierMode::DirectSystemstack,
     ];
 
     /// The command-line name (`gc.mode=`).
@@ -83,6 +90,7 @@ impl BarrierMode {
             BarrierMode::Direct => "direct",
             BarrierMode::Checked => "checked",
             BarrierMode::UnsafeOffDuringMark => "unsafe-off-during-mark",
+            BarrierMode::DirectSystemstack => "direct-systemstack",
         }
     }
 
@@ -95,9 +103,10 @@ impl BarrierMode {
         match v {
             0 => BarrierMode::Off,
             1 => BarrierMode::Buffered,
-            2 => BarrierMode::Direct,
+            2 => BarrierMode::UnsafeOffDuringMark,
             3 => BarrierMode::Checked,
-            _ => BarrierMode::UnsafeOffDuringMark,
+            4 => BarrierMode::Direct,
+            _ => BarrierMode::DirectSystemstack,
         }
     }
 
@@ -108,7 +117,10 @@ impl BarrierMode {
 
     /// Whether the barrier records pointers while marking.
     pub fn barrier_while_marking(self) -> bool {
-        matches!(self, BarrierMode::Buffered | BarrierMode::Direct | BarrierMode::Checked)
+        matches!(
+            self,
+            BarrierMode::Buffered | BarrierMode::Direct | BarrierMode::Checked | BarrierMode::DirectSystemstack
+        )
     }
 }
 
@@ -162,22 +174,42 @@ fn record<P: Platform>(slot: &AtomicUsize, new: usize, caller: &'static Location
     if flag & BARRIER_CHECKING != 0 {
         check_store::<P>(slot, new, caller);
     }
-    let old = slot.load(Ordering::Relaxed);
-    if mode() == BarrierMode::Direct {
+    // The two shading modes are the values from 4 up: one comparison for both.
+    if mode() as u8 >= BarrierMode::Direct as u8 {
         if flag & BARRIER_MARKING != 0 {
-            let c = P::collector();
-            // SAFETY: this core, preemption disabled by the caller's guard.
-            let work = unsafe { core.work_mut() };
-            mark::shade(c, core, work, old);
-            mark::shade(c, core, work, new);
-            work.publish_if_large(&c.work);
+            if mode() == BarrierMode::DirectSystemstack {
+                shade_on_systemstack::<P>(slot, new);
+            } else {
+                shade_pair::<P>(core, slot.load(Ordering::Relaxed), new);
+            }
         }
         return;
     }
+    let old = slot.load(Ordering::Relaxed);
     // SAFETY: this core's buffer, preemption disabled by `write_pointer_at`'s guard for as long as
     // the reference lives (it ends with this statement).
     let buf = unsafe { core.wbbuf_mut() };
     *buf.get2(wb_buf_flush::<P>) = [old, new];
+}
+
+/// The barrier of mode `direct-systemstack`, Go 1.9's `writebarrierptr_prewrite1`: read the old
+/// value and shade both on the system stack. Preemption stays disabled across the switch (the
+/// barrier's guard), so nothing else runs on this core between this read and the barrier's store.
+/// Out of line: the switch's code does not weigh on `record`'s other paths.
+#[inline(never)]
+fn shade_on_systemstack<P: Platform>(slot: &AtomicUsize, new: usize) {
+    P::systemstack(|| shade_pair::<P>(P::current_core(), slot.load(Ordering::Relaxed), new));
+}
+
+/// Shade a barrier's old and new value on `core` (modes `direct` and `direct-systemstack`).
+#[inline(always)]
+fn shade_pair<P: Platform>(core: &GcCore, old: usize, new: usize) {
+    let c = P::collector();
+    // SAFETY: this core, preemption disabled by the barrier's guard.
+    let work = unsafe { core.work_mut() };
+    mark::shade(c, core, work, old);
+    mark::shade(c, core, work, new);
+    work.publish_if_large(&c.work);
 }
 
 /// Flush the current core's wbBuf on the core's system stack. Called by `get2` when full.

@@ -206,7 +206,13 @@ fn fresh_whites(n: usize) -> Vec<Gc<Node>> {
 
 fn bench_barrier(_: &Config<'_>) -> ! {
     let (a, b) = bench_objects("bench-barrier");
-    for mode in [BarrierMode::Off, BarrierMode::Buffered, BarrierMode::Direct, BarrierMode::Checked] {
+    for mode in [
+        BarrierMode::Off,
+        BarrierMode::Buffered,
+        BarrierMode::Direct,
+        BarrierMode::DirectSystemstack,
+        BarrierMode::Checked,
+    ] {
         gc::set_mode(mode);
         let (ns, base, flushes) = measure_during_mark(a, b);
         kprintln!(
@@ -305,10 +311,11 @@ fn bench_barrier_stack(_: &Config<'_>) -> ! {
     let (a, b) = bench_objects("bench-barrier-stack");
     let in_place = || -> Result<usize, String> { Ok(super::caller_stack_bytes(|| barriered(a, b))?.0) };
     let without_switch = || tricolor_runtime::this_p().without_systemstack(in_place);
-    let runs: [(&str, BarrierMode, Burst<'_>); 5] = [
+    let runs: [(&str, BarrierMode, Burst<'_>); 6] = [
         ("off", BarrierMode::Off, &in_place),
         ("buffered", BarrierMode::Buffered, &in_place),
         ("direct", BarrierMode::Direct, &in_place),
+        ("direct-systemstack", BarrierMode::DirectSystemstack, &in_place),
         ("checked", BarrierMode::Checked, &in_place),
         // The same buffered stores, but the flushes run where the barrier is, as they would
         // without `systemstack`: what the switch saves the caller's stack.

@@ -159,7 +159,7 @@ pub const KEYS: &[Key] = &[
     Key { name: "virtio.complete", values: "poll|irq", help: "GPU command completion by polling or interrupt" },
     Key {
         name: "gc.mode",
-        values: "off|buffered|direct|checked|unsafe-off-during-mark",
+        values: "off|buffered|direct|checked|unsafe-off-during-mark|direct-systemstack",
         help: "write-barrier mode (unsafe-off-during-mark: stress negative control only)",
     },
     Key { name: "gc.heap", values: "<size: 1M..=768M, K/M/G suffix>", help: "GC heap size" },
@@ -424,6 +424,12 @@ mod tests {
         assert_eq!(c.gc_percent, 50);
         assert!(c.gc_verify);
         assert_eq!(parse("gc.mode=unsafe-off-during-mark").unwrap().gc_mode, BarrierMode::UnsafeOffDuringMark);
+        assert_eq!(parse("gc.mode=direct-systemstack").unwrap().gc_mode, BarrierMode::DirectSystemstack);
+        // The help lists exactly the modes there are.
+        let key = KEYS.iter().find(|k| k.name == "gc.mode").unwrap();
+        let listed: Vec<&str> = key.values.split('|').collect();
+        let names: Vec<&str> = BarrierMode::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(listed, names);
         assert!(parse("gc.trace=1").unwrap().gc_trace);
         assert!(!parse("gc.trace=0").unwrap().gc_trace && !Config::default().gc_trace);
         for bad in [

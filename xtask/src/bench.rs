@@ -310,8 +310,9 @@ fn barrier_costs(results: &Path, machine: &Machine) -> Result {
         modes.series[0].1.insert(0, b);
     }
     for (mode, ns) in modes.categories.iter().zip(&modes.series[0].1) {
-        println!("bench: barrier mode {mode:<12} {ns:>8.2} instructions per store");
+        println!("bench: barrier mode {mode:<18} {ns:>8.2} instructions per store");
     }
+    println!("bench: {}", go19_ratios(&lines)?);
     let title = "cost per pointer store, barrier on (instructions)";
     bar_charts(
         &results.join("barrier_modes.svg"),
@@ -321,6 +322,23 @@ fn barrier_costs(results: &Path, machine: &Machine) -> Result {
         .map(|l| Ok((l.number("entries")?, l.number("ns_per_store")?)))
         .collect::<Result<_>>()?;
     line_chart(&results.join("wbbuf_sweep.svg"), "buffered barrier: cost per store vs wbBuf entries", &sweep)
+}
+
+/// Go 1.9's barrier (`direct-systemstack`) and inline `direct` over `buffered`, per store with
+/// the barrier on: the ratio Go issue 22460 put at about 4x (amd64 wall time).
+fn go19_ratios(lines: &[BenchLine]) -> Result<String> {
+    let per_store = |mode: &str| -> Result<f64> {
+        of_kind(lines, "barrier")
+            .find(|l| l.get("mode") == Some(mode))
+            .ok_or_else(|| format!("bench-barrier printed no line for mode {mode}"))?
+            .number("ns_per_store")
+    };
+    let (buffered, go19, direct) = (per_store("buffered")?, per_store("direct-systemstack")?, per_store("direct")?);
+    Ok(format!(
+        "Go 1.9's barrier (direct-systemstack) {go19:.2} / buffered {buffered:.2} = {:.2}x; inline direct {direct:.2} / buffered = {:.2}x (Go issue 22460: ~4x)",
+        go19 / buffered,
+        direct / buffered
+    ))
 }
 
 /// The `BENCH barrier_components` columns: each part of a barriered store from a loop of its own.

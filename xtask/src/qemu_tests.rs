@@ -83,6 +83,18 @@ const CASES: &[Case] = &[
         min_smp: 1,
     },
     Case {
+        name: "gc-cycle-direct-systemstack",
+        append: "test=gc-cycle gc.verify=on gc.heap=32M gc.percent=400 gc.mode=direct-systemstack",
+        exit: SUCCESS,
+        expect: &[
+            "gc-cycle: 12 cycles in mode direct-systemstack on {smp} cores: 0 verifier misses (0 in the driver's cycles",
+            ") and 0 unscanned stacks, 0 corrupt, 0 poison failures, 0 false checked reports",
+        ],
+        check: None,
+        hw: NO_GPU,
+        min_smp: 1,
+    },
+    Case {
         name: "gc-cycle-checked",
         append: "test=gc-cycle gc.verify=on gc.heap=32M gc.percent=400 gc.mode=checked",
         exit: SUCCESS,

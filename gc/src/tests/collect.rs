@@ -338,7 +338,7 @@ fn moved_to_stack_scenario(mode: BarrierMode) -> (Vec<crate::Miss>, usize, usize
 
 #[test]
 fn buffered_barrier_keeps_an_object_moved_to_the_stack_during_mark() {
-    for mode in [BarrierMode::Buffered, BarrierMode::Direct, BarrierMode::Checked] {
+    for mode in [BarrierMode::Buffered, BarrierMode::Direct, BarrierMode::Checked, BarrierMode::DirectSystemstack] {
         let (misses, n, _) = moved_to_stack_scenario(mode);
         assert_eq!(n, 0, "{mode:?}: {misses:?}");
     }
