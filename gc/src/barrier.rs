@@ -132,7 +132,9 @@ pub fn mode() -> BarrierMode {
     BarrierMode::from_u8(MODE.load(Ordering::Relaxed))
 }
 
+/// Without barriers every mode is `off`: marking must stop the world.
 pub(crate) fn set_mode_word(m: BarrierMode) {
+    let m = if COMPILED_OUT { BarrierMode::Off } else { m };
     // Ordering: Relaxed; written only while the world is stopped, and the STW handshake orders it
     // before any core's next barrier.
     MODE.store(m as u8, Ordering::Relaxed);
@@ -145,9 +147,18 @@ pub fn write_pointer<P: Platform>(slot: &AtomicUsize, new: usize) {
     write_pointer_at::<P>(slot, new, Location::caller())
 }
 
+/// Whether this build has its barriers compiled out (feature `no-barriers`): stores are plain and
+/// every cycle marks with the world stopped, whatever mode is asked for.
+pub const COMPILED_OUT: bool = cfg!(feature = "no-barriers");
+
 /// [`write_pointer`] with an explicit caller for checked-mode reports.
 #[inline(always)]
 pub fn write_pointer_at<P: Platform>(slot: &AtomicUsize, new: usize, caller: &'static Location) {
+    if COMPILED_OUT {
+        // Ordering: Release, as below (mutators' happens-before to what the handle names).
+        slot.store(new, Ordering::Release);
+        return;
+    }
     // No preemption from the flag load to the store (see the module invariants).
     let _no_preempt = P::disable_preemption();
     // Ordering: Relaxed. The flag changes only while the world is stopped; the STW handshake

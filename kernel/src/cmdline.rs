@@ -171,7 +171,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "gc.pacer",
         values: "on|off",
-        help: "heap growth starts cycles (off: only gc.torture= and a full heap)",
+        help: "heap growth starts cycles (off: only gc.torture=, each after a running one, and a full heap)",
     },
     Key { name: "gc.trace", values: "0|1", help: "one gctrace line per cycle (Go's GODEBUG=gctrace=1 format)" },
     Key { name: "suite", values: "<name>", help: "run a GC stress suite (suite=help lists them) and exit" },

@@ -158,8 +158,9 @@ fn write(dir: &Path, name: &str, text: String) -> Result {
     Ok(())
 }
 
-/// Runs every measurement and writes `results/`.
-pub fn run(elf: &Path) -> Result {
+/// Runs every measurement and writes `results/`. `no_barriers` is the kernel built with its
+/// barriers compiled out (`kernel::build_no_barriers`), the baseline of the barrier figures.
+pub fn run(elf: &Path, no_barriers: &Path) -> Result {
     let results = crate::cargo::workspace_root().join("results");
     std::fs::create_dir_all(&results).map_err(|e| format!("cannot create {}: {e}", results.display()))?;
     let deterministic = |scenario: &str| Machine {
@@ -169,7 +170,9 @@ pub fn run(elf: &Path) -> Result {
         icount: true,
         ..Machine::new(elf)
     };
-    barrier_costs(&results, &deterministic("bench-barrier"))?;
+    let compiled_out = Machine { elf: no_barriers.to_path_buf(), ..deterministic("bench-barrier") };
+    barrier_costs(&results, &deterministic("bench-barrier"), &compiled_out)?;
+    barrier_overhead(&results, elf, no_barriers)?;
     barrier_stack(&results, &deterministic("bench-barrier-stack"))?;
     // No -icount: under it a frame takes a few thousand instructions of polling however long the
     // GPU really needs, so the times say nothing.
@@ -282,13 +285,19 @@ fn gc_headroom(results: &Path, elf: &Path) -> Result {
     )
 }
 
-/// results/barrier_modes.* and results/wbbuf_sweep.*: instructions per barriered store.
-fn barrier_costs(results: &Path, machine: &Machine) -> Result {
-    let lines = bench_lines(machine, "bench-barrier under -icount (deterministic: instructions, not seconds)")?;
+/// results/barrier_modes.* and results/wbbuf_sweep.*: instructions per barriered store; the
+/// first row is the same stores in the kernel built without barriers (`compiled_out`).
+fn barrier_costs(results: &Path, machine: &Machine, compiled_out: &Machine) -> Result {
+    let mut lines =
+        bench_lines(compiled_out, "bench-barrier, barriers compiled out (feature no-barriers), under -icount")?;
+    if of_kind(&lines, "barrier").map(|l| l.get("mode")).ne([Some("compiled-out")]) {
+        return Err("the no-barriers kernel's bench-barrier must print one line, mode=compiled-out".into());
+    }
+    lines.extend(bench_lines(machine, "bench-barrier under -icount (deterministic: instructions, not seconds)")?);
     write(
         results,
         "barrier_modes.csv",
-        csv(&lines, "barrier", &["mode", "wbbuf", "stores", "ns_per_store", "compiled_out_ns_per_store", "flushes"])?,
+        csv(&lines, "barrier", &["mode", "wbbuf", "stores", "ns_per_store", "flushes"])?,
     )?;
     write(results, "wbbuf_sweep.csv", csv(&lines, "wbbuf", &["entries", "stores", "ns_per_store", "flushes"])?)?;
     write(results, "barrier_components.csv", csv(&lines, "barrier_components", &COMPONENT_COLUMNS)?)?;
@@ -303,12 +312,7 @@ fn barrier_costs(results: &Path, machine: &Machine) -> Result {
     )?;
     print_components(&lines)?;
 
-    let mut modes = Bars::from_columns(&lines, "barrier", "mode", &[("instructions per store", "ns_per_store")])?;
-    let baseline = of_kind(&lines, "barrier").next().map(|l| l.number("compiled_out_ns_per_store")).transpose()?;
-    if let Some(b) = baseline {
-        modes.categories.insert(0, "compiled out".into());
-        modes.series[0].1.insert(0, b);
-    }
+    let modes = Bars::from_columns(&lines, "barrier", "mode", &[("instructions per store", "ns_per_store")])?;
     for (mode, ns) in modes.categories.iter().zip(&modes.series[0].1) {
         println!("bench: barrier mode {mode:<18} {ns:>8.2} instructions per store");
     }
@@ -322,6 +326,140 @@ fn barrier_costs(results: &Path, machine: &Machine) -> Result {
         .map(|l| Ok((l.number("entries")?, l.number("ns_per_store")?)))
         .collect::<Result<_>>()?;
     line_chart(&results.join("wbbuf_sweep.svg"), "buffered barrier: cost per store vs wbBuf entries", &sweep)
+}
+
+/// GCBench for the barrier-overhead figure: the quick size on this many cores, cycles forced every
+/// [`OVERHEAD_EVERY`] allocations (counted over all cores, the pacer off: `gc.torture=` with
+/// `gc.pacer=off`, where each waits for a running cycle), so every variant collects at the same
+/// allocation counts: 7 cycles, and the suite's final one.
+const OVERHEAD_SMP: usize = 4;
+const OVERHEAD_EVERY: u64 = 349_000;
+/// The variants: name, barriers compiled out, `gc.mode=`.
+const OVERHEAD_VARIANTS: [(&str, bool, &str); 5] = [
+    ("compiled-out", true, "off"),
+    ("off", false, "off"),
+    ("buffered", false, "buffered"),
+    ("direct", false, "direct"),
+    ("direct-systemstack", false, "direct-systemstack"),
+];
+
+/// One variant's figures (instructions: `-icount`, all cores together).
+#[derive(Debug, PartialEq)]
+pub struct Overhead {
+    pub variant: String,
+    pub total: f64,
+    /// Instructions while a cycle was in progress (on the collecting core's clock, which is all
+    /// cores' under -icount).
+    pub in_cycles: f64,
+    pub stw: f64,
+    pub cycles: u64,
+    pub allocs: u64,
+    pub barriers: u64,
+    pub flushes: u64,
+}
+
+impl Overhead {
+    /// Mutator instructions: the whole run's less those of its cycles.
+    pub fn mutator(&self) -> f64 {
+        self.total - self.in_cycles
+    }
+
+    fn from_summary(variant: &str, s: &BenchLine) -> Result<Overhead> {
+        let count = |key: &str| s.number(key).map(|v| v as u64);
+        Ok(Overhead {
+            variant: variant.into(),
+            total: s.number("run_ns")?,
+            in_cycles: s.number("run_gc_ns")?,
+            stw: s.number("stw_ns")?,
+            cycles: count("cycles")?,
+            allocs: count("allocs")?,
+            barriers: count("barriers")?,
+            flushes: count("flushes")?,
+        })
+    }
+}
+
+/// The CSV of [`barrier_overhead`], overheads relative to the first row; an error unless every
+/// variant ran the same cycles at the same allocation counts (same cycles, same allocations).
+pub fn overhead_csv(rows: &[Overhead]) -> Result<String> {
+    let base = rows.first().ok_or("no overhead variants")?;
+    let mut out = String::from(
+        "variant,cycles,allocs,barriers,flushes,total_instructions,in_cycle_instructions,stw_instructions,mutator_instructions,total_overhead_percent,mutator_overhead_percent\n",
+    );
+    for r in rows {
+        if (r.cycles, r.allocs) != (base.cycles, base.allocs) {
+            return Err(format!(
+                "{}: {} cycles over {} allocations, {}: {} over {}: the cycles did not come at the same allocations",
+                r.variant, r.cycles, r.allocs, base.variant, base.cycles, base.allocs
+            ));
+        }
+        let percent = |v: f64, b: f64| (v / b - 1.0) * 100.0;
+        out += &format!(
+            "{},{},{},{},{},{},{},{},{},{:.2},{:.2}\n",
+            r.variant,
+            r.cycles,
+            r.allocs,
+            r.barriers,
+            r.flushes,
+            r.total,
+            r.in_cycles,
+            r.stw,
+            r.mutator(),
+            percent(r.total, base.total),
+            percent(r.mutator(), base.mutator())
+        );
+    }
+    Ok(out)
+}
+
+/// results/barrier_overhead.*: whole-program overhead of the barrier, in the style of Blackburn
+/// and Hosking's "Barriers: friend or foe?": GCBench quick at 4 cores under -icount in the kernel
+/// built without barriers and in each barrier mode, the cycles at the same allocation counts.
+fn barrier_overhead(results: &Path, elf: &Path, no_barriers: &Path) -> Result {
+    let mut rows = Vec::new();
+    for (variant, compiled_out, mode) in OVERHEAD_VARIANTS {
+        let machine = Machine {
+            smp: OVERHEAD_SMP,
+            append: format!(
+                "suite={HEADROOM_SUITE} gc.heap={HEADROOM_HEAP} gc.verify=off gc.pacer=off gc.torture={OVERHEAD_EVERY} gc.mode={mode}"
+            ),
+            gpu: false,
+            icount: true,
+            ..Machine::new(if compiled_out { no_barriers } else { elf })
+        };
+        let run = bench_lines(&machine, &format!("GCBench for the barrier overhead: {variant}, -icount"))?;
+        let s = of_kind(&run, "gc_summary").next().ok_or("GCBench printed no BENCH gc_summary line")?;
+        rows.push(Overhead::from_summary(variant, s)?);
+    }
+    write(results, "barrier_overhead.csv", overhead_csv(&rows)?)?;
+    let base = &rows[0];
+    for r in &rows {
+        println!(
+            "bench: barrier overhead {:<18} mutator {:>6.3} G instructions ({:+6.2} %), whole run {:>6.3} G ({:+6.2} %), {} cycles, {} barriers",
+            r.variant,
+            r.mutator() / 1e9,
+            (r.mutator() / base.mutator() - 1.0) * 100.0,
+            r.total / 1e9,
+            (r.total / base.total - 1.0) * 100.0,
+            r.cycles,
+            r.barriers
+        );
+    }
+    let categories: Vec<String> = rows.iter().map(|r| r.variant.clone()).collect();
+    let giga = |f: fn(&Overhead) -> f64| rows.iter().map(|r| f(r) / 1e9).collect::<Vec<f64>>();
+    let bars = Bars {
+        categories,
+        series: vec![
+            ("mutator".into(), giga(Overhead::mutator)),
+            ("in cycles".into(), giga(|r| r.in_cycles)),
+            ("whole run".into(), giga(|r| r.total)),
+        ],
+    };
+    let title = format!("GCBench quick, {OVERHEAD_SMP} cores, cycles every {OVERHEAD_EVERY} allocations");
+    bar_charts(
+        &results.join("barrier_overhead.svg"),
+        vec![Panel { title: &title, y_desc: "G instructions (-icount)", bars }],
+    )
 }
 
 /// Go 1.9's barrier (`direct-systemstack`) and inline `direct` over `buffered`, per store with
@@ -569,7 +707,7 @@ fn line_chart(path: &Path, title: &str, points: &[(f64, f64)]) -> Result {
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = "noise\nBENCH barrier mode=buffered wbbuf=512 stores=20000 ns_per_store=180.20 compiled_out_ns_per_store=6.01 flushes=79\n[ 0.1] INFO log\nBENCH wbbuf entries=2 stores=20000 ns_per_store=277.99 flushes=20000\n";
+    const SAMPLE: &str = "noise\nBENCH barrier mode=buffered wbbuf=512 stores=20000 ns_per_store=180.20 flushes=79\n[ 0.1] INFO log\nBENCH wbbuf entries=2 stores=20000 ns_per_store=277.99 flushes=20000\n";
 
     const STACK: &str =
         "BENCH barrier_stack mode=off stores=20000 caller_stack_bytes=80 system_stack_bytes=0 flushes=0\n\
@@ -663,6 +801,23 @@ mod tests {
         let err = print_components(&parse(&off)).unwrap_err();
         assert!(err.contains("alternating: -5.10 %"), "{err}");
         assert!(print_components(&parse("BENCH barrier mode=off")).is_err(), "no components line");
+    }
+
+    #[test]
+    fn overhead_rows_compare_with_the_first_and_need_the_same_cycles() {
+        let summary = |elapsed, gc, cycles| {
+            parse(&format!("BENCH gc_summary run_ns={elapsed} run_gc_ns={gc} stw_ns=5 cycles={cycles} allocs=1000 barriers=7 flushes=1"))
+                .pop()
+                .unwrap()
+        };
+        let base = Overhead::from_summary("compiled-out", &summary(1000, 200, 8)).unwrap();
+        let buffered = Overhead::from_summary("buffered", &summary(1300, 300, 8)).unwrap();
+        assert_eq!(buffered.mutator(), 1000.0);
+        let text = overhead_csv(&[base, buffered]).unwrap();
+        assert_eq!(text.lines().nth(2).unwrap(), "buffered,8,1000,7,1,1300,300,5,1000,30.00,25.00");
+        let base = Overhead::from_summary("compiled-out", &summary(1000, 200, 8)).unwrap();
+        let other = Overhead::from_summary("off", &summary(1000, 200, 9)).unwrap();
+        assert!(overhead_csv(&[base, other]).unwrap_err().contains("not come at the same allocations"));
     }
 
     #[test]

@@ -382,7 +382,13 @@ pub fn alloc<T: Trace>() -> Result<Gc<T>, AllocError> {
     let torture = TORTURE_EVERY.load(Ordering::Relaxed);
     if torture != 0 && (TORTURE_ALLOCS.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(torture) {
         // `object` lives in this task's registers and stack: the cycle's root scan covers them.
-        if try_collect().is_some() {
+        if !PACER.load(Ordering::Relaxed) {
+            // A measurement (`gc.pacer=off`): every `torture`-th allocation gets its cycle, after
+            // the running one if there is one, so that every run collects at the same counts.
+            TRIGGERED_CYCLES.fetch_add(1, Ordering::Relaxed);
+            holding_cycle_lock(|| cycle(0, false));
+            TORTURE_CYCLES.fetch_add(1, Ordering::Relaxed);
+        } else if try_collect().is_some() {
             TORTURE_CYCLES.fetch_add(1, Ordering::Relaxed);
         }
     } else if PACER.load(Ordering::Relaxed) && c.should_collect() {

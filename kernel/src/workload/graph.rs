@@ -85,12 +85,6 @@ impl Node {
     pub fn set_left(&self, value: Option<Gc<Node>>) {
         self.left.set::<Kernel>(value);
     }
-
-    /// `left = value` as a plain Release store, no barrier: ONLY for the barrier-cost benchmark's
-    /// "compiled out" baseline, on an object nothing else reads.
-    pub fn store_left_unbarriered(&self, value: Option<Gc<Node>>) {
-        self.left.as_atomic().store(value.map_or(0, |g| g.addr()), Ordering::Release);
-    }
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
