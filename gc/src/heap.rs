@@ -171,7 +171,8 @@ impl<'h> HeapView<'h> {
         // or the free sentinel, which is the one entry of `spans` past them.
         let span = unsafe { self.span(sp) };
         // A free page's sentinel has `div_mul` 0 (index 0) and every mark bit set: filtered below.
-        let span_off = off - sp as usize * HEAP_PAGE_SIZE;
+        // Its start (`npages`) lies past every page, so the offset wraps; the index is 0 anyway.
+        let span_off = off.wrapping_sub(sp as usize * HEAP_PAGE_SIZE);
         let index = span.index_of(span_off);
         // Masked into the bitmap: an index past the objects (the tail of the span) reads some bit
         // of this bitmap, harmlessly (see above), instead of a bounds check.
@@ -191,7 +192,7 @@ impl<'h> HeapView<'h> {
         }
         // From `addr`, not from `sp`: the span's start is then needed only as `sp * page`
         // subtracted (one instruction with the shift folded in).
-        let base = addr - span_off + index * span.elem_size();
+        let base = addr.wrapping_sub(span_off) + index * span.elem_size();
         Some((ObjRef { span: sp, index: index as u32, base, noscan: span.noscan.load(Ordering::Relaxed) }, word, bit))
     }
 }
