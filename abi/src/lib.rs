@@ -14,8 +14,10 @@ pub const PAGE_SIZE: usize = 4096;
 
 /// The most cores tricolor manages: the size of every per-core table, the upper bound of `cores=`
 /// and of xtask's `--smp`, and the number of stack slots `linker.ld` reserves (`kernel/build.rs`
-/// passes it to the linker as `__max_cores`).
-pub const MAX_CORES: usize = 8;
+/// passes it to the linker as `__max_cores`). 16: QEMU `virt` starts more than 8 only with a GICv3
+/// (a GICv2 CPU interface has 8 target bits), which the kernel drives; the per-core tables and
+/// stacks grow with it (about 170 KiB a core: linker.ld's stack slot and the per-core block).
+pub const MAX_CORES: usize = 16;
 
 /// Exit statuses the kernel hands QEMU through semihosting (QEMU exits with them); xtask's test
 /// runners check them. A byte, because that is what a process exit status is.

@@ -1,6 +1,7 @@
 //! tricolor's architecture layer: everything that is aarch64-specific and nothing that is policy.
 //!
 //! - [`esr`]: decoding of the exception syndrome (pure; tested on the host).
+//! - [`gicv3`]: GICv3 affinity, SGI and redistributor-walk arithmetic (pure; tested on the host).
 //! - [`pagetable`]: the translation tables (pure; tested on the host).
 //! - `aarch64` (only when building for aarch64): boot entry and exception vectors (assembly),
 //!   the trap frame and handler registration, PSCI, semihosting, the generic counter, and the one
@@ -15,6 +16,7 @@
 #![cfg_attr(not(test), no_std)]
 
 pub mod esr;
+pub mod gicv3;
 pub mod pagetable;
 
 #[cfg(target_arch = "aarch64")]

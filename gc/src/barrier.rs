@@ -287,7 +287,7 @@ pub struct CheckedReport {
     pub caller: &'static Location<'static>,
 }
 
-static CHECKED_REPORTS: spin::Mutex<Vec<CheckedReport>> = spin::Mutex::new(Vec::new());
+static CHECKED_REPORTS: crate::sync::Mutex<Vec<CheckedReport>> = crate::sync::Mutex::new(Vec::new());
 
 /// Take (and clear) the checked-mode reports recorded so far.
 pub fn take_checked_reports() -> Vec<CheckedReport> {

@@ -13,7 +13,7 @@
 //! In `off` mode steps 2-4 happen in one stop-the-world pause.
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use alloc::vec::Vec;
 
@@ -22,6 +22,7 @@ use crate::census::{self, CensusEntry, CensusPoint, RootOwner, Unscanned};
 use crate::heap::{AllocError, Heap};
 use crate::mark::{self, GlobalWork};
 use crate::object::{Gc, Trace};
+use crate::pacer::{self, CycleFacts, Pacer, Plan};
 use crate::platform::{Platform, ScanRange, StopReport};
 use crate::roots::Roots;
 use crate::stats::{CycleStats, StatsSnapshot};
@@ -40,6 +41,10 @@ fn pause_of(stop: StopReport, timed: u64) -> u64 {
 
 /// Mark termination attempts that may hand newly found grey objects back to concurrent marking.
 pub const MAX_MARK_RESTARTS: u32 = 4;
+
+/// A mark assist starts once a core owes this many bytes of marking (`Collector::assist_alloc`):
+/// one drain stretch's worth, so that small allocations do not each pay a drain's set-up.
+pub const ASSIST_BATCH: u64 = 16 * 1024;
 
 /// Collector phases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +108,24 @@ pub struct CycleReport {
     /// Task stacks or saved registers the census says should have been scanned and were not
     /// (0 if the verifier is off).
     pub unscanned: usize,
+    /// The heap goal this cycle was paced for ([`crate::pacer`]).
+    pub heap_goal: u64,
+    /// The trigger it was planned to start at.
+    pub heap_trigger: u64,
+    /// Heap in use when it started (mark setup).
+    pub started_at: u64,
+    /// Heap in use at mark termination: the cycle's peak.
+    pub peak_heap: u64,
+    /// Mark terminations that found grey objects and went back to concurrent marking.
+    pub mark_restarts: u32,
+    /// The concurrent mark's length until the grey set and the stack scans were done (before the
+    /// flush handshake), and the part of it the collecting core found no grey object to take.
+    pub mark_ns: u64,
+    pub mark_wait_ns: u64,
+    pub mark_wait_stacks_ns: u64,
+    /// Mark termination's parts (in its last pause): the final flush and drain, the verifier, the
+    /// pacer, releasing the allocation caches.
+    pub termination_phases_ns: [u64; 4],
 }
 
 /// A pinned no-scan buffer in the GC heap (a framebuffer): page aligned, zeroed, never freed
@@ -139,13 +162,20 @@ pub struct Collector {
     snapshot_taken: AtomicBool,
     panic_on_miss: bool,
     trigger: AtomicUsize,
-    cycle_lock: spin::Mutex<()>,
+    /// The running (or next) cycle's heap goal ([`crate::pacer`]).
+    goal: AtomicUsize,
+    /// The pacer's state and the plan its goal and trigger come from; the cycle's facts as far
+    /// as known (mark setup notes where it started).
+    pacer: crate::sync::Mutex<(Pacer, CycleFacts)>,
+    /// Bytes of marking an allocated byte owes during this mark, ×2^16 (`pacer`).
+    assist_ratio: AtomicU64,
+    cycle_lock: crate::sync::Mutex<()>,
     /// Cycle counters.
     pub stats: CycleStats,
-    misses: spin::Mutex<Vec<Miss>>,
+    misses: crate::sync::Mutex<Vec<Miss>>,
     /// The root census of the cycle being verified (see [`census`]).
-    census: spin::Mutex<CycleCensus>,
-    unscanned: spin::Mutex<Vec<Unscanned>>,
+    census: crate::sync::Mutex<CycleCensus>,
+    unscanned: crate::sync::Mutex<Vec<Unscanned>>,
 }
 
 /// One cycle's root census: the tasks alive at mark start and every range scanned since, by
@@ -175,11 +205,23 @@ impl Collector {
             snapshot_taken: AtomicBool::new(false),
             panic_on_miss: config.panic_on_miss,
             trigger: AtomicUsize::new(config.min_trigger),
-            cycle_lock: spin::Mutex::new(()),
+            goal: AtomicUsize::new(config.min_trigger),
+            pacer: crate::sync::Mutex::new((
+                Pacer::new(),
+                CycleFacts {
+                    live_before: 0,
+                    plan: Plan { goal: config.min_trigger, trigger: config.min_trigger },
+                    started_at: 0,
+                    peak: 0,
+                    live: 0,
+                },
+            )),
+            assist_ratio: AtomicU64::new(0),
+            cycle_lock: crate::sync::Mutex::new(()),
             stats: CycleStats::new(),
-            misses: spin::Mutex::new(Vec::new()),
-            census: spin::Mutex::new(CycleCensus { at_start: Vec::new(), scanned: Vec::new() }),
-            unscanned: spin::Mutex::new(Vec::new()),
+            misses: crate::sync::Mutex::new(Vec::new()),
+            census: crate::sync::Mutex::new(CycleCensus { at_start: Vec::new(), scanned: Vec::new() }),
+            unscanned: crate::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -301,6 +343,59 @@ impl Collector {
         self.trigger.load(Ordering::Relaxed)
     }
 
+    /// The running (or next) cycle's heap goal in bytes in use.
+    pub fn heap_goal(&self) -> usize {
+        self.goal.load(Ordering::Relaxed)
+    }
+
+    /// A mutator allocated `bytes` (outside the allocator's guard): while a cycle marks, it owes
+    /// `bytes × ratio` of marking (`pacer`), kept per core and paid in bounded drains once it
+    /// reaches [`ASSIST_BATCH`] bytes, each a preemption-disabled stretch of at most
+    /// `mark::DRAIN_BUDGET_SLOTS` slots on the system stack. A debt the grey set cannot pay (none
+    /// left to take) is dropped: the markers have the rest in hand. Returns bytes marked.
+    pub fn assist_alloc<P: Platform>(&self, bytes: usize) -> u64 {
+        if self.phase() != Phase::Mark {
+            return 0;
+        }
+        let ratio = self.assist_ratio.load(Ordering::Relaxed);
+        let owed = (bytes as u64).saturating_mul(ratio) >> 16;
+        let debt = {
+            // The core's tally has one writer at a time: its own core, preemption off.
+            let _np = P::disable_preemption();
+            let core = P::current_core();
+            let debt = core.stats.assist_debt.get().saturating_add(owed);
+            core.stats.assist_debt.set(if debt < ASSIST_BATCH { debt } else { 0 });
+            debt
+        };
+        if debt < ASSIST_BATCH {
+            return 0;
+        }
+        let t = P::now_ns();
+        let mut paid = 0u64;
+        while paid < debt && self.phase() == Phase::Mark {
+            let step = P::systemstack(|| {
+                let _np = P::disable_preemption();
+                let core = P::current_core();
+                let before = core.stats.bytes_marked.get();
+                // SAFETY: this core with preemption disabled.
+                let work = unsafe { core.work_mut() };
+                let scanned = mark::drain_some(self, core, work, usize::MAX, mark::DRAIN_BUDGET_SLOTS);
+                (scanned, core.stats.bytes_marked.get() - before)
+            });
+            if step.0 == 0 {
+                break;
+            }
+            paid += step.1.max(1);
+        }
+        self.revise_assist_ratio::<P>();
+        let _np = P::disable_preemption();
+        let core = P::current_core();
+        core.stats.assists.bump();
+        core.stats.assist_bytes.add(paid);
+        core.stats.ns_assist.add(P::now_ns() - t);
+        paid
+    }
+
     /// The verifier's misses recorded so far (taken and cleared).
     pub fn take_misses(&self) -> Vec<Miss> {
         core::mem::take(&mut *self.misses.lock())
@@ -405,6 +500,7 @@ impl Collector {
                 P::core(i).stats.bytes_marked.set(0);
             }
             self.work.clear();
+            self.start_pacing();
             self.set_phase(Phase::Mark);
             if mode.barrier_while_marking() {
                 // Ordering: Relaxed, world stopped; published by the restart handshake, so every
@@ -462,6 +558,7 @@ impl Collector {
         self.stats.record_pause(report.pause_ns[0]);
         self.stats.ns_mark_setup.add(report.pause_ns[0]);
 
+        self.start_assists::<P>();
         if mode.marks_concurrently() {
             // The globals, then the collecting task's own stack (it is a mutator too) and whatever
             // else the platform can scan right away, before it acts as a mutator in `during_mark`.
@@ -480,16 +577,26 @@ impl Collector {
             // 3. Concurrent mark: drain, and scan the stacks noted at mark start, until both
             // are done.
             let t_mark = P::now_ns();
+            let mut idle_since = None;
             loop {
                 if self.mark_worker::<P>() > 0 {
+                    idle_since = None;
                     continue;
                 }
                 let stacks_done = !mode.marks_concurrently() || P::scan_stacks(self);
                 if stacks_done && self.work.quiescent() {
                     break;
                 }
+                // No grey object to take: waiting for stack scans or for other markers.
+                let now = P::now_ns();
+                report.mark_wait_ns += now - idle_since.unwrap_or(now);
+                if !stacks_done {
+                    report.mark_wait_stacks_ns += now - idle_since.unwrap_or(now);
+                }
+                idle_since = Some(now);
                 P::relax();
             }
+            report.mark_ns += P::now_ns() - t_mark;
             // Every core flushes its own wbBuf while the world runs (Go's forEachP in
             // gcMarkDone), and the objects that greys are marked concurrently too: the final
             // pause then only flushes what was recorded since.
@@ -528,9 +635,12 @@ impl Collector {
             terminated = finished;
             if !finished {
                 restarts += 1;
+                report.mark_restarts = restarts;
                 self.stats.mark_restarts.bump();
             }
         }
+
+        self.plan_next_cycle::<P>();
 
         // 5. Sweep, concurrently with allocation.
         let t = P::now_ns();
@@ -558,6 +668,11 @@ impl Collector {
         wb_buf_flush1(self, core, buf);
         // SAFETY: as above.
         unsafe { core.work_mut() }.publish(&self.work);
+        // Its allocation caches too, while the world runs: mark termination then lets go of only
+        // the spans cached since (per-core work in that pause, which grows with the cores).
+        // Allocation goes on black from spans taken afresh.
+        // SAFETY: as above.
+        unsafe { self.heap.release_cache(core, true) };
     }
 
     /// Flush every core's wbBuf and local work to the global list (world stopped). True if no
@@ -578,6 +693,7 @@ impl Collector {
     fn mark_termination<P: Platform>(&self, mode: BarrierMode, report: &mut CycleReport) {
         self.set_phase(Phase::MarkTermination);
         let me = P::current_core();
+        let t0 = P::now_ns();
         // Flush every wbBuf, drain, and re-check: flushing may grey objects whose scan finds
         // nothing new, but with the world stopped nothing can refill a buffer, so this settles.
         loop {
@@ -596,19 +712,91 @@ impl Collector {
         WRITE_BARRIER.fetch_and(!BARRIER_MARKING, Ordering::Relaxed);
         debug_assert!(mode != BarrierMode::Checked || WRITE_BARRIER.load(Ordering::Relaxed) == BARRIER_CHECKING);
 
+        let t1 = P::now_ns();
         if self.verify.load(Ordering::Relaxed) {
             self.verify_marks::<P>(mode, report);
         }
+        let t2 = P::now_ns();
 
         let marked: u64 = (0..P::core_count()).map(|i| P::core(i).stats.bytes_marked.get()).sum();
         report.marked_bytes = marked;
         self.stats.last_marked_bytes.set(marked);
-        let percent = self.percent.load(Ordering::Relaxed) as u64;
-        let trigger = (marked * (100 + percent) / 100).max(self.min_trigger as u64);
-        self.trigger.store(trigger as usize, Ordering::Relaxed);
+        self.end_pacing(marked as usize, report);
 
+        let t3 = P::now_ns();
         self.set_phase(Phase::Sweep);
         self.heap.begin_sweep_generation((0..P::core_count()).map(|i| P::core(i)));
+        report.termination_phases_ns = [t1 - t0, t2 - t1, t3 - t2, P::now_ns() - t3];
+    }
+
+    /// Mark setup (world stopped): note where the cycle started. The assist ratio is set right
+    /// after the pause ([`Collector::start_assists`]), out of it (soft-float arithmetic).
+    fn start_pacing(&self) {
+        self.pacer.lock().1.started_at = self.heap.in_use();
+        // Ordering: Relaxed, world stopped; the restart handshake publishes it. No assists until
+        // the ratio is set after the pause.
+        self.assist_ratio.store(0, Ordering::Relaxed);
+    }
+
+    /// Right after mark setup's pause: the assist ratio for this mark.
+    fn start_assists<P: Platform>(&self) {
+        let _np = P::disable_preemption();
+        let pacer = self.pacer.lock();
+        let f = pacer.1;
+        drop(pacer);
+        let ratio = pacer::assist_ratio_fixed(f.live_before, f.plan, f.live_before, self.heap.in_use());
+        // Ordering: Relaxed; allocators read it Relaxed (`assist_alloc`).
+        self.assist_ratio.store(ratio, Ordering::Relaxed);
+    }
+
+    /// Revise the assist ratio from the marking left and the room left (Go's `revise`): the
+    /// marking done so far is what the cores marked less what was allocated black since the
+    /// start (allocation during a mark counts as marked).
+    fn revise_assist_ratio<P: Platform>(&self) {
+        // A spin lock is never held where its holder could be switched out or parked for a stop
+        // (a stop's closure takes this one).
+        let _np = P::disable_preemption();
+        let Some(pacer) = self.pacer.try_lock() else { return };
+        let (plan, live_before, started_at) = (pacer.1.plan, pacer.1.live_before, pacer.1.started_at);
+        drop(pacer);
+        let in_use = self.heap.in_use();
+        let marked: u64 = (0..P::core_count()).map(|i| P::core(i).stats.bytes_marked.get()).sum();
+        let scanned = (marked as usize).saturating_sub(in_use.saturating_sub(started_at));
+        let remaining = live_before.saturating_sub(scanned).max(live_before / 16);
+        let ratio = pacer::assist_ratio_fixed(remaining, plan, live_before, in_use);
+        // Ordering: Relaxed; allocators read it Relaxed, a stale ratio only mis-sizes one debt.
+        self.assist_ratio.store(ratio, Ordering::Relaxed);
+    }
+
+    /// Mark termination (world stopped): note the heap's peak and the live bytes. The next plan
+    /// is made once the world runs again ([`Collector::plan_next_cycle`]): the pacer's arithmetic
+    /// is soft-float on the kernel's target, some 600 instructions that need no stopped world.
+    fn end_pacing(&self, live: usize, report: &mut CycleReport) {
+        let mut pacer = self.pacer.lock();
+        let facts = &mut pacer.1;
+        facts.peak = self.heap.in_use();
+        facts.live = live;
+        report.heap_goal = facts.plan.goal as u64;
+        report.peak_heap = facts.peak as u64;
+        report.heap_trigger = facts.plan.trigger as u64;
+        report.started_at = facts.started_at as u64;
+    }
+
+    /// After mark termination, the world running again (the cycle lock held, so no cycle can
+    /// start before): the next goal and trigger from this cycle's facts.
+    fn plan_next_cycle<P: Platform>(&self) {
+        // Never switched out holding a spin lock (an assist's `try_lock` would only skip, but a
+        // stop's closure takes this lock too).
+        let _np = P::disable_preemption();
+        let mut pacer = self.pacer.lock();
+        let (state, facts) = &mut *pacer;
+        let live = facts.live;
+        let plan = state.end_cycle(*facts, self.percent.load(Ordering::Relaxed), self.min_trigger);
+        *facts = CycleFacts { live_before: live, plan, started_at: 0, peak: 0, live: 0 };
+        // Ordering: Relaxed; allocators read them with Relaxed loads (a stale value only delays
+        // one decision: until this store, a trigger check finds the cycle lock taken).
+        self.trigger.store(plan.trigger, Ordering::Relaxed);
+        self.goal.store(plan.goal, Ordering::Relaxed);
     }
 
     /// The verifier (world stopped, after the final drain): the root census checks, then the
@@ -705,6 +893,9 @@ impl Collector {
             snap.objects_shaded += c.shaded.get();
             snap.allocs += c.allocs.get();
             snap.checked_reports += c.checked_reports.get();
+            snap.assists += c.assists.get();
+            snap.assist_bytes += c.assist_bytes.get();
+            snap.ns_assist += c.ns_assist.get();
         }
         snap
     }

@@ -260,13 +260,13 @@ pub struct Heap {
     spans: Box<[Span]>,
     /// Page -> start page of the span covering it, or `npages` (the sentinel) if free.
     page_span: Box<[AtomicU32]>,
-    pages: spin::Mutex<PageMap>,
-    classes: [spin::Mutex<ClassList>; NUM_CLASSES],
+    pages: crate::sync::Mutex<PageMap>,
+    classes: [crate::sync::Mutex<ClassList>; NUM_CLASSES],
     /// Go's `mheap_.sweepgen`: bumped by 2 at every mark termination.
     sweepgen: AtomicU32,
     /// Start pages of the pinned buffers' spans (few: framebuffers). Pinned buffers are roots
     /// (`for_each_pinned`).
-    pinned: spin::Mutex<Vec<u32>>,
+    pinned: crate::sync::Mutex<Vec<u32>>,
     /// Bytes in allocated objects, plus the free objects of spans that caches own (module docs).
     in_use: AtomicUsize,
     /// Poison freed memory (see [`Heap::set_poison`]).
@@ -314,13 +314,13 @@ impl Heap {
             npages,
             spans,
             page_span: (0..npages).map(|_| AtomicU32::new(npages as u32)).collect(),
-            pages: spin::Mutex::new(PageMap::new(npages)),
+            pages: crate::sync::Mutex::new(PageMap::new(npages)),
             classes: core::array::from_fn(|_| {
                 // `gen` 0 is never the heap's (it starts at 2), so the first refill rolls.
-                spin::Mutex::new(ClassList { spans: Vec::new(), unswept: 0, partial: Vec::new(), gen: 0 })
+                crate::sync::Mutex::new(ClassList { spans: Vec::new(), unswept: 0, partial: Vec::new(), gen: 0 })
             }),
             sweepgen: AtomicU32::new(2),
-            pinned: spin::Mutex::new(Vec::new()),
+            pinned: crate::sync::Mutex::new(Vec::new()),
             in_use: AtomicUsize::new(0),
             poison: AtomicBool::new(true),
             spans_swept: AtomicU64::new(0),
@@ -638,6 +638,8 @@ impl Heap {
         // SAFETY: the caller is `core` with preemption disabled (alloc_object's contract).
         let e = &mut unsafe { core.cache_mut() }[class];
         if e.free == 0 {
+            // Ordering: Relaxed; the owner's own record (the cache's ownership rule).
+            core.cached.store(core.cached.load(Ordering::Relaxed) | 1 << class, Ordering::Relaxed);
             return self.alloc_small_slow(e, class);
         }
         Some(self.take_cached(e))
@@ -822,18 +824,41 @@ impl Heap {
     pub(crate) fn begin_sweep_generation(&self, cores: impl Iterator<Item = &'static GcCore>) {
         for core in cores {
             // SAFETY: the world is stopped (caller's contract), so no core uses its cache.
-            let cache = unsafe { core.cache_mut() };
-            for e in cache.iter_mut() {
-                if e.span != NO_SPAN {
-                    let span = self.span(e.span);
-                    // The free objects it counted as in use when it took the span.
-                    self.in_use.fetch_sub(span.free_count() * span.elem_size(), Ordering::Relaxed);
-                    span.owned.store(false, Ordering::Relaxed);
-                    *e = AllocCache::EMPTY;
-                }
-            }
+            unsafe { self.release_cache(core, false) };
         }
         self.sweepgen.fetch_add(2, Ordering::Relaxed);
+    }
+
+    /// Let go of every span `core` caches (each core does this for itself during the mark, at
+    /// the flush handshake, so that mark termination releases only what was cached since). With
+    /// `offer`, a span with room goes on its class's `partial` list, where refills look first
+    /// (within a generation a refill's walk has passed it).
+    ///
+    /// # Safety
+    /// The caller is `core` with preemption disabled, or the world is stopped.
+    pub(crate) unsafe fn release_cache(&self, core: &GcCore, offer: bool) {
+        // SAFETY: the caller's contract (the cache's ownership rule).
+        let cache = unsafe { core.cache_mut() };
+        let mut classes = core.cached.swap(0, Ordering::Relaxed);
+        while classes != 0 {
+            let e = &mut cache[classes.trailing_zeros() as usize];
+            classes &= classes - 1;
+            if e.span == NO_SPAN {
+                continue;
+            }
+            let span = self.span(e.span);
+            // The free objects it counted as in use when it took the span.
+            self.in_use.fetch_sub(span.free_count() * span.elem_size(), Ordering::Relaxed);
+            // Ordering: Release hands the span (its alloc bits) to whoever claims it next
+            // (`try_take`'s Acquire), as when a full span is let go.
+            span.owned.store(false, Ordering::Release);
+            if offer && span.has_free() {
+                let mut list = self.classes[span.class.load(Ordering::Relaxed) as usize].lock();
+                list.roll(self.sweepgen());
+                list.partial.push(e.span);
+            }
+            *e = AllocCache::EMPTY;
+        }
     }
 
     /// Sweep every span not yet swept this generation. Safe to run concurrently with allocation.

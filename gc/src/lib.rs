@@ -59,6 +59,7 @@ pub mod collector;
 pub mod heap;
 mod mark;
 pub mod object;
+pub mod pacer;
 mod pages;
 pub mod platform;
 pub mod pointer_map;
@@ -66,6 +67,7 @@ pub mod roots;
 pub mod sizeclass;
 mod span;
 pub mod stats;
+mod sync;
 pub mod verify;
 pub mod wbbuf;
 

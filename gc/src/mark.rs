@@ -93,7 +93,7 @@ impl LocalWork {
 
 /// Grey objects any marker may take, and the count of markers holding taken work.
 pub struct GlobalWork {
-    pub(crate) items: spin::Mutex<Vec<usize>>,
+    pub(crate) items: crate::sync::Mutex<Vec<usize>>,
     /// Markers currently draining work they took. Incremented under the `items` lock.
     active: AtomicUsize,
     /// A marker found `items` empty: draining markers hand it part of theirs (`balance`).
@@ -102,7 +102,11 @@ pub struct GlobalWork {
 
 impl GlobalWork {
     pub(crate) const fn new() -> Self {
-        GlobalWork { items: spin::Mutex::new(Vec::new()), active: AtomicUsize::new(0), hungry: AtomicBool::new(false) }
+        GlobalWork {
+            items: crate::sync::Mutex::new(Vec::new()),
+            active: AtomicUsize::new(0),
+            hungry: AtomicBool::new(false),
+        }
     }
 
     /// Take a batch into `local` and count the caller active; false if there was nothing.

@@ -5,6 +5,7 @@
 //! functions so that the barrier fast path, which calls `Platform::disable_preemption`, inlines.
 
 use core::cell::UnsafeCell;
+use core::sync::atomic::AtomicU32;
 
 use crate::census::{CensusEntry, RootOwner};
 use crate::collector::Collector;
@@ -122,6 +123,9 @@ pub struct GcCore {
     pub(crate) work: UnsafeCell<LocalWork>,
     /// Per size class, the span this core allocates from and its free objects.
     pub(crate) cache: UnsafeCell<[AllocCache; NUM_CLASSES]>,
+    /// Classes whose `cache` entry may hold a span (a set bit may be stale; a clear one is not):
+    /// releasing the cache visits only these. Written like `cache`.
+    pub(crate) cached: AtomicU32,
     pub(crate) stats: CoreStats,
 }
 
@@ -140,6 +144,7 @@ impl GcCore {
             wbbuf: UnsafeCell::new(WbBuf::new()),
             work: UnsafeCell::new(LocalWork::new()),
             cache: UnsafeCell::new([AllocCache::EMPTY; NUM_CLASSES]),
+            cached: AtomicU32::new(0),
             stats: CoreStats::new(),
         }
     }

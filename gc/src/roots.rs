@@ -15,12 +15,12 @@ use crate::object::GcSlot;
 
 /// The registry of precisely scanned global slots.
 pub struct Roots {
-    sets: spin::Mutex<Vec<&'static [AtomicUsize]>>,
+    sets: crate::sync::Mutex<Vec<&'static [AtomicUsize]>>,
 }
 
 impl Roots {
     pub(crate) const fn new() -> Self {
-        Roots { sets: spin::Mutex::new(Vec::new()) }
+        Roots { sets: crate::sync::Mutex::new(Vec::new()) }
     }
 
     /// Register an array of global slots (e.g. the whole `.gcroots` section).

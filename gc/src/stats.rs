@@ -51,6 +51,12 @@ pub struct CoreStats {
     pub allocs: Counter,
     /// Objects allocated black (during a mark; they are counted in `shaded` too).
     pub allocs_black: Counter,
+    /// Bytes of marking this core's allocations owe the running mark (`Collector::assist_alloc`).
+    pub assist_debt: Counter,
+    /// Mark assists run on this core, the bytes they marked and their time (ns).
+    pub assists: Counter,
+    pub assist_bytes: Counter,
+    pub ns_assist: Counter,
 }
 
 impl CoreStats {
@@ -64,6 +70,10 @@ impl CoreStats {
             checked_reports: Counter::new(),
             allocs: Counter::new(),
             allocs_black: Counter::new(),
+            assist_debt: Counter::new(),
+            assists: Counter::new(),
+            assist_bytes: Counter::new(),
+            ns_assist: Counter::new(),
         }
     }
 }
@@ -162,4 +172,8 @@ pub struct StatsSnapshot {
     pub heap_in_use: u64,
     /// Heap size in bytes.
     pub heap_size: u64,
+    /// Mark assists (`Collector::assist_alloc`), the bytes they marked and their time.
+    pub assists: u64,
+    pub assist_bytes: u64,
+    pub ns_assist: u64,
 }

@@ -286,7 +286,7 @@ fn report(
         // The longer of the two pauses names the core that reached its safe point last.
         let longer = if r.pause_ns[0] >= r.pause_ns[1] { &r.safepoint[0] } else { &r.safepoint[1] };
         kprintln!(
-            "BENCH gc_pause suite={} cycle={} setup_ns={} termination_ns={} setup_ttsp_ns={} termination_ttsp_ns={} last_core={} last_pc={:#x} last_site={}",
+            "BENCH gc_pause suite={} cycle={} setup_ns={} termination_ns={} setup_ttsp_ns={} termination_ttsp_ns={} last_core={} last_pc={:#x} last_site={} heap_goal={} heap_trigger={} started_at={} peak_heap={} restarts={} mark_ns={} mark_wait_ns={} wait_stacks_ns={} term_phases={}/{}/{}/{}",
             suite.name,
             r.cycle,
             r.pause_ns[0],
@@ -295,12 +295,24 @@ fn report(
             r.safepoint[1].to_safepoint_ns,
             longer.last_core,
             longer.last_pc,
-            if longer.deferred { "deferred" } else { "interrupted" }
+            if longer.deferred { "deferred" } else { "interrupted" },
+            r.heap_goal,
+            r.heap_trigger,
+            r.started_at,
+            r.peak_heap,
+            r.mark_restarts,
+            r.mark_ns,
+            r.mark_wait_ns,
+            r.mark_wait_stacks_ns,
+            r.termination_phases_ns[0],
+            r.termination_phases_ns[1],
+            r.termination_phases_ns[2],
+            r.termination_phases_ns[3]
         );
     }
     let gc_ns = stats.ns_mark_setup + stats.ns_concurrent_mark + stats.ns_mark_termination + stats.ns_sweep;
     kprintln!(
-        "BENCH gc_summary suite={} cores={cores} percent={} heap_mib={} elapsed_ns={} run_ns={run_ns} run_gc_ns={run_gc_ns} gc_ns={gc_ns} stw_ns={} cycles={} pause_max_ns={} allocs={} barriers={} flushes={}",
+        "BENCH gc_summary suite={} cores={cores} percent={} heap_mib={} elapsed_ns={} run_ns={run_ns} run_gc_ns={run_gc_ns} gc_ns={gc_ns} stw_ns={} cycles={} pause_max_ns={} allocs={} assists={} assist_bytes={} assist_ns={} barriers={} flushes={}",
         suite.name,
         config.gc_percent,
         config.gc_heap >> 20,
@@ -309,6 +321,9 @@ fn report(
         stats.cycles,
         stats.pause_max_ns,
         stats.allocs,
+        stats.assists,
+        stats.assist_bytes,
+        stats.ns_assist,
         stats.barriers,
         stats.flushes
     );

@@ -172,7 +172,7 @@ fn count_tick(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
 }
 
 fn timer_interrupts_every_core(_: &Config<'_>) -> Result<(), String> {
-    ensure!(irq::gic().is_some(), "no GIC");
+    ensure!(irq::available(), "no interrupt controller");
     irq::register(irq::timer_irq(), count_tick);
     smp::run_on_all(|core| {
         let before = TICKS[core].load(Ordering::Relaxed);
@@ -196,7 +196,7 @@ fn count_sgi(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
 }
 
 fn sgi_reaches_other_cores(_: &Config<'_>) -> Result<(), String> {
-    ensure!(irq::gic().is_some(), "no GIC");
+    ensure!(irq::available(), "no interrupt controller");
     irq::register(irq::SGI_TEST, count_sgi);
     SGI_READY.store(0, Ordering::Relaxed);
     smp::run_on_all(|core| {
@@ -204,7 +204,7 @@ fn sgi_reaches_other_cores(_: &Config<'_>) -> Result<(), String> {
         let _irqs = IrqGuard::unmask();
         if core == 0 {
             spin_until(2000, || SGI_READY.load(Ordering::Acquire) == others);
-            irq::gic().expect("checked above").send_sgi_to_others(irq::SGI_TEST);
+            irq::send_to_others(irq::SGI_TEST);
         } else {
             SGI_READY.fetch_add(1, Ordering::Release);
             spin_until(2000, || SGIS[core].load(Ordering::Relaxed) > 0);

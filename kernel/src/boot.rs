@@ -62,14 +62,26 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
         (frames.free_pages * tricolor_abi::PAGE_SIZE) >> 20
     );
 
-    irq::init(machine);
+    let interrupts = irq::init(machine);
     tasks::init(tricolor_abi::MAX_CORES);
     crate::stw::init();
     crate::gc::safepoint::init();
     tasks::adopt_boot_flow();
     percore::mark_online();
-    let wanted = machine.cpu_count.min(config.cores);
-    let online = smp::start_secondaries(machine, config.cores);
+    let cores = match interrupts {
+        Ok(()) => {
+            info!("interrupt controller: {}", irq::describe());
+            config.cores
+        }
+        Err(why) => {
+            // One line, then a one-core boot: stop-the-world, the collector's requests and
+            // preemption all need interrupts, and a core that cannot be stopped would hang them.
+            warn!("{why}: no interrupts, so running on the boot core only");
+            1
+        }
+    };
+    let wanted = machine.cpu_count.min(cores);
+    let online = smp::start_secondaries(machine, cores);
     if machine.cpus_ignored > 0 {
         warn!("{} CPUs in the device tree beyond the supported {}", machine.cpus_ignored, tricolor_abi::MAX_CORES);
     }

@@ -148,7 +148,7 @@ pub struct Key {
 pub const KEYS: &[Key] = &[
     Key { name: "log", values: "off|error|warn|info|debug|trace", help: "console verbosity" },
     Key { name: "test", values: "<name>[+<name>...]", help: "run kernel tests or a scenario, exit with the verdict" },
-    Key { name: "cores", values: "1..=8", help: "bring up at most this many cores" },
+    Key { name: "cores", values: "1..=16", help: "bring up at most this many cores" },
     Key { name: "seed", values: "<u64>", help: "seed for randomised suites" },
     Key { name: "fb", values: "static|pages|gc|none", help: "where the GPU framebuffer lives" },
     Key {
@@ -352,7 +352,7 @@ mod tests {
     #[test]
     fn bad_values_are_refused() {
         assert!(matches!(parse("cores=0"), Err(CmdlineError::BadValue { key: "cores", .. })));
-        assert!(matches!(parse("cores=9"), Err(CmdlineError::BadValue { key: "cores", .. })));
+        assert!(matches!(parse("cores=17"), Err(CmdlineError::BadValue { key: "cores", .. })));
         assert!(matches!(parse("log=loud"), Err(CmdlineError::BadValue { key: "log", .. })));
         assert!(matches!(parse("seed=x"), Err(CmdlineError::BadValue { key: "seed", .. })));
         assert!(matches!(parse("test="), Err(CmdlineError::BadValue { key: "test", .. })));

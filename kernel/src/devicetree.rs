@@ -4,7 +4,7 @@
 use tricolor_abi::MAX_CORES;
 use tricolor_arch::psci::Conduit;
 use tricolor_kernel::dtb;
-pub use tricolor_kernel::dtb::DeviceIrq;
+pub use tricolor_kernel::dtb::{DeviceIrq, Gic, NoGic};
 
 /// Where QEMU puts the DTB for an ELF `-kernel`: the start of RAM.
 const DTB_AT_RAM_START: usize = 0x4000_0000;
@@ -29,8 +29,8 @@ pub struct Machine {
     /// CPU nodes beyond MAX_CORES (reported, not started).
     pub cpus_ignored: usize,
     pub bootargs: &'static str,
-    /// GICv2 (distributor, CPU interface).
-    pub gic: Option<(usize, usize)>,
+    /// The interrupt controller, or why there is none the kernel can drive.
+    pub gic: Result<Gic, NoGic<'static>>,
     /// Interrupt id of the EL1 non-secure physical timer (a PPI).
     pub timer_irq: u32,
 }

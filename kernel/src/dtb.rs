@@ -387,10 +387,130 @@ pub struct MachineInfo<'a> {
     /// CPU nodes beyond MAX_CORES (reported, not started).
     pub cpus_ignored: usize,
     pub bootargs: &'a str,
-    /// GICv2 (distributor, CPU interface).
-    pub gic: Option<(usize, usize)>,
+    /// The interrupt controller, or why there is none the kernel can drive.
+    pub gic: Result<Gic, NoGic<'a>>,
     /// Interrupt id of the EL1 non-secure physical timer (a PPI).
     pub timer_irq: u32,
+}
+
+/// Redistributor regions the reader keeps (QEMU `virt` has one, and a second beyond 123 CPUs).
+pub const MAX_GICR_REGIONS: usize = 4;
+/// The smallest redistributor: its RD_base and SGI_base frames, 64 KiB each (GICv3 spec 12.10).
+pub const GICR_FRAMES_SIZE: u64 = 0x2_0000;
+/// GIC register frames are 64 KiB-aligned (GICv3 spec 12.1.2, "GIC memory-mapped register map").
+const GIC_FRAME: u64 = 0x1_0000;
+
+/// One register region: `reg`'s (address, size).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Region {
+    pub base: u64,
+    pub size: u64,
+}
+
+/// The interrupt controller the device tree describes, as far as the kernel drives one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gic {
+    /// `arm,cortex-a15-gic`, `arm,gic-400` (binding `arm,gic.yaml`): `reg` = distributor, CPU
+    /// interface (then the virtualisation frames, unused).
+    V2 { distributor: u64, cpu_interface: u64 },
+    /// `arm,gic-v3` (binding `arm,gic-v3.yaml`): `reg` = the distributor, then
+    /// `#redistributor-regions` (default 1) redistributor regions, each a run of redistributors
+    /// `redistributor-stride` apart (if given; otherwise each redistributor's GICR_TYPER says).
+    V3 { distributor: Region, redistributors: [Region; MAX_GICR_REGIONS], regions: usize, stride: Option<u64> },
+}
+
+impl Gic {
+    /// The GICv3 redistributor regions (empty for a GICv2).
+    pub fn redistributor_regions(&self) -> &[Region] {
+        match self {
+            Gic::V2 { .. } => &[],
+            Gic::V3 { redistributors, regions, .. } => &redistributors[..*regions],
+        }
+    }
+}
+
+/// Why the machine has no interrupt controller the kernel can drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoGic<'a> {
+    /// No node is an interrupt controller.
+    Absent,
+    /// A controller is described, but not one (or not in a way) this kernel can use.
+    Unusable { compatible: &'a str, why: &'static str },
+}
+
+const GICV2_COMPATIBLE: &[&str] = &["arm,cortex-a15-gic", "arm,gic-400"];
+const GICV3_COMPATIBLE: &[&str] = &["arm,gic-v3"];
+
+/// The interrupt controller: a GICv2 or GICv3 node with usable `reg`, else why not.
+fn interrupt_controller<'a>(fdt: &Fdt<'a>) -> Result<Gic, NoGic<'a>> {
+    let node = fdt.find_compatible(GICV3_COMPATIBLE).or_else(|| fdt.find_compatible(GICV2_COMPATIBLE));
+    let Some(node) = node else {
+        // Something else claims to be the interrupt controller: say what, rather than "none".
+        return match fdt.nodes().find(|n| n.property("interrupt-controller").is_some()) {
+            Some(other) => Err(NoGic::Unusable {
+                compatible: other.compatible().next().unwrap_or("(no compatible)"),
+                why: "not a GICv2 or GICv3",
+            }),
+            None => Err(NoGic::Absent),
+        };
+    };
+    let v3 = node.compatible().any(|c| GICV3_COMPATIBLE.contains(&c));
+    let compatible = node.compatible().find(|c| GICV3_COMPATIBLE.contains(c) || GICV2_COMPATIBLE.contains(c));
+    let unusable = |why| NoGic::Unusable { compatible: compatible.unwrap_or(""), why };
+    if node.property_str("status").and_then(Result::ok).is_some_and(|s| s != "okay" && s != "ok") {
+        return Err(unusable("its status is not \"okay\""));
+    }
+    let mut reg = node.reg();
+    if !v3 {
+        let (Some((distributor, _)), Some((cpu_interface, _))) = (reg.next(), reg.next()) else {
+            return Err(unusable("reg lacks the distributor or the CPU interface"));
+        };
+        return Ok(Gic::V2 { distributor, cpu_interface });
+    }
+    let framed = |(base, size): (u64, Option<u64>), least: u64| -> Option<Region> {
+        let size = size?;
+        (base.is_multiple_of(GIC_FRAME) && size >= least && base.checked_add(size).is_some())
+            .then_some(Region { base, size })
+    };
+    let distributor = reg
+        .next()
+        .and_then(|r| framed(r, GIC_FRAME))
+        .ok_or(unusable("reg has no distributor region (64 KiB-aligned, with a size)"))?;
+    let regions = match node.property("#redistributor-regions") {
+        None => 1,
+        Some(v) => match (v.len(), be32(v, 0)) {
+            (4, Some(n)) => n as usize,
+            _ => return Err(unusable("#redistributor-regions is not one cell")),
+        },
+    };
+    if !(1..=MAX_GICR_REGIONS).contains(&regions) {
+        return Err(unusable("#redistributor-regions is 0 or more than the 4 this kernel reads"));
+    }
+    let mut redistributors = [Region::default(); MAX_GICR_REGIONS];
+    for slot in &mut redistributors[..regions] {
+        *slot = reg
+            .next()
+            .ok_or(unusable("reg lists fewer redistributor regions than #redistributor-regions"))
+            .and_then(|r| {
+                framed(r, GICR_FRAMES_SIZE)
+                    .ok_or(unusable("a redistributor region is misaligned, unsized or smaller than one redistributor"))
+            })?;
+    }
+    let stride = match node.property("redistributor-stride") {
+        None => None,
+        Some(v) => {
+            let stride = match v.len() {
+                4 => be32(v, 0).map(u64::from),
+                8 => Some(u64::from(be32(v, 0).unwrap_or(0)) << 32 | u64::from(be32(v, 4).unwrap_or(0))),
+                _ => None,
+            };
+            match stride {
+                Some(s) if s >= GICR_FRAMES_SIZE && s.is_multiple_of(GIC_FRAME) => Some(s),
+                _ => return Err(unusable("redistributor-stride is not a multiple of 64 KiB of at least 128 KiB")),
+            }
+        }
+    };
+    Ok(Gic::V3 { distributor, redistributors, regions, stride })
 }
 
 /// The architectural default timer PPI (14, id 30), should the node be missing or unusable.
@@ -433,10 +553,7 @@ pub fn read(bytes: &[u8]) -> Result<MachineInfo<'_>, DtbError> {
         Some(Ok(text)) => text,
         Some(Err(_)) => return Err(DtbError::BadBootargs),
     };
-    let gic = fdt.find_compatible(&["arm,cortex-a15-gic", "arm,gic-400"]).and_then(|n| {
-        let mut reg = n.reg();
-        Some((reg.next()?.0 as usize, reg.next()?.0 as usize))
-    });
+    let gic = interrupt_controller(&fdt);
     Ok(MachineInfo {
         dtb_size: fdt.total_size(),
         ram,

@@ -9,6 +9,9 @@ use tricolor_arch::{cpu, psci};
 
 /// Per-core mailbox: a `fn(usize)` to run, 0 when empty.
 static MAILBOX: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
+/// Secondaries that started but cannot run (their interrupt controller part is unusable): they
+/// park for good, and the boot core stops waiting for them.
+static FAILED: AtomicUsize = AtomicUsize::new(0);
 /// One cross-core call at a time.
 static CALL_LOCK: Mutex<()> = Mutex::new(());
 
@@ -35,11 +38,13 @@ pub fn start_secondaries(machine: &Machine, max_cores: usize) -> usize {
         }
     }
     let deadline = cpu::counter() + ONLINE_TIMEOUT_S * cpu::counter_frequency();
-    while percore::online_count() < next && cpu::counter() < deadline {
+    while percore::online_count() + FAILED.load(Ordering::Acquire) < next && cpu::counter() < deadline {
         tricolor_arch::cpu::relax();
     }
-    let online = percore::online_count();
-    if online < next {
+    let (online, failed) = (percore::online_count(), FAILED.load(Ordering::Acquire));
+    if failed > 0 {
+        warn!("{failed} started cores cannot take interrupts and stay parked (see above)");
+    } else if online < next {
         warn!("only {online} of {next} started cores reported online within {ONLINE_TIMEOUT_S} s");
     }
     online
@@ -50,7 +55,14 @@ pub fn start_secondaries(machine: &Machine, max_cores: usize) -> usize {
 extern "C" fn tricolor_boot_secondary(id: usize) -> ! {
     percore::init_this_core(id);
     crate::vm::enable_on_this_core();
-    crate::irq::init_this_core();
+    if let Err(why) = crate::irq::init_this_core() {
+        // Never online: stop-the-world would wait for a core that cannot hear its SGI.
+        log::error!("core {id} (mpidr {:#x}): GICv3: {why}; parked, not online", cpu::mpidr());
+        FAILED.fetch_add(1, Ordering::Release);
+        loop {
+            cpu::wait_for_interrupt();
+        }
+    }
     percore::mark_online();
     log::debug!("core {id} online (mpidr {:#x})", cpu::mpidr());
     crate::tasks::adopt_boot_flow();

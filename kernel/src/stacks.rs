@@ -18,6 +18,9 @@ unsafe extern "C" {
 /// Every stack the kernel knows: 3 per core plus tasks.
 pub static STACKS: StackRegistry<512> = StackRegistry::new();
 
+// The per-core stacks take 3 * MAX_CORES entries at boot (48 at 16 cores); the rest is for tasks.
+const _: () = assert!(3 * tricolor_abi::MAX_CORES <= 512 / 4, "STACKS: room for every core's stacks and tasks");
+
 /// A linker symbol's value (its address: these symbols are sizes, not objects).
 macro_rules! symbol_value {
     ($sym:ident) => {

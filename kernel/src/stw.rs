@@ -8,29 +8,37 @@
 //! park there: the stop is deferred, like a timer tick, to the moment its outermost
 //! `PreemptGuard` drops, because a barrier's buffer slots may be taken but not yet written.
 //!
-//! Stops are numbered (`EPOCH`). A parked core waits for the epoch it parked in to end, so the
-//! release is one store and the initiator does not wait for the parked cores to leave: under
-//! QEMU's round-robin (`-icount`) each parked vCPU leaves only at its next turn, after the others
-//! have run their turn of mutator code, and waiting for that counted milliseconds of running
-//! world as pause. A core still in the previous epoch's loop when the next stop is requested is
-//! not counted for it: it leaves, takes the new request's interrupt, and parks again.
+//! Stops are numbered (`EPOCH`), and the request carries its stop's number (`REQUEST`, 0 when
+//! none). A core parks *for the number it read from the request*: it records that number as its
+//! parked epoch, which the initiator counts, and waits for `EPOCH` to move past it. So:
+//! - the release is one store and the initiator does not wait for the parked cores to leave:
+//!   under QEMU's round-robin (`-icount`) each parked vCPU leaves only at its next turn, after the
+//!   others have run their turn of mutator code, and waiting for that counted milliseconds of
+//!   running world as pause;
+//! - a core still in the previous stop's loop when the next is requested is not counted for it
+//!   (its parked epoch is the old number): it leaves, takes the new request's interrupt, and
+//!   parks again;
+//! - a core that read a request just before its release parks for a stop that is over: it
+//!   records an epoch nobody counts any more and leaves at once. (With one shared request flag
+//!   and the epoch read after it, such a core took the *next* stop's number and stayed parked,
+//!   IRQs masked, until that stop ended: during a concurrent mark nothing could scan its task,
+//!   and the mark waited 2-20 ms for stacks, until an unrelated wake-up.)
 
 use crate::sync::Lock as Mutex;
 use crate::{irq, percore};
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tricolor_abi::MAX_CORES;
 use tricolor_arch::cpu;
 use tricolor_arch::irqmask::IrqGuard;
 
-static REQUESTED: AtomicBool = AtomicBool::new(false);
-/// The current stop's number; bumped by the release.
+/// The number of the stop requested now, 0 when none.
+static REQUEST: AtomicUsize = AtomicUsize::new(0);
+/// The current (or next) stop's number; the release moves it on. Never 0.
 static EPOCH: AtomicUsize = AtomicUsize::new(1);
-/// Cores parked in the current epoch.
-static PARKED: AtomicUsize = AtomicUsize::new(0);
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 /// SP of each parked core at its safe point: [sp, stack top) holds all of its live state.
 static PARKED_SP: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
-/// The epoch each core last parked in.
+/// The stop each core last parked for (the initiator counts the cores parked for its own).
 static PARKED_EPOCH: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX_CORES];
 /// Where and when each core last parked: the PC it was stopped at (see [`ParkSite`]) and the
 /// counter value, for the report of which core was last to reach its safe point.
@@ -62,6 +70,8 @@ pub struct NotStopped {
     /// Cores that had not parked when the initiator gave up (bit n = core n).
     pub missing: u32,
 }
+
+const _: () = assert!(MAX_CORES <= u32::BITS as usize, "NotStopped::missing is a u32 mask of cores");
 
 /// How a core reached its safe point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,7 +139,7 @@ pub fn init() {
 
 /// True while a stop is requested (the deferred-preemption hook checks this).
 pub fn requested() -> bool {
-    REQUESTED.load(Ordering::Acquire)
+    REQUEST.load(Ordering::Acquire) != 0
 }
 
 /// Where core `core` parked (0 if it is not parked).
@@ -153,13 +163,13 @@ fn on_stop_request(_: u32, frame: &mut tricolor_arch::exception::TrapFrame) {
 /// Parks the calling core until the stop ends. Called with IRQs masked, from the SGI handler or
 /// from the deferred-preemption hook; `pc` and `site` say where the core was stopped.
 pub fn park_here(pc: usize, site: ParkSite) {
-    if !requested() {
+    // Acquire pairs with the initiator's Release store of the request: this core sees what the
+    // initiator wrote before it (and parks for exactly that stop; see the module docs).
+    let epoch = REQUEST.load(Ordering::Acquire);
+    if epoch == 0 {
         return;
     }
     let core = percore::id();
-    // Acquire pairs with the release's Release bump: a core that sees the new epoch sees the
-    // request that followed only through REQUESTED (checked above, Acquire).
-    let epoch = EPOCH.load(Ordering::Acquire);
     // The callee-saved registers may hold the only copy of a live pointer (parking from the
     // deferred hook leaves the interrupted code's x19..x29 in registers, not in a trap frame):
     // spill them into this frame, inside [PARKED_SP, stack top). The caller-saved ones are dead
@@ -180,10 +190,9 @@ pub fn park_here(pc: usize, site: ParkSite) {
     PARK_PC[core].store(pc, Ordering::Relaxed);
     PARK_KIND[core].store(site as usize, Ordering::Relaxed);
     PARK_AT[core].store(cpu::counter(), Ordering::Relaxed);
-    PARKED_EPOCH[core].store(epoch, Ordering::Relaxed);
-    // AcqRel: the initiator (Acquire on PARKED) sees this core's state as of parking (SP, park
-    // records, everything it did before); we see the request's data.
-    PARKED.fetch_add(1, Ordering::AcqRel);
+    // Release: the initiator (Acquire load of this word) sees this core's state as of parking
+    // (SP, park records, everything it did before).
+    PARKED_EPOCH[core].store(epoch, Ordering::Release);
     // Acquire pairs with the release's bump: what the initiator's closure wrote is visible when
     // this core runs again.
     while EPOCH.load(Ordering::Acquire) == epoch {
@@ -210,21 +219,23 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
     let irqs = IrqGuard::mask();
     let me = percore::id();
     let others = (0..MAX_CORES).filter(|&c| c != me && percore::is_online(c)).count();
+    // Only stop initiators (one at a time) write EPOCH.
     let epoch = EPOCH.load(Ordering::Relaxed);
     let start = cpu::counter();
-    // The count of the previous epoch is done with: its initiator saw all of its parkers before
-    // it released, and a core still leaving that epoch's loop does not count again until it
-    // parks anew (the SGI below stays pending for it). Relaxed: ordered before the request.
-    PARKED.store(0, Ordering::Relaxed);
-    REQUESTED.store(true, Ordering::Release);
-    if let Some(gic) = irq::gic() {
-        gic.send_sgi_to_others(irq::SGI_STOP);
-    }
+    // Release: a core that reads this request sees everything this core did before it.
+    REQUEST.store(epoch, Ordering::Release);
+    irq::send_to_others(irq::SGI_STOP);
     let deadline = start + cpu::counter_frequency() * STOP_TIMEOUT_MS / 1000;
-    while PARKED.load(Ordering::Acquire) < others && cpu::counter() < deadline {
+    // Acquire pairs with each parker's Release store of its parked epoch.
+    let parked = || {
+        (0..MAX_CORES)
+            .filter(|&c| c != me && percore::is_online(c) && PARKED_EPOCH[c].load(Ordering::Acquire) == epoch)
+            .count()
+    };
+    while parked() < others && cpu::counter() < deadline {
         tricolor_arch::cpu::relax();
     }
-    if PARKED.load(Ordering::Acquire) < others {
+    if parked() < others {
         let missing = (0..MAX_CORES)
             .filter(|&c| c != me && percore::is_online(c) && PARKED_EPOCH[c].load(Ordering::Relaxed) != epoch)
             .fold(0u32, |m, c| m | (1 << c));
@@ -233,8 +244,8 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
     }
     let stopped = cpu::counter();
     let ns = |ticks: u64| (ticks as u128 * 1_000_000_000 / cpu::counter_frequency() as u128) as u64;
-    // Which core parked last (its park records were written before its PARKED increment, which
-    // our Acquire load of PARKED saw).
+    // Which core parked last (its park records were written before its parked epoch, which our
+    // Acquire loads saw).
     let last = (0..MAX_CORES)
         .filter(|&c| c != me && percore::is_online(c))
         .max_by_key(|&c| PARK_AT[c].load(Ordering::Relaxed));
@@ -247,8 +258,10 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
     LAST_KIND.store(kind, Ordering::Relaxed);
     let result = f();
     let end = cpu::counter();
-    release(irqs);
+    // The pause ends at the release, before IRQs are unmasked: a tick pending behind the mask may
+    // switch this task out at once, while the world already runs again.
     LAST_PAUSE_NS.store(ns(cpu::counter() - start), Ordering::Relaxed);
+    release(irqs);
     Ok((result, StwTimes { stop_ns: ns(stopped - start), stopped_ns: ns(end - stopped) }))
 }
 
@@ -293,7 +306,7 @@ pub fn stop_the_world_retrying<R>(f: impl FnOnce() -> R) -> (R, StwTimes) {
 /// Ends the current epoch: every parked core leaves at its next turn; nothing waits for them.
 /// Then the initiator's masked section (`irqs`, dropped last) ends.
 fn release(irqs: IrqGuard) {
-    REQUESTED.store(false, Ordering::Release);
+    REQUEST.store(0, Ordering::Release);
     // Release: the closure's writes are visible to a parked core that sees the new epoch.
     EPOCH.fetch_add(1, Ordering::Release);
     drop(irqs);

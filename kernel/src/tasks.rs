@@ -297,6 +297,10 @@ pub fn idle_loop(mut poll: impl FnMut(), pending: impl Fn() -> bool) -> ! {
         // Check for work with IRQs masked, then sleep: a wake-up SGI raised after the check stays
         // pending and ends the `wfi` at once instead of being taken (and lost) before it. The
         // unmask after the `wfi` takes it.
+        // Nothing to run: help a running mark first (Go's idle mark workers).
+        if crate::gc::idle_mark(|| !queues().queue(core).is_empty()) {
+            continue;
+        }
         irqmask::mask_irqs();
         if !pending() && queues().queue(core).is_empty() {
             cpu::wait_for_interrupt();
@@ -307,9 +311,7 @@ pub fn idle_loop(mut poll: impl FnMut(), pending: impl Fn() -> bool) -> ! {
 
 /// Wakes every other core from `idle_loop`'s `wfi` (after posting work for one of them).
 pub fn wake_others() {
-    if let Some(gic) = irq::gic() {
-        gic.send_sgi_to_others(irq::SGI_WAKE);
-    }
+    irq::send_to_others(irq::SGI_WAKE);
     cpu::send_event();
 }
 

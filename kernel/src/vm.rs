@@ -27,6 +27,11 @@ impl TableAllocator for FrameTables {
     }
 }
 
+/// Whether `[lo, hi)` lies in the device window (identity-mapped Device-nGnRE for the whole run).
+pub fn is_device(lo: usize, hi: usize) -> bool {
+    lo >= DEVICE_REGION.0 && lo <= hi && hi <= DEVICE_REGION.0 + DEVICE_REGION.1
+}
+
 /// Builds the kernel's tables and turns translation on for the boot core.
 pub fn init(machine: &Machine) -> Result<(), MapError> {
     let mut alloc = FrameTables;

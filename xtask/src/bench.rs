@@ -184,6 +184,11 @@ pub fn run(elf: &Path, no_barriers: &Path) -> Result {
 /// GOGC values for heap headrooms 1.5x, 2x and 3x: the next cycle starts when the heap reaches
 /// live * (1 + percent / 100).
 const HEADROOMS: [(u32, &str); 3] = [(50, "1.5x"), (100, "2x"), (200, "3x")];
+/// Issue 14's pause targets: at 4 cores the longest pause (time to safe point included) at most
+/// this, and pause less time to safe point at most 1.5x the 1-core pause.
+const PAUSE_TARGET_NS: f64 = 50_000.0;
+/// A cycle's peak heap counts as on its goal within this share.
+const GOAL_TOLERANCE: f64 = 0.10;
 /// GCBench on this many cores, with a heap big enough for 3x headroom (the suite refuses a heap
 /// below its peak live data). The quick size: under -icount QEMU runs about 10^8 instructions a
 /// second, so Boehm's full size (22 times the allocations) takes over 20 minutes per headroom;
@@ -204,14 +209,19 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
 /// results/gcbench_pauses.csv, results/gcbench_headroom.{csv,svg}: GCBench at each headroom
 /// under -icount, its pause distribution and the share of time spent collecting.
 fn gc_headroom(results: &Path, elf: &Path) -> Result {
-    let mut pauses = String::from("headroom,percent,cycle,setup_ns,termination_ns\n");
+    let mut pauses = String::from(
+        "smp,headroom,percent,cycle,setup_ns,termination_ns,setup_ttsp_ns,termination_ttsp_ns,heap_goal,peak_heap\n",
+    );
     let mut summary = String::from(
-        "headroom,percent,cycles,elapsed_ns,gc_ns,stw_ns,gc_share,stw_share,pause_max_ns,pause_p50_ns,pause_p90_ns\n",
+        "smp,headroom,percent,cycles,elapsed_ns,gc_ns,stw_ns,gc_share,stw_share,pause_max_ns,pause_p50_ns,pause_p90_ns,pause_less_ttsp_max_ns,peaks_near_goal,assists\n",
     );
     let mut lines = Vec::new();
-    for (percent, headroom) in HEADROOMS {
+    let mut table = Vec::new();
+    // The three headrooms at 4 cores, and the 2x one at 1 core for the ratio target.
+    let runs = HEADROOMS.iter().map(|&h| (HEADROOM_SMP, h)).chain([(1, HEADROOMS[1])]);
+    for (smp, (percent, headroom)) in runs {
         let machine = Machine {
-            smp: HEADROOM_SMP,
+            smp,
             append: format!("suite={HEADROOM_SUITE} gc.heap={HEADROOM_HEAP} gc.percent={percent}"),
             gpu: false,
             icount: true,
@@ -219,13 +229,22 @@ fn gc_headroom(results: &Path, elf: &Path) -> Result {
         };
         let run = bench_lines(
             &machine,
-            &format!("GCBench at {HEADROOM_SMP} cores, headroom {headroom} (gc.percent={percent}), -icount"),
+            &format!("GCBench at {smp} cores, headroom {headroom} (gc.percent={percent}), -icount"),
         )?;
         let mut all: Vec<f64> = Vec::new();
+        let (mut less_ttsp_max, mut near, mut cycles) = (0f64, 0usize, 0usize);
         for line in of_kind(&run, "gc_pause") {
             let (setup, termination) = (line.number("setup_ns")?, line.number("termination_ns")?);
-            pauses += &format!("{headroom},{percent},{},{setup},{termination}\n", line.text("cycle")?);
+            let (setup_ttsp, term_ttsp) = (line.number("setup_ttsp_ns")?, line.number("termination_ttsp_ns")?);
+            let (goal, peak) = (line.number("heap_goal")?, line.number("peak_heap")?);
+            pauses += &format!(
+                "{smp},{headroom},{percent},{},{setup},{termination},{setup_ttsp},{term_ttsp},{goal},{peak}\n",
+                line.text("cycle")?
+            );
             all.extend([setup, termination].into_iter().filter(|&p| p > 0.0));
+            less_ttsp_max = less_ttsp_max.max(setup - setup_ttsp).max(termination - term_ttsp);
+            cycles += 1;
+            near += usize::from(goal > 0.0 && (peak - goal).abs() <= GOAL_TOLERANCE * goal);
         }
         all.sort_by(f64::total_cmp);
         let s = of_kind(&run, "gc_summary").next().ok_or("GCBench printed no BENCH gc_summary line")?;
@@ -234,10 +253,16 @@ fn gc_headroom(results: &Path, elf: &Path) -> Result {
         // GC time share: time a cycle was in progress (on the collecting core) over elapsed time;
         // STW share: time every core was stopped.
         let (gc_share, stw_share) = (gc / elapsed, stw / elapsed);
+        let near_share = near as f64 / cycles.max(1) as f64;
         summary += &format!(
-            "{headroom},{percent},{},{elapsed},{gc},{stw},{gc_share:.4},{stw_share:.4},{max},{p50},{p90}\n",
-            s.text("cycles")?
+            "{smp},{headroom},{percent},{},{elapsed},{gc},{stw},{gc_share:.4},{stw_share:.4},{max},{p50},{p90},{less_ttsp_max},{near_share:.4},{}\n",
+            s.text("cycles")?,
+            s.text("assists")?
         );
+        table.push((smp, percent, max, less_ttsp_max, near, cycles));
+        if smp != HEADROOM_SMP {
+            continue;
+        }
         println!(
             "bench: GCBench headroom {headroom}: {} cycles, GC {:.1} % of the time, STW {:.2} %, pauses p50 {:.0} / p90 {:.0} / max {:.0} ns",
             s.text("cycles")?,
@@ -262,6 +287,7 @@ fn gc_headroom(results: &Path, elf: &Path) -> Result {
             .collect(),
         });
     }
+    pause_table(&table);
     write(results, "gcbench_pauses.csv", pauses)?;
     write(results, "gcbench_headroom.csv", summary)?;
     let pause_bars =
@@ -283,6 +309,41 @@ fn gc_headroom(results: &Path, elf: &Path) -> Result {
             Panel { title: "share of GCBench run time", y_desc: "percent", bars: share_bars },
         ],
     )
+}
+
+/// Issue 14's pause and pacing table: per run, the longest pause from stop request to release
+/// (time to safe point included), the longest pause less its time to safe point, and the cycles
+/// whose peak heap landed within [`GOAL_TOLERANCE`] of the goal; then the targets.
+fn pause_table(rows: &[(usize, u32, f64, f64, usize, usize)]) {
+    println!("bench: pauses and pacing (gcbench-quick, {HEADROOM_HEAP}, -icount; ns = instructions):");
+    println!("  cores  gc.percent  max pause  max pause - ttsp  peak within 10 % of goal");
+    for &(smp, percent, max, less, near, cycles) in rows {
+        println!(
+            "  {smp:>5}  {percent:>10}  {max:>9.0}  {less:>16.0}  {near:>3} of {cycles:<3} ({:.0} %)",
+            100.0 * near as f64 / cycles.max(1) as f64
+        );
+    }
+    let four = rows.iter().filter(|r| r.0 == HEADROOM_SMP);
+    let worst = four.clone().map(|r| r.2).fold(0f64, f64::max);
+    let one = rows.iter().find(|r| r.0 == 1).map_or(0.0, |r| r.2);
+    let less = four.clone().map(|r| r.3).fold(0f64, f64::max);
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    println!(
+        "  target: max pause <= {PAUSE_TARGET_NS:.0} ns at {HEADROOM_SMP} cores: {worst:.0} ({})",
+        verdict(worst <= PAUSE_TARGET_NS)
+    );
+    println!(
+        "  target: pause - ttsp at {HEADROOM_SMP} cores <= 1.5 x the 1-core pause ({one:.0}): {less:.0} ({})",
+        verdict(less <= 1.5 * one)
+    );
+    if let Some(&(_, _, _, _, near, cycles)) = rows.iter().find(|r| r.0 == HEADROOM_SMP && r.1 == 100) {
+        let share = near as f64 / cycles.max(1) as f64;
+        println!(
+            "  target: >= 90 % of cycles' peaks within 10 % of the goal at gc.percent=100: {:.0} % ({})",
+            share * 100.0,
+            verdict(share >= 0.9)
+        );
+    }
 }
 
 /// results/barrier_modes.* and results/wbbuf_sweep.*: instructions per barriered store; the

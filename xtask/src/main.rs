@@ -33,7 +33,8 @@ usage: cargo xtask <command> [options]
 
 commands:
   run        build and boot the live demo in QEMU (console on this terminal: help; quit or Ctrl-A X ends it)
-               --smp N        cores (default 4)
+               --smp N        cores (default 4; 1..=16)
+               --gic 2|3      interrupt controller: GICv2 or GICv3 (default 2; 3 above 8 cores)
                --append STR   kernel command line (e.g. \"log=debug\")
                --debug        debug build instead of release
   screenshot boot headless, wait for the drawn frame, save the display as PNG (QMP screendump):
@@ -99,7 +100,8 @@ commands:
   lint       cargo fmt --check and clippy (host crates and the kernel target), -D warnings
   build      build the kernel ELF and print its path
   debug      boot QEMU halted with a gdb stub and attach gdb-multiarch with xtask/gdb/tricolor.py
-             (tricolor-barrier, tricolor-wbbuf, tricolor-tasks, tricolor-stacks, tricolor-heap)
+             (tricolor-barrier, tricolor-wbbuf, tricolor-tasks, tricolor-stacks, tricolor-heap);
+             --smp, --gic and --append as for run
   setup      install what is missing (Rust target, QEMU) or say exactly what to install
 ";
 
@@ -174,15 +176,21 @@ fn cmd_check_fences() -> Result {
     fences::run(&elf)
 }
 
+/// `--gic 2|3` (default GICv2; above 8 cores `Machine` makes it GICv3 anyway).
+fn gic_option(args: &mut args::Args) -> Result<qemu::GicVersion> {
+    Ok(args.value("--gic")?.map(|s| qemu::GicVersion::parse(&s)).transpose()?.unwrap_or(qemu::GicVersion::V2))
+}
+
 fn cmd_run(args: &mut args::Args) -> Result {
     let smp = args.value("--smp")?.map(|s| s.parse().map_err(|_| format!("--smp {s}: not a number"))).transpose()?;
+    let gic = gic_option(args)?;
     let append = args.value("--append")?.unwrap_or_default();
     let profile = if args.flag("--debug") { kernel::Profile::Debug } else { kernel::Profile::Release };
     args.finish()?;
     setup::rust_target()?;
     setup::qemu()?;
     let elf = kernel::build(profile)?;
-    let machine = qemu::Machine { smp: smp.unwrap_or(4), append, ..qemu::Machine::new(&elf) };
+    let machine = qemu::Machine { smp: smp.unwrap_or(4), append, gic, ..qemu::Machine::new(&elf) };
     qemu::run_interactive(&machine)
 }
 
@@ -275,12 +283,13 @@ fn cmd_stress(args: &mut args::Args) -> Result {
 
 fn cmd_debug(args: &mut args::Args) -> Result {
     let smp = args.value("--smp")?.map(|s| s.parse().map_err(|_| format!("--smp {s}: not a number"))).transpose()?;
+    let gic = gic_option(args)?;
     let append = args.value("--append")?.unwrap_or_default();
     args.finish()?;
     setup::rust_target()?;
     setup::qemu()?;
     setup::gdb()?;
     let elf = kernel::build(kernel::Profile::Debug)?;
-    let machine = qemu::Machine { smp: smp.unwrap_or(4), append, ..qemu::Machine::new(&elf) };
+    let machine = qemu::Machine { smp: smp.unwrap_or(4), append, gic, ..qemu::Machine::new(&elf) };
     qemu::debug(&machine)
 }

@@ -2,13 +2,13 @@
 //! (the kernel's semihosting verdict) and the console output. Every run has a timeout, so a hung
 //! kernel fails its case instead of hanging CI.
 
-use crate::qemu::{self, Machine};
+use crate::qemu::{self, DtbPatch, GicVersion, Machine};
 use crate::screenshot;
 use crate::Result;
 use std::path::Path;
 use std::time::Duration;
 use tricolor_abi::exit::{BAD_CONFIG, FAULT, PANIC, SUCCESS, TEST_FAILED};
-use tricolor_abi::{LOG_STRESS_LINES, LOG_STRESS_TAIL};
+use tricolor_abi::{LOG_STRESS_LINES, LOG_STRESS_TAIL, MAX_CORES};
 
 /// Generous: a boot takes well under a second under TCG; this only catches hangs.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -22,9 +22,26 @@ struct Hw {
     legacy_mmio: bool,
     /// `-m`.
     memory: &'static str,
+    /// `gic-version=`.
+    gic: GicVersion,
+    /// `virtualization=on` (entered at EL2).
+    el2: bool,
+    /// QEMU's device tree rewritten (`-dtb`).
+    dtb_patch: Option<DtbPatch>,
 }
 
-const NO_GPU: Hw = Hw { gpu: false, display: (1280, 720), second_gpu: false, legacy_mmio: false, memory: "1G" };
+const NO_GPU: Hw = Hw {
+    gpu: false,
+    display: (1280, 720),
+    second_gpu: false,
+    legacy_mmio: false,
+    memory: "1G",
+    gic: GicVersion::V2,
+    el2: false,
+    dtb_patch: None,
+};
+/// `-machine virt,gic-version=3`, no GPU.
+const GICV3: Hw = Hw { gic: GicVersion::V3, ..NO_GPU };
 /// One `virtio-gpu-device` at 1280x720 on the modern transport.
 const GPU: Hw = Hw { gpu: true, ..NO_GPU };
 
@@ -35,7 +52,8 @@ struct Case {
     append: &'static str,
     /// The kernel's exit status (`tricolor_abi::exit`), QEMU's own.
     exit: u8,
-    /// Substrings the console must contain; `{smp}` is replaced by the core count.
+    /// Substrings the console must contain; `{smp}` is replaced by the core count, `{max_cores}` by
+    /// `tricolor_abi::MAX_CORES`.
     expect: &'static [&'static str],
     /// Extra checks on the whole output.
     check: Option<fn(&str, usize) -> Result>,
@@ -259,7 +277,10 @@ const CASES: &[Case] = &[
         name: "cmdline-unknown-key",
         append: "bogus=1",
         exit: BAD_CONFIG,
-        expect: &["bad kernel command line \"bogus=1\": unknown key 'bogus'; valid keys: log=", "cores=1..=8"],
+        expect: &[
+            "bad kernel command line \"bogus=1\": unknown key 'bogus'; valid keys: log=",
+            "cores=1..={max_cores}",
+        ],
         check: None,
         hw: NO_GPU,
         min_smp: 1,
@@ -268,7 +289,7 @@ const CASES: &[Case] = &[
         name: "cmdline-bad-value",
         append: "cores=99",
         exit: BAD_CONFIG,
-        expect: &["bad value '99' for 'cores' (expected 1..=8)"],
+        expect: &["bad value '99' for 'cores' (expected 1..={max_cores})"],
         check: None,
         hw: NO_GPU,
         min_smp: 1,
@@ -642,6 +663,150 @@ const MACHINE_CASES: &[Case] = &[
     },
 ];
 
+/// The interrupt-controller matrix, each case at its own core count: GICv3 at smp 4 (boot, the
+/// unit tests, also entered at EL2, a collector scenario, a stress suite, a device's SPI), the
+/// 16-core machine only GICv3 can build, and a machine whose interrupt controller the kernel
+/// cannot drive.
+const GIC_CASES: &[(usize, Case)] = &[
+    (
+        4,
+        Case {
+            name: "gicv3-boot",
+            append: "test=boot",
+            exit: SUCCESS,
+            expect: &["interrupt controller: GICv3", "{smp} of {smp} cores online", "ready in"],
+            check: Some(no_warnings),
+            hw: GICV3,
+            min_smp: 1,
+        },
+    ),
+    (
+        4,
+        Case {
+            name: "gicv3-unit",
+            append: "test=unit",
+            exit: SUCCESS,
+            expect: &["interrupt controller: GICv3", "kernel unit tests: ", " 0 failed"],
+            check: Some(units_ran),
+            hw: GICV3,
+            min_smp: 1,
+        },
+    ),
+    (
+        4,
+        // Entered at EL2: boot.s's drop to EL1 with the GIC's interrupts still taken at EL1. (Not a
+        // test of boot.s's ICC_SRE_EL2 write: QEMU's SRE and Enable bits read as one anyway; with
+        // the write removed this case still passes.)
+        Case {
+            name: "gicv3-el2-unit",
+            append: "test=unit",
+            exit: SUCCESS,
+            expect: &["interrupt controller: GICv3", "{smp} of {smp} cores online", " 0 failed"],
+            check: Some(units_ran),
+            hw: Hw { el2: true, ..GICV3 },
+            min_smp: 1,
+        },
+    ),
+    (
+        4,
+        Case {
+            name: "gicv3-gc-cycle",
+            append: "test=gc-cycle gc.verify=on gc.heap=32M gc.percent=400 gc.mode=buffered",
+            exit: SUCCESS,
+            expect: &[
+                "gc-cycle: 12 cycles in mode buffered on {smp} cores: 0 verifier misses (0 in the driver's cycles",
+                ") and 0 unscanned stacks, 0 corrupt, 0 poison failures, 0 false checked reports, 0 stop-the-world retries",
+            ],
+            check: None,
+            hw: GICV3,
+            min_smp: 1,
+        },
+    ),
+    (
+        4,
+        Case {
+            name: "gicv3-stress-churn",
+            append: "suite=churn seed=2 gc.mode=direct gc.verify=on gc.heap=16M suite.cycles=8 gc.torture=0",
+            exit: SUCCESS,
+            expect: &["stress result: suite=churn seed=2 mode=direct cores={smp} ", " stw_retries=0 ", "verdict=clean"],
+            check: None,
+            hw: GICV3,
+            min_smp: 1,
+        },
+    ),
+    (
+        // An SPI through the distributor: GICD_IROUTER routes the GPU's interrupt to core 0.
+        4,
+        Case {
+            name: "gicv3-gpu-irq-completion",
+            append: "test=gpu-fb-static virtio.complete=irq",
+            exit: SUCCESS,
+            expect: &["interrupt controller: GICv3", "complete=irq"],
+            check: Some(interrupts_taken),
+            hw: Hw { gpu: true, ..GICV3 },
+            min_smp: 1,
+        },
+    ),
+    (
+        16,
+        Case {
+            name: "gicv3-boot",
+            append: "test=boot",
+            exit: SUCCESS,
+            expect: &["interrupt controller: GICv3", "{smp} of {smp} cores online", "ready in"],
+            check: Some(no_warnings),
+            hw: GICV3,
+            min_smp: 1,
+        },
+    ),
+    (
+        4,
+        Case {
+            name: "no-interrupt-controller",
+            append: "test=boot",
+            exit: SUCCESS,
+            expect: &[
+                "interrupt controller \"arm,gic-vX\" in the device tree: not a GICv2 or GICv3: no interrupts, so running on the boot core only",
+                "1 of 1 cores online",
+                "ready in",
+            ],
+            check: Some(one_warning),
+            hw: Hw { dtb_patch: Some(unknown_interrupt_controller), ..GICV3 },
+            min_smp: 1,
+        },
+    ),
+];
+
+/// QEMU's GICv3 renamed to a controller no driver knows (same length, so nothing else moves).
+fn unknown_interrupt_controller(dtb: &[u8]) -> Result<Vec<u8>> {
+    let (from, to) = (b"arm,gic-v3\0", b"arm,gic-vX\0");
+    let at = dtb.windows(from.len()).position(|w| w == from).ok_or("no \"arm,gic-v3\" in QEMU's device tree")?;
+    let mut patched = dtb.to_vec();
+    patched[at..at + to.len()].copy_from_slice(to);
+    Ok(patched)
+}
+
+/// Console lines at WARN or ERROR level.
+fn warnings(output: &str) -> Vec<&str> {
+    output.lines().filter(|l| l.contains("] WARN ") || l.contains("] ERROR ")).collect()
+}
+
+/// A clean boot warns about nothing.
+fn no_warnings(output: &str, _smp: usize) -> Result {
+    match warnings(output).as_slice() {
+        [] => Ok(()),
+        lines => Err(format!("{} warnings: {lines:?}", lines.len())),
+    }
+}
+
+/// Exactly one warning: the machine's limitation said once, not a cascade after it.
+fn one_warning(output: &str, _smp: usize) -> Result {
+    match warnings(output).as_slice() {
+        [_] => Ok(()),
+        lines => Err(format!("{} warnings, expected 1: {lines:?}", lines.len())),
+    }
+}
+
 /// A refused request must not have been served from another source first.
 fn no_fallback(output: &str, _smp: usize) -> Result {
     match output.lines().find(|l| l.contains("falling back")) {
@@ -833,32 +998,22 @@ pub fn run_compiled_out(elf: &Path) -> Result {
 
 pub fn run_all(elf: &Path, filter: Option<&str>) -> Result {
     let (mut passed, mut failed) = (0, Vec::new());
-    for smp in [1, 4] {
-        for case in
-            CASES.iter().chain(MACHINE_CASES).filter(|c| smp >= c.min_smp && filter.is_none_or(|f| c.name.contains(f)))
-        {
-            let name = format!("smp{smp}/{}", case.name);
-            let machine = Machine {
-                smp,
-                append: case.append.to_string(),
-                gpu: case.hw.gpu,
-                display: case.hw.display,
-                second_gpu: case.hw.second_gpu,
-                legacy_mmio: case.hw.legacy_mmio,
-                memory: case.hw.memory,
-                ..Machine::new(elf)
-            };
-            let outcome = qemu::run_captured(&machine, TIMEOUT)?;
-            match verdict(case, smp, &outcome) {
-                Ok(()) => {
-                    passed += 1;
-                    println!("qemu {name} ... ok ({:.2} s)", outcome.elapsed.as_secs_f64());
-                }
-                Err(why) => {
-                    println!("qemu {name} ... FAILED: {why}");
-                    println!("----- console of {name} -----\n{}\n----- end of {name} -----", outcome.output);
-                    failed.push(name);
-                }
+    let matrix = [1, 4].into_iter().flat_map(|smp| CASES.iter().chain(MACHINE_CASES).map(move |case| (smp, case)));
+    let runs = matrix
+        .chain(GIC_CASES.iter().map(|(smp, case)| (*smp, case)))
+        .filter(|(smp, c)| *smp >= c.min_smp && filter.is_none_or(|f| c.name.contains(f)));
+    for (smp, case) in runs {
+        let name = format!("smp{smp}/{}", case.name);
+        let outcome = qemu::run_captured(&machine_for(elf, case, smp), TIMEOUT)?;
+        match verdict(case, smp, &outcome) {
+            Ok(()) => {
+                passed += 1;
+                println!("qemu {name} ... ok ({:.2} s)", outcome.elapsed.as_secs_f64());
+            }
+            Err(why) => {
+                println!("qemu {name} ... FAILED: {why}");
+                println!("----- console of {name} -----\n{}\n----- end of {name} -----", outcome.output);
+                failed.push(name);
             }
         }
     }
@@ -891,6 +1046,22 @@ pub fn run_all(elf: &Path, filter: Option<&str>) -> Result {
     }
 }
 
+fn machine_for(elf: &Path, case: &Case, smp: usize) -> Machine {
+    Machine {
+        smp,
+        append: case.append.to_string(),
+        gpu: case.hw.gpu,
+        display: case.hw.display,
+        second_gpu: case.hw.second_gpu,
+        legacy_mmio: case.hw.legacy_mmio,
+        memory: case.hw.memory,
+        gic: case.hw.gic,
+        el2: case.hw.el2,
+        dtb_patch: case.hw.dtb_patch,
+        ..Machine::new(elf)
+    }
+}
+
 fn verdict(case: &Case, smp: usize, outcome: &qemu::Outcome) -> Result {
     if outcome.timed_out {
         return Err(format!("timed out after {} s", TIMEOUT.as_secs()));
@@ -899,7 +1070,7 @@ fn verdict(case: &Case, smp: usize, outcome: &qemu::Outcome) -> Result {
         return Err(format!("exit status {:?}, expected {}", outcome.status, case.exit));
     }
     for expected in case.expect {
-        let expected = expected.replace("{smp}", &smp.to_string());
+        let expected = expected.replace("{smp}", &smp.to_string()).replace("{max_cores}", &MAX_CORES.to_string());
         if !outcome.output.contains(&expected) {
             return Err(format!("console lacks {expected:?}"));
         }
@@ -972,6 +1143,31 @@ mod tests {
         assert!(one_warning_for_legacy(legacy, 1).is_ok());
         let per_slot: String = (0..32).map(|i| format!("[   0.1] WARN  c0 virtio-mmio 0x{i:x}: legacy\n")).collect();
         assert!(one_warning_for_legacy(&per_slot, 1).unwrap_err().starts_with("32 warnings"));
+    }
+
+    #[test]
+    fn the_interrupt_controller_patch_hides_the_gic() {
+        let dtb = include_bytes!("../../fuzz/corpus/devicetree/qemu-virt-gicv3-smp16.dtb");
+        let patched = unknown_interrupt_controller(dtb).unwrap();
+        let info = tricolor_kernel::dtb::read(&patched).unwrap();
+        assert_eq!(
+            info.gic,
+            Err(tricolor_kernel::dtb::NoGic::Unusable { compatible: "arm,gic-vX", why: "not a GICv2 or GICv3" })
+        );
+        assert_eq!(info.cpu_count, 16, "nothing else changed");
+        assert!(unknown_interrupt_controller(b"no gic here").is_err());
+    }
+
+    #[test]
+    fn warning_checks_count_warn_and_error_lines() {
+        let warn = "[   0.1] WARN  c0 something\n";
+        let error = "[   0.1] ERROR c0 broken\n";
+        let info = "[   0.1] INFO  c0 fine, WARN in the text does not count\n";
+        assert!(no_warnings(info, 1).is_ok());
+        assert!(no_warnings(&format!("{info}{warn}"), 1).is_err());
+        assert!(one_warning(&format!("{info}{warn}"), 1).is_ok());
+        assert!(one_warning(&format!("{warn}{error}"), 1).unwrap_err().starts_with("2 warnings"));
+        assert!(one_warning(info, 1).is_err());
     }
 
     #[test]

@@ -37,6 +37,20 @@ _secondary_entry:
     mov     x9, #3
     msr     cnthctl_el2, x9
     msr     cntvoff_el2, xzr
+    // GICv3 system-register interface, if this CPU has one (ID_AA64PFR0_EL1.GIC [27:24] != 0;
+    // without it ICC_SRE_EL2 is UNDEFINED): ICC_SRE_EL2.SRE | DFB | DIB | Enable, so EL1 may use
+    // ICC_*_EL1 instead of trapping here (Linux's booting.rst asks the same of whatever enters it
+    // at EL1). The ISB makes the write visible to what follows (a direct system-register write).
+    // QEMU implements SRE and Enable as read-as-one, so only hardware and firmware that leave
+    // them clear need this.
+    mrs     x9, id_aa64pfr0_el1
+    ubfx    x9, x9, #24, #4
+    cbz     x9, 4f
+    mrs     x9, S3_4_C12_C9_5           // ICC_SRE_EL2
+    orr     x9, x9, #0xf
+    msr     S3_4_C12_C9_5, x9
+    isb
+4:
     // SCTLR_EL1: architecturally-required RES1 bits only (MMU, caches off until the kernel sets them).
     ldr     x9, =0x30d00800
     msr     sctlr_el1, x9

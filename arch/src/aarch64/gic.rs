@@ -74,6 +74,13 @@ impl Gic {
         self.gicc().ctlr.set(1);
     }
 
+    /// The calling core's CPU-interface bit as SGI targets name it: GICD_ITARGETSR0..7 are banked
+    /// and read-only, each byte the reading processor's own mask (GICv2 spec, GICD_ITARGETSRn);
+    /// `None` on a uniprocessor GIC, where they read as zero.
+    pub fn this_cpu_target(&self) -> Option<u8> {
+        Some((self.gicd().itargetsr[0].get() & 0xff) as u8).filter(|&t| t != 0)
+    }
+
     /// Enables interrupt `id` (for SGIs/PPIs: on the calling core only; those registers are banked),
     /// routing an SPI to core 0.
     pub fn enable(&self, id: u32, level_triggered: bool) {

@@ -7,11 +7,12 @@
 //!   wait hints (`yield`, `wfi`, `sev`).
 //! - [`irqmask`]: PSTATE.I, the IRQ mask: the one RAII guard and the two unscoped calls.
 //! - [`percore`]: TPIDR_EL1, this core's per-core block.
-//! - [`exception`], [`gic`], [`mmu`], [`psci`], [`semihosting`], [`timer`].
+//! - [`exception`], [`gic`] (GICv2), [`gic_v3`], [`mmu`], [`psci`], [`semihosting`], [`timer`].
 
 pub mod cpu;
 pub mod exception;
 pub mod gic;
+pub mod gic_v3;
 pub mod irqmask;
 pub mod mmu;
 pub mod percore;

@@ -4,7 +4,7 @@
 
 use crate::{Outcome, Target};
 use tricolor_abi::MAX_CORES;
-use tricolor_kernel::dtb::{self, DtbError};
+use tricolor_kernel::dtb::{self, DtbError, Gic, NoGic, GICR_FRAMES_SIZE, MAX_GICR_REGIONS};
 
 pub static TARGET: Target = Target { name: "devicetree", run, dictionary: DICTIONARY, max_len: 16 << 10 };
 
@@ -34,6 +34,11 @@ static DICTIONARY: &[&[u8]] = &[
     b"arm,pl011\0",
     b"arm,armv8-timer\0",
     b"arm,cortex-a15-gic\0",
+    b"arm,gic-v3\0",
+    b"#redistributor-regions\0",
+    b"redistributor-stride\0",
+    b"interrupt-controller\0",
+    b"status\0",
 ];
 
 fn run(data: &[u8]) -> Outcome {
@@ -45,7 +50,25 @@ fn run(data: &[u8]) -> Outcome {
             if m.dtb_size > data.len() {
                 return Err(format!("dtb_size {} beyond the {} bytes given", m.dtb_size, data.len()));
             }
-            format!("ok:cpus{}:{}", m.cpu_count.min(2), if m.bootargs.is_empty() { "noargs" } else { "args" })
+            let gic = match m.gic {
+                Ok(Gic::V2 { .. }) => "v2",
+                Ok(gic @ Gic::V3 { .. }) => {
+                    let regions = gic.redistributor_regions();
+                    if regions.is_empty() || regions.len() > MAX_GICR_REGIONS {
+                        return Err(format!("{} redistributor regions", regions.len()));
+                    }
+                    if let Some(r) =
+                        regions.iter().find(|r| r.size < GICR_FRAMES_SIZE || r.base.checked_add(r.size).is_none())
+                    {
+                        return Err(format!("redistributor region {r:?} cannot hold a redistributor"));
+                    }
+                    "v3"
+                }
+                Err(NoGic::Absent) => "nogic",
+                Err(NoGic::Unusable { .. }) => "badgic",
+            };
+            let args = if m.bootargs.is_empty() { "noargs" } else { "args" };
+            format!("ok:cpus{}:{args}:{gic}", m.cpu_count.min(2))
         }
         Err(e) => format!("err:{}", error_kind(&e)),
     };
@@ -64,5 +87,9 @@ mod tests {
     fn smoke() {
         let report = crate::smoke(&super::TARGET, 2.0);
         assert!(report.kinds.keys().any(|k| k.starts_with("ok:")), "{report}");
+        // The corpus's QEMU trees: GICv2 and GICv3 (smp 16) both read.
+        for gic in [":v2:", ":v3:"] {
+            assert!(report.kinds.keys().any(|k| k.contains(gic)), "no {gic} outcome: {report}");
+        }
     }
 }

@@ -299,7 +299,18 @@ fn trigger_follows_the_live_heap_and_percent() {
         assert!(c.should_collect());
         let r = c.collect::<P>();
         assert_eq!(r.marked_bytes, 100 * 96);
-        assert_eq!(c.trigger(), 100 * 96 * 150 / 100);
+        let live = 100 * 96;
+        assert_eq!(c.heap_goal(), live * 150 / 100, "the goal is live x (1 + percent/100)");
+        assert_eq!(r.heap_goal, 1024, "this cycle was paced for the floor");
+        assert!(r.peak_heap >= r.marked_bytes, "{r:?}");
+        // The trigger leaves the pacer's runway below the goal.
+        let share = (c.trigger() - live) as f64 / (c.heap_goal() - live) as f64;
+        assert!(
+            (crate::pacer::TRIGGER_SHARE_MIN..=crate::pacer::TRIGGER_SHARE_MAX).contains(&share),
+            "trigger {} between live {live} and goal {}",
+            c.trigger(),
+            c.heap_goal()
+        );
         assert!(!c.should_collect());
         ROOT.set::<P>(None);
     });

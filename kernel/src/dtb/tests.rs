@@ -31,12 +31,33 @@ fn read_with_fdt_crate(bytes: &[u8]) -> Option<MachineInfo<'_>> {
         cpu_count,
         cpus_ignored,
         bootargs: fdt.chosen().bootargs().unwrap_or(""),
-        gic: fdt
-            .find_compatible(&["arm,cortex-a15-gic", "arm,gic-400"])
-            .and_then(|n| n.reg())
-            .and_then(|mut r| Some((r.next()?.starting_address as usize, r.next()?.starting_address as usize))),
+        gic: gic_with_fdt_crate(&fdt),
         timer_irq: u32::from_be_bytes(timer[16..20].try_into().ok()?) + 16,
     })
+}
+
+/// The interrupt controller as the `fdt` crate reads the same properties (only what QEMU's trees
+/// have: GICv3 with its regions, GICv2 with its two frames).
+fn gic_with_fdt_crate<'a>(fdt: &fdt::Fdt<'a>) -> Result<Gic, NoGic<'a>> {
+    if let Some(node) = fdt.find_compatible(&["arm,gic-v3"]) {
+        let mut reg = node.reg().ok_or(NoGic::Absent)?;
+        let region = |r: fdt::standard_nodes::MemoryRegion| Region {
+            base: r.starting_address as u64,
+            size: r.size.unwrap_or(0) as u64,
+        };
+        let distributor = region(reg.next().ok_or(NoGic::Absent)?);
+        let regions = node.property("#redistributor-regions").and_then(|p| p.as_usize()).unwrap_or(1);
+        let mut redistributors = [Region::default(); MAX_GICR_REGIONS];
+        for slot in &mut redistributors[..regions] {
+            *slot = region(reg.next().ok_or(NoGic::Absent)?);
+        }
+        let stride = node.property("redistributor-stride").and_then(|p| p.as_usize()).map(|s| s as u64);
+        return Ok(Gic::V3 { distributor, redistributors, regions, stride });
+    }
+    let node = fdt.find_compatible(&["arm,cortex-a15-gic", "arm,gic-400"]).ok_or(NoGic::Absent)?;
+    let mut reg = node.reg().ok_or(NoGic::Absent)?;
+    let (d, c) = (reg.next().ok_or(NoGic::Absent)?, reg.next().ok_or(NoGic::Absent)?);
+    Ok(Gic::V2 { distributor: d.starting_address as u64, cpu_interface: c.starting_address as u64 })
 }
 
 #[test]
@@ -48,10 +69,20 @@ fn qemu_trees_read_as_the_fdt_crate_read_them() {
     assert_eq!(m.ram, (0x4000_0000, 1 << 30));
     assert_eq!((m.uart, m.psci_method, m.cpu_count, m.cpus_ignored), (Some(0x900_0000), Some("hvc"), 4, 0));
     assert_eq!(&m.cpus[..4], &[0, 1, 2, 3]);
-    assert_eq!((m.gic, m.timer_irq), (Some((0x800_0000, 0x801_0000)), 30));
+    assert_eq!((m.gic, m.timer_irq), (Ok(Gic::V2 { distributor: 0x800_0000, cpu_interface: 0x801_0000 }), 30));
     assert_eq!(m.uart_irq, Some(DeviceIrq { id: 33, level: true }), "QEMU virt's PL011: SPI 1, level-high");
     let big = read(QEMU_GICV3_SMP16).unwrap();
-    assert_eq!((big.cpu_count, big.cpus_ignored, big.gic), (MAX_CORES, 16 - MAX_CORES, None));
+    assert_eq!((big.cpu_count, big.cpus_ignored), (16, 0), "MAX_CORES is 16: every CPU of QEMU's smp 16");
+    assert_eq!(&big.cpus[..16], &core::array::from_fn::<u64, 16, _>(|i| i as u64), "Aff0 0..15, one cluster");
+    // `-machine virt,gic-version=3`: GICD 64 KiB at 0x0800_0000, one redistributor region of 123
+    // 128 KiB redistributors at 0x080a_0000, no stride property.
+    let mut redistributors = [Region::default(); MAX_GICR_REGIONS];
+    redistributors[0] = Region { base: 0x80a_0000, size: 0xf6_0000 };
+    let v3 =
+        Gic::V3 { distributor: Region { base: 0x800_0000, size: 0x1_0000 }, redistributors, regions: 1, stride: None };
+    assert_eq!(big.gic, Ok(v3));
+    assert_eq!(v3.redistributor_regions(), &redistributors[..1]);
+    assert_eq!(big.timer_irq, 30);
     assert_eq!(read(QEMU_SMP1).unwrap().ram, (0x4000_0000, 256 << 20));
 }
 
@@ -282,4 +313,102 @@ fn missing_or_unusable_facts_are_errors_or_absent() {
     let m = read(&blob).unwrap();
     assert_eq!((m.cpu_count, m.timer_irq), (1, 30));
     assert_eq!(virtio_mmio_slots(&blob, 0x200), [MmioSlot { base: 0xa00_0000, size: 0x200, irq: None }]);
+}
+
+/// A GICv3 node under a root with two address and two size cells; `extra` adds its properties.
+fn gicv3(reg: &[u32], extra: impl FnOnce(&mut Builder)) -> Vec<u8> {
+    machine(|b| {
+        b.begin("intc@8000000").prop("compatible", b"arm,gic-v3\0").prop("interrupt-controller", b"");
+        b.cells("reg", reg);
+        extra(b);
+        b.end();
+    })
+}
+
+fn unusable(blob: &[u8]) -> &'static str {
+    match read(blob).unwrap().gic {
+        Err(NoGic::Unusable { why, .. }) => why,
+        other => panic!("not refused: {other:?}"),
+    }
+}
+
+#[test]
+fn gicv3_regions_and_stride_are_read() {
+    let two = gicv3(&[0, 0x800_0000, 0, 0x1_0000, 0, 0x80a_0000, 0, 0x4_0000, 0x40, 0, 0, 0x8_0000], |b| {
+        b.cells("#redistributor-regions", &[2]).cells("redistributor-stride", &[0, 0x4_0000]);
+    });
+    let gic = read(&two).unwrap().gic.unwrap();
+    assert_eq!(
+        gic.redistributor_regions(),
+        [Region { base: 0x80a_0000, size: 0x4_0000 }, Region { base: 0x40_0000_0000, size: 0x8_0000 }]
+    );
+    assert!(matches!(
+        gic,
+        Gic::V3 { distributor: Region { base: 0x800_0000, size: 0x1_0000 }, stride: Some(0x4_0000), .. }
+    ));
+    // Extra entries past the redistributor regions (GICC, GICH, GICV for GICv2 compatibility) are ignored.
+    let compat = gicv3(&[0, 0x800_0000, 0, 0x1_0000, 0, 0x80a_0000, 0, 0x2_0000, 0, 0x801_0000, 0, 0x1_0000], |_| {});
+    assert_eq!(read(&compat).unwrap().gic.unwrap().redistributor_regions().len(), 1);
+}
+
+#[test]
+fn unusable_gicv3_nodes_say_why() {
+    let d = [0, 0x800_0000, 0, 0x1_0000];
+    let r = [0, 0x80a_0000, 0, 0x2_0000];
+    let both = [d, r].concat();
+    assert!(unusable(&gicv3(&both, |b| {
+        b.cells("#redistributor-regions", &[2]);
+    }))
+    .contains("fewer redistributor regions"));
+    assert!(unusable(&gicv3(&both, |b| {
+        b.cells("#redistributor-regions", &[0]);
+    }))
+    .contains("is 0 or more"));
+    assert!(unusable(&gicv3(&both, |b| {
+        b.cells("#redistributor-regions", &[5]);
+    }))
+    .contains("is 0 or more"));
+    assert!(unusable(&gicv3(&d, |_| {})).contains("fewer redistributor regions"));
+    assert!(unusable(&gicv3(&[], |_| {})).contains("no distributor"));
+    assert!(unusable(&gicv3(&[d, [0, 0x80a_0000, 0, 0x1_0000]].concat(), |_| {})).contains("smaller than one"));
+    assert!(unusable(&gicv3(&[d, [0, 0x80a_1000, 0, 0x2_0000]].concat(), |_| {})).contains("misaligned"));
+    assert!(unusable(&gicv3(&[d, [0xffff_ffff, 0xfffe_0000, 0, 0x4_0000]].concat(), |_| {})).contains("misaligned"));
+    assert!(unusable(&gicv3(&both, |b| {
+        b.cells("redistributor-stride", &[0, 0x1_8000]);
+    }))
+    .contains("redistributor-stride"));
+    assert!(unusable(&gicv3(&both, |b| {
+        b.prop("status", b"disabled\0");
+    }))
+    .contains("status"));
+    // "okay" is usable.
+    assert!(read(&gicv3(&both, |b| {
+        b.prop("status", b"okay\0");
+    }))
+    .unwrap()
+    .gic
+    .is_ok());
+}
+
+#[test]
+fn other_interrupt_controllers_are_named_and_none_is_absent() {
+    assert_eq!(read(&machine(|_| {})).unwrap().gic, Err(NoGic::Absent));
+    let apple = machine(|b| {
+        b.begin("interrupt-controller@23b100000").prop("compatible", b"apple,aic\0");
+        b.prop("interrupt-controller", b"").cells("reg", &[2, 0x3b10_0000, 0, 0x8000]).end();
+    });
+    assert_eq!(
+        read(&apple).unwrap().gic,
+        Err(NoGic::Unusable { compatible: "apple,aic", why: "not a GICv2 or GICv3" })
+    );
+    let v2_short = machine(|b| {
+        b.begin("intc").prop("compatible", b"arm,cortex-a15-gic\0").cells("reg", &[0, 0x800_0000, 0, 0x1_0000]).end();
+    });
+    assert_eq!(
+        read(&v2_short).unwrap().gic,
+        Err(NoGic::Unusable {
+            compatible: "arm,cortex-a15-gic",
+            why: "reg lacks the distributor or the CPU interface"
+        })
+    );
 }

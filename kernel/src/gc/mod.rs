@@ -318,6 +318,31 @@ pub fn mark_workers_running() -> usize {
     WORKERS_RUNNING.load(Ordering::Acquire)
 }
 
+/// Dedicated mark workers for a cycle on `cores` cores, the collecting task included: a quarter of
+/// the cores, at least one (Go's `gcBackgroundUtilization`, 25 %). The other cores' mutators keep
+/// running; they assist in proportion to what they allocate, and idle cores mark ([`idle_mark`]).
+pub fn dedicated_workers(cores: usize) -> usize {
+    cores.div_ceil(4).max(1)
+}
+
+/// Called by a core's idle loop with nothing to run: while a cycle marks, drain grey objects in
+/// bounded stretches (on the system stack, so no heap address lingers in the idle task's stack)
+/// until there are none or a task becomes runnable. Returns whether it marked anything.
+pub fn idle_mark(runnable: impl Fn() -> bool) -> bool {
+    let Some(c) = COLLECTOR.get() else { return false };
+    let mut marked = false;
+    while c.phase() == Phase::Mark && !runnable() {
+        let t = cpu::uptime_ns();
+        let scanned = Kernel::systemstack(|| c.mark_worker::<Kernel>());
+        trace::add_worker_mark(percore::id(), cpu::uptime_ns() - t);
+        if scanned == 0 {
+            break;
+        }
+        marked = true;
+    }
+    marked
+}
+
 /// A dedicated mark worker for one cycle: drains grey objects while the mark phase lasts.
 fn mark_worker(_: usize) {
     let c = collector();
@@ -379,6 +404,8 @@ pub fn alloc<T: Trace>() -> Result<Gc<T>, AllocError> {
         Ok(object) => object,
         Err(_) => alloc_when_full::<T>()?,
     };
+    // Outside the allocator's guard: pay this allocation's share of the running mark (`pacer`).
+    c.assist_alloc::<Kernel>(T::TYPE.size);
     let torture = TORTURE_EVERY.load(Ordering::Relaxed);
     if torture != 0 && (TORTURE_ALLOCS.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(torture) {
         // `object` lives in this task's registers and stack: the cycle's root scan covers them.
@@ -477,7 +504,8 @@ fn cycle(delay_us: u64, forced: bool) -> CycleReport {
             tasks::yield_now();
             cpu::relax();
         }
-        for core in (0..Kernel::core_count()).filter(|&core| core != me) {
+        let extra = dedicated_workers(Kernel::core_count()) - 1;
+        for core in (0..Kernel::core_count()).filter(|&core| core != me).take(extra) {
             let spawn =
                 tasks::Spawn { name: MARK_WORKER, stack_bytes: 16 * 1024, pinned: Some(core), growable_from: None };
             WORKERS_RUNNING.fetch_add(1, Ordering::Relaxed);

@@ -30,6 +30,8 @@ static FLUSHED: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES
 /// stop flushes every wbBuf anyway: the handshake only keeps that flush small).
 const HANDSHAKE_TIMEOUT_MS: u64 = 2000;
 
+const _: () = assert!(MAX_CORES <= u32::BITS as usize, "the handshake's stragglers are logged as a u32 mask");
+
 /// Installs the request interrupt's handler (boot core, once; every core enables it).
 pub fn init() {
     irq::register(irq::SGI_GC, on_request);
@@ -40,9 +42,7 @@ pub fn request(core: usize, what: usize) {
     // Release: the handler (Acquire swap) sees what the requester wrote before (the epoch or
     // round the request is for).
     REQUESTS[core].fetch_or(what, Ordering::Release);
-    if let Some(gic) = irq::gic() {
-        gic.send_sgi(irq::SGI_GC, 1 << core);
-    }
+    irq::send_to(core, irq::SGI_GC);
 }
 
 fn on_request(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {

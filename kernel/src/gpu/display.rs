@@ -108,8 +108,8 @@ pub fn bring_up(machine: &Machine, config: &Config<'_>) -> Result<Display, Bring
     if gpu_config.completion == Completion::Interrupt {
         // The GIC routes SPIs to core 0 (Gic::enable), so interrupt completion needs the driver
         // there too; otherwise `wfi` would wait for an interrupt another core takes.
-        match (slot.irq, crate::irq::gic(), crate::percore::id()) {
-            (Some(irq), Some(_), 0) => completion::enable(slot.base, irq),
+        match (slot.irq, crate::irq::available(), crate::percore::id()) {
+            (Some(irq), true, 0) => completion::enable(slot.base, irq),
             _ => {
                 log::warn!("virtio.complete=irq: no usable interrupt (GIC, device-tree entry, core 0); polling");
                 gpu_config.completion = Completion::Polling;

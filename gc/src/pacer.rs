@@ -1,0 +1,195 @@
+//! The pacer: when a cycle starts, and how much marking an allocating mutator owes (Go's
+//! gcControllerState in mgcpacer.go, in a simpler, feedback form).
+//!
+//! - **Goal.** A cycle that marked `live` bytes sets the next cycle's heap goal to
+//!   `live × (1 + percent/100)` (GOGC): the heap in use should peak there.
+//! - **Trigger.** The next cycle starts at `live + f × (goal − live)`. What the mutators allocate
+//!   between the trigger and mark termination (the *runway* they use) lands on top, so the trigger
+//!   must come early enough that the peak meets the goal. `f` is fed back from each cycle: the
+//!   runway the last cycle used, as a share of its distance `goal − live`, smoothed over cycles
+//!   (Go's pre-1.18 trigger-ratio controller has the same shape). The peak is the heap in use at
+//!   mark termination: allocation during the mark is black and nothing is freed before the sweep.
+//! - **Assists.** While a cycle marks, a mutator that allocates `n` bytes owes `n × ratio` bytes
+//!   of marking, paid by scanning grey objects itself (Go's gcAssistAlloc), so that a cycle whose
+//!   marking falls behind slows down its allocators instead of overshooting the goal. The ratio is
+//!   set at mark start: the marking expected (last cycle's live bytes) over the room left until
+//!   the goal, at least [`MIN_ROOM_SHARE`] of the distance so that a late start does not stop the
+//!   mutators dead.
+//!
+//! Invariants:
+//! - `TRIGGER_SHARE_MIN <= f <= TRIGGER_SHARE_MAX`: a trigger never at the live heap (cycles back
+//!   to back) and never at the goal (no runway at all).
+//! - The pacer only computes: the collector calls [`Pacer::end_cycle`] at mark termination (world
+//!   stopped) and stores the results where allocators read them with Relaxed loads; a stale
+//!   trigger or ratio only makes one allocation's decision late.
+
+/// The trigger never comes before this share of the distance from live to goal.
+pub const TRIGGER_SHARE_MIN: f64 = 0.4;
+/// Nor after this share.
+pub const TRIGGER_SHARE_MAX: f64 = 0.95;
+/// The share a new runway estimate gets in the smoothed one.
+pub const RUNWAY_SMOOTHING: f64 = 0.5;
+/// The assist ratio counts at least this share of the distance as room (see the module docs).
+pub const MIN_ROOM_SHARE: f64 = 0.1;
+
+/// The pacer's state between cycles.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Pacer {
+    /// Smoothed runway: allocation between trigger and mark termination, as a share of the
+    /// cycle's distance `goal − live`.
+    runway_share: f64,
+}
+
+/// What the pacer decided for the next cycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Heap in use at which the next cycle should peak.
+    pub goal: usize,
+    /// Heap in use at which it starts.
+    pub trigger: usize,
+}
+
+/// One finished cycle as the pacer needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CycleFacts {
+    /// Live bytes the previous cycle marked (this cycle's plan was made from them).
+    pub live_before: usize,
+    /// This cycle's goal and trigger.
+    pub plan: Plan,
+    /// Heap in use when the cycle started (at or past the trigger; more if it started late).
+    pub started_at: usize,
+    /// Heap in use at mark termination.
+    pub peak: usize,
+    /// Live bytes this cycle marked.
+    pub live: usize,
+}
+
+impl Default for Pacer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Pacer {
+    /// No history yet: assume the mutators use a third of the distance while a cycle marks.
+    pub const fn new() -> Self {
+        Pacer { runway_share: 1.0 / 3.0 }
+    }
+
+    /// The share of the distance at which the next trigger comes.
+    pub fn trigger_share(&self) -> f64 {
+        (1.0 - self.runway_share).clamp(TRIGGER_SHARE_MIN, TRIGGER_SHARE_MAX)
+    }
+
+    /// The goal and trigger after a cycle that marked `live` bytes; never below `min_trigger`.
+    pub fn plan(&self, live: usize, percent: u32, min_trigger: usize) -> Plan {
+        let goal = goal(live, percent).max(min_trigger);
+        let distance = goal.saturating_sub(live);
+        let trigger = (live + (distance as f64 * self.trigger_share()) as usize).max(min_trigger).min(goal);
+        Plan { goal, trigger }
+    }
+
+    /// Learn from a finished cycle: the runway it used from its start to its peak, as a share of
+    /// its distance, enters the smoothed estimate. Returns the next plan.
+    pub fn end_cycle(&mut self, facts: CycleFacts, percent: u32, min_trigger: usize) -> Plan {
+        let distance = facts.plan.goal.saturating_sub(facts.live_before);
+        if distance > 0 {
+            let used = facts.peak.saturating_sub(facts.started_at) as f64 / distance as f64;
+            self.runway_share = (1.0 - RUNWAY_SMOOTHING) * self.runway_share + RUNWAY_SMOOTHING * used.min(1.0);
+        }
+        self.plan(facts.live, percent, min_trigger)
+    }
+}
+
+/// The heap goal after a cycle that marked `live` bytes: `live × (1 + percent/100)`.
+pub fn goal(live: usize, percent: u32) -> usize {
+    let g = live as u128 * (100 + percent as u128) / 100;
+    g.min(usize::MAX as u128) as usize
+}
+
+/// Bytes of marking an allocated byte owes during a mark that starts with `in_use` bytes in use
+/// (see the module docs), scaled by 2^16 for integer use on the allocation path.
+pub fn assist_ratio_fixed(expected_mark: usize, plan: Plan, live_before: usize, in_use: usize) -> u64 {
+    let distance = plan.goal.saturating_sub(live_before).max(1);
+    let min_room = ((distance as f64) * MIN_ROOM_SHARE).max(1.0);
+    let room = (plan.goal.saturating_sub(in_use) as f64).max(min_room);
+    ((expected_mark as f64 / room) * 65536.0).min(u32::MAX as f64) as u64
+}
+
+/// Whether a cycle's peak landed within `tolerance` (a fraction, 0.1 for ±10 %) of its goal.
+pub fn peak_near_goal(peak: usize, goal: usize, tolerance: f64) -> bool {
+    goal > 0 && (peak as f64 - goal as f64).abs() <= tolerance * goal as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    #[test]
+    fn goal_is_gogc() {
+        assert_eq!(goal(10 * MIB, 100), 20 * MIB);
+        assert_eq!(goal(10 * MIB, 50), 15 * MIB);
+        assert_eq!(goal(10 * MIB, 200), 30 * MIB);
+        assert_eq!(goal(usize::MAX, 100), usize::MAX, "saturates");
+    }
+
+    #[test]
+    fn trigger_stays_between_its_bounds() {
+        let mut p = Pacer::new();
+        let plan = p.plan(10 * MIB, 100, 0);
+        assert!(plan.trigger > 10 * MIB && plan.trigger < plan.goal, "{plan:?}");
+        // A cycle whose mutators used the whole distance and more: the trigger moves to its floor.
+        let facts =
+            CycleFacts { live_before: 10 * MIB, plan, started_at: plan.trigger, peak: 40 * MIB, live: 10 * MIB };
+        for _ in 0..10 {
+            p.end_cycle(facts, 100, 0);
+        }
+        assert!((p.trigger_share() - TRIGGER_SHARE_MIN).abs() < 1e-9);
+        // One that used nothing: towards the ceiling.
+        let idle = CycleFacts { peak: plan.trigger, ..facts };
+        for _ in 0..20 {
+            p.end_cycle(idle, 100, 0);
+        }
+        assert!((p.trigger_share() - TRIGGER_SHARE_MAX).abs() < 1e-9);
+        assert_eq!(p.plan(0, 100, 256 * 1024).trigger, 256 * 1024, "the floor holds");
+    }
+
+    /// A steady mutator that allocates the same runway every cycle: the feedback settles the
+    /// peak within 1 % of the goal, from either side.
+    #[test]
+    fn feedback_lands_the_peak_on_the_goal() {
+        for runway_share in [0.1, 0.3, 0.5] {
+            let mut p = Pacer::new();
+            let live = 20 * MIB;
+            let mut plan = p.plan(live, 100, 0);
+            let mut last_error = f64::MAX;
+            for _ in 0..12 {
+                let runway = ((plan.goal - live) as f64 * runway_share) as usize;
+                let peak = plan.trigger + runway;
+                last_error = (peak as f64 - plan.goal as f64).abs() / plan.goal as f64;
+                let facts = CycleFacts { live_before: live, plan, started_at: plan.trigger, peak, live };
+                plan = p.end_cycle(facts, 100, 0);
+            }
+            assert!(last_error < 0.01, "runway {runway_share}: peak {last_error:.3} off the goal");
+            assert!(peak_near_goal(
+                plan.trigger + ((plan.goal - live) as f64 * runway_share) as usize,
+                plan.goal,
+                0.01
+            ));
+        }
+    }
+
+    #[test]
+    fn assist_ratio_grows_as_the_room_shrinks() {
+        let plan = Plan { goal: 20 * MIB, trigger: 16 * MIB };
+        let early = assist_ratio_fixed(10 * MIB, plan, 10 * MIB, 16 * MIB);
+        let late = assist_ratio_fixed(10 * MIB, plan, 10 * MIB, 19 * MIB);
+        let past = assist_ratio_fixed(10 * MIB, plan, 10 * MIB, 25 * MIB);
+        assert_eq!(early, 10 * 65536 / 4, "10 MiB to mark over 4 MiB of room: 2.5 bytes per byte");
+        assert!(late > early && past >= late, "{early} {late} {past}");
+        assert_eq!(past, 10 * 65536, "the room never counts as less than a tenth of the distance");
+        assert!(peak_near_goal(21 * MIB, 20 * MIB, 0.1) && !peak_near_goal(23 * MIB, 20 * MIB, 0.1));
+    }
+}
