@@ -440,12 +440,19 @@ impl Overhead {
     }
 }
 
+/// A variant's whole run over `off`'s, per barrier it took (none if it took none): what one
+/// barrier-on store costs the whole program, its mode's collector included.
+pub fn per_barrier_over_off(rows: &[Overhead], r: &Overhead) -> Option<f64> {
+    let off = rows.iter().find(|o| o.variant == "off")?;
+    (r.barriers > 0).then(|| (r.total - off.total) / r.barriers as f64)
+}
+
 /// The CSV of [`barrier_overhead`], overheads relative to the first row; an error unless every
 /// variant ran the same cycles at the same allocation counts (same cycles, same allocations).
 pub fn overhead_csv(rows: &[Overhead]) -> Result<String> {
     let base = rows.first().ok_or("no overhead variants")?;
     let mut out = String::from(
-        "variant,cycles,allocs,barriers,flushes,total_instructions,in_cycle_instructions,stw_instructions,mutator_instructions,total_overhead_percent,mutator_overhead_percent\n",
+        "variant,cycles,allocs,barriers,flushes,total_instructions,in_cycle_instructions,stw_instructions,mutator_instructions,total_overhead_percent,mutator_overhead_percent,over_off_per_barrier\n",
     );
     for r in rows {
         if (r.cycles, r.allocs) != (base.cycles, base.allocs) {
@@ -455,8 +462,9 @@ pub fn overhead_csv(rows: &[Overhead]) -> Result<String> {
             ));
         }
         let percent = |v: f64, b: f64| (v / b - 1.0) * 100.0;
+        let per_barrier = per_barrier_over_off(rows, r).map_or(String::new(), |v| format!("{v:.2}"));
         out += &format!(
-            "{},{},{},{},{},{},{},{},{},{:.2},{:.2}\n",
+            "{},{},{},{},{},{},{},{},{},{:.2},{:.2},{per_barrier}\n",
             r.variant,
             r.cycles,
             r.allocs,
@@ -495,13 +503,15 @@ fn barrier_overhead(results: &Path, elf: &Path, no_barriers: &Path) -> Result {
     write(results, "barrier_overhead.csv", overhead_csv(&rows)?)?;
     let base = &rows[0];
     for r in &rows {
+        let per_barrier =
+            per_barrier_over_off(&rows, r).map_or(String::new(), |v| format!(", {v:.1} over off per barrier"));
         println!(
-            "bench: barrier overhead {:<18} mutator {:>6.3} G instructions ({:+6.2} %), whole run {:>6.3} G ({:+6.2} %), {} cycles, {} barriers",
+            "bench: barrier overhead {:<18} whole run {:>6.3} G instructions ({:+6.2} %), outside cycles {:>6.3} G ({:+6.2} %), {} cycles, {} barriers{per_barrier}",
             r.variant,
-            r.mutator() / 1e9,
-            (r.mutator() / base.mutator() - 1.0) * 100.0,
             r.total / 1e9,
             (r.total / base.total - 1.0) * 100.0,
+            r.mutator() / 1e9,
+            (r.mutator() / base.mutator() - 1.0) * 100.0,
             r.cycles,
             r.barriers
         );
@@ -875,7 +885,12 @@ mod tests {
         let buffered = Overhead::from_summary("buffered", &summary(1300, 300, 8)).unwrap();
         assert_eq!(buffered.mutator(), 1000.0);
         let text = overhead_csv(&[base, buffered]).unwrap();
-        assert_eq!(text.lines().nth(2).unwrap(), "buffered,8,1000,7,1,1300,300,5,1000,30.00,25.00");
+        assert_eq!(text.lines().nth(2).unwrap(), "buffered,8,1000,7,1,1300,300,5,1000,30.00,25.00,");
+        let rows = [
+            Overhead::from_summary("off", &summary(1100, 200, 8)).unwrap(),
+            Overhead::from_summary("buffered", &summary(1300, 300, 8)).unwrap(),
+        ];
+        assert_eq!(per_barrier_over_off(&rows, &rows[1]), Some(200.0 / 7.0));
         let base = Overhead::from_summary("compiled-out", &summary(1000, 200, 8)).unwrap();
         let other = Overhead::from_summary("off", &summary(1000, 200, 9)).unwrap();
         assert!(overhead_csv(&[base, other]).unwrap_err().contains("not come at the same allocations"));
