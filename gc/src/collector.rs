@@ -383,7 +383,14 @@ impl Collector {
                 (scanned, core.stats.bytes_marked.get() - before)
             });
             if step.0 == 0 {
-                break;
+                // No grey object to take: the markers hold the rest. Past the goal, wait for them
+                // (Go parks such an assist until background marking earns it credit): the heap
+                // must not grow further unchecked. Below it, the debt is forgiven.
+                if self.heap.in_use() < self.heap_goal() {
+                    break;
+                }
+                P::yield_task();
+                continue;
             }
             paid += step.1.max(1);
         }
@@ -744,7 +751,10 @@ impl Collector {
         let pacer = self.pacer.lock();
         let f = pacer.1;
         drop(pacer);
-        let ratio = pacer::assist_ratio_fixed(f.live_before, f.plan, f.live_before, self.heap.in_use());
+        let in_use = self.heap.in_use();
+        // Marking expected: what the last cycle found live; before any cycle, all there is.
+        let expected = if f.live_before > 0 { f.live_before } else { in_use };
+        let ratio = pacer::assist_ratio_fixed(expected, f.plan, f.live_before, in_use);
         // Ordering: Relaxed; allocators read it Relaxed (`assist_alloc`).
         self.assist_ratio.store(ratio, Ordering::Relaxed);
     }
@@ -762,7 +772,8 @@ impl Collector {
         let in_use = self.heap.in_use();
         let marked: u64 = (0..P::core_count()).map(|i| P::core(i).stats.bytes_marked.get()).sum();
         let scanned = (marked as usize).saturating_sub(in_use.saturating_sub(started_at));
-        let remaining = live_before.saturating_sub(scanned).max(live_before / 16);
+        let expected = if live_before > 0 { live_before } else { started_at };
+        let remaining = expected.saturating_sub(scanned).max(expected / 16);
         let ratio = pacer::assist_ratio_fixed(remaining, plan, live_before, in_use);
         // Ordering: Relaxed; allocators read it Relaxed, a stale ratio only mis-sizes one debt.
         self.assist_ratio.store(ratio, Ordering::Relaxed);

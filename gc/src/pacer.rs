@@ -93,7 +93,9 @@ impl Pacer {
     /// its distance, enters the smoothed estimate. Returns the next plan.
     pub fn end_cycle(&mut self, facts: CycleFacts, percent: u32, min_trigger: usize) -> Plan {
         let distance = facts.plan.goal.saturating_sub(facts.live_before);
-        if distance > 0 {
+        // The first cycle's plan came from no measurement (the floor): it says nothing about the
+        // runway.
+        if distance > 0 && facts.live_before > 0 {
             let used = facts.peak.saturating_sub(facts.started_at) as f64 / distance as f64;
             self.runway_share = (1.0 - RUNWAY_SMOOTHING) * self.runway_share + RUNWAY_SMOOTHING * used.min(1.0);
         }

@@ -96,6 +96,11 @@ pub trait Platform: Sized + Sync + 'static {
     /// The body of a short wait for other cores (the collector waiting for them to answer a
     /// request, for the mark to settle): a spin hint that lets an emulator run the other cores.
     fn relax();
+    /// The body of a longer wait that other tasks of this core may be needed to end (a mutator's
+    /// assist waiting for the markers): give the core to them. Defaults to [`Platform::relax`].
+    fn yield_task() {
+        Self::relax();
+    }
     /// Mark termination's first step, the world running: every core runs
     /// [`Collector::flush_this_core`] at its next safe point (idle cores woken for it), and this
     /// returns once all have (Go's `forEachP` flushing every P's wbBuf). The default stops the

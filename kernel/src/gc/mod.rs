@@ -113,6 +113,11 @@ impl Platform for Kernel {
         scan::scan_some(c)
     }
 
+    fn yield_task() {
+        tasks::yield_now();
+        cpu::relax();
+    }
+
     fn relax() {
         // The `yield` hint: QEMU switches vCPUs on it (`isb` would burn the turn). Not a task
         // yield: the waits are short (other cores answering a request), and a yield would hand
