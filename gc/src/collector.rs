@@ -13,13 +13,13 @@
 //! In `off` mode steps 2-4 happen in one stop-the-world pause.
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use alloc::vec::Vec;
 
 use crate::barrier::{self, wb_buf_flush1, BarrierMode, BARRIER_CHECKING, BARRIER_MARKING, WRITE_BARRIER};
 use crate::census::{self, CensusEntry, CensusPoint, RootOwner, Unscanned};
-use crate::heap::{AllocError, Heap};
+use crate::heap::{AllocError, Heap, SweepResult};
 use crate::mark::{self, GlobalWork};
 use crate::object::{Gc, Trace};
 use crate::pacer::{self, CycleFacts, Pacer, Plan};
@@ -293,9 +293,21 @@ impl Collector {
 
     /// [`Collector::alloc`] without the error report (see `Heap::try_alloc_object`).
     fn try_alloc<P: Platform, T: Trace>(&self) -> Option<Gc<T>> {
-        let _np = P::disable_preemption();
-        let black = self.phase() == Phase::Mark;
-        let addr = self.heap.try_alloc_object(P::current_core(), T::TYPE, black)?;
+        let (addr, delayed) = {
+            let _np = P::disable_preemption();
+            let black = self.phase() == Phase::Mark;
+            let core = P::current_core();
+            let addr = self.heap.try_alloc_object(core, T::TYPE, black)?;
+            (addr, self.heap.take_delayed_zero(core))
+        };
+        if let Some(zero) = delayed {
+            // Preemptible: a stop or a tick need not wait for it. `addr` stays live in this
+            // frame, so a stack scan meanwhile finds (and keeps) the object.
+            self.heap.zero_delayed(zero);
+            core::hint::black_box(addr);
+            // The publication barrier, as the allocator's for what it initialised.
+            fence(Ordering::Release);
+        }
         let ptr = NonNull::new(self.heap.ptr(addr).cast::<T>()).expect("heap address is not null");
         // SAFETY: a freshly allocated, zeroed `T` (all-zero is valid per `Trace`), header set.
         Some(unsafe { Gc::from_raw(ptr) })
@@ -335,7 +347,7 @@ impl Collector {
 
     /// True if the heap has grown past the trigger (GOGC-like pacing).
     pub fn should_collect(&self) -> bool {
-        self.heap.in_use() >= self.trigger.load(Ordering::Relaxed)
+        self.heap.live() >= self.trigger.load(Ordering::Relaxed)
     }
 
     /// Current trigger in bytes in use.
@@ -386,7 +398,7 @@ impl Collector {
                 // No grey object to take: the markers hold the rest. Past the goal, wait for them
                 // (Go parks such an assist until background marking earns it credit): the heap
                 // must not grow further unchecked. Below it, the debt is forgiven.
-                if self.heap.in_use() < self.heap_goal() {
+                if self.heap.live() < self.heap_goal() {
                     break;
                 }
                 P::yield_task();
@@ -487,12 +499,7 @@ impl Collector {
 
         // 1. Sweep termination.
         let t = P::now_ns();
-        // Sweeping takes the heap's span and class locks: a core must not be switched out while
-        // holding one (its other tasks would spin on it forever), so no preemption meanwhile.
-        let swept = {
-            let _np = P::disable_preemption();
-            self.heap.sweep_all()
-        };
+        let swept = self.sweep::<P>();
         self.stats.bytes_freed.add(swept.bytes_freed as u64);
         self.stats.objects_freed.add(swept.objects_freed as u64);
         self.stats.ns_sweep.add(P::now_ns() - t);
@@ -651,10 +658,7 @@ impl Collector {
 
         // 5. Sweep, concurrently with allocation.
         let t = P::now_ns();
-        let swept = {
-            let _np = P::disable_preemption();
-            self.heap.sweep_all()
-        };
+        let swept = self.sweep::<P>();
         self.set_phase(Phase::Idle);
         self.stats.bytes_freed.add(swept.bytes_freed as u64);
         self.stats.objects_freed.add(swept.objects_freed as u64);
@@ -733,13 +737,45 @@ impl Collector {
         let t3 = P::now_ns();
         self.set_phase(Phase::Sweep);
         self.heap.begin_sweep_generation((0..P::core_count()).map(|i| P::core(i)));
+        // After the caches let go of their spans (which takes their free room off the measure).
+        self.heap.reset_live(marked as usize);
         report.termination_phases_ns = [t1 - t0, t2 - t1, t3 - t2, P::now_ns() - t3];
+    }
+
+    /// Sweep every span not yet swept this generation, a chunk at a time with preemption
+    /// disabled (sweeping takes span and class locks, which a core must not be switched out
+    /// holding), preemptible between chunks; then wait for the other sweepers.
+    fn sweep<P: Platform>(&self) -> SweepResult {
+        let mut total = SweepResult::default();
+        loop {
+            let _np = P::disable_preemption();
+            if !self.heap.sweep_chunk(&mut total) {
+                break;
+            }
+        }
+        while !self.heap.sweeps_settled() {
+            P::relax();
+        }
+        total
+    }
+
+    /// An allocator found the trigger crossed while a cycle still sweeps (its lock is held): it
+    /// sweeps a chunk of the walk itself (Go's allocation-proportional sweep), which both ends
+    /// the sweep sooner and slows the allocation that outran it. Counted in the next cycle's
+    /// freed totals only through the heap's own accounting.
+    pub fn help_sweep<P: Platform>(&self) {
+        if self.phase() != Phase::Sweep {
+            return;
+        }
+        let mut total = SweepResult::default();
+        let _np = P::disable_preemption();
+        self.heap.sweep_chunk(&mut total);
     }
 
     /// Mark setup (world stopped): note where the cycle started. The assist ratio is set right
     /// after the pause ([`Collector::start_assists`]), out of it (soft-float arithmetic).
     fn start_pacing(&self) {
-        self.pacer.lock().1.started_at = self.heap.in_use();
+        self.pacer.lock().1.started_at = self.heap.live();
         // Ordering: Relaxed, world stopped; the restart handshake publishes it. No assists until
         // the ratio is set after the pause.
         self.assist_ratio.store(0, Ordering::Relaxed);
@@ -751,7 +787,7 @@ impl Collector {
         let pacer = self.pacer.lock();
         let f = pacer.1;
         drop(pacer);
-        let in_use = self.heap.in_use();
+        let in_use = self.heap.live();
         // Marking expected: what the last cycle found live; before any cycle, all there is.
         let expected = if f.live_before > 0 { f.live_before } else { in_use };
         let ratio = pacer::assist_ratio_fixed(expected, f.plan, f.live_before, in_use);
@@ -769,7 +805,7 @@ impl Collector {
         let Some(pacer) = self.pacer.try_lock() else { return };
         let (plan, live_before, started_at) = (pacer.1.plan, pacer.1.live_before, pacer.1.started_at);
         drop(pacer);
-        let in_use = self.heap.in_use();
+        let in_use = self.heap.live();
         let marked: u64 = (0..P::core_count()).map(|i| P::core(i).stats.bytes_marked.get()).sum();
         let scanned = (marked as usize).saturating_sub(in_use.saturating_sub(started_at));
         let expected = if live_before > 0 { live_before } else { started_at };
@@ -785,7 +821,7 @@ impl Collector {
     fn end_pacing(&self, live: usize, report: &mut CycleReport) {
         let mut pacer = self.pacer.lock();
         let facts = &mut pacer.1;
-        facts.peak = self.heap.in_use();
+        facts.peak = self.heap.live();
         facts.live = live;
         report.heap_goal = facts.plan.goal as u64;
         report.peak_heap = facts.peak as u64;

@@ -15,7 +15,8 @@
 //! Collections run on a dedicated collector thread (a core of its own, not a mutator), as Go's
 //! background mark workers do: when an allocation finds the heap in use past the start point, the
 //! thread asks for a cycle and goes on allocating. The start point is the collector's trigger
-//! (`percent`, GOGC) or, if lower, the heap size less a reserve for what the mutators allocate
+//! (`percent`, GOGC, on the pacer's measure of the heap: `gc::pacer`) or, whichever comes first,
+//! the heap in use reaching the heap size less a reserve for what the mutators allocate
 //! while a cycle runs (one and a half times what they allocated during the last cycle, between a
 //! sixteenth and a half of the heap), so that a cycle usually ends before the heap is full (Go's
 //! memory limit works the same way). With `--percent off` only the heap limit starts cycles, as
@@ -633,7 +634,8 @@ struct Shared<'w> {
     /// Every stop-the-world pause of every cycle (mark setup, the longest termination attempt).
     pauses: Mutex<Vec<u64>>,
     abort: AtomicBool,
-    /// Heap in use at which the next cycle starts (module docs).
+    /// Heap in use at which the next cycle starts if the pacer's trigger has not come first
+    /// (module docs).
     start_at: AtomicUsize,
     /// The reserve `start_at` leaves below the heap size.
     reserve: AtomicUsize,
@@ -682,7 +684,7 @@ impl<'w> Shared<'w> {
         // moment stale moves a cycle or an assist by a few allocations.
         let reserve = reserve(self.reserve.load(Ordering::Relaxed), allocated_during_cycle, size);
         self.reserve.store(reserve, Ordering::Relaxed);
-        self.start_at.store(c.trigger().min(size - reserve), Ordering::Relaxed);
+        self.start_at.store(size - reserve, Ordering::Relaxed);
     }
 
     /// Set the assist budget for the cycle about to start (module docs): the objects the last
@@ -707,8 +709,10 @@ impl<'w> Shared<'w> {
     /// Whether the heap in use has reached the start point.
     #[inline]
     fn should_collect(&self) -> bool {
-        // Ordering: Relaxed; see `pace`.
-        self.world.collector().heap.in_use() >= self.start_at.load(Ordering::Relaxed)
+        let c = self.world.collector();
+        // The pacer's trigger (`gc::pacer`, on its own measure of the heap), or the heap limit
+        // less the reserve. Ordering: Relaxed; see `pace`.
+        c.should_collect() || c.heap.in_use() >= self.start_at.load(Ordering::Relaxed)
     }
 
     /// Objects allocated so far, all cores.

@@ -206,9 +206,9 @@ impl<'h> HeapView<'h> {
 ///   down from the end, sweeping each span it finds unswept, so every span is visited at most once
 ///   per generation: full spans are not rescanned until the next one.
 /// - `spans[unswept..]`: looked at this generation (swept then, taken, full, or being swept by
-///   `sweep_all`), or created this generation.
-/// - `partial`: spans `sweep_all` swept this generation and left with free objects. This catches
-///   spans the walk passed while `sweep_all` was sweeping them; duplicates with the prefix are
+///   the collector's sweep (`sweep_some`)), or created this generation.
+/// - `partial`: spans the collector's sweep (`sweep_some`) swept this generation and left with free objects. This catches
+///   spans the walk passed while the collector's sweep (`sweep_some`) was sweeping them; duplicates with the prefix are
 ///   harmless (a refill re-checks `owned`, `is_swept` and `has_free` before taking a span).
 ///   It never names a freed span: a span is swept (and so freed) at most once per generation, and
 ///   is pushed only after that sweep left it in use; older entries are dropped by `roll`.
@@ -269,6 +269,12 @@ pub struct Heap {
     pinned: crate::sync::Mutex<Vec<u32>>,
     /// Bytes in allocated objects, plus the free objects of spans that caches own (module docs).
     in_use: AtomicUsize,
+    /// See [`Heap::live`].
+    live: AtomicUsize,
+    /// The next page the sweep walk hands out, and the sweepers inside a chunk
+    /// ([`Heap::sweep_chunk`]).
+    sweep_next: AtomicUsize,
+    sweepers: AtomicUsize,
     /// Poison freed memory (see [`Heap::set_poison`]).
     poison: AtomicBool,
     /// Spans swept, ever (a profile's denominator).
@@ -280,6 +286,17 @@ pub struct Heap {
 unsafe impl Send for Heap {}
 // SAFETY: as above.
 unsafe impl Sync for Heap {}
+
+/// Bytes of a large object's payload zeroed inside the allocator's guard; a larger payload is
+/// zeroed by the caller after it, preemptibly (Go's delayed zeroing).
+pub(crate) const LARGE_ZERO_INLINE: usize = 16 * 1024;
+
+/// Pages of the sweep walk a sweeper takes at a time ([`Heap::sweep_chunk`]): a few spans'
+/// worth, a few thousand instructions with poisoning on.
+pub(crate) const SWEEP_CHUNK_PAGES: usize = 8;
+
+/// Spans a refill sweeps lazily before it takes a fresh span instead (see `Heap::refill`).
+const REFILL_SWEEP_BUDGET: usize = 100;
 
 /// Result of sweeping.
 #[derive(Clone, Copy, Default, Debug)]
@@ -322,6 +339,9 @@ impl Heap {
             sweepgen: AtomicU32::new(2),
             pinned: crate::sync::Mutex::new(Vec::new()),
             in_use: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
+            sweep_next: AtomicUsize::new(0),
+            sweepers: AtomicUsize::new(0),
             poison: AtomicBool::new(true),
             spans_swept: AtomicU64::new(0),
         }
@@ -364,6 +384,21 @@ impl Heap {
     /// as in use (at most one page per size class and core; exact after a mark termination).
     pub fn in_use(&self) -> usize {
         self.in_use.load(Ordering::Relaxed)
+    }
+
+    /// The pacer's measure of the heap (Go's `heapLive`): the bytes the last mark found live plus
+    /// what was allocated since, counted like [`Heap::in_use`] but never lowered by sweeping. The
+    /// heap in use right after a mark termination still holds the garbage not yet swept, and
+    /// compared with the next trigger (made from the live bytes) it started cycles at once, or
+    /// late (waiting for the sweep), far past their goal.
+    pub fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Mark termination (world stopped): the measure restarts from what the mark found live.
+    pub(crate) fn reset_live(&self, marked: usize) {
+        // Ordering: Relaxed; the world is stopped, and the restart handshake publishes it.
+        self.live.store(marked, Ordering::Relaxed);
     }
 
     /// Whether `addr` lies in the heap region.
@@ -577,16 +612,46 @@ impl Heap {
             self.allocated_black(core, span, index);
         }
         let p = self.ptr(base);
+        let delay = elem - HEADER_SIZE > LARGE_ZERO_INLINE;
+        if delay {
+            // Go's delayed zeroing: the payload is zeroed by the caller after the allocator's
+            // guard (`Heap::zero_delayed`). Until then the span is no-scan, so a marker that finds
+            // the object (through the allocating task's stack) marks it without reading it.
+            self.span(span).noscan.store(true, Ordering::Relaxed);
+            // SAFETY: this core with preemption disabled (the caller's contract).
+            unsafe { *core.delayed_zero.get() = Some((span, base + HEADER_SIZE, elem - HEADER_SIZE)) };
+        }
         // SAFETY: `[base, base + elem)` is a freshly allocated span only this core knows.
         unsafe {
-            core::ptr::write_bytes(p, 0, elem);
+            if !delay {
+                core::ptr::write_bytes(p, 0, elem);
+            }
             (p as *mut usize).write((ty as *const GcType).expose_provenance());
         }
         core.stats.allocs.bump();
         self.in_use.fetch_add(elem, Ordering::Relaxed);
+        self.live.fetch_add(elem, Ordering::Relaxed);
         // Publication barrier, as in `init_object`.
         fence(Ordering::Release);
         Some(base + HEADER_SIZE)
+    }
+
+    /// The payload zeroing [`Heap::try_alloc_object`] left to its caller on `core` (a large object,
+    /// see `LARGE_ZERO_INLINE`), taken. The caller is `core` with preemption disabled.
+    pub(crate) fn take_delayed_zero(&self, core: &GcCore) -> Option<(u32, usize, usize)> {
+        // SAFETY: the caller's contract (own core, preemption disabled).
+        unsafe { (*core.delayed_zero.get()).take() }
+    }
+
+    /// Zero a large object's payload left by [`Heap::take_delayed_zero`] (preemptible: the caller
+    /// holds no guard), then make it scannable.
+    pub(crate) fn zero_delayed(&self, (span, at, len): (u32, usize, usize)) {
+        // SAFETY: the payload of an object only the caller holds, not yet handed out; no marker
+        // reads it while its span is no-scan.
+        unsafe { core::ptr::write_bytes(self.ptr(at), 0, len) };
+        // Release: a marker that sees the span scannable (a Relaxed load in `find_object`, then
+        // the Acquire fence before `scan_object` reads) sees the zeroes.
+        self.span(span).noscan.store(false, Ordering::Release);
     }
 
     /// Allocate a pinned, no-scan buffer of `len` bytes in its own page-aligned span at the top of
@@ -606,6 +671,7 @@ impl Heap {
         // SAFETY: freshly allocated span, only the caller knows it.
         unsafe { core::ptr::write_bytes(self.ptr(base), 0, s.elem_size()) };
         self.in_use.fetch_add(s.elem_size(), Ordering::Relaxed);
+        self.live.fetch_add(s.elem_size(), Ordering::Relaxed);
         self.pinned.lock().push(span);
         fence(Ordering::Release);
         Ok(base + PINNED_HEAD_PAGES * HEAP_PAGE_SIZE)
@@ -681,6 +747,7 @@ impl Heap {
             let span = self.span(sp);
             // Its free objects count as in use while this cache owns it (module docs).
             self.in_use.fetch_add(span.free_count() * span.elem_size(), Ordering::Relaxed);
+            self.live.fetch_add(span.free_count() * span.elem_size(), Ordering::Relaxed);
             *e = AllocCache {
                 span: sp,
                 word: 0,
@@ -700,25 +767,29 @@ impl Heap {
         let sg = self.sweepgen();
         let mut list = self.classes[class].lock();
         list.roll(sg);
-        // Spans `sweep_all` left with room. Ordering: `is_swept`'s Acquire pairs with the
+        // Spans the collector's sweep (`sweep_some`) left with room. Ordering: `is_swept`'s Acquire pairs with the
         // sweeper's `finish_sweep` (the class lock orders the push after it anyway).
         while let Some(sp) = list.partial.pop() {
             if self.try_take(sp, sg) {
                 return Some(sp);
             }
         }
-        // Spans not looked at yet this generation: sweep lazily, take the first with room.
-        while list.unswept > 0 {
+        // Spans not looked at yet this generation: sweep lazily, take the first with room; after
+        // `REFILL_SWEEP_BUDGET` swept without room, a fresh span instead (Go's mcentral sweeps at
+        // most 100): the refill runs under the allocator's guard, and a stop waits for it.
+        let mut swept = 0;
+        while list.unswept > 0 && swept < REFILL_SWEEP_BUDGET {
             list.unswept -= 1;
             let sp = list.spans[list.unswept];
             let span = self.span(sp);
             // An owned span is swept already, and handed back only once full.
             if !span.owned.load(Ordering::Relaxed) && span.try_claim_sweep(sg) {
+                swept += 1;
                 let r = self.sweep_claimed(sp, false);
                 self.in_use.fetch_sub(r.bytes_freed, Ordering::Relaxed);
                 span.finish_sweep(sg);
             }
-            // Not swept: `sweep_all` holds it and pushes it to `partial` if it has room.
+            // Not swept: the collector's sweep (`sweep_some`) holds it and pushes it to `partial` if it has room.
             if self.try_take(sp, sg) {
                 return Some(sp);
             }
@@ -827,6 +898,8 @@ impl Heap {
             unsafe { self.release_cache(core, false) };
         }
         self.sweepgen.fetch_add(2, Ordering::Relaxed);
+        // The world is stopped: no sweeper is between its claim and its chunk.
+        self.sweep_next.store(0, Ordering::Relaxed);
     }
 
     /// Let go of every span `core` caches (each core does this for itself during the mark, at
@@ -849,6 +922,7 @@ impl Heap {
             let span = self.span(e.span);
             // The free objects it counted as in use when it took the span.
             self.in_use.fetch_sub(span.free_count() * span.elem_size(), Ordering::Relaxed);
+            self.live.fetch_sub(span.free_count() * span.elem_size(), Ordering::Relaxed);
             // Ordering: Release hands the span (its alloc bits) to whoever claims it next
             // (`try_take`'s Acquire), as when a full span is let go.
             span.owned.store(false, Ordering::Release);
@@ -861,12 +935,26 @@ impl Heap {
         }
     }
 
-    /// Sweep every span not yet swept this generation. Safe to run concurrently with allocation.
-    pub(crate) fn sweep_all(&self) -> SweepResult {
+    /// Sweep the next chunk of [`SWEEP_CHUNK_PAGES`] pages of this generation's walk, adding to
+    /// `total`; false once the walk has handed out every page. Any number of sweepers may call it
+    /// at once (the collector, allocators helping it): each chunk goes to one of them, and a span
+    /// to the one whose chunk holds its first page. Each call is a bounded stretch, so a caller
+    /// keeps preemption disabled per call only (sweeping takes span and class locks).
+    pub(crate) fn sweep_chunk(&self, total: &mut SweepResult) -> bool {
+        // Ordering: SeqCst with the load in `sweeps_settled`: once the walk is handed out, a
+        // settled check that sees no sweeper knows every chunk is done.
+        self.sweepers.fetch_add(1, Ordering::SeqCst);
+        let start = self.sweep_next.fetch_add(SWEEP_CHUNK_PAGES, Ordering::Relaxed);
+        if start >= self.npages {
+            self.sweepers.fetch_sub(1, Ordering::SeqCst);
+            return false;
+        }
+        let end = (start + SWEEP_CHUNK_PAGES).min(self.npages);
         let sg = self.sweepgen();
-        let mut total = SweepResult::default();
-        let mut sp = 0;
-        while sp < self.npages {
+        // Pages inside a span (not its first) hold no span: `state` reads free and they are
+        // passed over.
+        let mut sp = start;
+        while sp < end {
             let span = &self.spans[sp];
             let state = span.state.load(Ordering::Acquire);
             if state != SPAN_FREE && span.try_claim_sweep(sg) {
@@ -888,15 +976,20 @@ impl Heap {
                 sp += 1;
             }
         }
-        // Wait for spans being swept by allocators (their refill sweeps one span at a time).
-        for s in self.spans.iter() {
-            while s.state.load(Ordering::Acquire) != SPAN_FREE
-                && s.sweepgen.load(Ordering::Acquire) == sg.wrapping_sub(1)
-            {
-                core::hint::spin_loop();
-            }
-        }
-        total
+        self.sweepers.fetch_sub(1, Ordering::SeqCst);
+        true
+    }
+
+    /// No chunk of the walk is being swept and no span is being swept by an allocator's refill
+    /// (one span at a time, with preemption disabled): after [`Heap::sweep_chunk`] returned
+    /// false, every span is swept.
+    pub(crate) fn sweeps_settled(&self) -> bool {
+        let sg = self.sweepgen();
+        // Ordering: SeqCst, see `sweep_chunk`.
+        self.sweepers.load(Ordering::SeqCst) == 0
+            && self.spans.iter().all(|s| {
+                s.state.load(Ordering::Acquire) == SPAN_FREE || s.sweepgen.load(Ordering::Acquire) != sg.wrapping_sub(1)
+            })
     }
 
     /// Sweep a claimed span: free unmarked objects (poisoning them), clear mark bits; with

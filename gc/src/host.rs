@@ -588,6 +588,7 @@ mod tests {
         let release = AtomicBool::new(false);
         let waiting = AtomicBool::new(false);
         let stops_done = AtomicUsize::new(0);
+        let running = AtomicBool::new(false);
         std::thread::scope(|s| {
             s.spawn(|| {
                 w.run_on(1, || {
@@ -606,6 +607,7 @@ mod tests {
                     assert!(b.max >= waited.mul_f64(0.5) && b.max <= waited, "{b:?} vs {waited:?}");
                     assert_eq!(b.max_stop, Duration::ZERO, "a wait is not a stop park");
                     // Now a stop while running: the safe point parks, and that is a stop park.
+                    running.store(true, Ordering::SeqCst);
                     while stops_done.load(Ordering::SeqCst) < 3 {
                         m.safe_point();
                         std::hint::spin_loop();
@@ -625,8 +627,12 @@ mod tests {
                 }
                 std::thread::sleep(Duration::from_millis(2));
                 release.store(true, Ordering::SeqCst);
-                // One that finds it running waits for its safe point, which it measures.
-                std::thread::sleep(Duration::from_millis(5));
+                // One that finds it running waits for its safe point, which it measures. (Only once
+                // it is past `park_while`: a stop that catches it still leaving the wait parks it
+                // there, which counts as part of the wait; a loaded host can delay it that long.)
+                while !running.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
                 HostPlatform::stop_the_world(|| std::thread::sleep(Duration::from_millis(2)));
                 stops_done.fetch_add(1, Ordering::SeqCst);
             });

@@ -423,8 +423,9 @@ pub fn alloc<T: Trace>() -> Result<Gc<T>, AllocError> {
         } else if try_collect().is_some() {
             TORTURE_CYCLES.fetch_add(1, Ordering::Relaxed);
         }
-    } else if PACER.load(Ordering::Relaxed) && c.should_collect() {
-        try_collect();
+    } else if PACER.load(Ordering::Relaxed) && c.should_collect() && try_collect().is_none() {
+        // The last cycle is still sweeping: help it.
+        c.help_sweep::<Kernel>();
     }
     Ok(object)
 }
