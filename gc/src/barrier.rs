@@ -32,8 +32,9 @@ use alloc::vec::Vec;
 use crate::collector::Collector;
 use crate::mark;
 use crate::object::HEADER_SIZE;
-use crate::platform::{GcCore, Platform};
+use crate::platform::{GcCore, InState, Platform};
 use crate::wbbuf::WbBuf;
+use tricolor_timeline::State;
 
 /// Set while a cycle is marking and the mode needs barriers (shade old and new).
 pub const BARRIER_MARKING: usize = 1;
@@ -227,7 +228,10 @@ fn shade_pair<P: Platform>(core: &GcCore, old: usize, new: usize) {
 #[cold]
 #[inline(never)]
 pub fn wb_buf_flush<P: Platform>(buf: &mut WbBuf) {
-    P::systemstack(|| wb_buf_flush1(P::collector(), P::current_core(), buf));
+    P::systemstack(|| {
+        let _flushing = InState::<P>::enter(State::Flush);
+        wb_buf_flush1(P::collector(), P::current_core(), buf)
+    });
 }
 
 /// Shade every recorded pointer into `core`'s mark work buffer (skipping nil and non-heap

@@ -23,11 +23,12 @@ use crate::heap::{AllocError, Heap, SweepResult};
 use crate::mark::{self, GlobalWork};
 use crate::object::{Gc, Trace};
 use crate::pacer::{self, CycleFacts, Pacer, Plan};
-use crate::platform::{Platform, ScanRange, StopReport};
+use crate::platform::{InState, Platform, ScanRange, StopReport};
 use crate::roots::Roots;
 use crate::stats::{CycleStats, StatsSnapshot};
 use crate::verify::{self, Miss};
 use crate::wbbuf::{WbBuf, WBBUF_DEFAULT_ENTRIES, WBBUF_MIN_ENTRIES};
+use tricolor_timeline::State;
 
 /// A pause as the platform measured it (request to release), or else `timed`, the collector's
 /// own timing of the whole stop-the-world call.
@@ -297,7 +298,7 @@ impl Collector {
             let _np = P::disable_preemption();
             let black = self.phase() == Phase::Mark;
             let core = P::current_core();
-            let addr = self.heap.try_alloc_object(core, T::TYPE, black)?;
+            let addr = self.heap.try_alloc_object::<P>(core, T::TYPE, black)?;
             (addr, self.heap.take_delayed_zero(core))
         };
         if let Some(zero) = delayed {
@@ -387,6 +388,7 @@ impl Collector {
         while paid < debt && self.phase() == Phase::Mark {
             let step = P::systemstack(|| {
                 let _np = P::disable_preemption();
+                let _assisting = InState::<P>::enter(State::Assist);
                 let core = P::current_core();
                 let before = core.stats.bytes_marked.get();
                 // SAFETY: this core with preemption disabled.
@@ -476,6 +478,7 @@ impl Collector {
             return 0;
         }
         let _np = P::disable_preemption();
+        let _assisting = InState::<P>::enter(State::Assist);
         let core = P::current_core();
         // SAFETY: this core with preemption disabled.
         let work = unsafe { core.work_mut() };
@@ -494,12 +497,17 @@ impl Collector {
     /// then.)
     pub fn collect_with_hook<P: Platform>(&self, during_mark: &mut dyn FnMut()) -> CycleReport {
         let _cycle = self.cycle_lock.lock();
+        // The whole cycle is this core's GC work; its sweeps, pauses and flushes nest inside.
+        let _collecting = InState::<P>::enter(State::Mark);
         let mode = barrier::mode();
         let mut report = CycleReport { cycle: self.stats.cycles.get() + 1, ..CycleReport::default() };
 
         // 1. Sweep termination.
         let t = P::now_ns();
-        let swept = self.sweep::<P>();
+        let swept = {
+            let _sweeping = InState::<P>::enter(State::Sweep);
+            self.sweep::<P>()
+        };
         self.stats.bytes_freed.add(swept.bytes_freed as u64);
         self.stats.objects_freed.add(swept.objects_freed as u64);
         self.stats.ns_sweep.add(P::now_ns() - t);
@@ -658,7 +666,10 @@ impl Collector {
 
         // 5. Sweep, concurrently with allocation.
         let t = P::now_ns();
-        let swept = self.sweep::<P>();
+        let swept = {
+            let _sweeping = InState::<P>::enter(State::Sweep);
+            self.sweep::<P>()
+        };
         self.set_phase(Phase::Idle);
         self.stats.bytes_freed.add(swept.bytes_freed as u64);
         self.stats.objects_freed.add(swept.objects_freed as u64);
@@ -673,6 +684,7 @@ impl Collector {
     /// wbBuf and publish its grey objects. The platform calls it on each core at a safe point,
     /// with preemption disabled.
     pub fn flush_this_core<P: Platform>(&self) {
+        let _flushing = InState::<P>::enter(State::Flush);
         let core = P::current_core();
         // SAFETY: this core with preemption disabled (the caller's contract).
         let buf = unsafe { core.wbbuf_mut() };
@@ -769,6 +781,7 @@ impl Collector {
         }
         let mut total = SweepResult::default();
         let _np = P::disable_preemption();
+        let _sweeping = InState::<P>::enter(State::Sweep);
         self.heap.sweep_chunk(&mut total);
     }
 

@@ -21,9 +21,10 @@ use alloc::vec::Vec;
 
 use crate::object::{GcType, HEADER_SIZE};
 use crate::pages::PageMap;
-use crate::platform::{GcCore, NO_SPAN};
+use crate::platform::{GcCore, InState, Platform, NO_SPAN};
 use crate::sizeclass::{class_for, CLASS_SIZES, HEAP_PAGE_SIZE, NUM_CLASSES};
 use crate::span::{Span, BITMAP_WORDS, SPAN_FREE, SPAN_LARGE, SPAN_SMALL};
+use tricolor_timeline::State;
 
 /// Padding before and after a pinned buffer, inside its span, and where pinned spans go.
 ///
@@ -538,7 +539,12 @@ impl Heap {
     /// The fast path (a free object in the core's cache word) makes no call, so that its caller
     /// needs no frame; everything else is one call in tail position.
     #[inline(always)]
-    pub(crate) fn try_alloc_object(&self, core: &GcCore, ty: &'static GcType, black: bool) -> Option<usize> {
+    pub(crate) fn try_alloc_object<P: Platform>(
+        &self,
+        core: &GcCore,
+        ty: &'static GcType,
+        black: bool,
+    ) -> Option<usize> {
         if let Some(class) = class_for(ty.size + HEADER_SIZE) {
             // SAFETY: the caller is `core` with preemption disabled (this function's contract).
             let e = &mut unsafe { core.cache_mut() }[class];
@@ -547,17 +553,17 @@ impl Heap {
                 return Some(self.init_object(core, ty, black, span, index, base));
             }
         }
-        self.try_alloc_object_slow(core, ty, black)
+        self.try_alloc_object_slow::<P>(core, ty, black)
     }
 
     /// [`Heap::try_alloc_object`] when the cache word is used up, or for a large object.
     #[cold]
     #[inline(never)]
-    fn try_alloc_object_slow(&self, core: &GcCore, ty: &'static GcType, black: bool) -> Option<usize> {
+    fn try_alloc_object_slow<P: Platform>(&self, core: &GcCore, ty: &'static GcType, black: bool) -> Option<usize> {
         let Some(class) = class_for(ty.size + HEADER_SIZE) else {
             return self.alloc_large_object(core, ty, black);
         };
-        let (span, index, base) = self.alloc_small(core, class)?;
+        let (span, index, base) = self.alloc_small::<P>(core, class)?;
         Some(self.init_object(core, ty, black, span, index, base))
     }
 
@@ -700,13 +706,13 @@ impl Heap {
 
     /// A free object of `class` from `core`'s cache: (span, index, address). The fast path.
     #[inline(always)]
-    fn alloc_small(&self, core: &GcCore, class: usize) -> Option<(u32, usize, usize)> {
+    fn alloc_small<P: Platform>(&self, core: &GcCore, class: usize) -> Option<(u32, usize, usize)> {
         // SAFETY: the caller is `core` with preemption disabled (alloc_object's contract).
         let e = &mut unsafe { core.cache_mut() }[class];
         if e.free == 0 {
             // Ordering: Relaxed; the owner's own record (the cache's ownership rule).
             core.cached.store(core.cached.load(Ordering::Relaxed) | 1 << class, Ordering::Relaxed);
-            return self.alloc_small_slow(e, class);
+            return self.alloc_small_slow::<P>(e, class);
         }
         Some(self.take_cached(e))
     }
@@ -726,7 +732,7 @@ impl Heap {
     /// The cache word is used up: the next word of the span with free objects, else a new span.
     #[cold]
     #[inline(never)]
-    fn alloc_small_slow(&self, e: &mut AllocCache, class: usize) -> Option<(u32, usize, usize)> {
+    fn alloc_small_slow<P: Platform>(&self, e: &mut AllocCache, class: usize) -> Option<(u32, usize, usize)> {
         loop {
             if e.span != NO_SPAN {
                 let span = self.span(e.span);
@@ -743,7 +749,7 @@ impl Heap {
                 span.owned.store(false, Ordering::Release);
                 *e = AllocCache::EMPTY;
             }
-            let sp = self.refill(class)?;
+            let sp = self.refill::<P>(class)?;
             let span = self.span(sp);
             // Its free objects count as in use while this cache owns it (module docs).
             self.in_use.fetch_add(span.free_count() * span.elem_size(), Ordering::Relaxed);
@@ -763,7 +769,7 @@ impl Heap {
 
     /// A swept span of `class` with free objects, now owned by the caller's cache. O(1)
     /// amortized: each span is looked at once per sweep generation by the walk (see `ClassList`).
-    fn refill(&self, class: usize) -> Option<u32> {
+    fn refill<P: Platform>(&self, class: usize) -> Option<u32> {
         let sg = self.sweepgen();
         let mut list = self.classes[class].lock();
         list.roll(sg);
@@ -785,6 +791,7 @@ impl Heap {
             // An owned span is swept already, and handed back only once full.
             if !span.owned.load(Ordering::Relaxed) && span.try_claim_sweep(sg) {
                 swept += 1;
+                let _sweeping = InState::<P>::enter(State::Sweep);
                 let r = self.sweep_claimed(sp, false);
                 self.in_use.fetch_sub(r.bytes_freed, Ordering::Relaxed);
                 span.finish_sweep(sg);

@@ -3,7 +3,8 @@
 //!
 //! # Contents
 //! - [`platform`]: what the collector needs from the machine ([`Platform`]: cores, system stack,
-//!   preemption guard, time, stop-the-world, stack ranges) and the per-core state [`GcCore`].
+//!   preemption guard, time, stop-the-world, stack ranges, the per-core event recorder's
+//!   `Platform::event`, with states from `tricolor_timeline`) and the per-core state [`GcCore`].
 //! - [`wbbuf`]: the per-core write-barrier buffer [`WbBuf`] (`get1`, `get2`, `reset`, `discard`,
 //!   `empty`), Go's mwbbuf.go.
 //! - [`barrier`]: the flag [`WRITE_BARRIER`], the modes [`BarrierMode`], [`write_pointer`],

@@ -5,7 +5,10 @@
 //! functions so that the barrier fast path, which calls `Platform::disable_preemption`, inlines.
 
 use core::cell::UnsafeCell;
+use core::marker::PhantomData;
 use core::sync::atomic::AtomicU32;
+
+use tricolor_timeline::State;
 
 use crate::census::{CensusEntry, RootOwner};
 use crate::collector::Collector;
@@ -115,6 +118,38 @@ pub trait Platform: Sized + Sync + 'static {
     /// stacks, with its exemption if it has one. Called only while the world is stopped, and only
     /// with the verifier on.
     fn root_census(visit: &mut dyn FnMut(CensusEntry));
+    /// The calling core starts doing `state` (the per-core event recorder, `tricolor_timeline`);
+    /// returns what it was doing, which the caller passes back here when it is done. The
+    /// collector calls it where its work begins and ends ([`InState`]); the default records
+    /// nothing.
+    #[inline(always)]
+    fn event(state: State) -> State {
+        let _ = state;
+        State::Mutator
+    }
+}
+
+/// The calling core is in `state` until the guard drops, then back in the state it was in
+/// ([`Platform::event`]). Declare it after any preemption guard of the same scope, so that it
+/// drops first: a state is entered and left on the same core, inside the same window.
+#[must_use = "the core leaves the state as soon as the guard is dropped"]
+pub(crate) struct InState<P: Platform> {
+    previous: State,
+    _platform: PhantomData<P>,
+}
+
+impl<P: Platform> InState<P> {
+    #[inline(always)]
+    pub(crate) fn enter(state: State) -> Self {
+        InState { previous: P::event(state), _platform: PhantomData }
+    }
+}
+
+impl<P: Platform> Drop for InState<P> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        P::event(self.previous);
+    }
 }
 
 /// Per-core collector state: the write-barrier buffer, the mark work buffer, the allocation cache

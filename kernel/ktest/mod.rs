@@ -14,6 +14,7 @@ mod gpu;
 mod scenarios;
 mod sched;
 mod stress;
+mod timeline;
 mod unit;
 
 use crate::registry::{Entry, Kind, Run};

@@ -187,6 +187,12 @@ fn run(suite: &'static Workload, config: &Config<'_>) -> ! {
         // The collector's time until then: cycles run inside the mutators (triggered by their
         // allocations), so none is in progress once they have all returned.
         run_stats = gc::collector().stats::<Kernel>();
+        if config.timeline_dump {
+            // The measured run ends here; dumped now, before the cycle below (with no mutator
+            // left, its mark workers and the idle tasks take turns by the hundred thousand and
+            // would overwrite the run in the rings).
+            crate::timeline::dump(start, cpu::counter());
+        }
         workload::stop();
         tasks::stop_ticks();
         cores

@@ -62,6 +62,8 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
         (frames.free_pages * tricolor_abi::PAGE_SIZE) >> 20
     );
 
+    // Before anything records (the other cores, the scheduler, stop-the-world).
+    crate::timeline::init(machine.cpu_count.min(config.cores), config.timeline_dump);
     let interrupts = irq::init(machine);
     tasks::init(tricolor_abi::MAX_CORES);
     crate::stw::init();

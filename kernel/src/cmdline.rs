@@ -109,6 +109,9 @@ pub struct Config<'a> {
     /// `suite.cycles=`: collections a stress suite runs before it stops (suites that end on
     /// their own, like GCBench, ignore it).
     pub suite_cycles: u64,
+    /// `timeline=dump`: print every core's recorded GC states at the end of a stress suite (and
+    /// when the demo quits), for `cargo xtask bench`'s MMU and `cargo xtask trace`.
+    pub timeline_dump: bool,
 }
 
 impl Default for Config<'_> {
@@ -133,6 +136,7 @@ impl Default for Config<'_> {
             gc_trace: false,
             suite: None,
             suite_cycles: 8,
+            timeline_dump: false,
         }
     }
 }
@@ -176,6 +180,11 @@ pub const KEYS: &[Key] = &[
     Key { name: "gc.trace", values: "0|1", help: "one gctrace line per cycle (Go's GODEBUG=gctrace=1 format)" },
     Key { name: "suite", values: "<name>", help: "run a GC stress suite (suite=help lists them) and exit" },
     Key { name: "suite.cycles", values: "1..=100000", help: "collections a stress suite runs" },
+    Key {
+        name: "timeline",
+        values: "off|dump",
+        help: "print every core's GC state transitions when a suite ends or the demo quits",
+    },
 ];
 
 /// Why a command line was rejected.
@@ -254,6 +263,13 @@ pub fn parse(line: &str) -> Result<Config<'_>, CmdlineError<'_>> {
             "suite" if !value.is_empty() => config.suite = Some(value),
             "suite.cycles" => {
                 config.suite_cycles = parse_u64(value).filter(|n| (1..=100_000).contains(n)).ok_or_else(bad)?
+            }
+            "timeline" => {
+                config.timeline_dump = match value {
+                    "dump" => true,
+                    "off" => false,
+                    _ => return Err(bad()),
+                }
             }
             _ => return Err(bad()),
         }
@@ -460,6 +476,15 @@ mod tests {
         assert_eq!((d.suite, d.suite_cycles, d.gc_torture), (None, 8, 0));
         for bad in ["suite.cycles=0", "suite.cycles=many", "gc.torture=-1", "suite="] {
             assert!(matches!(parse(bad), Err(CmdlineError::BadValue { .. })), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn timeline_key_parses_and_rejects() {
+        assert!(parse("timeline=dump").unwrap().timeline_dump);
+        assert!(!parse("timeline=off").unwrap().timeline_dump && !Config::default().timeline_dump);
+        for bad in ["timeline=on", "timeline=1", "timeline="] {
+            assert!(matches!(parse(bad), Err(CmdlineError::BadValue { key: "timeline", .. })), "{bad} accepted");
         }
     }
 

@@ -13,6 +13,7 @@ use crate::gpu::Display;
 use crate::sync::Lock;
 use crate::{console, kprintln, percore, tasks, workload};
 use alloc::boxed::Box;
+use core::sync::atomic::{AtomicU64, Ordering};
 use tricolor_arch::cpu;
 use tricolor_kernel::cmdline::Config;
 use tricolor_kernel::shell::command::Workload;
@@ -42,6 +43,23 @@ pub fn workload() -> Option<Workload> {
 
 /// The boot's configuration (for starting workloads later from the console).
 static CONFIG: Lock<Option<Config<'static>>> = Lock::new(None);
+
+/// Counter tick at which the demo's workload started: where a `timeline=dump` at `quit` begins.
+/// Relaxed: written once before the shell task is spawned (the spawn orders it), read by the shell.
+static STARTED_AT: AtomicU64 = AtomicU64::new(0);
+
+/// With `timeline=dump`: stops the workload and prints every core's timeline from the demo's
+/// start until now (`cargo xtask trace` types `quit` and reads it). Called by the shell's `quit`.
+pub fn dump_timeline_if_asked() {
+    if !CONFIG.lock().as_ref().is_some_and(|c| c.timeline_dump) {
+        return;
+    }
+    let to = cpu::counter();
+    // Stopped first, so that the rings stop filling while they are printed (the states after
+    // `to` are cut off anyway).
+    let _ = set_workload(None);
+    crate::timeline::dump(STARTED_AT.load(Ordering::Relaxed), to);
+}
 
 /// Replaces the running workload with `next` (`None`: just stop). Returns the previous one.
 pub fn set_workload(next: Option<Workload>) -> Result<Option<Workload>, &'static str> {
@@ -89,6 +107,7 @@ pub fn run(machine: &crate::devicetree::Machine, config: &Config<'static>) -> ! 
     }
     *CONFIG.lock() = Some(config.clone());
     gc::coretime::start();
+    STARTED_AT.store(cpu::counter(), Ordering::Relaxed);
     if let Err(why) = set_workload(Some(Workload::Mixed)) {
         log::error!("demo: cannot start the mixed workload: {why}");
     }

@@ -14,6 +14,7 @@
 //! - `stw`: stop-the-world: every other core parked at a safe point.
 //! - `sync`: the kernel's lock (a spin lock that disables preemption while held).
 //! - `tasks`: spawning, the idle loop, timer preemption.
+//! - `timeline`: the per-core event recorder of GC states (pause, mark, flush, sweep, idle, ...).
 //! - `vm`: the MMU tables: identity map with unmapped guard pages under every stack.
 //! - `fault`: the exception handler and the decoded fault report.
 //! - `irq`: the GIC, interrupt handlers, dispatch.
@@ -65,6 +66,8 @@ mod stw;
 mod sync;
 #[cfg(target_os = "none")]
 mod tasks;
+#[cfg(target_os = "none")]
+mod timeline;
 #[cfg(target_os = "none")]
 mod vm;
 #[cfg(target_os = "none")]

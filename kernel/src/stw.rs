@@ -25,11 +25,12 @@
 //!   and the mark waited 2-20 ms for stacks, until an unrelated wake-up.)
 
 use crate::sync::Lock as Mutex;
-use crate::{irq, percore};
+use crate::{irq, percore, timeline};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tricolor_abi::MAX_CORES;
 use tricolor_arch::cpu;
 use tricolor_arch::irqmask::IrqGuard;
+use tricolor_timeline::State;
 
 /// The number of the stop requested now, 0 when none.
 static REQUEST: AtomicUsize = AtomicUsize::new(0);
@@ -47,6 +48,9 @@ static PARK_KIND: [AtomicUsize; MAX_CORES] = [const { AtomicUsize::new(0) }; MAX
 static PARK_AT: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 /// The last completed stop's report (see [`last_stop`]).
 static LAST_PAUSE_NS: AtomicU64 = AtomicU64::new(0);
+/// Counter tick of the last release: where a parked core's recorded pause ends. Relaxed, stored
+/// before the release's Release bump of EPOCH and read after a parked core's Acquire load of it.
+static RELEASED_AT: AtomicU64 = AtomicU64::new(0);
 static LAST_TTSP_NS: AtomicU64 = AtomicU64::new(0);
 static LAST_CORE: AtomicUsize = AtomicUsize::new(0);
 static LAST_PC: AtomicUsize = AtomicUsize::new(0);
@@ -170,6 +174,8 @@ pub fn park_here(pc: usize, site: ParkSite) {
         return;
     }
     let core = percore::id();
+    // Paused from here until the release (its park-hook flush shows as a flush inside).
+    let was = timeline::enter(State::Pause);
     // The callee-saved registers may hold the only copy of a live pointer (parking from the
     // deferred hook leaves the interrupted code's x19..x29 in registers, not in a trap frame):
     // spill them into this frame, inside [PARKED_SP, stack top). The caller-saved ones are dead
@@ -199,6 +205,13 @@ pub fn park_here(pc: usize, site: ParkSite) {
         tricolor_arch::cpu::relax();
     }
     PARKED_SP[core].store(0, Ordering::Release);
+    // The recorded pause ends at the release, not when this core noticed it: on hardware the two
+    // are a few cycles apart, but under -icount's round-robin a parked vCPU notices at its next
+    // turn, up to a timer tick later, and meanwhile it is no more stopped than any vCPU waiting
+    // for its turn (which keeps the state it was in). Per core that lingering was 35-40 ms of
+    // "pause" in a GCBench run whose stops added up to 2.3 ms. (A core that parked for a stop
+    // already over gets an empty pause: `leave_at` never goes back before its last transition.)
+    timeline::leave_at(was, RELEASED_AT.load(Ordering::Relaxed));
 }
 
 /// Runs `f` with every other online core parked at a safe point.
@@ -222,6 +235,8 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
     // Only stop initiators (one at a time) write EPOCH.
     let epoch = EPOCH.load(Ordering::Relaxed);
     let start = cpu::counter();
+    // The pause, on this core, from the request until the release.
+    let paused = timeline::enter(State::Pause);
     // Release: a core that reads this request sees everything this core did before it.
     REQUEST.store(epoch, Ordering::Release);
     irq::send_to_others(irq::SGI_STOP);
@@ -239,7 +254,7 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
         let missing = (0..MAX_CORES)
             .filter(|&c| c != me && percore::is_online(c) && PARKED_EPOCH[c].load(Ordering::Relaxed) != epoch)
             .fold(0u32, |m, c| m | (1 << c));
-        release(irqs);
+        release(irqs, paused);
         return Err(NotStopped { missing });
     }
     let stopped = cpu::counter();
@@ -261,7 +276,7 @@ pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStop
     // The pause ends at the release, before IRQs are unmasked: a tick pending behind the mask may
     // switch this task out at once, while the world already runs again.
     LAST_PAUSE_NS.store(ns(cpu::counter() - start), Ordering::Relaxed);
-    release(irqs);
+    release(irqs, paused);
     Ok((result, StwTimes { stop_ns: ns(stopped - start), stopped_ns: ns(end - stopped) }))
 }
 
@@ -304,10 +319,14 @@ pub fn stop_the_world_retrying<R>(f: impl FnOnce() -> R) -> (R, StwTimes) {
 }
 
 /// Ends the current epoch: every parked core leaves at its next turn; nothing waits for them.
-/// Then the initiator's masked section (`irqs`, dropped last) ends.
-fn release(irqs: IrqGuard) {
+/// Then the initiator's pause ends (back to the state `paused` it was in) and, last, its masked
+/// section (`irqs`).
+fn release(irqs: IrqGuard, paused: State) {
     REQUEST.store(0, Ordering::Release);
-    // Release: the closure's writes are visible to a parked core that sees the new epoch.
+    RELEASED_AT.store(cpu::counter(), Ordering::Relaxed);
+    // Release: the closure's writes (and RELEASED_AT) are visible to a parked core that sees the
+    // new epoch.
     EPOCH.fetch_add(1, Ordering::Release);
+    timeline::leave(paused);
     drop(irqs);
 }

@@ -5,7 +5,7 @@
 //! allocator. Each core's boot flow becomes its idle task.
 
 use crate::sync::Lock as Mutex;
-use crate::{irq, memory, percore, stacks, vm};
+use crate::{irq, memory, percore, stacks, timeline, vm};
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::HashMap;
@@ -87,7 +87,7 @@ fn on_tick(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
     if let tricolor_runtime::preempt::Tick::Preempt = this_p().preempt.on_tick() {
         // Runs on the interrupted task's stack (IRQs are taken on SP_EL0), so switching here
         // leaves the interrupted state in that task's frame until it is resumed.
-        schedule(queues(), SwitchReason::Preempt);
+        switch(SwitchReason::Preempt);
     }
 }
 
@@ -103,7 +103,16 @@ fn deferred_preemption() {
         let _irqs = IrqGuard::mask();
         crate::stw::park_here(site, crate::stw::ParkSite::Deferred);
     }
-    schedule(queues(), SwitchReason::Preempt);
+    switch(SwitchReason::Preempt);
+}
+
+/// [`schedule`], with the core's recorded state following the task: the state this task is in
+/// (a mark worker's, a collecting task's) stays in this frame while it is switched out, and
+/// comes back when it runs again, on whichever core; the task switched to restores its own.
+fn switch(reason: SwitchReason) {
+    let mine = timeline::current();
+    schedule(queues(), reason);
+    timeline::leave(mine);
 }
 
 /// Spins (with the `yield` hint) until `done()` or `ms` milliseconds of counter time pass;
@@ -129,7 +138,7 @@ fn wait_until(ms: u64, done: impl Fn() -> bool, between: impl Fn()) -> bool {
 
 /// Gives up the core to the next runnable task (if any).
 pub fn yield_now() {
-    schedule(queues(), SwitchReason::Yield);
+    switch(SwitchReason::Yield);
 }
 
 /// How to run a new task.
@@ -146,6 +155,8 @@ pub struct Spawn {
 /// The first Rust code of every task (through the runtime's entry trampoline).
 extern "C" fn task_start(entry: usize, arg: usize) -> ! {
     tricolor_runtime::begin_task(queues());
+    // A new task starts as a mutator, whatever the task that switched to it was doing.
+    timeline::leave(tricolor_timeline::State::Mutator);
     // SAFETY: `spawn` passes a `fn(usize)` as `entry`.
     let f: fn(usize) = unsafe { core::mem::transmute::<usize, fn(usize)>(entry) };
     f(arg);
@@ -285,6 +296,10 @@ pub static IDLE_LOOPS: [AtomicU64; tricolor_abi::MAX_CORES] = [const { AtomicU64
 pub fn idle_loop(mut poll: impl FnMut(), pending: impl Fn() -> bool) -> ! {
     irqmask::unmask_irqs();
     let core = percore::id();
+    // The idle task is idle whether it polls or halts: it runs only when other tasks yield to
+    // it, and MMU counts it as neither mutator nor GC time. Its state stays with it across its
+    // yields (`switch`).
+    timeline::enter(tricolor_timeline::State::Idle);
     loop {
         IDLE_LOOPS[core].fetch_add(1, Ordering::Relaxed);
         poll();

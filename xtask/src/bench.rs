@@ -178,7 +178,118 @@ pub fn run(elf: &Path, no_barriers: &Path) -> Result {
     // GPU really needs, so the times say nothing.
     let gpu = Machine { smp: 1, append: "test=gpu-bench".into(), gpu: true, icount: false, ..Machine::new(elf) };
     virtio_fences(&results, &gpu)?;
-    gc_headroom(&results, elf)
+    gc_headroom(&results, elf)?;
+    mmu_curves(&results, elf)
+}
+
+/// The barrier modes MMU is measured in.
+const MMU_MODES: [&str; 2] = ["buffered", "direct"];
+
+/// results/mmu.{csv,svg}: minimum mutator utilisation over windows of 100 µs to 100 ms
+/// (Cheng and Blelloch), aggregated over the cores with halted time left out, of GCBench at
+/// 4 cores (GOGC 100) under -icount, per barrier mode, from the kernel's timeline dump
+/// (`timeline=dump`; decoded and checked by `tricolor_timeline`).
+fn mmu_curves(results: &Path, elf: &Path) -> Result {
+    // mmu: sweeping counts as GC time (tricolor_timeline's categories); mmu_sweep_as_mutator:
+    // as the program's, as Go's trace tool counts it unless asked to include sweeping.
+    // mmu_all_mutators: over the run until the first core's workload ends (in the tail one core's
+    // GCBench is left, and the collector runs beside it alone).
+    let mut csv = String::from("mode,window_ns,mmu,mmu_sweep_as_mutator,mmu_all_mutators\n");
+    let mut curves = Vec::new();
+    for mode in MMU_MODES {
+        let machine = Machine {
+            smp: HEADROOM_SMP,
+            append: format!("suite={HEADROOM_SUITE} gc.heap={HEADROOM_HEAP} gc.mode={mode} timeline=dump"),
+            gpu: false,
+            icount: true,
+            ..Machine::new(elf)
+        };
+        println!("xtask: GCBench at {HEADROOM_SMP} cores, gc.mode={mode}, timeline=dump, -icount: MMU");
+        let outcome = qemu::run_captured(&machine, Duration::from_secs(600))?;
+        if outcome.status != Some(0) {
+            return Err(format!("{} exited with {:?}:\n{}", machine.append, outcome.status, outcome.output));
+        }
+        stopped_in_time(&outcome.output).map_err(|why| format!("{}: {why}", machine.append))?;
+        let t = crate::trace::decode(&outcome.output)?;
+        use crate::trace::{Span, Sweep};
+        let curve = crate::trace::mmu_curve(&t, Sweep::IsGc, Span::Run);
+        let no_sweep = crate::trace::mmu_curve(&t, Sweep::IsMutator, Span::Run);
+        let until = crate::trace::first_done(&outcome.output).ok_or("the timeline dump has no first_done=")?;
+        let all = crate::trace::mmu_curve(&t, Sweep::IsGc, Span::Until(until));
+        let cell = |m: Option<f64>| m.map_or(String::new(), |m| format!("{m:.4}"));
+        for ((&(w, m), &(_, n)), &(_, a)) in curve.iter().zip(&no_sweep).zip(&all) {
+            csv += &format!("{mode},{w},{},{},{}\n", cell(m), cell(n), cell(a));
+        }
+        let point = |c: &[(u64, Option<f64>)], ms: u64| {
+            c.iter()
+                .find(|p| p.0 == ms * 1_000_000)
+                .and_then(|p| p.1)
+                .map_or("n/a".into(), |m| format!("{:.1} %", m * 100.0))
+        };
+        println!(
+            "bench: MMU {mode} with sweeping counted as mutator time: 1 ms {}, 10 ms {}",
+            point(&no_sweep, 1),
+            point(&no_sweep, 10)
+        );
+        let (from, _) = t.known_span();
+        println!(
+            "bench: MMU {mode} while every core has its mutator (first {:.1} ms): 1 ms {}, 10 ms {}",
+            t.ns(until.saturating_sub(from)) / 1e6,
+            point(&all, 1),
+            point(&all, 10)
+        );
+        let at = |ms: u64| {
+            crate::trace::mmu_at(&t, ms * 1_000_000)
+                .map_or("n/a (run too short)".into(), |m| format!("{:.1} %", m * 100.0))
+        };
+        let (from, to) = t.known_span();
+        println!(
+            "bench: MMU {mode} at {HEADROOM_SMP} cores: 1 ms {}, 10 ms {} (utilisation {:.1} % over {:.1} ms)",
+            at(1),
+            at(10),
+            crate::trace::utilisation(&t).overall() * 100.0,
+            t.ns(to - from) / 1e6
+        );
+        curves.push((mode.to_string(), curve, 2));
+        curves.push((format!("{mode}, sweep as mutator"), no_sweep, 1));
+        curves.push((format!("{mode}, while every core has its mutator"), all, 1));
+    }
+    write(results, "mmu.csv", csv)?;
+    mmu_chart(&results.join("mmu.svg"), &curves)
+}
+
+/// MMU against window length (log scale, ms): a line per mode (and a thin one per mode with
+/// sweeping counted as mutator time), `(label, curve, line width)`.
+fn mmu_chart(path: &Path, curves: &[(String, crate::trace::Curve, u32)]) -> Result {
+    let title =
+        format!("GCBench ({HEADROOM_SUITE}, {HEADROOM_SMP} cores, GOGC 100, -icount): minimum mutator utilisation");
+    svg(path, (800, 480), |root| {
+        let mut chart =
+            chart_frame(root, &title).build_cartesian_2d((0.1f64..100.0).log_scale(), 0.0..1.0).map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("window (ms)")
+            .y_desc("MMU (mutator share of the worst window)")
+            .draw()
+            .map_err(plot_error)?;
+        for (i, (label, curve, width)) in curves.iter().enumerate() {
+            let (colour, width) = (SERIES_COLOURS[i % SERIES_COLOURS.len()], *width);
+            let points: Vec<(f64, f64)> = curve.iter().filter_map(|&(w, m)| Some((w as f64 / 1e6, m?))).collect();
+            chart
+                .draw_series(LineSeries::new(points, colour.stroke_width(width)))
+                .map_err(plot_error)?
+                .label(label.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(width)));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .border_style(BLACK)
+            .background_style(WHITE)
+            .draw()
+            .map_err(plot_error)?;
+        Ok(())
+    })
 }
 
 /// GOGC values for heap headrooms 1.5x, 2x and 3x: the next cycle starts when the heap reaches
@@ -682,7 +793,7 @@ fn chart_frame<'a, 'b>(
 }
 
 /// Bar colours, one per series.
-const SERIES_COLOURS: [RGBColor; 4] = [BLUE, RED, GREEN, MAGENTA];
+const SERIES_COLOURS: [RGBColor; 6] = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
 
 /// One SVG with `panels` side by side, 800x480 pixels each.
 pub fn bar_charts(path: &Path, panels: Vec<Panel<'_>>) -> Result {

@@ -38,6 +38,8 @@ const KERNEL_TARGET_CRATES: &[&str] = &[
     "tricolor-virtio",
     "-p",
     "tricolor-runtime",
+    "-p",
+    "tricolor-timeline",
 ];
 
 /// `cargo fmt --check` and clippy with warnings denied, on the host and on the kernel target.

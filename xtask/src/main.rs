@@ -5,6 +5,7 @@
 //! - `screenshot`: boot headless and save the display as a PNG.
 //! - `test`: lint, host tests, the QEMU tests at smp 1 and 4, and the CI-sized stress subset.
 //! - `stress`: the GC stress matrix over the kernel's suites and its negative control.
+//! - `trace`: a run's per-core GC states as Chrome trace JSON (Perfetto) and SVG.
 //! - `check-fences`: the kernel's DMA barriers, checked in its disassembly.
 //! - `compare`: GCBench on Boehm GC, Go and tricolor's host collector, side by side.
 //! - `build`, `lint`, `qemu-test`, `debug`, `setup`: the pieces.
@@ -25,6 +26,7 @@ mod screenshot;
 mod session;
 mod setup;
 mod stress;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -76,7 +78,23 @@ commands:
              not part of `test`)
                --seeds N      -Zmiri-many-seeds=0..N (default 4)
                --crates LIST  subset of gc,virtio,runtime
-  bench      barrier-cost measurements under -icount -> results/*.csv and results/*.svg
+  bench      measurements under -icount -> results/*.csv and results/*.svg: barrier costs, GCBench
+             pauses by headroom, minimum mutator utilisation curves at 4 cores per barrier mode
+             (results/mmu.csv, results/mmu.svg)
+  trace      boot a workload with timeline=dump and write every core's GC states (mutator, idle,
+             pause, mark, mark-worker, assist, stack-scan, flush, sweep) as Chrome trace-event
+             JSON (results/trace.json: open it in https://ui.perfetto.dev) and as an SVG
+             (results/trace.svg); prints utilisation and MMU at 1 and 10 ms
+               --seconds N    wall-clock seconds the demo's mixed workload runs before quit
+                              (default 2; under -icount that is about 0.6 s of virtual time)
+               --suite NAME   run a stress suite to its end instead (e.g. gcbench-quick; gc.heap=64M)
+               --smp N        cores (default 4)
+               --mode M       gc.mode (default buffered)
+               --no-icount    wall-clock TCG instead of -icount shift=0,sleep=off (1 virtual ns =
+                              1 instruction): on a busy host its pauses include vCPU threads the
+                              host did not run
+               --append STR   more kernel command line
+               --out DIR      where to write trace.json and trace.svg (default results/)
   gcbench-host  Boehm's GCBench on the host (threads as cores), threads 1 and 2 x modes
              buffered and direct -> results/host_gcbench.csv (wall-clock times)
                --quick        size quick instead of full
@@ -119,6 +137,7 @@ fn main() -> ExitCode {
         Some("debug") => cmd_debug(&mut args),
         Some("screenshot") => cmd_screenshot(&mut args),
         Some("bench") => args.finish().and_then(|()| cmd_bench()),
+        Some("trace") => cmd_trace(&mut args),
         Some("fuzz") => cmd_fuzz(&mut args),
         Some("miri") => miri::run(&mut args),
         Some("gcbench-host") => host_gcbench::run(&mut args),
@@ -147,6 +166,14 @@ fn cmd_bench() -> Result {
     let no_barriers = kernel::build_no_barriers()?;
     let elf = kernel::build(kernel::Profile::Release)?;
     bench::run(&elf, &no_barriers)
+}
+
+fn cmd_trace(args: &mut args::Args) -> Result {
+    let options = trace::Options::parse(args)?;
+    setup::rust_target()?;
+    setup::qemu()?;
+    let elf = kernel::build(kernel::Profile::Release)?;
+    trace::run(&elf, &options).map(drop)
 }
 
 fn cmd_build() -> Result {

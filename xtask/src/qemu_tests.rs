@@ -823,6 +823,8 @@ const SCREENSHOT_CASE: &str = "gpu-screenshot";
 const DEMO_CASE: &str = "demo-console";
 /// gdb-multiarch with xtask/gdb/tricolor.py attached to the running demo (xtask/src/gdb.rs).
 const GDB_CASE: &str = "gdb-script";
+/// A short `cargo xtask trace` of the demo.
+const TRACE_CASE: &str = "trace-demo";
 
 /// A case that drives its own QEMU session (screenshots, the console, gdb); returns its duration.
 type SessionCase = fn(&Path) -> Result<std::time::Duration>;
@@ -1017,10 +1019,11 @@ pub fn run_all(elf: &Path, filter: Option<&str>) -> Result {
             }
         }
     }
-    let sessions: [(&str, SessionCase); 3] = [
+    let sessions: [(&str, SessionCase); 4] = [
         (SCREENSHOT_CASE, screenshot::test_pattern_case),
         (DEMO_CASE, crate::demo_tests::console_case),
         (GDB_CASE, crate::gdb::case),
+        (TRACE_CASE, crate::trace::case),
     ];
     for (case, run) in sessions {
         if filter.is_some_and(|f| !case.contains(f)) {

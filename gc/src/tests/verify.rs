@@ -100,7 +100,8 @@ fn an_object_allocated_white_during_the_mark_is_a_miss() {
         let mut white = 0;
         let r = c.collect_with_hook::<P>(&mut || {
             // The planted bug: `black = false` during the mark.
-            let addr = c.heap.try_alloc_object(P::current_core(), <super::Node as crate::Trace>::TYPE, false).unwrap();
+            let addr =
+                c.heap.try_alloc_object::<P>(P::current_core(), <super::Node as crate::Trace>::TYPE, false).unwrap();
             white = addr;
             m.set_root(0, addr);
         });

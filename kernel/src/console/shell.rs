@@ -159,6 +159,7 @@ fn execute(command: Command) {
             kprintln!("verify: {} (from the next mark termination)", on_off(on));
         }
         Command::Quit => {
+            demo::dump_timeline_if_asked();
             kprintln!("quit: powering off");
             match boot::machine().psci {
                 Some(conduit) => psci::system_off(conduit),

@@ -1,37 +1,42 @@
-//! Time each core spent on garbage collection, for the dashboard's per-core bars: the collecting
-//! core is charged its whole cycle, every other core the cycle's stop-the-world pauses, and a mark
-//! worker's core its drain time. The rest of a core's time since [`start`] counts as mutator time
-//! (in the demo every core runs mutators whenever it is not collecting).
-//!
-//! Deliberately simple and kept in this one module: a per-core event recorder (the pauses issue)
-//! can replace it without touching its callers.
+//! Time each core spent on garbage collection, for the dashboard's per-core bars, from the
+//! per-core event recorder's running totals (`crate::timeline`): GC time is every state but
+//! mutator and idle (pauses, the collecting task's cycle, mark workers, stack scans, flushes,
+//! sweeps), and a core's elapsed time leaves out its halted time (idle in `wfi`), as MMU does.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use tricolor_abi::MAX_CORES;
+use tricolor_timeline::state::COUNT;
+use tricolor_timeline::{Category, State};
 
-// Ordering: Relaxed throughout; these are statistics read for a picture.
-static GC_NS: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
-/// When the accounting (re)started, ns since boot.
-static SINCE_NS: AtomicU64 = AtomicU64::new(0);
+// Ordering: Relaxed throughout; a baseline for a picture.
+static SINCE: [[AtomicU64; COUNT]; MAX_CORES] = [const { [const { AtomicU64::new(0) }; COUNT] }; MAX_CORES];
 
 /// Starts (or restarts) the accounting now.
 pub fn start() {
-    for gc in &GC_NS {
-        gc.store(0, Ordering::Relaxed);
-    }
-    SINCE_NS.store(tricolor_arch::cpu::uptime_ns(), Ordering::Relaxed);
-}
-
-/// Charges `ns` of GC work to `core`.
-pub fn add_gc(core: usize, ns: u64) {
-    if let Some(gc) = GC_NS.get(core) {
-        gc.fetch_add(ns, Ordering::Relaxed);
+    for (core, since) in SINCE.iter().enumerate() {
+        for (s, t) in since.iter().zip(crate::timeline::totals(core)) {
+            s.store(t, Ordering::Relaxed);
+        }
     }
 }
 
-/// `core`'s GC time and the time elapsed since [`start`] (ns).
+/// `core`'s GC time and its time not halted since [`start`] (ns).
 pub fn of(core: usize) -> (u64, u64) {
-    let elapsed = tricolor_arch::cpu::uptime_ns().saturating_sub(SINCE_NS.load(Ordering::Relaxed));
-    let gc = GC_NS.get(core).map_or(0, |g| g.load(Ordering::Relaxed));
-    (gc.min(elapsed), elapsed)
+    let Some(since) = SINCE.get(core) else { return (0, 0) };
+    let totals = crate::timeline::totals(core);
+    let (mut gc, mut busy) = (0u64, 0u64);
+    for (state, (&now, then)) in State::ALL.into_iter().zip(totals.iter().zip(since)) {
+        let ticks = now.saturating_sub(then.load(Ordering::Relaxed));
+        match state.category() {
+            Category::Gc => {
+                gc += ticks;
+                busy += ticks;
+            }
+            Category::Mutator => busy += ticks,
+            Category::Halted => {}
+        }
+    }
+    let ns =
+        |ticks: u64| (ticks as u128 * 1_000_000_000 / tricolor_arch::cpu::counter_frequency().max(1) as u128) as u64;
+    (ns(gc), ns(busy))
 }

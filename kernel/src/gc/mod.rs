@@ -133,6 +133,11 @@ impl Platform for Kernel {
         let verifying = collector().phase() == Phase::MarkTermination;
         tasks::root_census(&|task, current_here| exemption(task, current_here, verifying), visit);
     }
+
+    #[inline]
+    fn event(state: tricolor_timeline::State) -> tricolor_timeline::State {
+        crate::timeline::enter(state)
+    }
 }
 
 fn is_mark_worker(task: &tricolor_runtime::task::Task) -> bool {
@@ -338,8 +343,12 @@ pub fn idle_mark(runnable: impl Fn() -> bool) -> bool {
     let mut marked = false;
     while c.phase() == Phase::Mark && !runnable() {
         let t = cpu::uptime_ns();
-        let scanned = Kernel::systemstack(|| c.mark_worker::<Kernel>());
-        trace::add_worker_mark(percore::id(), cpu::uptime_ns() - t);
+        let scanned = Kernel::systemstack(|| {
+            // GC work, not idle time: the idle task is in `Idle`, and comes back to it.
+            let _marking = crate::timeline::during(tricolor_timeline::State::MarkWorker);
+            c.mark_worker::<Kernel>()
+        });
+        trace::add_worker_mark(cpu::uptime_ns() - t);
         if scanned == 0 {
             break;
         }
@@ -351,10 +360,12 @@ pub fn idle_mark(runnable: impl Fn() -> bool) -> bool {
 /// A dedicated mark worker for one cycle: drains grey objects while the mark phase lasts.
 fn mark_worker(_: usize) {
     let c = collector();
+    // The whole task is GC work (its yields switch to other tasks, which restore their own state).
+    crate::timeline::enter(tricolor_timeline::State::MarkWorker);
     while c.phase() == Phase::Mark {
         let t = cpu::uptime_ns();
         let scanned = c.mark_worker::<Kernel>();
-        trace::add_worker_mark(percore::id(), cpu::uptime_ns() - t);
+        trace::add_worker_mark(cpu::uptime_ns() - t);
         if scanned == 0 {
             // Nothing grey right now: let this core's mutators run, then look again.
             tasks::yield_now();

@@ -32,7 +32,7 @@
 
 use super::{Kernel, MARK_WORKER};
 use crate::sync::Lock;
-use crate::{percore, tasks};
+use crate::{percore, tasks, timeline};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +41,7 @@ use tricolor_arch::cpu;
 use tricolor_arch::irqmask::IrqGuard;
 use tricolor_gc::{Collector, RootOwner, RootPart, ScanRange};
 use tricolor_runtime::task::{Task, TaskState};
+use tricolor_timeline::State;
 
 /// The cycle whose stacks are being scanned (0: none); a task is scanned once its `scan_epoch`
 /// equals it.
@@ -158,6 +159,7 @@ fn scan_switched_out(c: &Collector, task: &Task, epoch: u64) {
     let saved = task.context_ptr() as usize;
     {
         let _np = tricolor_runtime::this_p().preempt.disable();
+        let _scanning = timeline::during(State::StackScan);
         // Only x19..x28, fp, lr and sp: see `tasks::for_each_root_range`.
         let regs = ScanRange { lo: saved, hi: saved + tricolor_runtime::context::CONTEXT_SP + 8 };
         c.scan_stack::<Kernel>(regs, RootOwner { task: id, part: RootPart::SavedRegisters });
@@ -172,6 +174,8 @@ fn scan_switched_out(c: &Collector, task: &Task, epoch: u64) {
         while lo < top {
             let hi = (lo + CHUNK_WORDS * word).min(top);
             let _np = tricolor_runtime::this_p().preempt.disable();
+            // Each chunk, not the whole scan: preemption is on between chunks.
+            let _scanning = timeline::during(State::StackScan);
             c.scan_stack::<Kernel>(ScanRange { lo, hi }, RootOwner { task: id, part: RootPart::Stack });
             lo = hi;
         }
@@ -188,6 +192,7 @@ fn scan_current(c: &Collector, epoch: u64) {
         return;
     }
     let _np = tricolor_runtime::this_p().preempt.disable();
+    let _scanning = timeline::during(State::StackScan);
     // The callee-saved registers may hold pointers that are in no frame yet: spill them into
     // this one, which the range below covers.
     let spilled = cpu::spill_general_registers();

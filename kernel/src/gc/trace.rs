@@ -9,7 +9,7 @@
 //! Only one cycle runs at a time (gc's cycle lock), so the per-cycle accumulators below have one
 //! writer per cycle; they are atomics so that mark workers on other cores can add to them.
 
-use super::{coretime, Kernel};
+use super::Kernel;
 use crate::sync::Lock;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tricolor_arch::cpu;
@@ -73,10 +73,9 @@ pub fn note_stack_range(bytes: usize) {
     }
 }
 
-/// A mark worker on `core` drained grey objects for `ns`.
-pub fn add_worker_mark(core: usize, ns: u64) {
+/// A mark worker drained grey objects for `ns`.
+pub fn add_worker_mark(ns: u64) {
     WORKER_NS.fetch_add(ns, Ordering::Relaxed);
-    coretime::add_gc(core, ns);
 }
 
 /// What [`begin`] saw.
@@ -84,11 +83,9 @@ pub struct Start {
     t0: u64,
     heap: u64,
     goal: u64,
-    core: usize,
     mark_setup_ns: u64,
     concurrent_ns: u64,
     termination_ns: u64,
-    pause_total_ns: u64,
     /// When the world restarted after mark setup (the mark hook ran).
     marking_from: u64,
 }
@@ -104,11 +101,9 @@ pub fn begin() -> Start {
         t0,
         heap: c.heap.in_use() as u64,
         goal: c.trigger() as u64,
-        core: crate::percore::id(),
         mark_setup_ns: c.stats.ns_mark_setup.get(),
         concurrent_ns: c.stats.ns_concurrent_mark.get(),
         termination_ns: c.stats.ns_mark_termination.get(),
-        pause_total_ns: c.stats.pause_total_ns.get(),
         marking_from: t0,
     }
 }
@@ -159,13 +154,6 @@ pub fn end(start: Start, report: &CycleReport, forced: bool) {
         procs,
         forced,
     };
-    // Per-core time: the collecting core spent the whole cycle collecting; every other core was
-    // stopped for the pauses.
-    coretime::add_gc(start.core, now - start.t0);
-    let paused = c.stats.pause_total_ns.get() - start.pause_total_ns;
-    for core in (0..procs as usize).filter(|&core| core != start.core) {
-        coretime::add_gc(core, paused);
-    }
     for pause in report.pause_ns.into_iter().filter(|&p| p > 0) {
         PAUSES[pause_bucket(pause)].fetch_add(1, Ordering::Relaxed);
     }

@@ -86,6 +86,9 @@ static STARTED: AtomicUsize = AtomicUsize::new(0);
 static FINISHED: AtomicUsize = AtomicUsize::new(0);
 /// The counter when the last mutator of the last [`start`] returned (the largest such reading).
 static LAST_FINISH: AtomicU64 = AtomicU64::new(0);
+/// Counter tick at which the first mutator of the last [`start`] returned (0: none yet). Relaxed:
+/// a time stamp for a report, read after the run.
+static FIRST_FINISHED_AT: AtomicU64 = AtomicU64::new(0);
 /// Corruption the mutators saw themselves (walks, map lookups), and GC allocations refused
 /// because the heap stayed full after a collection (the workloads back off and go on: running out
 /// is expected at small heaps, not a failure).
@@ -143,6 +146,7 @@ fn mutator(arg: usize) {
     }
     // Ordering: Relaxed; a statistic, read after `all_finished` (whose Acquire orders it).
     LAST_FINISH.fetch_max(cpu::counter(), Ordering::Relaxed);
+    let _ = FIRST_FINISHED_AT.compare_exchange(0, cpu::counter(), Ordering::Relaxed, Ordering::Relaxed);
     FINISHED.fetch_add(1, Ordering::Release);
 }
 
@@ -154,6 +158,7 @@ pub fn start(workloads: &[&'static Workload], config: &Config<'_>, repeat: Repea
     STARTED.store(0, Ordering::Relaxed);
     FINISHED.store(0, Ordering::Relaxed);
     LAST_FINISH.store(0, Ordering::Relaxed);
+    FIRST_FINISHED_AT.store(0, Ordering::Relaxed);
     CORRUPT_SEEN.store(0, Ordering::Relaxed);
     REFUSED.store(0, Ordering::Relaxed);
     SEED.store(config.seed, Ordering::Relaxed);
@@ -188,6 +193,11 @@ pub fn finished() -> usize {
 /// after them.
 pub fn last_finish_counter() -> u64 {
     LAST_FINISH.load(Ordering::Relaxed)
+}
+
+/// Counter tick at which the first mutator of the last [`start`] returned, if one has.
+pub fn first_finished_at() -> Option<u64> {
+    Some(FIRST_FINISHED_AT.load(Ordering::Relaxed)).filter(|&t| t != 0)
 }
 
 /// True once every mutator of the last [`start`] has returned.

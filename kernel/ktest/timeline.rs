@@ -1,0 +1,99 @@
+//! The per-core event recorder on the machine: a collection cycle leaves the transitions it
+//! should on every core, the totals account for every tick, and what one transition costs.
+
+use super::{bench, ensure, unit};
+use crate::registry::Entry;
+use crate::{exit, gc, kprintln, percore, timeline};
+use alloc::string::String;
+use alloc::vec::Vec;
+use tricolor_arch::cpu;
+use tricolor_arch::irqmask::IrqGuard;
+use tricolor_kernel::cmdline::Config;
+use tricolor_timeline::State;
+
+crate::register!(TESTS);
+const TESTS: &[Entry] = &[
+    unit(
+        "timeline_records_a_cycle",
+        "a collection records mark, pause and sweep on its core, a pause on every other, and returns to the state before",
+        timeline_records_a_cycle,
+    ),
+    unit(
+        "timeline_totals_cover_every_tick",
+        "each core's recorder accounts for every counter tick since boot, in exactly one state",
+        timeline_totals_cover_every_tick,
+    ),
+    bench("bench-timeline", "instructions per recorded transition (BENCH timeline line; run under -icount)", bench_timeline),
+];
+
+/// Every state core `core` entered since its `since`-th event.
+fn states_since(core: usize, since: u64) -> Vec<State> {
+    let s = timeline::snapshot(core);
+    let skip = since.saturating_sub(s.first) as usize;
+    s.events.iter().skip(skip).map(|e| e.state).collect()
+}
+
+fn timeline_records_a_cycle(_: &Config<'_>) -> Result<(), String> {
+    ensure!(gc::is_ready(), "needs the collector");
+    let me = percore::id();
+    let cores = percore::online_count();
+    let before: Vec<u64> = (0..cores).map(timeline::recorded).collect();
+    let state_before = timeline::current();
+    {
+        // IRQs on: the other cores' stop requests and this core's own interrupts go on as usual.
+        let _irqs = IrqGuard::unmask();
+        gc::collect();
+    }
+    let mine = states_since(me, before[me]);
+    for state in [State::Mark, State::Pause, State::Sweep] {
+        ensure!(mine.contains(&state), "core {me} never entered {} during a cycle: {mine:?}", state.name());
+    }
+    ensure!(
+        timeline::current() == state_before,
+        "core {me} is in {} after the cycle, was in {} before",
+        timeline::current().name(),
+        state_before.name()
+    );
+    for core in (0..cores).filter(|&c| c != me) {
+        let theirs = states_since(core, before[core]);
+        ensure!(theirs.contains(&State::Pause), "core {core} recorded no pause during a cycle: {theirs:?}");
+    }
+    Ok(())
+}
+
+fn timeline_totals_cover_every_tick(_: &Config<'_>) -> Result<(), String> {
+    for core in 0..percore::online_count() {
+        // The recorder starts in mutator at tick 0, so its totals add up to the counter.
+        let now = cpu::counter();
+        let sum: u64 = timeline::totals_at(core, now).iter().sum();
+        ensure!(sum == now, "core {core}: the totals add up to {sum} ticks, the counter says {now}");
+    }
+    Ok(())
+}
+
+/// Transitions per measurement.
+const TRANSITIONS: u64 = 20_000;
+
+fn bench_timeline(_: &Config<'_>) -> ! {
+    if percore::online_count() != 1 {
+        kprintln!("bench-timeline: numbers repeat run to run only with -smp 1 and -icount");
+    }
+    let ns = |ticks: u64| ticks as f64 * 1e9 / cpu::counter_frequency() as f64;
+    let start = cpu::counter();
+    for i in 0..TRANSITIONS {
+        // Alternate, so every call is a transition (enter + leave, as a hook site does).
+        core::hint::black_box(timeline::enter(if i % 2 == 0 { State::Sweep } else { State::Mutator }));
+    }
+    let transition = ns(cpu::counter() - start) / TRANSITIONS as f64;
+    let start = cpu::counter();
+    for _ in 0..TRANSITIONS {
+        // Already in the state: the early exit (a task switch between two mutators takes it).
+        core::hint::black_box(timeline::enter(State::Mutator));
+    }
+    let same = ns(cpu::counter() - start) / TRANSITIONS as f64;
+    kprintln!(
+        "BENCH timeline transitions={TRANSITIONS} ns_per_transition={transition:.2} ns_per_same_state={same:.2} capacity={}",
+        timeline::capacity(percore::id())
+    );
+    exit::exit(exit::SUCCESS)
+}
