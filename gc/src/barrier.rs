@@ -81,7 +81,9 @@ pub const BARRIER_CHECKING: usize = 2;
 #[no_mangle]
 pub static WRITE_BARRIER: AtomicUsize = AtomicUsize::new(0);
 
-/// How the barrier behaves. Switchable between cycles with [`Collector::set_mode`].
+/// How the barrier behaves. Switchable between cycles with [`Collector::set_mode`]. The values
+/// are the word `MODE` holds; the modes that shade inside the barrier are the values from
+/// `Direct` up (`record` tests them with one comparison).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum BarrierMode {
@@ -90,24 +92,29 @@ pub enum BarrierMode {
     /// Record old and new in the per-core wbBuf; flush when full (the default).
     Buffered = 1,
     /// Shade old and new inside the barrier, no buffer (the pre-buffer baseline).
-    Direct = 2,
+    Direct = 4,
     /// Every barrier takes the slow path (its wbBuf is always full), which reports GC pointers
     /// stored where the marker never looks: outside the GC heap and the registered roots, into
     /// no-scan objects, at offsets a type does not list as pointer fields; then shades old and new.
     Checked = 3,
     /// Stress suites only, a negative control: mark concurrently with the barrier off. The
     /// verifier must catch the objects this loses.
-    UnsafeOffDuringMark = 4,
+    UnsafeOffDuringMark = 2,
+    /// Go 1.9's barrier (`writebarrierptr`, before the buffer of Go 1.10): every barrier switches
+    /// to the core's system stack (`systemstack(func() { gcmarkwb_m(dst, src) })`) and shades the
+    /// old and the new value there. For measuring what the buffer saved (Go issue 22460).
+    DirectSystemstack = 5,
 }
 
 impl BarrierMode {
     /// All modes, for command lines and test matrices.
-    pub const ALL: [BarrierMode; 5] = [
+    pub const ALL: [BarrierMode; 6] = [
         BarrierMode::Off,
         BarrierMode::Buffered,
         BarrierMode::Direct,
         BarrierMode::Checked,
         BarrierMode::UnsafeOffDuringMark,
+        BarrierMode::DirectSystemstack,
     ];
 
     /// The command-line name (`gc.mode=`).
@@ -118,6 +125,7 @@ impl BarrierMode {
             BarrierMode::Direct => "direct",
             BarrierMode::Checked => "checked",
             BarrierMode::UnsafeOffDuringMark => "unsafe-off-during-mark",
+            BarrierMode::DirectSystemstack => "direct-systemstack",
         }
     }
 
@@ -130,9 +138,10 @@ impl BarrierMode {
         match v {
             0 => BarrierMode::Off,
             1 => BarrierMode::Buffered,
-            2 => BarrierMode::Direct,
+            2 => BarrierMode::UnsafeOffDuringMark,
             3 => BarrierMode::Checked,
-            _ => BarrierMode::UnsafeOffDuringMark,
+            4 => BarrierMode::Direct,
+            _ => BarrierMode::DirectSystemstack,
         }
     }
 
@@ -143,7 +152,10 @@ impl BarrierMode {
 
     /// Whether the barrier records pointers while marking.
     pub fn barrier_while_marking(self) -> bool {
-        matches!(self, BarrierMode::Buffered | BarrierMode::Direct | BarrierMode::Checked)
+        matches!(
+            self,
+            BarrierMode::Buffered | BarrierMode::Direct | BarrierMode::Checked | BarrierMode::DirectSystemstack
+        )
     }
 }
 
@@ -155,7 +167,9 @@ pub fn mode() -> BarrierMode {
     BarrierMode::from_u8(MODE.load(Ordering::Relaxed))
 }
 
+/// Without barriers every mode is `off`: marking must stop the world.
 pub(crate) fn set_mode_word(m: BarrierMode) {
+    let m = if COMPILED_OUT { BarrierMode::Off } else { m };
     // Ordering: Relaxed; written only while the world is stopped, and the STW handshake orders it
     // before any core's next barrier.
     MODE.store(m as u8, Ordering::Relaxed);
@@ -168,9 +182,18 @@ pub fn write_pointer<P: Platform>(slot: &AtomicUsize, new: usize) {
     write_pointer_at::<P>(slot, new, Location::caller())
 }
 
+/// Whether this build has its barriers compiled out (feature `no-barriers`): stores are plain and
+/// every cycle marks with the world stopped, whatever mode is asked for.
+pub const COMPILED_OUT: bool = cfg!(feature = "no-barriers");
+
 /// [`write_pointer`] with an explicit caller for checked-mode reports: the platform's window.
 #[inline(always)]
 pub fn write_pointer_at<P: Platform>(slot: &AtomicUsize, new: usize, caller: &'static Location<'static>) {
+    if COMPILED_OUT {
+        // Ordering: Release, as in the barrier (mutators' happens-before to what the handle names).
+        slot.store(new, Ordering::Release);
+        return;
+    }
     P::write_pointer(slot, new, caller)
 }
 
@@ -218,25 +241,44 @@ fn record<P: Platform>(slot: &AtomicUsize, new: usize, caller: &'static Location
     if flag & BARRIER_CHECKING != 0 {
         check_store::<P>(slot, new, caller);
     }
-    let old = slot.load(Ordering::Relaxed);
     // Every mode but `buffered` shades here (its buffer is always full: see `Collector::set_mode`):
-    // `direct`, and `checked` after its check.
+    // `direct` and `direct-systemstack`, and `checked` after its check.
     if mode() != BarrierMode::Buffered {
         core.stats.barriers.bump();
         if flag & BARRIER_MARKING != 0 {
-            let c = P::collector();
-            // SAFETY: this core, preemption disabled by the caller's guard.
-            let work = unsafe { core.work_mut() };
-            mark::shade(c, core, work, old);
-            mark::shade(c, core, work, new);
-            work.publish_if_large(&c.work);
+            if mode() == BarrierMode::DirectSystemstack {
+                shade_on_systemstack::<P>(slot, new);
+            } else {
+                shade_pair::<P>(core, slot.load(Ordering::Relaxed), new);
+            }
         }
         return;
     }
+    let old = slot.load(Ordering::Relaxed);
     // SAFETY: this core's buffer, preemption disabled by `write_pointer_at`'s guard for as long as
     // the reference lives (it ends with this statement).
     let buf = unsafe { core.wbbuf_mut() };
     *buf.get2(wb_buf_flush::<P>) = [old, new];
+}
+
+/// The barrier of mode `direct-systemstack`, Go 1.9's `writebarrierptr_prewrite1`: read the old
+/// value and shade both on the system stack. Preemption stays disabled across the switch (the
+/// barrier's guard), so nothing else runs on this core between this read and the barrier's store.
+/// Out of line: the switch's code does not weigh on `record`'s other paths.
+#[inline(never)]
+fn shade_on_systemstack<P: Platform>(slot: &AtomicUsize, new: usize) {
+    P::systemstack(|| shade_pair::<P>(P::current_core(), slot.load(Ordering::Relaxed), new));
+}
+
+/// Shade a barrier's old and new value on `core` (modes `direct` and `direct-systemstack`).
+#[inline(always)]
+fn shade_pair<P: Platform>(core: &GcCore, old: usize, new: usize) {
+    let c = P::collector();
+    // SAFETY: this core, preemption disabled by the barrier's guard.
+    let work = unsafe { core.work_mut() };
+    mark::shade(c, core, work, old);
+    mark::shade(c, core, work, new);
+    work.publish_if_large(&c.work);
 }
 
 /// Flush the current core's wbBuf on the core's system stack. Called by `get2` when full.
@@ -265,9 +307,7 @@ pub fn wb_buf_flush1(c: &Collector, core: &GcCore, buf: &mut WbBuf) {
     core.stats.flushes.bump();
     // SAFETY: the flush runs on `core` with preemption off, or during stop-the-world.
     let work = unsafe { core.work_mut() };
-    for &p in buf.recorded() {
-        mark::shade(c, core, work, p);
-    }
+    mark::shade_recorded(c, core, work, buf.recorded());
     buf.reset();
     work.publish(&c.work);
 }

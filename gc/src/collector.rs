@@ -261,6 +261,8 @@ impl Collector {
     /// Switch the barrier mode between cycles (stops the world). Pending buffered pointers are
     /// discarded: no cycle is marking.
     pub fn set_mode<P: Platform>(&self, mode: BarrierMode) {
+        // Compiled out, no barrier records or checks anything: mark as `off` does.
+        let mode = if barrier::COMPILED_OUT { BarrierMode::Off } else { mode };
         let _cycle = self.cycle_lock.lock();
         P::stop_the_world(|| {
             let entries = self.wbbuf_entries.load(Ordering::Relaxed);

@@ -46,8 +46,6 @@ pub const PINNED_TAIL_PAGES: usize = 1;
 /// Every freed byte (and every never-allocated byte) of the heap holds this pattern.
 pub const POISON: u8 = 0xA5;
 
-const NO_PAGE: u32 = u32::MAX;
-
 /// A core's allocation cache for one size class: the span it allocates from and the free objects
 /// of one of that span's bitmap words. Touched only by its core (the [`GcCore`] ownership rule).
 #[derive(Clone, Copy, Debug)]
@@ -108,6 +106,98 @@ pub(crate) struct ObjRef {
     pub(crate) noscan: bool,
 }
 
+/// The tables of a [`Heap`] that a lookup reads, copied into locals once per wbBuf flush
+/// (`Heap::view`): `Heap` holds atomics, so the compiler cannot keep its fields in registers across
+/// the flush loop's stores by itself, and without the copy every pointer reloads the heap's base,
+/// size and table addresses. The fields never change while the heap lives.
+#[derive(Clone, Copy)]
+pub(crate) struct HeapView<'h> {
+    base_addr: usize,
+    size: usize,
+    /// `Heap::page_span`, `size / HEAP_PAGE_SIZE` entries.
+    page_span: *const AtomicU32,
+    /// `Heap::spans`, one more (the free sentinel).
+    spans: *const Span,
+    _heap: core::marker::PhantomData<&'h Heap>,
+}
+
+impl<'h> HeapView<'h> {
+    /// The span whose metadata is at `start_page`, unchecked.
+    ///
+    /// # Safety
+    /// `start_page` is a page of the heap or the free sentinel (`<= size / HEAP_PAGE_SIZE`).
+    #[inline(always)]
+    pub(crate) unsafe fn span(&self, start_page: u32) -> &'h Span {
+        // SAFETY: the caller's bound; `spans` has one entry per page and the sentinel, and lives
+        // as long as `'h`.
+        unsafe { &*self.spans.add(start_page as usize) }
+    }
+
+    /// The barrier flush's lookup: the allocated object containing `addr` if its mark bit was
+    /// clear when read, `None` if `addr` is nil, outside the heap, no allocated object, or an
+    /// object already marked (Go's `findObject` then `isMarked` in `wbBufFlush1`, reordered).
+    ///
+    /// The mark bit is tested first, before the span's state, the object count and the alloc bit:
+    /// a barrier record is nearly always an object shaded already, and a set bit filters it
+    /// whatever else is true. That is sound because filtering is what [`Heap::find_object`]
+    /// returning `None` would do too, so only the case "`find_object` finds an allocated white
+    /// object, and this reads its bit as set" would lose a shade, and it cannot happen: the page's
+    /// Acquire load makes the span's `div_mul` the one published with the page, so the index is
+    /// the object's, and its bit, once clear during a mark, is set only by a shade. For addresses
+    /// that are no object (the tail past the last object, a span being freed) the bit read is some
+    /// bit of the same span's bitmap (the word index is masked), and filtering them is right.
+    /// No division and no bounds check: the index is a multiply-shift (`Span::div_mul`) and the
+    /// tables are indexed unchecked under the heap-range test. The object count is not tested
+    /// either: an index past the objects has its alloc bit clear (`new_span` clears the whole
+    /// bitmap, allocation sets only bits below `nelems`), and every index is below
+    /// `MAX_OBJECTS_PER_SPAN` (a span's bytes over its element size is at most `nelems` plus a
+    /// tail short of one element, and only the 16-byte class fills 512 with no tail), so the
+    /// masked word is the index's own.
+    ///
+    /// Returns the object with its bitmap word and bit, for the caller's RMW on the mark word.
+    #[inline(always)]
+    pub(crate) fn find_unmarked(&self, addr: usize) -> Option<(ObjRef, usize, u64)> {
+        // Nil fails this test too (the heap does not start at 0): one test for both.
+        let off = addr.wrapping_sub(self.base_addr);
+        if off >= self.size {
+            return None;
+        }
+        let page = off / HEAP_PAGE_SIZE;
+        // SAFETY: `off < size`, so `page < npages`, the length of `page_span`.
+        let page_span = unsafe { &*self.page_span.add(page) };
+        // Ordering: Acquire pairs with the Release stores publishing a new span (`new_span`), so
+        // its `div_mul`, `nelems` and bitmaps are the new span's once the page names it.
+        let sp = page_span.load(Ordering::Acquire);
+        // SAFETY: `page_span` holds only start pages of spans, pages of this heap (`new_span`),
+        // or the free sentinel, which is the one entry of `spans` past them.
+        let span = unsafe { self.span(sp) };
+        // A free page's sentinel has `div_mul` 0 (index 0) and every mark bit set: filtered below.
+        // Its start (`npages`) lies past every page, so the offset wraps; the index is 0 anyway.
+        let span_off = off.wrapping_sub(sp as usize * HEAP_PAGE_SIZE);
+        let index = span.index_of(span_off);
+        // Masked into the bitmap: an index past the objects (the tail of the span) reads some bit
+        // of this bitmap, harmlessly (see above), instead of a bounds check.
+        let word = (index / 64) & (BITMAP_WORDS - 1);
+        let bit = 1u64 << (index % 64);
+        if span.mark.word(word) & bit != 0 {
+            return None;
+        }
+        // White, or no object: decide with the checks `find_object` makes.
+        // Ordering: Acquire, as in `find_object` (a span freed meanwhile reads as free).
+        if span.state.load(Ordering::Acquire) == SPAN_FREE {
+            return None;
+        }
+        debug_assert!(index < BITMAP_WORDS * 64 && (index < span.nelems() || !span.alloc.get(index)));
+        if span.alloc.word(word) & bit == 0 {
+            return None;
+        }
+        // From `addr`, not from `sp`: the span's start is then needed only as `sp * page`
+        // subtracted (one instruction with the shift folded in).
+        let base = addr.wrapping_sub(span_off) + index * span.elem_size();
+        Some((ObjRef { span: sp, index: index as u32, base, noscan: span.noscan.load(Ordering::Relaxed) }, word, bit))
+    }
+}
+
 /// Per size class, the spans a refill may take (a simpler form of Go's mcentral span sets).
 /// Everything here is only touched under the class lock. `gen` is the sweep generation the rest
 /// describes; the first user in a new generation (`roll`) resets it in O(1), so
@@ -163,8 +253,13 @@ pub struct Heap {
     base: *mut u8,
     base_addr: usize,
     npages: usize,
+    /// One entry per page (a span's metadata at its first page), and one more past them: the
+    /// free page's sentinel (`npages`), a span that is always free and whose mark bits are all
+    /// set. A free page names it, so a lookup of a pointer into a free page needs no test of its
+    /// own: `find_object` finds the span free, and the flush's `find_unmarked` finds the pointer
+    /// "marked" and filters it at the test it makes for every pointer anyway.
     spans: Box<[Span]>,
-    /// Page -> start page of the span covering it (`NO_PAGE` if free).
+    /// Page -> start page of the span covering it, or `npages` (the sentinel) if free.
     page_span: Box<[AtomicU32]>,
     pages: crate::sync::Mutex<PageMap>,
     classes: [crate::sync::Mutex<ClassList>; NUM_CLASSES],
@@ -223,7 +318,11 @@ impl Heap {
         let start = addr.next_multiple_of(HEAP_PAGE_SIZE);
         let npages = len.saturating_sub(start - addr) / HEAP_PAGE_SIZE;
         assert!(npages > 0, "GC heap region too small: {len} bytes");
-        assert!(npages < NO_PAGE as usize, "GC heap too large");
+        assert!(npages < u32::MAX as usize, "GC heap too large");
+        let spans: Box<[Span]> = (0..=npages).map(|_| Span::new()).collect();
+        for w in 0..BITMAP_WORDS {
+            spans[npages].mark.store_word(w, u64::MAX);
+        }
         let base = base.wrapping_add(start - addr);
         // SAFETY: `[base, base + npages * HEAP_PAGE_SIZE)` lies within the caller's region.
         unsafe { core::ptr::write_bytes(base, POISON, npages * HEAP_PAGE_SIZE) };
@@ -231,8 +330,8 @@ impl Heap {
             base,
             base_addr: start,
             npages,
-            spans: (0..npages).map(|_| Span::new()).collect(),
-            page_span: (0..npages).map(|_| AtomicU32::new(NO_PAGE)).collect(),
+            spans,
+            page_span: (0..npages).map(|_| AtomicU32::new(npages as u32)).collect(),
             pages: crate::sync::Mutex::new(PageMap::new(npages)),
             classes: core::array::from_fn(|_| {
                 // `gen` 0 is never the heap's (it starts at 2), so the first refill rolls.
@@ -338,13 +437,11 @@ impl Heap {
         // Ordering: Acquire pairs with the Release stores publishing a new span, so its metadata
         // (size, count) is visible once the page says it belongs to it.
         let sp = self.page_span[page].load(Ordering::Acquire);
-        if sp == NO_PAGE {
-            return None;
-        }
         debug_assert!((sp as usize) < self.spans.len());
         // SAFETY: `page_span` holds only start pages of spans, which are pages of this heap
-        // (`new_span`), so `sp < npages == spans.len()`.
+        // (`new_span`), or the free sentinel `npages`, so `sp <= npages < spans.len()`.
         let span = unsafe { self.spans.get_unchecked(sp as usize) };
+        // A free page names the sentinel, which is always free.
         if span.state.load(Ordering::Acquire) == SPAN_FREE {
             return None;
         }
@@ -355,6 +452,19 @@ impl Heap {
         }
         let base = self.span_base(sp) + index * span.elem_size();
         Some(ObjRef { span: sp, index: index as u32, base, noscan: span.noscan.load(Ordering::Relaxed) })
+    }
+
+    /// The heap's lookup tables, read once: a wbBuf flush looks up hundreds of pointers with them
+    /// in registers (see [`HeapView`]).
+    #[inline(always)]
+    pub(crate) fn view(&self) -> HeapView<'_> {
+        HeapView {
+            base_addr: self.base_addr,
+            size: self.npages * HEAP_PAGE_SIZE,
+            page_span: self.page_span.as_ptr(),
+            spans: self.spans.as_ptr(),
+            _heap: core::marker::PhantomData,
+        }
     }
 
     /// The object a conservatively scanned word (a stack word, a saved register) refers to: as
@@ -783,7 +893,7 @@ impl Heap {
             list.remove(i, |moved, at| self.span(moved).class_pos.store(at as u32, Ordering::Relaxed));
         }
         for p in sp as usize..sp as usize + npages {
-            self.page_span[p].store(NO_PAGE, Ordering::Release);
+            self.page_span[p].store(self.npages as u32, Ordering::Release);
         }
         s.state.store(SPAN_FREE, Ordering::Release);
         if self.poisons() {

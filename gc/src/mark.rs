@@ -40,7 +40,11 @@ impl LocalWork {
         if self.len == LOCAL_WORK_ENTRIES {
             self.publish(global);
         }
-        self.items[self.len] = base;
+        debug_assert!(self.len < LOCAL_WORK_ENTRIES);
+        // SAFETY: `len < LOCAL_WORK_ENTRIES` here (a full buffer was just published, which empties
+        // it), and `len <= LOCAL_WORK_ENTRIES` always (this is the only push). No bounds check on
+        // the shading paths' hottest store.
+        unsafe { *self.items.get_unchecked_mut(self.len) = base };
         self.len += 1;
     }
 
@@ -174,6 +178,54 @@ pub(crate) fn shade_object(c: &Collector, core: &GcCore, work: &mut LocalWork, o
         work.push(&c.work, obj.base);
     }
     true
+}
+
+/// Shade every pointer in `ptrs` (a wbBuf's records, Go's `wbBufFlush1` loop), at the least
+/// cost per pointer: the heap's tables are read once for the whole slice ([`Heap::view`]), nil,
+/// non-heap and already-marked pointers leave at the first failing test with no atomic RMW
+/// ([`HeapView::find_unmarked`]), and the statistics are added once at the end instead of per
+/// object, and only if it shaded any. Returns the number of objects this call shaded. Inlined
+/// into its one caller, `wb_buf_flush1`, so a flush saves and restores registers once.
+///
+/// [`Heap::view`]: crate::heap::Heap::view
+/// [`HeapView::find_unmarked`]: crate::heap::HeapView::find_unmarked
+#[inline(always)]
+pub(crate) fn shade_recorded(c: &Collector, core: &GcCore, work: &mut LocalWork, ptrs: &[usize]) -> u64 {
+    let heap = c.heap.view();
+    let mut shaded = 0u64;
+    let mut bytes = 0u64;
+    // The grey buffer's length in a register for the loop (`work.push` would load and store it
+    // at every object); written back before a publication and at the end.
+    let mut len = work.len;
+    for &p in ptrs {
+        let Some((obj, word, bit)) = heap.find_unmarked(p) else {
+            continue;
+        };
+        // SAFETY: `obj.span` came from the heap's page table, so it is one of its pages.
+        let span = unsafe { heap.span(obj.span) };
+        // The RMW decides a race with another shader: only the one that sets the bit queues it.
+        if !span.mark.set_in_word(word, bit) {
+            continue;
+        }
+        shaded += 1;
+        bytes += span.elem_size() as u64;
+        if !obj.noscan {
+            if len == LOCAL_WORK_ENTRIES {
+                work.len = len;
+                work.publish(&c.work);
+                len = 0;
+            }
+            // SAFETY: `len < LOCAL_WORK_ENTRIES`: a full buffer was just published.
+            unsafe { *work.items.get_unchecked_mut(len) = obj.base };
+            len += 1;
+        }
+    }
+    work.len = len;
+    if shaded != 0 {
+        core.stats.shaded.add(shaded);
+        core.stats.bytes_marked.add(bytes);
+    }
+    shaded
 }
 
 /// Scan one grey object: shade every pointer its type lists.

@@ -47,6 +47,15 @@ impl Bitmap {
         self.0[i / 64].fetch_or(bit, Ordering::Relaxed) & bit == 0
     }
 
+    /// Set the bits `bits` of word `w` (of a bitmap this caller indexed itself, `w` in range); true
+    /// if they were all clear (this caller set them).
+    #[inline(always)]
+    pub(crate) fn set_in_word(&self, w: usize, bits: u64) -> bool {
+        debug_assert!(w < BITMAP_WORDS);
+        // SAFETY: `w < BITMAP_WORDS` is the caller's bound (masked by `HeapView::find_unmarked`).
+        unsafe { self.0.get_unchecked(w) }.fetch_or(bits, Ordering::Relaxed) & bits == 0
+    }
+
     /// Set bit `bit` of word `w` with a plain load and store, no RMW: only for a bitmap with one
     /// writer at the time, which an owned span's `alloc` is (discipline 1 below: no one else
     /// writes the alloc bits of a span a core's cache owns; concurrent readers see the word

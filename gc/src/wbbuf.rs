@@ -117,7 +117,10 @@ impl WbBuf {
     /// The recorded pointers, oldest first.
     #[inline]
     pub fn recorded(&self) -> &[usize] {
-        &self.entries[..self.next]
+        debug_assert!(self.next <= WBBUF_MAX_ENTRIES);
+        // SAFETY: `next <= end <= WBBUF_MAX_ENTRIES` (the module invariant: `set_entries` clamps
+        // `end`, `get1`/`get2` never move `next` past it), the length of `entries`.
+        unsafe { self.entries.get_unchecked(..self.next) }
     }
 
     /// Room for one pointer; calls `flush` first if the buffer is full. `flush` must leave room

@@ -8,8 +8,10 @@ use crate::registry::Entry;
 use crate::workload::graph::Node;
 use crate::{exit, kprintln};
 use alloc::string::String;
+use alloc::vec::Vec;
 use tricolor_arch::cpu;
-use tricolor_gc::{BarrierMode, Gc};
+use tricolor_gc::barrier::wb_buf_flush;
+use tricolor_gc::{BarrierMode, Gc, Platform, WbBuf};
 use tricolor_kernel::cmdline::Config;
 
 crate::register!(SCENARIOS);
@@ -31,13 +33,13 @@ const STORES: u64 = 20_000;
 
 /// Nanoseconds (instructions, under -icount) per store of `stores()`.
 fn per_store(stores: impl FnOnce()) -> f64 {
-    per_store_of(STORES, stores)
+    per_op(STORES, stores)
 }
 
-/// [`per_store`] for a burst of `n` stores.
-fn per_store_of(n: u64, stores: impl FnOnce()) -> f64 {
+/// Nanoseconds (instructions, under -icount) per operation of `ops()`, which does `n` of them.
+fn per_op(n: u64, ops: impl FnOnce()) -> f64 {
     let start = cpu::counter();
-    stores();
+    ops();
     let ticks = cpu::counter() - start;
     ticks as f64 * 1e9 / cpu::counter_frequency() as f64 / n as f64
 }
@@ -59,7 +61,7 @@ fn fast_path(a: Gc<Node>, b: Gc<Node>) {
             gc::collector().flush_this_core::<Kernel>();
         }
         let flushes = gc::collector().stats::<Kernel>().flushes;
-        let barriered = per_store_of(FAST_PATH_STORES, || {
+        let barriered = per_op(FAST_PATH_STORES, || {
             for i in 0..FAST_PATH_STORES {
                 a.set_left(if i % 2 == 0 { Some(b) } else { None });
             }
@@ -67,7 +69,7 @@ fn fast_path(a: Gc<Node>, b: Gc<Node>) {
         if gc::collector().stats::<Kernel>().flushes != flushes {
             kprintln!("bench-barrier: the fast-path burst flushed; its figure includes a flush");
         }
-        let plain = per_store_of(FAST_PATH_STORES, || {
+        let plain = per_op(FAST_PATH_STORES, || {
             for i in 0..FAST_PATH_STORES {
                 a.store_left_unbarriered(if i % 2 == 0 { Some(b) } else { None });
             }
@@ -90,23 +92,22 @@ fn barriered(a: Gc<Node>, b: Gc<Node>) {
     }
 }
 
-/// The same stores without any barrier: what a build with barriers compiled out would do.
-fn plain(a: Gc<Node>, b: Gc<Node>) {
-    for i in 0..STORES {
-        a.store_left_unbarriered(if i % 2 == 0 { Some(b) } else { None });
+/// Barriered stores of `targets` in turn into one slot: with fresh white targets every store
+/// records the previous target (shaded by then, or about to be in the same flush) and a white one.
+fn barriered_each(a: Gc<Node>, targets: &[Gc<Node>]) {
+    for &t in targets {
+        a.set_left(Some(t));
     }
 }
 
 /// Measures inside a cycle's mark phase (barrier on for the concurrent modes), then lets the
-/// cycle finish.
-fn measure_during_mark(a: Gc<Node>, b: Gc<Node>) -> (f64, f64, u64) {
+/// cycle finish. Returns instructions per store and the flushes.
+fn measure_during_mark(a: Gc<Node>, b: Gc<Node>) -> (f64, u64) {
     let flushes_before = gc::collector().stats::<Kernel>().flushes;
-    let mut result = (0.0, 0.0);
-    gc::collector().collect_with_hook::<Kernel>(&mut || {
-        result = (per_store(|| barriered(a, b)), per_store(|| plain(a, b)));
-    });
+    let mut result = 0.0;
+    gc::collector().collect_with_hook::<Kernel>(&mut || result = per_store(|| barriered(a, b)));
     let flushes = gc::collector().stats::<Kernel>().flushes - flushes_before;
-    (result.0, result.1, flushes)
+    (result, flushes)
 }
 
 /// The two objects the stores use, after checking the scenario can run.
@@ -124,27 +125,186 @@ fn bench_objects(name: &str) -> (Gc<Node>, Gc<Node>) {
     (a, b)
 }
 
+/// Fast-path stores per component measurement: 2 047 records fill a 4 096-entry wbBuf to 4 094,
+/// so none of them flushes.
+const FAST_STORES: u64 = 2047;
+/// Entries per measured flush, and flushes per flush-cost loop.
+const FLUSH_ENTRIES: usize = 512;
+const FLUSH_REPS: usize = 64;
+
+/// A wbBuf of the benchmark's own (not a core's): the flush-cost loops fill and flush it.
+static FLUSH_BUF: spin::Mutex<WbBuf> = spin::Mutex::new(WbBuf::new());
+
+/// Instructions per flush of a buffer holding `n` entries `value(rep, i)`: `FLUSH_REPS` times
+/// fill and flush it through `wb_buf_flush` (the barrier's own call: `systemstack`, then
+/// `wb_buf_flush1`), less the same fills discarded instead (the fill loop's own cost). Runs during
+/// a mark, preemption disabled as the barrier's flush is.
+fn flush_cost(n: usize, value: &dyn Fn(usize, usize) -> usize) -> f64 {
+    let mut buf = FLUSH_BUF.lock();
+    let _np = Kernel::disable_preemption();
+    let fill = |buf: &mut WbBuf, rep: usize| {
+        buf.set_entries(n);
+        for i in 0..n {
+            *buf.get1(|_| unreachable!("filled to its size, never past")) = value(rep, i);
+        }
+    };
+    let flushed = per_op(FLUSH_REPS as u64, || {
+        for rep in 0..FLUSH_REPS {
+            fill(&mut buf, rep);
+            wb_buf_flush::<Kernel>(&mut buf);
+        }
+    });
+    let discarded = per_op(FLUSH_REPS as u64, || {
+        for rep in 0..FLUSH_REPS {
+            fill(&mut buf, rep);
+            buf.discard();
+        }
+    });
+    flushed - discarded
+}
+
+/// The parts of a barriered store, each from a loop of its own (instructions).
+struct Components {
+    /// A store with the barrier on whose record fits the buffer (no flush), loop included.
+    fast: f64,
+    /// The same for [`barriered_each`]'s loop.
+    fast_each: f64,
+    /// Per recorded pointer the flush filters: nil, outside the heap, an object already marked.
+    nil: f64,
+    not_in_heap: f64,
+    marked: f64,
+    /// Per recorded pointer the flush shades white -> grey (the grey work published included).
+    shaded: f64,
+    /// Per flush, whatever it holds: the call, the system stack switch, the checks, the reset and
+    /// the publication.
+    fixed: f64,
+}
+
+/// Measures [`Components`] in two cycles (one with a 4 096-entry wbBuf for the fast path). The
+/// shaded pointers are fresh white objects, allocated between the cycles, that no root reaches:
+/// white at mark start, floating garbage of the cycle that shades them.
+fn components(a: Gc<Node>, b: Gc<Node>) -> Components {
+    let mut c =
+        Components { fast: 0.0, fast_each: 0.0, nil: 0.0, not_in_heap: 0.0, marked: 0.0, shaded: 0.0, fixed: 0.0 };
+    gc::set_mode(BarrierMode::Buffered);
+    gc::collector().set_wbbuf_entries::<Kernel>(4096);
+    let bs: Vec<Gc<Node>> = (0..FAST_STORES).map(|_| b).collect();
+    gc::collector().collect_with_hook::<Kernel>(&mut || {
+        let flush = || {
+            let _np = Kernel::disable_preemption();
+            gc::collector().flush_this_core::<Kernel>();
+        };
+        flush();
+        c.fast = per_op(FAST_STORES, || {
+            for i in 0..FAST_STORES {
+                a.set_left(if i % 2 == 0 { Some(b) } else { None });
+            }
+        });
+        flush();
+        c.fast_each = per_op(FAST_STORES, || barriered_each(a, &bs));
+        flush();
+    });
+    gc::collector().set_wbbuf_entries::<Kernel>(512);
+    let whites = fresh_whites(FLUSH_REPS * FLUSH_ENTRIES);
+    let marked = b.addr();
+    let outside = core::ptr::addr_of!(FLUSH_BUF) as usize;
+    gc::collector().collect_with_hook::<Kernel>(&mut || {
+        let per_pointer = |value: &dyn Fn(usize, usize) -> usize| {
+            (flush_cost(FLUSH_ENTRIES, value) - flush_cost(2, value)) / (FLUSH_ENTRIES - 2) as f64
+        };
+        c.nil = per_pointer(&|_, _| 0);
+        c.not_in_heap = per_pointer(&|_, _| outside);
+        c.marked = per_pointer(&|_, _| marked);
+        c.fixed = flush_cost(2, &|_, _| 0) - 2.0 * c.nil;
+        // Fresh white objects for every entry of every flush.
+        let white = |rep: usize, i: usize| whites[rep * FLUSH_ENTRIES + i].addr();
+        c.shaded = (flush_cost(FLUSH_ENTRIES, &white) - c.fixed) / FLUSH_ENTRIES as f64;
+    });
+    c
+}
+
+/// `n` objects no root reaches, white at the next mark start, or the exit if a cycle ran while
+/// they were allocated (it would have freed them).
+fn fresh_whites(n: usize) -> Vec<Gc<Node>> {
+    let cycles = gc::collector().stats::<Kernel>().cycles;
+    let whites: Vec<Gc<Node>> =
+        (0..n).map(|_| gc::alloc::<Node>().unwrap_or_else(|_| exit::exit(exit::TEST_FAILED))).collect();
+    if gc::collector().stats::<Kernel>().cycles != cycles {
+        kprintln!("bench-barrier: a cycle ran while the white targets were allocated");
+        exit::exit(exit::TEST_FAILED);
+    }
+    whites
+}
+
 fn bench_barrier(_: &Config<'_>) -> ! {
     let (a, b) = bench_objects("bench-barrier");
-    for mode in [BarrierMode::Off, BarrierMode::Buffered, BarrierMode::Direct, BarrierMode::Checked] {
+    if tricolor_gc::barrier::COMPILED_OUT {
+        // The kernel built with `no-barriers`: the same stores are plain stores, and there is
+        // no barrier to take apart.
+        let (ns, _) = measure_during_mark(a, b);
+        kprintln!("BENCH barrier mode=compiled-out wbbuf=512 stores={STORES} ns_per_store={ns:.2} flushes=0");
+        kprintln!("bench-barrier: done");
+        exit::exit(exit::SUCCESS)
+    }
+    for mode in [
+        BarrierMode::Off,
+        BarrierMode::Buffered,
+        BarrierMode::Direct,
+        BarrierMode::DirectSystemstack,
+        BarrierMode::Checked,
+    ] {
         gc::set_mode(mode);
-        let (ns, base, flushes) = measure_during_mark(a, b);
+        let (ns, flushes) = measure_during_mark(a, b);
         kprintln!(
-            "BENCH barrier mode={} wbbuf=512 stores={STORES} ns_per_store={ns:.2} compiled_out_ns_per_store={base:.2} flushes={flushes}",
+            "BENCH barrier mode={} wbbuf=512 stores={STORES} ns_per_store={ns:.2} flushes={flushes}",
             mode.name()
         );
     }
+    // The components, then the per-store totals they must predict. White targets are
+    // allocated with the pacer off (a cycle in between would free them: they are garbage).
+    gc::set_pacer(false);
+    let c = components(a, b);
+    kprintln!(
+        "BENCH barrier_components wbbuf=512 fast_path={:.2} fast_path_each={:.2} filtered_nil={:.2} filtered_not_in_heap={:.2} filtered_marked={:.2} shaded={:.2} flush_fixed={:.2}",
+        c.fast, c.fast_each, c.nil, c.not_in_heap, c.marked, c.shaded, c.fixed
+    );
+    gc::set_mode(BarrierMode::Buffered);
+    let (total, flushes) = measure_during_mark(a, b);
+    let each_whites = fresh_whites(STORES as usize);
+    // Every store records one nil and one marked pointer (old and new, alternating).
+    let predicted = c.fast + c.nil + c.marked + c.fixed * flushes as f64 / STORES as f64;
+    print_prediction("alternating", total, predicted, flushes);
+    let flushes_before = gc::collector().stats::<Kernel>().flushes;
+    let mut each = 0.0;
+    gc::collector().collect_with_hook::<Kernel>(&mut || each = per_store(|| barriered_each(a, &each_whites)));
+    let flushes = gc::collector().stats::<Kernel>().flushes - flushes_before;
+    // Every store records the previous target (marked by the time the flush sees it: shaded as
+    // the entry before) and a fresh white one.
+    let predicted = c.fast_each + c.marked + c.shaded + c.fixed * flushes as f64 / STORES as f64;
+    print_prediction("fresh-white", each, predicted, flushes);
+    drop(each_whites);
+    gc::set_pacer(true);
+
     gc::set_mode(BarrierMode::Buffered);
     let mut entries = 2;
     while entries <= 4096 {
         gc::collector().set_wbbuf_entries::<Kernel>(entries);
-        let (ns, _, flushes) = measure_during_mark(a, b);
+        let (ns, flushes) = measure_during_mark(a, b);
         kprintln!("BENCH wbbuf entries={entries} stores={STORES} ns_per_store={ns:.2} flushes={flushes}");
         entries *= 2;
     }
     fast_path(a, b);
     kprintln!("bench-barrier: done");
     exit::exit(exit::SUCCESS)
+}
+
+/// One `BENCH barrier_prediction` line: a measured per-store total beside the sum of its
+/// components.
+fn print_prediction(variant: &str, measured: f64, predicted: f64, flushes: u64) {
+    kprintln!(
+        "BENCH barrier_prediction variant={variant} wbbuf=512 stores={STORES} measured={measured:.2} predicted={predicted:.2} error_percent={:.2} flushes={flushes}",
+        (predicted - measured) / measured * 100.0
+    );
 }
 
 /// Where one burst of [`STORES`] barriered stores put its stack frames.
@@ -192,10 +352,11 @@ fn bench_barrier_stack(_: &Config<'_>) -> ! {
     let (a, b) = bench_objects("bench-barrier-stack");
     let in_place = || -> Result<usize, String> { Ok(super::caller_stack_bytes(|| barriered(a, b))?.0) };
     let without_switch = || tricolor_runtime::this_p().without_systemstack(in_place);
-    let runs: [(&str, BarrierMode, Burst<'_>); 5] = [
+    let runs: [(&str, BarrierMode, Burst<'_>); 6] = [
         ("off", BarrierMode::Off, &in_place),
         ("buffered", BarrierMode::Buffered, &in_place),
         ("direct", BarrierMode::Direct, &in_place),
+        ("direct-systemstack", BarrierMode::DirectSystemstack, &in_place),
         ("checked", BarrierMode::Checked, &in_place),
         // The same buffered stores, but the flushes run where the barrier is, as they would
         // without `systemstack`: what the switch saves the caller's stack.

@@ -170,6 +170,7 @@ fn run(suite: &'static Workload, config: &Config<'_>) -> ! {
     gc::set_after_cycle(Some(after_cycle));
     let before = gc::Findings::now();
     let start = cpu::counter();
+    let (mutators_end, run_stats);
     let cores = {
         // The boot flow runs masked; IRQs on before the mutators start (a cycle one of them
         // triggers must be able to stop this core at once), and the drive waits for ticks and wakes.
@@ -182,6 +183,10 @@ fn run(suite: &'static Workload, config: &Config<'_>) -> ! {
             }
         };
         drive(config, suite, negative);
+        mutators_end = workload::last_finish_counter();
+        // The collector's time until then: cycles run inside the mutators (triggered by their
+        // allocations), so none is in progress once they have all returned.
+        run_stats = gc::collector().stats::<Kernel>();
         if config.timeline_dump {
             // The measured run ends here; dumped now, before the cycle below (with no mutator
             // left, its mark workers and the idle tasks take turns by the hundred thousand and
@@ -198,8 +203,14 @@ fn run(suite: &'static Workload, config: &Config<'_>) -> ! {
     }
     gc::set_after_cycle(None);
     let finish = (suite.finish)();
-    let elapsed_ns = ((cpu::counter() - start) as u128 * 1_000_000_000 / cpu::counter_frequency() as u128) as u64;
-    report(config, suite, cores, negative, finish, elapsed_ns, gc::Findings::now().since(before))
+    let ns = |ticks: u64| (ticks as u128 * 1_000_000_000 / cpu::counter_frequency() as u128) as u64;
+    let elapsed_ns = ns(cpu::counter() - start);
+    // From the start to the last mutator's return (0 if one never returned: a `Cycles` suite's
+    // mutators are stopped, and `stop` sets the time they saw it).
+    let run_ns = ns(mutators_end.saturating_sub(start));
+    let run_gc_ns =
+        run_stats.ns_mark_setup + run_stats.ns_concurrent_mark + run_stats.ns_mark_termination + run_stats.ns_sweep;
+    report(config, suite, cores, negative, finish, (elapsed_ns, run_ns, run_gc_ns), gc::Findings::now().since(before))
 }
 
 /// Longest a suite may wait for cycles it does not start itself (torture mode, GCBench) with no
@@ -233,8 +244,17 @@ fn drive(config: &Config<'_>, suite: &Workload, negative: bool) {
             }
         }
         Length::Work => {
+            // Between looks the driver sleeps until the core's next interrupt (the tick) instead of
+            // spinning: once this core's mutator is done, a spinning driver would run for as long
+            // as the slowest other core, and under -icount its instructions would count in the
+            // run's (the barrier-overhead measurement reads them).
             let done = || workload::all_finished() || caught();
-            while !tasks::yield_until(1000, done) {}
+            while !done() {
+                tasks::yield_now();
+                if !done() {
+                    cpu::wait_for_interrupt();
+                }
+            }
         }
     }
 }
@@ -245,7 +265,7 @@ fn report(
     cores: usize,
     negative: bool,
     finish: Result<(), alloc::string::String>,
-    elapsed_ns: u64,
+    (elapsed_ns, run_ns, run_gc_ns): (u64, u64, u64),
     findings: gc::Findings,
 ) -> ! {
     // Every cycle counts: the after-cycle checks tally each cycle they see, and the collector's
@@ -298,7 +318,7 @@ fn report(
     }
     let gc_ns = stats.ns_mark_setup + stats.ns_concurrent_mark + stats.ns_mark_termination + stats.ns_sweep;
     kprintln!(
-        "BENCH gc_summary suite={} cores={cores} percent={} heap_mib={} elapsed_ns={} gc_ns={gc_ns} stw_ns={} cycles={} pause_max_ns={} allocs={} assists={} assist_bytes={} assist_ns={}",
+        "BENCH gc_summary suite={} cores={cores} percent={} heap_mib={} elapsed_ns={} run_ns={run_ns} run_gc_ns={run_gc_ns} gc_ns={gc_ns} stw_ns={} cycles={} pause_max_ns={} allocs={} assists={} assist_bytes={} assist_ns={} barriers={} flushes={}",
         suite.name,
         config.gc_percent,
         config.gc_heap >> 20,
@@ -309,7 +329,9 @@ fn report(
         stats.allocs,
         stats.assists,
         stats.assist_bytes,
-        stats.ns_assist
+        stats.ns_assist,
+        stats.barriers,
+        stats.flushes
     );
     if let Err(why) = &finish {
         kprintln!("stress: end-of-run check failed: {why}");

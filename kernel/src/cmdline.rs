@@ -99,6 +99,9 @@ pub struct Config<'a> {
     pub gc_verify: bool,
     /// `gc.torture=`: a collection every this many GC allocations (0: off).
     pub gc_torture: u64,
+    /// `gc.pacer=off`: heap growth starts no cycle (with `gc.torture=`, cycles come at the same
+    /// allocation counts in every run: the barrier-overhead measurement).
+    pub gc_pacer: bool,
     /// `gc.trace=1`: one line per cycle in the format of Go's `GODEBUG=gctrace=1`.
     pub gc_trace: bool,
     /// `suite=`: run this GC stress suite and exit with its verdict.
@@ -129,6 +132,7 @@ impl Default for Config<'_> {
             gc_percent: 100,
             gc_verify: false,
             gc_torture: 0,
+            gc_pacer: true,
             gc_trace: false,
             suite: None,
             suite_cycles: 8,
@@ -159,7 +163,7 @@ pub const KEYS: &[Key] = &[
     Key { name: "virtio.complete", values: "poll|irq", help: "GPU command completion by polling or interrupt" },
     Key {
         name: "gc.mode",
-        values: "off|buffered|direct|checked|unsafe-off-during-mark",
+        values: "off|buffered|direct|checked|unsafe-off-during-mark|direct-systemstack",
         help: "write-barrier mode (unsafe-off-during-mark: stress negative control only)",
     },
     Key { name: "gc.heap", values: "<size: 1M..=768M, K/M/G suffix>", help: "GC heap size" },
@@ -168,6 +172,11 @@ pub const KEYS: &[Key] = &[
     Key { name: "gc.verify", values: "on|off", help: "stop-the-world re-mark after each concurrent mark" },
     Key { name: "virtio.timeout", values: "<spins>", help: "empty polls before a GPU command is reported failed" },
     Key { name: "gc.torture", values: "<allocations, 0 = off>", help: "a collection every this many GC allocations" },
+    Key {
+        name: "gc.pacer",
+        values: "on|off",
+        help: "heap growth starts cycles (off: only gc.torture=, each after a running one, and a full heap)",
+    },
     Key { name: "gc.trace", values: "0|1", help: "one gctrace line per cycle (Go's GODEBUG=gctrace=1 format)" },
     Key { name: "suite", values: "<name>", help: "run a GC stress suite (suite=help lists them) and exit" },
     Key { name: "suite.cycles", values: "1..=100000", help: "collections a stress suite runs" },
@@ -243,6 +252,7 @@ pub fn parse(line: &str) -> Result<Config<'_>, CmdlineError<'_>> {
             }
             "gc.verify" => config.gc_verify = parse_switch(value).ok_or_else(bad)?,
             "gc.torture" => config.gc_torture = parse_u64(value).ok_or_else(bad)?,
+            "gc.pacer" => config.gc_pacer = parse_switch(value).ok_or_else(bad)?,
             "gc.trace" => {
                 config.gc_trace = match value {
                     "0" => false,
@@ -430,6 +440,12 @@ mod tests {
         assert_eq!(c.gc_percent, 50);
         assert!(c.gc_verify);
         assert_eq!(parse("gc.mode=unsafe-off-during-mark").unwrap().gc_mode, BarrierMode::UnsafeOffDuringMark);
+        assert_eq!(parse("gc.mode=direct-systemstack").unwrap().gc_mode, BarrierMode::DirectSystemstack);
+        // The help lists exactly the modes there are.
+        let key = KEYS.iter().find(|k| k.name == "gc.mode").unwrap();
+        let listed: Vec<&str> = key.values.split('|').collect();
+        let names: Vec<&str> = BarrierMode::ALL.iter().map(|m| m.name()).collect();
+        assert_eq!(listed, names);
         assert!(parse("gc.trace=1").unwrap().gc_trace);
         assert!(!parse("gc.trace=0").unwrap().gc_trace && !Config::default().gc_trace);
         for bad in [
@@ -453,6 +469,9 @@ mod tests {
         assert_eq!(c.suite, Some("gcbench-quick"));
         assert_eq!(c.suite_cycles, 20);
         assert_eq!(c.gc_torture, 500);
+        assert!(c.gc_pacer);
+        assert!(!parse("gc.pacer=off gc.torture=100").unwrap().gc_pacer);
+        assert!(parse("gc.pacer=maybe").is_err());
         let d = Config::default();
         assert_eq!((d.suite, d.suite_cycles, d.gc_torture), (None, 8, 0));
         for bad in ["suite.cycles=0", "suite.cycles=many", "gc.torture=-1", "suite="] {

@@ -158,8 +158,9 @@ fn write(dir: &Path, name: &str, text: String) -> Result {
     Ok(())
 }
 
-/// Runs every measurement and writes `results/`.
-pub fn run(elf: &Path) -> Result {
+/// Runs every measurement and writes `results/`. `no_barriers` is the kernel built with its
+/// barriers compiled out (`kernel::build_no_barriers`), the baseline of the barrier figures.
+pub fn run(elf: &Path, no_barriers: &Path) -> Result {
     let results = crate::cargo::workspace_root().join("results");
     std::fs::create_dir_all(&results).map_err(|e| format!("cannot create {}: {e}", results.display()))?;
     let deterministic = |scenario: &str| Machine {
@@ -169,7 +170,9 @@ pub fn run(elf: &Path) -> Result {
         icount: true,
         ..Machine::new(elf)
     };
-    barrier_costs(&results, &deterministic("bench-barrier"))?;
+    let compiled_out = Machine { elf: no_barriers.to_path_buf(), ..deterministic("bench-barrier") };
+    barrier_costs(&results, &deterministic("bench-barrier"), &compiled_out)?;
+    barrier_overhead(&results, elf, no_barriers)?;
     barrier_stack(&results, &deterministic("bench-barrier-stack"))?;
     // No -icount: under it a frame takes a few thousand instructions of polling however long the
     // GPU really needs, so the times say nothing.
@@ -458,13 +461,19 @@ fn pause_table(rows: &[(usize, u32, f64, f64, usize, usize)]) {
     }
 }
 
-/// results/barrier_modes.* and results/wbbuf_sweep.*: instructions per barriered store.
-fn barrier_costs(results: &Path, machine: &Machine) -> Result {
-    let lines = bench_lines(machine, "bench-barrier under -icount (deterministic: instructions, not seconds)")?;
+/// results/barrier_modes.* and results/wbbuf_sweep.*: instructions per barriered store; the
+/// first row is the same stores in the kernel built without barriers (`compiled_out`).
+fn barrier_costs(results: &Path, machine: &Machine, compiled_out: &Machine) -> Result {
+    let mut lines =
+        bench_lines(compiled_out, "bench-barrier, barriers compiled out (feature no-barriers), under -icount")?;
+    if of_kind(&lines, "barrier").map(|l| l.get("mode")).ne([Some("compiled-out")]) {
+        return Err("the no-barriers kernel's bench-barrier must print one line, mode=compiled-out".into());
+    }
+    lines.extend(bench_lines(machine, "bench-barrier under -icount (deterministic: instructions, not seconds)")?);
     write(
         results,
         "barrier_modes.csv",
-        csv(&lines, "barrier", &["mode", "wbbuf", "stores", "ns_per_store", "compiled_out_ns_per_store", "flushes"])?,
+        csv(&lines, "barrier", &["mode", "wbbuf", "stores", "ns_per_store", "flushes"])?,
     )?;
     write(results, "wbbuf_sweep.csv", csv(&lines, "wbbuf", &["entries", "stores", "ns_per_store", "flushes"])?)?;
     let fast_path = ["mode", "wbbuf", "stores", "ns_per_store", "compiled_out_ns_per_store"];
@@ -473,16 +482,23 @@ fn barrier_costs(results: &Path, machine: &Machine) -> Result {
         let (ns, plain) = (l.number("ns_per_store")?, l.number("compiled_out_ns_per_store")?);
         println!("bench: barrier fast path, buffered with room {ns:>8.2} instructions per store ({plain:.2} plain)");
     }
+    write(results, "barrier_components.csv", csv(&lines, "barrier_components", &COMPONENT_COLUMNS)?)?;
+    write(
+        results,
+        "barrier_prediction.csv",
+        csv(
+            &lines,
+            "barrier_prediction",
+            &["variant", "wbbuf", "stores", "measured", "predicted", "error_percent", "flushes"],
+        )?,
+    )?;
+    print_components(&lines)?;
 
-    let mut modes = Bars::from_columns(&lines, "barrier", "mode", &[("instructions per store", "ns_per_store")])?;
-    let baseline = of_kind(&lines, "barrier").next().map(|l| l.number("compiled_out_ns_per_store")).transpose()?;
-    if let Some(b) = baseline {
-        modes.categories.insert(0, "compiled out".into());
-        modes.series[0].1.insert(0, b);
-    }
+    let modes = Bars::from_columns(&lines, "barrier", "mode", &[("instructions per store", "ns_per_store")])?;
     for (mode, ns) in modes.categories.iter().zip(&modes.series[0].1) {
-        println!("bench: barrier mode {mode:<12} {ns:>8.2} instructions per store");
+        println!("bench: barrier mode {mode:<18} {ns:>8.2} instructions per store");
     }
+    println!("bench: {}", go19_ratios(&lines)?);
     let title = "cost per pointer store, barrier on (instructions)";
     bar_charts(
         &results.join("barrier_modes.svg"),
@@ -492,6 +508,226 @@ fn barrier_costs(results: &Path, machine: &Machine) -> Result {
         .map(|l| Ok((l.number("entries")?, l.number("ns_per_store")?)))
         .collect::<Result<_>>()?;
     line_chart(&results.join("wbbuf_sweep.svg"), "buffered barrier: cost per store vs wbBuf entries", &sweep)
+}
+
+/// GCBench for the barrier-overhead figure: the quick size on this many cores, cycles forced every
+/// [`OVERHEAD_EVERY`] allocations (counted over all cores, the pacer off: `gc.torture=` with
+/// `gc.pacer=off`, where each waits for a running cycle), so every variant collects at the same
+/// allocation counts: 7 cycles, and the suite's final one.
+const OVERHEAD_SMP: usize = 4;
+const OVERHEAD_EVERY: u64 = 349_000;
+/// The variants: name, barriers compiled out, `gc.mode=`.
+const OVERHEAD_VARIANTS: [(&str, bool, &str); 5] = [
+    ("compiled-out", true, "off"),
+    ("off", false, "off"),
+    ("buffered", false, "buffered"),
+    ("direct", false, "direct"),
+    ("direct-systemstack", false, "direct-systemstack"),
+];
+
+/// One variant's figures (instructions: `-icount`, all cores together).
+#[derive(Debug, PartialEq)]
+pub struct Overhead {
+    pub variant: String,
+    pub total: f64,
+    /// Instructions while a cycle was in progress (on the collecting core's clock, which is all
+    /// cores' under -icount).
+    pub in_cycles: f64,
+    pub stw: f64,
+    pub cycles: u64,
+    pub allocs: u64,
+    pub barriers: u64,
+    pub flushes: u64,
+}
+
+impl Overhead {
+    /// Mutator instructions: the whole run's less those of its cycles.
+    pub fn mutator(&self) -> f64 {
+        self.total - self.in_cycles
+    }
+
+    fn from_summary(variant: &str, s: &BenchLine) -> Result<Overhead> {
+        let count = |key: &str| s.number(key).map(|v| v as u64);
+        Ok(Overhead {
+            variant: variant.into(),
+            total: s.number("run_ns")?,
+            in_cycles: s.number("run_gc_ns")?,
+            stw: s.number("stw_ns")?,
+            cycles: count("cycles")?,
+            allocs: count("allocs")?,
+            barriers: count("barriers")?,
+            flushes: count("flushes")?,
+        })
+    }
+}
+
+/// A variant's whole run over `off`'s, per barrier it took (none if it took none): what one
+/// barrier-on store costs the whole program, its mode's collector included.
+pub fn per_barrier_over_off(rows: &[Overhead], r: &Overhead) -> Option<f64> {
+    let off = rows.iter().find(|o| o.variant == "off")?;
+    (r.barriers > 0).then(|| (r.total - off.total) / r.barriers as f64)
+}
+
+/// The CSV of [`barrier_overhead`], overheads relative to the first row; an error unless every
+/// variant ran the same cycles at the same allocation counts (same cycles, same allocations).
+pub fn overhead_csv(rows: &[Overhead]) -> Result<String> {
+    let base = rows.first().ok_or("no overhead variants")?;
+    let mut out = String::from(
+        "variant,cycles,allocs,barriers,flushes,total_instructions,in_cycle_instructions,stw_instructions,mutator_instructions,total_overhead_percent,mutator_overhead_percent,over_off_per_barrier\n",
+    );
+    for r in rows {
+        if (r.cycles, r.allocs) != (base.cycles, base.allocs) {
+            return Err(format!(
+                "{}: {} cycles over {} allocations, {}: {} over {}: the cycles did not come at the same allocations",
+                r.variant, r.cycles, r.allocs, base.variant, base.cycles, base.allocs
+            ));
+        }
+        let percent = |v: f64, b: f64| (v / b - 1.0) * 100.0;
+        let per_barrier = per_barrier_over_off(rows, r).map_or(String::new(), |v| format!("{v:.2}"));
+        out += &format!(
+            "{},{},{},{},{},{},{},{},{},{:.2},{:.2},{per_barrier}\n",
+            r.variant,
+            r.cycles,
+            r.allocs,
+            r.barriers,
+            r.flushes,
+            r.total,
+            r.in_cycles,
+            r.stw,
+            r.mutator(),
+            percent(r.total, base.total),
+            percent(r.mutator(), base.mutator())
+        );
+    }
+    Ok(out)
+}
+
+/// results/barrier_overhead.*: whole-program overhead of the barrier, in the style of Blackburn
+/// and Hosking's "Barriers: friend or foe?": GCBench quick at 4 cores under -icount in the kernel
+/// built without barriers and in each barrier mode, the cycles at the same allocation counts.
+fn barrier_overhead(results: &Path, elf: &Path, no_barriers: &Path) -> Result {
+    let mut rows = Vec::new();
+    for (variant, compiled_out, mode) in OVERHEAD_VARIANTS {
+        let machine = Machine {
+            smp: OVERHEAD_SMP,
+            append: format!(
+                "suite={HEADROOM_SUITE} gc.heap={HEADROOM_HEAP} gc.verify=off gc.pacer=off gc.torture={OVERHEAD_EVERY} gc.mode={mode}"
+            ),
+            gpu: false,
+            icount: true,
+            ..Machine::new(if compiled_out { no_barriers } else { elf })
+        };
+        let run = bench_lines(&machine, &format!("GCBench for the barrier overhead: {variant}, -icount"))?;
+        let s = of_kind(&run, "gc_summary").next().ok_or("GCBench printed no BENCH gc_summary line")?;
+        rows.push(Overhead::from_summary(variant, s)?);
+    }
+    write(results, "barrier_overhead.csv", overhead_csv(&rows)?)?;
+    let base = &rows[0];
+    for r in &rows {
+        let per_barrier =
+            per_barrier_over_off(&rows, r).map_or(String::new(), |v| format!(", {v:.1} over off per barrier"));
+        println!(
+            "bench: barrier overhead {:<18} whole run {:>6.3} G instructions ({:+6.2} %), outside cycles {:>6.3} G ({:+6.2} %), {} cycles, {} barriers{per_barrier}",
+            r.variant,
+            r.total / 1e9,
+            (r.total / base.total - 1.0) * 100.0,
+            r.mutator() / 1e9,
+            (r.mutator() / base.mutator() - 1.0) * 100.0,
+            r.cycles,
+            r.barriers
+        );
+    }
+    let categories: Vec<String> = rows.iter().map(|r| r.variant.clone()).collect();
+    let giga = |f: fn(&Overhead) -> f64| rows.iter().map(|r| f(r) / 1e9).collect::<Vec<f64>>();
+    let bars = Bars {
+        categories,
+        series: vec![
+            ("mutator".into(), giga(Overhead::mutator)),
+            ("in cycles".into(), giga(|r| r.in_cycles)),
+            ("whole run".into(), giga(|r| r.total)),
+        ],
+    };
+    let title = format!("GCBench quick, {OVERHEAD_SMP} cores, cycles every {OVERHEAD_EVERY} allocations");
+    bar_charts(
+        &results.join("barrier_overhead.svg"),
+        vec![Panel { title: &title, y_desc: "G instructions (-icount)", bars }],
+    )
+}
+
+/// Go 1.9's barrier (`direct-systemstack`) and inline `direct` over `buffered`, per store with
+/// the barrier on: the ratio Go issue 22460 put at about 4x (amd64 wall time).
+fn go19_ratios(lines: &[BenchLine]) -> Result<String> {
+    let per_store = |mode: &str| -> Result<f64> {
+        of_kind(lines, "barrier")
+            .find(|l| l.get("mode") == Some(mode))
+            .ok_or_else(|| format!("bench-barrier printed no line for mode {mode}"))?
+            .number("ns_per_store")
+    };
+    let (buffered, go19, direct) = (per_store("buffered")?, per_store("direct-systemstack")?, per_store("direct")?);
+    Ok(format!(
+        "Go 1.9's barrier (direct-systemstack) {go19:.2} / buffered {buffered:.2} = {:.2}x; inline direct {direct:.2} / buffered = {:.2}x (Go issue 22460: ~4x)",
+        go19 / buffered,
+        direct / buffered
+    ))
+}
+
+/// The `BENCH barrier_components` columns: each part of a barriered store from a loop of its own.
+const COMPONENT_COLUMNS: [&str; 8] = [
+    "wbbuf",
+    "fast_path",
+    "fast_path_each",
+    "filtered_nil",
+    "filtered_not_in_heap",
+    "filtered_marked",
+    "shaded",
+    "flush_fixed",
+];
+
+/// How far the components' sum may miss a measured per-store total, in percent.
+const PREDICTION_TOLERANCE_PERCENT: f64 = 5.0;
+
+/// Prints the components beside issue 13's goals, and the predictions; an error if a prediction
+/// misses its measured total by more than [`PREDICTION_TOLERANCE_PERCENT`] (the components would
+/// then not account for the cost).
+fn print_components(lines: &[BenchLine]) -> Result {
+    let c = of_kind(lines, "barrier_components").next().ok_or("bench-barrier printed no barrier_components line")?;
+    let goals = [
+        ("fast path, a record that fits (loop included)", "fast_path", None),
+        ("filtered pointer: nil", "filtered_nil", Some(20.0)),
+        ("filtered pointer: not in the heap", "filtered_not_in_heap", Some(20.0)),
+        ("filtered pointer: already marked", "filtered_marked", Some(20.0)),
+        ("shaded pointer, white -> grey", "shaded", Some(40.0)),
+        ("fixed cost per flush", "flush_fixed", Some(112.0)),
+    ];
+    for (what, key, goal) in goals {
+        let v = c.number(key)?;
+        let verdict = match goal {
+            Some(g) if v <= g => format!("goal <= {g}: met"),
+            Some(g) => format!("goal <= {g}: MISSED"),
+            None => String::new(),
+        };
+        println!("bench: barrier component {what:<48} {v:>7.2} instructions  {verdict}");
+    }
+    let mut bad = Vec::new();
+    for p in of_kind(lines, "barrier_prediction") {
+        let (variant, error) = (p.text("variant")?, p.number("error_percent")?);
+        println!(
+            "bench: barrier prediction {variant:<12} measured {:>7.2} predicted {:>7.2} per store, error {error:+.2} %",
+            p.number("measured")?,
+            p.number("predicted")?
+        );
+        if error.abs() > PREDICTION_TOLERANCE_PERCENT {
+            bad.push(format!("{variant}: {error:+.2} %"));
+        }
+    }
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the barrier components do not predict the per-store totals within {PREDICTION_TOLERANCE_PERCENT} %: {}",
+            bad.join(", ")
+        ))
+    }
 }
 
 /// results/barrier_stack.*: caller-stack vs system-stack bytes of a burst of barriered stores.
@@ -663,7 +899,7 @@ fn line_chart(path: &Path, title: &str, points: &[(f64, f64)]) -> Result {
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = "noise\nBENCH barrier mode=buffered wbbuf=512 stores=20000 ns_per_store=180.20 compiled_out_ns_per_store=6.01 flushes=79\n[ 0.1] INFO log\nBENCH wbbuf entries=2 stores=20000 ns_per_store=277.99 flushes=20000\n";
+    const SAMPLE: &str = "noise\nBENCH barrier mode=buffered wbbuf=512 stores=20000 ns_per_store=180.20 flushes=79\n[ 0.1] INFO log\nBENCH wbbuf entries=2 stores=20000 ns_per_store=277.99 flushes=20000\n";
 
     const STACK: &str =
         "BENCH barrier_stack mode=off stores=20000 caller_stack_bytes=80 system_stack_bytes=0 flushes=0\n\
@@ -740,6 +976,45 @@ mod tests {
         lines.push(last);
         lines.extend(parse(FENCES).into_iter().take(1));
         assert!(Bars::pivot(&lines, "virtio_fence", "strategy", "frame", "ns_per_frame").is_err(), "repeated cell");
+    }
+
+    const COMPONENTS: &str = "BENCH barrier_components wbbuf=512 fast_path=65.00 fast_path_each=63.00 filtered_nil=6.00 filtered_not_in_heap=6.00 filtered_marked=20.00 shaded=52.84 flush_fixed=101.25\n\
+        BENCH barrier_prediction variant=alternating wbbuf=512 stores=20000 measured=91.36 predicted=91.40 error_percent=0.04 flushes=79\n";
+
+    #[test]
+    fn components_pass_within_tolerance_and_fail_outside() {
+        let lines = parse(COMPONENTS);
+        assert!(print_components(&lines).is_ok());
+        assert_eq!(
+            csv(&lines, "barrier_components", &COMPONENT_COLUMNS).unwrap(),
+            "wbbuf,fast_path,fast_path_each,filtered_nil,filtered_not_in_heap,filtered_marked,shaded,flush_fixed\n512,65.00,63.00,6.00,6.00,20.00,52.84,101.25\n"
+        );
+        let off = COMPONENTS.replace("error_percent=0.04", "error_percent=-5.10");
+        let err = print_components(&parse(&off)).unwrap_err();
+        assert!(err.contains("alternating: -5.10 %"), "{err}");
+        assert!(print_components(&parse("BENCH barrier mode=off")).is_err(), "no components line");
+    }
+
+    #[test]
+    fn overhead_rows_compare_with_the_first_and_need_the_same_cycles() {
+        let summary = |elapsed, gc, cycles| {
+            parse(&format!("BENCH gc_summary run_ns={elapsed} run_gc_ns={gc} stw_ns=5 cycles={cycles} allocs=1000 barriers=7 flushes=1"))
+                .pop()
+                .unwrap()
+        };
+        let base = Overhead::from_summary("compiled-out", &summary(1000, 200, 8)).unwrap();
+        let buffered = Overhead::from_summary("buffered", &summary(1300, 300, 8)).unwrap();
+        assert_eq!(buffered.mutator(), 1000.0);
+        let text = overhead_csv(&[base, buffered]).unwrap();
+        assert_eq!(text.lines().nth(2).unwrap(), "buffered,8,1000,7,1,1300,300,5,1000,30.00,25.00,");
+        let rows = [
+            Overhead::from_summary("off", &summary(1100, 200, 8)).unwrap(),
+            Overhead::from_summary("buffered", &summary(1300, 300, 8)).unwrap(),
+        ];
+        assert_eq!(per_barrier_over_off(&rows, &rows[1]), Some(200.0 / 7.0));
+        let base = Overhead::from_summary("compiled-out", &summary(1000, 200, 8)).unwrap();
+        let other = Overhead::from_summary("off", &summary(1000, 200, 9)).unwrap();
+        assert!(overhead_csv(&[base, other]).unwrap_err().contains("not come at the same allocations"));
     }
 
     #[test]

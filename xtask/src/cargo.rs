@@ -50,6 +50,27 @@ pub fn lint() -> Result {
     target.extend_from_slice(KERNEL_TARGET_CRATES);
     target.extend_from_slice(&["--", "-D", "warnings"]);
     run("cargo", &target)?;
+    // The kernel with its barriers compiled out (`no-barriers`, the barrier-overhead baseline),
+    // in its own target directory as `kernel::build_no_barriers` builds it.
+    let no_barriers_dir = workspace_root().join("target").join("no-barriers");
+    let no_barriers_dir = no_barriers_dir.display().to_string();
+    run(
+        "cargo",
+        &[
+            "clippy",
+            "--target",
+            crate::kernel::TARGET,
+            "-p",
+            "tricolor-kernel",
+            "--features",
+            "no-barriers",
+            "--target-dir",
+            &no_barriers_dir,
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )?;
     // The kernel without its tests (feature `ktest` off) must build: the kernel proper never
     // refers to the test tree. What only the tests call is dead in that build, so dead code is
     // not an error there.

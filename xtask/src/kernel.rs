@@ -18,18 +18,38 @@ pub enum Profile {
 
 /// Builds the kernel and returns the ELF's path.
 pub fn build(profile: Profile) -> Result<PathBuf> {
+    build_with(profile, None)
+}
+
+/// The release kernel with its write barrier compiled out (feature `no-barriers`: plain stores,
+/// every mark stops the world), in a target directory of its own (`target/no-barriers`) so that
+/// it does not replace the ordinary kernel's ELF and neither build invalidates the other.
+pub fn build_no_barriers() -> Result<PathBuf> {
+    build_with(Profile::Release, Some(("no-barriers", "no-barriers")))
+}
+
+/// [`build`], with `(feature, target subdirectory)` if given.
+fn build_with(profile: Profile, variant: Option<(&str, &str)>) -> Result<PathBuf> {
     let mut args = vec!["build", "-p", "tricolor-kernel", "--bin", "tricolor", "--target", TARGET];
     if let Profile::Release = profile {
         args.push("--release");
+    }
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cargo::workspace_root().join("target"));
+    let target_dir = match variant {
+        Some((_, subdir)) => target_dir.join(subdir),
+        None => target_dir,
+    };
+    let target_dir_arg = target_dir.display().to_string();
+    if let Some((feature, _)) = variant {
+        args.extend(["--features", feature, "--target-dir", &target_dir_arg]);
     }
     cargo::run("cargo", &args)?;
     let dir = match profile {
         Profile::Debug => "debug",
         Profile::Release => "release",
     };
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cargo::workspace_root().join("target"));
     let elf = target_dir.join(TARGET).join(dir).join("tricolor");
     if elf.exists() {
         Ok(elf)

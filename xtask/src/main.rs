@@ -163,8 +163,9 @@ type Result<T = ()> = std::result::Result<T, String>;
 fn cmd_bench() -> Result {
     setup::rust_target()?;
     setup::qemu()?;
+    let no_barriers = kernel::build_no_barriers()?;
     let elf = kernel::build(kernel::Profile::Release)?;
-    bench::run(&elf)
+    bench::run(&elf, &no_barriers)
 }
 
 fn cmd_trace(args: &mut args::Args) -> Result {
@@ -264,6 +265,10 @@ fn cmd_test(args: &mut args::Args) -> Result {
     let elf = kernel::build(kernel::Profile::Release)?;
     fences::run(&elf)?;
     qemu_tests::run_all(&elf, filter.as_deref())?;
+    if filter.as_deref().is_none_or(|f| "gc-cycle-compiled-out".contains(f)) {
+        // The barrier-overhead baseline must build and boot (`cargo xtask bench` measures it).
+        qemu_tests::run_compiled_out(&kernel::build_no_barriers()?)?;
+    }
     if filter.is_none() {
         println!("xtask: the CI-sized stress subset (`cargo xtask stress --ci`)");
         stress::run(&elf, &stress::Options::ci())?;
@@ -277,7 +282,11 @@ fn cmd_qemu_test(args: &mut args::Args) -> Result {
     setup::rust_target()?;
     setup::qemu()?;
     let elf = kernel::build(kernel::Profile::Release)?;
-    qemu_tests::run_all(&elf, filter.as_deref())
+    qemu_tests::run_all(&elf, filter.as_deref())?;
+    if filter.as_deref().is_none_or(|f| "gc-cycle-compiled-out".contains(f)) {
+        qemu_tests::run_compiled_out(&kernel::build_no_barriers()?)?;
+    }
+    Ok(())
 }
 
 fn cmd_stress(args: &mut args::Args) -> Result {

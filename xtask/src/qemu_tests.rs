@@ -101,6 +101,18 @@ const CASES: &[Case] = &[
         min_smp: 1,
     },
     Case {
+        name: "gc-cycle-direct-systemstack",
+        append: "test=gc-cycle gc.verify=on gc.heap=32M gc.percent=400 gc.mode=direct-systemstack",
+        exit: SUCCESS,
+        expect: &[
+            "gc-cycle: 12 cycles in mode direct-systemstack on {smp} cores: 0 verifier misses (0 in the driver's cycles",
+            ") and 0 unscanned stacks, 0 corrupt, 0 poison failures, 0 false checked reports",
+        ],
+        check: None,
+        hw: NO_GPU,
+        min_smp: 1,
+    },
+    Case {
         name: "gc-cycle-checked",
         append: "test=gc-cycle gc.verify=on gc.heap=32M gc.percent=400 gc.mode=checked",
         exit: SUCCESS,
@@ -978,6 +990,37 @@ fn parse_log_stress(line: &str) -> Option<(usize, usize)> {
 }
 
 /// Runs every case at smp 1 and 4 (those whose name contains `filter`), then prints a summary.
+/// The kernel built with its barriers compiled out (`no-barriers`), booted once: a gc-cycle run
+/// asking for `buffered` must mark with the world stopped (no verifier miss although no barrier
+/// records anything) and count no barrier at all.
+const COMPILED_OUT_CASE: Case = Case {
+    name: "gc-cycle-compiled-out",
+    append: "test=gc-cycle gc.verify=on gc.heap=32M gc.percent=400 gc.mode=buffered",
+    exit: SUCCESS,
+    expect: &[
+        "gc-cycle: 12 cycles in mode buffered on {smp} cores: 0 verifier misses (0 in the driver's cycles",
+        "; barriers 0 flushes 0 shaded ",
+    ],
+    check: None,
+    hw: NO_GPU,
+    min_smp: 1,
+};
+
+/// Boots the no-barriers kernel `elf` with [`COMPILED_OUT_CASE`] on 4 cores.
+pub fn run_compiled_out(elf: &Path) -> Result {
+    let smp = 4;
+    let case = &COMPILED_OUT_CASE;
+    let machine = Machine { smp, append: case.append.to_string(), gpu: false, ..Machine::new(elf) };
+    let outcome = qemu::run_captured(&machine, TIMEOUT)?;
+    match verdict(case, smp, &outcome) {
+        Ok(()) => {
+            println!("qemu smp{smp}/{} ... ok ({:.2} s)", case.name, outcome.elapsed.as_secs_f64());
+            Ok(())
+        }
+        Err(why) => Err(format!("qemu smp{smp}/{} ... FAILED: {why}\n{}", case.name, outcome.output)),
+    }
+}
+
 pub fn run_all(elf: &Path, filter: Option<&str>) -> Result {
     let (mut passed, mut failed) = (0, Vec::new());
     let matrix = [1, 4].into_iter().flat_map(|smp| CASES.iter().chain(MACHINE_CASES).map(move |case| (smp, case)));

@@ -349,7 +349,7 @@ fn moved_to_stack_scenario(mode: BarrierMode) -> (Vec<crate::Miss>, usize, usize
 
 #[test]
 fn buffered_barrier_keeps_an_object_moved_to_the_stack_during_mark() {
-    for mode in [BarrierMode::Buffered, BarrierMode::Direct, BarrierMode::Checked] {
+    for mode in [BarrierMode::Buffered, BarrierMode::Direct, BarrierMode::Checked, BarrierMode::DirectSystemstack] {
         let (misses, n, _) = moved_to_stack_scenario(mode);
         assert_eq!(n, 0, "{mode:?}: {misses:?}");
     }
@@ -497,5 +497,44 @@ fn a_mark_assist_scans_its_budget_and_leaves_the_rest_to_the_marker() {
         }
         assert_eq!(count, NODES);
         drop(m);
+    });
+}
+
+/// The flush's lookup agrees with `find_object` at every word of the heap and around it: it finds
+/// an object exactly when `find_object` does and its mark bit is clear, with the same object, and
+/// filters nil, addresses outside the heap, free pages (the sentinel span), free slots, a span's
+/// tail and marked objects (small, large and no-scan).
+#[test]
+fn the_flush_lookup_agrees_with_find_object_everywhere() {
+    let w = World::new(1, 16 * HEAP_PAGE_SIZE, config(), BarrierMode::Buffered);
+    w.run_on(0, || {
+        let c = w.collector();
+        let nodes: Vec<Gc<Node>> = (0..40).map(|_| c.alloc::<P, Node>().unwrap()).collect();
+        let big = c.alloc::<P, Big>().unwrap();
+        let pinned = c.alloc_pinned::<P>(64).unwrap();
+        // Mark some: every third node, and the large object.
+        for n in nodes.iter().step_by(3) {
+            let o = c.heap.find_object(n.addr()).unwrap();
+            assert!(c.heap.span(o.span).mark.set(o.index as usize));
+        }
+        let o = c.heap.find_object(big.addr()).unwrap();
+        assert!(c.heap.span(o.span).mark.set(o.index as usize));
+        let view = c.heap.view();
+        let (lo, hi) = (c.heap.base(), c.heap.base() + c.heap.size());
+        let (mut found, mut filtered_marked) = (0, 0);
+        for addr in (lo - 64..hi + 64).step_by(8).chain([0, 8, usize::MAX - 7]) {
+            let expected = c.heap.find_object(addr).filter(|o| !c.heap.span(o.span).mark.get(o.index as usize));
+            let got = view.find_unmarked(addr);
+            assert_eq!(got.map(|(o, _, _)| o), expected, "address {addr:#x}");
+            if let Some((o, word, bit)) = got {
+                assert_eq!((word, bit), (o.index as usize / 64, 1 << (o.index % 64)), "address {addr:#x}");
+                found += 1;
+            } else if c.heap.find_object(addr).is_some() {
+                filtered_marked += 1;
+            }
+        }
+        assert!(found > 0 && filtered_marked > 0, "found {found}, filtered as marked {filtered_marked}");
+        assert!(view.find_unmarked(pinned.addr).is_some(), "a white no-scan buffer");
+        drop(nodes);
     });
 }

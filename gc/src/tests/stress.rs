@@ -349,6 +349,12 @@ fn concurrent_mutators_direct() {
 
 #[test]
 #[cfg_attr(miri, ignore = "too slow under Miri")]
+fn concurrent_mutators_direct_systemstack() {
+    run_correct_mode(BarrierMode::DirectSystemstack);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "too slow under Miri")]
 fn concurrent_mutators_checked() {
     run_correct_mode(BarrierMode::Checked);
 }
@@ -374,7 +380,7 @@ fn concurrent_negative_control_is_caught_by_the_verifier() {
 /// The concurrent test at Miri size (also runs natively, quickly).
 #[test]
 fn concurrent_mutators_small_heap_for_miri() {
-    for mode in [BarrierMode::Buffered, BarrierMode::Direct] {
+    for mode in [BarrierMode::Buffered, BarrierMode::Direct, BarrierMode::DirectSystemstack] {
         let out = run(Params::miri(mode));
         assert_eq!(out.cycles, 2);
         assert_eq!(out.misses, 0, "{mode:?}");

@@ -209,15 +209,17 @@ pub fn init(config: &Config<'_>) -> Result<(), InitError> {
     collector.set_mode::<Kernel>(config.gc_mode);
     stw::set_park_hook(flush_at_park);
     set_torture(config.gc_torture);
+    set_pacer(config.gc_pacer);
     trace::set_enabled(config.gc_trace);
     VERIFY.store(config.gc_verify, Ordering::Relaxed);
     trace::set_global_bytes((&raw const __gcroots_end as usize - &raw const __gcroots_start as usize) as u64);
     log::info!(
-        "gc: {} MiB heap at {base:#x}, mode {}, wbBuf {} entries, GOGC {}%, verifier {}, torture {}",
+        "gc: {} MiB heap at {base:#x}, mode {}, wbBuf {} entries, GOGC {}%{}, verifier {}, torture {}",
         config.gc_heap >> 20,
         config.gc_mode.name(),
         config.gc_wbbuf,
         config.gc_percent,
+        if config.gc_pacer { "" } else { " (pacer off)" },
         if config.gc_verify { "on" } else { "off" },
         config.gc_torture
     );
@@ -403,6 +405,16 @@ pub fn set_after_cycle(check: Option<fn(&CycleReport)>) {
     AFTER_CYCLE.store(check.map_or(0, |f| f as usize), Ordering::Release);
 }
 
+/// Whether heap growth starts cycles (the `gc.percent=` trigger); off with `gc.pacer=off`, for
+/// measurements whose cycles must come at the same allocations in every run (`gc.torture=`).
+static PACER: AtomicBool = AtomicBool::new(true);
+
+/// Turns the heap-growth trigger on or off (a full heap still collects).
+pub fn set_pacer(on: bool) {
+    // Ordering: Relaxed; a switch read at the next allocation, ordering nothing else.
+    PACER.store(on, Ordering::Relaxed);
+}
+
 /// Sets torture mode: a collection every `every` GC allocations (0: off).
 pub fn set_torture(every: u64) {
     TORTURE_EVERY.store(every, Ordering::Relaxed);
@@ -425,10 +437,16 @@ pub fn alloc<T: Trace>() -> Result<Gc<T>, AllocError> {
     let torture = TORTURE_EVERY.load(Ordering::Relaxed);
     if torture != 0 && (TORTURE_ALLOCS.fetch_add(1, Ordering::Relaxed) + 1).is_multiple_of(torture) {
         // `object` lives in this task's registers and stack: the cycle's root scan covers them.
-        if try_collect().is_some() {
+        if !PACER.load(Ordering::Relaxed) {
+            // A measurement (`gc.pacer=off`): every `torture`-th allocation gets its cycle, after
+            // the running one if there is one, so that every run collects at the same counts.
+            TRIGGERED_CYCLES.fetch_add(1, Ordering::Relaxed);
+            holding_cycle_lock(|| cycle(0, false));
+            TORTURE_CYCLES.fetch_add(1, Ordering::Relaxed);
+        } else if try_collect().is_some() {
             TORTURE_CYCLES.fetch_add(1, Ordering::Relaxed);
         }
-    } else if c.should_collect() && try_collect().is_none() {
+    } else if PACER.load(Ordering::Relaxed) && c.should_collect() && try_collect().is_none() {
         // The last cycle is still sweeping: help it.
         c.help_sweep::<Kernel>();
     }

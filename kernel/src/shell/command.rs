@@ -60,7 +60,7 @@ pub enum Command {
 }
 
 /// The modes `mode` accepts (the negative control is refused).
-pub const MODES: &str = "off|buffered|direct|checked";
+pub const MODES: &str = "off|buffered|direct|checked|direct-systemstack";
 /// What `workload` takes.
 pub const WORKLOADS: &str = "mixed|graph|gcbench|churn|stop";
 
@@ -69,7 +69,7 @@ pub const HELP: &[(&str, &str)] = &[
     ("help", "this list"),
     ("stats", "collector counters in one line (cycles, mode, heap, pauses, barriers)"),
     ("gc", "run a collection now"),
-    ("mode off|buffered|direct|checked", "switch the write-barrier mode between cycles"),
+    ("mode off|buffered|direct|checked|direct-systemstack", "switch the write-barrier mode between cycles"),
     ("workload mixed|graph|gcbench|churn|stop", "change what the mutators on every core do"),
     ("gctrace on|off", "one line per cycle in Go's GODEBUG=gctrace=1 format"),
     ("verify on|off", "stop-the-world re-mark after each concurrent mark (reports misses)"),
@@ -182,7 +182,12 @@ mod tests {
         assert_eq!(parse("gc"), Ok(Some(Command::Gc)));
         assert_eq!(parse("quit"), Ok(Some(Command::Quit)));
         assert_eq!(parse("mode direct"), Ok(Some(Command::Mode(BarrierMode::Direct))));
-        for mode in [BarrierMode::Off, BarrierMode::Buffered, BarrierMode::Checked] {
+        // `MODES` is every mode but the negative control, and each parses.
+        let accepted: Vec<&str> = MODES.split('|').collect();
+        let modes: Vec<&str> =
+            BarrierMode::ALL.iter().filter(|&&m| m != BarrierMode::UnsafeOffDuringMark).map(|m| m.name()).collect();
+        assert_eq!(accepted, modes);
+        for mode in BarrierMode::ALL.into_iter().filter(|&m| m != BarrierMode::UnsafeOffDuringMark) {
             assert_eq!(parse(&format!("mode {}", mode.name())), Ok(Some(Command::Mode(mode))));
         }
         assert_eq!(parse("workload churn"), Ok(Some(Command::Workload(Some(Workload::Churn)))));
@@ -200,8 +205,8 @@ mod tests {
     fn bad_lines_are_one_line_errors() {
         let cases = [
             ("nope", "unknown command 'nope'"),
-            ("mode", "mode: needs an argument (off|buffered|direct|checked)"),
-            ("mode fast", "mode: bad argument 'fast' (expected off|buffered|direct|checked)"),
+            ("mode", "mode: needs an argument (off|buffered|direct|checked|direct-systemstack)"),
+            ("mode fast", "mode: bad argument 'fast' (expected off|buffered|direct|checked|direct-systemstack)"),
             ("gctrace maybe", "gctrace: bad argument 'maybe' (expected on|off)"),
             ("verify", "verify: needs an argument (on|off)"),
             ("gc now", "gc: unexpected argument 'now'"),

@@ -86,8 +86,8 @@ impl Node {
         self.left.set::<Kernel>(value);
     }
 
-    /// `left = value` as a plain Release store, no barrier: ONLY for the barrier-cost benchmark's
-    /// "compiled out" baseline, on an object nothing else reads.
+    /// `left = value` as a plain Release store, no barrier: ONLY for the barrier benchmark's
+    /// fast-path row (the same loop without its barrier), on an object nothing else reads.
     pub fn store_left_unbarriered(&self, value: Option<Gc<Node>>) {
         self.left.as_atomic().store(value.map_or(0, |g| g.addr()), Ordering::Release);
     }

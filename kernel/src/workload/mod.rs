@@ -84,6 +84,8 @@ const MUTATOR_STACK: usize = 64 * 1024;
 static STOP: AtomicBool = AtomicBool::new(false);
 static STARTED: AtomicUsize = AtomicUsize::new(0);
 static FINISHED: AtomicUsize = AtomicUsize::new(0);
+/// The counter when the last mutator of the last [`start`] returned (the largest such reading).
+static LAST_FINISH: AtomicU64 = AtomicU64::new(0);
 /// Counter tick at which the first mutator of the last [`start`] returned (0: none yet). Relaxed:
 /// a time stamp for a report, read after the run.
 static FIRST_FINISHED_AT: AtomicU64 = AtomicU64::new(0);
@@ -142,6 +144,8 @@ fn mutator(arg: usize) {
             break;
         }
     }
+    // Ordering: Relaxed; a statistic, read after `all_finished` (whose Acquire orders it).
+    LAST_FINISH.fetch_max(cpu::counter(), Ordering::Relaxed);
     let _ = FIRST_FINISHED_AT.compare_exchange(0, cpu::counter(), Ordering::Relaxed, Ordering::Relaxed);
     FINISHED.fetch_add(1, Ordering::Release);
 }
@@ -153,6 +157,7 @@ pub fn start(workloads: &[&'static Workload], config: &Config<'_>, repeat: Repea
     STOP.store(false, Ordering::Relaxed);
     STARTED.store(0, Ordering::Relaxed);
     FINISHED.store(0, Ordering::Relaxed);
+    LAST_FINISH.store(0, Ordering::Relaxed);
     FIRST_FINISHED_AT.store(0, Ordering::Relaxed);
     CORRUPT_SEEN.store(0, Ordering::Relaxed);
     REFUSED.store(0, Ordering::Relaxed);
@@ -181,6 +186,13 @@ pub fn start(workloads: &[&'static Workload], config: &Config<'_>, repeat: Repea
 /// Mutators started by the last [`start`] that have returned.
 pub fn finished() -> usize {
     FINISHED.load(Ordering::Acquire)
+}
+
+/// The counter reading when the last mutator of the last [`start`] returned (once
+/// [`all_finished`]): the end of a run measured at the mutators, without what the driver does
+/// after them.
+pub fn last_finish_counter() -> u64 {
+    LAST_FINISH.load(Ordering::Relaxed)
 }
 
 /// Counter tick at which the first mutator of the last [`start`] returned, if one has.
