@@ -21,6 +21,8 @@ pub const MAX_CORES: usize = 16;
 
 /// Exit statuses the kernel hands QEMU through semihosting (QEMU exits with them); xtask's test
 /// runners check them. A byte, because that is what a process exit status is.
+pub mod rng;
+
 pub mod exit {
     /// The run did what it was asked (a test passed, the demo was quit).
     pub const SUCCESS: u8 = 0;

@@ -1,36 +1,7 @@
 //! The mutator: one corpus entry, a few random edits (AFL/libFuzzer's classic set, without
 //! coverage feedback).
 
-/// xorshift64*: small, seeded, deterministic.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed | 1)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// Uniform-ish in `0..n` (0 when n is 0).
-    pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next_u64() % n as u64) as usize
-        }
-    }
-
-    pub fn chance(&mut self, one_in: usize) -> bool {
-        self.below(one_in) == 0
-    }
-}
+pub use tricolor_abi::rng::Rng;
 
 /// Values that break parsers and index arithmetic.
 const INTERESTING_8: &[u8] = &[0, 1, 0x7f, 0x80, 0xff, b' ', b'=', b'0', b'9', b'x', b'\0', b'\n'];

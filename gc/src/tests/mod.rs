@@ -63,22 +63,4 @@ pub(crate) fn new_node(c: &Collector, seed: u64) -> Gc<Node> {
     n
 }
 
-/// A small xorshift PRNG (deterministic per seed).
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1)
-    }
-    pub(crate) fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+pub(crate) use tricolor_abi::rng::Rng;

@@ -60,7 +60,7 @@ fn step(c: &Collector, m: &Mutator<'_>, globals: &[GcSlot<Node>], rng: &mut Rng,
             Ok(n) => {
                 // Prepend to the list at a head slot (lists grow until the heap fills), and hang
                 // it into an empty side field of another node.
-                n.init(rng.next());
+                n.init(rng.next_u64());
                 n.kids[0].set::<P>(node_at(m.root(head)));
                 m.set_root(head, n.addr());
                 if let Some(h) = holder {

@@ -215,25 +215,7 @@ pub fn stop() {
     }
 }
 
-/// xorshift64*: small, seedable, good enough to pick operations.
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1)
-    }
-
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+pub use tricolor_abi::rng::Rng;
 
 /// What a payload word derived from `id` must hold.
 pub fn checksum(id: u64) -> u64 {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::vec::Vec;
 
 use super::*;
-use crate::sim::{rng::XorShift, DeviceQueue, DeviceThread, Doorbell, IrqLine, TestHal};
+use crate::sim::{rng::Rng, DeviceQueue, DeviceThread, Doorbell, IrqLine, TestHal};
 
 type Queue = VirtQueue<TestHal>;
 
@@ -80,15 +80,15 @@ fn free_list_recycles_out_of_order_completions() {
     let size = 16u16;
     let mut q = Queue::new(0, size, FenceStrategy::Acquire, false).unwrap();
     let mut dev = attach(&q, false);
-    let mut rng = XorShift::new(42);
+    let mut rng = Rng::new(42);
     let mut pending: Vec<crate::sim::Chain> = Vec::new();
     let mut outstanding: Vec<(Token, usize)> = Vec::new();
     let rounds = if cfg!(miri) { 300 } else { 20_000 };
     for round in 0..rounds {
         // Submit a chain of 1..=4 descriptors if it fits, else expect QueueFull.
-        let n = 1 + rng.below(4) as usize;
+        let n = 1 + rng.below(4);
         let segs: Vec<Segment> = (0..n).map(|k| Segment { phys: 0x1000 * (k as u64 + 1), len: 8 }).collect();
-        let (readable, writable) = segs.split_at(rng.below(n as u64 + 1) as usize);
+        let (readable, writable) = segs.split_at(rng.below(n + 1));
         match q.submit(readable, writable) {
             Ok(token) => {
                 outstanding.push((token, n));
@@ -114,7 +114,7 @@ fn free_list_recycles_out_of_order_completions() {
         assert_eq!(q.num_free() as usize, size as usize - in_flight);
         // Complete a random outstanding chain, in any order.
         if !pending.is_empty() && rng.below(2) == 0 {
-            let chain = pending.swap_remove(rng.below(pending.len() as u64) as usize);
+            let chain = pending.swap_remove(rng.below(pending.len()));
             dev.push(chain.head, 0);
             let used = q.try_pop_used().unwrap().unwrap();
             assert_eq!(used.token.0, chain.head);
