@@ -294,7 +294,7 @@ impl Collector {
 
     /// Allocate a zeroed `T`. Black if a cycle is marking.
     pub fn alloc<P: Platform, T: Trace>(&self) -> Result<Gc<T>, AllocError> {
-        self.try_alloc::<P, T>().ok_or_else(|| self.heap.alloc_error(T::TYPE.size))
+        self.try_alloc::<P, T>().ok_or_else(|| self.alloc_error::<P>(T::TYPE.size))
     }
 
     /// [`Collector::alloc`] without the error report (see `Heap::try_alloc_object`).
@@ -343,7 +343,7 @@ impl Collector {
                 return Ok(object);
             }
             if self.stats.cycles.get() >= failed_at + 2 {
-                return Err(self.heap.alloc_error(T::TYPE.size));
+                return Err(self.alloc_error::<P>(T::TYPE.size));
             }
         }
     }
@@ -501,6 +501,22 @@ impl Collector {
         mark::drain_some(self, core, work, budget, usize::MAX)
     }
 
+    /// Whether the mark's grey set is empty and no marker holds work, from a preemptible task:
+    /// the check takes the grey list's spin lock, which must not be held across a switch (a task
+    /// preempted holding it left every core spinning for it in a drain, preemption off, and none
+    /// could run it again: gc-cycle direct smp 4 hung, gdb showed four cores in `take`).
+    fn quiescent<P: Platform>(&self) -> bool {
+        let _np = P::disable_preemption();
+        self.work.quiescent()
+    }
+
+    /// The out-of-memory report, built with preemption disabled (it takes the page map's lock;
+    /// see [`Collector::quiescent`]).
+    fn alloc_error<P: Platform>(&self, requested: usize) -> AllocError {
+        let _np = P::disable_preemption();
+        self.heap.alloc_error(requested)
+    }
+
     /// Run a full cycle on the calling core. Mutators keep running on other cores except in the
     /// two stop-the-world pauses (one in `off` mode).
     pub fn collect<P: Platform>(&self) -> CycleReport {
@@ -613,16 +629,18 @@ impl Collector {
         let mut terminated = done_in_setup;
         while !terminated {
             // 3. Concurrent mark: drain, and scan the stacks noted at mark start, until both
-            // are done.
+            // are done. The collecting task drains on the system stack: it is a mutator too, and
+            // the addresses a drain handles (of garbage as well) must not stay in its dead stack
+            // for a later frame to cover (see `sweep`).
             let t_mark = P::now_ns();
             let mut idle_since = None;
             loop {
-                if self.mark_worker::<P>() > 0 {
+                if P::systemstack(|| self.mark_worker::<P>()) > 0 {
                     idle_since = None;
                     continue;
                 }
                 let stacks_done = !mode.marks_concurrently() || P::scan_stacks(self);
-                if stacks_done && self.work.quiescent() {
+                if stacks_done && self.quiescent::<P>() {
                     break;
                 }
                 // No grey object to take: waiting for stack scans or for other markers.
@@ -641,10 +659,10 @@ impl Collector {
             if mode.marks_concurrently() {
                 P::flush_handshake(self);
                 loop {
-                    if self.mark_worker::<P>() > 0 {
+                    if P::systemstack(|| self.mark_worker::<P>()) > 0 {
                         continue;
                     }
-                    if self.work.quiescent() {
+                    if self.quiescent::<P>() {
                         break;
                     }
                     P::relax();

@@ -176,7 +176,11 @@ fn scan_switched_out(c: &Collector, task: &Task, epoch: u64, scrub: bool) {
         let _scanning = timeline::during(State::StackScan);
         // Only x19..x28, fp, lr and sp: see `tasks::for_each_root_range`.
         let regs = ScanRange { lo: saved, hi: saved + tricolor_runtime::context::CONTEXT_SP + 8 };
-        c.scan_stack::<Kernel>(regs, RootOwner { task: id, part: RootPart::SavedRegisters });
+        // On the system stack, like every scan: the words it reads (another task's, garbage
+        // included) must not stay in the scanning task's dead stack.
+        tricolor_runtime::systemstack(|| {
+            c.scan_stack::<Kernel>(regs, RootOwner { task: id, part: RootPart::SavedRegisters })
+        });
     }
     // SAFETY: the task is in no run queue and not running, so its saved context is stable.
     let sp = unsafe { task.saved_context() }.sp as usize;
@@ -192,7 +196,9 @@ fn scan_switched_out(c: &Collector, task: &Task, epoch: u64, scrub: bool) {
             let _np = tricolor_runtime::this_p().preempt.disable();
             // Each chunk, not the whole scan: preemption is on between chunks.
             let _scanning = timeline::during(State::StackScan);
-            c.scan_stack::<Kernel>(ScanRange { lo, hi }, RootOwner { task: id, part: RootPart::Stack });
+            tricolor_runtime::systemstack(|| {
+                c.scan_stack::<Kernel>(ScanRange { lo, hi }, RootOwner { task: id, part: RootPart::Stack })
+            });
             lo = hi;
         }
     }
