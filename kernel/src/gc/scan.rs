@@ -58,9 +58,12 @@ static SKIP_FOR_TEST: AtomicU64 = AtomicU64::new(0);
 /// Words of a switched-out stack scanned per preemption-disabled chunk (bounds how long a stop
 /// waits for the scanning core: about 20 instructions a word).
 const CHUNK_WORDS: usize = 256;
-/// Self-scans keep the dead stack below the handler's frames this far from SP unzeroed (the
-/// zeroing code's own frame lies there).
-const SCRUB_MARGIN: usize = 1024;
+/// Self-scans keep the dead stack this far below SP unzeroed: the system-stack trampoline's frame
+/// record (16 bytes) lies there, and the zeroing itself runs on the system stack. It was 1 KiB
+/// while the zeroing ran on this stack; a stale interior pointer left in that kilobyte (a mutator
+/// word into a Blob it had dropped) was later covered by a frame and found by the verifier
+/// (gc-cycle direct and direct-systemstack, smp 4: the same stack slot twice).
+const SCRUB_MARGIN: usize = 64;
 
 /// Mark setup, world stopped: every task alive now but the mark workers needs its scan this
 /// cycle (`epoch`, unique per cycle).
