@@ -306,7 +306,7 @@ impl Collector {
             let addr = self.heap.try_alloc_object::<P>(core, T::TYPE, black)?;
             (addr, self.heap.take_delayed_zero(core))
         };
-        if let Some((span, at, len)) = delayed {
+        if let Some((span, len)) = delayed {
             // In chunks on the system stack, preemptible between them: a stop or a tick waits for
             // one chunk at most, and an interrupt taken mid-chunk leaves its registers (addresses
             // inside the payload) on the system stack, not in this task's dead stack, where a
@@ -317,7 +317,7 @@ impl Collector {
             let mut done = 0;
             while done < len {
                 let n = (len - done).min(crate::heap::LARGE_ZERO_INLINE);
-                P::systemstack(|| self.heap.zero_payload(at + done, n));
+                P::systemstack(|| self.heap.zero_payload(span, done, n));
                 done += n;
             }
             self.heap.zeroed(span);

@@ -625,7 +625,7 @@ impl Heap {
             // the object (through the allocating task's stack) marks it without reading it.
             self.span(span).noscan.store(true, Ordering::Relaxed);
             // SAFETY: this core with preemption disabled (the caller's contract).
-            unsafe { *core.delayed_zero.get() = Some((span, base + HEADER_SIZE, elem - HEADER_SIZE)) };
+            unsafe { *core.delayed_zero.get() = Some((span, elem - HEADER_SIZE)) };
         }
         // SAFETY: `[base, base + elem)` is a freshly allocated span only this core knows.
         unsafe {
@@ -644,14 +644,17 @@ impl Heap {
 
     /// The payload zeroing [`Heap::try_alloc_object`] left to its caller on `core` (a large object,
     /// see `LARGE_ZERO_INLINE`), taken. The caller is `core` with preemption disabled.
-    pub(crate) fn take_delayed_zero(&self, core: &GcCore) -> Option<(u32, usize, usize)> {
+    pub(crate) fn take_delayed_zero(&self, core: &GcCore) -> Option<(u32, usize)> {
         // SAFETY: the caller's contract (own core, preemption disabled).
         unsafe { (*core.delayed_zero.get()).take() }
     }
 
-    /// Zero `len` bytes at `at` of a large object's payload left by [`Heap::take_delayed_zero`]
-    /// (the caller goes through it in chunks).
-    pub(crate) fn zero_payload(&self, at: usize, len: usize) {
+    /// Zero `len` bytes at payload offset `from` of the large object in `span`, left by
+    /// [`Heap::take_delayed_zero`] (the caller goes through it in chunks). Offsets, not addresses:
+    /// the caller's frame, on the task stack, then holds no pointer into the object, which a
+    /// conservative scan would find there once the object is dead.
+    pub(crate) fn zero_payload(&self, span: u32, from: usize, len: usize) {
+        let at = self.span_base(span) + HEADER_SIZE + from;
         // SAFETY: part of the payload of an object only the caller holds, not yet handed out; no
         // marker reads it while its span is no-scan.
         unsafe { core::ptr::write_bytes(self.ptr(at), 0, len) };

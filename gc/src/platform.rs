@@ -179,9 +179,9 @@ pub struct GcCore {
     /// Classes whose `cache` entry may hold a span (a set bit may be stale; a clear one is not):
     /// releasing the cache visits only these. Written like `cache`.
     pub(crate) cached: AtomicU32,
-    /// A large object's payload the allocation left to be zeroed after its guard (span, address,
-    /// length): written and taken by this core with preemption disabled.
-    pub(crate) delayed_zero: UnsafeCell<Option<(u32, usize, usize)>>,
+    /// A large object's payload the allocation left to be zeroed after its guard (span, length):
+    /// written and taken by this core with preemption disabled.
+    pub(crate) delayed_zero: UnsafeCell<Option<(u32, usize)>>,
     pub(crate) stats: CoreStats,
 }
 
