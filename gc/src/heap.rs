@@ -207,10 +207,10 @@ impl<'h> HeapView<'h> {
 ///   down from the end, sweeping each span it finds unswept, so every span is visited at most once
 ///   per generation: full spans are not rescanned until the next one.
 /// - `spans[unswept..]`: looked at this generation (swept then, taken, full, or being swept by
-///   the collector's sweep (`sweep_some`)), or created this generation.
-/// - `partial`: spans the collector's sweep (`sweep_some`) swept this generation and left with free objects. This catches
-///   spans the walk passed while the collector's sweep (`sweep_some`) was sweeping them; duplicates with the prefix are
-///   harmless (a refill re-checks `owned`, `is_swept` and `has_free` before taking a span).
+///   the sweep walk (`sweep_chunk`)), or created this generation.
+/// - `partial`: spans the sweep walk (`sweep_chunk`) swept this generation and left with free
+///   objects. This catches spans a refill's walk passed while the sweep walk was sweeping them;
+///   duplicates with the prefix are harmless (a refill re-checks `owned`, `is_swept` and `has_free` before taking a span).
 ///   It never names a freed span: a span is swept (and so freed) at most once per generation, and
 ///   is pushed only after that sweep left it in use; older entries are dropped by `roll`.
 struct ClassList {
@@ -621,7 +621,7 @@ impl Heap {
         let delay = elem - HEADER_SIZE > LARGE_ZERO_INLINE;
         if delay {
             // Go's delayed zeroing: the payload is zeroed by the caller after the allocator's
-            // guard (`Heap::zero_delayed`). Until then the span is no-scan, so a marker that finds
+            // guard (`Heap::zero_payload`, driven by `Collector::try_alloc`). Until then the span is no-scan, so a marker that finds
             // the object (through the allocating task's stack) marks it without reading it.
             self.span(span).noscan.store(true, Ordering::Relaxed);
             // SAFETY: this core with preemption disabled (the caller's contract).
@@ -782,7 +782,7 @@ impl Heap {
         let sg = self.sweepgen();
         let mut list = self.classes[class].lock();
         list.roll(sg);
-        // Spans the collector's sweep (`sweep_some`) left with room. Ordering: `is_swept`'s Acquire pairs with the
+        // Spans the sweep walk (`sweep_chunk`) left with room. Ordering: `is_swept`'s Acquire pairs with the
         // sweeper's `finish_sweep` (the class lock orders the push after it anyway).
         while let Some(sp) = list.partial.pop() {
             if self.try_take(sp, sg) {
@@ -805,7 +805,7 @@ impl Heap {
                 self.in_use.fetch_sub(r.bytes_freed, Ordering::Relaxed);
                 span.finish_sweep(sg);
             }
-            // Not swept: the collector's sweep (`sweep_some`) holds it and pushes it to `partial` if it has room.
+            // Not swept: the sweep walk (`sweep_chunk`) holds it and pushes it to `partial` if it has room.
             if self.try_take(sp, sg) {
                 return Some(sp);
             }
