@@ -29,6 +29,11 @@ const TESTS: &[Entry] = &[
     unit("counter_is_monotonic", "the generic counter only goes forward", counter_is_monotonic),
     unit("expected_cores_online", "every core the device tree lists (up to cores=) came online", expected_cores_online),
     unit("mmu_on_with_guard_pages", "the MMU is on and the page under each stack is unmapped", mmu_on_with_guard_pages),
+    unit(
+        "gc_heap_is_where_integers_are_not",
+        "the GC heap is mapped at vm::GC_HEAP_VA, not at its RAM address: no timestamp, count or pair of u32s a run produces names an object",
+        gc_heap_is_where_integers_are_not,
+    ),
     unit("timer_interrupts_every_core", "the timer interrupt arrives on every core", timer_interrupts_every_core),
     unit("sgi_reaches_other_cores", "an SGI reaches every other core", sgi_reaches_other_cores),
     unit(
@@ -161,6 +166,33 @@ fn mmu_on_with_guard_pages(_: &Config<'_>) -> Result<(), String> {
     let (ram, size) = crate::boot::machine().ram;
     ensure!(vm::translate(ram + size - 4096).is_some(), "end of RAM unmapped");
     ensure!(vm::translate(ram + size).is_none(), "memory past RAM is mapped");
+    Ok(())
+}
+
+/// Conservative scans take every word naming a heap object for a reference (see
+/// `vm::GC_HEAP_VA`): the heap's addresses must be no value a run's integers take.
+fn gc_heap_is_where_integers_are_not(_: &Config<'_>) -> Result<(), String> {
+    ensure!(crate::gc::is_ready(), "no GC heap");
+    let heap = &crate::gc::collector().heap;
+    let (base, end) = (heap.base(), heap.base() + heap.size());
+    ensure!(base == vm::GC_HEAP_VA, "the GC heap is at {base:#x}, not at {:#x}", vm::GC_HEAP_VA);
+    // Devices get the RAM behind it (the framebuffer from the GC heap).
+    let (ram, size) = crate::boot::machine().ram;
+    for va in (base..end).step_by(1 << 21) {
+        let pa = vm::phys_of(va).ok_or_else(|| alloc::format!("heap page {va:#x} unmapped"))?;
+        ensure!(pa >= ram && pa < ram + size, "heap page {va:#x} maps to {pa:#x}, outside RAM");
+    }
+    // Nanosecond timestamps of a run's first 5 minutes (every test and stress run; a longer run
+    // only risks keeping some garbage), counts up to 64 Gi, and pairs of u32s below 2^24 packed
+    // into a word, either way round.
+    let five_minutes_ns = 300_000_000_000usize;
+    let names = |x: usize| x >= base && x < end;
+    ensure!(base > five_minutes_ns.max(1 << 36), "counts or timestamps of a run reach the heap at {base:#x}");
+    for hi in (0..1usize << 24).step_by(0x1fff).chain(0..256) {
+        for lo in (0..1usize << 24).step_by(0xffff) {
+            ensure!(!names((hi << 32) | lo), "the u32 pair ({lo:#x}, {hi:#x}) names the heap [{base:#x}, {end:#x})");
+        }
+    }
     Ok(())
 }
 

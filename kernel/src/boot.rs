@@ -90,12 +90,14 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
         warn!("{} CPUs in the device tree beyond the supported {}", machine.cpus_ignored, tricolor_abi::MAX_CORES);
     }
     info!("{online} of {wanted} cores online");
-    if let Err(crate::gc::InitError(why)) = crate::gc::init(&config) {
-        refuse(format_args!(
+    match crate::gc::init(&config) {
+        Ok(()) => {}
+        Err(crate::gc::InitError::NoFrames(why)) => refuse(format_args!(
             "gc.heap: a {} MiB GC heap does not fit in this machine's {} MiB of RAM: {why}; choose a smaller gc.heap=",
             config.gc_heap >> 20,
             machine.ram.1 >> 20
-        ));
+        )),
+        Err(why) => refuse(format_args!("gc.heap: a {} MiB GC heap: {why}", config.gc_heap >> 20)),
     }
 
     let ticks = cpu::counter() - start;

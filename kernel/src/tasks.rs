@@ -7,7 +7,7 @@
 use crate::sync::Lock as Mutex;
 use crate::{irq, memory, percore, stacks, timeline, vm};
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use hashbrown::HashMap;
 use spin::Once;
 use tricolor_abi::PAGE_SIZE;
@@ -296,6 +296,9 @@ pub static IDLE_LOOPS: [AtomicU64; tricolor_abi::MAX_CORES] = [const { AtomicU64
 pub fn idle_loop(mut poll: impl FnMut(), pending: impl Fn() -> bool) -> ! {
     irqmask::unmask_irqs();
     let core = percore::id();
+    // Release: a collector that sees the flag (`in_idle_loop`) sees a task that from now on runs
+    // only this loop.
+    IN_IDLE_LOOP[core].store(true, Ordering::Release);
     // The idle task is idle whether it polls or halts: it runs only when other tasks yield to
     // it, and MMU counts it as neither mutator nor GC time. Its state stays with it across its
     // yields (`switch`).
@@ -324,6 +327,16 @@ pub fn idle_loop(mut poll: impl FnMut(), pending: impl Fn() -> bool) -> ! {
     }
 }
 
+/// Per core: its idle task has entered [`idle_loop`], which it never leaves.
+static IN_IDLE_LOOP: [AtomicBool; tricolor_abi::MAX_CORES] =
+    [const { AtomicBool::new(false) }; tricolor_abi::MAX_CORES];
+
+/// Whether `task` is a core's idle task running [`idle_loop`]: it runs no mutator code from then
+/// on. (A boot flow before that, such as the boot core's running a test's driver, is a mutator.)
+pub fn in_idle_loop(task: &Task) -> bool {
+    task.name().as_str() == "idle" && task.affinity().is_some_and(|core| IN_IDLE_LOOP[core].load(Ordering::Acquire))
+}
+
 /// Wakes every other core from `idle_loop`'s `wfi` (after posting work for one of them).
 pub fn wake_others() {
     irq::send_to_others(irq::SGI_WAKE);
@@ -348,6 +361,9 @@ fn reserve_growable(reserve: usize, initial: usize) -> Result<StackReservation, 
     let res_lo = {
         let mut next = NEXT_RESERVATION.lock();
         let res_lo = *next + PAGE_SIZE; // one guard page under every reservation
+        if res_lo + reserve > vm::GC_HEAP_VA {
+            return Err("the growable-stack arena is used up (it ends where the GC heap is mapped)");
+        }
         *next = res_lo + reserve;
         res_lo
     };

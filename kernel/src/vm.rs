@@ -62,6 +62,39 @@ pub fn translate(va: usize) -> Option<(usize, Attributes)> {
     TABLES.lock().as_ref()?.translate(va)
 }
 
+/// Where the GC heap is mapped: not at its RAM address. A conservative scan takes any word that
+/// names a heap object for a reference, so the heap must lie where ordinary integers do not:
+/// - not at its RAM address: RAM starts at 1 GiB, so with the identity map a nanosecond
+///   timestamp between 1.08 s and 1.12 s of uptime named an object of a 32 MiB heap (the
+///   verifier reported such timestamps, held in a frame after its scan, as lost references);
+/// - not where the upper 32 bits are a small number and the lower ones too: a pair of `u32`s
+///   packed into one register (a span's page and a size, say `(0x257, 0x60)`) named an object
+///   when the heap sat at `0x60_0000_0000`.
+///
+/// At 363 GiB (above the growable-stack arena at 256 GiB, inside the 39-bit space) a
+/// word names the heap only if it is a reference, a timestamp past 6.5 minutes of uptime, a
+/// count past 363 Gi, or a `u32` pair `(≥ 3 Gi, 90)`. 1 GiB-aligned, so the heap's 2 MiB
+/// alignment gives block mappings.
+pub const GC_HEAP_VA: usize = 0x5A_C000_0000;
+
+/// Maps the GC heap's frames `[pa, pa + len)` at [`GC_HEAP_VA`] (MMU on, every core online and
+/// sharing these tables). Returns the heap's virtual base. The frames keep their identity mapping
+/// too, with the same memory type (an alias the kernel does not use), so nothing needs splitting.
+pub fn map_gc_heap(pa: usize, len: usize) -> Result<usize, MapError> {
+    let mut tables = TABLES.lock();
+    let tables = tables.as_mut().expect("vm::init ran");
+    tables.map_range(GC_HEAP_VA, pa, len, Attributes::RAM_DATA, &mut FrameTables)?;
+    // The range was unmapped (invalid entries are never cached in a TLB): the new descriptors
+    // only need to be visible to every core's table walker before the heap is used.
+    tricolor_arch::mmu::publish_new_mapping();
+    Ok(GC_HEAP_VA)
+}
+
+/// The physical address of mapped memory at `va` (for devices: the GC heap is not identity-mapped).
+pub fn phys_of(va: usize) -> Option<usize> {
+    translate(va).map(|(pa, _)| pa)
+}
+
 /// Unmaps one page while the MMU is on (a task stack's guard page), with TLB invalidation on
 /// every core.
 pub fn unmap_live(va: usize) -> Result<(), MapError> {

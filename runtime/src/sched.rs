@@ -46,11 +46,13 @@ pub struct Switch {
 }
 
 /// Step 1: decides what runs next on `p`'s core. `None` means keep running the current task
-/// (it yielded or was preempted, and nothing else is runnable).
+/// (it yielded or was preempted, and nothing else is runnable). For an exit, `None` means the
+/// caller must wait and retry: the core's idle task, always queued otherwise, can be out of its
+/// queue for a moment (the collector holds a task still while it scans its stack).
 ///
 /// # Panics
-/// If the core has no current task, a switch is already in progress, a task yields with
-/// preemption disabled, or a task exits and nothing is left to run (no idle task adopted).
+/// If the core has no current task, a switch is already in progress, or a task yields with
+/// preemption disabled.
 pub fn prepare_switch(p: &P, queues: &RunQueues, reason: SwitchReason) -> Option<Switch> {
     assert!(!p.current_ptr().is_null(), "core {}: no current task", p.core());
     assert!(
@@ -60,14 +62,7 @@ pub fn prepare_switch(p: &P, queues: &RunQueues, reason: SwitchReason) -> Option
     );
     // Relaxed: only this core touches its `switching_from`, with interrupts masked.
     assert!(p.switching_from.load(Ordering::Relaxed).is_null(), "core {}: switch already in progress", p.core());
-    let Some(picked) = queues.pick_next(p.core()) else {
-        assert!(
-            reason != SwitchReason::Exit,
-            "core {}: task exited and nothing is runnable (no idle task adopted?)",
-            p.core()
-        );
-        return None;
-    };
+    let picked = queues.pick_next(p.core())?;
     let next = picked.task;
     next.set_preempted(false);
     next.set_state(TaskState::Running);
@@ -215,10 +210,20 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "nothing is runnable")]
-    fn exit_with_nothing_to_run_panics() {
-        let (p, q, _ts) = core_with(&[], 1);
-        prepare_switch(p, &q, SwitchReason::Exit);
+    fn exit_with_nothing_to_run_changes_nothing() {
+        // The exiting task waits (exit_current retries): it stays current and running, queues
+        // untouched, until something is runnable.
+        let (p, q, _ts) = core_with(&["a"], 1);
+        let a = q.pick_next(0).expect("a is queued").task;
+        let idle = p.replace_current(a).expect("idle was current");
+        idle.set_state(TaskState::Ready);
+        assert!(prepare_switch(p, &q, SwitchReason::Exit).is_none());
+        assert_eq!(current_name(p), "a");
+        assert!(p.switching_from.load(Ordering::Relaxed).is_null());
+        q.enqueue(0, idle);
+        let s = prepare_switch(p, &q, SwitchReason::Exit).expect("the idle task is back");
+        assert!(!s.from.is_null());
+        assert_eq!(current_name(p), "idle");
     }
 
     #[test]

@@ -181,14 +181,29 @@ pub fn is_ready() -> bool {
 
 /// Why the collector could not be set up.
 #[derive(Debug)]
-pub struct InitError(pub tricolor_kernel::mem::frames::OutOfFrames);
+pub enum InitError {
+    /// Not enough free RAM for the heap.
+    NoFrames(tricolor_kernel::mem::frames::OutOfFrames),
+    /// The heap's mapping at `vm::GC_HEAP_VA` could not be built.
+    Map(tricolor_arch::pagetable::MapError),
+}
+
+impl core::fmt::Display for InitError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            InitError::NoFrames(why) => write!(f, "{why}"),
+            InitError::Map(why) => write!(f, "cannot map the heap: {why:?}"),
+        }
+    }
+}
 
 /// Creates the GC heap from the command line. Runs on the boot core after every core is online
 /// (setting the barrier mode stops the world).
 pub fn init(config: &Config<'_>) -> Result<(), InitError> {
     let pages = config.gc_heap.div_ceil(PAGE_SIZE);
     // 2 MiB alignment: the heap then starts on a block boundary (no effect on correctness).
-    let base = memory::alloc_pages(pages, 512).map_err(InitError)?;
+    let frames = memory::alloc_pages(pages, 512).map_err(InitError::NoFrames)?;
+    let base = crate::vm::map_gc_heap(frames, pages * PAGE_SIZE).map_err(InitError::Map)?;
     CORES.store(percore::online_count(), Ordering::Relaxed);
     let gc_config = tricolor_gc::Config {
         percent: config.gc_percent,
@@ -196,7 +211,7 @@ pub fn init(config: &Config<'_>) -> Result<(), InitError> {
         verify: config.gc_verify,
         ..tricolor_gc::Config::default()
     };
-    // SAFETY: the frames are ours alone (just allocated, never freed), identity-mapped RAM.
+    // SAFETY: the frames are ours alone (just allocated, never freed), mapped at `base`.
     let collector = COLLECTOR.call_once(|| unsafe { Collector::new(base as *mut u8, pages * PAGE_SIZE, gc_config) });
     // SAFETY: linker.ld brackets the `.gcroots` section, which holds only `GcSlot`s (word-sized
     // atomics) that live for the whole run.
@@ -214,7 +229,7 @@ pub fn init(config: &Config<'_>) -> Result<(), InitError> {
     VERIFY.store(config.gc_verify, Ordering::Relaxed);
     trace::set_global_bytes((&raw const __gcroots_end as usize - &raw const __gcroots_start as usize) as u64);
     log::info!(
-        "gc: {} MiB heap at {base:#x}, mode {}, wbBuf {} entries, GOGC {}%{}, verifier {}, torture {}",
+        "gc: {} MiB heap at {base:#x} (RAM {frames:#x}), mode {}, wbBuf {} entries, GOGC {}%{}, verifier {}, torture {}",
         config.gc_heap >> 20,
         config.gc_mode.name(),
         config.gc_wbbuf,

@@ -43,9 +43,6 @@ use tricolor_gc::{Collector, RootOwner, RootPart, ScanRange};
 use tricolor_runtime::task::{Task, TaskState};
 use tricolor_timeline::State;
 
-/// The name `Task::adopt_boot` gives each core's idle task.
-const IDLE: &str = "idle";
-
 /// The cycle whose stacks are being scanned (0: none); a task is scanned once its `scan_epoch`
 /// equals it.
 static EPOCH: AtomicU64 = AtomicU64::new(0);
@@ -121,14 +118,17 @@ pub fn scan_some(c: &Collector) -> bool {
             scan_current(c, epoch);
             continue;
         }
-        if task.name().as_str() == IDLE && task.state() == TaskState::Ready {
-            // An idle task is never taken out of its queue: its core must find it whenever the
-            // task running there exits (taking it made that core panic with nothing runnable).
-            // It is scanned where it lies, without zeroing below its SP: it may start running
-            // meanwhile, which is harmless because an idle task holds no GC pointer of its own
-            // (its GC work, idle marking, runs on the system stack, and what it polls keeps its
-            // objects in roots: the pinned framebuffer).
-            scan_switched_out(c, task, epoch, false);
+        if tasks::in_idle_loop(task) && task.state() == TaskState::Ready {
+            // An idle task in its loop is not taken out of its queue: its core keeps something
+            // to run (an exiting task waits otherwise). It is scanned where it lies, without
+            // zeroing below its SP: it may start running meanwhile, which is harmless because
+            // it holds no GC pointer of its own from then on (its GC work, idle marking, runs on
+            // the system stack, and what it polls keeps its objects in roots: the pinned
+            // framebuffer). A boot flow that has not reached the loop yet (the boot core's, while
+            // it runs a test's driver) is a mutator: it is taken out like any other task.
+            if !scan_switched_out(c, task, epoch, false) {
+                done = false; // its context was not saved yet (`Ready` is set first): later
+            }
             continue;
         }
         let taken = {
@@ -138,7 +138,11 @@ pub fn scan_some(c: &Collector) -> bool {
         };
         match taken {
             Some((core, held)) => {
-                scan_switched_out(c, &held, epoch, true);
+                if !scan_switched_out(c, &held, epoch, true) {
+                    // A held task's saved SP outside its stack is a bug: leave the stack
+                    // unscanned for the root census to report, rather than retry forever.
+                    mark_scanned(&held, epoch);
+                }
                 {
                     let _irqs = IrqGuard::mask();
                     tasks::queues().enqueue(core, held);
@@ -170,10 +174,19 @@ fn request_self_scan(task: &Arc<Task>) {
 
 /// Scans a task no core can run (taken out of its queue): its saved registers, then its stack
 /// from the saved SP to the top in chunks, zeroing the dead part below SP first (`scrub`; not for
-/// an idle task scanned in its queue, which may be running by then).
-fn scan_switched_out(c: &Collector, task: &Task, epoch: u64, scrub: bool) {
+/// an idle task scanned in its queue, which may be running by then). False, and nothing marked
+/// scanned, if the saved SP lies outside the task's stack: an idle task read while its first
+/// switch-out is still saving its context (the scheduler marks it `Ready` before the save).
+fn scan_switched_out(c: &Collector, task: &Task, epoch: u64, scrub: bool) -> bool {
     let id = task.id().0;
     let saved = task.context_ptr() as usize;
+    // SAFETY: the task is in no run queue and not running (or an idle task in its loop, whose
+    // saved context is at worst stale: checked below), so its saved context is readable.
+    let sp = unsafe { task.saved_context() }.sp as usize;
+    let (lowest, top) = tasks::mapped_stack(task);
+    if sp < lowest || sp > top {
+        return false;
+    }
     {
         let _np = tricolor_runtime::this_p().preempt.disable();
         let _scanning = timeline::during(State::StackScan);
@@ -185,27 +198,23 @@ fn scan_switched_out(c: &Collector, task: &Task, epoch: u64, scrub: bool) {
             c.scan_stack::<Kernel>(regs, RootOwner { task: id, part: RootPart::SavedRegisters })
         });
     }
-    // SAFETY: the task is in no run queue and not running, so its saved context is stable.
-    let sp = unsafe { task.saved_context() }.sp as usize;
-    let (lowest, top) = tasks::mapped_stack(task);
-    if sp >= lowest && sp <= top {
-        if scrub {
-            tasks::scrub(lowest, sp);
-        }
-        let word = core::mem::size_of::<usize>();
-        let mut lo = sp;
-        while lo < top {
-            let hi = (lo + CHUNK_WORDS * word).min(top);
-            let _np = tricolor_runtime::this_p().preempt.disable();
-            // Each chunk, not the whole scan: preemption is on between chunks.
-            let _scanning = timeline::during(State::StackScan);
-            tricolor_runtime::systemstack(|| {
-                c.scan_stack::<Kernel>(ScanRange { lo, hi }, RootOwner { task: id, part: RootPart::Stack })
-            });
-            lo = hi;
-        }
+    if scrub {
+        tasks::scrub(lowest, sp);
+    }
+    let word = core::mem::size_of::<usize>();
+    let mut lo = sp;
+    while lo < top {
+        let hi = (lo + CHUNK_WORDS * word).min(top);
+        let _np = tricolor_runtime::this_p().preempt.disable();
+        // Each chunk, not the whole scan: preemption is on between chunks.
+        let _scanning = timeline::during(State::StackScan);
+        tricolor_runtime::systemstack(|| {
+            c.scan_stack::<Kernel>(ScanRange { lo, hi }, RootOwner { task: id, part: RootPart::Stack })
+        });
+        lo = hi;
     }
     mark_scanned(task, epoch);
+    true
 }
 
 /// Scans the calling core's current task where it stands: the collecting task, or the task an

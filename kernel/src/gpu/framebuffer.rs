@@ -46,11 +46,15 @@ pub struct FbMemory {
 unsafe impl Send for FbMemory {}
 
 impl FbMemory {
-    /// Memory at `base` (identity-mapped: its physical address too), described page by page.
+    /// Memory at `base`, described page by page with the physical address the device needs (the
+    /// GC heap is not identity-mapped: `vm::GC_HEAP_VA`).
     fn new(base: usize, bytes: usize, source: FbSource) -> Self {
         let segments = (base..base + bytes)
             .step_by(PAGE_SIZE)
-            .map(|page| Segment { phys: page as u64, len: (base + bytes - page).min(PAGE_SIZE) as u32 })
+            .map(|page| Segment {
+                phys: crate::vm::phys_of(page).expect("framebuffer memory is mapped") as u64,
+                len: (base + bytes - page).min(PAGE_SIZE) as u32,
+            })
             .collect();
         Self { base: NonNull::new(base as *mut u32).expect("framebuffer at 0"), bytes, segments, source }
     }

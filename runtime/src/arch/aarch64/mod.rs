@@ -285,8 +285,19 @@ pub fn exit_current(queues: &RunQueues) -> ! {
     // Not a guard: this task never runs again, so nothing here unmasks. The task switched to
     // unmasks (its `schedule` guard restores its own mask, or `begin_task` unmasks a new task's).
     irqmask::mask_irqs();
-    let s = prepare_switch(this_p(), queues, SwitchReason::Exit)
-        .expect("prepare_switch panics rather than return None for Exit");
+    // Nothing runnable: the idle task is out of its queue for a stack scan. Wait for it with
+    // IRQs open (a stop-the-world request must still reach this core; a tick that finds a task
+    // to run may switch this one out as preempted, and it comes back here).
+    let s = loop {
+        match prepare_switch(this_p(), queues, SwitchReason::Exit) {
+            Some(s) => break s,
+            None => {
+                irqmask::unmask_irqs();
+                tricolor_arch::cpu::relax();
+                irqmask::mask_irqs();
+            }
+        }
+    };
     // SAFETY: as in `schedule`. Nothing resumes an exited task, so this never returns.
     unsafe { switch_context(s.from, s.to) };
     unreachable!("an exited task was resumed");
