@@ -21,7 +21,8 @@
 //! to silence stale stack slots. That also hid every root the scan skipped, which the snapshot
 //! skips too. The stale words have been removed at their sources instead (dead stack memory is
 //! zeroed before a scan; parked and switched-out tasks keep no dead caller-saved registers;
-//! pinned buffers, which non-GC memory refers to, are roots), and the [`census`](crate::census)
+//! pinned buffers, which non-GC memory refers to, are roots; the kernel maps its heap where
+//! timestamps and counters do not reach, `vm::GC_HEAP_VA`), and the [`census`](crate::census)
 //! checks that no task's stack was skipped.
 
 use core::sync::atomic::Ordering;
