@@ -260,8 +260,8 @@ fn bench(config: &Config<'_>) -> ! {
         if display.fence() != fence {
             display = display.restart(fence).unwrap_or_else(|e| fail(NAME, e));
         }
-        if fence.is_seed_broken_variant() {
-            log::warn!("gpu-bench: fence={} is seed 002's variant reported as broken; measured anyway", fence.name());
+        if fence.skips_fence_on_empty_polls() {
+            log::warn!("gpu-bench: fence={} skips the barrier on empty polls; measured too", fence.name());
         }
         let before = display.perf();
         for n in 0..BENCH_FRAMES {

@@ -158,7 +158,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "virtio.fence",
         values: "acquire|seqcst|after-progress",
-        help: "virtqueue used-index ordering (after-progress is seed 002's broken variant)",
+        help: "virtqueue used-index ordering (after-progress: a barrier only after progress, an experiment)",
     },
     Key { name: "virtio.complete", values: "poll|irq", help: "GPU command completion by polling or interrupt" },
     Key {

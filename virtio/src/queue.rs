@@ -12,10 +12,10 @@
 //! | `used_event`/flags re-arm -> `used.idx` re-check | `dsb sy` / SeqCst fence     | 2.7.14 note |
 //!
 //! (`fence.rs` has the Linux name of each barrier and why it is outer-shareable.) Why the read
-//! barrier sits *after* the `used.idx` load: seed 002 places `virtio_rmb()` before a volatile
-//! read of `used.idx` and nothing after it. A barrier before a load orders nothing about the
-//! value that load returns, so the used element read that follows would not be ordered after
-//! the device's writes.
+//! barrier sits *after* the `used.idx` load: a barrier before a load (`virtio_rmb()` before a
+//! volatile read of `used.idx`, and nothing after it) orders nothing about the value that load
+//! returns, so the used element read that follows would not be ordered after the device's
+//! writes.
 //!
 //! Re-arming `used_event` after every completion taken with interrupts on is followed by a full
 //! barrier, as Linux's `virtqueue_get_buf` does with `virtio_store_mb`: the next poll of
@@ -136,10 +136,10 @@ impl<H: Hal> VirtQueue<H> {
         if size == 0 || !size.is_power_of_two() || size == u16::MAX {
             return Err(Error::InvalidQueueSize { requested: size, max: 32768 });
         }
-        if strategy.is_seed_broken_variant() {
+        if strategy.skips_fence_on_empty_polls() {
             log::warn!(
-                "virtio queue {queue_index}: fence strategy '{}' is seed 002's BROKEN variant \
-                 (fence only after progress); for experiments only",
+                "virtio queue {queue_index}: fence strategy '{}': no barrier on empty polls, the \
+                 read barrier only after progress (an experiment)",
                 strategy.name()
             );
         }

@@ -114,7 +114,16 @@ pub fn check_test_pattern(image: &Image) -> Result {
 /// The QEMU-matrix screenshot test: the test pattern (`test=gpu-pattern`), a screenshot, the pixel
 /// check.
 pub fn test_pattern_case(elf: &Path) -> Result<Duration> {
-    let machine = Machine { smp: 4, append: "test=gpu-pattern".into(), gpu: true, ..Machine::new(elf) };
+    pattern_case(elf, "test=gpu-pattern")
+}
+
+/// [`test_pattern_case`] with the framebuffer a pinned object of the GC heap (`fb=gc`).
+pub fn test_pattern_gc_case(elf: &Path) -> Result<Duration> {
+    pattern_case(elf, "test=gpu-pattern fb=gc")
+}
+
+fn pattern_case(elf: &Path, append: &str) -> Result<Duration> {
+    let machine = Machine { smp: 4, append: append.into(), gpu: true, ..Machine::new(elf) };
     let out: PathBuf = std::env::temp_dir().join(format!("tricolor-screenshot-test-{}.png", std::process::id()));
     let shot = take(&machine, &out, TIMEOUT, Duration::ZERO)?;
     let checked = load_png(&out).and_then(|image| check_test_pattern(&image));

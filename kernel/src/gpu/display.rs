@@ -91,10 +91,10 @@ pub fn bring_up(machine: &Machine, config: &Config<'_>) -> Result<Display, Bring
     if config.fb == FbSource::None {
         return Err(BringUpError::Disabled);
     }
-    if config.virtio_fence.is_seed_broken_variant() {
+    if config.virtio_fence.skips_fence_on_empty_polls() {
         log::warn!(
-            "virtio.fence=after-progress: seed 002's variant, reported there as the bug (relaxed used.idx \
-             polls, Acquire only after progress); chosen for the experiment"
+            "virtio.fence=after-progress: relaxed used.idx polls, Acquire only after progress (once \
+             reported as the cause of slow GPU commands); chosen for the experiment"
         );
     }
     let probe = discovery::find_gpu(machine.dtb());

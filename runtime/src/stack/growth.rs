@@ -1,7 +1,7 @@
 //! Growable task stacks: grow by mapping, never by copying.
 //!
 //! Go grows a goroutine stack by copying it somewhere larger and fixing up every pointer into
-//! it (seed 001). Rust cannot do that: nothing tells us which words on a stack are pointers into
+//! it. Rust cannot do that: nothing tells us which words on a stack are pointers into
 //! it. So a growable stack reserves a virtual range up front and maps only its top pages:
 //!
 //! ```text

@@ -1,10 +1,10 @@
 //! Stacks: `Stack { lo, hi, guard }` and what is done with them.
 //!
 //! Every stack in tricolor grows down from `hi` towards `lo`, and has an unmapped guard range
-//! `[guard, lo)` right under it, so running off the end faults instead of corrupting whatever
-//! lies below (seed 000 is what happens without one). The exception handler runs on its own
-//! per-core exception stack, asks the [`registry::StackRegistry`] which stack the fault address
-//! hits, and prints an [`registry::OverflowReport`].
+//! `[guard, lo)` right under it, so running off the end faults instead of silently corrupting
+//! whatever lies below. The exception handler runs on its own per-core exception stack, asks the
+//! [`registry::StackRegistry`] which stack the fault address hits, and prints an
+//! [`registry::OverflowReport`].
 //!
 //! - [`paint`]: fill a stack with a pattern at creation; the high-water mark is the first word
 //!   that no longer holds it.

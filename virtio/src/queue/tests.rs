@@ -169,7 +169,7 @@ fn fence_counts_follow_the_strategy() {
             FenceStrategy::AfterProgress => assert_eq!((f.acquire, f.full), (1, 0)),
         }
     }
-    // Empty polls: a barrier on every poll, except the seed's after-progress variant.
+    // Empty polls: a barrier on every poll, except under after-progress.
     for strategy in FenceStrategy::ALL {
         let mut q = Queue::new(0, 4, strategy, false).unwrap();
         for _ in 0..5 {
