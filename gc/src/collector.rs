@@ -358,7 +358,10 @@ impl Collector {
     }
 
     /// Unpin a buffer: from now on it is freed once unreachable.
-    pub fn unpin(&self, buf: &PinnedBuf) -> bool {
+    pub fn unpin<P: Platform>(&self, buf: &PinnedBuf) -> bool {
+        // The pinned list's spin lock is also taken by marking (pinned buffers are roots): not
+        // to be held by a task that can be preempted.
+        let _np = P::disable_preemption();
         self.heap.unpin(buf.addr)
     }
 
@@ -434,12 +437,18 @@ impl Collector {
     }
 
     /// The verifier's misses recorded so far (taken and cleared).
-    pub fn take_misses(&self) -> Vec<Miss> {
+    ///
+    /// Preemption is off while the list's spin lock is held (so for each of these three): a
+    /// task preempted holding it would leave the verifier, which takes it with the world stopped,
+    /// spinning for a task that cannot run.
+    pub fn take_misses<P: Platform>(&self) -> Vec<Miss> {
+        let _np = P::disable_preemption();
         core::mem::take(&mut *self.misses.lock())
     }
 
     /// The census findings (tasks not scanned) recorded so far (taken and cleared).
-    pub fn take_unscanned(&self) -> Vec<Unscanned> {
+    pub fn take_unscanned<P: Platform>(&self) -> Vec<Unscanned> {
+        let _np = P::disable_preemption();
         core::mem::take(&mut *self.unscanned.lock())
     }
 

@@ -326,8 +326,8 @@ fn gc_blind_stack(config: &Config<'_>) -> ! {
     let mut misses = alloc::vec::Vec::new();
     for _ in 0..PLANTED_CYCLES {
         gc::collect();
-        unscanned.extend(gc::collector().take_unscanned());
-        misses.extend(gc::collector().take_misses());
+        unscanned.extend(gc::collector().take_unscanned::<Kernel>());
+        misses.extend(gc::collector().take_misses::<Kernel>());
         if !unscanned.is_empty() {
             break;
         }
@@ -409,7 +409,7 @@ fn gc_blind_memory(config: &Config<'_>) -> ! {
     let before = gc::Findings::now();
     let report = gc::collect_with_mark_delay(MARK_DELAY_US);
     yield_until(10_000, || PLANTED.load(Ordering::Acquire) == PLANTED_DONE);
-    let misses = gc::collector().take_misses();
+    let misses = gc::collector().take_misses::<Kernel>();
     let found = gc::Findings::now().since(before);
     let header = UNSCANNED_WORD.load(Ordering::Relaxed) - core::mem::size_of::<usize>();
     let caught = misses.iter().find(|m| m.object == header);

@@ -178,7 +178,7 @@ fn a_word_pointing_at_an_object_header_is_not_a_conservative_reference() {
                 assert_eq!(end, dead_base, "first fit reuses the hole");
                 m.set_root(0, end);
             });
-            assert_eq!(r.verifier_misses, 0, "{mode:?}: {:?}", c.take_misses());
+            assert_eq!(r.verifier_misses, 0, "{mode:?}: {:?}", c.take_misses::<P>());
             assert_eq!(r.freed_objects, 1, "{mode:?}: the dead object is freed");
             assert!(c.heap.find_object(dead_base + HEADER_SIZE).is_none());
             assert!(is_poisoned(dead_base, BIG_BYTES));
@@ -245,7 +245,7 @@ fn pinned_buffers_survive_unreachable_until_unpinned() {
         assert_eq!(c.collect::<P>().freed_objects, 0, "pinned: kept though unreachable");
         // SAFETY: as above.
         assert_eq!(unsafe { *fb.as_ptr().add(fb.len - 1) }, 0x5A);
-        assert!(c.unpin(&fb));
+        assert!(c.unpin::<P>(&fb));
         assert_eq!(c.collect::<P>().freed_objects, 1);
         assert!(is_poisoned(fb.addr, fb.len));
     });
@@ -340,7 +340,7 @@ fn moved_to_stack_scenario(mode: BarrierMode) -> (Vec<crate::Miss>, usize, usize
         // B is still reachable from the stack: verifier or barrier must have kept it.
         let b_again = node_at(m.root(0)).unwrap();
         assert!(b_again.intact(), "reachable object corrupted");
-        let misses = c.take_misses();
+        let misses = c.take_misses::<P>();
         ROOT.set::<P>(None);
         drop(m);
         (misses, r.verifier_misses, b.addr() - HEADER_SIZE)
@@ -485,7 +485,7 @@ fn a_mark_assist_scans_its_budget_and_leaves_the_rest_to_the_marker() {
             }
         });
         assert_eq!(assisted, [BUDGET; 5], "each assist scans exactly its budget while grey objects remain");
-        assert_eq!(r.verifier_misses, 0, "{:?}", c.take_misses());
+        assert_eq!(r.verifier_misses, 0, "{:?}", c.take_misses::<P>());
         assert_eq!(r.freed_objects, 0);
         assert_eq!(r.marked_bytes, (NODES * 96) as u64);
         let mut n = Some(head);

@@ -32,13 +32,13 @@ fn a_stack_the_scan_skips_is_reported_by_the_census() {
             hidden.hide_from_scan();
             let r = c.collect::<P>();
             assert_eq!(r.unscanned, 2, "{mode:?}: at mark start and at verification");
-            let found = c.take_unscanned();
+            let found = c.take_unscanned::<P>();
             assert!(found.iter().all(|u| u.part == RootPart::Stack && u.entry.name == "mutator 0"), "{found:?}");
             let stack = found[0].entry.stack;
             assert_eq!(stack.hi - stack.lo, 8, "{mode:?}: the hidden mutator's one slot");
             assert_eq!(c.stats::<P>().unscanned, 2);
             // The verifier then walks the skipped stack itself: what it held is reported and kept.
-            let misses = c.take_misses();
+            let misses = c.take_misses::<P>();
             assert_eq!(r.verifier_misses, 1, "{mode:?}: {misses:?}");
             assert_eq!(misses[0].object, only_here.addr() - HEADER_SIZE);
             assert_eq!(misses[0].cause, MissCause::UnreachableAtMarkStart);
@@ -47,7 +47,7 @@ fn a_stack_the_scan_skips_is_reported_by_the_census() {
             drop(hidden);
             let m = w.mutator(1);
             let r = c.collect::<P>();
-            assert_eq!((r.unscanned, r.verifier_misses), (0, 0), "{mode:?}: {:?}", c.take_unscanned());
+            assert_eq!((r.unscanned, r.verifier_misses), (0, 0), "{mode:?}: {:?}", c.take_unscanned::<P>());
             drop(m);
         });
     }
@@ -73,7 +73,7 @@ fn a_reference_from_unscanned_memory_is_a_miss_even_with_the_snapshot() {
             let r = c.collect_with_hook::<P>(&mut || {
                 m.set_root(0, UNSCANNED.load(core::sync::atomic::Ordering::Relaxed));
             });
-            let misses = c.take_misses();
+            let misses = c.take_misses::<P>();
             assert_eq!(r.verifier_misses, 2, "{mode:?}: the node and its child: {misses:?}");
             assert!(misses.iter().all(|m| m.cause == MissCause::UnreachableAtMarkStart), "{mode:?}: {misses:?}");
             assert_eq!(misses[0].object, hidden.addr() - HEADER_SIZE);
@@ -105,7 +105,7 @@ fn an_object_allocated_white_during_the_mark_is_a_miss() {
             white = addr;
             m.set_root(0, addr);
         });
-        let misses = c.take_misses();
+        let misses = c.take_misses::<P>();
         assert_eq!(r.verifier_misses, 1, "{misses:?}");
         assert_eq!(misses[0].object, white - HEADER_SIZE);
         assert_eq!(misses[0].cause, MissCause::AllocatedDuringMark);
@@ -114,7 +114,7 @@ fn an_object_allocated_white_during_the_mark_is_a_miss() {
             let n = new_node(c, 1);
             m.set_root(0, n.addr());
         });
-        assert_eq!(r.verifier_misses, 0, "{:?}", c.take_misses());
+        assert_eq!(r.verifier_misses, 0, "{:?}", c.take_misses::<P>());
         m.set_root(0, 0);
         drop(m);
     });
@@ -131,10 +131,10 @@ fn pinned_buffers_are_roots() {
         let m = w.mutator(1);
         let buf = c.alloc_pinned::<P>(3 * HEAP_PAGE_SIZE).unwrap();
         let r = c.collect_with_hook::<P>(&mut || m.set_root(0, buf.addr + HEAP_PAGE_SIZE + 40));
-        assert_eq!((r.verifier_misses, r.unscanned), (0, 0), "{:?}", c.take_misses());
+        assert_eq!((r.verifier_misses, r.unscanned), (0, 0), "{:?}", c.take_misses::<P>());
         assert!(r.marked_bytes >= 3 * HEAP_PAGE_SIZE as u64, "the pinned buffer counts as marked");
         m.set_root(0, 0);
-        assert!(c.unpin(&buf));
+        assert!(c.unpin::<P>(&buf));
         let r = c.collect::<P>();
         assert_eq!(r.freed_objects, 1, "unpinned and unreachable: freed");
         drop(m);

@@ -280,7 +280,7 @@ impl Findings {
 /// a stack) and returns how many misses and census findings there were (the collector has logged
 /// each already).
 pub fn explain_findings() -> (usize, usize) {
-    let misses = collector().take_misses();
+    let misses = collector().take_misses::<Kernel>();
     for miss in &misses {
         if let Some((name, state, word)) = tasks::saved_register_at(miss.slot) {
             log::error!(
@@ -301,7 +301,7 @@ pub fn explain_findings() -> (usize, usize) {
             );
         }
     }
-    (misses.len(), collector().take_unscanned().len())
+    (misses.len(), collector().take_unscanned::<Kernel>().len())
 }
 
 /// The park hook (`stw::set_park_hook`): during the mark, a parking core flushes its own wbBuf
