@@ -68,6 +68,7 @@ extern "C" fn tricolor_boot_primary(boot_x0: usize) -> ! {
     crate::timeline::init(machine.cpu_count.min(config.cores), config.timeline_dump);
     let interrupts = irq::init(machine);
     tasks::init(tricolor_abi::MAX_CORES);
+    tasks::set_tick_slice_us(config.tick_slice_us);
     crate::stw::init();
     crate::gc::safepoint::init();
     tasks::adopt_boot_flow();

@@ -112,6 +112,12 @@ pub struct Config<'a> {
     /// `timeline=dump`: print every core's recorded GC states at the end of a stress suite (and
     /// when the demo quits), for `cargo xtask bench`'s MMU and `cargo xtask trace`.
     pub timeline_dump: bool,
+    /// `tick.slice=`: each core's timer fires this often, in µs (0: once per quantum), while
+    /// preemption stays once per quantum. Under `-icount` QEMU runs the vCPUs one at a time and
+    /// moves to the next at a timer deadline (or a `yield`/`wfi`), so this bounds how long one
+    /// core runs while the others stand still: measurements of several cores at once (MMU,
+    /// `cargo xtask bench` and `trace`) use it.
+    pub tick_slice_us: u64,
 }
 
 impl Default for Config<'_> {
@@ -137,6 +143,7 @@ impl Default for Config<'_> {
             suite: None,
             suite_cycles: 8,
             timeline_dump: false,
+            tick_slice_us: 0,
         }
     }
 }
@@ -184,6 +191,11 @@ pub const KEYS: &[Key] = &[
         name: "timeline",
         values: "off|dump",
         help: "print every core's GC state transitions when a suite ends or the demo quits",
+    },
+    Key {
+        name: "tick.slice",
+        values: "0..=1000000 (µs, 0 = the quantum)",
+        help: "timer interrupt period (preemption stays once per quantum): under -icount, how long one vCPU runs alone",
     },
 ];
 
@@ -271,6 +283,7 @@ pub fn parse(line: &str) -> Result<Config<'_>, CmdlineError<'_>> {
                     _ => return Err(bad()),
                 }
             }
+            "tick.slice" => config.tick_slice_us = parse_u64(value).filter(|&n| n <= 1_000_000).ok_or_else(bad)?,
             _ => return Err(bad()),
         }
     }
@@ -482,6 +495,8 @@ mod tests {
     #[test]
     fn timeline_key_parses_and_rejects() {
         assert!(parse("timeline=dump").unwrap().timeline_dump);
+        assert_eq!((parse("tick.slice=50").unwrap().tick_slice_us, Config::default().tick_slice_us), (50, 0));
+        assert!(parse("tick.slice=2000000").is_err() && parse("tick.slice=x").is_err());
         assert!(!parse("timeline=off").unwrap().timeline_dump && !Config::default().timeline_dump);
         for bad in ["timeline=on", "timeline=1", "timeline="] {
             assert!(matches!(parse(bad), Err(CmdlineError::BadValue { key: "timeline", .. })), "{bad} accepted");

@@ -24,7 +24,7 @@ use tricolor_runtime::task::{Task, TaskId};
 use tricolor_runtime::{schedule, this_p};
 
 static QUEUES: Once<RunQueues> = Once::new();
-/// Timer period in counter ticks (0 = preemption not started).
+/// The preemption quantum in counter ticks (0 = the tick not started).
 static QUANTUM_TICKS: AtomicU64 = AtomicU64::new(0);
 
 /// What to free when a task is reaped.
@@ -70,11 +70,30 @@ pub fn adopt_boot_flow() {
     p.preempt.set_deferred_hook(deferred_preemption);
 }
 
-/// Starts the periodic tick on the calling core (IRQs stay as the caller has them).
+/// `tick.slice=` in µs (0: the timer fires once per quantum). Set at boot, before any tick.
+static SLICE_US: AtomicU64 = AtomicU64::new(0);
+/// The timer's period in counter ticks: the quantum, or the slice if shorter.
+static SLICE_TICKS: AtomicU64 = AtomicU64::new(0);
+/// Per core: counter ticks of slices since its last preemption tick.
+static SINCE_QUANTUM: [AtomicU64; tricolor_abi::MAX_CORES] = [const { AtomicU64::new(0) }; tricolor_abi::MAX_CORES];
+
+/// Sets `tick.slice=` (boot, before [`start_tick`]).
+pub fn set_tick_slice_us(us: u64) {
+    SLICE_US.store(us, Ordering::Relaxed);
+}
+
+/// Starts the periodic tick on the calling core (IRQs stay as the caller has them): preemption
+/// once per quantum, the timer once per `tick.slice=` if that is shorter.
 pub fn start_tick(quantum_us: u64) {
-    let ticks = (cpu::counter_frequency() * quantum_us / 1_000_000).max(1);
-    QUANTUM_TICKS.store(ticks, Ordering::Relaxed);
-    timer::arm(ticks);
+    let per_us = |us: u64| (cpu::counter_frequency() * us / 1_000_000).max(1);
+    let quantum = per_us(quantum_us);
+    let slice = match SLICE_US.load(Ordering::Relaxed) {
+        0 => quantum,
+        us => per_us(us).min(quantum),
+    };
+    QUANTUM_TICKS.store(quantum, Ordering::Relaxed);
+    SLICE_TICKS.store(slice, Ordering::Relaxed);
+    timer::arm(slice);
 }
 
 fn on_tick(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
@@ -83,7 +102,16 @@ fn on_tick(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
         timer::disarm();
         return;
     }
-    timer::arm(quantum);
+    let slice = SLICE_TICKS.load(Ordering::Relaxed);
+    timer::arm(slice);
+    // Relaxed: only this core's timer handler touches its count (IRQs masked here).
+    let since = &SINCE_QUANTUM[percore::id()];
+    let elapsed = since.load(Ordering::Relaxed) + slice;
+    if elapsed < quantum {
+        since.store(elapsed, Ordering::Relaxed);
+        return; // a slice, not a quantum: nothing to preempt
+    }
+    since.store(0, Ordering::Relaxed);
     if let tricolor_runtime::preempt::Tick::Preempt = this_p().preempt.on_tick() {
         // Runs on the interrupted task's stack (IRQs are taken on SP_EL0), so switching here
         // leaves the interrupted state in that task's frame until it is resumed.
