@@ -32,11 +32,14 @@ pub fn utilisation(t: &Timeline) -> Utilisation {
 }
 
 /// Whether sweeping counts as the collector's time (`tricolor_timeline`'s categories) or, as Go's
-/// trace tool counts it unless asked to, as the program's.
+/// trace tool counts it unless asked to, as the program's; `GoAccounting` also counts wbBuf
+/// flushes as the program's, as Go's trace does (a goroutine's `wbBufFlush` is its own running
+/// time: Go's MMU counts only stop-the-world, mark workers and assists as the collector's).
 #[derive(Clone, Copy, PartialEq)]
 pub enum Sweep {
     IsGc,
     IsMutator,
+    GoAccounting,
 }
 
 /// Which part of the run.
@@ -72,11 +75,14 @@ pub fn utilisation_of(t: &Timeline, sweep: Sweep, span: Span) -> Utilisation {
         .iter()
         .map(|c| {
             let mut intervals = c.intervals(from, to);
-            if sweep == Sweep::IsMutator {
-                for i in &mut intervals {
-                    if i.2 == State::Sweep {
-                        i.2 = State::Mutator;
-                    }
+            let program = |s: State| match sweep {
+                Sweep::IsGc => false,
+                Sweep::IsMutator => s == State::Sweep,
+                Sweep::GoAccounting => s == State::Sweep || s == State::Flush,
+            };
+            for i in &mut intervals {
+                if program(i.2) {
+                    i.2 = State::Mutator;
                 }
             }
             intervals
@@ -390,9 +396,21 @@ impl Options {
     }
 }
 
+/// What every `-icount` timeline run adds to its command line: each core's timer every 50 µs
+/// (preemption still every 2 ms). Under `-icount` QEMU 7.2 runs the vCPUs one at a time on one
+/// thread and moves to the next only at a timer deadline or a `yield`/`wfi`; with the 2 ms tick
+/// alone a core ran up to 2-4 ms while the other three stood still in whatever state they were
+/// in, and a collector state frozen that way (an assist, a stack scan) was charged for the whole
+/// turn: MMU(1 ms) was 0 for that reason (at a62281f, gcbench-quick at 4 cores: 0.0 % without,
+/// 24.6 % with). The extra interrupts cost under 1 % of the run.
+pub const ICOUNT_SLICE: &str = "tick.slice=50";
+
 /// The console of one run with `timeline=dump`.
 fn capture(elf: &Path, o: &Options) -> Result<String> {
     let mut append = format!("gc.mode={} timeline=dump", o.mode);
+    if o.icount {
+        append = format!("{append} {ICOUNT_SLICE}");
+    }
     if let Some(suite) = &o.suite {
         // The command line of `bench`'s MMU runs: under -icount `--suite gcbench-quick` is the
         // very run whose MMU `bench` reports.
