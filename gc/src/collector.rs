@@ -170,8 +170,6 @@ pub struct Collector {
     pacer: crate::sync::Mutex<(Pacer, CycleFacts)>,
     /// Bytes of marking an allocated byte owes during this mark, ×2^16 (`pacer`).
     assist_ratio: AtomicU64,
-    /// This mark, an assist waited at the goal (`CycleFacts::held_at_goal`).
-    held_at_goal: AtomicBool,
     cycle_lock: crate::sync::Mutex<()>,
     /// Cycle counters.
     pub stats: CycleStats,
@@ -217,10 +215,8 @@ impl Collector {
                     started_at: 0,
                     peak: 0,
                     live: 0,
-                    held_at_goal: false,
                 },
             )),
-            held_at_goal: AtomicBool::new(false),
             assist_ratio: AtomicU64::new(0),
             cycle_lock: crate::sync::Mutex::new(()),
             stats: CycleStats::new(),
@@ -426,8 +422,6 @@ impl Collector {
                 if self.heap.live() < self.heap_goal() {
                     break;
                 }
-                // Relaxed: a fact for the pacer, read after mark termination's handshakes.
-                self.held_at_goal.store(true, Ordering::Relaxed);
                 P::yield_task();
                 continue;
             }
@@ -848,7 +842,6 @@ impl Collector {
         // Ordering: Relaxed, world stopped; the restart handshake publishes it. No assists until
         // the ratio is set after the pause.
         self.assist_ratio.store(0, Ordering::Relaxed);
-        self.held_at_goal.store(false, Ordering::Relaxed);
     }
 
     /// Right after mark setup's pause: the assist ratio for this mark.
@@ -893,7 +886,6 @@ impl Collector {
         let facts = &mut pacer.1;
         facts.peak = self.heap.live();
         facts.live = live;
-        facts.held_at_goal = self.held_at_goal.swap(false, Ordering::Relaxed);
         report.heap_goal = facts.plan.goal as u64;
         report.peak_heap = facts.peak as u64;
         report.heap_trigger = facts.plan.trigger as u64;
@@ -910,7 +902,7 @@ impl Collector {
         let (state, facts) = &mut *pacer;
         let live = facts.live;
         let plan = state.end_cycle(*facts, self.percent.load(Ordering::Relaxed), self.min_trigger);
-        *facts = CycleFacts { live_before: live, plan, started_at: 0, peak: 0, live: 0, held_at_goal: false };
+        *facts = CycleFacts { live_before: live, plan, started_at: 0, peak: 0, live: 0 };
         // Ordering: Relaxed; allocators read them with Relaxed loads (a stale value only delays
         // one decision: until this store, a trigger check finds the cycle lock taken).
         self.trigger.store(plan.trigger, Ordering::Relaxed);

@@ -9,12 +9,6 @@
 //!   runway the last cycle used, as a share of its distance `goal − live`, smoothed over cycles
 //!   (Go's pre-1.18 trigger-ratio controller has the same shape). The peak is the heap in use at
 //!   mark termination: allocation during the mark is black and nothing is freed before the sweep.
-//!   A cycle whose assists had to hold the mutators at the goal (no grey work left to pay with)
-//!   says nothing about the runway it needed, only that the one it had was too short: the peak
-//!   is the goal whatever the start. Its runway counts as [`HELD_RUNWAY_GROWTH`] times the
-//!   estimate (or what it used, if more), so the trigger moves earlier until the mark ends
-//!   before the goal; fed back as measured, the wait would hold the trigger where it is (at
-//!   0.89 of the goal in gcbench-quick, every peak at the goal, mutators blocked 1-2 ms).
 //! - **Assists.** While a cycle marks, a mutator that allocates `n` bytes owes `n × ratio` bytes
 //!   of marking, paid by scanning grey objects itself (Go's gcAssistAlloc), so that a cycle whose
 //!   marking falls behind slows down its allocators instead of overshooting the goal. The ratio is
@@ -37,8 +31,6 @@ pub const TRIGGER_SHARE_MAX: f64 = 0.95;
 pub const RUNWAY_SMOOTHING: f64 = 0.5;
 /// The assist ratio counts at least this share of the distance as room (see the module docs).
 pub const MIN_ROOM_SHARE: f64 = 0.1;
-/// A cycle held at its goal by assists counts its runway as this many times the estimate.
-pub const HELD_RUNWAY_GROWTH: f64 = 1.5;
 
 /// The pacer's state between cycles.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -70,9 +62,6 @@ pub struct CycleFacts {
     pub peak: usize,
     /// Live bytes this cycle marked.
     pub live: usize,
-    /// An assist found the heap at its goal with no grey work to take and waited for the
-    /// markers: the mutators were held at the goal.
-    pub held_at_goal: bool,
 }
 
 impl Default for Pacer {
@@ -107,10 +96,7 @@ impl Pacer {
         // The first cycle's plan came from no measurement (the floor): it says nothing about the
         // runway.
         if distance > 0 && facts.live_before > 0 {
-            let mut used = facts.peak.saturating_sub(facts.started_at) as f64 / distance as f64;
-            if facts.held_at_goal {
-                used = used.max(self.runway_share) * HELD_RUNWAY_GROWTH;
-            }
+            let used = facts.peak.saturating_sub(facts.started_at) as f64 / distance as f64;
             self.runway_share = (1.0 - RUNWAY_SMOOTHING) * self.runway_share + RUNWAY_SMOOTHING * used.min(1.0);
         }
         self.plan(facts.live, percent, min_trigger)
@@ -157,14 +143,8 @@ mod tests {
         let plan = p.plan(10 * MIB, 100, 0);
         assert!(plan.trigger > 10 * MIB && plan.trigger < plan.goal, "{plan:?}");
         // A cycle whose mutators used the whole distance and more: the trigger moves to its floor.
-        let facts = CycleFacts {
-            live_before: 10 * MIB,
-            plan,
-            started_at: plan.trigger,
-            peak: 40 * MIB,
-            live: 10 * MIB,
-            held_at_goal: false,
-        };
+        let facts =
+            CycleFacts { live_before: 10 * MIB, plan, started_at: plan.trigger, peak: 40 * MIB, live: 10 * MIB };
         for _ in 0..10 {
             p.end_cycle(facts, 100, 0);
         }
@@ -191,8 +171,7 @@ mod tests {
                 let runway = ((plan.goal - live) as f64 * runway_share) as usize;
                 let peak = plan.trigger + runway;
                 last_error = (peak as f64 - plan.goal as f64).abs() / plan.goal as f64;
-                let facts =
-                    CycleFacts { live_before: live, plan, started_at: plan.trigger, peak, live, held_at_goal: false };
+                let facts = CycleFacts { live_before: live, plan, started_at: plan.trigger, peak, live };
                 plan = p.end_cycle(facts, 100, 0);
             }
             assert!(last_error < 0.01, "runway {runway_share}: peak {last_error:.3} off the goal");
@@ -202,47 +181,6 @@ mod tests {
                 0.01
             ));
         }
-    }
-
-    /// Assists that hold the mutators at the goal cap every peak there, wherever the cycle
-    /// started: the trigger must move earlier anyway, until a cycle ends before the goal.
-    #[test]
-    fn cycles_held_at_the_goal_move_the_trigger_earlier() {
-        let live = 20 * MIB;
-        let mut p = Pacer::new();
-        let mut plan = p.plan(live, 100, 0);
-        // The mark needs 40 % of the distance as runway; the mutators get no more than the goal.
-        let needed = 0.4 * (plan.goal - live) as f64;
-        let mut shares = Vec::new();
-        for _ in 0..12 {
-            let unheld = plan.trigger + needed as usize;
-            let held = unheld > plan.goal;
-            let facts = CycleFacts {
-                live_before: live,
-                plan,
-                started_at: plan.trigger,
-                peak: unheld.min(plan.goal),
-                live,
-                held_at_goal: held,
-            };
-            plan = p.end_cycle(facts, 100, 0);
-            shares.push(p.trigger_share());
-        }
-        assert!(plan.trigger + (needed as usize) <= plan.goal, "still held at the goal: {shares:?}");
-        assert!(peak_near_goal(plan.trigger + needed as usize, plan.goal, 0.1), "{shares:?}");
-        // Measured as is, the same held cycles would keep the trigger where it started.
-        let mut q = Pacer::new();
-        let first = q.plan(live, 100, 0);
-        let capped = CycleFacts {
-            live_before: live,
-            plan: first,
-            started_at: first.trigger,
-            peak: first.goal,
-            live,
-            held_at_goal: false,
-        };
-        q.end_cycle(capped, 100, 0);
-        assert!((q.trigger_share() - Pacer::new().trigger_share()).abs() < 0.01);
     }
 
     #[test]
