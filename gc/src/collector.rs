@@ -443,13 +443,18 @@ impl Collector {
     /// spinning for a task that cannot run.
     pub fn take_misses<P: Platform>(&self) -> Vec<Miss> {
         let _np = P::disable_preemption();
-        core::mem::take(&mut *self.misses.lock())
+        // A named guard, dropped before `_np`: the tail expression's temporary would outlive the
+        // locals (edition 2021), so preemption came back, and a deferred stop parked this task,
+        // with the lock still held (gc-cycle-compiled-out hung: the verifier spun for it).
+        let mut misses = self.misses.lock();
+        core::mem::take(&mut *misses)
     }
 
     /// The census findings (tasks not scanned) recorded so far (taken and cleared).
     pub fn take_unscanned<P: Platform>(&self) -> Vec<Unscanned> {
         let _np = P::disable_preemption();
-        core::mem::take(&mut *self.unscanned.lock())
+        let mut unscanned = self.unscanned.lock(); // named: see `take_misses`
+        core::mem::take(&mut *unscanned)
     }
 
     /// Scan one range of a task's stack or saved registers conservatively during the concurrent
