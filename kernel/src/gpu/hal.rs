@@ -1,6 +1,9 @@
-//! The virtio [`Hal`] over the kernel's frame allocator. The kernel runs identity-mapped
-//! (virtual == physical) and QEMU's devices are cache-coherent with the cores, so translation is
-//! the identity and sharing needs no maintenance.
+//! The virtio [`Hal`] over the kernel's frame allocator. What the Hal hands out and translates
+//! is identity-mapped (virtual == physical: frames and the kernel heap) and QEMU's devices are
+//! cache-coherent with the cores, so translation is the identity and sharing needs no
+//! maintenance. The one memory that is not identity-mapped, the GC heap (`vm::GC_HEAP_VA`), never
+//! goes through the Hal: a framebuffer there describes its pages with their physical addresses
+//! itself (`framebuffer::FbMemory::new`).
 
 use crate::memory;
 use core::ptr::NonNull;
