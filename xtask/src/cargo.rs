@@ -52,46 +52,22 @@ pub fn lint() -> Result {
     run("cargo", &target)?;
     // The kernel with its barriers compiled out (`no-barriers`, the barrier-overhead baseline),
     // in its own target directory as `kernel::build_no_barriers` builds it.
-    let no_barriers_dir = workspace_root().join("target").join("no-barriers");
-    let no_barriers_dir = no_barriers_dir.display().to_string();
-    run(
-        "cargo",
-        &[
-            "clippy",
-            "--target",
-            crate::kernel::TARGET,
-            "-p",
-            "tricolor-kernel",
-            "--features",
-            "no-barriers",
-            "--target-dir",
-            &no_barriers_dir,
-            "--",
-            "-D",
-            "warnings",
-        ],
-    )?;
+    let no_barriers_dir = crate::kernel::no_barriers_target_dir().display().to_string();
+    kernel_clippy(&["--features", "no-barriers", "--target-dir", &no_barriers_dir], &[])?;
     // The kernel without its tests (feature `ktest` off) must build: the kernel proper never
     // refers to the test tree. What only the tests call is dead in that build, so dead code is
     // not an error there.
-    run(
-        "cargo",
-        &[
-            "clippy",
-            "--target",
-            crate::kernel::TARGET,
-            "-p",
-            "tricolor-kernel",
-            "--no-default-features",
-            "--",
-            "-D",
-            "warnings",
-            "-A",
-            "dead-code",
-            "-A",
-            "unused-imports",
-        ],
-    )
+    kernel_clippy(&["--no-default-features"], &["-A", "dead-code", "-A", "unused-imports"])
+}
+
+/// Clippy of the kernel crate alone on its target, with `options` for cargo and warnings denied
+/// but for `allowed` (rustc `-A` flags).
+fn kernel_clippy(options: &[&str], allowed: &[&str]) -> Result {
+    let mut args = vec!["clippy", "--target", crate::kernel::TARGET, "-p", "tricolor-kernel"];
+    args.extend_from_slice(options);
+    args.extend_from_slice(&["--", "-D", "warnings"]);
+    args.extend_from_slice(allowed);
+    run("cargo", &args)
 }
 
 /// Every host test in the workspace.

@@ -28,18 +28,25 @@ pub fn build_no_barriers() -> Result<PathBuf> {
     build_with(Profile::Release, Some(("no-barriers", "no-barriers")))
 }
 
+/// The target directory of the `no-barriers` kernel (its build, and lint's clippy of it).
+pub fn no_barriers_target_dir() -> PathBuf {
+    target_dir().join("no-barriers")
+}
+
+/// Cargo's target directory (`CARGO_TARGET_DIR`, or the workspace's `target`).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| cargo::workspace_root().join("target"))
+}
+
 /// [`build`], with `(feature, target subdirectory)` if given.
 fn build_with(profile: Profile, variant: Option<(&str, &str)>) -> Result<PathBuf> {
     let mut args = vec!["build", "-p", "tricolor-kernel", "--bin", "tricolor", "--target", TARGET];
     if let Profile::Release = profile {
         args.push("--release");
     }
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| cargo::workspace_root().join("target"));
     let target_dir = match variant {
-        Some((_, subdir)) => target_dir.join(subdir),
-        None => target_dir,
+        Some((_, subdir)) => target_dir().join(subdir),
+        None => target_dir(),
     };
     let target_dir_arg = target_dir.display().to_string();
     if let Some((feature, _)) = variant {
