@@ -16,6 +16,50 @@ pub fn script() -> PathBuf {
 
 /// Runs gdb-multiarch in batch mode on `elf`, attached to the stub at `socket`, with `commands`.
 fn batch(elf: &Path, socket: &Path, commands: &[&str]) -> Result<String> {
+    let args = batch_args(elf, socket, commands);
+    let out =
+        Command::new("gdb-multiarch").args(&args).output().map_err(|e| format!("cannot run gdb-multiarch: {e}"))?;
+    Ok(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// How long gdb may take to attach to a hung kernel and print its state.
+const HANG_DUMP_LIMIT: Duration = Duration::from_secs(60);
+
+/// A hung kernel's state, from gdb-multiarch attached to its stub at `socket`: its tasks
+/// (`tricolor-tasks`) and every core's backtrace. Never fails: what went wrong is the text.
+pub fn hang_dump(elf: &Path, socket: &Path) -> String {
+    if Command::new("gdb-multiarch").arg("--version").output().is_err() {
+        return "gdb-multiarch is not installed (apt-get install gdb-multiarch): no dump\n".into();
+    }
+    let args = batch_args(elf, socket, &["tricolor-tasks", "info threads", "thread apply all bt 40"]);
+    let child = Command::new("gdb-multiarch")
+        .args(&args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => return format!("cannot run gdb-multiarch: {e}\n"),
+    };
+    let start = std::time::Instant::now();
+    while matches!(child.try_wait(), Ok(None)) {
+        if start.elapsed() > HANG_DUMP_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return format!("gdb-multiarch did not finish within {} s: no dump\n", HANG_DUMP_LIMIT.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    match child.wait_with_output() {
+        Ok(out) => format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        Err(e) => format!("waiting for gdb-multiarch: {e}\n"),
+    }
+}
+
+/// gdb-multiarch's arguments: batch mode on `elf`, attached to `socket`, the helper script loaded,
+/// then `commands`.
+fn batch_args(elf: &Path, socket: &Path, commands: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = vec!["-batch".into(), "-nx".into(), elf.display().to_string()];
     for command in [format!("target remote {}", socket.display()), format!("source {}", script().display())]
         .into_iter()
@@ -23,9 +67,7 @@ fn batch(elf: &Path, socket: &Path, commands: &[&str]) -> Result<String> {
     {
         args.extend(["-ex".into(), command]);
     }
-    let out =
-        Command::new("gdb-multiarch").args(&args).output().map_err(|e| format!("cannot run gdb-multiarch: {e}"))?;
-    Ok(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    args
 }
 
 /// What the commands must print on the demo at 4 cores.

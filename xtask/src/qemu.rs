@@ -232,23 +232,49 @@ fn spawn(machine: &Machine, extra: &[String], stdin: Stdio) -> Result<std::proce
 
 /// Boots headless with the console captured, killing QEMU after `timeout`.
 pub fn run_captured(machine: &Machine, timeout: Duration) -> Result<Outcome> {
+    run_captured_inner(machine, timeout, false)
+}
+
+/// Marks where a timed-out run's output ends and gdb's account of the hang begins.
+pub const HANG_DUMP: &str = "----- timed out: gdb at the timeout (tasks, then every core's backtrace) -----";
+
+/// [`run_captured`], with a gdb stub on a Unix socket: a run that times out is not just killed,
+/// gdb-multiarch first prints its tasks and every core's backtrace (after [`HANG_DUMP`] in the
+/// output), so a hang nobody can reproduce still leaves where each core was. Without
+/// gdb-multiarch the dump says so and the run is killed as before.
+pub fn run_captured_dumping_hangs(machine: &Machine, timeout: Duration) -> Result<Outcome> {
+    run_captured_inner(machine, timeout, true)
+}
+
+fn run_captured_inner(machine: &Machine, timeout: Duration, dump_hang: bool) -> Result<Outcome> {
     let start = Instant::now();
-    let mut child = spawn_headless(machine, &[])?;
+    let socket = dump_hang.then(|| crate::session::temp_socket("hang-gdb"));
+    let stub: Vec<String> =
+        socket.iter().flat_map(|s| ["-gdb".to_string(), format!("unix:{},server=on,wait=off", s.display())]).collect();
+    let mut child = spawn_headless(machine, &stub)?;
     let readers =
         [reader(child.stdout.take().expect("piped stdout")), reader(child.stderr.take().expect("piped stderr"))];
     let mut timed_out = false;
+    let mut hang_dump = None;
     let status = loop {
         if let Some(status) = child.try_wait().map_err(|e| format!("waiting for QEMU: {e}"))? {
             break status;
         }
         if start.elapsed() > timeout {
             timed_out = true;
+            hang_dump = socket.as_ref().map(|s| crate::gdb::hang_dump(&machine.elf, s));
             let _ = child.kill();
             break child.wait().map_err(|e| format!("waiting for QEMU: {e}"))?;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let output = readers.into_iter().map(|r| r.join().unwrap_or_default()).collect::<Vec<_>>().join("");
+    if let Some(socket) = &socket {
+        let _ = std::fs::remove_file(socket);
+    }
+    let mut output = readers.into_iter().map(|r| r.join().unwrap_or_default()).collect::<Vec<_>>().join("");
+    if let Some(dump) = hang_dump {
+        output = format!("{output}\n{HANG_DUMP}\n{dump}");
+    }
     Ok(Outcome { status: status.code(), output: output.replace('\r', ""), timed_out, elapsed: start.elapsed() })
 }
 

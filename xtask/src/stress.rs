@@ -460,7 +460,7 @@ fn execute(elf: &Path, runs: &[Run], jobs: usize) -> Result<Vec<Verdict>> {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(run) = runs.get(i) else { break };
                 let machine = machine(elf, run.smp, &run.append, run.gpu);
-                let verdict = qemu::run_captured(&machine, TIMEOUT).map(|outcome| {
+                let verdict = qemu::run_captured_dumping_hangs(&machine, TIMEOUT).map(|outcome| {
                     let v =
                         judge(run, outcome.status, outcome.timed_out, &outcome.output, outcome.elapsed.as_secs_f64());
                     let k = done.fetch_add(1, Ordering::Relaxed) + 1;
@@ -479,7 +479,15 @@ fn execute(elf: &Path, runs: &[Run], jobs: usize) -> Result<Vec<Verdict>> {
                         v.seconds
                     );
                     if !v.passed {
-                        println!("----- first errors and last lines -----\n{}", failure_excerpt(&outcome.output));
+                        let (console, hang) = match outcome.output.split_once(qemu::HANG_DUMP) {
+                            Some((console, dump)) => (console, Some(dump)),
+                            None => (outcome.output.as_str(), None),
+                        };
+                        println!("----- first errors and last lines -----\n{}", failure_excerpt(console));
+                        if let Some(dump) = hang {
+                            println!("{}{dump}", qemu::HANG_DUMP);
+                        }
+                        save_failed_log(&run.name, &outcome.output);
                         println!("----- replay: cargo xtask stress --replay \"{}\" --smp {}", run.append, run.smp);
                     }
                     v
@@ -489,6 +497,20 @@ fn execute(elf: &Path, runs: &[Run], jobs: usize) -> Result<Vec<Verdict>> {
         }
     });
     results.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().map(|r| r.expect("every run ran")).collect()
+}
+
+/// Where a failed run's whole console (and a hang's gdb dump) is kept.
+const FAILED_LOGS: &str = "results/stress_failed";
+
+/// Keeps a failed run's whole output in `FAILED_LOGS/<run name>.log` (the summary shows only an
+/// excerpt), and says where.
+fn save_failed_log(name: &str, output: &str) {
+    let dir = crate::cargo::workspace_root().join(FAILED_LOGS);
+    let path = dir.join(format!("{}.log", name.replace('/', "_")));
+    match std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, output)) {
+        Ok(()) => println!("----- whole console: {}", path.display()),
+        Err(e) => println!("----- cannot keep the whole console in {}: {e}", path.display()),
+    }
 }
 
 /// `caught` of `total` as a whole percentage, rounded down (0 for no runs).
