@@ -147,7 +147,7 @@ pub fn node_bytes() -> usize {
 pub enum Milestone {
     /// The stretch tree is built and checked.
     Stretched,
-    /// The long-lived tree and array are built.
+    /// The long-lived tree is built and the array filled.
     LongLived,
     /// The top-down trees of a depth are built.
     TopDown(u32),
@@ -193,7 +193,8 @@ pub trait Rooting {
 
 /// How a mutator roots the long-lived array of `N` doubles.
 pub trait RootArray<const N: usize>: Rooting {
-    /// Root the array (right after its allocation).
+    /// Root the array, right after its allocation (before it is filled, with safe points in
+    /// between: [`Milestone::LongLived`] says when it is filled).
     fn root_array(&mut self, array: Gc<DoubleArray<N>>);
 }
 
