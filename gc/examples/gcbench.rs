@@ -1,26 +1,46 @@
 //! Boehm's GCBench (binary trees) on the host, threads standing in for cores: the command line
-//! over `tricolor_gc::gcbench` (which holds the benchmark, so that the crate's unit tests run it).
+//! over `tricolor_gc::gcbench` (the host driver of `tricolor_gc::workload::gcbench`, which the
+//! kernel's suites run too).
 //!
 //! `cargo run --release -p tricolor-gc --features host --example gcbench -- [--threads N]
-//! [--size full|quick] [--mode buffered|direct|off|checked] [--heap BYTES-or-M] [--percent GOGC]`
+//! [--size full|quick|tiny] [--mode buffered|direct|off|checked] [--heap BYTES-or-M]
+//! [--percent GOGC|off] [--verify] [--no-poison]`
 //!
 //! Prints a summary and one `BENCH host-gcbench ...` line; exits 1 if the heap runs out or the
 //! verification fails, 2 on a bad command line.
 
 use std::process::ExitCode;
 
-use tricolor_gc::gcbench::{self, Params};
+use tricolor_gc::gcbench::{self, Params, Size, PERCENT_OFF};
+use tricolor_gc::BarrierMode;
+
+/// The usage text.
+const USAGE: &str = "\
+usage: gcbench [--threads N] [--size full|quick|tiny] [--mode buffered|direct|off|checked]
+               [--heap BYTES|<n>K|<n>M|<n>G] [--percent GOGC] [--verify] [--no-poison]
+  --threads N   mutator threads, each running the whole benchmark (default 1)
+  --size S      full: Boehm's sizes (stretch 18, long-lived 16, 500000 doubles, depths 4..16);
+                quick: 14, 12, 50000, 4..10; tiny: 8, 6, 1000, 4..6 (default full)
+  --mode M      write-barrier mode (default buffered)
+  --heap H      GC heap size (default: computed from the size, threads and percent)
+  --percent P   collect when the heap reaches live * (100 + P) / 100 (default 100), or before
+                the heap is full (its size less a reserve for allocation during a cycle);
+                off: only the latter (needs --heap)
+  --verify      run the mark verifier at every mark termination (adds to the pauses)
+  --no-poison   do not poison freed memory (sweeping then writes no object memory; the poison
+                check of the stress suites needs it on, so only benchmarks use this)
+";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        print!("{}", gcbench::USAGE);
+        print!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    let params = match Params::parse_args(args) {
+    let params = match parse_args(args) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("gcbench: {e}\n\n{}", gcbench::USAGE);
+            eprintln!("gcbench: {e}\n\n{USAGE}");
             return ExitCode::from(2);
         }
     };
@@ -39,6 +59,101 @@ fn main() -> ExitCode {
                 params.heap_bytes()
             );
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Parse the command line (without the program name).
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Params, String> {
+    let mut p = Params::new(Size::Full);
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--verify" {
+            p.verify = true;
+            continue;
+        }
+        if arg == "--no-poison" {
+            p.poison = false;
+            continue;
+        }
+        let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--threads" => {
+                let v = value()?;
+                p.threads = v.parse().ok().filter(|&n| n > 0).ok_or_else(|| format!("--threads {v}: not a count"))?;
+            }
+            "--size" => {
+                let v = value()?;
+                p.size = Size::from_name(&v).ok_or_else(|| format!("--size {v}: not full, quick or tiny"))?;
+            }
+            "--mode" => {
+                let v = value()?;
+                p.mode = BarrierMode::from_name(&v)
+                    .filter(|m| *m != BarrierMode::UnsafeOffDuringMark)
+                    .ok_or_else(|| format!("--mode {v}: not buffered, direct, off or checked"))?;
+            }
+            "--heap" => {
+                let v = value()?;
+                p.heap_bytes = Some(parse_bytes(&v).ok_or_else(|| format!("--heap {v}: not a size"))?);
+            }
+            "--percent" => {
+                let v = value()?;
+                p.percent = if v == "off" {
+                    PERCENT_OFF
+                } else {
+                    v.parse().map_err(|_| format!("--percent {v}: not a percentage or off"))?
+                };
+            }
+            _ => return Err(format!("unexpected argument '{arg}'")),
+        }
+    }
+    Ok(p)
+}
+
+/// `123`, `64K`, `64M`, `2G` (binary units; `KiB`/`MiB`/`GiB` and `KB`/`MB`/`GB` too).
+fn parse_bytes(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let digits = s.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    let number: usize = number.parse().ok()?;
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        _ => return None,
+    };
+    number.checked_mul(1 << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line() {
+        let args = |s: &str| parse_args(s.split_whitespace().map(String::from));
+        assert_eq!(args("").unwrap(), Params::new(Size::Full));
+        assert_eq!(args("--percent off").unwrap().percent, PERCENT_OFF);
+        assert!(!args("--no-poison").unwrap().poison);
+        let p = args("--threads 2 --size quick --mode direct --heap 64M --percent 50 --verify").unwrap();
+        assert_eq!(
+            p,
+            Params {
+                threads: 2,
+                size: Size::Quick,
+                mode: BarrierMode::Direct,
+                heap_bytes: Some(64 << 20),
+                percent: 50,
+                verify: true,
+                ..Params::new(Size::Full)
+            }
+        );
+        assert_eq!(args("--heap 12345").unwrap().heap_bytes, Some(12345));
+        assert_eq!(parse_bytes("2GiB"), Some(2 << 30));
+        assert_eq!(parse_bytes("8k"), Some(8 << 10));
+        for bad in ["--threads 0", "--size huge", "--mode unsafe-off-during-mark", "--heap 12Q", "--percent", "--x"] {
+            assert!(args(bad).is_err(), "{bad}");
         }
     }
 }

@@ -1,16 +1,12 @@
 //! Boehm's GCBench (binary trees) on the host, over [`crate::host`]: threads stand in for cores,
-//! so tricolor's collector can be compared with other collectors on one machine. The example
-//! `gc/examples/gcbench.rs` is a thin command line over [`run`]; the unit tests below run a tiny
-//! size through the same code.
+//! so tricolor's collector can be compared with other collectors on one machine. The benchmark
+//! itself is [`crate::workload::gcbench`] (the kernel's suites run the same code); this is its host
+//! driver: the threads, the collector thread, the pacing and assists, the timings and the
+//! [`Report`]. The example `gc/examples/gcbench.rs` is a command line over [`run`]; the unit tests
+//! below run a tiny size through the same code.
 //!
-//! Each thread runs the whole benchmark, like the multi-threaded GCBench ports:
-//! 1. build and drop a "stretch" tree of depth `stretch_depth`;
-//! 2. build a long-lived tree of depth `long_lived_depth` (top down) and an array of doubles
-//!    (`array[i] = 1/i` for the first half) that stay live to the end;
-//! 3. for every depth `d` in `min_depth..=max_depth` step 2, build `num_iters(d)` trees top down
-//!    (Boehm's `Populate`) and as many bottom up (`MakeTree`), dropping each at once;
-//! 4. check the array and walk the long-lived tree (node count, per-node payload): corruption or a
-//!    freed node shows up as an error, not as a number.
+//! Each thread runs the whole benchmark ([`crate::workload::gcbench::run`]), like the
+//! multi-threaded GCBench ports.
 //!
 //! Collections run on a dedicated collector thread (a core of its own, not a mutator), as Go's
 //! background mark workers do: when an allocation finds the heap in use past the start point, the
@@ -39,18 +35,18 @@
 //! # Rooting
 //! A host mutator's Rust locals are not scanned: its "stack" is its [`Mutator`]'s root slots. A
 //! cycle can only start at a safe point, and the benchmark reaches one at every allocation (the
-//! safe point comes first, then the trigger check, then the allocation). So the builders keep this
-//! rule: **when an allocation starts, every handle the thread still needs is in a root slot or
-//! reachable from one**. A freshly returned handle needs no slot until the next allocation; between
-//! safe points locals are safe because objects allocated during marking are black and the hybrid
-//! barrier covers everything loaded from the heap (the stack was scanned at mark start).
-//! Slots: the long-lived tree, the array, the current top-down tree, then a shadow stack holding
-//! the finished left and right subtrees of every unfinished bottom-up node.
+//! safe point comes first, then the trigger check, then the allocation). So the host's
+//! [`Rooting`] keeps this rule: **when an allocation starts, every handle the thread still needs
+//! is in a root slot or reachable from one**. A freshly returned handle needs no slot until the
+//! next allocation; between safe points locals are safe because objects allocated during marking
+//! are black and the hybrid barrier covers everything loaded from the heap (the stack was scanned
+//! at mark start). Slots: the long-lived tree, the array, the current top-down tree, then a shadow
+//! stack holding the finished left and right subtrees of every unfinished bottom-up node
+//! ([`Rooting::push`]).
 
 extern crate std;
 
 use core::fmt::Write as _;
-use core::mem::size_of;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::format;
 use std::string::{String, ToString};
@@ -59,60 +55,15 @@ use std::time::{Duration, Instant};
 use std::vec::Vec;
 
 use crate::host::{Blocked, HostPlatform, Mutator, World};
-use crate::object::{Gc, GcSlot, Trace, HEADER_SIZE};
-use crate::sizeclass::{class_for, CLASS_SIZES, HEAP_PAGE_SIZE, MAX_SMALL_SIZE};
-use crate::{gc_type, AllocError, BarrierMode, Collector, Config, StatsSnapshot};
+use crate::object::{Gc, Trace};
+use crate::workload::gcbench::{self as workload, DoubleArray, Failure, Milestone, Node, RootArray, Rooting};
+use crate::{AllocError, BarrierMode, Collector, Config, StatsSnapshot};
+
+pub use crate::workload::gcbench::{node_bytes, Shape, BOEHM};
 
 type P = HostPlatform;
 
 const MIB: usize = 1 << 20;
-
-gc_type! {
-    /// A tree node as in GCBench: two children and two payload words. The payload is the node's
-    /// height (`i`) and a word derived from it (`j`), so a freed (poisoned) or reused node fails
-    /// the check.
-    #[gc_type(name = "GcBenchNode")]
-    #[repr(C)]
-    pub struct Node {
-        /// Left child.
-        pub left: GcSlot<Node>,
-        /// Right child.
-        pub right: GcSlot<Node>,
-        /// Height of the subtree rooted here (leaves are 0).
-        pub i: AtomicU64,
-        /// [`payload_j`] of `i`.
-        pub j: AtomicU64,
-    }
-}
-
-/// The payload word `j` of a node of height `i`.
-pub fn payload_j(i: u64) -> u64 {
-    i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x6763_6265_6E63_6821
-}
-
-impl Node {
-    fn set_payload(&self, height: u32) {
-        // Ordering: Relaxed; only the building thread reads the payload (the collector reads
-        // slots only), and it reads its own writes.
-        self.i.store(u64::from(height), Ordering::Relaxed);
-        self.j.store(payload_j(u64::from(height)), Ordering::Relaxed);
-    }
-}
-
-gc_type! {
-    /// GCBench's array of doubles (`f64` bits in atomics): one large object with no pointer slots.
-    #[gc_type(name = "GcBenchDoubleArray")]
-    #[repr(C)]
-    pub struct DoubleArray<const N: usize> {
-        /// The elements, as `f64::to_bits`.
-        pub data: [AtomicU64; N],
-    }
-}
-
-/// Number of nodes in a complete binary tree of depth `depth` (Boehm's `TreeSize`).
-pub const fn tree_size(depth: u32) -> u64 {
-    (1 << (depth + 1)) - 1
-}
 
 /// Benchmark sizes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,47 +76,11 @@ pub enum Size {
     Tiny,
 }
 
-/// The numbers a [`Size`] stands for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Shape {
-    /// Depth of the stretch tree (also the `num_iters` reference).
-    pub stretch_depth: u32,
-    /// Depth of the long-lived tree.
-    pub long_lived_depth: u32,
-    /// Elements in the long-lived array.
-    pub array_len: usize,
-    /// Smallest depth of the timed trees.
-    pub min_depth: u32,
-    /// Largest depth of the timed trees (step 2 from `min_depth`).
-    pub max_depth: u32,
-}
-
-impl Shape {
-    /// Trees of each depth: as many nodes in all of them as in two stretch trees
-    /// (Boehm's `NumIters`).
-    pub const fn num_iters(&self, depth: u32) -> u64 {
-        2 * tree_size(self.stretch_depth) / tree_size(depth)
-    }
-
-    /// The timed depths.
-    pub fn depths(&self) -> impl Iterator<Item = u32> {
-        (self.min_depth..=self.max_depth).step_by(2)
-    }
-
-    /// Objects one thread allocates (every node and the array).
-    pub fn allocs_per_thread(&self) -> u64 {
-        let timed: u64 = self.depths().map(|d| 2 * self.num_iters(d) * tree_size(d)).sum();
-        tree_size(self.stretch_depth) + tree_size(self.long_lived_depth) + 1 + timed
-    }
-}
-
 impl Size {
     /// Its parameters.
     pub const fn shape(self) -> Shape {
         match self {
-            Size::Full => {
-                Shape { stretch_depth: 18, long_lived_depth: 16, array_len: 500_000, min_depth: 4, max_depth: 16 }
-            }
+            Size::Full => BOEHM,
             Size::Quick => {
                 Shape { stretch_depth: 14, long_lived_depth: 12, array_len: 50_000, min_depth: 4, max_depth: 10 }
             }
@@ -188,21 +103,12 @@ impl Size {
     }
 }
 
-/// Bytes a node occupies in the heap (its size class, header included).
-pub fn node_bytes() -> usize {
-    CLASS_SIZES[class_for(size_of::<Node>() + HEADER_SIZE).expect("a node is a small object")]
-}
-
 /// A heap big enough for `threads` threads running `size` at `percent`: the largest live set of
 /// one thread (the stretch tree, or the long-lived tree, the array and one timed tree), grown by
 /// the pacing headroom, plus half again for allocation during a cycle and span fragmentation, plus
 /// 4 MiB. Rounded up to whole MiB.
 pub fn default_heap_bytes(size: Size, threads: usize, percent: u32) -> usize {
-    let s = size.shape();
-    let tree = |d: u32| tree_size(d) as usize * node_bytes();
-    let array = (s.array_len * size_of::<u64>() + HEADER_SIZE).next_multiple_of(HEAP_PAGE_SIZE);
-    let live = tree(s.stretch_depth).max(tree(s.long_lived_depth) + array + tree(s.max_depth));
-    let paced = live * (100 + percent as usize) / 100;
+    let paced = size.shape().peak_live_bytes() * (100 + percent as usize) / 100;
     (threads * paced * 3 / 2 + 4 * MIB).next_multiple_of(MIB)
 }
 
@@ -242,23 +148,6 @@ const HELP_WAIT: Duration = Duration::from_micros(100);
 /// `gc.percent`), so in effect only the heap limit starts cycles.
 pub const PERCENT_OFF: u32 = 10_000;
 
-/// The example's usage text.
-pub const USAGE: &str = "\
-usage: gcbench [--threads N] [--size full|quick|tiny] [--mode buffered|direct|off|checked]
-               [--heap BYTES|<n>K|<n>M|<n>G] [--percent GOGC] [--verify] [--no-poison]
-  --threads N   mutator threads, each running the whole benchmark (default 1)
-  --size S      full: Boehm's sizes (stretch 18, long-lived 16, 500000 doubles, depths 4..16);
-                quick: 14, 12, 50000, 4..10; tiny: 8, 6, 1000, 4..6 (default full)
-  --mode M      write-barrier mode (default buffered)
-  --heap H      GC heap size (default: computed from the size, threads and percent)
-  --percent P   collect when the heap reaches live * (100 + P) / 100 (default 100), or before
-                the heap is full (its size less a reserve for allocation during a cycle);
-                off: only the latter (needs --heap)
-  --verify      run the mark verifier at every mark termination (adds to the pauses)
-  --no-poison   do not poison freed memory (sweeping then writes no object memory; the poison
-                check of the stress suites needs it on, so only benchmarks use this)
-";
-
 impl Params {
     /// Defaults for `size`: one thread, buffered barrier, computed heap, GOGC 100.
     pub fn new(size: Size) -> Self {
@@ -275,74 +164,10 @@ impl Params {
         }
     }
 
-    /// Parse the example's command line (without the program name).
-    pub fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Params, String> {
-        let mut p = Params::new(Size::Full);
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            if arg == "--verify" {
-                p.verify = true;
-                continue;
-            }
-            if arg == "--no-poison" {
-                p.poison = false;
-                continue;
-            }
-            let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
-            match arg.as_str() {
-                "--threads" => {
-                    let v = value()?;
-                    p.threads =
-                        v.parse().ok().filter(|&n| n > 0).ok_or_else(|| format!("--threads {v}: not a count"))?;
-                }
-                "--size" => {
-                    let v = value()?;
-                    p.size = Size::from_name(&v).ok_or_else(|| format!("--size {v}: not full, quick or tiny"))?;
-                }
-                "--mode" => {
-                    let v = value()?;
-                    p.mode = BarrierMode::from_name(&v)
-                        .filter(|m| *m != BarrierMode::UnsafeOffDuringMark)
-                        .ok_or_else(|| format!("--mode {v}: not buffered, direct, off or checked"))?;
-                }
-                "--heap" => {
-                    let v = value()?;
-                    p.heap_bytes = Some(parse_bytes(&v).ok_or_else(|| format!("--heap {v}: not a size"))?);
-                }
-                "--percent" => {
-                    let v = value()?;
-                    p.percent = if v == "off" {
-                        PERCENT_OFF
-                    } else {
-                        v.parse().map_err(|_| format!("--percent {v}: not a percentage or off"))?
-                    };
-                }
-                _ => return Err(format!("unexpected argument '{arg}'")),
-            }
-        }
-        Ok(p)
-    }
-
     /// The heap size this run uses.
     pub fn heap_bytes(&self) -> usize {
         self.heap_bytes.unwrap_or_else(|| default_heap_bytes(self.size, self.threads, self.percent))
     }
-}
-
-/// `123`, `64K`, `64M`, `2G` (binary units; `KiB`/`MiB`/`GiB` and `KB`/`MB`/`GB` too).
-pub fn parse_bytes(s: &str) -> Option<usize> {
-    let s = s.trim();
-    let digits = s.find(|ch: char| !ch.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(digits);
-    let number: usize = number.parse().ok()?;
-    let shift = match unit.to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "K" | "KB" | "KIB" => 10,
-        "M" | "MB" | "MIB" => 20,
-        "G" | "GB" | "GIB" => 30,
-        _ => return None,
-    };
-    number.checked_mul(1 << shift)
 }
 
 /// Times of one depth.
@@ -874,7 +699,7 @@ const TEMP: usize = 2;
 /// First slot of the shadow stack.
 const STACK_BASE: usize = 3;
 
-/// One benchmark thread: its mutator (root slots) and the shadow-stack pointer.
+/// One benchmark thread: its mutator (root slots), the shadow-stack pointer and what it measured.
 struct Bench<'s, 'w> {
     shared: &'s Shared<'w>,
     c: &'w Collector,
@@ -886,11 +711,21 @@ struct Bench<'s, 'w> {
     since_assist: u32,
     /// The longest assist.
     assist_max: Duration,
+    /// The shape being run (for the iteration counts of the depths' timings).
+    shape: Shape,
+    /// When the last milestone (or the start) was passed.
+    lap: Instant,
+    stretch: Duration,
+    long_lived: Duration,
+    depths: Vec<DepthTiming>,
+    /// When every tree was built, and the process's CPU time then.
+    done: Option<(Instant, Option<Duration>)>,
 }
 
 impl<'s, 'w> Bench<'s, 'w> {
-    /// Attach the calling thread (inside `World::run_on`) with root slots for trees up to `depth`.
-    fn new(shared: &'s Shared<'w>, depth: u32) -> Self {
+    /// Attach the calling thread (inside `World::run_on`) with root slots for `shape`'s trees.
+    fn new(shared: &'s Shared<'w>, shape: Shape) -> Self {
+        let depth = shape.stretch_depth.max(shape.max_depth).max(shape.long_lived_depth);
         // `make_tree(d)` holds two subtrees per unfinished level: 2 * d slots.
         let m = shared.world.mutator(STACK_BASE + 2 * depth as usize);
         Bench {
@@ -901,7 +736,40 @@ impl<'s, 'w> Bench<'s, 'w> {
             assisted: 0,
             since_assist: 0,
             assist_max: Duration::ZERO,
+            shape,
+            lap: Instant::now(),
+            stretch: Duration::ZERO,
+            long_lived: Duration::ZERO,
+            depths: Vec::new(),
+            done: None,
         }
+    }
+
+    /// The heap is full: have the collector complete a cycle, scanning its grey objects while it
+    /// marks rather than waiting, and retry ([`crate::Collector::alloc_when_full`]). All of it is
+    /// one interval this mutator was blocked, assists included. (Safe points between the steps let
+    /// the mark's stops happen; the rooting rule holds, since this is the start of an allocation.)
+    #[cold]
+    #[inline(never)]
+    fn alloc_full_heap<T: Trace>(&mut self) -> Result<Gc<T>, AllocError> {
+        let (shared, m, c) = (self.shared, &self.m, self.c);
+        let mut assisted = 0;
+        let r = m.blocked_interval(|| {
+            c.alloc_when_full::<P, T>(|| {
+                assisted += shared.help_until_cycle(m, || c.mark_assist::<P>(FULL_HEAP_ASSIST));
+            })
+        });
+        self.assisted += assisted;
+        r
+    }
+}
+
+/// The host's rooting (module docs): root slots, and the shadow stack above them.
+impl Rooting for Bench<'_, '_> {
+    type P = P;
+
+    fn collector(&self) -> &Collector {
+        self.c
     }
 
     /// Allocate a zeroed `T`: safe point, trigger check, allocation. The caller keeps the rooting
@@ -930,26 +798,8 @@ impl<'s, 'w> Bench<'s, 'w> {
         }
     }
 
-    /// The heap is full: have the collector complete a cycle, scanning its grey objects while it
-    /// marks rather than waiting, and retry ([`crate::Collector::alloc_when_full`]). All of it is
-    /// one interval this mutator was blocked, assists included. (Safe points between the steps let
-    /// the mark's stops happen; the rooting rule holds, since this is the start of an allocation.)
-    #[cold]
-    #[inline(never)]
-    fn alloc_full_heap<T: Trace>(&mut self) -> Result<Gc<T>, AllocError> {
-        let (shared, m, c) = (self.shared, &self.m, self.c);
-        let mut assisted = 0;
-        let r = m.blocked_interval(|| {
-            c.alloc_when_full::<P, T>(|| {
-                assisted += shared.help_until_cycle(m, || c.mark_assist::<P>(FULL_HEAP_ASSIST));
-            })
-        });
-        self.assisted += assisted;
-        r
-    }
-
-    fn node(&mut self) -> Result<Gc<Node>, AllocError> {
-        self.alloc::<Node>()
+    fn safe_point(&mut self) {
+        self.m.safe_point();
     }
 
     fn push(&mut self, node: Gc<Node>) {
@@ -964,167 +814,43 @@ impl<'s, 'w> Bench<'s, 'w> {
         self.m.set_root(self.sp, 0);
     }
 
-    /// Boehm's `MakeTree`: a tree of `depth` built bottom up. The returned handle is in no slot;
-    /// the caller roots it before its next allocation.
-    fn make_tree(&mut self, depth: u32) -> Result<Gc<Node>, AllocError> {
-        if depth == 0 {
-            let leaf = self.node()?;
-            leaf.set_payload(0);
-            return Ok(leaf);
-        }
-        let left = self.make_tree(depth - 1)?;
-        self.push(left);
-        let right = self.make_tree(depth - 1)?;
-        self.push(right);
-        let node = self.node()?;
-        node.set_payload(depth);
-        node.left.set::<P>(Some(left));
-        node.right.set::<P>(Some(right));
-        self.pop();
-        self.pop();
-        Ok(node)
+    fn root_long_lived(&mut self, node: Gc<Node>) {
+        self.m.set_root(LONG_LIVED, node.addr());
     }
 
-    /// Boehm's `Populate`: give `node` children down to `depth` levels, top down. `node` must be
-    /// reachable from a root slot; its children then are too, through it.
-    fn populate(&mut self, depth: u32, node: Gc<Node>) -> Result<(), AllocError> {
-        node.set_payload(depth);
-        if depth == 0 {
-            return Ok(());
-        }
-        let left = self.node()?;
-        node.left.set::<P>(Some(left));
-        let right = self.node()?;
-        node.right.set::<P>(Some(right));
-        self.populate(depth - 1, left)?;
-        self.populate(depth - 1, right)
+    fn root_temp(&mut self, node: Option<Gc<Node>>) {
+        self.m.set_root(TEMP, node.map_or(0, |n| n.addr()));
     }
 
-    /// Builds `num_iters(depth)` trees each way; returns the two times.
-    fn time_construction(&mut self, s: &Shape, depth: u32) -> Result<DepthTiming, Stop> {
-        let iters = s.num_iters(depth);
-        let oom = |how: &str, e: AllocError| Stop::Failed(format!("building a {how} tree of depth {depth}: {e}"));
-        let t = Instant::now();
-        for _ in 0..iters {
-            if self.shared.aborted() {
-                return Err(Stop::Aborted);
-            }
-            let root = self.node().map_err(|e| oom("top-down", e))?;
-            self.m.set_root(TEMP, root.addr());
-            self.populate(depth, root).map_err(|e| oom("top-down", e))?;
-            check_top(root, depth).map_err(Stop::Failed)?;
-            self.m.set_root(TEMP, 0);
-        }
-        let top_down = t.elapsed();
-        let t = Instant::now();
-        for _ in 0..iters {
-            if self.shared.aborted() {
-                return Err(Stop::Aborted);
-            }
-            let root = self.make_tree(depth).map_err(|e| oom("bottom-up", e))?;
-            check_top(root, depth).map_err(Stop::Failed)?;
-        }
-        Ok(DepthTiming { depth, iters, top_down, bottom_up: t.elapsed() })
+    fn stopping(&self) -> bool {
+        self.shared.aborted()
     }
 
-    /// Walk the tree at `root` (reachable from a root slot, not mutated meanwhile) and check it is
-    /// complete to `depth` with intact payloads; returns its node count. Every child is looked up
-    /// in the heap before it is read, so a freed or bogus pointer is an error, not a crash.
-    fn verify_tree(&self, root: Gc<Node>, depth: u32) -> Result<u64, String> {
-        self.check_allocated_node(root.addr())?;
-        let mut count: u64 = 0;
-        let mut todo = Vec::from([(root, depth)]);
-        while let Some((n, height)) = todo.pop() {
-            count += 1;
-            if count.is_multiple_of(4096) {
-                // The nodes on `todo` are reachable through the rooted tree: a cycle may start.
-                self.m.safe_point();
-            }
-            // Ordering: Relaxed; this thread wrote the payload.
-            let (i, j) = (n.i.load(Ordering::Relaxed), n.j.load(Ordering::Relaxed));
-            if i != u64::from(height) || j != payload_j(i) {
-                return Err(format!(
-                    "node {:#x} at height {height} has payload i={i:#x} j={j:#x}, expected i={height} j={:#x}",
-                    n.addr(),
-                    payload_j(u64::from(height))
-                ));
-            }
-            for (side, slot) in [("left", &n.left), ("right", &n.right)] {
-                match (slot.get(), height) {
-                    (None, 0) => {}
-                    (Some(child), 0) => {
-                        return Err(format!("leaf {:#x} has a {side} child {:#x}", n.addr(), child.addr()))
-                    }
-                    (None, _) => return Err(format!("node {:#x} at height {height} lacks its {side} child", n.addr())),
-                    (Some(child), _) => {
-                        self.check_allocated_node(child.addr())?;
-                        todo.push((child, height - 1));
-                    }
+    fn reached(&mut self, milestone: Milestone) {
+        let now = Instant::now();
+        let lap = now - core::mem::replace(&mut self.lap, now);
+        match milestone {
+            Milestone::Stretched => self.stretch = lap,
+            Milestone::LongLived => self.long_lived = lap,
+            Milestone::TopDown(depth) => self.depths.push(DepthTiming {
+                depth,
+                iters: self.shape.num_iters(depth),
+                top_down: lap,
+                bottom_up: Duration::ZERO,
+            }),
+            Milestone::BottomUp(_) => {
+                if let Some(d) = self.depths.last_mut() {
+                    d.bottom_up = lap;
                 }
             }
+            Milestone::Built => self.done = Some((now, process_cpu_time())),
         }
-        if count != tree_size(depth) {
-            return Err(format!("tree of depth {depth} has {count} nodes, expected {}", tree_size(depth)));
-        }
-        Ok(count)
-    }
-
-    fn check_allocated_node(&self, addr: usize) -> Result<(), String> {
-        let obj = self.c.heap.find_object(addr).ok_or_else(|| format!("node {addr:#x} is not allocated (freed?)"))?;
-        let ty = self.c.heap.type_of(&obj);
-        // Descriptors compare by content: a promoted constant need not have one address.
-        if obj.base + HEADER_SIZE != addr || ty.name != Node::TYPE.name || ty.size != Node::TYPE.size {
-            return Err(format!("{addr:#x} is not a node (object at {:#x} of type {})", obj.base, ty.name));
-        }
-        Ok(())
     }
 }
 
-/// GCBench's array value at `i`: `1/i` in the first half (Boehm fills only that), 0 after.
-fn array_value(i: usize, len: usize) -> u64 {
-    if i < len / 2 {
-        (1.0 / i as f64).to_bits()
-    } else {
-        0
-    }
-}
-
-/// Check every element; the message names Boehm's own check (`array[1000] == 1/1000`, at a
-/// quarter of the length for short arrays) when that one fails.
-fn verify_array(data: &[AtomicU64]) -> Result<(), String> {
-    let len = data.len();
-    let spot = 1000.min(len / 4);
-    // Ordering: Relaxed; this thread wrote the elements.
-    let got = f64::from_bits(data[spot].load(Ordering::Relaxed));
-    if got != 1.0 / spot as f64 {
-        return Err(format!("array[{spot}] = {got}, expected {}", 1.0 / spot as f64));
-    }
-    for (i, e) in data.iter().enumerate() {
-        let v = e.load(Ordering::Relaxed);
-        if v != array_value(i, len) {
-            return Err(format!(
-                "array[{i}] = {} (bits {v:#x}), expected {}",
-                f64::from_bits(v),
-                f64::from_bits(array_value(i, len))
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A cheap check of a freshly built tree (its root and the children's heights), in the timed loop.
-fn check_top(root: Gc<Node>, depth: u32) -> Result<(), String> {
-    // Ordering: Relaxed; this thread wrote the payload.
-    let ok = root.i.load(Ordering::Relaxed) == u64::from(depth)
-        && root.j.load(Ordering::Relaxed) == payload_j(u64::from(depth))
-        && [&root.left, &root.right].into_iter().all(|s| match s.get() {
-            Some(child) => depth > 0 && child.i.load(Ordering::Relaxed) == u64::from(depth - 1),
-            None => depth == 0,
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("tree of depth {depth} at {:#x} is malformed right after building it", root.addr()))
+impl<const N: usize> RootArray<N> for Bench<'_, '_> {
+    fn root_array(&mut self, array: Gc<DoubleArray<N>>) {
+        self.m.set_root(ARRAY, array.addr());
     }
 }
 
@@ -1144,61 +870,29 @@ struct ThreadOutcome {
 
 /// The whole benchmark on one thread (a core of the world, inside `run_on`).
 fn thread_main<const N: usize>(shared: &Shared<'_>, s: Shape) -> Result<ThreadOutcome, Stop> {
-    // The array is a large object: its own span, no pointer slots.
-    const { assert!(size_of::<DoubleArray<N>>() + HEADER_SIZE > MAX_SMALL_SIZE) };
-    let mut b = Bench::new(shared, s.stretch_depth.max(s.max_depth).max(s.long_lived_depth));
-    let oom = |what: &str, e: AllocError| Stop::Failed(format!("{what}: {e}"));
-
-    let t = Instant::now();
-    let stretch = b.make_tree(s.stretch_depth).map_err(|e| oom("building the stretch tree", e))?;
-    check_top(stretch, s.stretch_depth).map_err(Stop::Failed)?;
-    let stretch_time = t.elapsed();
-
-    let t = Instant::now();
-    let long_lived = b.node().map_err(|e| oom("allocating the long-lived tree", e))?;
-    b.m.set_root(LONG_LIVED, long_lived.addr());
-    b.populate(s.long_lived_depth, long_lived).map_err(|e| oom("building the long-lived tree", e))?;
-    let array = b.alloc::<DoubleArray<N>>().map_err(|e| oom("allocating the array", e))?;
-    b.m.set_root(ARRAY, array.addr());
-    for (i, e) in array.data.iter().enumerate().take(N / 2) {
-        // Ordering: Relaxed; only this thread reads the elements.
-        e.store(array_value(i, N), Ordering::Relaxed);
-        if i.is_multiple_of(4096) {
-            // Both long-lived objects are in root slots.
-            b.m.safe_point();
-        }
-    }
-    let long_lived_time = t.elapsed();
-
-    let mut depths = Vec::new();
-    for d in s.depths() {
-        depths.push(b.time_construction(&s, d)?);
-    }
-    let done = Instant::now();
-    let cpu_done = process_cpu_time();
-
-    // The handles must still be the ones in the root slots, and everything must be intact.
-    if b.m.root(LONG_LIVED) != long_lived.addr() || b.m.root(ARRAY) != array.addr() {
+    let mut b = Bench::new(shared, s);
+    let done = workload::run::<N, _>(&mut b, &s).map_err(|f| match f {
+        Failure::OutOfMemory(why) | Failure::Corrupt(why) => Stop::Failed(why),
+        Failure::Stopped => Stop::Aborted,
+    })?;
+    // The handles must still be the ones in the root slots.
+    if b.m.root(LONG_LIVED) != done.long_lived.addr() || b.m.root(ARRAY) != done.array.addr() {
         return Err(Stop::Failed("a long-lived root slot changed".into()));
     }
     if b.sp != STACK_BASE {
         return Err(Stop::Failed(format!("shadow stack unbalanced: {} slots in use", b.sp - STACK_BASE)));
     }
-    let verified_nodes = b
-        .verify_tree(long_lived, s.long_lived_depth)
-        .map_err(|e| Stop::Failed(format!("long-lived tree corrupted: {e}")))?;
-    verify_array(&array.data).map_err(|e| Stop::Failed(format!("long-lived array corrupted: {e}")))?;
-    let blocked = b.m.blocked();
+    let (finished, cpu_done) = b.done.expect("a run that completes passes Milestone::Built");
     Ok(ThreadOutcome {
-        blocked,
+        blocked: b.m.blocked(),
         assisted: b.assisted,
         assist_max: b.assist_max,
-        stretch: stretch_time,
-        long_lived: long_lived_time,
-        depths,
-        done,
+        stretch: b.stretch,
+        long_lived: b.long_lived,
+        depths: b.depths,
+        done: finished,
         cpu_done,
-        verified_nodes,
+        verified_nodes: done.verified_nodes,
     })
 }
 
@@ -1329,6 +1023,8 @@ fn run_sized<const N: usize>(p: &Params) -> Result<Report, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sizeclass::HEAP_PAGE_SIZE;
+    use crate::workload::gcbench::{array_value, make_tree, tree_size, verify_array, verify_tree};
 
     fn tiny(threads: usize, mode: BarrierMode) -> Params {
         // A small trigger floor so that cycles are triggered, and a heap (12 pages a thread) smaller
@@ -1401,26 +1097,26 @@ mod tests {
         let shared = Shared::new(&world);
         shared.with_collector(1, || {
             world.run_on(0, || {
-                let mut b = Bench::new(&shared, 4);
-                let root = b.make_tree(4).unwrap();
+                let mut b = Bench::new(&shared, Shape { stretch_depth: 4, max_depth: 4, long_lived_depth: 4, ..BOEHM });
+                let root = make_tree(&mut b, 4).unwrap();
                 b.m.set_root(TEMP, root.addr());
-                assert_eq!(b.verify_tree(root, 4), Ok(tree_size(4)));
-                assert!(b.verify_tree(root, 5).is_err(), "wrong depth");
+                assert_eq!(verify_tree(&mut b, root, 4), Ok(tree_size(4)));
+                assert!(verify_tree(&mut b, root, 5).is_err(), "wrong depth");
                 let leaf = root.left.get().unwrap().right.get().unwrap().left.get().unwrap().left.get().unwrap();
                 leaf.j.store(0, Ordering::Relaxed);
-                assert!(b.verify_tree(root, 4).unwrap_err().contains("payload"));
+                assert!(verify_tree(&mut b, root, 4).unwrap_err().contains("payload"));
                 leaf.set_payload(0);
                 // A collection with the tree rooted keeps it; a cut subtree makes the count wrong.
                 shared.wait_for_cycle(&b.m);
                 assert_eq!(shared.cycles.load(Ordering::Relaxed), 1, "the collector thread ran the cycle");
-                assert_eq!(b.verify_tree(root, 4), Ok(tree_size(4)));
+                assert_eq!(verify_tree(&mut b, root, 4), Ok(tree_size(4)));
                 let inner = root.right.get().unwrap();
                 inner.left.set::<P>(None);
-                assert!(b.verify_tree(root, 4).unwrap_err().contains("lacks its left child"));
+                assert!(verify_tree(&mut b, root, 4).unwrap_err().contains("lacks its left child"));
                 // A pointer to something that is not a node.
                 let array = b.alloc::<DoubleArray<1000>>().unwrap();
                 inner.left.as_atomic().store(array.addr(), Ordering::Relaxed);
-                assert!(b.verify_tree(root, 4).unwrap_err().contains("is not a node"));
+                assert!(verify_tree(&mut b, root, 4).unwrap_err().contains("is not a node"));
                 inner.left.as_atomic().store(0, Ordering::Relaxed);
 
                 for (i, e) in array.data.iter().enumerate() {
@@ -1452,32 +1148,9 @@ mod tests {
     }
 
     #[test]
-    fn command_line() {
-        let args = |s: &str| Params::parse_args(s.split_whitespace().map(String::from));
-        assert_eq!(args("").unwrap(), Params::new(Size::Full));
-        assert_eq!(args("--percent off").unwrap().percent, PERCENT_OFF);
-        assert!(!args("--no-poison").unwrap().poison);
+    fn heap_sizing() {
         let e = run(&Params { percent: PERCENT_OFF, ..Params::new(Size::Tiny) }).unwrap_err();
         assert!(e.contains("--percent off needs --heap"), "{e}");
-        let p = args("--threads 2 --size quick --mode direct --heap 64M --percent 50 --verify").unwrap();
-        assert_eq!(
-            p,
-            Params {
-                threads: 2,
-                size: Size::Quick,
-                mode: BarrierMode::Direct,
-                heap_bytes: Some(64 << 20),
-                percent: 50,
-                verify: true,
-                ..Params::new(Size::Full)
-            }
-        );
-        assert_eq!(args("--heap 12345").unwrap().heap_bytes, Some(12345));
-        assert_eq!(parse_bytes("2GiB"), Some(2 << 30));
-        assert_eq!(parse_bytes("8k"), Some(8 << 10));
-        for bad in ["--threads 0", "--size huge", "--mode unsafe-off-during-mark", "--heap 12Q", "--percent", "--x"] {
-            assert!(args(bad).is_err(), "{bad}");
-        }
         let full1 = default_heap_bytes(Size::Full, 1, 100);
         assert!(full1.is_multiple_of(MIB));
         assert!(full1 >= 3 * tree_size(18) as usize * 48, "room for a stretch tree at GOGC 100");

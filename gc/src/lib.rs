@@ -21,7 +21,10 @@
 //! - [`verify`]: the stop-the-world re-mark that reports what the concurrent mark missed.
 //! - [`census`]: the verifier's independent list of the tasks a cycle must scan.
 //! - [`stats`]: counters per core and per cycle.
-//! - `host` (feature `host`, and in tests): a [`Platform`] over threads.
+//! - [`workload`]: workloads written once over any [`Platform`] (Boehm's GCBench), driven by the
+//!   host benchmark and the kernel's suites.
+//! - `host` (feature `host`, and in tests): a [`Platform`] over threads; `gcbench`, the host's
+//!   driver of [`workload::gcbench`].
 //!
 //! # Invariants
 //! - **Tri-colour**: during marking no black object points to a white object that is not also
@@ -71,6 +74,7 @@ pub mod stats;
 mod sync;
 pub mod verify;
 pub mod wbbuf;
+pub mod workload;
 
 #[cfg(any(test, feature = "host"))]
 pub mod gcbench;

@@ -46,6 +46,8 @@ const KERNEL_TARGET_CRATES: &[&str] = &[
 pub fn lint() -> Result {
     run("cargo", &["fmt", "--all", "--check"])?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    // The gcbench example (and its command line's tests) needs the gc crate's `host` feature.
+    run("cargo", &["clippy", "-p", "tricolor-gc", "--features", "host", "--all-targets", "--", "-D", "warnings"])?;
     let mut target = vec!["clippy", "--target", crate::kernel::TARGET];
     target.extend_from_slice(KERNEL_TARGET_CRATES);
     target.extend_from_slice(&["--", "-D", "warnings"]);
@@ -70,7 +72,9 @@ fn kernel_clippy(options: &[&str], allowed: &[&str]) -> Result {
     run("cargo", &args)
 }
 
-/// Every host test in the workspace.
+/// Every host test in the workspace, and the gcbench example's (it needs the gc crate's `host`
+/// feature).
 pub fn host_tests() -> Result {
-    run("cargo", &["test", "--workspace"])
+    run("cargo", &["test", "--workspace"])?;
+    run("cargo", &["test", "-p", "tricolor-gc", "--features", "host", "--example", "gcbench"])
 }

@@ -2,9 +2,16 @@
 //!
 //! Each core runs the whole benchmark, as multi-threaded ports do: a stretch tree, a long-lived
 //! tree and a long-lived array of doubles, then top-down (`populate`) and bottom-up (`make_tree`)
-//! trees of growing depth, `2 * size(stretch) / size(depth)` of each. The full size uses Boehm's
-//! parameters (stretch 18, long-lived 16, 500 000 doubles, depths 4..=16); the quick size is for
-//! stress runs. Collections come from heap growth (`gc.percent=`) or torture mode.
+//! trees of growing depth, `2 * size(stretch) / size(depth)` of each, and Boehm's final check of
+//! the long-lived data. The benchmark is `tricolor_gc::workload::gcbench`, the code the host's
+//! `gcbench` example runs; this is its kernel driver. The full size uses Boehm's parameters
+//! (stretch 18, long-lived 16, 500 000 doubles, depths 4..=16); the quick size is for stress runs.
+//! Collections come from heap growth (`gc.percent=`) or torture mode.
+//!
+//! Rooting: a mutator's stack is scanned (conservatively) like every task's, so the benchmark's
+//! handles in locals, the subtrees of a bottom-up tree among them, need no roots. The long-lived
+//! tree, the top-down tree being built and, once filled, the array are also kept in this core's
+//! global roots (`.gcroots`), for the checks to walk.
 //!
 //! GCBench only stores pointers into objects allocated during the same cycle or before it was
 //! built: it never hides an old object behind an overwritten pointer, so a broken barrier cannot
@@ -16,23 +23,16 @@ use crate::percore;
 use alloc::string::String;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tricolor_abi::MAX_CORES;
-use tricolor_gc::{gc_type, Gc, GcSlot};
+use tricolor_gc::workload::gcbench::{self as bench, DoubleArray, Failure, Milestone, Node, RootArray, Rooting, Shape};
+use tricolor_gc::{AllocError, Collector, Gc, GcSlot, Trace};
 use tricolor_kernel::cmdline::Config;
 
-/// The benchmark's shape.
-pub struct Params {
-    pub stretch: u32,
-    pub long_lived: u32,
-    pub min_depth: u32,
-    pub max_depth: u32,
-}
-
 /// Boehm's parameters.
-const FULL: Params = Params { stretch: 18, long_lived: 16, min_depth: 4, max_depth: 16 };
-const FULL_ARRAY: usize = 500_000;
+const FULL: Shape = bench::BOEHM;
+const FULL_ARRAY: usize = FULL.array_len;
 /// A size that finishes in seconds under TCG, for stress matrices.
-const QUICK: Params = Params { stretch: 14, long_lived: 12, min_depth: 4, max_depth: 12 };
-const QUICK_ARRAY: usize = 50_000;
+const QUICK: Shape = Shape { stretch_depth: 14, long_lived_depth: 12, array_len: 50_000, min_depth: 4, max_depth: 12 };
+const QUICK_ARRAY: usize = QUICK.array_len;
 
 pub const WORKLOAD: Workload = Workload {
     name: "gcbench",
@@ -56,162 +56,102 @@ pub const WORKLOAD_QUICK: Workload = Workload {
     finish: finish_quick,
 };
 
-gc_type! {
-    /// Boehm's `Node`: two children and two ints; `j` is a checksum of `i` here, so a walk can
-    /// tell a live node from freed or reused memory.
-    #[repr(C)]
-    pub struct TreeNode {
-        left: GcSlot<TreeNode>,
-        right: GcSlot<TreeNode>,
-        i: AtomicU64,
-        j: AtomicU64,
-    }
-}
-
-gc_type! {
-    /// The long-lived array of doubles (bit patterns in atomics: the kernel is soft-float and the
-    /// checker reads it from another core).
-    #[repr(C)]
-    pub struct Doubles<const N: usize> {
-        values: [AtomicU64; N],
-    }
-}
-
-/// What Boehm stores at index `i` (only the first half is filled).
-fn expected(i: usize) -> u64 {
-    (1.0 / i as f64).to_bits()
-}
-
 /// Per-core roots: the long-lived tree, the tree being built (so checks walk it too) and the
 /// array of each size.
 #[unsafe(link_section = ".gcroots")]
-static LONG_LIVED: [GcSlot<TreeNode>; MAX_CORES] = [const { GcSlot::null() }; MAX_CORES];
+static LONG_LIVED: [GcSlot<Node>; MAX_CORES] = [const { GcSlot::null() }; MAX_CORES];
 #[unsafe(link_section = ".gcroots")]
-static TEMP: [GcSlot<TreeNode>; MAX_CORES] = [const { GcSlot::null() }; MAX_CORES];
+static TEMP: [GcSlot<Node>; MAX_CORES] = [const { GcSlot::null() }; MAX_CORES];
 #[unsafe(link_section = ".gcroots")]
-static ARRAY_FULL: [GcSlot<Doubles<FULL_ARRAY>>; MAX_CORES] = [const { GcSlot::null() }; MAX_CORES];
+static ARRAY_FULL: [GcSlot<DoubleArray<FULL_ARRAY>>; MAX_CORES] = [const { GcSlot::null() }; MAX_CORES];
 #[unsafe(link_section = ".gcroots")]
-static ARRAY_QUICK: [GcSlot<Doubles<QUICK_ARRAY>>; MAX_CORES] = [const { GcSlot::null() }; MAX_CORES];
+static ARRAY_QUICK: [GcSlot<DoubleArray<QUICK_ARRAY>>; MAX_CORES] = [const { GcSlot::null() }; MAX_CORES];
 
 /// Set when a core could not allocate even after a collection (its run stops).
 static OUT_OF_MEMORY: AtomicBool = AtomicBool::new(false);
-/// Node ids (a node's `i`).
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// Cores that completed the benchmark and passed Boehm's final check.
 static COMPLETED: AtomicU64 = AtomicU64::new(0);
 
-fn tree_size(depth: u32) -> u64 {
-    (1 << (depth + 1)) - 1
+/// One core's mutator, rooting as the module docs say. It lives on the task's (scanned) stack, so
+/// the array it holds until the array is filled is rooted; only then does it go into the global
+/// root (`array_root`), where the checks read every entry.
+struct Mutator<const N: usize> {
+    core: usize,
+    array_root: &'static GcSlot<DoubleArray<N>>,
+    array: Option<Gc<DoubleArray<N>>>,
 }
 
-fn new_node(left: Option<Gc<TreeNode>>, right: Option<Gc<TreeNode>>) -> Option<Gc<TreeNode>> {
-    match gc::alloc::<TreeNode>() {
-        Ok(node) => {
-            let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-            node.i.store(id, Ordering::Relaxed);
-            node.j.store(super::checksum(id), Ordering::Relaxed);
-            node.left.set::<Kernel>(left);
-            node.right.set::<Kernel>(right);
-            Some(node)
+impl<const N: usize> Rooting for Mutator<N> {
+    type P = Kernel;
+
+    fn collector(&self) -> &Collector {
+        gc::collector()
+    }
+
+    fn alloc<T: Trace>(&mut self) -> Result<Gc<T>, AllocError> {
+        gc::alloc::<T>().inspect_err(|_| super::count_refused())
+    }
+
+    /// Nothing to do: every interrupt taken with preemption enabled is a safe point.
+    fn safe_point(&mut self) {}
+
+    /// Nothing to do: the subtree is in a local, on this task's scanned stack.
+    fn push(&mut self, _: Gc<Node>) {}
+
+    fn pop(&mut self) {}
+
+    fn root_long_lived(&mut self, node: Gc<Node>) {
+        LONG_LIVED[self.core].set::<Kernel>(Some(node));
+    }
+
+    fn root_temp(&mut self, node: Option<Gc<Node>>) {
+        TEMP[self.core].set::<Kernel>(node);
+    }
+
+    fn stopping(&self) -> bool {
+        super::stopping()
+    }
+
+    /// The kernel's suites time the whole run: only the filled array is published here.
+    fn reached(&mut self, milestone: Milestone) {
+        if milestone == Milestone::LongLived {
+            self.array_root.set::<Kernel>(self.array);
         }
-        Err(e) => {
-            if !OUT_OF_MEMORY.swap(true, Ordering::Relaxed) {
-                log::error!("gcbench: {e}");
-            }
-            super::count_refused();
-            None
-        }
     }
 }
 
-/// Boehm's `Populate`: builds the tree top-down below `node`.
-fn populate(depth: u32, node: Gc<TreeNode>) -> Option<()> {
-    if depth == 0 {
-        return Some(());
+impl<const N: usize> RootArray<N> for Mutator<N> {
+    fn root_array(&mut self, array: Gc<DoubleArray<N>>) {
+        self.array = Some(array);
     }
-    node.left.set::<Kernel>(Some(new_node(None, None)?));
-    node.right.set::<Kernel>(Some(new_node(None, None)?));
-    populate(depth - 1, node.left.get()?)?;
-    populate(depth - 1, node.right.get()?)
 }
 
-/// Boehm's `MakeTree`: builds a tree bottom-up.
-fn make_tree(depth: u32) -> Option<Gc<TreeNode>> {
-    if depth == 0 {
-        return new_node(None, None);
-    }
-    let left = make_tree(depth - 1)?;
-    let right = make_tree(depth - 1)?;
-    new_node(Some(left), Some(right))
-}
-
-/// Boehm's `TimeConstruction` for one depth.
-fn construct(params: &Params, depth: u32, temp: &GcSlot<TreeNode>) -> Option<()> {
-    let iterations = 2 * tree_size(params.stretch) / tree_size(depth);
-    for _ in 0..iterations {
-        let tree = new_node(None, None)?;
-        temp.set::<Kernel>(Some(tree));
-        populate(depth, tree)?;
-        temp.set::<Kernel>(None);
-    }
-    for _ in 0..iterations {
-        let tree = make_tree(depth)?;
-        temp.set::<Kernel>(Some(tree));
-        temp.set::<Kernel>(None);
-    }
-    Some(())
-}
-
-/// The whole benchmark on this core; `None` if the heap ran out.
-fn bench<const N: usize>(params: &Params, array: &GcSlot<Doubles<N>>) -> Option<()> {
+/// The whole benchmark on this core; counts it in [`COMPLETED`] if Boehm's final check passed.
+fn run<const N: usize>(shape: &Shape, arrays: &'static [GcSlot<DoubleArray<N>>; MAX_CORES]) {
     let core = percore::id();
-    let temp = &TEMP[core];
-    // Stretch the heap.
-    temp.set::<Kernel>(Some(make_tree(params.stretch)?));
-    temp.set::<Kernel>(None);
-    // The long-lived tree, rooted before it is built so checks walk it while it grows.
-    let long_lived = new_node(None, None)?;
-    LONG_LIVED[core].set::<Kernel>(Some(long_lived));
-    populate(params.long_lived, long_lived)?;
-    // The long-lived array.
-    let doubles = match gc::alloc::<Doubles<N>>() {
-        Ok(doubles) => doubles,
-        Err(e) => {
-            OUT_OF_MEMORY.store(true, Ordering::Relaxed);
-            log::error!("gcbench: the long-lived array: {e}");
-            return None;
+    match bench::run(&mut Mutator { core, array_root: &arrays[core], array: None }, shape) {
+        Ok(_) => {
+            COMPLETED.fetch_add(1, Ordering::Relaxed);
         }
-    };
-    for (i, value) in doubles.values.iter().enumerate().take(N / 2).skip(1) {
-        value.store(expected(i), Ordering::Relaxed);
-    }
-    array.set::<Kernel>(Some(doubles));
-    for depth in (params.min_depth..=params.max_depth).step_by(2) {
-        construct(params, depth, temp)?;
-        if super::stopping() {
-            return None;
+        Err(Failure::OutOfMemory(why)) => {
+            if !OUT_OF_MEMORY.swap(true, Ordering::Relaxed) {
+                log::error!("gcbench: core {core}: {why}");
+            }
         }
+        Err(Failure::Corrupt(why)) => log::error!("gcbench: core {core}: {why}"),
+        Err(Failure::Stopped) => {}
     }
-    // Boehm's final check: the long-lived data survived.
-    let ok = LONG_LIVED[core].get().is_some() && doubles.values[1000].load(Ordering::Relaxed) == expected(1000);
-    if ok {
-        COMPLETED.fetch_add(1, Ordering::Relaxed);
-    } else {
-        log::error!("gcbench: core {core}: the long-lived tree or array did not survive");
-    }
-    Some(())
 }
 
-/// Walks a tree, counting nodes and checksum mismatches (iteratively: trees are 17 deep, but a
+/// Walks a tree, counting nodes and payload mismatches (iteratively: trees are 17 deep, but a
 /// corrupt one could be anything).
-fn walk(root: Option<Gc<TreeNode>>, census: &mut Census) {
-    let mut stack: alloc::vec::Vec<Gc<TreeNode>> = root.into_iter().collect();
+fn walk(root: Option<Gc<Node>>, census: &mut Census) {
+    let mut stack: alloc::vec::Vec<Gc<Node>> = root.into_iter().collect();
     while let Some(node) = stack.pop() {
         census.reachable += 1;
-        let i = node.i.load(Ordering::Relaxed);
-        if node.j.load(Ordering::Relaxed) != super::checksum(i) {
+        if !node.payload_consistent() {
             census.corrupt += 1;
-            log::error!("gcbench: tree node {:#x} is corrupt (i {i:#x})", node.addr());
+            log::error!("gcbench: tree node {:#x} is corrupt (i {:#x})", node.addr(), node.i.load(Ordering::Relaxed));
             continue;
         }
         stack.extend(node.left.get());
@@ -219,15 +159,15 @@ fn walk(root: Option<Gc<TreeNode>>, census: &mut Census) {
     }
 }
 
-/// Array entries the per-cycle check samples (the end-of-run check reads all of them).
-const SAMPLES: usize = 1024;
+/// Array entries the per-cycle check samples, half of them in the filled half (the end-of-run
+/// check reads all of them).
+const SAMPLES: usize = 2048;
 
-/// Checks `every`-th entry of the filled half of each core's array.
-fn check_arrays<const N: usize>(arrays: &[GcSlot<Doubles<N>>], every: usize, census: &mut Census) {
+/// Checks every `every`-th entry of each core's array.
+fn check_arrays<const N: usize>(arrays: &[GcSlot<DoubleArray<N>>], every: usize, census: &mut Census) {
     for array in arrays.iter().filter_map(GcSlot::get) {
         census.reachable += 1;
-        let bad = (1..N / 2).step_by(every.max(1)).find(|&i| array.values[i].load(Ordering::Relaxed) != expected(i));
-        if let Some(i) = bad {
+        if let Some(i) = bench::first_wrong(&array.data, every) {
             census.corrupt += 1;
             log::error!("gcbench: array {:#x} is corrupt at index {i}", array.addr());
         }
@@ -240,17 +180,15 @@ fn check_trees(census: &mut Census) {
     }
 }
 
-fn prepare(config: &Config<'_>, params: &Params, array_bytes: usize) -> Result<(), String> {
+fn prepare(config: &Config<'_>, shape: &Shape) -> Result<(), String> {
     for slot in LONG_LIVED.iter().chain(&TEMP) {
         slot.set::<Kernel>(None);
     }
     OUT_OF_MEMORY.store(false, Ordering::Relaxed);
     COMPLETED.store(0, Ordering::Relaxed);
-    // Peak live data per core: the stretch tree (48-byte objects), or the long-lived tree, the
-    // array and the biggest temporary tree together.
-    let node_bytes = 48;
-    let steady = (tree_size(params.long_lived) + tree_size(params.max_depth)) as usize * node_bytes + array_bytes;
-    let per_core = steady.max(tree_size(params.stretch) as usize * node_bytes);
+    // Peak live data per core: the stretch tree, or the long-lived tree, the array and the biggest
+    // temporary tree together.
+    let per_core = shape.peak_live_bytes();
     let need = per_core * percore::online_count();
     if config.gc_heap < need {
         return Err(alloc::format!(
@@ -277,37 +215,37 @@ fn finish(arrays_ok: bool) -> Result<(), String> {
 
 fn prepare_full(config: &Config<'_>) -> Result<(), String> {
     ARRAY_FULL.iter().for_each(|s| s.set::<Kernel>(None));
-    prepare(config, &FULL, core::mem::size_of::<Doubles<FULL_ARRAY>>())
+    prepare(config, &FULL)
 }
 
 fn prepare_quick(config: &Config<'_>) -> Result<(), String> {
     ARRAY_QUICK.iter().for_each(|s| s.set::<Kernel>(None));
-    prepare(config, &QUICK, core::mem::size_of::<Doubles<QUICK_ARRAY>>())
+    prepare(config, &QUICK)
 }
 
 fn mutate_full(_: u64) {
-    bench(&FULL, &ARRAY_FULL[percore::id()]);
+    run(&FULL, &ARRAY_FULL);
 }
 
 fn mutate_quick(_: u64) {
-    bench(&QUICK, &ARRAY_QUICK[percore::id()]);
+    run(&QUICK, &ARRAY_QUICK);
 }
 
 fn check_full() -> Census {
     let mut census = Census::default();
     check_trees(&mut census);
-    check_arrays(&ARRAY_FULL, FULL_ARRAY / 2 / SAMPLES, &mut census);
+    check_arrays(&ARRAY_FULL, FULL_ARRAY / SAMPLES, &mut census);
     census
 }
 
 fn check_quick() -> Census {
     let mut census = Census::default();
     check_trees(&mut census);
-    check_arrays(&ARRAY_QUICK, QUICK_ARRAY / 2 / SAMPLES, &mut census);
+    check_arrays(&ARRAY_QUICK, QUICK_ARRAY / SAMPLES, &mut census);
     census
 }
 
-fn all_entries_intact<const N: usize>(arrays: &[GcSlot<Doubles<N>>]) -> bool {
+fn all_entries_intact<const N: usize>(arrays: &[GcSlot<DoubleArray<N>>]) -> bool {
     let mut census = Census::default();
     check_arrays(arrays, 1, &mut census);
     census.corrupt == 0
