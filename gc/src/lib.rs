@@ -57,6 +57,7 @@ extern crate std;
 pub mod barrier;
 pub mod census;
 pub mod collector;
+mod gccore;
 pub mod heap;
 mod mark;
 pub mod object;
