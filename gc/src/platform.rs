@@ -112,6 +112,12 @@ pub trait Platform: Sized + Sync + 'static {
     fn yield_task() {
         Self::relax();
     }
+    /// A diagnostic line for the log: a wait that should be short has lasted (the cycle lock's,
+    /// see [`crate::cyclelock::wait_while`]), so that a hang says what it waits for. The default
+    /// drops it.
+    fn warn(message: core::fmt::Arguments<'_>) {
+        let _ = message;
+    }
     /// Mark termination's first step, the world running: every core runs
     /// [`Collector::flush_this_core`] at its next safe point (idle cores woken for it), and this
     /// returns once all have (Go's `forEachP` flushing every P's wbBuf). The default stops the
