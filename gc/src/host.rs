@@ -564,6 +564,10 @@ impl Platform for HostPlatform {
         std::thread::yield_now();
     }
 
+    fn warn(message: core::fmt::Arguments<'_>) {
+        std::eprintln!("{message}");
+    }
+
     fn root_census(visit: &mut dyn FnMut(CensusEntry)) {
         let w = World::current();
         for m in w.mutators.lock().unwrap().iter() {

@@ -18,6 +18,8 @@
 //! - [`roots`]: global root slots (the kernel's `.gcroots`), conservative ranges.
 //! - `mark`: shading, grey work buffers, scanning.
 //! - [`collector`]: the cycle (mark setup, concurrent mark, mark termination, sweep), pacing.
+//! - [`cyclelock`]: [`CycleLock`], one cycle at a time with explicit collections first, and
+//!   [`wait_while`], a wait that logs when it lasts.
 //! - [`verify`]: the stop-the-world re-mark that reports what the concurrent mark missed.
 //! - [`census`]: the verifier's independent list of the tasks a cycle must scan.
 //! - [`stats`]: counters per core and per cycle.
@@ -60,6 +62,8 @@ extern crate std;
 pub mod barrier;
 pub mod census;
 pub mod collector;
+pub mod cyclelock;
+mod gccore;
 pub mod heap;
 mod mark;
 pub mod object;
@@ -87,6 +91,7 @@ mod tests;
 pub use barrier::{take_checked_reports, write_pointer, BarrierMode, CheckedReport, CheckedSlot, WRITE_BARRIER};
 pub use census::{CensusEntry, Exemption, RootOwner, RootPart, Unscanned};
 pub use collector::{Collector, Config, CycleReport, Phase, PinnedBuf};
+pub use cyclelock::{wait_while, CycleLock, WaitWatch};
 pub use heap::AllocError;
 pub use object::{Gc, GcSlot, GcType, Trace};
 pub use platform::{GcCore, Platform, ScanRange, StopReport, GCCORE_WBBUF_OFFSET};

@@ -1,23 +1,20 @@
-//! The collector's view of the machine: cores, stacks, time, stop-the-world.
+//! The collector's view of the machine: cores, stacks, time, stop-the-world; the per-core state
+//! [`GcCore`] lives in `gccore.rs` and is re-exported here.
 //!
 //! The gc crate knows nothing about aarch64. Everything it needs from the kernel (or from the host
 //! test harness, where threads stand in for cores) comes through [`Platform`], a trait of static
 //! functions so that the barrier fast path, which calls `Platform::disable_preemption`, inlines.
 
-use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::panic::Location;
-use core::sync::atomic::{AtomicU32, AtomicUsize};
+use core::sync::atomic::AtomicUsize;
 
 use tricolor_timeline::State;
 
 use crate::census::{CensusEntry, RootOwner};
 use crate::collector::Collector;
-use crate::heap::AllocCache;
-use crate::mark::LocalWork;
-use crate::sizeclass::NUM_CLASSES;
-use crate::stats::CoreStats;
-use crate::wbbuf::WbBuf;
+pub(crate) use crate::gccore::NO_SPAN;
+pub use crate::gccore::{GcCore, GCCORE_WBBUF_OFFSET};
 
 /// A range of words to scan conservatively (a parked task's stack, its saved registers).
 /// `lo` and `hi` are addresses; `lo` is rounded up and `hi` down to word alignment.
@@ -115,6 +112,12 @@ pub trait Platform: Sized + Sync + 'static {
     fn yield_task() {
         Self::relax();
     }
+    /// A diagnostic line for the log: a wait that should be short has lasted (the cycle lock's,
+    /// see [`crate::cyclelock::wait_while`]), so that a hang says what it waits for. The default
+    /// drops it.
+    fn warn(message: core::fmt::Arguments<'_>) {
+        let _ = message;
+    }
     /// Mark termination's first step, the world running: every core runs
     /// [`Collector::flush_this_core`] at its next safe point (idle cores woken for it), and this
     /// returns once all have (Go's `forEachP` flushing every P's wbBuf). The default stops the
@@ -160,92 +163,5 @@ impl<P: Platform> Drop for InState<P> {
     #[inline(always)]
     fn drop(&mut self) {
         P::event(self.previous);
-    }
-}
-
-/// Per-core collector state: the write-barrier buffer, the mark work buffer, the allocation cache
-/// and counters. The kernel keeps one in each core's per-core block, at a fixed offset from the
-/// core's TPIDR_EL1 (its `Platform::current_core` is that address, no core index involved).
-///
-/// Ownership rule: `wbbuf`, `work` and `cache` are touched only by their own core with preemption
-/// disabled (or, for `wbbuf`, inside one of the kernel's restartable barrier windows, which no
-/// safe point splits: an interrupted window restarts from its first instruction), or by any core
-/// while the world is stopped. That is what makes the `UnsafeCell`s sound.
-pub struct GcCore {
-    pub(crate) wbbuf: UnsafeCell<WbBuf>,
-    pub(crate) work: UnsafeCell<LocalWork>,
-    /// Per size class, the span this core allocates from and its free objects.
-    pub(crate) cache: UnsafeCell<[AllocCache; NUM_CLASSES]>,
-    /// Classes whose `cache` entry may hold a span (a set bit may be stale; a clear one is not):
-    /// releasing the cache visits only these. Written like `cache`.
-    pub(crate) cached: AtomicU32,
-    /// A large object's payload the allocation left to be zeroed after its guard (span, length):
-    /// written and taken by this core with preemption disabled.
-    pub(crate) delayed_zero: UnsafeCell<Option<(u32, usize)>>,
-    pub(crate) stats: CoreStats,
-}
-
-// SAFETY: the `UnsafeCell` fields follow the ownership rule in the type's doc (own core with
-// preemption off, or anyone during stop-the-world, whose handshake orders the accesses); the rest
-// are atomics.
-unsafe impl Sync for GcCore {}
-
-/// Byte offset of the [`WbBuf`] in a [`GcCore`], for assembly (the kernel's barrier window adds it
-/// to its per-core GC block's offset; `WBBUF_*_OFFSET` locate the cursors and entries in it).
-pub const GCCORE_WBBUF_OFFSET: usize = core::mem::offset_of!(GcCore, wbbuf);
-
-/// Marks an empty allocation-cache entry.
-pub(crate) const NO_SPAN: u32 = u32::MAX;
-
-impl GcCore {
-    /// A core with an empty default-sized wbBuf, no work, no cached spans.
-    pub const fn new() -> Self {
-        GcCore {
-            wbbuf: UnsafeCell::new(WbBuf::new()),
-            work: UnsafeCell::new(LocalWork::new()),
-            cache: UnsafeCell::new([AllocCache::EMPTY; NUM_CLASSES]),
-            cached: AtomicU32::new(0),
-            delayed_zero: UnsafeCell::new(None),
-            stats: CoreStats::new(),
-        }
-    }
-
-    /// The core's wbBuf.
-    ///
-    /// # Safety
-    /// The caller is this core with preemption disabled, or the world is stopped; no other
-    /// reference from `wbbuf`/`wbbuf_mut` is live.
-    #[allow(clippy::mut_from_ref)]
-    #[inline(always)]
-    pub(crate) unsafe fn wbbuf_mut(&self) -> &mut WbBuf {
-        // SAFETY: exclusivity is the caller's contract (ownership rule above).
-        unsafe { &mut *self.wbbuf.get() }
-    }
-
-    /// The core's local mark work buffer. Same contract as [`GcCore::wbbuf_mut`].
-    #[allow(clippy::mut_from_ref)]
-    #[inline(always)]
-    pub(crate) unsafe fn work_mut(&self) -> &mut LocalWork {
-        // SAFETY: exclusivity is the caller's contract (ownership rule above).
-        unsafe { &mut *self.work.get() }
-    }
-
-    /// The core's allocation cache. Same contract as [`GcCore::wbbuf_mut`].
-    #[allow(clippy::mut_from_ref)]
-    #[inline(always)]
-    pub(crate) unsafe fn cache_mut(&self) -> &mut [AllocCache; NUM_CLASSES] {
-        // SAFETY: exclusivity is the caller's contract (ownership rule above).
-        unsafe { &mut *self.cache.get() }
-    }
-
-    /// This core's counters.
-    pub fn stats(&self) -> &CoreStats {
-        &self.stats
-    }
-}
-
-impl Default for GcCore {
-    fn default() -> Self {
-        Self::new()
     }
 }

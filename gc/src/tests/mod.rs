@@ -2,6 +2,7 @@
 
 mod barrier;
 mod collect;
+mod cyclelock;
 mod pointer_map;
 mod stress;
 mod verify;

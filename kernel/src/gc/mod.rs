@@ -22,8 +22,8 @@ use spin::Once;
 use tricolor_abi::PAGE_SIZE;
 use tricolor_arch::cpu;
 use tricolor_gc::{
-    AllocError, BarrierMode, CensusEntry, Collector, CycleReport, Exemption, Gc, GcCore, Phase, Platform, RootOwner,
-    ScanRange, Trace,
+    AllocError, BarrierMode, CensusEntry, Collector, CycleLock, CycleReport, Exemption, Gc, GcCore, Phase, Platform,
+    RootOwner, ScanRange, Trace,
 };
 use tricolor_kernel::cmdline::Config;
 use tricolor_runtime::preempt::PreemptGuard;
@@ -128,6 +128,10 @@ impl Platform for Kernel {
     fn yield_task() {
         tasks::yield_now();
         cpu::relax();
+    }
+
+    fn warn(message: core::fmt::Arguments<'_>) {
+        log::warn!("{message}");
     }
 
     fn relax() {
@@ -401,8 +405,9 @@ fn mark_worker(_: usize) {
     WORKERS_RUNNING.fetch_sub(1, Ordering::Release);
 }
 
-/// Set while a cycle runs: one collector at a time.
-static CYCLE_RUNNING: AtomicBool = AtomicBool::new(false);
+/// One cycle at a time, explicit collections first ([`CycleLock`]): held around the collector's
+/// cycle and this module's work around it (mark workers, the after-cycle check).
+static CYCLES: CycleLock = CycleLock::new();
 /// Cycles started by heap growth (the `gc.percent=` trigger), by torture mode or by an
 /// exhausted heap.
 pub static TRIGGERED_CYCLES: AtomicU64 = AtomicU64::new(0);
@@ -456,7 +461,7 @@ pub fn alloc<T: Trace>() -> Result<Gc<T>, AllocError> {
             // A measurement (`gc.pacer=off`): every `torture`-th allocation gets its cycle, after
             // the running one if there is one, so that every run collects at the same counts.
             TRIGGERED_CYCLES.fetch_add(1, Ordering::Relaxed);
-            holding_cycle_lock(|| cycle(0, false));
+            CYCLES.hold::<Kernel, _>(|| cycle(0, false));
             TORTURE_CYCLES.fetch_add(1, Ordering::Relaxed);
         } else if try_collect().is_some() {
             TORTURE_CYCLES.fetch_add(1, Ordering::Relaxed);
@@ -483,40 +488,19 @@ fn alloc_when_full<T: Trace>() -> Result<Gc<T>, AllocError> {
 /// Runs `f` while no collection cycle runs (waiting for a running one to finish): integrity
 /// checks between cycles must not interleave with a cycle another core started.
 pub fn between_cycles<R>(f: impl FnOnce() -> R) -> R {
-    holding_cycle_lock(f)
-}
-
-/// Tasks waiting in [`holding_cycle_lock`] (an explicit collection, a between-cycles check).
-/// Triggered cycles defer to them: mutators on every core reaching the trigger one after another
-/// would otherwise take the cycle lock every time it is let go, and starve the waiter (a stress
-/// driver waited 240 s for its first cycle while 447 triggered ones ran).
-static CYCLE_WAITERS: AtomicUsize = AtomicUsize::new(0);
-
-/// Runs `f` holding `CYCLE_RUNNING`, yielding this core while another holder finishes.
-fn holding_cycle_lock<R>(f: impl FnOnce() -> R) -> R {
-    // Ordering: Relaxed; only a heuristic for `try_collect`, which tolerates a stale count.
-    CYCLE_WAITERS.fetch_add(1, Ordering::Relaxed);
-    // Acquire pairs with the previous holder's Release store: its cycle's effects are visible.
-    while CYCLE_RUNNING.swap(true, Ordering::Acquire) {
-        tasks::yield_now();
-        cpu::relax();
-    }
-    CYCLE_WAITERS.fetch_sub(1, Ordering::Relaxed);
-    let result = f();
-    CYCLE_RUNNING.store(false, Ordering::Release);
-    result
+    CYCLES.hold::<Kernel, _>(f)
 }
 
 /// A triggered cycle: runs one unless a cycle is already running or a task waits to run one
-/// (whose cycle serves this trigger too).
+/// (whose cycle serves this trigger too). Deferring to waiters matters: mutators on every core
+/// reaching the trigger one after another would otherwise take the cycle lock every time it is
+/// let go, and starve the waiter (a stress driver waited 240 s for its first cycle while 447
+/// triggered ones ran).
 fn try_collect() -> Option<CycleReport> {
-    if CYCLE_WAITERS.load(Ordering::Relaxed) != 0 || CYCLE_RUNNING.swap(true, Ordering::Acquire) {
-        return None;
-    }
-    TRIGGERED_CYCLES.fetch_add(1, Ordering::Relaxed);
-    let report = cycle(0, false);
-    CYCLE_RUNNING.store(false, Ordering::Release);
-    Some(report)
+    CYCLES.try_hold::<Kernel, _>(|| {
+        TRIGGERED_CYCLES.fetch_add(1, Ordering::Relaxed);
+        cycle(0, false)
+    })
 }
 
 /// Runs one collection cycle on the calling core, with a mark worker on every other core during
@@ -529,7 +513,7 @@ pub fn collect() -> CycleReport {
 /// shaded and nothing is scanned yet, so mutators get a window to rewire grey objects' children.
 /// Stress suites use it to make a barrier bug (and the negative control) show up reliably.
 pub fn collect_with_mark_delay(delay_us: u64) -> CycleReport {
-    holding_cycle_lock(|| cycle(delay_us, true))
+    CYCLES.hold::<Kernel, _>(|| cycle(delay_us, true))
 }
 
 /// One cycle (the cycle lock held); `forced`: asked for, not started by the pacer.
@@ -559,10 +543,19 @@ fn cycle(delay_us: u64, forced: bool) -> CycleReport {
         }
     });
     // Workers leave at the end of the mark phase; wait so the next cycle starts with none.
-    while WORKERS_RUNNING.load(Ordering::Acquire) != 0 {
-        tasks::yield_now();
-        cpu::relax();
-    }
+    // Acquire pairs with each worker's Release decrement: its marking is done.
+    tricolor_gc::wait_while::<Kernel>(
+        || WORKERS_RUNNING.load(Ordering::Acquire) != 0,
+        |waited| {
+            log::warn!(
+                "gc: cycle {}: waited {} s for {} mark workers to leave (phase {:?})",
+                report.cycle,
+                waited / 1_000_000_000,
+                WORKERS_RUNNING.load(Ordering::Relaxed),
+                c.phase()
+            )
+        },
+    );
     trace::end(start, &report, forced);
     let check = AFTER_CYCLE.load(Ordering::Acquire);
     if check != 0 {

@@ -18,7 +18,7 @@ use tricolor_kernel::gctrace::CycleTrace;
 use tricolor_kernel::screen::layout::{pause_bucket, PAUSE_BUCKETS};
 
 // Ordering for every atomic in this module: Relaxed. They are statistics; the cycle lock (Acquire
-// and Release in gc::holding_cycle_lock / try_collect) orders one cycle's writes before the next
+// and Release in tricolor_gc::CycleLock, gc::CYCLES) orders one cycle's writes before the next
 // cycle's reads, and a reader elsewhere (stats, the dashboard) may see a value one update old.
 
 /// Print a gctrace line per cycle.
