@@ -412,9 +412,10 @@ impl Collector {
         // Ordering: Relaxed; the credit is a tally (the marking it stands for is published by the
         // work lists, not by this counter), and the read-modify-write keeps it exact: no two
         // assists claim the same credit.
-        let claimed = match self.bg_credit.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
-            (c > 0).then(|| c.saturating_sub(debt))
-        }) {
+        let claimed = match self
+            .bg_credit
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| (c > 0).then(|| c.saturating_sub(debt)))
+        {
             Ok(credit) => credit.min(debt),
             Err(_) => 0,
         };
