@@ -170,12 +170,6 @@ pub struct Collector {
     pacer: crate::sync::Mutex<(Pacer, CycleFacts)>,
     /// Bytes of marking an allocated byte owes during this mark, ×2^16 (`pacer`).
     assist_ratio: AtomicU64,
-    /// Background credit (Go's `bgScanCredit`): bytes the mark's own markers (the collecting
-    /// task's loop, mark workers, idle cores) marked this cycle that no assist has claimed yet.
-    /// An allocating mutator pays its debt from it before it assists, so the mutators only mark
-    /// what the markers do not: the assist ratio prices the whole remaining mark, and without the
-    /// credit they paid for all of it while the markers marked it too.
-    bg_credit: AtomicU64,
     cycle_lock: crate::sync::Mutex<()>,
     /// Cycle counters.
     pub stats: CycleStats,
@@ -224,7 +218,6 @@ impl Collector {
                 },
             )),
             assist_ratio: AtomicU64::new(0),
-            bg_credit: AtomicU64::new(0),
             cycle_lock: crate::sync::Mutex::new(()),
             stats: CycleStats::new(),
             misses: crate::sync::Mutex::new(Vec::new()),
@@ -409,24 +402,6 @@ impl Collector {
         if debt < ASSIST_BATCH {
             return 0;
         }
-        // Ordering: Relaxed; the credit is a tally (the marking it stands for is published by the
-        // work lists, not by this counter), and the read-modify-write keeps it exact: no two
-        // assists claim the same credit.
-        let claimed = match self
-            .bg_credit
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| (c > 0).then(|| c.saturating_sub(debt)))
-        {
-            Ok(credit) => credit.min(debt),
-            Err(_) => 0,
-        };
-        if claimed > 0 {
-            let _np = P::disable_preemption();
-            P::current_core().stats.assist_credit_bytes.add(claimed);
-        }
-        let debt = debt - claimed;
-        if debt == 0 {
-            return 0;
-        }
         let t = P::now_ns();
         let mut paid = 0u64;
         while paid < debt && self.phase() == Phase::Mark {
@@ -521,16 +496,9 @@ impl Collector {
     pub fn mark_worker<P: Platform>(&self) -> usize {
         let _np = P::disable_preemption();
         let core = P::current_core();
-        let before = core.stats.bytes_marked.get();
         // SAFETY: this core with preemption disabled.
         let work = unsafe { core.work_mut() };
-        let scanned = mark::drain_some(self, core, work, usize::MAX, mark::DRAIN_BUDGET_SLOTS);
-        let marked = core.stats.bytes_marked.get() - before;
-        if marked > 0 {
-            // Ordering: Relaxed, a tally (see `bg_credit`).
-            self.bg_credit.fetch_add(marked, Ordering::Relaxed);
-        }
-        scanned
+        mark::drain_some(self, core, work, usize::MAX, mark::DRAIN_BUDGET_SLOTS)
     }
 
     /// A mutator's mark assist (Go's `gcAssistAlloc`): if a cycle is marking, scan at most `budget`
@@ -877,9 +845,8 @@ impl Collector {
     fn start_pacing(&self) {
         self.pacer.lock().1.started_at = self.heap.live();
         // Ordering: Relaxed, world stopped; the restart handshake publishes it. No assists until
-        // the ratio is set after the pause, and no credit from the last cycle's markers.
+        // the ratio is set after the pause.
         self.assist_ratio.store(0, Ordering::Relaxed);
-        self.bg_credit.store(0, Ordering::Relaxed);
     }
 
     /// Right after mark setup's pause: the assist ratio for this mark.
@@ -1043,7 +1010,6 @@ impl Collector {
             snap.checked_reports += c.checked_reports.get();
             snap.assists += c.assists.get();
             snap.assist_bytes += c.assist_bytes.get();
-            snap.assist_credit_bytes += c.assist_credit_bytes.get();
             snap.ns_assist += c.ns_assist.get();
         }
         snap

@@ -58,9 +58,6 @@ pub struct CoreStats {
     pub assists: Counter,
     pub assist_bytes: Counter,
     pub ns_assist: Counter,
-    /// Bytes of assist debt this core's allocations paid from the markers' background credit
-    /// instead of marking.
-    pub assist_credit_bytes: Counter,
 }
 
 impl CoreStats {
@@ -78,7 +75,6 @@ impl CoreStats {
             assists: Counter::new(),
             assist_bytes: Counter::new(),
             ns_assist: Counter::new(),
-            assist_credit_bytes: Counter::new(),
         }
     }
 }
@@ -181,6 +177,4 @@ pub struct StatsSnapshot {
     pub assists: u64,
     pub assist_bytes: u64,
     pub ns_assist: u64,
-    /// Assist debt paid from the markers' background credit (bytes).
-    pub assist_credit_bytes: u64,
 }

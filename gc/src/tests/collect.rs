@@ -500,63 +500,6 @@ fn a_mark_assist_scans_its_budget_and_leaves_the_rest_to_the_marker() {
     });
 }
 
-/// Background credit (Go's `bgScanCredit`): what the markers marked pays allocating mutators'
-/// debts before they assist. An allocator whose debt the credit covers marks nothing; once the
-/// credit is spent, the next debt is paid by assisting; the credit claimed is exactly what the
-/// markers marked.
-#[test]
-fn markers_credit_pays_assist_debt_before_any_assist() {
-    const NODES: usize = 1000;
-    let w = World::new(1, 64 * HEAP_PAGE_SIZE, config(), BarrierMode::Buffered);
-    w.run_on(0, || {
-        let c = w.collector();
-        let m = w.mutator(1);
-        // A chain: one grey object at a time, so each marker step marks a bounded amount.
-        let head = new_node(c, 0);
-        let mut tail = head;
-        for i in 1..NODES {
-            let n = new_node(c, i as u64);
-            tail.kids[0].set::<P>(Some(n));
-            tail = n;
-        }
-        m.set_root(0, head.addr());
-        let stats = || {
-            let core = P::current_core();
-            (core.stats.assists.get(), core.stats.assist_credit_bytes.get(), core.stats.bytes_marked.get())
-        };
-        let mut seen = None;
-        let r = c.collect_with_hook::<P>(&mut || {
-            // The markers run ahead: well over one assist batch of credit.
-            let before = stats().2;
-            while stats().2 - before < 3 * super::super::collector::ASSIST_BATCH {
-                assert!(c.mark_worker::<P>() > 0, "the chain ran out before the credit was built");
-            }
-            let credit = stats().2 - before;
-            // Small allocations until the first debt reaches a batch: the credit pays it.
-            let mut calls = 0;
-            while stats().1 == 0 {
-                assert_eq!(c.assist_alloc::<P>(256), 0, "a debt the credit covers marks nothing");
-                calls += 1;
-                assert!(calls < 1_000_000, "no debt ever reached a batch");
-            }
-            let (assists, claimed, _) = stats();
-            assert_eq!(assists, 0, "no assist ran while the credit lasted");
-            assert!(claimed >= super::super::collector::ASSIST_BATCH && claimed <= credit);
-            // A debt larger than what is left: the rest of the credit, then an assist.
-            let paid = c.assist_alloc::<P>(1 << 40);
-            let (assists, claimed, _) = stats();
-            assert_eq!(claimed, credit, "every byte the markers marked is claimed once");
-            assert_eq!(assists, 1, "the debt past the credit is paid by assisting");
-            assert!(paid > 0);
-            seen = Some(claimed);
-        });
-        assert!(seen.is_some(), "the hook ran during the mark");
-        assert_eq!(r.verifier_misses, 0, "{:?}", c.take_misses::<P>());
-        assert_eq!(r.marked_bytes, (NODES * 96) as u64);
-        drop(m);
-    });
-}
-
 /// The flush's lookup agrees with `find_object` at every word of the heap and around it: it finds
 /// an object exactly when `find_object` does and its mark bit is clear, with the same object, and
 /// filters nil, addresses outside the heap, free pages (the sentinel span), free slots, a span's
