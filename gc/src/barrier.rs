@@ -352,9 +352,13 @@ pub struct CheckedReport {
 
 static CHECKED_REPORTS: crate::sync::Mutex<Vec<CheckedReport>> = crate::sync::Mutex::new(Vec::new());
 
-/// Take (and clear) the checked-mode reports recorded so far.
-pub fn take_checked_reports() -> Vec<CheckedReport> {
-    core::mem::take(&mut *CHECKED_REPORTS.lock())
+/// Take (and clear) the checked-mode reports recorded so far, with preemption disabled: checked
+/// stores push under the same spin lock with preemption off, and a taker preempted holding it
+/// would leave them spinning (see `Roots`).
+pub fn take_checked_reports<P: Platform>() -> Vec<CheckedReport> {
+    let _np = P::disable_preemption();
+    let mut reports = CHECKED_REPORTS.lock(); // named: dropped before `_np` (see `take_misses`)
+    core::mem::take(&mut *reports)
 }
 
 /// Where a store into `slot` would be invisible to the marker, if it would.

@@ -170,7 +170,9 @@ pub struct Collector {
     pacer: crate::sync::Mutex<(Pacer, CycleFacts)>,
     /// Bytes of marking an allocated byte owes during this mark, ×2^16 (`pacer`).
     assist_ratio: AtomicU64,
-    cycle_lock: crate::sync::Mutex<()>,
+    /// One cycle (or mode change) at a time: held across the whole cycle, preemptibly, so it is
+    /// the lock discipline's exception (`sync::CycleMutex`); never taken with preemption off.
+    cycle_lock: crate::sync::CycleMutex<()>,
     /// Cycle counters.
     pub stats: CycleStats,
     misses: crate::sync::Mutex<Vec<Miss>>,
@@ -218,7 +220,7 @@ impl Collector {
                 },
             )),
             assist_ratio: AtomicU64::new(0),
-            cycle_lock: crate::sync::Mutex::new(()),
+            cycle_lock: crate::sync::CycleMutex::new(()),
             stats: CycleStats::new(),
             misses: crate::sync::Mutex::new(Vec::new()),
             census: crate::sync::Mutex::new(CycleCensus { at_start: Vec::new(), scanned: Vec::new() }),

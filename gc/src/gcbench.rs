@@ -964,7 +964,7 @@ fn run_sized<const N: usize>(p: &Params) -> Result<Report, String> {
     if misses > 0 || stats.verifier_misses > 0 {
         return Err(format!("the verifier found {misses} reachable objects the mark missed"));
     }
-    let reports = crate::take_checked_reports();
+    let reports = crate::take_checked_reports::<P>();
     if !reports.is_empty() {
         return Err(format!("{} checked-mode reports, first: {:?}", reports.len(), reports[0]));
     }

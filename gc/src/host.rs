@@ -143,7 +143,7 @@ impl World {
             _serial: serial,
         });
         // Process-wide barrier state starts clean for every world.
-        let _ = barrier::take_checked_reports();
+        let _ = barrier::take_checked_reports::<HostPlatform>();
         WRITE_BARRIER.store(0, Ordering::Relaxed);
         w.run_on(0, || w.collector.set_mode::<HostPlatform>(mode));
         w

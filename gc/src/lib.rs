@@ -97,5 +97,6 @@ pub use object::{Gc, GcSlot, GcType, Trace};
 pub use platform::{GcCore, Platform, ScanRange, StopReport, GCCORE_WBBUF_OFFSET};
 pub use pointer_map::{GcField, PointerMap};
 pub use stats::StatsSnapshot;
+pub use sync::{preemptible_lockings, set_preemptible_check};
 pub use verify::{Miss, MissCause};
 pub use wbbuf::WbBuf;

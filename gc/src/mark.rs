@@ -333,7 +333,14 @@ const GLOBALS_CHUNK: usize = 512;
 /// Shade every registered global root and every pinned buffer, concurrently with the mutators:
 /// in chunks, each with preemption disabled (a stop waits at most one chunk for this core).
 pub(crate) fn scan_globals_concurrently<P: crate::Platform>(c: &Collector) {
-    let n = c.roots.slot_count();
+    // The registry's spin lock with preemption off, like every spin lock here: taken by a
+    // preemptible task, a preemption left it held while a checked-mode store on the same core
+    // spun for it in `Roots::contains_slot`, preemption off (a stress run hung: smp 1, checked,
+    // the gdb dump at the timeout showed the mutator spinning there).
+    let n = {
+        let _np = P::disable_preemption();
+        c.roots.slot_count()
+    };
     let mut at = 0;
     while at < n {
         let _np = P::disable_preemption();

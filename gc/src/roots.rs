@@ -14,6 +14,11 @@ use alloc::vec::Vec;
 use crate::object::GcSlot;
 
 /// The registry of precisely scanned global slots.
+///
+/// Its lock is a spin lock that checked-mode stores take with preemption disabled
+/// ([`Roots::contains_slot`]): every other taker must disable preemption too (or run before the
+/// scheduler starts, as `register` does at boot), or a task preempted holding it leaves such a
+/// store on its core spinning forever.
 pub struct Roots {
     sets: crate::sync::Mutex<Vec<&'static [AtomicUsize]>>,
 }

@@ -134,7 +134,7 @@ fn gc_cycle(config: &Config<'_>) -> ! {
     let negative = mode == BarrierMode::UnsafeOffDuringMark;
     let outcome =
         if negative { run_cycles(config, NEGATIVE_MAX_CYCLES, true) } else { run_cycles(config, CYCLES, false) };
-    let checked_reports = tricolor_gc::take_checked_reports();
+    let checked_reports = tricolor_gc::take_checked_reports::<Kernel>();
     print_stats(mode.name());
     kprintln!(
         "gc-cycle: {} cycles in mode {} on {} cores: {} verifier misses ({} in the driver's cycles, the rest in {} triggered ones) and {} unscanned stacks, {} corrupt, {} poison failures, {} false checked reports, {} stop-the-world retries, {} reachable at the end",
@@ -199,7 +199,7 @@ fn gc_checked(_: &Config<'_>) -> ! {
     // The planted bug: a barriered store of a GC pointer into a static word.
     tricolor_gc::write_pointer::<Kernel>(&NOT_A_ROOT, node.addr());
     let slot = &NOT_A_ROOT as *const AtomicUsize as usize;
-    let reports = tricolor_gc::take_checked_reports();
+    let reports = tricolor_gc::take_checked_reports::<Kernel>();
     match reports.iter().find(|r| r.slot == slot && r.object == node.addr()) {
         Some(r) => {
             kprintln!(

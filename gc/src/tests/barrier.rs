@@ -29,10 +29,10 @@ fn checked_mode_reports_a_gc_pointer_stored_outside_heap_and_roots() {
         ROOT.set::<P>(Some(a)); // registered root: fine
         NOT_A_ROOT.store(0, Ordering::Relaxed);
         write_pointer::<P>(&NOT_A_ROOT, 12345); // not a heap pointer: fine
-        assert!(take_checked_reports().is_empty());
+        assert!(take_checked_reports::<P>().is_empty());
         let line = line!() + 1;
         write_pointer::<P>(&NOT_A_ROOT, b.addr());
-        let reports = take_checked_reports();
+        let reports = take_checked_reports::<P>();
         assert_eq!(reports.len(), 1, "{reports:?}");
         let r = &reports[0];
         assert_eq!(r.slot, &NOT_A_ROOT as *const AtomicUsize as usize);
@@ -48,7 +48,7 @@ fn checked_mode_reports_a_gc_pointer_stored_outside_heap_and_roots() {
         c.set_mode::<P>(BarrierMode::Buffered);
         assert_eq!(WRITE_BARRIER.load(Ordering::Relaxed), 0);
         write_pointer::<P>(&NOT_A_ROOT, b.addr());
-        assert!(take_checked_reports().is_empty());
+        assert!(take_checked_reports::<P>().is_empty());
         NOT_A_ROOT.store(0, Ordering::Relaxed);
     });
 }
@@ -74,7 +74,7 @@ fn checked_mode_reports_stores_into_no_scan_objects_and_non_pointer_fields() {
         // SAFETY: `seed` is an aligned AtomicU64 of a live node, the same size as AtomicUsize.
         write_pointer::<P>(unsafe { &*seed }, b.addr());
         a.kids[1].set::<P>(Some(b)); // a listed slot: fine
-        let reports = take_checked_reports();
+        let reports = take_checked_reports::<P>();
         assert_eq!(reports.len(), 2, "{reports:?}");
         assert_eq!(reports[0].slot, pixels.addr + 64);
         assert_eq!(

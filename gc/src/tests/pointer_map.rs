@@ -167,7 +167,7 @@ fn checked_mode_accepts_every_derived_slot_and_reports_non_slot_fields() {
             let slot = unsafe { &*((base + off) as *const AtomicUsize) };
             write_pointer::<P>(slot, target.addr());
         }
-        assert!(take_checked_reports().is_empty());
+        assert!(take_checked_reports::<P>().is_empty());
 
         let words: Vec<&AtomicU64> =
             core::iter::once(&m.count).chain(&m.words).chain(m.plain.iter().map(|p| &p.x)).collect();
@@ -177,7 +177,7 @@ fn checked_mode_accepts_every_derived_slot_and_reports_non_slot_fields() {
             // `AtomicUsize`.
             write_pointer::<P>(unsafe { &*word }, target.addr());
         }
-        let reports = take_checked_reports();
+        let reports = take_checked_reports::<P>();
         assert_eq!(reports.len(), words.len(), "{reports:?}");
         for (r, word) in reports.iter().zip(&words) {
             let offset = at(base, *word);

@@ -329,7 +329,7 @@ fn run_correct_mode(mode: BarrierMode) {
     std::eprintln!("{mode:?}: {} cycles, max reachable {}, {:?}", out.cycles, out.max_reachable, out.stats);
     assert_eq!(out.misses, 0, "{mode:?}: the verifier found reachable unmarked objects");
     assert!(out.max_reachable > 50, "the graph never grew: the test tests nothing");
-    assert!(take_checked_reports().is_empty());
+    assert!(take_checked_reports::<P>().is_empty());
     if mode.barrier_while_marking() {
         assert!(out.stats.barriers > 0, "no barrier ran during marking");
     }

@@ -156,6 +156,12 @@ impl Platform for Kernel {
     }
 }
 
+/// Whether the caller could be switched out now (the collector's lock discipline check): the
+/// timer preempts, IRQs are open and the preemption counter is zero.
+fn preemptible() -> bool {
+    tasks::ticks_running() && !tricolor_arch::irqmask::irqs_masked() && tricolor_runtime::this_p().preempt.depth() == 0
+}
+
 fn is_mark_worker(task: &tricolor_runtime::task::Task) -> bool {
     task.name().as_str() == MARK_WORKER
 }
@@ -231,6 +237,11 @@ pub fn init(config: &Config<'_>) -> Result<(), InitError> {
     set_pacer(config.gc_pacer);
     trace::set_enabled(config.gc_trace);
     VERIFY.store(config.gc_verify, Ordering::Relaxed);
+    if config.gc_verify {
+        // The verifier's runs also check the collector's lock discipline (`tricolor_gc::sync`);
+        // the run's exit reports what broke it.
+        tricolor_gc::set_preemptible_check(Some(preemptible));
+    }
     trace::set_global_bytes((&raw const __gcroots_end as usize - &raw const __gcroots_start as usize) as u64);
     log::info!(
         "gc: {} MiB heap at {base:#x} (RAM {frames:#x}), mode {}, wbBuf {} entries, GOGC {}%{}, verifier {}, torture {}",
