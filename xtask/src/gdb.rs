@@ -22,13 +22,23 @@ fn batch(elf: &Path, socket: &Path, commands: &[&str]) -> Result<String> {
     Ok(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
+/// Whether gdb-multiarch runs here.
+fn installed() -> bool {
+    Command::new("gdb-multiarch").arg("--version").output().is_ok()
+}
+
+/// QEMU's arguments for a gdb stub on the Unix socket `socket` that does not wait for gdb.
+pub fn stub_args(socket: &Path) -> [String; 2] {
+    ["-gdb".to_string(), format!("unix:{},server=on,wait=off", socket.display())]
+}
+
 /// How long gdb may take to attach to a hung kernel and print its state.
 const HANG_DUMP_LIMIT: Duration = Duration::from_secs(60);
 
 /// A hung kernel's state, from gdb-multiarch attached to its stub at `socket`: its tasks
 /// (`tricolor-tasks`) and every core's backtrace. Never fails: what went wrong is the text.
 pub fn hang_dump(elf: &Path, socket: &Path) -> String {
-    if Command::new("gdb-multiarch").arg("--version").output().is_err() {
+    if !installed() {
         return "gdb-multiarch is not installed (apt-get install gdb-multiarch): no dump\n".into();
     }
     let args = batch_args(elf, socket, &["tricolor-tasks", "info threads", "thread apply all bt 40"]);
@@ -104,11 +114,11 @@ fn check(output: &str) -> Result {
 
 /// The QEMU-matrix case: the demo with a gdb stub on a Unix socket, gdb attached once it runs.
 pub fn case(elf: &Path) -> Result<Duration> {
-    if Command::new("gdb-multiarch").arg("--version").output().is_err() {
+    if !installed() {
         crate::setup::gdb()?;
     }
     let socket = temp_socket("gdb");
-    let stub = ["-gdb".to_string(), format!("unix:{},server=on,wait=off", socket.display())];
+    let stub = stub_args(&socket);
     let machine = Machine { smp: 4, gpu: true, ..Machine::new(elf) };
     let mut session = Session::start_with(&machine, &stub)?;
     let result = session

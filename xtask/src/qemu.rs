@@ -161,6 +161,9 @@ pub struct Outcome {
     pub output: String,
     pub timed_out: bool,
     pub elapsed: Duration,
+    /// For a run that timed out under [`run_captured_dumping_hangs`]: gdb's account of where it
+    /// hung (or why there is none).
+    pub hang_dump: Option<String>,
 }
 
 /// Starts QEMU headless (no display, no monitor) with the console on piped stdout, stderr piped
@@ -235,13 +238,10 @@ pub fn run_captured(machine: &Machine, timeout: Duration) -> Result<Outcome> {
     run_captured_inner(machine, timeout, false)
 }
 
-/// Marks where a timed-out run's output ends and gdb's account of the hang begins.
-pub const HANG_DUMP: &str = "----- timed out: gdb at the timeout (tasks, then every core's backtrace) -----";
-
 /// [`run_captured`], with a gdb stub on a Unix socket: a run that times out is not just killed,
-/// gdb-multiarch first prints its tasks and every core's backtrace (after [`HANG_DUMP`] in the
-/// output), so a hang nobody can reproduce still leaves where each core was. Without
-/// gdb-multiarch the dump says so and the run is killed as before.
+/// gdb-multiarch first prints its tasks and every core's backtrace ([`Outcome::hang_dump`]), so a
+/// hang nobody can reproduce still leaves where each core was. Without gdb-multiarch the dump
+/// says so and the run is killed as before.
 pub fn run_captured_dumping_hangs(machine: &Machine, timeout: Duration) -> Result<Outcome> {
     run_captured_inner(machine, timeout, true)
 }
@@ -249,8 +249,7 @@ pub fn run_captured_dumping_hangs(machine: &Machine, timeout: Duration) -> Resul
 fn run_captured_inner(machine: &Machine, timeout: Duration, dump_hang: bool) -> Result<Outcome> {
     let start = Instant::now();
     let socket = dump_hang.then(|| crate::session::temp_socket("hang-gdb"));
-    let stub: Vec<String> =
-        socket.iter().flat_map(|s| ["-gdb".to_string(), format!("unix:{},server=on,wait=off", s.display())]).collect();
+    let stub: Vec<String> = socket.iter().flat_map(|s| crate::gdb::stub_args(s)).collect();
     let mut child = spawn_headless(machine, &stub)?;
     let readers =
         [reader(child.stdout.take().expect("piped stdout")), reader(child.stderr.take().expect("piped stderr"))];
@@ -271,11 +270,14 @@ fn run_captured_inner(machine: &Machine, timeout: Duration, dump_hang: bool) -> 
     if let Some(socket) = &socket {
         let _ = std::fs::remove_file(socket);
     }
-    let mut output = readers.into_iter().map(|r| r.join().unwrap_or_default()).collect::<Vec<_>>().join("");
-    if let Some(dump) = hang_dump {
-        output = format!("{output}\n{HANG_DUMP}\n{dump}");
-    }
-    Ok(Outcome { status: status.code(), output: output.replace('\r', ""), timed_out, elapsed: start.elapsed() })
+    let output = readers.into_iter().map(|r| r.join().unwrap_or_default()).collect::<Vec<_>>().join("");
+    Ok(Outcome {
+        status: status.code(),
+        output: output.replace('\r', ""),
+        timed_out,
+        elapsed: start.elapsed(),
+        hang_dump,
+    })
 }
 
 fn reader(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {

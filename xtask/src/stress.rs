@@ -479,15 +479,12 @@ fn execute(elf: &Path, runs: &[Run], jobs: usize) -> Result<Vec<Verdict>> {
                         v.seconds
                     );
                     if !v.passed {
-                        let (console, hang) = match outcome.output.split_once(qemu::HANG_DUMP) {
-                            Some((console, dump)) => (console, Some(dump)),
-                            None => (outcome.output.as_str(), None),
-                        };
-                        println!("----- first errors and last lines -----\n{}", failure_excerpt(console));
-                        if let Some(dump) = hang {
-                            println!("{}{dump}", qemu::HANG_DUMP);
+                        println!("----- first errors and last lines -----\n{}", failure_excerpt(&outcome.output));
+                        let hang = outcome.hang_dump.as_ref().map(|dump| format!("{HANG_DUMP}\n{dump}"));
+                        if let Some(hang) = &hang {
+                            println!("{hang}");
                         }
-                        save_failed_log(&run.name, &outcome.output);
+                        save_failed_log(&run.name, &outcome.output, hang.as_deref());
                         println!("----- replay: cargo xtask stress --replay \"{}\" --smp {}", run.append, run.smp);
                     }
                     v
@@ -499,15 +496,22 @@ fn execute(elf: &Path, runs: &[Run], jobs: usize) -> Result<Vec<Verdict>> {
     results.into_inner().unwrap_or_else(|e| e.into_inner()).into_iter().map(|r| r.expect("every run ran")).collect()
 }
 
+/// Heads gdb's account of a run that timed out, after its console.
+const HANG_DUMP: &str = "----- timed out: gdb at the timeout (tasks, then every core's backtrace) -----";
+
 /// Where a failed run's whole console (and a hang's gdb dump) is kept.
 const FAILED_LOGS: &str = "results/stress_failed";
 
-/// Keeps a failed run's whole output in `FAILED_LOGS/<run name>.log` (the summary shows only an
-/// excerpt), and says where.
-fn save_failed_log(name: &str, output: &str) {
+/// Keeps a failed run's whole output, then its hang dump if any, in
+/// `FAILED_LOGS/<run name>.log` (the summary shows only an excerpt), and says where.
+fn save_failed_log(name: &str, output: &str, hang: Option<&str>) {
     let dir = crate::cargo::workspace_root().join(FAILED_LOGS);
     let path = dir.join(format!("{}.log", name.replace('/', "_")));
-    match std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, output)) {
+    let text = match hang {
+        Some(hang) => format!("{output}\n{hang}\n"),
+        None => output.to_string(),
+    };
+    match std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, text)) {
         Ok(()) => println!("----- whole console: {}", path.display()),
         Err(e) => println!("----- cannot keep the whole console in {}: {e}", path.display()),
     }
