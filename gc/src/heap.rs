@@ -299,6 +299,9 @@ pub(crate) const SWEEP_CHUNK_PAGES: usize = 8;
 /// Spans a refill sweeps lazily before it takes a fresh span instead (see `Heap::refill`).
 const REFILL_SWEEP_BUDGET: usize = 100;
 
+/// Spans a refill looks at, swept or not, before it takes a fresh span instead (`Heap::refill`).
+const REFILL_VISIT_BUDGET: usize = 256;
+
 /// Result of sweeping.
 #[derive(Clone, Copy, Default, Debug)]
 pub(crate) struct SweepResult {
@@ -790,33 +793,52 @@ impl Heap {
             }
         }
         // Spans not looked at yet this generation: sweep lazily, take the first with room; after
-        // `REFILL_SWEEP_BUDGET` swept without room, a fresh span instead (Go's mcentral sweeps at
-        // most 100): the refill runs under the allocator's guard, and a stop waits for it.
-        let mut swept = 0;
-        while list.unswept > 0 && swept < REFILL_SWEEP_BUDGET {
-            list.unswept -= 1;
-            let sp = list.spans[list.unswept];
-            let span = self.span(sp);
-            // An owned span is swept already, and handed back only once full.
-            if !span.owned.load(Ordering::Relaxed) && span.try_claim_sweep(sg) {
-                swept += 1;
-                let _sweeping = InState::<P>::enter(State::Sweep);
-                let r = self.sweep_claimed(sp, false);
-                self.in_use.fetch_sub(r.bytes_freed, Ordering::Relaxed);
-                span.finish_sweep(sg);
+        // `REFILL_SWEEP_BUDGET` swept without room, or `REFILL_VISIT_BUDGET` looked at (most of
+        // them swept by the walk already, and full: it pushes the others to `partial`), a fresh
+        // span instead (Go's mcentral tries at most 100): the refill runs under the allocator's
+        // guard, and a stop waits for it. Visiting the whole prefix at once took 65-170 µs on the
+        // host (800 spans) with a stop waiting. Only with no fresh page left does a refill look at
+        // every span: then it must, or it would report a full heap that a sweep would empty.
+        let (mut swept, mut visited) = (0, 0);
+        loop {
+            while list.unswept > 0 && swept < REFILL_SWEEP_BUDGET && visited < REFILL_VISIT_BUDGET {
+                list.unswept -= 1;
+                visited += 1;
+                let sp = list.spans[list.unswept];
+                let span = self.span(sp);
+                // An owned span is swept already, and handed back only once full.
+                if !span.owned.load(Ordering::Relaxed) && span.try_claim_sweep(sg) {
+                    swept += 1;
+                    let _sweeping = InState::<P>::enter(State::Sweep);
+                    let r = self.sweep_claimed(sp, false);
+                    self.in_use.fetch_sub(r.bytes_freed, Ordering::Relaxed);
+                    span.finish_sweep(sg);
+                }
+                // Not swept: the sweep walk (`sweep_chunk`) holds it and pushes it to `partial` if
+                // it has room.
+                if self.try_take(sp, sg) {
+                    return Some(sp);
+                }
             }
-            // Not swept: the sweep walk (`sweep_chunk`) holds it and pushes it to `partial` if it has room.
-            if self.try_take(sp, sg) {
+            // No span with room: a fresh one (swept for `sg`, so behind the walk).
+            if let Some((sp, _, _)) = self.new_span(1, SPAN_SMALL, class, false, false) {
+                self.span(sp).owned.store(true, Ordering::Relaxed);
+                // Ordering: Relaxed; `class_pos` is only used under the class lock.
+                self.span(sp).class_pos.store(list.spans.len() as u32, Ordering::Relaxed);
+                list.spans.push(sp);
                 return Some(sp);
             }
+            // No page left: the rest of the list, then the spans the walk freed room in meanwhile.
+            if list.unswept == 0 {
+                while let Some(sp) = list.partial.pop() {
+                    if self.try_take(sp, sg) {
+                        return Some(sp);
+                    }
+                }
+                return None;
+            }
+            (swept, visited) = (0, 0);
         }
-        // No span with room: a fresh one (swept for `sg`, so behind the walk).
-        let (sp, _, _) = self.new_span(1, SPAN_SMALL, class, false, false)?;
-        self.span(sp).owned.store(true, Ordering::Relaxed);
-        // Ordering: Relaxed; `class_pos` is only used under the class lock.
-        self.span(sp).class_pos.store(list.spans.len() as u32, Ordering::Relaxed);
-        list.spans.push(sp);
-        Some(sp)
     }
 
     /// Take span `sp` for a cache if it is swept for `sg`, unowned and has room. Called under its

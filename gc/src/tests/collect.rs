@@ -457,6 +457,39 @@ fn refill_sweeps_lazily_and_reuses_room_in_full_spans() {
     refill_reuses_freed_room(true);
 }
 
+/// With no free page left, a refill looks at every span before it reports the heap full: the
+/// newest 300 spans are live (a refill sweeps them first and finds no room, past its budget of
+/// 100), the oldest are garbage, and the allocation must find them rather than fail.
+#[test]
+fn a_refill_with_no_page_left_sweeps_past_its_budget_before_failing() {
+    const PAGES: usize = 400;
+    const LIVE_SPANS: usize = 300;
+    let w = World::new(1, PAGES * HEAP_PAGE_SIZE, config(), BarrierMode::Buffered);
+    w.run_on(0, || {
+        let c = w.collector();
+        let mut spans: Vec<u32> = Vec::new();
+        let mut objects: Vec<(u32, usize)> = Vec::new();
+        while let Ok(n) = c.alloc::<P, Node>() {
+            let o = c.heap.find_object(n.addr()).unwrap();
+            if spans.last() != Some(&o.span) {
+                spans.push(o.span);
+            }
+            objects.push((o.span, o.index as usize));
+        }
+        assert_eq!(spans.len(), PAGES, "the heap is full of one-page spans");
+        // A mark that found the newest spans' objects only, then a sweep generation with no
+        // sweep: only allocation sweeps.
+        let live = &spans[PAGES - LIVE_SPANS..];
+        for &(sp, i) in objects.iter().filter(|(sp, _)| live.contains(sp)) {
+            c.heap.span(sp).mark.set(i);
+        }
+        c.heap.begin_sweep_generation((0..P::core_count()).map(P::core));
+        let n = c.alloc::<P, Node>().expect("garbage spans are left: the heap is not full");
+        let sp = c.heap.find_object(n.addr()).unwrap().span;
+        assert!(spans[..PAGES - LIVE_SPANS].contains(&sp), "the room came from a garbage span");
+    });
+}
+
 /// A mark assist scans at most its budget and hands the rest back: the cycle still marks
 /// everything reachable (the verifier checks), and the assists' count plus the collector's is the
 /// whole graph.
