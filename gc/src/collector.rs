@@ -337,12 +337,27 @@ impl Collector {
     /// is not enough: a cycle already running may have started its mark before the caller dropped
     /// its garbage, which then floats until the next. The last `Err` says what was asked and what
     /// the heap holds.
+    ///
+    /// While the last cycle still sweeps, a failed retry sweeps a chunk itself and tries again
+    /// before it calls `make_room` (which may wait for the next mark): once a mark has
+    /// terminated, room is a sweep away, and a waiter need not wait for the whole sweep.
     pub fn alloc_when_full<P: Platform, T: Trace>(&self, mut make_room: impl FnMut()) -> Result<Gc<T>, AllocError> {
         let failed_at = self.stats.cycles.get();
         loop {
             make_room();
-            if let Some(object) = self.try_alloc::<P, T>() {
-                return Ok(object);
+            // Until the sweep ends: its sweepers free spans a chunk at a time, and the walk may be
+            // handed out while they still hold chunks. Waiting for the collecting task (which may
+            // share this core) to end the sweep, this gives the core away.
+            loop {
+                if let Some(object) = self.try_alloc::<P, T>() {
+                    return Ok(object);
+                }
+                if self.phase() != Phase::Sweep {
+                    break;
+                }
+                if !self.help_sweep::<P>() {
+                    P::yield_task();
+                }
             }
             if self.stats.cycles.get() >= failed_at + 2 {
                 return Err(self.alloc_error::<P>(T::TYPE.size));
@@ -503,6 +518,23 @@ impl Collector {
         mark::drain_some(self, core, work, usize::MAX, mark::DRAIN_BUDGET_SLOTS)
     }
 
+    /// One core's share of a mark with the world stopped (`off` mode; see
+    /// [`Platform::help_while_stopped`]): drain this core's buffer and the global list, and
+    /// return once no grey object is left anywhere and no marker holds any. A marker that finds
+    /// nothing to take while another still drains waits for it to hand some over (`balance`).
+    fn drain_stopped<P: Platform>(&self) {
+        let core = P::current_core();
+        loop {
+            // SAFETY: the world is stopped and this thread is the only one marking as `core`
+            // (`help_while_stopped`'s contract); the borrow ends with the call.
+            mark::drain(self, core, unsafe { core.work_mut() });
+            if self.quiescent::<P>() {
+                return;
+            }
+            P::relax();
+        }
+    }
+
     /// A mutator's mark assist (Go's `gcAssistAlloc`): if a cycle is marking, scan at most `budget`
     /// grey objects on this core, leaving the rest to the markers. Returns objects scanned.
     pub fn mark_assist<P: Platform>(&self, budget: usize) -> usize {
@@ -618,7 +650,9 @@ impl Collector {
             self.snapshot_taken.store(verifying, Ordering::Relaxed);
             work.publish(&self.work);
             if !mode.marks_concurrently() {
-                mark::drain(self, core, work);
+                // Every core marks, each with its own grey buffer (the roots are on the global
+                // list): the parked ones join where the platform lets them.
+                P::help_while_stopped(&|| self.drain_stopped::<P>());
                 self.mark_termination::<P>(mode, &mut report);
                 done_in_setup = true;
             }
@@ -801,6 +835,7 @@ impl Collector {
         self.heap.begin_sweep_generation((0..P::core_count()).map(|i| P::core(i)));
         // After the caches let go of their spans (which takes their free room off the measure).
         self.heap.reset_live(marked as usize);
+        self.stats.marks.bump();
         report.termination_phases_ns = [t1 - t0, t2 - t1, t3 - t2, P::now_ns() - t3];
     }
 
@@ -830,16 +865,17 @@ impl Collector {
     /// An allocator found the trigger crossed while a cycle still sweeps (its lock is held): it
     /// sweeps a chunk of the walk itself (Go's allocation-proportional sweep), which both ends
     /// the sweep sooner and slows the allocation that outran it. Counted in the next cycle's
-    /// freed totals only through the heap's own accounting.
-    pub fn help_sweep<P: Platform>(&self) {
+    /// freed totals only through the heap's own accounting. False if there was nothing to sweep
+    /// (no sweep running, or its walk handed out already).
+    pub fn help_sweep<P: Platform>(&self) -> bool {
         if self.phase() != Phase::Sweep {
-            return;
+            return false;
         }
         let mut total = SweepResult::default();
         let _np = P::disable_preemption();
         let _sweeping = InState::<P>::enter(State::Sweep);
         // On the system stack, as the collector's own sweep (see `sweep`).
-        P::systemstack(|| self.heap.sweep_chunk(&mut total));
+        P::systemstack(|| self.heap.sweep_chunk(&mut total))
     }
 
     /// Mark setup (world stopped): note where the cycle started. The assist ratio is set right

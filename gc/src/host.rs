@@ -75,6 +75,16 @@ struct MutatorState {
     scan_pending: AtomicBool,
 }
 
+/// The closure the stopper shares with the parked mutators (see `help_while_stopped`), if any.
+struct StoppedJob {
+    /// Counts posts, so that a helper joins each at most once.
+    generation: u64,
+    /// The stopper's closure, while posted. Its lifetime is erased: it is called only by helpers
+    /// counted in `World::helpers`, and the stopper withdraws the post and waits for that count
+    /// to reach zero before the borrow ends.
+    f: Option<*const (dyn Fn() + Sync + 'static)>,
+}
+
 /// One simulated machine.
 pub struct World {
     collector: Collector,
@@ -89,12 +99,22 @@ pub struct World {
     release: (Mutex<()>, Condvar),
     /// Mutators whose `scan_pending` is set: the safe point's fast check, and the mark's.
     scans_pending: AtomicUsize,
+    /// The stopper's work parked mutators may join ([`Platform::help_while_stopped`]).
+    job: Mutex<StoppedJob>,
+    /// `job` is `Some`: the parked mutators' fast check while they spin.
+    job_posted: AtomicBool,
+    /// Calls of the posted job's closure still running on parked mutators.
+    helpers: AtomicUsize,
+    /// Per core: a thread runs the job as this core (the stopper, or one helper), so that no two
+    /// threads that share a core index use its grey buffer at once.
+    helping: Box<[AtomicBool]>,
     next_mutator_id: AtomicUsize,
     _serial: MutexGuard<'static, ()>,
 }
 
 // SAFETY: `region` is the heap's memory, owned by the world and accessed only through the
-// collector (which is Sync); everything else is Sync already.
+// collector (which is Sync); the posted job's closure is `Sync` and called only while its poster
+// keeps it alive (`StoppedJob::f`); everything else is Sync already.
 unsafe impl Sync for World {}
 // SAFETY: as above.
 unsafe impl Send for World {}
@@ -139,6 +159,10 @@ impl World {
             mutators: Mutex::new(Vec::new()),
             release: (Mutex::new(()), Condvar::new()),
             scans_pending: AtomicUsize::new(0),
+            job: Mutex::new(StoppedJob { generation: 0, f: None }),
+            job_posted: AtomicBool::new(false),
+            helpers: AtomicUsize::new(0),
+            helping: (0..cores).map(|_| AtomicBool::new(false)).collect(),
             next_mutator_id: AtomicUsize::new(0),
             _serial: serial,
         });
@@ -247,24 +271,74 @@ impl World {
         }
     }
 
-    /// Wait (parked) until no stop is requested: spin for [`PARK_SPIN`], then sleep.
+    /// Wait (parked) until no stop is requested: spin for [`PARK_SPIN`], then sleep. Meanwhile
+    /// join the stopper's posted work, if any ([`Platform::help_while_stopped`]).
     fn wait_for_release(&self) {
-        let spin_until = Instant::now() + PARK_SPIN;
+        let mut spin_until = Instant::now() + PARK_SPIN;
         let mut spins = 0u32;
+        let mut joined = 0u64;
         // Ordering: SeqCst, see `unpark`; the exit is re-checked there anyway.
         while self.requested.load(Ordering::SeqCst) {
+            // Ordering: Relaxed; a hint, read again under the job's lock.
+            if self.job_posted.load(Ordering::Relaxed) && self.help_stopped(&mut joined) {
+                spin_until = Instant::now() + PARK_SPIN;
+            }
             spins += 1;
             if spins.is_multiple_of(SPINS_PER_LOOK) && Instant::now() >= spin_until {
                 let (lock, cv) = &self.release;
                 let mut g = lock.lock().unwrap_or_else(|e| e.into_inner());
-                // Checked under the lock the releaser takes before notifying: no lost wake-up.
+                // Checked under the lock the releaser (and a job's poster) takes before
+                // notifying: no lost wake-up.
                 while self.requested.load(Ordering::SeqCst) {
+                    if self.job_posted.load(Ordering::Relaxed) && self.job_unjoined(joined) {
+                        drop(g);
+                        self.help_stopped(&mut joined);
+                        g = lock.lock().unwrap_or_else(|e| e.into_inner());
+                        continue;
+                    }
                     g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
                 }
                 return;
             }
             core::hint::spin_loop();
         }
+    }
+
+    /// Whether a job is posted that this thread (having joined generation `joined`) has not run.
+    fn job_unjoined(&self, joined: u64) -> bool {
+        let g = self.job.lock().unwrap_or_else(|e| e.into_inner());
+        g.f.is_some() && g.generation != joined
+    }
+
+    /// Run the posted job as this thread's core, once per post (`joined`: the last generation this
+    /// thread ran). False if there was nothing to run here.
+    fn help_stopped(&self, joined: &mut u64) -> bool {
+        let index = CURRENT.with(|c| c.get().index);
+        let f = {
+            let g = self.job.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(f) = g.f else { return false };
+            if g.generation == *joined {
+                return false;
+            }
+            *joined = g.generation;
+            // Ordering: Acquire; pairs with the Release that ended the previous run on this core.
+            if self.helping[index].swap(true, Ordering::Acquire) {
+                // The stopper's core, or another thread of this core helps already.
+                return false;
+            }
+            // Counted under the job's lock: a stopper that withdraws the post after this sees
+            // the count (it takes the lock to withdraw, then waits for zero).
+            self.helpers.fetch_add(1, Ordering::Relaxed);
+            f
+        };
+        // SAFETY: counted in `helpers` above under the lock while the post was up; the stopper
+        // keeps the closure alive until it has withdrawn the post and seen `helpers` reach zero,
+        // which happens only after the decrement below.
+        unsafe { (*f)() };
+        self.helping[index].store(false, Ordering::Release);
+        // Ordering: Release, so the stopper's Acquire load of zero sees everything `f` did here.
+        self.helpers.fetch_sub(1, Ordering::Release);
+        true
     }
 
     /// Park `me` until the current stop is released; returns how long it was parked.
@@ -529,6 +603,42 @@ impl Platform for HostPlatform {
         r
     }
 
+    /// The parked mutators join (each on its own core), the stopper runs `f` too, then withdraws
+    /// the post and waits until every helper has returned. Called inside a stop's closure only.
+    fn help_while_stopped(f: &(dyn Fn() + Sync)) {
+        let w = World::current();
+        let index = CURRENT.with(|c| c.get().index);
+        // Ordering: Acquire, as in `help_stopped`. No parked thread of this core may join.
+        let mine = !w.helping[index].swap(true, Ordering::Acquire);
+        assert!(mine, "help_while_stopped: core {index} is already marking for a stop");
+        // SAFETY: only the lifetime is erased; see `StoppedJob::f`: the post is withdrawn and
+        // every helper has returned before this function (and so the borrow of `f`) ends.
+        let erased: *const (dyn Fn() + Sync + 'static) = unsafe { core::mem::transmute(f as *const (dyn Fn() + Sync)) };
+        {
+            let mut g = w.job.lock().unwrap_or_else(|e| e.into_inner());
+            g.generation += 1;
+            g.f = Some(erased);
+            // Ordering: Relaxed; a hint, the job is read under its lock.
+            w.job_posted.store(true, Ordering::Relaxed);
+        }
+        // Sleeping parked mutators wake for it (they re-check the post under this lock).
+        {
+            let (lock, cv) = &w.release;
+            drop(lock.lock().unwrap_or_else(|e| e.into_inner()));
+            cv.notify_all();
+        }
+        f();
+        {
+            w.job.lock().unwrap_or_else(|e| e.into_inner()).f = None;
+            w.job_posted.store(false, Ordering::Relaxed);
+        }
+        // Ordering: Acquire pairs with the helpers' Release decrements.
+        while w.helpers.load(Ordering::Acquire) != 0 {
+            core::hint::spin_loop();
+        }
+        w.helping[index].store(false, Ordering::Release);
+    }
+
     fn for_each_stack_range(visit: &mut dyn FnMut(ScanRange, RootOwner)) {
         let w = World::current();
         for m in w.mutators.lock().unwrap().iter().filter(|m| !m.hidden.load(Ordering::Relaxed)) {
@@ -641,6 +751,122 @@ mod tests {
                 stops_done.fetch_add(1, Ordering::SeqCst);
             });
         });
+    }
+
+    /// Inside a stop, `help_while_stopped` runs its closure on the stopper and on every mutator
+    /// parked at a safe point, each as its own core and once per call, and returns only after all
+    /// of them have. (The closure waits until all three cores have entered it: if the parked
+    /// mutators did not join, the wait would time out and the test fail.)
+    #[test]
+    #[cfg_attr(miri, ignore = "spin-waits on other threads")]
+    fn parked_mutators_run_the_stoppers_work_once_each_as_their_own_core() {
+        const CORES: usize = 3;
+        const POSTS: usize = 20;
+        let w = World::new(CORES, HEAP_PAGE_SIZE, Config::default(), BarrierMode::Off);
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            for core in 1..CORES {
+                let (w, done) = (&w, &done);
+                s.spawn(move || {
+                    w.run_on(core, || {
+                        let m = w.mutator(1);
+                        while !done.load(Ordering::Relaxed) {
+                            m.safe_point();
+                            std::thread::yield_now();
+                        }
+                    });
+                });
+            }
+            w.run_on(0, || {
+                /// Lets the mutators leave even if an assertion below fails (or the scope hangs).
+                struct Done<'a>(&'a AtomicBool);
+                impl Drop for Done<'_> {
+                    fn drop(&mut self) {
+                        self.0.store(true, Ordering::Relaxed);
+                    }
+                }
+                let _done = Done(&done);
+                for post in 0..POSTS {
+                    let entered: Vec<AtomicUsize> = (0..CORES).map(|_| AtomicUsize::new(0)).collect();
+                    let finished = AtomicUsize::new(0);
+                    let finished_inside = HostPlatform::stop_the_world(|| {
+                        HostPlatform::help_while_stopped(&|| {
+                            entered[HostPlatform::current_core_index()].fetch_add(1, Ordering::SeqCst);
+                            let t = Instant::now();
+                            while entered.iter().filter(|e| e.load(Ordering::SeqCst) > 0).count() < CORES
+                                && t.elapsed() < Duration::from_secs(5)
+                            {
+                                std::thread::yield_now();
+                            }
+                            finished.fetch_add(1, Ordering::SeqCst);
+                        });
+                        // Every call has returned before `help_while_stopped` does.
+                        finished.load(Ordering::SeqCst)
+                    });
+                    let counts: Vec<usize> = entered.iter().map(|e| e.load(Ordering::SeqCst)).collect();
+                    assert_eq!(counts, [1; CORES], "post {post}: runs per core");
+                    assert_eq!(finished_inside, CORES, "post {post}: a helper still ran after the call");
+                }
+            });
+        });
+    }
+
+    /// `off` mode's whole-mark pause is marked by the parked mutator too (its core's counters
+    /// show objects it shaded), and the result is the same: the verifier finds nothing missed and
+    /// the mutator's tree survives every cycle intact.
+    #[test]
+    #[cfg_attr(miri, ignore = "spin-waits on other threads")]
+    fn off_mode_marks_with_the_parked_mutators_too() {
+        use crate::object::Gc;
+        use crate::tests::{new_node, Node};
+        fn tree(c: &Collector, depth: u32, seed: &mut u64) -> Gc<Node> {
+            *seed += 1;
+            let n = new_node(c, *seed);
+            if depth > 0 {
+                // No cycle runs while the tree is built (the collecting thread waits for it).
+                n.kids[0].set::<HostPlatform>(Some(tree(c, depth - 1, seed)));
+                n.kids[1].set::<HostPlatform>(Some(tree(c, depth - 1, seed)));
+            }
+            n
+        }
+        fn intact(n: Gc<Node>) -> usize {
+            assert!(n.intact(), "a node of the tree was corrupted");
+            1 + n.kids.iter().filter_map(|k| k.get()).map(intact).sum::<usize>()
+        }
+        const DEPTH: u32 = 14;
+        let w = World::new(2, 16 << 20, Config { verify: true, ..Config::default() }, BarrierMode::Off);
+        let built = AtomicBool::new(false);
+        let done = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                w.run_on(1, || {
+                    let m = w.mutator(1);
+                    let root = tree(w.collector(), DEPTH, &mut 0);
+                    m.set_root(0, root.addr());
+                    built.store(true, Ordering::SeqCst);
+                    while !done.load(Ordering::SeqCst) {
+                        m.safe_point();
+                        core::hint::spin_loop();
+                    }
+                    assert_eq!(intact(root), (1 << (DEPTH + 1)) - 1);
+                });
+            });
+            w.run_on(0, || {
+                while !built.load(Ordering::SeqCst) {
+                    std::thread::yield_now();
+                }
+                let c = w.collector();
+                for _ in 0..5 {
+                    let r = c.collect::<HostPlatform>();
+                    assert_eq!(r.verifier_misses, 0);
+                }
+                done.store(true, Ordering::SeqCst);
+            });
+        });
+        let helped = w.cores()[1].stats().shaded.get();
+        let total: u64 = w.cores().iter().map(|c| c.stats().shaded.get()).sum();
+        assert!(total >= 5 * ((1 << (DEPTH + 1)) - 1), "every cycle marked the tree: {total}");
+        assert!(helped > 0, "the parked mutator marked nothing ({total} shaded in all)");
     }
 
     /// Back-to-back stops must each see every mutator parked. A mutator that saw the previous

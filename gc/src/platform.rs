@@ -87,6 +87,15 @@ pub trait Platform: Sized + Sync + 'static {
     /// inside an allocation), with the parked cores' memory effects visible to `f` and `f`'s
     /// visible to them when they resume. Returns once the world runs again.
     fn stop_the_world<R>(f: impl FnOnce() -> R) -> R;
+    /// Inside a [`Platform::stop_the_world`] closure: run `f` on the calling core and, where the
+    /// platform can, on the parked cores too, each as that core (its [`GcCore`], its own grey
+    /// buffer), and return once every call has returned. `off` mode's whole-mark pause uses it to
+    /// mark with every core, as Boehm GC's parallel markers do. `f` must be safe to run on
+    /// several cores at once and must not rely on any other call having started; a parked core
+    /// that joins runs it at most once per call. The default runs it on the calling core only.
+    fn help_while_stopped(f: &(dyn Fn() + Sync)) {
+        f()
+    }
     /// What the last [`Platform::stop_the_world`] spent reaching every safe point, and which core
     /// came last. Platforms that cannot tell report zeros.
     fn last_stop() -> StopReport {

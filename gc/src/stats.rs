@@ -84,6 +84,9 @@ impl CoreStats {
 pub struct CycleStats {
     /// Completed cycles.
     pub cycles: Counter,
+    /// Completed marks (bumped at mark termination, world stopped): the heap's garbage is
+    /// known from then on, and allocators can find room by sweeping before the cycle completes.
+    pub marks: Counter,
     /// Total ns in the first stop-the-world (sweep termination, barrier on, root scan).
     pub ns_mark_setup: Counter,
     /// Total ns of concurrent marking.
@@ -118,6 +121,7 @@ impl CycleStats {
     pub(crate) const fn new() -> Self {
         CycleStats {
             cycles: Counter::new(),
+            marks: Counter::new(),
             ns_mark_setup: Counter::new(),
             ns_concurrent_mark: Counter::new(),
             ns_mark_termination: Counter::new(),
