@@ -4,10 +4,14 @@
 //!
 //! `cargo run --release -p tricolor-gc --features host --example gcbench -- [--threads N]
 //! [--size full|quick|tiny] [--mode buffered|direct|off|checked] [--heap BYTES-or-M]
-//! [--percent GOGC|off] [--verify] [--no-poison]`
+//! [--percent GOGC|off] [--verify] [--no-poison] [--no-pin]`
 //!
 //! Prints a summary and one `BENCH host-gcbench ...` line; exits 1 if the heap runs out or the
 //! verification fails, 2 on a bad command line.
+//!
+//! `gcbench --noise-probe MS` runs no benchmark: it spins for `MS` milliseconds and prints one
+//! `BENCH noise-probe ...` line saying how often and for how long the thread lost its CPU (the
+//! noise floor of every pause measured on this machine; `cargo xtask compare` runs it on each CPU).
 
 use std::process::ExitCode;
 
@@ -17,7 +21,8 @@ use tricolor_gc::BarrierMode;
 /// The usage text.
 const USAGE: &str = "\
 usage: gcbench [--threads N] [--size full|quick|tiny] [--mode buffered|direct|off|checked]
-               [--heap BYTES|<n>K|<n>M|<n>G] [--percent GOGC] [--verify] [--no-poison]
+               [--heap BYTES|<n>K|<n>M|<n>G] [--percent GOGC] [--verify] [--no-poison] [--no-pin]
+       gcbench --noise-probe MS
   --threads N   mutator threads, each running the whole benchmark (default 1)
   --size S      full: Boehm's sizes (stretch 18, long-lived 16, 500000 doubles, depths 4..16);
                 quick: 14, 12, 50000, 4..10; tiny: 8, 6, 1000, 4..6 (default full)
@@ -29,6 +34,10 @@ usage: gcbench [--threads N] [--size full|quick|tiny] [--mode buffered|direct|of
   --verify      run the mark verifier at every mark termination (adds to the pauses)
   --no-poison   do not poison freed memory (sweeping then writes no object memory; the poison
                 check of the stress suites needs it on, so only benchmarks use this)
+  --no-pin      leave the threads' placement to the OS (by default, with a CPU for every
+                thread, each mutator and the collector thread get one of their own)
+  --noise-probe MS  no benchmark: spin MS milliseconds and report the gaps in the thread's
+                running (how often the machine took its CPU away, and the longest time)
 ";
 
 fn main() -> ExitCode {
@@ -36,6 +45,18 @@ fn main() -> ExitCode {
     if args.iter().any(|a| a == "--help" || a == "-h") {
         print!("{USAGE}");
         return ExitCode::SUCCESS;
+    }
+    if let Some(at) = args.iter().position(|a| a == "--noise-probe") {
+        return match args.get(at + 1).and_then(|v| v.parse::<u64>().ok()).filter(|_| args.len() == 2) {
+            Some(ms) => {
+                println!("{}", noise_probe(std::time::Duration::from_millis(ms)));
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("gcbench: --noise-probe takes a number of milliseconds and nothing else\n\n{USAGE}");
+                ExitCode::from(2)
+            }
+        };
     }
     let params = match parse_args(args) {
         Ok(p) => p,
@@ -63,6 +84,32 @@ fn main() -> ExitCode {
     }
 }
 
+/// Spin for `d`, reading the clock, and report every gap between two readings over 100 µs: the
+/// times the thread did not run (another thread, the kernel, or the hypervisor took its CPU).
+fn noise_probe(d: std::time::Duration) -> String {
+    use std::time::{Duration, Instant};
+    let start = Instant::now();
+    let (mut last, mut over_100us, mut over_1ms, mut longest, mut lost) =
+        (start, 0u64, 0u64, Duration::ZERO, Duration::ZERO);
+    while last - start < d {
+        let now = Instant::now();
+        let gap = now - last;
+        if gap > Duration::from_micros(100) {
+            over_100us += 1;
+            over_1ms += u64::from(gap > Duration::from_millis(1));
+            longest = longest.max(gap);
+            lost += gap;
+        }
+        last = now;
+    }
+    format!(
+        "BENCH noise-probe spun_ms={} gaps_over_100us={over_100us} gaps_over_1ms={over_1ms} longest_gap_us={:.0} lost_ms={:.1}",
+        d.as_millis(),
+        longest.as_secs_f64() * 1e6,
+        lost.as_secs_f64() * 1e3
+    )
+}
+
 /// Parse the command line (without the program name).
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Params, String> {
     let mut p = Params::new(Size::Full);
@@ -74,6 +121,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Params, String> 
         }
         if arg == "--no-poison" {
             p.poison = false;
+            continue;
+        }
+        if arg == "--no-pin" {
+            p.pin = false;
             continue;
         }
         let mut value = || args.next().ok_or_else(|| format!("{arg} needs a value"));
@@ -136,6 +187,8 @@ mod tests {
         assert_eq!(args("").unwrap(), Params::new(Size::Full));
         assert_eq!(args("--percent off").unwrap().percent, PERCENT_OFF);
         assert!(!args("--no-poison").unwrap().poison);
+        assert!(args("").unwrap().pin);
+        assert!(!args("--no-pin").unwrap().pin);
         let p = args("--threads 2 --size quick --mode direct --heap 64M --percent 50 --verify").unwrap();
         assert_eq!(
             p,

@@ -207,13 +207,21 @@ impl Options {
     }
 
     fn cpu_count(&self) -> usize {
+        self.cpu_list().len()
+    }
+
+    /// The CPUs of `--cpus` (taskset's list syntax: `0,1`, `0-3`, `0,2-3`).
+    fn cpu_list(&self) -> Vec<usize> {
         self.cpus
             .split(',')
-            .map(|r| match r.split_once('-') {
-                Some((a, b)) => b.parse::<usize>().unwrap_or(0).saturating_sub(a.parse().unwrap_or(0)) + 1,
-                None => 1,
+            .flat_map(|r| match r.split_once('-') {
+                Some((a, b)) => a.parse::<usize>().unwrap_or(0)..=b.parse::<usize>().unwrap_or(0),
+                None => {
+                    let c = r.parse::<usize>().unwrap_or(0);
+                    c..=c
+                }
             })
-            .sum()
+            .collect()
     }
 }
 
@@ -350,6 +358,7 @@ pub fn run(args: &mut Args) -> Result {
             runs.push(line);
         }
     }
+    let noise = noise_probe(&o, &tricolor)?;
     let boehm = Series { name: "Boehm".into(), runs: boehm_runs };
     let series = [
         boehm,
@@ -357,7 +366,51 @@ pub fn run(args: &mut Args) -> Result {
         Series { name: "tricolor off".into(), runs: off_runs },
         Series { name: "tricolor buffered".into(), runs: buffered_runs },
     ];
-    report(&o, &series, &heap)
+    report(&o, &series, &heap, &noise)
+}
+
+/// How long the probe spins on each CPU.
+const NOISE_PROBE_MS: &str = "2000";
+
+/// Runs the example's noise probe on every CPU of the set at once (each pinned to its CPU), as the
+/// benchmarks ran: one line per CPU saying how often and how long the machine took it away.
+fn noise_probe(o: &Options, tricolor: &Path) -> Result<Vec<String>> {
+    let cpus = o.cpu_list();
+    println!(
+        "xtask: $ taskset -c CPU {} --noise-probe {NOISE_PROBE_MS}   (CPU in {:?}, at once)",
+        tricolor.display(),
+        cpus
+    );
+    let children: Vec<_> = cpus
+        .iter()
+        .map(|cpu| {
+            Command::new("taskset")
+                .arg("-c")
+                .arg(cpu.to_string())
+                .arg(tricolor)
+                .args(["--noise-probe", NOISE_PROBE_MS])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .map_err(|e| format!("cannot start taskset: {e}"))
+        })
+        .collect::<Result<_>>()?;
+    let mut lines = Vec::new();
+    for (cpu, child) in cpus.iter().zip(children) {
+        let out = child.wait_with_output().map_err(|e| format!("noise probe on CPU {cpu}: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let l = one_line(&stdout, "noise-probe", "the noise probe")?;
+        let f = |k: &str| l.get(k).unwrap_or("?").to_string();
+        lines.push(format!(
+            "  CPU {cpu}: {} gaps over 100 us ({} over 1 ms), longest {} us, {} ms lost of {} ms",
+            f("gaps_over_100us"),
+            f("gaps_over_1ms"),
+            f("longest_gap_us"),
+            f("lost_ms"),
+            f("spun_ms")
+        ));
+    }
+    Ok(lines)
 }
 
 fn field<'a>(s: &'a Series, key: &str) -> &'a str {
@@ -366,7 +419,7 @@ fn field<'a>(s: &'a Series, key: &str) -> &'a str {
 
 /// Prints the parameters, the table, how each figure was obtained and the issue's targets; writes
 /// the CSV and the plot.
-fn report(o: &Options, series: &[Series], heap: &str) -> Result {
+fn report(o: &Options, series: &[Series], heap: &str, noise: &[String]) -> Result {
     let [boehm, go, off, buffered] = series else { unreachable!("four series") };
     println!();
     println!("compare: parameters, the same for all: size {}, one mutator thread, CPUs {} (taskset)", o.size, o.cpus);
@@ -384,10 +437,11 @@ fn report(o: &Options, series: &[Series], heap: &str) -> Result {
         field(go, "node_bytes")
     );
     println!(
-        "  tricolor: a mutator thread and a collector thread, heap {heap}{}, GOGC {}, cycles start before the heap \
-         is full (a reserve for allocation during the cycle), mutators assist a concurrent mark in proportion to \
-         their allocation, freed memory {}, 48-byte nodes (8-byte header, class 48); modes off (the whole mark \
-         stops the world) and buffered",
+        "  tricolor: a mutator thread and a collector thread, each pinned to a CPU of its own (a thread stands for \
+         a core; --no-pin unpins), heap {heap}{}, GOGC {}, cycles start before the heap is full (a reserve for \
+         allocation during the cycle), mutators assist a concurrent mark in proportion to their allocation, freed \
+         memory {}, 48-byte nodes (8-byte header, class 48); modes off (the whole mark stops the world and both \
+         threads mark, as Boehm's 2 markers do) and buffered",
         if o.heap.is_none() { " (Boehm's peak heap, rounded up: equal heap)" } else { "" },
         o.percent,
         if o.poison {
@@ -398,6 +452,14 @@ fn report(o: &Options, series: &[Series], heap: &str) -> Result {
     );
     println!();
     print!("{}", table(series));
+    println!();
+    println!(
+        "the machine's noise floor (a thread spinning on each CPU after the runs: every pause and block above can \
+         grow by as much):"
+    );
+    for line in noise {
+        println!("{line}");
+    }
     println!();
     println!("how each figure was obtained:");
     println!(
@@ -779,6 +841,7 @@ mod tests {
         assert_eq!(o("0,1").cpu_count(), 2);
         assert_eq!(o("0-3").cpu_count(), 4);
         assert_eq!(o("1").cpu_count(), 1);
+        assert_eq!(o("0,2-3").cpu_list(), [0, 2, 3]);
         let parse =
             |s: &str| Options::parse(&mut Args::from(s.split_whitespace().map(String::from).collect::<Vec<_>>()));
         let p = parse("--runs 5 --cpus 0 --size quick").unwrap();
