@@ -295,6 +295,7 @@ impl Collector {
     }
 
     /// Allocate a zeroed `T`. Black if a cycle is marking.
+    #[cfg_attr(feature = "profile-boundaries", inline(never))]
     pub fn alloc<P: Platform, T: Trace>(&self) -> Result<Gc<T>, AllocError> {
         self.try_alloc::<P, T>().ok_or_else(|| self.alloc_error::<P>(T::TYPE.size))
     }
@@ -521,8 +522,12 @@ impl Collector {
     /// One core's share of a mark with the world stopped (`off` mode; see
     /// [`Platform::help_while_stopped`]): drain this core's buffer and the global list, and
     /// return once no grey object is left anywhere and no marker holds any. A marker that finds
-    /// nothing to take while another still drains waits for it to hand some over (`balance`).
+    /// nothing to take while another still drains waits for it to hand some over (`balance`),
+    /// watching the list's hunger flag rather than taking its lock, which the draining marker
+    /// needs.
     fn drain_stopped<P: Platform>(&self) {
+        /// Looks at the hunger flag between looks at the list.
+        const IDLE_SPINS: u32 = 64;
         let core = P::current_core();
         loop {
             // SAFETY: the world is stopped and this thread is the only one marking as `core`
@@ -530,6 +535,11 @@ impl Collector {
             mark::drain(self, core, unsafe { core.work_mut() });
             if self.quiescent::<P>() {
                 return;
+            }
+            let mut spins = 0;
+            while self.work.starved() && spins < IDLE_SPINS {
+                core::hint::spin_loop();
+                spins += 1;
             }
             P::relax();
         }

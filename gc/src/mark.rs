@@ -135,6 +135,13 @@ impl GlobalWork {
         self.active.fetch_sub(1, Ordering::Release);
     }
 
+    /// A marker found the list empty and no one has handed any over since (`balance` clears it):
+    /// a hint for an idle marker to keep waiting before it looks again, without the lock.
+    pub(crate) fn starved(&self) -> bool {
+        // Ordering: Relaxed; a hint, `take` and `quiescent` decide under the lock.
+        self.hungry.load(Ordering::Relaxed)
+    }
+
     /// True if no grey object is queued and no marker holds taken work.
     pub(crate) fn quiescent(&self) -> bool {
         let items = self.items.lock();
