@@ -778,14 +778,7 @@ mod tests {
                 });
             }
             w.run_on(0, || {
-                /// Lets the mutators leave even if an assertion below fails (or the scope hangs).
-                struct Done<'a>(&'a AtomicBool);
-                impl Drop for Done<'_> {
-                    fn drop(&mut self) {
-                        self.0.store(true, Ordering::Relaxed);
-                    }
-                }
-                let _done = Done(&done);
+                let _done = crate::tests::SetOnDrop(&done);
                 for post in 0..POSTS {
                     let entered: Vec<AtomicUsize> = (0..CORES).map(|_| AtomicUsize::new(0)).collect();
                     let finished = AtomicUsize::new(0);

@@ -65,3 +65,13 @@ pub(crate) fn new_node(c: &Collector, seed: u64) -> Gc<Node> {
 }
 
 pub(crate) use tricolor_abi::rng::Rng;
+
+/// Sets its flag when dropped: a test's main thread holds one so that the threads it waits for
+/// leave even if one of its checks panics (the scope would never end otherwise).
+pub(crate) struct SetOnDrop<'a>(pub(crate) &'a core::sync::atomic::AtomicBool);
+
+impl Drop for SetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, core::sync::atomic::Ordering::Relaxed);
+    }
+}

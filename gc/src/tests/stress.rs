@@ -272,14 +272,7 @@ fn run(p: Params) -> Outcome {
             });
         }
         w.run_on(0, || {
-            /// Stops the mutators even if a check below panics (or the scope would never end).
-            struct StopOnExit<'a>(&'a AtomicBool);
-            impl Drop for StopOnExit<'_> {
-                fn drop(&mut self) {
-                    self.0.store(true, Ordering::Relaxed);
-                }
-            }
-            let _stop = StopOnExit(&stop);
+            let _stop = super::SetOnDrop(&stop);
             while running.load(Ordering::Relaxed) < mutators {
                 std::thread::yield_now();
             }
