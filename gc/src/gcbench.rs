@@ -784,6 +784,9 @@ impl<'w> Shared<'w> {
                     }
                     spins += 1;
                     if spins.is_multiple_of(64) && Instant::now() >= until {
+                        // The CPU to whoever else wants it (the collector thread, where the
+                        // threads outnumber the CPUs); when pinned, nothing, and this returns.
+                        std::thread::yield_now();
                         return false;
                     }
                     core::hint::spin_loop();
