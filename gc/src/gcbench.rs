@@ -315,6 +315,14 @@ pub fn allowed_cpus() -> Vec<usize> {
 /// Words of a CPU mask (glibc's `cpu_set_t`: 1 024 CPUs).
 const CPU_MASK_WORDS: usize = 16;
 
+/// Pin the calling thread to `cpu`, if given; if the OS refuses (or cannot), set `failed`.
+fn pin_or_report(cpu: Option<usize>, failed: &AtomicBool) {
+    if cpu.is_some_and(|cpu| !pin_to(cpu)) {
+        // Ordering: Relaxed; read after every thread joined.
+        failed.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Pin the calling thread to `cpu`; false if the OS refused (or cannot).
 #[cfg(target_os = "linux")]
 fn pin_to(cpu: usize) -> bool {
@@ -656,10 +664,7 @@ impl<'w> Shared<'w> {
     ) -> R {
         std::thread::scope(|scope| {
             let collector = scope.spawn(move || {
-                if cpu.is_some_and(|cpu| !pin_to(cpu)) {
-                    // Ordering: Relaxed; read after the thread joined.
-                    pin_failed.store(true, Ordering::Relaxed);
-                }
+                pin_or_report(cpu, pin_failed);
                 self.world.run_on(core, || self.collector_main())
             });
             /// Stops the collector thread even if `f` panics (or the scope would never end).
@@ -783,7 +788,7 @@ impl<'w> Shared<'w> {
                         return true;
                     }
                     spins += 1;
-                    if spins.is_multiple_of(64) && Instant::now() >= until {
+                    if spins.is_multiple_of(crate::host::SPINS_PER_LOOK) && Instant::now() >= until {
                         // The CPU to whoever else wants it (the collector thread, where the
                         // threads outnumber the CPUs); when pinned, nothing, and this returns.
                         std::thread::yield_now();
@@ -1092,12 +1097,7 @@ fn run_sized<const N: usize>(p: &Params) -> Result<Report, String> {
                     .map(|t| {
                         let shared = &shared;
                         scope.spawn(move || {
-                            if let Some(&cpu) = pins.get(t) {
-                                if !pin_to(cpu) {
-                                    // Ordering: Relaxed; read after every thread joined.
-                                    pin_failed.store(true, Ordering::Relaxed);
-                                }
-                            }
+                            pin_or_report(pins.get(t).copied(), pin_failed);
                             let r = shared.world.run_on(t, || thread_main::<N>(shared, shape));
                             if r.is_err() {
                                 // Ordering: Relaxed; the others only need to see it eventually.

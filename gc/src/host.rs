@@ -57,7 +57,7 @@ use crate::sizeclass::HEAP_PAGE_SIZE;
 pub const PARK_SPIN: Duration = Duration::from_micros(200);
 
 /// Spin-hint iterations between looks at the clock.
-const SPINS_PER_LOOK: u32 = 64;
+pub(crate) const SPINS_PER_LOOK: u32 = 64;
 
 const RUNNING: u8 = 0;
 const PARKED: u8 = 1;
@@ -83,6 +83,14 @@ struct StoppedJob {
     /// counted in `World::helpers`, and the stopper withdraws the post and waits for that count
     /// to reach zero before the borrow ends.
     f: Option<*const (dyn Fn() + Sync + 'static)>,
+}
+
+impl StoppedJob {
+    /// The posted closure, if there is one that a thread which last ran generation `joined` has
+    /// not run yet.
+    fn unjoined(&self, joined: u64) -> Option<*const (dyn Fn() + Sync + 'static)> {
+        self.f.filter(|_| self.generation != joined)
+    }
 }
 
 /// One simulated machine.
@@ -306,8 +314,7 @@ impl World {
 
     /// Whether a job is posted that this thread (having joined generation `joined`) has not run.
     fn job_unjoined(&self, joined: u64) -> bool {
-        let g = self.job.lock().unwrap_or_else(|e| e.into_inner());
-        g.f.is_some() && g.generation != joined
+        self.job.lock().unwrap_or_else(|e| e.into_inner()).unjoined(joined).is_some()
     }
 
     /// Run the posted job as this thread's core, once per post (`joined`: the last generation this
@@ -316,10 +323,7 @@ impl World {
         let index = CURRENT.with(|c| c.get().index);
         let f = {
             let g = self.job.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(f) = g.f else { return false };
-            if g.generation == *joined {
-                return false;
-            }
+            let Some(f) = g.unjoined(*joined) else { return false };
             *joined = g.generation;
             // Ordering: Acquire; pairs with the Release that ended the previous run on this core.
             if self.helping[index].swap(true, Ordering::Acquire) {

@@ -268,8 +268,12 @@ fn set(line: &mut BenchLine, key: &str, value: String) {
 /// kept out of line, so that callgrind can attribute allocation), in a target directory of its own
 /// so that the benchmark build stays as it is; its path.
 fn build_profiled() -> Result<PathBuf> {
-    let dir = out_dir().join("profile-target");
-    let dir_arg = dir.to_string_lossy();
+    build_example("host,profile-boundaries", &out_dir().join("profile-target"))
+}
+
+/// Builds tricolor's GCBench example with `features` into `target_dir`; its path.
+fn build_example(features: &str, target_dir: &Path) -> Result<PathBuf> {
+    let dir_arg = target_dir.to_string_lossy();
     crate::cargo::run(
         "cargo",
         &[
@@ -278,14 +282,14 @@ fn build_profiled() -> Result<PathBuf> {
             "-p",
             "tricolor-gc",
             "--features",
-            "host,profile-boundaries",
+            features,
             "--example",
             "gcbench",
             "--target-dir",
             &dir_arg,
         ],
     )?;
-    Ok(dir.join("release/examples/gcbench"))
+    Ok(target_dir.join("release/examples/gcbench"))
 }
 
 /// Builds the two peers and tricolor's example; their paths.
@@ -312,11 +316,7 @@ fn build() -> Result<(PathBuf, PathBuf, PathBuf)> {
     if !status.success() {
         return Err(format!("go build failed ({status})"));
     }
-    crate::cargo::run(
-        "cargo",
-        &["build", "--release", "-p", "tricolor-gc", "--features", "host", "--example", "gcbench"],
-    )?;
-    Ok((boehm, go, root.join("target/release/examples/gcbench")))
+    Ok((boehm, go, build_example("host", &root.join("target"))?))
 }
 
 /// `compare [--runs N] [--cpus LIST] [--size S] [--heap H] [--percent P] [--poison] [--profile]`.
