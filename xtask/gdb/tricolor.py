@@ -209,7 +209,19 @@ class Tasks(Command):
         for i in range(cores()):
             p = plain(blocks[i]["p"])
             current = int(plain(p["current"]))
-            print("core %d:" % i)
+            preempt, stats = p["preempt"], p["stats"]
+            print(
+                "core %d: preempt depth %d%s, switches %d (preemptions %d, yields %d), deferred ticks %d"
+                % (
+                    i,
+                    num(preempt["depth"]),
+                    ", a tick pending" if num(preempt["pending"]) else "",
+                    num(stats["context_switches"]),
+                    num(stats["preemptions"]),
+                    num(stats["yields"]),
+                    num(preempt["deferred_ticks"]),
+                )
+            )
             if current:
                 print(task_line(gdb.Value(current).cast(task_type), True, i))
             if queues is None:

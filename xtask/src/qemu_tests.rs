@@ -847,6 +847,8 @@ const SCREENSHOT_GC_CASE: &str = "gpu-screenshot-fb-gc";
 /// The default boot with its console scripted and its dashboard screenshot
 /// (xtask/src/demo_tests.rs). Runs at smp 4 only.
 const DEMO_CASE: &str = "demo-console";
+/// The demo's console typed into at length (xtask/src/demo_tests.rs): no byte is lost.
+const TYPING_CASE: &str = "console-typing";
 /// gdb-multiarch with xtask/gdb/tricolor.py attached to the running demo (xtask/src/gdb.rs).
 const GDB_CASE: &str = "gdb-script";
 /// A short `cargo xtask trace` of the demo.
@@ -1045,10 +1047,11 @@ pub fn run_all(elf: &Path, filter: Option<&str>) -> Result {
             }
         }
     }
-    let sessions: [(&str, SessionCase); 5] = [
+    let sessions: [(&str, SessionCase); 6] = [
         (SCREENSHOT_CASE, screenshot::test_pattern_case),
         (SCREENSHOT_GC_CASE, screenshot::test_pattern_gc_case),
         (DEMO_CASE, crate::demo_tests::console_case),
+        (TYPING_CASE, crate::demo_tests::typing_case),
         (GDB_CASE, crate::gdb::case),
         (TRACE_CASE, crate::trace::case),
     ];
