@@ -1014,6 +1014,19 @@ impl Collector {
                 m.cause.describe(),
                 mode.name()
             );
+            if let Some(around) = &m.around {
+                // Eight words a line, the slot's marked: what else its frame holds (return
+                // addresses, other spills) says which code left the word.
+                let words: Vec<_> = around.words().collect();
+                for line in words.chunks(8) {
+                    let mut text = alloc::string::String::new();
+                    for &(addr, word) in line {
+                        let mark = if addr == m.slot { "*" } else { " " };
+                        let _ = core::fmt::Write::write_fmt(&mut text, format_args!(" {mark}{word:#x}"));
+                    }
+                    log::error!("gc verifier:   words at {:#x}:{text}", line[0].0);
+                }
+            }
         }
         report.verifier_misses = count;
         report.unscanned = unscanned.len();

@@ -98,5 +98,5 @@ pub use platform::{GcCore, Platform, ScanRange, StopReport, GCCORE_WBBUF_OFFSET}
 pub use pointer_map::{GcField, PointerMap};
 pub use stats::StatsSnapshot;
 pub use sync::{preemptible_lockings, set_preemptible_check};
-pub use verify::{Miss, MissCause};
+pub use verify::{Around, Miss, MissCause, AROUND_WORDS};
 pub use wbbuf::WbBuf;

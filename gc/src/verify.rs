@@ -50,6 +50,49 @@ pub struct Miss {
     pub parent: Option<usize>,
     /// What the mark-start snapshot says about it.
     pub cause: MissCause,
+    /// For a word of a conservatively scanned range (a stack, saved registers): the words
+    /// around it, read with the world stopped. The rest of the frame (return addresses, other
+    /// spills) says which code left the word there.
+    pub around: Option<Around>,
+}
+
+/// Words captured around a missed object's slot, at most [`AROUND_WORDS`] and never outside the
+/// range the slot was scanned in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Around {
+    /// Address of `words[0]`.
+    pub lo: usize,
+    /// The words from `lo` on; the first `len` were read.
+    pub words: [usize; AROUND_WORDS],
+    /// How many of `words` were read.
+    pub len: usize,
+}
+
+/// Words [`Around`] keeps: up to 12 below the slot, the slot, and up to 11 above it.
+pub const AROUND_WORDS: usize = 24;
+
+impl Around {
+    /// The words of `range` around `slot` (which lies in it).
+    fn capture(range: ScanRange, slot: usize) -> Around {
+        let w = core::mem::size_of::<usize>();
+        let lo = slot.saturating_sub(12 * w).max(range.lo.next_multiple_of(w));
+        let mut around = Around { lo, words: [0; AROUND_WORDS], len: 0 };
+        let mut a = lo;
+        while around.len < AROUND_WORDS && a + w <= range.hi {
+            // SAFETY: inside a range the platform promised readable, whose owner is parked (as
+            // for the scan in `Walk::run`).
+            around.words[around.len] = unsafe { core::ptr::with_exposed_provenance::<usize>(a).read() };
+            around.len += 1;
+            a += w;
+        }
+        around
+    }
+
+    /// The words read, each with its address.
+    pub fn words(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let w = core::mem::size_of::<usize>();
+        self.words[..self.len].iter().enumerate().map(move |(i, &word)| (self.lo + i * w, word))
+    }
 }
 
 /// What the mark-start snapshot says about a missed object (see the module doc).
@@ -102,11 +145,14 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    /// Visit `value` found in `slot`. `precise`: the slot is a heap field or a global root;
-    /// otherwise it is a conservatively scanned word, which refers to an object exactly when it
-    /// does for the mark (`Heap::find_object_conservative`).
-    fn visit(&mut self, value: usize, slot: usize, parent: Option<usize>, precise: bool) {
-        let found = if precise { self.c.heap.find_object(value) } else { self.c.heap.find_object_conservative(value) };
+    /// Visit `value` found in `slot`. `conservative`: `None` if the slot is a heap field or a
+    /// global root; otherwise the range the word was scanned in, and it refers to an object
+    /// exactly when it does for the mark (`Heap::find_object_conservative`).
+    fn visit(&mut self, value: usize, slot: usize, parent: Option<usize>, conservative: Option<ScanRange>) {
+        let found = match conservative {
+            None => self.c.heap.find_object(value),
+            Some(_) => self.c.heap.find_object_conservative(value),
+        };
         let Some(obj) = found else {
             return;
         };
@@ -133,6 +179,7 @@ impl Walk<'_> {
                             value,
                             parent,
                             cause,
+                            around: conservative.map(|range| Around::capture(range, slot)),
                         });
                     }
                     // Repair, so the sweep keeps it.
@@ -163,17 +210,17 @@ impl Walk<'_> {
         let c = self.c;
         c.roots.for_each(|slot| {
             let addr = slot as *const _ as usize;
-            self.visit(slot.load(Ordering::Relaxed), addr, None, true);
+            self.visit(slot.load(Ordering::Relaxed), addr, None, None);
         });
         // Pinned buffers are roots (see `Heap::for_each_pinned`); the "slot" is the buffer itself.
-        c.heap.for_each_pinned(|base| self.visit(base, base, None, true));
+        c.heap.for_each_pinned(|base| self.visit(base, base, None, None));
         for r in ranges {
             let w = core::mem::size_of::<usize>();
             let mut a = r.lo.next_multiple_of(w);
             while a + w <= r.hi {
                 // SAFETY: the platform promises the range is readable, and its owner is parked.
                 let value = unsafe { core::ptr::with_exposed_provenance::<usize>(a).read() };
-                self.visit(value, a, None, false);
+                self.visit(value, a, None, Some(*r));
                 a += w;
             }
         }
@@ -184,7 +231,7 @@ impl Walk<'_> {
             for &off in c.heap.type_of(&obj).pointer_offsets {
                 let slot = base + HEADER_SIZE + off;
                 let value = slot_at(c, slot).load(Ordering::Relaxed);
-                self.visit(value, slot, Some(base), true);
+                self.visit(value, slot, Some(base), None);
             }
         }
     }

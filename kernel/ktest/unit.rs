@@ -34,6 +34,11 @@ const TESTS: &[Entry] = &[
         "the GC heap is mapped at vm::GC_HEAP_VA, not at its RAM address: no timestamp, count or pair of u32s a run produces names an object",
         gc_heap_is_where_integers_are_not,
     ),
+    unit(
+        "kernel_code_is_told_from_data",
+        "the verifier's reports pick out code addresses: a function's is one, a static's, a stack's and the GC heap's are not",
+        kernel_code_is_told_from_data,
+    ),
     unit("timer_interrupts_every_core", "the timer interrupt arrives on every core", timer_interrupts_every_core),
     unit("sgi_reaches_other_cores", "an SGI reaches every other core", sgi_reaches_other_cores),
     unit(
@@ -193,6 +198,17 @@ fn gc_heap_is_where_integers_are_not(_: &Config<'_>) -> Result<(), String> {
             ensure!(!names((hi << 32) | lo), "the u32 pair ({lo:#x}, {hi:#x}) names the heap [{base:#x}, {end:#x})");
         }
     }
+    Ok(())
+}
+
+fn kernel_code_is_told_from_data(_: &Config<'_>) -> Result<(), String> {
+    let code = crate::gc::is_kernel_code;
+    let here = kernel_code_is_told_from_data as *const () as usize;
+    ensure!(code(here), "this function's address {here:#x} is not code");
+    ensure!(!code(&raw const TICKS as usize), "a static is taken for code");
+    let local = 0u64;
+    ensure!(!code(core::hint::black_box(&raw const local) as usize), "a stack address is taken for code");
+    ensure!(!code(vm::GC_HEAP_VA) && !code(0), "the GC heap or null is taken for code");
     Ok(())
 }
 

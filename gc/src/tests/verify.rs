@@ -79,6 +79,12 @@ fn a_reference_from_unscanned_memory_is_a_miss_even_with_the_snapshot() {
             assert_eq!(misses[0].object, hidden.addr() - HEADER_SIZE);
             assert_eq!(misses[0].parent, None, "reached through the stack word");
             assert_eq!(misses[1].parent, Some(hidden.addr() - HEADER_SIZE));
+            // The stack word comes with its neighbours (here the mutator's root slots), the
+            // heap field without.
+            let around = misses[0].around.expect("a conservatively scanned word keeps its neighbours");
+            assert!(around.len > 0 && around.len <= crate::AROUND_WORDS, "{around:?}");
+            assert!(around.words().any(|w| w == (misses[0].slot, misses[0].value)), "{mode:?}: {around:?}");
+            assert_eq!(misses[1].around, None);
             // Repaired: the sweep kept both.
             assert!(node_at(m.root(0)).unwrap().intact());
             assert!(child.intact());

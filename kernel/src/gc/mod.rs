@@ -315,8 +315,30 @@ pub fn explain_findings() -> (usize, usize) {
                 stack.hi
             );
         }
+        // The code addresses among the words around the slot (return addresses of the frames
+        // there, most likely): `gdb-multiarch -batch <kernel> -ex 'info symbol ADDR'` names them.
+        if let Some(around) = &miss.around {
+            let code: alloc::vec::Vec<_> = around.words().filter(|&(_, w)| is_kernel_code(w)).collect();
+            if !code.is_empty() {
+                let mut text = alloc::string::String::new();
+                for (addr, word) in code {
+                    let _ = core::fmt::Write::write_fmt(&mut text, format_args!(" {word:#x} (at {addr:#x})"));
+                }
+                log::error!("  miss {:#x}: code addresses near its slot:{text}", miss.object);
+            }
+        }
     }
     (misses.len(), collector().take_unscanned::<Kernel>().len())
+}
+
+/// Whether `word` is an address in the kernel's code (linker.ld's `.text`).
+pub fn is_kernel_code(word: usize) -> bool {
+    unsafe extern "C" {
+        static __image_start: u8;
+        static __text_end: u8;
+    }
+    // Their addresses only: the symbols mark the section's bounds, nothing is read.
+    (&raw const __image_start as usize..&raw const __text_end as usize).contains(&word)
 }
 
 /// The park hook (`stw::set_park_hook`): during the mark, a parking core flushes its own wbBuf
