@@ -666,7 +666,7 @@ impl Heap {
     /// The delayed zeroing is done: the object becomes scannable.
     pub(crate) fn zeroed(&self, span: u32) {
         // Release: a marker that sees the span scannable (a Relaxed load in `find_object`, then
-        // the Acquire fence before `scan_object` reads) sees the zeroes.
+        // the Acquire fence before `mark::scan_object_in` reads) sees the zeroes.
         self.span(span).noscan.store(false, Ordering::Release);
     }
 

@@ -668,6 +668,8 @@ const SWEEP_FN: &str = "tricolor_gc::heap::Heap::sweep_claimed";
 /// mutator, so the counts repeat) under callgrind.
 fn profile(o: &Options, tricolor: &Path) -> Result {
     let dir = out_dir();
+    // `--binary` builds nothing here, so nothing made the directory yet.
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut csv = String::from(
         "mode,poison,instructions,allocs,marked_objects,spans_swept,per_alloc,per_alloc_without_sweep,per_marked_object,per_span_swept\n",
     );
