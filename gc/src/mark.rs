@@ -326,6 +326,10 @@ impl Shaded {
 /// Scan one grey object: shade every pointer its type lists, each looked up in `heap` (the
 /// drain's [`HeapView`](crate::heap::HeapView)), what it shaded added to `shaded`. Returns the
 /// number of pointer slots read (the drain's budget counts them).
+///
+/// The lookup, RMW and counting repeat `shade_recorded`'s on purpose: one `#[inline(always)]`
+/// helper for both measured 115.6 -> 121.5 instructions per marked object (callgrind, `cargo
+/// xtask compare --profile`, mode off), with the helper returning the object or taking a closure.
 #[inline(always)]
 fn scan_object_in(
     c: &Collector,
