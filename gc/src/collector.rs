@@ -46,6 +46,9 @@ pub const MAX_MARK_RESTARTS: u32 = 4;
 /// A mark assist starts once a core owes this many bytes of marking (`Collector::assist_alloc`):
 /// one drain stretch's worth, so that small allocations do not each pay a drain's set-up.
 pub const ASSIST_BATCH: u64 = 16 * 1024;
+/// Bytes an allocator past the trigger allocates per chunk it sweeps of a running sweep
+/// ([`Collector::help_sweep`]).
+pub const SWEEP_HELP_BATCH: u64 = 16 * 1024;
 
 /// Collector phases.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,6 +173,13 @@ pub struct Collector {
     pacer: crate::sync::Mutex<(Pacer, CycleFacts)>,
     /// Bytes of marking an allocated byte owes during this mark, ×2^16 (`pacer`).
     assist_ratio: AtomicU64,
+    /// This mark's schedule (set at its start, [`Collector::start_assists`]): the heap in use
+    /// when it started, the marking expected and the allocation room it has for it. Marking is
+    /// on schedule while `scanned × room ≥ expected × allocated`; assists are owed only behind it
+    /// ([`Collector::behind_schedule`]).
+    mark_started_at: AtomicUsize,
+    mark_expected: AtomicUsize,
+    mark_room: AtomicUsize,
     /// One cycle (or mode change) at a time: held across the whole cycle, preemptibly, so it is
     /// the lock discipline's exception (`sync::CycleMutex`); never taken with preemption off.
     cycle_lock: crate::sync::CycleMutex<()>,
@@ -220,6 +230,9 @@ impl Collector {
                 },
             )),
             assist_ratio: AtomicU64::new(0),
+            mark_started_at: AtomicUsize::new(0),
+            mark_expected: AtomicUsize::new(0),
+            mark_room: AtomicUsize::new(1),
             cycle_lock: crate::sync::CycleMutex::new(()),
             stats: CycleStats::new(),
             misses: crate::sync::Mutex::new(Vec::new()),
@@ -356,7 +369,7 @@ impl Collector {
                 if self.phase() != Phase::Sweep {
                     break;
                 }
-                if !self.help_sweep::<P>() {
+                if !self.sweep_a_chunk::<P>() {
                     P::yield_task();
                 }
             }
@@ -417,7 +430,9 @@ impl Collector {
             core.stats.assist_debt.set(if debt < ASSIST_BATCH { debt } else { 0 });
             debt
         };
-        if debt < ASSIST_BATCH {
+        if debt < ASSIST_BATCH || !self.behind_schedule::<P>() {
+            // Below a batch, or the markers are ahead of the mark's schedule: what they marked
+            // pays this debt (Go's background scan credit), and the mutator goes on.
             return 0;
         }
         let t = P::now_ns();
@@ -452,6 +467,23 @@ impl Collector {
         core.stats.assist_bytes.add(paid);
         core.stats.ns_assist.add(P::now_ns() - t);
         paid
+    }
+
+    /// Whether the mark is behind its schedule (see `mark_started_at`): what all markers have
+    /// scanned so far (the cores' marked bytes less the allocation since the start, which is
+    /// black) against what the allocation since the start calls for. A debt is owed only then:
+    /// ahead of the schedule the markers' work pays it, so assists come in only when the mark
+    /// would otherwise end past its goal.
+    fn behind_schedule<P: Platform>(&self) -> bool {
+        // Ordering: Relaxed throughout; the schedule was published by the restart handshake and
+        // the counters are tallies, a stale one only moves one decision by a batch.
+        let started = self.mark_started_at.load(Ordering::Relaxed);
+        let expected = self.mark_expected.load(Ordering::Relaxed) as u128;
+        let room = self.mark_room.load(Ordering::Relaxed).max(1) as u128;
+        let allocated = self.heap.live().saturating_sub(started);
+        let marked: u64 = (0..P::core_count()).map(|i| P::core(i).stats.bytes_marked.get()).sum();
+        let scanned = (marked as usize).saturating_sub(allocated) as u128;
+        scanned * room < expected * allocated as u128
     }
 
     /// The verifier's misses recorded so far (taken and cleared).
@@ -872,12 +904,35 @@ impl Collector {
         total
     }
 
-    /// An allocator found the trigger crossed while a cycle still sweeps (its lock is held): it
-    /// sweeps a chunk of the walk itself (Go's allocation-proportional sweep), which both ends
-    /// the sweep sooner and slows the allocation that outran it. Counted in the next cycle's
-    /// freed totals only through the heap's own accounting. False if there was nothing to sweep
-    /// (no sweep running, or its walk handed out already).
-    pub fn help_sweep<P: Platform>(&self) -> bool {
+    /// An allocator of `bytes` found the trigger crossed while a cycle still sweeps (its lock is
+    /// held): once per [`SWEEP_HELP_BATCH`] bytes it sweeps a chunk of the walk itself (Go's
+    /// allocation-proportional sweep), which both ends the sweep sooner and slows the allocation
+    /// that outran it. Counted in the next cycle's freed totals only through the heap's own
+    /// accounting. False if it swept nothing (below a batch, no sweep running, or its walk
+    /// handed out already).
+    pub fn help_sweep<P: Platform>(&self, bytes: usize) -> bool {
+        if self.phase() != Phase::Sweep {
+            return false;
+        }
+        {
+            // One chunk per `SWEEP_HELP_BATCH` bytes allocated, not one per allocation: every
+            // allocator past the trigger helps, and a chunk each time stopped every mutator in
+            // sweeping while the collecting task's own sweep shared its core.
+            let _np = P::disable_preemption();
+            let stats = &P::current_core().stats;
+            let debt = stats.sweep_debt.get() + bytes as u64;
+            if debt < SWEEP_HELP_BATCH {
+                stats.sweep_debt.set(debt);
+                return false;
+            }
+            stats.sweep_debt.set(0);
+        }
+        self.sweep_a_chunk::<P>()
+    }
+
+    /// Sweep one chunk of a running sweep's walk on this core (an allocator's help, or one that
+    /// found the heap full). False if there was nothing to sweep.
+    fn sweep_a_chunk<P: Platform>(&self) -> bool {
         if self.phase() != Phase::Sweep {
             return false;
         }
@@ -907,7 +962,11 @@ impl Collector {
         // Marking expected: what the last cycle found live; before any cycle, all there is.
         let expected = if f.live_before > 0 { f.live_before } else { in_use };
         let ratio = pacer::assist_ratio_fixed(expected, f.plan, f.live_before, in_use);
-        // Ordering: Relaxed; allocators read it Relaxed (`assist_alloc`).
+        // Ordering: Relaxed; allocators read them Relaxed (`assist_alloc`, `behind_schedule`):
+        // a stale schedule only moves one decision by a batch.
+        self.mark_started_at.store(f.started_at, Ordering::Relaxed);
+        self.mark_expected.store(expected, Ordering::Relaxed);
+        self.mark_room.store(pacer::assist_room(f.plan, f.live_before, in_use), Ordering::Relaxed);
         self.assist_ratio.store(ratio, Ordering::Relaxed);
     }
 

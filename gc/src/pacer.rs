@@ -14,7 +14,11 @@
 //!   marking falls behind slows down its allocators instead of overshooting the goal. The ratio is
 //!   set at mark start: the marking expected (last cycle's live bytes) over the room left until
 //!   the goal, at least [`MIN_ROOM_SHARE`] of the distance so that a late start does not stop the
-//!   mutators dead.
+//!   mutators dead. The same two numbers make the mark's *schedule*: marking is on it while
+//!   `scanned / expected ≥ allocated / room`. A debt is only paid while the mark is behind it;
+//!   ahead of it, what the collecting task, the mark workers and idle cores marked pays it (Go's
+//!   background scan credit), so the mutators assist only when the mark would otherwise end
+//!   past its goal.
 //!
 //! Invariants:
 //! - `TRIGGER_SHARE_MIN <= f <= TRIGGER_SHARE_MAX`: a trigger never at the live heap (cycles back
@@ -112,10 +116,16 @@ pub fn goal(live: usize, percent: u32) -> usize {
 /// Bytes of marking an allocated byte owes during a mark that starts with `in_use` bytes in use
 /// (see the module docs), scaled by 2^16 for integer use on the allocation path.
 pub fn assist_ratio_fixed(expected_mark: usize, plan: Plan, live_before: usize, in_use: usize) -> u64 {
-    let distance = plan.goal.saturating_sub(live_before).max(1);
-    let min_room = ((distance as f64) * MIN_ROOM_SHARE).max(1.0);
-    let room = (plan.goal.saturating_sub(in_use) as f64).max(min_room);
+    let room = assist_room(plan, live_before, in_use) as f64;
     ((expected_mark as f64 / room) * 65536.0).min(u32::MAX as f64) as u64
+}
+
+/// The allocation room a mark that starts with `in_use` bytes in use has until its goal: at least
+/// [`MIN_ROOM_SHARE`] of the distance (see the module docs), and at least one byte.
+pub fn assist_room(plan: Plan, live_before: usize, in_use: usize) -> usize {
+    let distance = plan.goal.saturating_sub(live_before).max(1);
+    let min_room = (distance as f64 * MIN_ROOM_SHARE) as usize;
+    plan.goal.saturating_sub(in_use).max(min_room).max(1)
 }
 
 /// Whether a cycle's peak landed within `tolerance` (a fraction, 0.1 for ±10 %) of its goal.

@@ -54,6 +54,9 @@ pub struct CoreStats {
     pub allocs_black: Counter,
     /// Bytes of marking this core's allocations owe the running mark (`Collector::assist_alloc`).
     pub assist_debt: Counter,
+    /// Bytes this core allocated past the trigger since it last helped a running sweep
+    /// (`Collector::help_sweep`).
+    pub sweep_debt: Counter,
     /// Mark assists run on this core, the bytes they marked and their time (ns).
     pub assists: Counter,
     pub assist_bytes: Counter,
@@ -72,6 +75,7 @@ impl CoreStats {
             allocs: Counter::new(),
             allocs_black: Counter::new(),
             assist_debt: Counter::new(),
+            sweep_debt: Counter::new(),
             assists: Counter::new(),
             assist_bytes: Counter::new(),
             ns_assist: Counter::new(),

@@ -184,14 +184,15 @@ fn run(suite: &'static Workload, config: &Config<'_>) -> ! {
         };
         drive(config, suite, negative);
         mutators_end = workload::last_finish_counter();
-        // The collector's time until then: cycles run inside the mutators (triggered by their
-        // allocations), so none is in progress once they have all returned.
+        // A cycle the mutators' allocations triggered runs on a task of its own and may outlast
+        // them: let it finish (IRQs still on, so it can stop this core) before the totals.
+        gc::wait_for_triggered_cycle();
         run_stats = gc::collector().stats::<Kernel>();
         if config.timeline_dump {
-            // The measured run ends here; dumped now, before the cycle below (with no mutator
-            // left, its mark workers and the idle tasks take turns by the hundred thousand and
-            // would overwrite the run in the rings).
-            crate::timeline::dump(start, cpu::counter());
+            // The measured run ends with the last mutator's return; dumped now, before the cycle
+            // below (with no mutator left, its mark workers and the idle tasks take turns by the
+            // hundred thousand and would overwrite the run in the rings).
+            crate::timeline::dump(start, mutators_end.max(start));
         }
         workload::stop();
         tasks::stop_ticks();

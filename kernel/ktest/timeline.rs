@@ -3,9 +3,11 @@
 
 use super::{bench, ensure, unit};
 use crate::registry::Entry;
-use crate::{exit, gc, kprintln, percore, timeline};
+use crate::{exit, gc, kprintln, percore, smp, tasks, timeline};
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use tricolor_abi::MAX_CORES;
 use tricolor_arch::cpu;
 use tricolor_arch::irqmask::IrqGuard;
 use tricolor_kernel::cmdline::Config;
@@ -24,6 +26,11 @@ const TESTS: &[Entry] = &[
         timeline_totals_cover_every_tick,
     ),
     bench("bench-timeline", "instructions per recorded transition (BENCH timeline line; run under -icount)", bench_timeline),
+    bench(
+        "bench-turns",
+        "how fairly -icount shares the machine between cores: the same loop on every core (BENCH turns lines; with tick.slice=)",
+        bench_turns,
+    ),
 ];
 
 /// Every state core `core` entered since its `since`-th event.
@@ -97,3 +104,73 @@ fn bench_timeline(_: &Config<'_>) -> ! {
     );
     exit::exit(exit::SUCCESS)
 }
+
+/// `bench-turns`: steps of work per core, and their loop's length.
+const TURN_STEPS: usize = 2000;
+const TURN_STEP_ITERATIONS: u64 = 1000;
+/// Per core: the virtual time its steps took in all, the longest step, and steps that took over
+/// four times the shortest (the core stood still meanwhile: another vCPU had the turn).
+static TURNS: [[AtomicU64; 3]; MAX_CORES] = [const { [const { AtomicU64::new(0) }; 3] }; MAX_CORES];
+static TURNS_DONE: AtomicUsize = AtomicUsize::new(0);
+
+/// One core's part: the same fixed loop, step after step, IRQs on (the ticks run).
+fn turn_steps(core: usize) {
+    let _irqs = IrqGuard::unmask();
+    let mut steps = [0u64; TURN_STEPS];
+    let start = cpu::counter();
+    let mut last = start;
+    for step in steps.iter_mut() {
+        let mut x = 0u64;
+        for i in 0..TURN_STEP_ITERATIONS {
+            x = core::hint::black_box(x.wrapping_add(i));
+        }
+        let now = cpu::counter();
+        *step = now - last;
+        last = now;
+    }
+    let shortest = steps.iter().copied().min().unwrap_or(0);
+    let stalled = steps.iter().filter(|&&s| s > 4 * shortest).count() as u64;
+    let longest = steps.iter().copied().max().unwrap_or(0);
+    for (slot, value) in TURNS[core].iter().zip([last - start, longest, stalled]) {
+        slot.store(value, Ordering::Relaxed);
+    }
+    // Release: the figures above are visible to the reader that sees the count.
+    TURNS_DONE.fetch_add(1, Ordering::Release);
+}
+
+/// Under `-icount` the vCPUs take turns on one host thread, and the virtual clock counts all
+/// their instructions: with fair, short turns every core's loop takes about `cores` times its
+/// own length and no step waits long (`tricolor_kernel::slice` for what `tick.slice=` does).
+fn bench_turns(config: &Config<'_>) -> ! {
+    let cores = percore::online_count();
+    smp::run_on_all(|_| tasks::start_tick(TURN_QUANTUM_US));
+    for core in 0..cores {
+        let spawn = tasks::Spawn { name: "turns", stack_bytes: 32 * 1024, pinned: Some(core), growable_from: None };
+        if let Err(e) = tasks::spawn(spawn, turn_steps, core) {
+            kprintln!("bench-turns: cannot spawn on core {core}: {e}");
+            exit::exit(exit::TEST_FAILED);
+        }
+    }
+    {
+        let _irqs = IrqGuard::unmask();
+        while TURNS_DONE.load(Ordering::Acquire) < cores {
+            tasks::yield_now();
+            cpu::relax();
+        }
+    }
+    tasks::stop_ticks();
+    let ns = |ticks: u64| ticks as f64 * 1e9 / cpu::counter_frequency() as f64;
+    for (core, t) in TURNS.iter().enumerate().take(cores) {
+        let [elapsed, longest, stalled] = [0, 1, 2].map(|i| t[i].load(Ordering::Relaxed));
+        kprintln!(
+            "BENCH turns core={core} cores={cores} slice_us={} steps={TURN_STEPS} elapsed_ns={:.0} longest_step_ns={:.0} stalled_steps={stalled}",
+            config.tick_slice_us,
+            ns(elapsed),
+            ns(longest)
+        );
+    }
+    exit::exit(exit::SUCCESS)
+}
+
+/// The preemption quantum of `bench-turns` (the workloads' own).
+const TURN_QUANTUM_US: u64 = 2000;

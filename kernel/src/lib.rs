@@ -17,3 +17,4 @@ pub mod gctrace;
 pub mod mem;
 pub mod screen;
 pub mod shell;
+pub mod slice;

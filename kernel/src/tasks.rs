@@ -14,6 +14,7 @@ use tricolor_abi::PAGE_SIZE;
 use tricolor_arch::irqmask::{self, IrqGuard};
 use tricolor_arch::{cpu, timer};
 use tricolor_gc::{CensusEntry, Exemption, RootOwner, RootPart, ScanRange};
+use tricolor_kernel::slice;
 use tricolor_runtime::context::Context;
 use tricolor_runtime::runq::{RunQueues, StealPolicy};
 use tricolor_runtime::sched::SwitchReason;
@@ -74,8 +75,9 @@ pub fn adopt_boot_flow() {
 static SLICE_US: AtomicU64 = AtomicU64::new(0);
 /// The timer's period in counter ticks: the quantum, or the slice if shorter.
 static SLICE_TICKS: AtomicU64 = AtomicU64::new(0);
-/// Per core: counter ticks of slices since its last preemption tick.
-static SINCE_QUANTUM: [AtomicU64; tricolor_abi::MAX_CORES] = [const { AtomicU64::new(0) }; tricolor_abi::MAX_CORES];
+/// Per core, with `tick.slice=`: the counter value at its last preemption tick (a core takes
+/// one tick per round of slices, so the quantum is measured, not counted in slices).
+static QUANTUM_START: [AtomicU64; tricolor_abi::MAX_CORES] = [const { AtomicU64::new(0) }; tricolor_abi::MAX_CORES];
 
 /// Sets `tick.slice=` (boot, before [`start_tick`]).
 pub fn set_tick_slice_us(us: u64) {
@@ -93,7 +95,14 @@ pub fn start_tick(quantum_us: u64) {
     };
     QUANTUM_TICKS.store(quantum, Ordering::Relaxed);
     SLICE_TICKS.store(slice, Ordering::Relaxed);
-    timer::arm(slice);
+    if slice < quantum {
+        // Every core's timer at the same instants (see `tricolor_kernel::slice`).
+        let now = cpu::counter();
+        QUANTUM_START[percore::id()].store(now, Ordering::Relaxed);
+        timer::arm_at(slice::next_slice(now, slice));
+    } else {
+        timer::arm(slice);
+    }
 }
 
 fn on_tick(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
@@ -103,15 +112,25 @@ fn on_tick(_: u32, _: &mut tricolor_arch::exception::TrapFrame) {
         return;
     }
     let slice = SLICE_TICKS.load(Ordering::Relaxed);
-    timer::arm(slice);
-    // Relaxed: only this core's timer handler touches its count (IRQs masked here).
-    let since = &SINCE_QUANTUM[percore::id()];
-    let elapsed = since.load(Ordering::Relaxed) + slice;
-    if elapsed < quantum {
-        since.store(elapsed, Ordering::Relaxed);
-        return; // a slice, not a quantum: nothing to preempt
+    if slice < quantum {
+        // `tick.slice=` (measurements under -icount, `tricolor_kernel::slice`): the next slice
+        // boundary, the same on every core; a core that does not own this slice ends its vCPU
+        // turn here (the `yield` hint), so the owner runs the slice.
+        let now = cpu::counter();
+        let core = percore::id();
+        timer::arm_at(slice::next_slice(now, slice));
+        if slice::owner(now / slice, percore::online_count()) != core {
+            cpu::relax();
+        }
+        // Relaxed: only this core's timer handler touches its start (IRQs masked here).
+        let start = &QUANTUM_START[core];
+        if now.wrapping_sub(start.load(Ordering::Relaxed)) < quantum {
+            return; // a slice, not a quantum: nothing to preempt
+        }
+        start.store(now, Ordering::Relaxed);
+    } else {
+        timer::arm(slice);
     }
-    since.store(0, Ordering::Relaxed);
     if let tricolor_runtime::preempt::Tick::Preempt = this_p().preempt.on_tick() {
         // Runs on the interrupted task's stack (IRQs are taken on SP_EL0), so switching here
         // leaves the interrupted state in that task's frame until it is resumed.
@@ -333,10 +352,14 @@ pub fn idle_loop(mut poll: impl FnMut(), pending: impl Fn() -> bool) -> ! {
     timeline::enter(tricolor_timeline::State::Idle);
     loop {
         IDLE_LOOPS[core].fetch_add(1, Ordering::Relaxed);
+        // Relaxed: a placement hint (`idle_core`), never a guarantee.
+        IDLING[core].store(false, Ordering::Relaxed);
         poll();
         // Whatever `poll` ran (a cross-core call) may have left IRQs masked: idle takes them.
         irqmask::unmask_irqs();
         yield_now();
+        // Back here: nothing else was ready.
+        IDLING[core].store(true, Ordering::Relaxed);
         if core == 0 {
             reap();
         }
@@ -353,6 +376,18 @@ pub fn idle_loop(mut poll: impl FnMut(), pending: impl Fn() -> bool) -> ! {
         }
         irqmask::unmask_irqs();
     }
+}
+
+/// Per core: its idle task is what runs (it found nothing else ready), as far as it knows.
+static IDLING: [AtomicBool; tricolor_abi::MAX_CORES] = [const { AtomicBool::new(false) }; tricolor_abi::MAX_CORES];
+
+/// A core other than this one that looks idle (its idle task runs and its run queue is empty), if
+/// any: where to put work that should not take a core from a mutator. A hint: the core may have
+/// been given a task since.
+pub fn idle_core() -> Option<usize> {
+    let me = percore::id();
+    (0..percore::online_count())
+        .find(|&core| core != me && IDLING[core].load(Ordering::Relaxed) && queues().queue(core).is_empty())
 }
 
 /// Per core: its idle task has entered [`idle_loop`], which it never leaves.

@@ -33,8 +33,7 @@ pub enum State {
     /// the trigger, or the one that asked for it), so this is time that task's mutator lost.
     Mark = 3,
     /// Draining grey objects as a dedicated mark worker task (the kernel's `mark-worker` tasks,
-    /// on a quarter of the cores) or as an idle core marking between its run-queue checks (Go's
-    /// idle mark workers: the kernel's `gc::idle_mark`).
+    /// on a quarter of the cores).
     MarkWorker = 4,
     /// A mutator doing mark work to pay for its allocation (Go's gcAssistAlloc): the collector's
     /// `assist_alloc` (the kernel's `gc::alloc` pays after each allocation during a mark) and
@@ -49,10 +48,18 @@ pub enum State {
     /// Sweeping: the collecting task's whole-heap sweeps, and an allocator sweeping a span
     /// lazily before it allocates from it.
     Sweep = 8,
+    /// An idle core marking between its run-queue checks (Go's idle mark workers, "GC (idle)" in
+    /// its traces: the kernel's `gc::idle_mark`), in bounded stretches that stop once a task is
+    /// ready to run. Like [`Idle`], not counted for utilisation either way: the core had nothing
+    /// of the program's to run, so the marking took no time from it (Go's trace tool leaves idle
+    /// workers out of its MMU the same way).
+    ///
+    /// [`Idle`]: State::Idle
+    IdleMark = 9,
 }
 
 /// Number of states.
-pub const COUNT: usize = 9;
+pub const COUNT: usize = 10;
 
 /// What a state counts as for mutator utilisation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,7 +68,8 @@ pub enum Category {
     Mutator,
     /// Time the collector took from the program: in the denominator only.
     Gc,
-    /// Halted (nothing to run): in neither, so idle cores do not dilute the GC's share.
+    /// Nothing of the program's to run (halted, polling, or marking while idle): in neither, so
+    /// idle cores do not dilute the GC's share.
     Halted,
 }
 
@@ -77,6 +85,7 @@ impl State {
         State::StackScan,
         State::Flush,
         State::Sweep,
+        State::IdleMark,
     ];
 
     /// The lower-case name used in dumps, CSV columns and trace events.
@@ -91,15 +100,17 @@ impl State {
             State::StackScan => "stack-scan",
             State::Flush => "flush",
             State::Sweep => "sweep",
+            State::IdleMark => "idle-mark",
         }
     }
 
-    /// What the state counts as for utilisation: only [`State::Mutator`] is mutator time and only
-    /// [`State::Idle`] is halted; everything else is the collector's.
+    /// What the state counts as for utilisation: only [`State::Mutator`] is mutator time, only
+    /// [`State::Idle`] and [`State::IdleMark`] are left out (no program code was waiting to run);
+    /// everything else is the collector's.
     pub const fn category(self) -> Category {
         match self {
             State::Mutator => Category::Mutator,
-            State::Idle => Category::Halted,
+            State::Idle | State::IdleMark => Category::Halted,
             _ => Category::Gc,
         }
     }
@@ -152,10 +163,10 @@ mod tests {
     }
 
     #[test]
-    fn only_mutator_is_mutator_time_and_only_idle_is_halted() {
+    fn only_mutator_is_mutator_time_and_only_the_idle_states_are_left_out() {
         let mutator: Vec<_> = State::ALL.into_iter().filter(|s| s.category() == Category::Mutator).collect();
         let halted: Vec<_> = State::ALL.into_iter().filter(|s| s.category() == Category::Halted).collect();
         assert_eq!(mutator, [State::Mutator]);
-        assert_eq!(halted, [State::Idle]);
+        assert_eq!(halted, [State::Idle, State::IdleMark]);
     }
 }

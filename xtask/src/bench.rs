@@ -344,7 +344,12 @@ fn gc_headroom(results: &Path, elf: &Path) -> Result {
     for (smp, (percent, headroom)) in runs {
         let machine = Machine {
             smp,
-            append: format!("suite={HEADROOM_SUITE} gc.heap={HEADROOM_HEAP} gc.percent={percent}"),
+            // Fair turns between the vCPUs (`tricolor_kernel::slice`): without them a core can
+            // stand still for milliseconds, and a cycle handed to another core's task starts late.
+            append: format!(
+                "suite={HEADROOM_SUITE} gc.heap={HEADROOM_HEAP} gc.percent={percent} {}",
+                crate::trace::ICOUNT_SLICE
+            ),
             gpu: false,
             icount: true,
             ..Machine::new(elf)

@@ -28,6 +28,8 @@ struct Hw {
     el2: bool,
     /// QEMU's device tree rewritten (`-dtb`).
     dtb_patch: Option<DtbPatch>,
+    /// `-icount shift=0,sleep=off` (the benchmarks' clock).
+    icount: bool,
 }
 
 const NO_GPU: Hw = Hw {
@@ -39,11 +41,14 @@ const NO_GPU: Hw = Hw {
     gic: GicVersion::V2,
     el2: false,
     dtb_patch: None,
+    icount: false,
 };
 /// `-machine virt,gic-version=3`, no GPU.
 const GICV3: Hw = Hw { gic: GicVersion::V3, ..NO_GPU };
 /// One `virtio-gpu-device` at 1280x720 on the modern transport.
 const GPU: Hw = Hw { gpu: true, ..NO_GPU };
+/// No GPU, under `-icount`.
+const ICOUNT: Hw = Hw { icount: true, ..NO_GPU };
 
 /// One QEMU boot and what it must produce.
 #[derive(Clone, Copy)]
@@ -436,6 +441,26 @@ const CASES: &[Case] = &[
         check: Some(log_lines_whole),
         hw: NO_GPU,
         min_smp: 1,
+    },
+    Case {
+        name: "icount-turns",
+        append: "test=bench-turns tick.slice=25",
+        exit: SUCCESS,
+        expect: &["BENCH turns core=0 cores={smp} slice_us=25 "],
+        check: Some(turns_fair),
+        hw: ICOUNT,
+        min_smp: 1,
+    },
+    Case {
+        // The negative control of `icount-turns`: without the slice, QEMU's round-robin leaves
+        // cores standing still for milliseconds, and the same check must say so.
+        name: "icount-turns-unsliced",
+        append: "test=bench-turns",
+        exit: SUCCESS,
+        expect: &["BENCH turns core=0 cores={smp} slice_us=0 "],
+        check: Some(turns_unfair),
+        hw: ICOUNT,
+        min_smp: 2,
     },
     Case {
         name: "gpu-fb-static",
@@ -905,6 +930,45 @@ fn perf_lines_clean(output: &str, _smp: usize) -> Result {
     Ok(())
 }
 
+/// `bench-turns` under `-icount`: whether every core got a fair share of the machine in short
+/// turns (`tricolor_kernel::slice`): each core's loop took within 10 % of the others' time, and
+/// no step waited longer than three rounds of slices (each core's slice once per round).
+fn turns_verdict(output: &str, smp: usize) -> Result {
+    let lines: Vec<_> = crate::bench::parse(output).into_iter().filter(|l| l.kind == "turns").collect();
+    if lines.len() != smp {
+        return Err(format!("{} BENCH turns lines for {smp} cores", lines.len()));
+    }
+    let field = |l: &crate::bench::BenchLine, key: &str| -> Result<f64> {
+        l.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| format!("BENCH turns without {key}"))
+    };
+    let slice_ns = field(&lines[0], "slice_us")? * 1000.0;
+    let mut elapsed = Vec::new();
+    for l in &lines {
+        elapsed.push(field(l, "elapsed_ns")?);
+        let longest = field(l, "longest_step_ns")?;
+        let bound = 3.0 * smp as f64 * slice_ns.max(25_000.0);
+        if longest > bound {
+            return Err(format!("a step waited {:.0} µs (bound {:.0} µs)", longest / 1000.0, bound / 1000.0));
+        }
+    }
+    let (lo, hi) = elapsed.iter().fold((f64::MAX, 0f64), |(lo, hi), &e| (lo.min(e), hi.max(e)));
+    if hi > lo * 1.1 {
+        return Err(format!("the cores' loops took {:.1} to {:.1} ms: not a fair share", lo / 1e6, hi / 1e6));
+    }
+    Ok(())
+}
+
+fn turns_fair(output: &str, smp: usize) -> Result {
+    turns_verdict(output, smp)
+}
+
+fn turns_unfair(output: &str, smp: usize) -> Result {
+    match turns_verdict(output, smp) {
+        Ok(()) => Err("without tick.slice the turns came out fair: the check cannot tell".into()),
+        Err(_) => Ok(()),
+    }
+}
+
 /// Interrupt completion really took device interrupts.
 fn interrupts_taken(output: &str, smp: usize) -> Result {
     perf_lines_clean(output, smp)?;
@@ -1091,6 +1155,7 @@ fn machine_for(elf: &Path, case: &Case, smp: usize) -> Machine {
         gic: case.hw.gic,
         el2: case.hw.el2,
         dtb_patch: case.hw.dtb_patch,
+        icount: case.hw.icount,
         ..Machine::new(elf)
     }
 }

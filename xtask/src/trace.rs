@@ -228,6 +228,7 @@ const COLOURS: [&str; tricolor_timeline::state::COUNT] = [
     "#00897b", // stack-scan
     "#f06292", // flush
     "#8d6e63", // sweep
+    "#b39ddb", // idle-mark
 ];
 
 /// Width of the plot area of the SVG in pixels: one column per pixel.
@@ -403,7 +404,7 @@ impl Options {
 /// in, and a collector state frozen that way (an assist, a stack scan) was charged for the whole
 /// turn: MMU(1 ms) was 0 for that reason (at a62281f, gcbench-quick at 4 cores: 0.0 % without,
 /// 24.6 % with). The extra interrupts cost under 1 % of the run.
-pub const ICOUNT_SLICE: &str = "tick.slice=50";
+pub const ICOUNT_SLICE: &str = "tick.slice=25";
 
 /// The console of one run with `timeline=dump`.
 fn capture(elf: &Path, o: &Options) -> Result<String> {

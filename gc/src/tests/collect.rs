@@ -533,6 +533,50 @@ fn a_mark_assist_scans_its_budget_and_leaves_the_rest_to_the_marker() {
     });
 }
 
+/// An allocation's assist debt is paid only while the mark is behind its schedule: with nothing
+/// scanned yet and allocation under way the mutator marks; once the markers (`mark_assist` stands
+/// in for them) have scanned most of the graph, the same debt is left to them, though grey
+/// objects remain.
+#[test]
+fn allocation_assists_only_behind_the_marks_schedule() {
+    const NODES: usize = 400;
+    let w = World::new(1, 512 * HEAP_PAGE_SIZE, config(), BarrierMode::Buffered);
+    w.run_on(0, || {
+        let c = w.collector();
+        let m = w.mutator(1);
+        let head = new_node(c, 0);
+        let mut tail = head;
+        for i in 1..NODES {
+            let n = new_node(c, i as u64);
+            tail.kids[0].set::<P>(Some(n));
+            tail = n;
+        }
+        m.set_root(0, head.addr());
+        let debt = 64 * crate::collector::ASSIST_BATCH as usize;
+        let (mut ahead, mut behind, mut fresh) = (0, 0, Vec::new());
+        let r = c.collect_with_hook::<P>(&mut || {
+            // The markers (`mark_assist` stands in for them) scan all but the chain's last 20,
+            // and little has been allocated since the start: ahead of the schedule.
+            assert_eq!(c.mark_assist::<P>(NODES - 20), NODES - 20);
+            fresh.extend((0..4).map(|i| new_node(c, i)));
+            ahead = c.assist_alloc::<P>(debt);
+            // Allocation (black) goes on until the marking so far no longer covers it: behind.
+            while behind == 0 && fresh.len() < 20 * NODES {
+                fresh.extend((0..50).map(|i| new_node(c, i)));
+                behind = c.assist_alloc::<P>(debt);
+            }
+        });
+        assert_eq!(ahead, 0, "ahead of the schedule the markers' work pays the debt, grey objects left or not");
+        assert!(behind > 0, "behind it a debt is paid by marking ({} nodes allocated)", fresh.len());
+        // The schedule gave the allocation room: the room left at the start is the goal less the
+        // heap then (at least a tenth of the distance), so it took about that much to fall behind.
+        assert!(fresh.len() > 100, "behind after only {} nodes", fresh.len());
+        assert!(fresh.iter().all(|n| n.intact()));
+        assert_eq!(r.verifier_misses, 0, "{:?}", c.take_misses::<P>());
+        drop(m);
+    });
+}
+
 /// The flush's lookup agrees with `find_object` at every word of the heap and around it: it finds
 /// an object exactly when `find_object` does and its mark bit is clear, with the same object, and
 /// filters nil, addresses outside the heap, free pages (the sentinel span), free slots, a span's
