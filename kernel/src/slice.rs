@@ -4,8 +4,8 @@
 //! and the virtual clock counts the instructions of all of them: a core stands still, in whatever
 //! state it was in, while the others have their turns. Per-core figures (the GC timeline, MMU)
 //! are only meaningful if the turns are short and shared fairly, and by default they are
-//! neither. What ends a turn (measured with a probe: four cores each running the same loop, see
-//! `docs/experiments.md`, "Fair turns under -icount"):
+//! neither. What ends a turn (measured with `test=bench-turns`: every core running the same loop;
+//! the QEMU cases `icount-turns` and `icount-turns-unsliced` check both behaviours):
 //! - a `yield`, `wfi` or exception exit of the running vCPU: the next vCPU runs;
 //! - a timer deadline (any core's): the running vCPU's instruction budget ends there, and the
 //!   vCPU after it then runs with a budget of zero while QEMU fires the expired timers: **the

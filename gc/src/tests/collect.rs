@@ -490,6 +490,19 @@ fn a_refill_with_no_page_left_sweeps_past_its_budget_before_failing() {
     });
 }
 
+/// `len` nodes linked through their first child, head first: marked one at a time (each scan
+/// greys the next).
+fn chain(c: &crate::Collector, len: usize) -> Gc<Node> {
+    let head = new_node(c, 0);
+    let mut tail = head;
+    for i in 1..len {
+        let n = new_node(c, i as u64);
+        tail.kids[0].set::<P>(Some(n));
+        tail = n;
+    }
+    head
+}
+
 /// A mark assist scans at most its budget and hands the rest back: the cycle still marks
 /// everything reachable (the verifier checks), and the assists' count plus the collector's is the
 /// whole graph.
@@ -502,13 +515,7 @@ fn a_mark_assist_scans_its_budget_and_leaves_the_rest_to_the_marker() {
         let c = w.collector();
         let m = w.mutator(1);
         // A root with NODES children in a chain: one grey object at a time, each scan greys the next.
-        let head = new_node(c, 0);
-        let mut tail = head;
-        for i in 1..NODES {
-            let n = new_node(c, i as u64);
-            tail.kids[0].set::<P>(Some(n));
-            tail = n;
-        }
+        let head = chain(c, NODES);
         m.set_root(0, head.addr());
         assert_eq!(c.mark_assist::<P>(BUDGET), 0, "no cycle is marking");
         let mut assisted = Vec::new();
@@ -544,13 +551,7 @@ fn allocation_assists_only_behind_the_marks_schedule() {
     w.run_on(0, || {
         let c = w.collector();
         let m = w.mutator(1);
-        let head = new_node(c, 0);
-        let mut tail = head;
-        for i in 1..NODES {
-            let n = new_node(c, i as u64);
-            tail.kids[0].set::<P>(Some(n));
-            tail = n;
-        }
+        let head = chain(c, NODES);
         m.set_root(0, head.addr());
         let debt = 64 * crate::collector::ASSIST_BATCH as usize;
         let (mut ahead, mut behind, mut fresh) = (0, 0, Vec::new());
