@@ -22,6 +22,7 @@ const SCENARIOS: &[Entry] = &[
     scenario("gc-checked", "checked mode reports a GC pointer stored into a static buffer", gc_checked),
     scenario("gc-blind-stack", "planted: the only reference to a node sits on a stack the root scan skips; the census must report it", gc_blind_stack),
     scenario("gc-blind-memory", "planted: the only reference to a node sits in kernel memory the collector never scans; the verifier must report it", gc_blind_memory),
+    scenario("gc-masked-wait", "the driver, IRQs masked, waits for the cycle lock behind another core's cycle: that cycle must still stop it", gc_masked_wait),
     scenario("stw-retry", "a core keeps preemption off past the stop-the-world deadline: the retry is counted and reported", stw_retry),
 ];
 
@@ -474,4 +475,51 @@ fn stw_retry(_: &Config<'_>) -> ! {
         print_stats("stw-retry");
     }
     exit::exit(if retries >= 1 { exit::SUCCESS } else { exit::TEST_FAILED })
+}
+
+/// The other core's cycle (`gc_masked_wait`) has returned.
+static OTHER_CYCLE_DONE: AtomicUsize = AtomicUsize::new(0);
+/// Its mark's delay: long enough for the driver to mask IRQs and queue for the lock meanwhile.
+const OTHER_CYCLE_DELAY_US: u64 = 50_000;
+
+fn other_cycle(_: usize) {
+    gc::collect_with_mark_delay(OTHER_CYCLE_DELAY_US);
+    // Release: the driver's Acquire load sees the cycle complete.
+    OTHER_CYCLE_DONE.store(1, Ordering::Release);
+}
+
+/// A cycle runs on another core (spawned there, like a triggered cycle on an idle core); this
+/// core masks IRQs and asks for a cycle of its own, so it waits for the cycle lock with no stop
+/// or request interrupt able to reach it. The running cycle's flush handshake, stack scans and
+/// mark-termination stop need this core all the same: the collector's wait must answer them
+/// (`stw::park_if_requested`, `safepoint::run_here`), or the stop misses its deadline ten times
+/// and panics (what a stress run's last `collect` did behind a cycle a mutator had triggered).
+fn gc_masked_wait(_: &Config<'_>) -> ! {
+    if percore::online_count() < 2 || !gc::is_ready() {
+        kprintln!("gc-masked-wait: needs 2 cores and a collector");
+        exit::exit(exit::BAD_CONFIG);
+    }
+    let (retries, parks) = (stw::retries(), stw::waiting_parks());
+    {
+        let _irqs = IrqGuard::unmask();
+        let spawn = tasks::Spawn { name: "other-cycle", stack_bytes: 64 * 1024, pinned: Some(1), growable_from: None };
+        if tasks::spawn(spawn, other_cycle, 0).is_err() || !yield_until(10_000, gc::cycle_running) {
+            kprintln!("gc-masked-wait: the other core's cycle did not start");
+            exit::exit(exit::TEST_FAILED);
+        }
+    }
+    // IRQs masked from here: only the collector's wait can let the other cycle stop this core.
+    let report = gc::collect();
+    // Acquire pairs with the other task's Release store.
+    let other_done = OTHER_CYCLE_DONE.load(Ordering::Acquire) == 1;
+    let (retries, parks) = (stw::retries() - retries, stw::waiting_parks() - parks);
+    kprintln!(
+        "gc-masked-wait: the other core's cycle {}, this core's cycle {} done; parked from the masked wait {parks} times, {retries} stop retries, {} verifier misses",
+        if other_done { "done" } else { "NOT done" },
+        report.cycle,
+        report.verifier_misses
+    );
+    let ok = other_done && parks >= 1 && retries == 0 && report.verifier_misses == 0;
+    kprintln!("gc-masked-wait: {}", if ok { "ok" } else { "FAILED" });
+    exit::exit(if ok { exit::SUCCESS } else { exit::TEST_FAILED })
 }

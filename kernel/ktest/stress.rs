@@ -195,6 +195,8 @@ fn run(suite: &'static Workload, config: &Config<'_>) -> ! {
             crate::timeline::dump(start, mutators_end.max(start));
         }
         workload::stop();
+        // A mutator stopped just now may have triggered one more cycle before it returned.
+        gc::wait_for_triggered_cycle();
         tasks::stop_ticks();
         cores
     };

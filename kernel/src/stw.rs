@@ -29,7 +29,7 @@ use crate::{irq, percore, timeline};
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tricolor_abi::MAX_CORES;
 use tricolor_arch::cpu;
-use tricolor_arch::irqmask::IrqGuard;
+use tricolor_arch::irqmask::{self, IrqGuard};
 use tricolor_timeline::State;
 
 /// The number of the stop requested now, 0 when none.
@@ -88,6 +88,9 @@ pub enum ParkSite {
     Deferred = 1,
     /// The core was itself waiting to stop the world and parked for the winner.
     Contending = 2,
+    /// The core waited, IRQs masked, for another core's collector work (the cycle lock, say) and
+    /// parked from that wait ([`park_if_requested`]).
+    Waiting = 3,
 }
 
 impl ParkSite {
@@ -95,7 +98,8 @@ impl ParkSite {
         match v {
             0 => ParkSite::Interrupted,
             1 => ParkSite::Deferred,
-            _ => ParkSite::Contending,
+            2 => ParkSite::Contending,
+            _ => ParkSite::Waiting,
         }
     }
 }
@@ -214,6 +218,29 @@ pub fn park_here(pc: usize, site: ParkSite) {
     timeline::leave_at(was, RELEASED_AT.load(Ordering::Relaxed));
 }
 
+/// For a wait that may run with IRQs masked (so the stop's interrupt cannot reach it) on work
+/// another core does, which may itself need to stop the world: parks if a stop is requested. A
+/// driver that waits masked for the cycle lock, held by a cycle on another core, would otherwise
+/// hold that cycle's stop off forever (a stress run: the driver's last `collect`, masked, behind
+/// a cycle a mutator had triggered on another core's task just before it returned). Call only
+/// where the task may be switched out (preemption on, no spin lock held): a parked core is at a
+/// safe point, its stack scanned where it stands.
+pub fn park_if_requested() {
+    if requested() && irqmask::irqs_masked() {
+        // Ordering: Relaxed; a statistic.
+        WAITING_PARKS.fetch_add(1, Ordering::Relaxed);
+        park_here(0, ParkSite::Waiting);
+    }
+}
+
+/// Parks from [`park_if_requested`] since boot (a test shows the masked wait was reached).
+static WAITING_PARKS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many times a core parked from a masked wait ([`park_if_requested`]) since boot.
+pub fn waiting_parks() -> usize {
+    WAITING_PARKS.load(Ordering::Relaxed)
+}
+
 /// Runs `f` with every other online core parked at a safe point.
 pub fn stop_the_world<R>(f: impl FnOnce() -> R) -> Result<(R, StwTimes), NotStopped> {
     // Two cores may want to stop the world at once (a mutator's triggered collection and another
@@ -305,17 +332,34 @@ pub fn stop_the_world_retrying<R>(f: impl FnOnce() -> R) -> (R, StwTimes) {
                 // Ordering: Relaxed; a statistic.
                 RETRIES.fetch_add(1, Ordering::Relaxed);
                 log::warn!(
-                    "stw: cores {:#b} not at a safe point after {STOP_TIMEOUT_MS} ms (attempt {attempt}); trying again",
-                    e.missing
+                    "stw: cores {:#b} not at a safe point after {STOP_TIMEOUT_MS} ms (attempt {attempt}{}); trying again",
+                    e.missing,
+                    Depths(e.missing)
                 )
             }
             Err(e) => panic!(
-                "stw: cannot stop the world: cores {:#b} never reached a safe point in {STOP_ATTEMPTS} attempts",
-                e.missing
+                "stw: cannot stop the world: cores {:#b} never reached a safe point in {STOP_ATTEMPTS} attempts{}",
+                e.missing,
+                Depths(e.missing)
             ),
         }
     }
     unreachable!("the last attempt returns or panics")
+}
+
+/// For a missed stop's log line: each missing core's preemption depth now. Nonzero: it is stuck
+/// in a no-preemption window; zero: it runs with IRQs masked (or its vCPU gets no turn).
+struct Depths(u32);
+
+impl core::fmt::Display for Depths {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        for core in (0..MAX_CORES).filter(|&c| self.0 & (1 << c) != 0) {
+            if let Some(p) = percore::p_of(core) {
+                write!(f, "; core {core} preemption depth {}", p.preempt.depth())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Ends the current epoch: every parked core leaves at its next turn; nothing waits for them.

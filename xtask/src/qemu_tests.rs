@@ -197,6 +197,17 @@ const CASES: &[Case] = &[
         min_smp: 1,
     },
     Case {
+        // A masked wait for the cycle lock behind another core's cycle: the collector's wait
+        // must park for that cycle's stop (without it: ten missed deadlines and a panic).
+        name: "gc-masked-wait",
+        append: "test=gc-masked-wait gc.verify=on gc.heap=16M",
+        exit: SUCCESS,
+        expect: &["gc-masked-wait: the other core's cycle done", "gc-masked-wait: ok"],
+        check: None,
+        hw: NO_GPU,
+        min_smp: 2,
+    },
+    Case {
         name: "stw-retry",
         append: "test=stw-retry gc.heap=16M",
         exit: SUCCESS,

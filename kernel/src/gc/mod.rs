@@ -20,7 +20,7 @@ use crate::{memory, percore, stw, tasks};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use spin::Once;
 use tricolor_abi::PAGE_SIZE;
-use tricolor_arch::cpu;
+use tricolor_arch::{cpu, irqmask};
 use tricolor_gc::{
     AllocError, BarrierMode, CensusEntry, Collector, CycleLock, CycleReport, Exemption, Gc, GcCore, Phase, Platform,
     RootOwner, ScanRange, Trace,
@@ -125,7 +125,14 @@ impl Platform for Kernel {
         scan::scan_some(c)
     }
 
+    /// Every collector wait yields through here, a safe point: with IRQs masked (a driver's
+    /// explicit cycle behind another core's) the requests' interrupts cannot reach this core, and
+    /// what it waits for may need it to flush, scan or park, so it answers them here.
     fn yield_task() {
+        if irqmask::irqs_masked() {
+            safepoint::run_here();
+            stw::park_if_requested();
+        }
         tasks::yield_now();
         cpu::relax();
     }
@@ -569,6 +576,11 @@ fn alloc_when_full<T: Trace>() -> Result<Gc<T>, AllocError> {
             cpu::relax();
         }
     })
+}
+
+/// Whether a collection cycle runs now (a snapshot).
+pub fn cycle_running() -> bool {
+    CYCLES.is_held()
 }
 
 /// Runs `f` while no collection cycle runs (waiting for a running one to finish): integrity
