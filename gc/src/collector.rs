@@ -22,7 +22,7 @@ use crate::census::{self, CensusEntry, CensusPoint, RootOwner, Unscanned};
 use crate::heap::{AllocError, Heap, SweepResult};
 use crate::mark::{self, GlobalWork};
 use crate::object::{Gc, Trace};
-use crate::pacer::{self, CycleFacts, Pacer, Plan};
+use crate::pacer::{self, CycleFacts, Pacer};
 use crate::platform::{InState, Platform, ScanRange, StopReport};
 use crate::roots::Roots;
 use crate::stats::{CycleStats, StatsSnapshot};
@@ -64,13 +64,23 @@ pub enum Phase {
     Sweep = 3,
 }
 
+/// When the running mark started, for the pacer's utilisation term (`pacer::CycleFacts`).
+#[derive(Clone, Copy, Debug, Default)]
+struct MarkClock {
+    /// `Platform::now_ns` at mark setup.
+    started_ns: u64,
+    /// The cores' assist time then.
+    assist_ns: u64,
+}
+
 /// Boot-time configuration (`gc.heap=`, `gc.percent=`, `gc.wbbuf=`, `gc.mode=`).
 #[derive(Clone, Copy, Debug)]
 pub struct Config {
     /// GOGC-like: collect when the heap in use reaches live * (100 + percent) / 100.
     pub percent: u32,
-    /// Never trigger below this many bytes in use.
-    pub min_trigger: usize,
+    /// The heap minimum at GOGC 100 (`pacer::HEAP_MINIMUM` by default): no goal below it ×
+    /// percent/100, the first cycle's included.
+    pub heap_minimum: usize,
     /// wbBuf entries per core (clamped to `[WBBUF_MIN_ENTRIES, WBBUF_MAX_ENTRIES]`).
     pub wbbuf_entries: usize,
     /// Run the verifier at every mark termination.
@@ -83,7 +93,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             percent: 100,
-            min_trigger: 256 * 1024,
+            heap_minimum: pacer::HEAP_MINIMUM,
             wbbuf_entries: WBBUF_DEFAULT_ENTRIES,
             verify: false,
             panic_on_miss: false,
@@ -159,7 +169,7 @@ pub struct Collector {
     pub(crate) work: GlobalWork,
     phase: AtomicU8,
     percent: AtomicU32,
-    min_trigger: usize,
+    heap_minimum: usize,
     wbbuf_entries: AtomicUsize,
     verify: AtomicBool,
     /// This cycle's mark start took the verifier's snapshot (`verify` was on then).
@@ -170,7 +180,7 @@ pub struct Collector {
     goal: AtomicUsize,
     /// The pacer's state and the plan its goal and trigger come from; the cycle's facts as far
     /// as known (mark setup notes where it started).
-    pacer: crate::sync::Mutex<(Pacer, CycleFacts)>,
+    pacer: crate::sync::Mutex<(Pacer, CycleFacts, MarkClock)>,
     /// Bytes of marking an allocated byte owes during this mark, ×2^16 (`pacer`).
     assist_ratio: AtomicU64,
     /// This mark's schedule (set at its start, [`Collector::start_assists`]): the heap in use
@@ -205,6 +215,8 @@ impl Collector {
     /// # Safety
     /// As [`Heap::new`]: the region is valid, exclusively the collector's, and outlives it.
     pub unsafe fn new(base: *mut u8, len: usize, config: Config) -> Self {
+        // Before any cycle: the goal floor, a trigger below it (`pacer`).
+        let first = Pacer::new().plan(0, config.percent, config.heap_minimum);
         Collector {
             // SAFETY: forwarded contract.
             heap: unsafe { Heap::new(base, len) },
@@ -212,22 +224,25 @@ impl Collector {
             work: GlobalWork::new(),
             phase: AtomicU8::new(Phase::Idle as u8),
             percent: AtomicU32::new(config.percent),
-            min_trigger: config.min_trigger,
+            heap_minimum: config.heap_minimum,
             wbbuf_entries: AtomicUsize::new(WbBuf::clamp_entries(config.wbbuf_entries)),
             verify: AtomicBool::new(config.verify),
             snapshot_taken: AtomicBool::new(false),
             panic_on_miss: config.panic_on_miss,
-            trigger: AtomicUsize::new(config.min_trigger),
-            goal: AtomicUsize::new(config.min_trigger),
+            trigger: AtomicUsize::new(first.trigger),
+            goal: AtomicUsize::new(first.goal),
             pacer: crate::sync::Mutex::new((
                 Pacer::new(),
                 CycleFacts {
                     live_before: 0,
-                    plan: Plan { goal: config.min_trigger, trigger: config.min_trigger },
+                    plan: first,
                     started_at: 0,
                     peak: 0,
                     live: 0,
+                    mark_core_ns: 0,
+                    assist_ns: 0,
                 },
+                MarkClock::default(),
             )),
             assist_ratio: AtomicU64::new(0),
             mark_started_at: AtomicUsize::new(0),
@@ -644,7 +659,7 @@ impl Collector {
                 P::core(i).stats.bytes_marked.set(0);
             }
             self.work.clear();
-            self.start_pacing();
+            self.start_pacing::<P>();
             self.set_phase(Phase::Mark);
             if mode.barrier_while_marking() {
                 // Ordering: Relaxed, world stopped; published by the restart handshake, so every
@@ -870,7 +885,7 @@ impl Collector {
         let marked: u64 = (0..P::core_count()).map(|i| P::core(i).stats.bytes_marked.get()).sum();
         report.marked_bytes = marked;
         self.stats.last_marked_bytes.set(marked);
-        self.end_pacing(marked as usize, report);
+        self.end_pacing::<P>(marked as usize, report);
 
         let t3 = P::now_ns();
         self.set_phase(Phase::Sweep);
@@ -945,11 +960,19 @@ impl Collector {
 
     /// Mark setup (world stopped): note where the cycle started. The assist ratio is set right
     /// after the pause ([`Collector::start_assists`]), out of it (soft-float arithmetic).
-    fn start_pacing(&self) {
-        self.pacer.lock().1.started_at = self.heap.live();
+    fn start_pacing<P: Platform>(&self) {
+        let mut pacer = self.pacer.lock();
+        pacer.1.started_at = self.heap.live();
+        pacer.2 = MarkClock { started_ns: P::now_ns(), assist_ns: Self::assist_ns_so_far::<P>() };
+        drop(pacer);
         // Ordering: Relaxed, world stopped; the restart handshake publishes it. No assists until
         // the ratio is set after the pause.
         self.assist_ratio.store(0, Ordering::Relaxed);
+    }
+
+    /// The cores' assist time since boot (each core's own counter, summed).
+    fn assist_ns_so_far<P: Platform>() -> u64 {
+        (0..P::core_count()).map(|i| P::core(i).stats.ns_assist.get()).sum()
     }
 
     /// Right after mark setup's pause: the assist ratio for this mark.
@@ -993,11 +1016,15 @@ impl Collector {
     /// Mark termination (world stopped): note the heap's peak and the live bytes. The next plan
     /// is made once the world runs again ([`Collector::plan_next_cycle`]): the pacer's arithmetic
     /// is soft-float on the kernel's target, some 600 instructions that need no stopped world.
-    fn end_pacing(&self, live: usize, report: &mut CycleReport) {
+    fn end_pacing<P: Platform>(&self, live: usize, report: &mut CycleReport) {
+        let (now, assisted) = (P::now_ns(), Self::assist_ns_so_far::<P>());
         let mut pacer = self.pacer.lock();
+        let clock = pacer.2;
         let facts = &mut pacer.1;
         facts.peak = self.heap.live();
         facts.live = live;
+        facts.mark_core_ns = now.saturating_sub(clock.started_ns) * P::core_count() as u64;
+        facts.assist_ns = assisted.saturating_sub(clock.assist_ns);
         report.heap_goal = facts.plan.goal as u64;
         report.peak_heap = facts.peak as u64;
         report.heap_trigger = facts.plan.trigger as u64;
@@ -1011,10 +1038,10 @@ impl Collector {
         // stop's closure takes this lock too).
         let _np = P::disable_preemption();
         let mut pacer = self.pacer.lock();
-        let (state, facts) = &mut *pacer;
+        let (state, facts, _) = &mut *pacer;
         let live = facts.live;
-        let plan = state.end_cycle(*facts, self.percent.load(Ordering::Relaxed), self.min_trigger);
-        *facts = CycleFacts { live_before: live, plan, started_at: 0, peak: 0, live: 0 };
+        let plan = state.end_cycle(*facts, self.percent.load(Ordering::Relaxed), self.heap_minimum);
+        *facts = CycleFacts { live_before: live, plan, started_at: 0, peak: 0, live: 0, mark_core_ns: 0, assist_ns: 0 };
         // Ordering: Relaxed; allocators read them with Relaxed loads (a stale value only delays
         // one decision: until this store, a trigger check finds the cycle lock taken).
         self.trigger.store(plan.trigger, Ordering::Relaxed);

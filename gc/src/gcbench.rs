@@ -130,8 +130,8 @@ pub struct Params {
     pub heap_bytes: Option<usize>,
     /// GOGC-like pacing percentage; [`PERCENT_OFF`] for none (the heap limit alone starts cycles).
     pub percent: u32,
-    /// Never trigger below this many bytes in use.
-    pub min_trigger: usize,
+    /// The collector's heap minimum at GOGC 100 (`collector::Config::heap_minimum`).
+    pub heap_minimum: usize,
     /// Run the collector's verifier at every mark termination (its time counts as pause).
     pub verify: bool,
     /// Poison freed memory ([`crate::heap::POISON`]); `--no-poison` switches it off for a
@@ -169,7 +169,7 @@ impl Params {
             mode: BarrierMode::Buffered,
             heap_bytes: None,
             percent: config.percent,
-            min_trigger: config.min_trigger,
+            heap_minimum: config.heap_minimum,
             verify: false,
             poison: true,
             pin: true,
@@ -1076,7 +1076,7 @@ fn run_sized<const N: usize>(p: &Params) -> Result<Report, String> {
         return Err("--percent off needs --heap (no GOGC to size the heap from)".into());
     }
     let heap_bytes = p.heap_bytes();
-    let config = Config { percent: p.percent, min_trigger: p.min_trigger, verify: p.verify, ..Config::default() };
+    let config = Config { percent: p.percent, heap_minimum: p.heap_minimum, verify: p.verify, ..Config::default() };
     // Cores 0..threads are the mutators, the last one the collector thread.
     let world = World::new(p.threads + 1, heap_bytes, config, p.mode);
     world.collector().heap.set_poison(p.poison);
@@ -1197,14 +1197,14 @@ mod tests {
     use crate::workload::gcbench::{array_value, make_tree, tree_size, verify_array, verify_tree};
 
     fn tiny(threads: usize, mode: BarrierMode) -> Params {
-        // A small trigger floor so that cycles are triggered, and a heap (12 pages a thread) smaller
+        // A small heap minimum so that cycles are triggered, and a heap (12 pages a thread) smaller
         // than the ~230 KiB any one thread allocates: each thread needs cycles while it runs,
         // however late the collector thread gets a CPU and however the threads overlap, so each is
         // blocked (parked for a stop, or waiting for a full heap) at least once.
         Params {
             threads,
             mode,
-            min_trigger: 16 * 1024,
+            heap_minimum: 16 * 1024,
             verify: true,
             heap_bytes: Some(threads * 12 * HEAP_PAGE_SIZE),
             // Pinned threads cannot move off a CPU the rest of the test suite loads.

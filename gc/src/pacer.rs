@@ -2,13 +2,22 @@
 //! gcControllerState in mgcpacer.go, in a simpler, feedback form).
 //!
 //! - **Goal.** A cycle that marked `live` bytes sets the next cycle's heap goal to
-//!   `live × (1 + percent/100)` (GOGC): the heap in use should peak there.
+//!   `live × (1 + percent/100)` (GOGC): the heap in use should peak there. Never below the heap
+//!   minimum × percent/100 (Go's `heapMinimum`, 4 MiB at GOGC 100), which is also the first
+//!   cycle's goal: a small heap is not collected over and over while a program starts.
 //! - **Trigger.** The next cycle starts at `live + f × (goal − live)`. What the mutators allocate
 //!   between the trigger and mark termination (the *runway* they use) lands on top, so the trigger
 //!   must come early enough that the peak meets the goal. `f` is fed back from each cycle: the
 //!   runway the last cycle used, as a share of its distance `goal − live`, smoothed over cycles
 //!   (Go's pre-1.18 trigger-ratio controller has the same shape). The peak is the heap in use at
 //!   mark termination: allocation during the mark is black and nothing is freed before the sweep.
+//!   A cycle whose mutators had to assist used *less* runway than their allocation would have
+//!   taken (the assists slowed it and marked for it), so the runway it shows is scaled up by the
+//!   utilisation it took over the background workers' alone, `(u_bg + u_assist) / u_bg` (Go's
+//!   controller scales by `utilization / gcGoalUtilization` the same way, its goal 5 points
+//!   above the background share; here the goal is no assists at all: their time is what cuts
+//!   the mutators' utilisation below 75 % within a mark). Without that term the trigger settled
+//!   where assists marked a third of every cycle and the peaks still met their goals.
 //! - **Assists.** While a cycle marks, a mutator that allocates `n` bytes owes `n × ratio` bytes
 //!   of marking, paid by scanning grey objects itself (Go's gcAssistAlloc), so that a cycle whose
 //!   marking falls behind slows down its allocators instead of overshooting the goal. The ratio is
@@ -22,7 +31,9 @@
 //!
 //! Invariants:
 //! - `TRIGGER_SHARE_MIN <= f <= TRIGGER_SHARE_MAX`: a trigger never at the live heap (cycles back
-//!   to back) and never at the goal (no runway at all).
+//!   to back) and never at the goal (no runway at all). The floor applies to the goal, not to the
+//!   trigger, so that even the first cycle and those of a small live heap keep that runway (a
+//!   trigger floor at the goal floor had left them none: their peaks overshot by 10-40 %).
 //! - The pacer only computes: the collector calls [`Pacer::end_cycle`] at mark termination (world
 //!   stopped) and stores the results where allocators read them with Relaxed loads; a stale
 //!   trigger or ratio only makes one allocation's decision late.
@@ -35,6 +46,11 @@ pub const TRIGGER_SHARE_MAX: f64 = 0.95;
 pub const RUNWAY_SMOOTHING: f64 = 0.5;
 /// The assist ratio counts at least this share of the distance as room (see the module docs).
 pub const MIN_ROOM_SHARE: f64 = 0.1;
+/// The heap minimum at GOGC 100 (Go's `defaultHeapMinimum`): the goal floor, scaled by percent.
+pub const HEAP_MINIMUM: usize = 4 << 20;
+/// The share of the cores the background mark work takes (Go's `gcBackgroundUtilization`): the
+/// utilisation the runway feedback aims at, assists on top of it counting as missing runway.
+pub const BACKGROUND_UTILISATION: f64 = 0.25;
 
 /// The pacer's state between cycles.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -66,6 +82,11 @@ pub struct CycleFacts {
     pub peak: usize,
     /// Live bytes this cycle marked.
     pub live: usize,
+    /// The mark's length (from mark setup to termination) times the cores: the core time it
+    /// spanned, in nanoseconds.
+    pub mark_core_ns: u64,
+    /// Time the mutators spent assisting during it, all cores together.
+    pub assist_ns: u64,
 }
 
 impl Default for Pacer {
@@ -85,25 +106,42 @@ impl Pacer {
         (1.0 - self.runway_share).clamp(TRIGGER_SHARE_MIN, TRIGGER_SHARE_MAX)
     }
 
-    /// The goal and trigger after a cycle that marked `live` bytes; never below `min_trigger`.
-    pub fn plan(&self, live: usize, percent: u32, min_trigger: usize) -> Plan {
-        let goal = goal(live, percent).max(min_trigger);
+    /// The goal and trigger after a cycle that marked `live` bytes (0: before the first cycle),
+    /// with a heap minimum of `heap_minimum` at GOGC 100 (see the module docs).
+    pub fn plan(&self, live: usize, percent: u32, heap_minimum: usize) -> Plan {
+        let goal = goal(live, percent).max(goal_floor(heap_minimum, percent));
         let distance = goal.saturating_sub(live);
-        let trigger = (live + (distance as f64 * self.trigger_share()) as usize).max(min_trigger).min(goal);
+        let trigger = (live + (distance as f64 * self.trigger_share()) as usize).min(goal);
         Plan { goal, trigger }
     }
 
     /// Learn from a finished cycle: the runway it used from its start to its peak, as a share of
     /// its distance, enters the smoothed estimate. Returns the next plan.
-    pub fn end_cycle(&mut self, facts: CycleFacts, percent: u32, min_trigger: usize) -> Plan {
+    pub fn end_cycle(&mut self, facts: CycleFacts, percent: u32, heap_minimum: usize) -> Plan {
         let distance = facts.plan.goal.saturating_sub(facts.live_before);
-        // The first cycle's plan came from no measurement (the floor): it says nothing about the
-        // runway.
-        if distance > 0 && facts.live_before > 0 {
-            let used = facts.peak.saturating_sub(facts.started_at) as f64 / distance as f64;
+        if distance > 0 {
+            let used = facts.peak.saturating_sub(facts.started_at) as f64 / distance as f64 * facts.assist_scale();
             self.runway_share = (1.0 - RUNWAY_SMOOTHING) * self.runway_share + RUNWAY_SMOOTHING * used.min(1.0);
         }
-        self.plan(facts.live, percent, min_trigger)
+        self.plan(facts.live, percent, heap_minimum)
+    }
+}
+
+/// The lowest goal at `percent`: the heap minimum scaled like Go's (`heapMinimum` is
+/// `defaultHeapMinimum × GOGC/100`).
+pub fn goal_floor(heap_minimum: usize, percent: u32) -> usize {
+    (heap_minimum as u128 * percent as u128 / 100).min(usize::MAX as u128) as usize
+}
+
+impl CycleFacts {
+    /// How much more runway the cycle would have used without its assists (see the module docs):
+    /// 1 without any, `(u_bg + u_assist) / u_bg` with them.
+    pub fn assist_scale(&self) -> f64 {
+        if self.mark_core_ns == 0 {
+            return 1.0;
+        }
+        let assist_utilisation = (self.assist_ns as f64 / self.mark_core_ns as f64).min(1.0);
+        (BACKGROUND_UTILISATION + assist_utilisation) / BACKGROUND_UTILISATION
     }
 }
 
@@ -153,8 +191,15 @@ mod tests {
         let plan = p.plan(10 * MIB, 100, 0);
         assert!(plan.trigger > 10 * MIB && plan.trigger < plan.goal, "{plan:?}");
         // A cycle whose mutators used the whole distance and more: the trigger moves to its floor.
-        let facts =
-            CycleFacts { live_before: 10 * MIB, plan, started_at: plan.trigger, peak: 40 * MIB, live: 10 * MIB };
+        let facts = CycleFacts {
+            live_before: 10 * MIB,
+            plan,
+            started_at: plan.trigger,
+            peak: 40 * MIB,
+            live: 10 * MIB,
+            mark_core_ns: 0,
+            assist_ns: 0,
+        };
         for _ in 0..10 {
             p.end_cycle(facts, 100, 0);
         }
@@ -165,7 +210,11 @@ mod tests {
             p.end_cycle(idle, 100, 0);
         }
         assert!((p.trigger_share() - TRIGGER_SHARE_MAX).abs() < 1e-9);
-        assert_eq!(p.plan(0, 100, 256 * 1024).trigger, 256 * 1024, "the floor holds");
+        let first = p.plan(0, 100, HEAP_MINIMUM);
+        assert_eq!(first.goal, HEAP_MINIMUM, "the goal floor holds");
+        assert!(first.trigger < first.goal, "with runway below it: {first:?}");
+        assert_eq!(p.plan(0, 50, HEAP_MINIMUM).goal, HEAP_MINIMUM / 2, "scaled by percent");
+        assert_eq!(p.plan(10 * MIB, 50, HEAP_MINIMUM).goal, 15 * MIB, "a goal above the floor");
     }
 
     /// A steady mutator that allocates the same runway every cycle: the feedback settles the
@@ -181,7 +230,15 @@ mod tests {
                 let runway = ((plan.goal - live) as f64 * runway_share) as usize;
                 let peak = plan.trigger + runway;
                 last_error = (peak as f64 - plan.goal as f64).abs() / plan.goal as f64;
-                let facts = CycleFacts { live_before: live, plan, started_at: plan.trigger, peak, live };
+                let facts = CycleFacts {
+                    live_before: live,
+                    plan,
+                    started_at: plan.trigger,
+                    peak,
+                    live,
+                    mark_core_ns: 0,
+                    assist_ns: 0,
+                };
                 plan = p.end_cycle(facts, 100, 0);
             }
             assert!(last_error < 0.01, "runway {runway_share}: peak {last_error:.3} off the goal");
@@ -191,6 +248,37 @@ mod tests {
                 0.01
             ));
         }
+    }
+
+    /// A cycle whose mutators assisted used less runway than it shows: the trigger moves earlier
+    /// than the same runway without assists would put it, by the utilisation the assists took
+    /// over the background share (without the term the two plans are equal: the negative).
+    #[test]
+    fn assists_move_the_trigger_earlier() {
+        let live = 20 * MIB;
+        let plan_after = |assist_ns: u64| {
+            let mut p = Pacer::new();
+            let mut plan = p.plan(live, 100, HEAP_MINIMUM);
+            for _ in 0..8 {
+                let peak = plan.trigger + (plan.goal - live) / 5;
+                let facts = CycleFacts {
+                    live_before: live,
+                    plan,
+                    started_at: plan.trigger,
+                    peak,
+                    live,
+                    mark_core_ns: 4_000_000,
+                    assist_ns,
+                };
+                plan = p.end_cycle(facts, 100, HEAP_MINIMUM);
+            }
+            plan
+        };
+        let (clean, assisted) = (plan_after(0), plan_after(400_000));
+        // 10 % of the mark's core time in assists: (0.25 + 0.1) / 0.25 = 1.4 times the runway.
+        let share = |plan: Plan| (plan.trigger - live) as f64 / (plan.goal - live) as f64;
+        assert!((share(clean) - 0.8).abs() < 0.01, "no assists: the runway as shown ({})", share(clean));
+        assert!((share(assisted) - 0.72).abs() < 0.01, "assisted: 1.4 x the runway ({})", share(assisted));
     }
 
     #[test]

@@ -935,7 +935,7 @@ mod tests {
     fn a_boot_with_a_stop_the_world_retry_is_refused() {
         assert!(stopped_in_time(SAMPLE).is_ok());
         let retried = format!(
-            "{SAMPLE}[ 2.1] WARN  c0 stw: cores 0b10 not at a safe point after 2000 ms (attempt 1); trying again\n"
+            "{SAMPLE}[ 2.1] WARN  c0 stw: cores 0b10 not at a safe point after 2000 ms (attempt 1; core 1 preemption depth 0); trying again\n"
         );
         assert_eq!(
             stopped_in_time(&retried).unwrap_err(),

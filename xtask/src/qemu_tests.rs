@@ -212,7 +212,9 @@ const CASES: &[Case] = &[
         append: "test=stw-retry gc.heap=16M",
         exit: SUCCESS,
         expect: &[
-            "not at a safe point after 2000 ms (attempt 1); trying again",
+            // The spinner keeps preemption off: the line names its core's depth.
+            "not at a safe point after 2000 ms (attempt 1; core ",
+            " preemption depth 1); trying again",
             "stw-retry: 1 stop-the-world retries counted",
             "stop-the-world retries 1",
         ],
