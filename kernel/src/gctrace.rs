@@ -32,7 +32,7 @@ pub struct CycleTrace {
     /// `i->j->k MB`: heap in use when the cycle started, when mark termination started, and
     /// marked live at the end.
     pub heap_bytes: [u64; 3],
-    /// `l MB goal`: the heap size this cycle was paced for (tricolor's trigger).
+    /// `l MB goal`: the heap size this cycle was paced for (its heap goal, as Go's).
     pub goal_bytes: u64,
     /// `m MB stacks`: stack bytes scanned as roots.
     pub stack_bytes: u64,

@@ -420,7 +420,7 @@ pub fn idle_mark(runnable: impl Fn() -> bool) -> bool {
             let _marking = crate::timeline::during(tricolor_timeline::State::IdleMark);
             c.mark_worker::<Kernel>()
         });
-        trace::add_worker_mark(cpu::uptime_ns() - t);
+        trace::add_idle_mark(cpu::uptime_ns() - t);
         if scanned == 0 {
             break;
         }

@@ -31,6 +31,8 @@ static TERM_START_HEAP: AtomicU64 = AtomicU64::new(0);
 static STACK_BYTES: AtomicU64 = AtomicU64::new(0);
 /// Mark-worker drain time this cycle, all cores.
 static WORKER_NS: AtomicU64 = AtomicU64::new(0);
+/// Idle cores' drain time this cycle (`gc::idle_mark`), all cores.
+static IDLE_NS: AtomicU64 = AtomicU64::new(0);
 /// GC CPU time of all cycles (the gctrace percentage's numerator).
 static TOTAL_GC_CPU_NS: AtomicU64 = AtomicU64::new(0);
 /// Cycles started on request (`gc`, tests) and by the pacer (heap growth, a full heap, torture).
@@ -78,6 +80,11 @@ pub fn add_worker_mark(ns: u64) {
     WORKER_NS.fetch_add(ns, Ordering::Relaxed);
 }
 
+/// An idle core drained grey objects for `ns` (Go's idle mark workers, gctrace's `g`).
+pub fn add_idle_mark(ns: u64) {
+    IDLE_NS.fetch_add(ns, Ordering::Relaxed);
+}
+
 /// What [`begin`] saw.
 pub struct Start {
     t0: u64,
@@ -96,11 +103,12 @@ pub fn begin() -> Start {
     TERM_STARTED.store(false, Ordering::Relaxed);
     STACK_BYTES.store(0, Ordering::Relaxed);
     WORKER_NS.store(0, Ordering::Relaxed);
+    IDLE_NS.store(0, Ordering::Relaxed);
     let t0 = cpu::uptime_ns();
     Start {
         t0,
         heap: c.heap.in_use() as u64,
-        goal: c.trigger() as u64,
+        goal: c.heap_goal() as u64,
         mark_setup_ns: c.stats.ns_mark_setup.get(),
         concurrent_ns: c.stats.ns_concurrent_mark.get(),
         termination_ns: c.stats.ns_mark_termination.get(),
@@ -131,7 +139,8 @@ pub fn end(start: Start, report: &CycleReport, forced: bool) {
     // The collecting task's own concurrent mark: an assist when a mutator's allocation started the
     // cycle (it pays for its allocation), background work when the cycle was asked for.
     let (assist, background) = if forced { (0, concurrent + workers) } else { (concurrent, workers) };
-    let cpu_ns = [sweep_term + setup_stw * procs, assist, background, 0, termination * procs];
+    let idle = IDLE_NS.load(Ordering::Relaxed);
+    let cpu_ns = [sweep_term + setup_stw * procs, assist, background, idle, termination * procs];
     let gc_cpu: u64 = cpu_ns.iter().sum();
     let total = TOTAL_GC_CPU_NS.fetch_add(gc_cpu, Ordering::Relaxed) + gc_cpu;
     let cpu_percent = (total as u128 * 100 / (now as u128 * procs as u128).max(1)) as u64;
