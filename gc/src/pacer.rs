@@ -217,6 +217,12 @@ mod tests {
         assert_eq!(p.plan(10 * MIB, 50, HEAP_MINIMUM).goal, 15 * MIB, "a goal above the floor");
     }
 
+    /// A cycle of a steady live heap that started at its trigger and peaked at `peak`, with
+    /// `assist_ns` of assists in a mark of 4 core-ms.
+    fn steady(live: usize, plan: Plan, peak: usize, assist_ns: u64) -> CycleFacts {
+        CycleFacts { live_before: live, plan, started_at: plan.trigger, peak, live, mark_core_ns: 4_000_000, assist_ns }
+    }
+
     /// A steady mutator that allocates the same runway every cycle: the feedback settles the
     /// peak within 1 % of the goal, from either side.
     #[test]
@@ -230,16 +236,7 @@ mod tests {
                 let runway = ((plan.goal - live) as f64 * runway_share) as usize;
                 let peak = plan.trigger + runway;
                 last_error = (peak as f64 - plan.goal as f64).abs() / plan.goal as f64;
-                let facts = CycleFacts {
-                    live_before: live,
-                    plan,
-                    started_at: plan.trigger,
-                    peak,
-                    live,
-                    mark_core_ns: 0,
-                    assist_ns: 0,
-                };
-                plan = p.end_cycle(facts, 100, 0);
+                plan = p.end_cycle(steady(live, plan, peak, 0), 100, 0);
             }
             assert!(last_error < 0.01, "runway {runway_share}: peak {last_error:.3} off the goal");
             assert!(peak_near_goal(
@@ -261,16 +258,7 @@ mod tests {
             let mut plan = p.plan(live, 100, HEAP_MINIMUM);
             for _ in 0..8 {
                 let peak = plan.trigger + (plan.goal - live) / 5;
-                let facts = CycleFacts {
-                    live_before: live,
-                    plan,
-                    started_at: plan.trigger,
-                    peak,
-                    live,
-                    mark_core_ns: 4_000_000,
-                    assist_ns,
-                };
-                plan = p.end_cycle(facts, 100, HEAP_MINIMUM);
+                plan = p.end_cycle(steady(live, plan, peak, assist_ns), 100, HEAP_MINIMUM);
             }
             plan
         };
