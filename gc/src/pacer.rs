@@ -191,15 +191,7 @@ mod tests {
         let plan = p.plan(10 * MIB, 100, 0);
         assert!(plan.trigger > 10 * MIB && plan.trigger < plan.goal, "{plan:?}");
         // A cycle whose mutators used the whole distance and more: the trigger moves to its floor.
-        let facts = CycleFacts {
-            live_before: 10 * MIB,
-            plan,
-            started_at: plan.trigger,
-            peak: 40 * MIB,
-            live: 10 * MIB,
-            mark_core_ns: 0,
-            assist_ns: 0,
-        };
+        let facts = steady(10 * MIB, plan, 40 * MIB, 0);
         for _ in 0..10 {
             p.end_cycle(facts, 100, 0);
         }

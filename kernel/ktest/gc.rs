@@ -8,7 +8,7 @@ use crate::gc::{self, Kernel};
 use crate::registry::Entry;
 use crate::workload::{self, graph, Repeat};
 use crate::{exit, kprintln, percore, stw, tasks};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use tricolor_arch::cpu;
 use tricolor_arch::irqmask::IrqGuard;
 use tricolor_gc::BarrierMode;
@@ -478,14 +478,14 @@ fn stw_retry(_: &Config<'_>) -> ! {
 }
 
 /// The other core's cycle (`gc_masked_wait`) has returned.
-static OTHER_CYCLE_DONE: AtomicUsize = AtomicUsize::new(0);
+static OTHER_CYCLE_DONE: AtomicBool = AtomicBool::new(false);
 /// Its mark's delay: long enough for the driver to mask IRQs and queue for the lock meanwhile.
 const OTHER_CYCLE_DELAY_US: u64 = 50_000;
 
 fn other_cycle(_: usize) {
     gc::collect_with_mark_delay(OTHER_CYCLE_DELAY_US);
     // Release: the driver's Acquire load sees the cycle complete.
-    OTHER_CYCLE_DONE.store(1, Ordering::Release);
+    OTHER_CYCLE_DONE.store(true, Ordering::Release);
 }
 
 /// A cycle runs on another core (spawned there, like a triggered cycle on an idle core); this
@@ -511,7 +511,7 @@ fn gc_masked_wait(_: &Config<'_>) -> ! {
     // IRQs masked from here: only the collector's wait can let the other cycle stop this core.
     let report = gc::collect();
     // Acquire pairs with the other task's Release store.
-    let other_done = OTHER_CYCLE_DONE.load(Ordering::Acquire) == 1;
+    let other_done = OTHER_CYCLE_DONE.load(Ordering::Acquire);
     let (retries, parks) = (stw::retries() - retries, stw::waiting_parks() - parks);
     kprintln!(
         "gc-masked-wait: the other core's cycle {}, this core's cycle {} done; parked from the masked wait {parks} times, {retries} stop retries, {} verifier misses",
