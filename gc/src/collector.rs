@@ -566,6 +566,23 @@ impl Collector {
         mark::drain_some(self, core, work, usize::MAX, mark::DRAIN_BUDGET_SLOTS)
     }
 
+    /// The collecting task's bounded drain during the concurrent mark ([`Collector::mark_worker`])
+    /// on the system stack (it is a mutator too, and the addresses a drain handles, of garbage as
+    /// well, must not stay in its dead stack for a later frame to cover: see `sweep`). Recorded
+    /// as the cycle's [`State::Mark`], or as [`State::IdleMark`] while the platform says the
+    /// marking displaces nothing ([`Platform::marking_displaces_nothing`]): asked per drain with
+    /// preemption off, so a task made ready on this core turns the next drain back into `Mark`.
+    fn collector_drain<P: Platform>(&self) -> usize {
+        P::systemstack(|| {
+            let _np = P::disable_preemption();
+            let _idle = P::marking_displaces_nothing().then(|| InState::<P>::enter(State::IdleMark));
+            let core = P::current_core();
+            // SAFETY: this core with preemption disabled.
+            let work = unsafe { core.work_mut() };
+            mark::drain_some(self, core, work, usize::MAX, mark::DRAIN_BUDGET_SLOTS)
+        })
+    }
+
     /// One core's share of a mark with the world stopped (`off` mode; see
     /// [`Platform::help_while_stopped`]): drain this core's buffer and the global list, and
     /// return once no grey object is left anywhere and no marker holds any. A marker that finds
@@ -736,13 +753,11 @@ impl Collector {
         let mut terminated = done_in_setup;
         while !terminated {
             // 3. Concurrent mark: drain, and scan the stacks noted at mark start, until both
-            // are done. The collecting task drains on the system stack: it is a mutator too, and
-            // the addresses a drain handles (of garbage as well) must not stay in its dead stack
-            // for a later frame to cover (see `sweep`).
+            // are done (`collector_drain`: on the system stack).
             let t_mark = P::now_ns();
             let mut idle_since = None;
             loop {
-                if P::systemstack(|| self.mark_worker::<P>()) > 0 {
+                if self.collector_drain::<P>() > 0 {
                     idle_since = None;
                     continue;
                 }
@@ -766,7 +781,7 @@ impl Collector {
             if mode.marks_concurrently() {
                 P::flush_handshake(self);
                 loop {
-                    if P::systemstack(|| self.mark_worker::<P>()) > 0 {
+                    if self.collector_drain::<P>() > 0 {
                         continue;
                     }
                     if self.quiescent::<P>() {

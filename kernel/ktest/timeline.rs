@@ -6,7 +6,7 @@ use crate::registry::Entry;
 use crate::{exit, gc, kprintln, percore, smp, tasks, timeline};
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tricolor_abi::MAX_CORES;
 use tricolor_arch::cpu;
 use tricolor_arch::irqmask::IrqGuard;
@@ -19,6 +19,11 @@ const TESTS: &[Entry] = &[
         "timeline_records_a_cycle",
         "a collection records mark, pause and sweep on its core, a pause on every other, and returns to the state before",
         timeline_records_a_cycle,
+    ),
+    unit(
+        "timeline_idle_core_cycle_is_idle_marking",
+        "a triggered cycle's task alone on its core records its drains as idle-mark; the same cycle on a task of another name records none",
+        timeline_idle_core_cycle_is_idle_marking,
     ),
     unit(
         "timeline_totals_cover_every_tick",
@@ -65,6 +70,57 @@ fn timeline_records_a_cycle(_: &Config<'_>) -> Result<(), String> {
         let theirs = states_since(core, before[core]);
         ensure!(theirs.contains(&State::Pause), "core {core} recorded no pause during a cycle: {theirs:?}");
     }
+    Ok(())
+}
+
+/// Set by [`cycle_task`] once its cycle is done.
+static CYCLE_TASK_DONE: AtomicBool = AtomicBool::new(false);
+
+fn cycle_task(_: usize) {
+    gc::collect();
+    // Release: pairs with the driver's Acquire load; the cycle's events are recorded before.
+    CYCLE_TASK_DONE.store(true, Ordering::Release);
+}
+
+/// Runs one cycle on a task named `name` pinned to `core` (nothing else of the test's there), and
+/// returns the states `core` entered meanwhile.
+fn cycle_on_task(name: &'static str, core: usize) -> Result<Vec<State>, String> {
+    CYCLE_TASK_DONE.store(false, Ordering::Relaxed);
+    let before = timeline::recorded(core);
+    let _irqs = IrqGuard::unmask();
+    let spawn = tasks::Spawn { name, stack_bytes: 64 * 1024, pinned: Some(core), growable_from: None };
+    tasks::spawn(spawn, cycle_task, 0).map_err(String::from)?;
+    tasks::wake_others();
+    ensure!(
+        tasks::yield_until(10_000, || CYCLE_TASK_DONE.load(Ordering::Acquire)),
+        "the cycle on task {name} (core {core}) did not finish"
+    );
+    Ok(states_since(core, before))
+}
+
+fn timeline_idle_core_cycle_is_idle_marking(_: &Config<'_>) -> Result<(), String> {
+    ensure!(gc::is_ready(), "needs the collector");
+    let cores = percore::online_count();
+    if cores < 2 {
+        // The case runs at 1 and 4 cores; a cycle on a core of its own needs a second one.
+        kprintln!("timeline_idle_core_cycle_is_idle_marking: skipped on 1 core");
+        return Ok(());
+    }
+    let core = cores - 1;
+    let alone = cycle_on_task(gc::COLLECTOR_TASK, core)?;
+    ensure!(alone.contains(&State::Mark), "core {core} ran a cycle without entering mark: {alone:?}");
+    ensure!(
+        alone.contains(&State::IdleMark),
+        "the triggered cycle's task, alone on core {core}, recorded no idle-mark drain: {alone:?}"
+    );
+    // The negative: the cycle the same, its task a mutator's (any other name): its drains take
+    // the core from the program, so they stay mark.
+    let mutator = cycle_on_task("not-gc-cycle", core)?;
+    ensure!(mutator.contains(&State::Mark), "core {core} ran a cycle without entering mark: {mutator:?}");
+    ensure!(
+        !mutator.contains(&State::IdleMark),
+        "a cycle on an ordinary task recorded idle-mark on core {core}: {mutator:?}"
+    );
     Ok(())
 }
 

@@ -378,6 +378,28 @@ pub fn idle_loop(mut poll: impl FnMut(), pending: impl Fn() -> bool) -> ! {
     }
 }
 
+/// Whether the calling task is named `name` and no task that could run on its core instead is
+/// ready: this core's queue holds only its idle task, and no other core's queue a task this core
+/// could steal. What the caller does now then takes no time from any other task (the triggered
+/// cycle's task on a core of its own, whose marking is idle-core marking: `gc`). Call with
+/// preemption disabled, so that the answer is about the core the caller goes on running on; a
+/// task made ready later shows at the next call.
+pub fn alone_here_as(name: &str) -> bool {
+    let current = this_p().current_ptr();
+    if current.is_null() {
+        return false;
+    }
+    // SAFETY: the current task is the caller, alive while it runs.
+    if unsafe { &*current }.name().as_str() != name {
+        return false;
+    }
+    let me = percore::id();
+    // The run queues' locks are also taken by this core's tick handler (a preempting `schedule`).
+    let _irqs = IrqGuard::mask();
+    (0..percore::online_count())
+        .all(|core| queues().queue(core).all(|t| in_idle_loop(t) || (core != me && !t.stealable())))
+}
+
 /// Per core: its idle task is what runs (it found nothing else ready), as far as it knows.
 static IDLING: [AtomicBool; tricolor_abi::MAX_CORES] = [const { AtomicBool::new(false) }; tricolor_abi::MAX_CORES];
 

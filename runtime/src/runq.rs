@@ -114,6 +114,12 @@ impl RunQueue {
         None
     }
 
+    /// Whether every queued task satisfies `f` (true for an empty queue). Takes the queue's spin
+    /// lock: call with preemption disabled.
+    pub fn all(&self, f: impl Fn(&Task) -> bool) -> bool {
+        self.tasks.lock().iter().all(f)
+    }
+
     /// Ids of the queued tasks, front first (for tests and dashboards).
     pub fn snapshot(&self) -> Vec<crate::task::TaskId> {
         self.tasks.lock().iter().map(|t| t.id()).collect()

@@ -50,11 +50,14 @@ pub enum State {
     Sweep = 8,
     /// An idle core marking between its run-queue checks (Go's idle mark workers, "GC (idle)" in
     /// its traces: the kernel's `gc::idle_mark`), in bounded stretches that stop once a task is
-    /// ready to run. Like [`Idle`], not counted for utilisation either way: the core had nothing
+    /// ready to run. Also a triggered cycle's own task draining on a core where no other task is
+    /// ready (the kernel hands such a cycle to an idle core: its drains are this state while
+    /// nothing else could run there, and [`Mark`] once something could). Like [`Idle`], not counted for utilisation either way: the core had nothing
     /// of the program's to run, so the marking took no time from it (Go's trace tool leaves idle
     /// workers out of its MMU the same way).
     ///
     /// [`Idle`]: State::Idle
+    /// [`Mark`]: State::Mark
     IdleMark = 9,
 }
 

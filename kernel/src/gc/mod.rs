@@ -148,6 +148,12 @@ impl Platform for Kernel {
         cpu::relax();
     }
 
+    /// A triggered cycle's own task (`start_background_cycle` put it on an idle core) with
+    /// nothing else ready on its core: its marking is an idle core's (see `idle_mark`).
+    fn marking_displaces_nothing() -> bool {
+        tasks::alone_here_as(COLLECTOR_TASK)
+    }
+
     fn flush_handshake(c: &Collector) {
         safepoint::flush_handshake(c);
     }
