@@ -105,7 +105,8 @@ pub fn mmu_curve(t: &Timeline, sweep: Sweep, span: Span) -> Curve {
     mmu::standard_windows_ns().into_iter().map(|w| (w, u.mmu(ticks(t, w)))).collect()
 }
 
-/// MMU for one window of `ns`.
+/// MMU for one window of `ns` (the tests' shorthand).
+#[cfg(test)]
 pub fn mmu_at(t: &Timeline, ns: u64) -> Option<f64> {
     utilisation(t).mmu(ticks(t, ns))
 }
