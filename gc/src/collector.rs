@@ -256,6 +256,13 @@ impl Collector {
         }
     }
 
+    /// Whether a marker found the grey list empty and no draining marker has handed it any
+    /// since (see `GlobalWork`): an idle marker waits for this to clear before it looks at the
+    /// list again, without taking the list's lock, which the draining markers need. A hint.
+    pub fn grey_list_starved(&self) -> bool {
+        self.work.starved()
+    }
+
     /// The current phase.
     pub fn phase(&self) -> Phase {
         match self.phase.load(Ordering::Relaxed) {

@@ -398,7 +398,7 @@ impl Options {
     }
 }
 
-/// What every `-icount` timeline run adds to its command line: each core's timer every 50 µs
+/// What every `-icount` timeline run adds to its command line: each core's timer every 25 µs
 /// (preemption still every 2 ms). Under `-icount` QEMU 7.2 runs the vCPUs one at a time on one
 /// thread and moves to the next only at a timer deadline or a `yield`/`wfi`; with the 2 ms tick
 /// alone a core ran up to 2-4 ms while the other three stood still in whatever state they were
@@ -410,7 +410,8 @@ pub const ICOUNT_SLICE: &str = "tick.slice=25";
 /// The console of one run with `timeline=dump`.
 fn capture(elf: &Path, o: &Options) -> Result<String> {
     let mut append = format!("gc.mode={} timeline=dump", o.mode);
-    if o.icount {
+    if o.icount && !o.append.split_whitespace().any(|w| w.starts_with("tick.slice=")) {
+        // Unless the caller picks the interleaving (`--append tick.slice=N`: bench's others).
         append = format!("{append} {ICOUNT_SLICE}");
     }
     if let Some(suite) = &o.suite {
