@@ -577,12 +577,12 @@ impl Collector {
     /// on the system stack (it is a mutator too, and the addresses a drain handles, of garbage as
     /// well, must not stay in its dead stack for a later frame to cover: see `sweep`). Recorded
     /// as the cycle's [`State::Mark`], or as [`State::IdleMark`] while the platform says the
-    /// marking displaces nothing ([`Platform::marking_displaces_nothing`]): asked per drain with
+    /// marking displaces nothing ([`Platform::cycle_displaces_nothing`]): asked per drain with
     /// preemption off, so a task made ready on this core turns the next drain back into `Mark`.
     fn collector_drain<P: Platform>(&self) -> usize {
         P::systemstack(|| {
             let _np = P::disable_preemption();
-            let _idle = P::marking_displaces_nothing().then(|| InState::<P>::enter(State::IdleMark));
+            let _idle = P::cycle_displaces_nothing().then(|| InState::<P>::enter(State::IdleMark));
             let core = P::current_core();
             // SAFETY: this core with preemption disabled.
             let work = unsafe { core.work_mut() };
@@ -931,6 +931,8 @@ impl Collector {
         let mut total = SweepResult::default();
         loop {
             let _np = P::disable_preemption();
+            // Idle sweeping where the collecting task displaces nothing (see `collector_drain`).
+            let _idle = P::cycle_displaces_nothing().then(|| InState::<P>::enter(State::IdleSweep));
             if !P::systemstack(|| self.heap.sweep_chunk(&mut total)) {
                 break;
             }
@@ -965,6 +967,21 @@ impl Collector {
             stats.sweep_debt.set(0);
         }
         self.sweep_a_chunk::<P>()
+    }
+
+    /// An idle core's help with a running sweep (the platform's idle loop, nothing else being
+    /// ready there): one chunk of the walk, recorded as [`State::IdleSweep`]. False if there was
+    /// nothing to sweep (no sweep running, or its walk handed out already).
+    pub fn idle_sweep_chunk<P: Platform>(&self) -> bool {
+        if self.phase() != Phase::Sweep {
+            return false;
+        }
+        let mut total = SweepResult::default();
+        let _np = P::disable_preemption();
+        let _sweeping = InState::<P>::enter(State::IdleSweep);
+        // On the system stack, as the collector's own sweep (see `sweep`); what it frees is
+        // counted by the heap, as an allocator's help is.
+        P::systemstack(|| self.heap.sweep_chunk(&mut total))
     }
 
     /// Sweep one chunk of a running sweep's walk on this core (an allocator's help, or one that

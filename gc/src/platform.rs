@@ -113,13 +113,14 @@ pub trait Platform: Sized + Sync + 'static {
     /// [`Collector::scan_stack`], and have the others scanned at their tasks' next safe points.
     /// True once every noted task is scanned or gone.
     fn scan_stacks(c: &Collector) -> bool;
-    /// Whether the collecting task's marking takes no time from the program right now: the
-    /// platform runs the cycle on a task of its own on a core that has nothing else ready (the
-    /// kernel hands a triggered cycle to an idle core's task). The collector's drains are then
-    /// recorded as [`State::IdleMark`] instead of [`State::Mark`], like an idle core's marking
-    /// (Go's idle mark workers). Asked with preemption disabled, before each bounded drain. The
-    /// default (a cycle runs on the task that asked for it, a mutator): never.
-    fn marking_displaces_nothing() -> bool {
+    /// Whether the collecting task's work takes no time from the program right now: the platform
+    /// runs the cycle on a task of its own on a core that has nothing else ready (the kernel
+    /// hands a triggered cycle to an idle core's task). The collector's drains are then recorded
+    /// as [`State::IdleMark`] instead of [`State::Mark`], and its sweep chunks as
+    /// [`State::IdleSweep`] instead of [`State::Sweep`], like an idle core's (Go's idle mark
+    /// workers and background sweeper). Asked with preemption disabled, before each bounded
+    /// drain or chunk. The default (a cycle runs on the task that asked for it, a mutator): never.
+    fn cycle_displaces_nothing() -> bool {
         false
     }
     /// The body of a short wait for other cores (the collector waiting for them to answer a

@@ -22,7 +22,7 @@ const TESTS: &[Entry] = &[
     ),
     unit(
         "timeline_idle_core_cycle_is_idle_marking",
-        "a triggered cycle's task alone on its core records its drains as idle-mark; the same cycle on a task of another name records none",
+        "a triggered cycle's task alone on its core records its drains as idle-mark and its sweep chunks as idle-sweep; the same cycle on a task of another name records neither",
         timeline_idle_core_cycle_is_idle_marking,
     ),
     unit(
@@ -113,13 +113,17 @@ fn timeline_idle_core_cycle_is_idle_marking(_: &Config<'_>) -> Result<(), String
         alone.contains(&State::IdleMark),
         "the triggered cycle's task, alone on core {core}, recorded no idle-mark drain: {alone:?}"
     );
+    ensure!(
+        alone.contains(&State::IdleSweep),
+        "the triggered cycle's task, alone on core {core}, recorded no idle-sweep chunk: {alone:?}"
+    );
     // The negative: the cycle the same, its task a mutator's (any other name): its drains take
     // the core from the program, so they stay mark.
     let mutator = cycle_on_task("not-gc-cycle", core)?;
     ensure!(mutator.contains(&State::Mark), "core {core} ran a cycle without entering mark: {mutator:?}");
     ensure!(
-        !mutator.contains(&State::IdleMark),
-        "a cycle on an ordinary task recorded idle-mark on core {core}: {mutator:?}"
+        !mutator.contains(&State::IdleMark) && !mutator.contains(&State::IdleSweep),
+        "a cycle on an ordinary task recorded idle-mark or idle-sweep on core {core}: {mutator:?}"
     );
     Ok(())
 }

@@ -367,7 +367,9 @@ pub fn idle_loop(mut poll: impl FnMut(), pending: impl Fn() -> bool) -> ! {
         // pending and ends the `wfi` at once instead of being taken (and lost) before it. The
         // unmask after the `wfi` takes it.
         // Nothing to run: help a running mark first (Go's idle mark workers).
-        if crate::gc::idle_mark(|| !queues().queue(core).is_empty()) {
+        // Then a running sweep.
+        let runnable = || !queues().queue(core).is_empty();
+        if crate::gc::idle_mark(runnable) || crate::gc::idle_sweep(runnable) {
             continue;
         }
         irqmask::mask_irqs();

@@ -15,7 +15,7 @@
 //! - `gc`'s mark-worker tasks (`MarkWorker`, the whole task) and `gc::idle_mark`, an idle core's
 //!   marking (`IdleMark` inside `Idle`); a triggered cycle's own task, alone on its core
 //!   (`tasks::alone_here_as`), records each of its drains as `IdleMark` inside its `Mark`
-//!   (`Collector::collector_drain`, `Platform::marking_displaces_nothing`);
+//!   (`Collector::collector_drain`, `Platform::cycle_displaces_nothing`);
 //! - `tasks`: the idle task (`Idle`, whether it polls or halts in `wfi`), every task switch (the
 //!   outgoing task's state stays in its frame, the incoming task's comes back: a state belongs to
 //!   the task that entered it), a new task's start (`Mutator`).

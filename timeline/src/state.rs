@@ -52,17 +52,26 @@ pub enum State {
     /// its traces: the kernel's `gc::idle_mark`), in bounded stretches that stop once a task is
     /// ready to run. Also a triggered cycle's own task draining on a core where no other task is
     /// ready (the kernel hands such a cycle to an idle core: its drains are this state while
-    /// nothing else could run there, and [`Mark`] once something could). Like [`Idle`], not counted for utilisation either way: the core had nothing
-    /// of the program's to run, so the marking took no time from it (Go's trace tool leaves idle
-    /// workers out of its MMU the same way).
+    /// nothing else could run there, and [`Mark`] once something could). Like [`Idle`], not
+    /// counted for utilisation either way: the core had nothing of the program's to run, so the
+    /// marking took no time from it (Go's trace tool leaves idle workers out of its MMU the same
+    /// way).
     ///
     /// [`Idle`]: State::Idle
     /// [`Mark`]: State::Mark
     IdleMark = 9,
+    /// [`Sweep`] where [`IdleMark`] would be marking: an idle core sweeping a chunk of a running
+    /// sweep between its run-queue checks (the kernel's `gc::idle_sweep`; Go's background
+    /// sweeper gets the cores the program leaves idle), and a triggered cycle's own task sweeping
+    /// on a core where no other task is ready. Not counted either way, for the same reason.
+    ///
+    /// [`Sweep`]: State::Sweep
+    /// [`IdleMark`]: State::IdleMark
+    IdleSweep = 10,
 }
 
 /// Number of states.
-pub const COUNT: usize = 10;
+pub const COUNT: usize = 11;
 
 /// What a state counts as for mutator utilisation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +98,7 @@ impl State {
         State::Flush,
         State::Sweep,
         State::IdleMark,
+        State::IdleSweep,
     ];
 
     /// The lower-case name used in dumps, CSV columns and trace events.
@@ -104,16 +114,17 @@ impl State {
             State::Flush => "flush",
             State::Sweep => "sweep",
             State::IdleMark => "idle-mark",
+            State::IdleSweep => "idle-sweep",
         }
     }
 
     /// What the state counts as for utilisation: only [`State::Mutator`] is mutator time, only
-    /// [`State::Idle`] and [`State::IdleMark`] are left out (no program code was waiting to run);
-    /// everything else is the collector's.
+    /// [`State::Idle`], [`State::IdleMark`] and [`State::IdleSweep`] are left out (no program code
+    /// was waiting to run); everything else is the collector's.
     pub const fn category(self) -> Category {
         match self {
             State::Mutator => Category::Mutator,
-            State::Idle | State::IdleMark => Category::Halted,
+            State::Idle | State::IdleMark | State::IdleSweep => Category::Halted,
             _ => Category::Gc,
         }
     }
@@ -170,6 +181,6 @@ mod tests {
         let mutator: Vec<_> = State::ALL.into_iter().filter(|s| s.category() == Category::Mutator).collect();
         let halted: Vec<_> = State::ALL.into_iter().filter(|s| s.category() == Category::Halted).collect();
         assert_eq!(mutator, [State::Mutator]);
-        assert_eq!(halted, [State::Idle, State::IdleMark]);
+        assert_eq!(halted, [State::Idle, State::IdleMark, State::IdleSweep]);
     }
 }

@@ -82,7 +82,7 @@ commands:
              pauses by headroom, minimum mutator utilisation curves at 4 cores per barrier mode
              (results/mmu.csv, results/mmu.svg)
   trace      boot a workload with timeline=dump and write every core's GC states (mutator, idle,
-             pause, mark, mark-worker, assist, stack-scan, flush, sweep, idle-mark) as Chrome trace-event
+             pause, mark, mark-worker, assist, stack-scan, flush, sweep, idle-mark, idle-sweep) as Chrome trace-event
              JSON (results/trace.json: open it in https://ui.perfetto.dev) and as an SVG
              (results/trace.svg); prints utilisation and MMU at 1 and 10 ms
                --seconds N    wall-clock seconds the demo's mixed workload runs before quit

@@ -230,6 +230,7 @@ const COLOURS: [&str; tricolor_timeline::state::COUNT] = [
     "#f06292", // flush
     "#8d6e63", // sweep
     "#b39ddb", // idle-mark
+    "#d7ccc8", // idle-sweep
 ];
 
 /// Width of the plot area of the SVG in pixels: one column per pixel.

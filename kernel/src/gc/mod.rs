@@ -150,7 +150,7 @@ impl Platform for Kernel {
 
     /// A triggered cycle's own task (`start_background_cycle` put it on an idle core) with
     /// nothing else ready on its core: its marking is an idle core's (see `idle_mark`).
-    fn marking_displaces_nothing() -> bool {
+    fn cycle_displaces_nothing() -> bool {
         tasks::alone_here_as(COLLECTOR_TASK)
     }
 
@@ -447,6 +447,19 @@ pub fn idle_mark(runnable: impl Fn() -> bool) -> bool {
         }
     }
     c.phase() == Phase::Mark
+}
+
+/// Called by a core's idle loop with nothing to run and no mark running: while a cycle sweeps,
+/// sweep chunks of its walk (Go's background sweeper on the cores the program leaves idle) until
+/// the walk is handed out or a task becomes runnable, so that the collecting task, often a
+/// mutator's, is done sooner. Returns whether it swept anything.
+pub fn idle_sweep(runnable: impl Fn() -> bool) -> bool {
+    let Some(c) = COLLECTOR.get() else { return false };
+    let mut swept = false;
+    while c.phase() == Phase::Sweep && !runnable() && c.idle_sweep_chunk::<Kernel>() {
+        swept = true;
+    }
+    swept
 }
 
 /// A dedicated mark worker for one cycle: drains grey objects while the mark phase lasts.
