@@ -973,26 +973,24 @@ impl Collector {
     /// ready there): one chunk of the walk, recorded as [`State::IdleSweep`]. False if there was
     /// nothing to sweep (no sweep running, or its walk handed out already).
     pub fn idle_sweep_chunk<P: Platform>(&self) -> bool {
-        if self.phase() != Phase::Sweep {
-            return false;
-        }
-        let mut total = SweepResult::default();
-        let _np = P::disable_preemption();
-        let _sweeping = InState::<P>::enter(State::IdleSweep);
-        // On the system stack, as the collector's own sweep (see `sweep`); what it frees is
-        // counted by the heap, as an allocator's help is.
-        P::systemstack(|| self.heap.sweep_chunk(&mut total))
+        self.sweep_a_chunk_as::<P>(State::IdleSweep)
     }
 
     /// Sweep one chunk of a running sweep's walk on this core (an allocator's help, or one that
     /// found the heap full). False if there was nothing to sweep.
     fn sweep_a_chunk<P: Platform>(&self) -> bool {
+        self.sweep_a_chunk_as::<P>(State::Sweep)
+    }
+
+    /// One chunk of a running sweep's walk, recorded as `state`; what it frees is counted by the
+    /// heap (the cycle's own totals are its walk's).
+    fn sweep_a_chunk_as<P: Platform>(&self, state: State) -> bool {
         if self.phase() != Phase::Sweep {
             return false;
         }
         let mut total = SweepResult::default();
         let _np = P::disable_preemption();
-        let _sweeping = InState::<P>::enter(State::Sweep);
+        let _sweeping = InState::<P>::enter(state);
         // On the system stack, as the collector's own sweep (see `sweep`).
         P::systemstack(|| self.heap.sweep_chunk(&mut total))
     }
