@@ -581,12 +581,11 @@ impl Collector {
     /// preemption off, so a task made ready on this core turns the next drain back into `Mark`.
     fn collector_drain<P: Platform>(&self) -> usize {
         P::systemstack(|| {
+            // The state's guard inside a preemption guard, so that it is entered and left on this
+            // core (`mark_worker` nests its own).
             let _np = P::disable_preemption();
             let _idle = P::cycle_displaces_nothing().then(|| InState::<P>::enter(State::IdleMark));
-            let core = P::current_core();
-            // SAFETY: this core with preemption disabled.
-            let work = unsafe { core.work_mut() };
-            mark::drain_some(self, core, work, usize::MAX, mark::DRAIN_BUDGET_SLOTS)
+            self.mark_worker::<P>()
         })
     }
 

@@ -139,10 +139,7 @@ fn on_tick(_: u32, frame: &mut tricolor_arch::exception::TrapFrame) {
         // `pending` took the deferred stop with it, and the core never parked (the unit test
         // `stop_the_world_waits_for_preempt_disabled_window`: "cores 0b1000 never stopped",
         // about one run in twenty, on bedd6bb as well).
-        crate::gc::safepoint::run_here();
-        if crate::stw::requested() {
-            crate::stw::park_here(frame.elr as usize, crate::stw::ParkSite::Interrupted);
-        }
+        answer_deferred_requests(frame.elr as usize, crate::stw::ParkSite::Interrupted);
         // Runs on the interrupted task's stack (IRQs are taken on SP_EL0), so switching here
         // leaves the interrupted state in that task's frame until it is resumed.
         switch(SwitchReason::Preempt);
@@ -155,13 +152,20 @@ fn deferred_preemption() {
     // Where the guard dropped: this hook's return address (reports name the code that kept a
     // stop waiting). First, before any call clobbers x30.
     let site = cpu::return_address();
-    // The collector's requests that arrived inside the window (a stack scan, a wbBuf flush).
+    answer_deferred_requests(site, crate::stw::ParkSite::Deferred);
+    switch(SwitchReason::Preempt);
+}
+
+/// At a safe point that a deferred tick leads to (the outermost preemption guard's drop, or a
+/// tick that found preemption enabled again): the collector's requests that arrived inside the
+/// window (a stack scan, a wbBuf flush), then a requested stop, parking at `pc` as `site`.
+fn answer_deferred_requests(pc: usize, site: crate::stw::ParkSite) {
     crate::gc::safepoint::run_here();
     if crate::stw::requested() {
+        // Masked already in the tick handler; the guard restores that.
         let _irqs = IrqGuard::mask();
-        crate::stw::park_here(site, crate::stw::ParkSite::Deferred);
+        crate::stw::park_here(pc, site);
     }
-    switch(SwitchReason::Preempt);
 }
 
 /// [`schedule`], with the core's recorded state following the task: the state this task is in

@@ -12,10 +12,11 @@
 //!   the release (`Pause`; under -icount a parked vCPU resumes up to a tick later, see
 //!   `stw::park_here`);
 //! - `gc::scan`: each stack-scan chunk and self-scan (`StackScan`);
-//! - `gc`'s mark-worker tasks (`MarkWorker`, the whole task) and `gc::idle_mark`, an idle core's
-//!   marking (`IdleMark` inside `Idle`); a triggered cycle's own task, alone on its core
-//!   (`tasks::alone_here_as`), records each of its drains as `IdleMark` inside its `Mark`
-//!   (`Collector::collector_drain`, `Platform::cycle_displaces_nothing`);
+//! - `gc`'s mark-worker tasks (`MarkWorker`, the whole task), `gc::idle_mark` and
+//!   `gc::idle_sweep`, an idle core's marking and sweeping (`IdleMark`, `IdleSweep` inside
+//!   `Idle`); a triggered cycle's own task, alone on its core (`tasks::alone_here_as`), records
+//!   each of its drains as `IdleMark` inside its `Mark` and each sweep chunk as `IdleSweep`
+//!   (`Collector::collector_drain` and `sweep`, `Platform::cycle_displaces_nothing`);
 //! - `tasks`: the idle task (`Idle`, whether it polls or halts in `wfi`), every task switch (the
 //!   outgoing task's state stays in its frame, the incoming task's comes back: a state belongs to
 //!   the task that entered it), a new task's start (`Mutator`).

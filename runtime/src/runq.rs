@@ -115,7 +115,7 @@ impl RunQueue {
     }
 
     /// Whether every queued task satisfies `f` (true for an empty queue). Takes the queue's spin
-    /// lock: call with preemption disabled.
+    /// lock, as `snapshot` does (the kernel masks IRQs around it: its tick handler takes it too).
     pub fn all(&self, f: impl Fn(&Task) -> bool) -> bool {
         self.tasks.lock().iter().all(f)
     }

@@ -236,15 +236,16 @@ fn mmu_curves(results: &Path, elf: &Path) -> Result {
             ];
             csv += &mmu_rows(mode, &slice.to_string(), &curves);
             let (from, to) = t.known_span();
+            let overall = crate::trace::utilisation(&t).overall();
             println!(
                 "bench: MMU {mode} tick.slice={slice}: 1 ms {}, 10 ms {} (utilisation {:.1} % over {:.1} ms; every core has its mutator for the first {:.1} ms)",
                 point(&curves[0], 1),
                 point(&curves[0], 10),
-                crate::trace::utilisation(&t).overall() * 100.0,
+                overall * 100.0,
                 t.ns(to - from) / 1e6,
                 t.ns(until.saturating_sub(from)) / 1e6
             );
-            utilisation.push(crate::trace::utilisation(&t).overall());
+            utilisation.push(overall);
             runs.push(curves);
         }
         let over = |pick: fn(&[f64]) -> f64| -> [crate::trace::Curve; 4] {
@@ -314,25 +315,17 @@ fn across(curves: &[&crate::trace::Curve], pick: fn(&[f64]) -> f64) -> crate::tr
         .collect()
 }
 
-/// The median of sorted values (the mean of the middle two for an even count).
+/// Over the interleavings: the median, lowest and highest of sorted values ([`quantile`]).
 fn median_of(sorted: &[f64]) -> f64 {
-    let n = sorted.len();
-    if n == 0 {
-        return 0.0;
-    }
-    if n % 2 == 1 {
-        sorted[n / 2]
-    } else {
-        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-    }
+    quantile(sorted, 0.5)
 }
 
 fn min_of(sorted: &[f64]) -> f64 {
-    sorted.first().copied().unwrap_or(0.0)
+    quantile(sorted, 0.0)
 }
 
 fn max_of(sorted: &[f64]) -> f64 {
-    sorted.last().copied().unwrap_or(0.0)
+    quantile(sorted, 1.0)
 }
 
 /// MMU against window length (log scale, ms): a line per mode (and a thin one per mode with
@@ -1133,7 +1126,7 @@ mod tests {
         );
         assert_eq!(across(&runs, min_of), vec![(1, Some(0.3)), (2, Some(0.7)), (3, None)]);
         assert_eq!(across(&runs, max_of), vec![(1, Some(0.5)), (2, Some(0.9)), (3, None)]);
-        assert_eq!(median_of(&[1.0, 2.0, 4.0, 8.0]), 3.0, "even count: the middle two's mean");
+        assert_eq!(median_of(&[1.0, 2.0, 4.0, 8.0, 16.0]), 4.0, "five interleavings: the third");
         assert_eq!(median_of(&[]), 0.0);
     }
 

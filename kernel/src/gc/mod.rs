@@ -456,7 +456,8 @@ pub fn idle_mark(runnable: impl Fn() -> bool) -> bool {
 pub fn idle_sweep(runnable: impl Fn() -> bool) -> bool {
     let Some(c) = COLLECTOR.get() else { return false };
     let mut swept = false;
-    while c.phase() == Phase::Sweep && !runnable() && c.idle_sweep_chunk::<Kernel>() {
+    // `idle_sweep_chunk` is false once no sweep runs or its walk is handed out.
+    while !runnable() && c.idle_sweep_chunk::<Kernel>() {
         swept = true;
     }
     swept
