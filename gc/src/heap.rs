@@ -114,6 +114,8 @@ pub(crate) struct ObjRef {
 pub(crate) struct HeapView<'h> {
     base_addr: usize,
     size: usize,
+    /// `Heap::base`: where the heap's first byte is mapped for the collector (`Heap::ptr`).
+    mem: *mut u8,
     /// `Heap::page_span`, `size / HEAP_PAGE_SIZE` entries.
     page_span: *const AtomicU32,
     /// `Heap::spans`, one more (the free sentinel).
@@ -122,6 +124,25 @@ pub(crate) struct HeapView<'h> {
 }
 
 impl<'h> HeapView<'h> {
+    /// The type of the object whose header is at `base`: a grey object's (shaded, so allocated
+    /// with a header, and not freed before the sweep). The marker's scan reads nothing else of its
+    /// metadata, through the view's mapping ([`HeapView::ptr`]).
+    #[inline(always)]
+    pub(crate) fn type_at(&self, base: usize) -> &'static GcType {
+        // SAFETY: an allocated object's header, initialised before its address reached the
+        // marker, read atomically because neighbours may be allocated meanwhile.
+        let word = unsafe { &*(self.ptr(base) as *const AtomicUsize) }.load(Ordering::Relaxed);
+        // SAFETY: headers hold `&'static GcType` addresses written by `alloc_object`.
+        unsafe { &*core::ptr::with_exposed_provenance::<GcType>(word) }
+    }
+
+    /// [`Heap::ptr`] from the view's copy of the mapping: where heap address `addr` is.
+    #[inline(always)]
+    pub(crate) fn ptr(&self, addr: usize) -> *mut u8 {
+        debug_assert!(addr.wrapping_sub(self.base_addr) < self.size);
+        self.mem.wrapping_add(addr - self.base_addr)
+    }
+
     /// The span whose metadata is at `start_page`, unchecked.
     ///
     /// # Safety
@@ -464,6 +485,7 @@ impl Heap {
         HeapView {
             base_addr: self.base_addr,
             size: self.npages * HEAP_PAGE_SIZE,
+            mem: self.base,
             page_span: self.page_span.as_ptr(),
             spans: self.spans.as_ptr(),
             _heap: core::marker::PhantomData,
@@ -495,19 +517,6 @@ impl Heap {
         // could reach the caller (allocation's Release fence / STW handshake). The header word is
         // read atomically because allocation of neighbouring objects may be in progress.
         let word = unsafe { &*(self.ptr(obj.base) as *const AtomicUsize) }.load(Ordering::Relaxed);
-        // SAFETY: headers hold `&'static GcType` addresses written by `alloc_object`.
-        unsafe { &*core::ptr::with_exposed_provenance::<GcType>(word) }
-    }
-
-    /// The type of the object whose header is at `base`: a grey object's (shaded, so allocated
-    /// with a header, and not freed before the sweep). The marker's scan reads nothing else of its
-    /// metadata.
-    #[inline]
-    pub(crate) fn type_at(&self, base: usize) -> &'static GcType {
-        debug_assert!(self.find_object(base).is_some_and(|o| o.base == base && !self.is_noscan(&o)));
-        // SAFETY: as in `type_of`: an allocated object's header, initialised before its address
-        // reached the marker, read atomically because neighbours may be allocated meanwhile.
-        let word = unsafe { &*(self.ptr(base) as *const AtomicUsize) }.load(Ordering::Relaxed);
         // SAFETY: headers hold `&'static GcType` addresses written by `alloc_object`.
         unsafe { &*core::ptr::with_exposed_provenance::<GcType>(word) }
     }

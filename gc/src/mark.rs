@@ -117,12 +117,12 @@ impl GlobalWork {
             self.hungry.store(true, Ordering::Relaxed);
             return false;
         }
+        // Taken only into an empty buffer (a drain whose own ran out), one copy for the batch.
+        debug_assert_eq!(local.len, 0);
         let n = items.len().min(STEAL_BATCH);
         let at = items.len() - n;
-        for &b in &items[at..] {
-            local.items[local.len] = b;
-            local.len += 1;
-        }
+        local.items[..n].copy_from_slice(&items[at..]);
+        local.len = n;
         items.truncate(at);
         // Ordering: Relaxed suffices under the lock; `quiescent` reads it under the same lock.
         self.active.fetch_add(1, Ordering::Relaxed);
@@ -280,12 +280,20 @@ pub(crate) fn drain_some(
     let mut shaded = Shaded::default();
     loop {
         while scanned < max_objects && slots < max_slots {
-            let Some(base) = work.pop() else { break };
-            slots = slots.saturating_add(scan_object_in(c, &heap, work, base, &mut shaded) + 1);
-            scanned += 1;
-            if scanned % BALANCE_EVERY == 0 {
-                work.balance(&c.work);
+            let batch = (max_objects - scanned).min(BALANCE_EVERY);
+            let (n, read, blocked) = scan_batch(&heap, work, batch, &mut shaded);
+            scanned += n;
+            slots = slots.saturating_add(read);
+            if blocked {
+                // The next object's children might not fit in the buffer: scan it with the loop
+                // that publishes a full buffer as it goes.
+                let Some(base) = work.pop() else { break };
+                slots = slots.saturating_add(scan_object_in(c, &heap, work, base, &mut shaded) + 1);
+                scanned += 1;
+            } else if n < batch {
+                break;
             }
+            work.balance(&c.work);
         }
         if scanned >= max_objects || slots >= max_slots {
             work.publish(&c.work);
@@ -323,14 +331,91 @@ impl Shaded {
     }
 }
 
-/// Scan one grey object: shade every pointer its type lists, each looked up in `heap` (the
-/// drain's [`HeapView`](crate::heap::HeapView)), what it shaded added to `shaded`. Returns the
-/// number of pointer slots read (the drain's budget counts them).
-///
-/// The lookup, RMW and counting repeat `shade_recorded`'s on purpose: one `#[inline(always)]`
-/// helper for both measured 115.6 -> 121.5 instructions per marked object (callgrind, `cargo
-/// xtask compare --profile`, mode off), with the helper returning the object or taking a closure.
+/// One pointer slot's value `v`, read by a scan: if it names an unmarked object, mark it (the
+/// RMW decides a race with another shader: only the one that sets the bit goes on) and count it
+/// in `objects` and `bytes`. Returns the object's base if it must be queued (it holds pointers).
+/// The scans' per-slot step, inlined into their loops ([`scan_batch`], [`scan_object_in`]).
 #[inline(always)]
+fn shade_slot(heap: &crate::heap::HeapView<'_>, v: usize, objects: &mut u64, bytes: &mut u64) -> Option<usize> {
+    let (obj, word, bit) = heap.find_unmarked(v)?;
+    // SAFETY: `obj.span` came from the heap's page table, so it is one of its pages.
+    let span = unsafe { heap.span(obj.span) };
+    if !span.mark.set_in_word(word, bit) {
+        return None;
+    }
+    *objects += 1;
+    *bytes += span.elem_size() as u64;
+    (!obj.noscan).then_some(obj.base)
+}
+
+/// The slot word at offset `off` of the payload mapped at `mem` (an object's header address
+/// through [`HeapView::ptr`](crate::heap::HeapView::ptr)).
+#[inline(always)]
+fn slot_of(mem: *mut u8, off: usize) -> usize {
+    // SAFETY: as in `slot_at`: a pointer-slot offset of a live object's type, within its payload,
+    // aligned, accessed atomically while shared.
+    unsafe { &*(mem.wrapping_add(HEADER_SIZE + off) as *const AtomicUsize) }.load(Ordering::Relaxed)
+}
+
+/// The drain's hot loop: scan up to `max` grey objects off the top of `work`, with no call on
+/// the way, so that the loop's state stays in registers (a call, even on a cold path, made the
+/// compiler keep the counters and the buffer's length in memory, reloaded at every slot).
+/// Returns the objects scanned, the pointer slots read (each object's plus one) and whether it
+/// stopped at an object whose children might not fit in the buffer: that one is left on top
+/// for [`scan_object_in`], which publishes a full buffer as it goes. Stops early, not blocked,
+/// once the buffer is empty.
+#[inline(always)]
+fn scan_batch(
+    heap: &crate::heap::HeapView<'_>,
+    work: &mut LocalWork,
+    max: usize,
+    shaded: &mut Shaded,
+) -> (usize, usize, bool) {
+    let mut len = work.len;
+    let (mut n, mut slots, mut objects, mut bytes) = (0usize, 0usize, 0u64, 0u64);
+    let mut blocked = false;
+    while n < max && len > 0 {
+        // SAFETY: `0 < len <= LOCAL_WORK_ENTRIES`.
+        let base = unsafe { *work.items.get_unchecked(len - 1) };
+        // Pairs with the allocator's Release fence (publication barrier): the header and zeroed
+        // slots of an object are visible before we read them. (Objects allocated during marking
+        // are black and never scanned; older ones were published before the STW that started the
+        // cycle.)
+        fence(Ordering::Acquire);
+        // No second lookup: `base` was found allocated (and scannable) when it was shaded and
+        // stays allocated until the sweep, so its header is all there is to read. Its mapping is
+        // computed once for the header and every slot, from the drain's view (the heap's own
+        // fields would be reloaded after every atomic).
+        let mem = heap.ptr(base);
+        let ty = heap.type_at(base);
+        let offsets = ty.pointer_offsets;
+        if len - 1 + offsets.len() > LOCAL_WORK_ENTRIES {
+            blocked = true;
+            break;
+        }
+        len -= 1;
+        for &off in offsets {
+            if let Some(child) = shade_slot(heap, slot_of(mem, off), &mut objects, &mut bytes) {
+                // SAFETY: `len < LOCAL_WORK_ENTRIES`: this object's slots fit (checked above).
+                unsafe { *work.items.get_unchecked_mut(len) = child };
+                len += 1;
+            }
+        }
+        n += 1;
+        slots += offsets.len() + 1;
+    }
+    work.len = len;
+    shaded.objects += objects;
+    shaded.bytes += bytes;
+    (n, slots, blocked)
+}
+
+/// Scan one grey object whose children might not fit in the buffer, the drain's slow path (see
+/// [`scan_batch`]): the same steps, but a full buffer is published as it goes, so any number of
+/// pointer slots fits. What it shaded is added to `shaded`; returns the pointer slots read (the
+/// drain's budget counts them).
+#[cold]
+#[inline(never)]
 fn scan_object_in(
     c: &Collector,
     heap: &crate::heap::HeapView<'_>,
@@ -338,30 +423,25 @@ fn scan_object_in(
     base: usize,
     shaded: &mut Shaded,
 ) -> usize {
-    // Pairs with the allocator's Release fence (publication barrier): the header and zeroed
-    // slots of an object are visible before we read them. (Objects allocated during marking are
-    // black and never scanned; older ones were published before the STW that started the cycle.)
+    // As in `scan_batch`.
     fence(Ordering::Acquire);
-    // No second lookup: `base` was found allocated (and scannable) when it was shaded and stays
-    // allocated until the sweep, so its header is all there is to read.
-    let ty = c.heap.type_at(base);
+    let mem = heap.ptr(base);
+    debug_assert!(c.heap.find_object(base).is_some_and(|o| o.base == base && !o.noscan));
+    let ty = heap.type_at(base);
+    let mut len = work.len;
     for &off in ty.pointer_offsets {
-        let v = slot_at(c, base + HEADER_SIZE + off).load(Ordering::Relaxed);
-        let Some((obj, word, bit)) = heap.find_unmarked(v) else {
-            continue;
-        };
-        // SAFETY: `obj.span` came from the heap's page table, so it is one of its pages.
-        let span = unsafe { heap.span(obj.span) };
-        // The RMW decides a race with another shader: only the one that sets the bit queues it.
-        if !span.mark.set_in_word(word, bit) {
-            continue;
-        }
-        shaded.objects += 1;
-        shaded.bytes += span.elem_size() as u64;
-        if !obj.noscan {
-            work.push(&c.work, obj.base);
+        if let Some(child) = shade_slot(heap, slot_of(mem, off), &mut shaded.objects, &mut shaded.bytes) {
+            if len == LOCAL_WORK_ENTRIES {
+                work.len = len;
+                work.publish(&c.work);
+                len = 0;
+            }
+            // SAFETY: `len < LOCAL_WORK_ENTRIES`: a full buffer was just published.
+            unsafe { *work.items.get_unchecked_mut(len) = child };
+            len += 1;
         }
     }
+    work.len = len;
     ty.pointer_offsets.len()
 }
 

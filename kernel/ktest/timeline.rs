@@ -36,6 +36,11 @@ const TESTS: &[Entry] = &[
         "how fairly -icount shares the machine between cores: the same loop on every core (BENCH turns lines; with tick.slice=)",
         bench_turns,
     ),
+    bench(
+        "bench-stalls",
+        "the stall detector (tick.slice=): a core whose registers stay put is reported, a computing one is not (STALLS lines)",
+        bench_stalls,
+    ),
 ];
 
 /// Every state core `core` entered since its `since`-th event.
@@ -234,3 +239,97 @@ fn bench_turns(config: &Config<'_>) -> ! {
 
 /// The preemption quantum of `bench-turns` (the workloads' own).
 const TURN_QUANTUM_US: u64 = 2000;
+
+/// `bench-stalls`: ends the spin on core 1.
+static STALL_GO: AtomicBool = AtomicBool::new(false);
+static STALL_DONE: AtomicUsize = AtomicUsize::new(0);
+/// How long core 1 spins, in µs.
+const STALL_SPIN_US: u64 = 4000;
+
+/// Where core 1's one-instruction loop is (`stall_spin`), for the interrupt that ends it.
+static SPIN_PC: AtomicU64 = AtomicU64::new(0);
+
+/// Core 1: a branch to itself, preemption off, IRQs on: at every tick the same registers and
+/// the same instruction, which is what the stall detector sees of a core QEMU runs none of the
+/// code of. (A loop of two or more instructions is interrupted at any of them under `-icount`, so
+/// its registers differ from tick to tick.) `SGI_TEST` ends it ([`end_spin`]).
+fn stall_spin(_: usize) {
+    let _irqs = IrqGuard::unmask();
+    let _np = tricolor_runtime::this_p().preempt.disable();
+    // SAFETY: stores the loop's address into `SPIN_PC` (a static `AtomicU64`, 8-byte aligned),
+    // then branches to itself until `end_spin` moves the interrupted return address past the
+    // branch; it clobbers only the named scratch register.
+    unsafe {
+        core::arch::asm!(
+            "adr {pc}, 2f",
+            "str {pc}, [{slot}]",
+            "2: b 2b",
+            pc = out(reg) _,
+            slot = in(reg) SPIN_PC.as_ptr(),
+        )
+    };
+    // Release: the reader that sees the count sees this core's part done.
+    STALL_DONE.fetch_add(1, Ordering::Release);
+}
+
+/// `SGI_TEST`'s handler in `bench-stalls`: if it interrupted core 1's branch to itself, return
+/// past it.
+fn end_spin(_: u32, frame: &mut tricolor_arch::exception::TrapFrame) {
+    let at = SPIN_PC.load(Ordering::Relaxed);
+    if at != 0 && frame.elr == at {
+        frame.elr += 4;
+    }
+}
+
+/// Core 2: computing the whole time, its count in a register, so its registers change at every
+/// tick. (A count kept in memory, as `black_box` does, would leave them unchanged: the detector
+/// looks at registers only, see `tricolor_kernel::slice`.)
+fn stall_compute(_: usize) {
+    let _irqs = IrqGuard::unmask();
+    let mut x = 0u64;
+    while !STALL_GO.load(Ordering::Relaxed) {
+        x = x.wrapping_add(1);
+        // SAFETY: an empty template; it only makes the compiler keep `x` in a register, counted.
+        unsafe { core::arch::asm!("/* {0} */", inout(reg) x, options(nomem, nostack, preserves_flags)) };
+    }
+    STALL_DONE.fetch_add(1, Ordering::Release);
+}
+
+/// The stall detector end to end (`tricolor_kernel::slice::Frozen`, `timeline::on_slice_tick`,
+/// the `STALLS` lines xtask's MMU leaves out): with `tick.slice=`, core 1 branches to itself for
+/// [`STALL_SPIN_US`] and must be reported stalled for most of it; core 2 computes and must not.
+fn bench_stalls(config: &Config<'_>) -> ! {
+    let cores = percore::online_count();
+    if cores < 3 || config.tick_slice_us == 0 {
+        kprintln!("bench-stalls: needs 3 cores and tick.slice= (have {cores}, slice {} us)", config.tick_slice_us);
+        exit::exit(exit::TEST_FAILED);
+    }
+    crate::irq::register(crate::irq::SGI_TEST, end_spin);
+    smp::run_on_all(|_| tasks::start_tick(TURN_QUANTUM_US));
+    for (core, entry) in [(1, stall_spin as fn(usize)), (2, stall_compute)] {
+        let spawn = tasks::Spawn { name: "stalls", stack_bytes: 16 * 1024, pinned: Some(core), growable_from: None };
+        if let Err(e) = tasks::spawn(spawn, entry, 0) {
+            kprintln!("bench-stalls: cannot spawn on core {core}: {e}");
+            exit::exit(exit::TEST_FAILED);
+        }
+    }
+    {
+        let _irqs = IrqGuard::unmask();
+        let until = cpu::counter() + cpu::counter_frequency() * STALL_SPIN_US / 1_000_000;
+        while cpu::counter() < until {
+            tasks::yield_now();
+            cpu::relax();
+        }
+        STALL_GO.store(true, Ordering::Relaxed);
+        while STALL_DONE.load(Ordering::Acquire) < 2 {
+            // Until core 1 takes it at its branch (it may not have reached it yet).
+            crate::irq::send_to(1, crate::irq::SGI_TEST);
+            tasks::yield_now();
+            cpu::relax();
+        }
+    }
+    tasks::stop_ticks();
+    kprintln!("BENCH stalls cores={cores} spin_us={STALL_SPIN_US} freq={}", cpu::counter_frequency());
+    timeline::print_stalls(cores);
+    exit::exit(exit::SUCCESS)
+}

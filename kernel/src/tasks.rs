@@ -84,6 +84,11 @@ pub fn set_tick_slice_us(us: u64) {
     SLICE_US.store(us, Ordering::Relaxed);
 }
 
+/// The `tick.slice=` length in counter ticks once the tick started (0: no slices).
+pub fn slice_ticks() -> u64 {
+    SLICE_TICKS.load(Ordering::Relaxed)
+}
+
 /// Starts the periodic tick on the calling core (IRQs stay as the caller has them): preemption
 /// once per quantum, the timer once per `tick.slice=` if that is shorter.
 pub fn start_tick(quantum_us: u64) {
@@ -119,6 +124,8 @@ fn on_tick(_: u32, frame: &mut tricolor_arch::exception::TrapFrame) {
         let now = cpu::counter();
         let core = percore::id();
         timer::arm_at(slice::next_slice(now, slice));
+        // Whether this core ran any of its code since the last slice (`slice::Frozen`).
+        timeline::on_slice_tick(frame, now, slice);
         if slice::owner(now / slice, percore::online_count()) != core {
             cpu::relax();
         }

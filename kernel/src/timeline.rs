@@ -21,6 +21,11 @@
 //!   outgoing task's state stays in its frame, the incoming task's comes back: a state belongs to
 //!   the task that entered it), a new task's start (`Mutator`).
 //!
+//! With `tick.slice=` (measurement runs under `-icount`) each slice tick also feeds the core's
+//! stall detector ([`on_slice_tick`], `tricolor_kernel::slice::Frozen`): the stretches in which
+//! QEMU ran none of the core's code are dumped after the timeline as `STALLS` lines, for MMU to
+//! leave out.
+//!
 //! A transition masks IRQs for its few instructions, so that an interrupt handler that records
 //! (a park, a flush or scan request) cannot land in the middle of one: each recorder has exactly
 //! one writer at a time, its own core. `bench-timeline` measures the cost.
@@ -30,6 +35,7 @@ use core::sync::atomic::AtomicU64;
 use tricolor_abi::{MAX_CORES, PAGE_SIZE};
 use tricolor_arch::cpu;
 use tricolor_arch::irqmask::IrqGuard;
+use tricolor_kernel::slice::{self, Frozen, Stretches};
 use tricolor_timeline::{dump, Recorder, State};
 
 /// Transitions each core's ring holds (8 bytes each): enough for the dashboard and a look in a
@@ -41,6 +47,44 @@ pub const CAPACITY: usize = 1 << 14;
 pub const CAPACITY_DUMP: usize = 1 << 19;
 
 static RECORDERS: [Recorder; MAX_CORES] = [const { Recorder::new() }; MAX_CORES];
+
+/// Stall stretches kept per core (merged neighbours; 16 bytes each). gcbench-quick at 4 cores
+/// has a few hundred.
+const STALL_STRETCHES: usize = 1024;
+
+/// A core's stall detector and what it found: written by the core's own tick handler (IRQs
+/// masked), read by `dump`; the lock is only ever tried by the handler, which skips a tick
+/// rather than wait for a dump that holds it.
+static STALLS: [spin::Mutex<(Frozen, Stretches<STALL_STRETCHES>)>; MAX_CORES] =
+    [const { spin::Mutex::new((Frozen::new(), Stretches::new())) }; MAX_CORES];
+
+/// The shortest stall: two rounds of `slice`-tick slices (`slice::Frozen`).
+fn stall_min_ticks(slice: u64) -> u64 {
+    2 * percore::online_count() as u64 * slice
+}
+
+/// A slice tick on this core (`tasks`' timer handler, IRQs masked) that interrupted `frame`,
+/// at counter value `now`, slices `slice` counter ticks long: feed the core's stall detector.
+pub fn on_slice_tick(frame: &tricolor_arch::exception::TrapFrame, now: u64, slice: u64) {
+    let pc = frame.elr as usize;
+    // A wait hint among the instructions around the interrupted one (a spin loop's body: the
+    // interrupt lands on its head, after the hint's turn ended), in the kernel's code (IRQs are
+    // only taken there: the kernel runs everything at EL1).
+    let waiting = (0..slice::WAIT_LOOP_WORDS).any(|k| {
+        let at = pc.wrapping_sub(4 * k).wrapping_add(4);
+        crate::gc::is_kernel_code(at) && at.is_multiple_of(4) && {
+            // SAFETY: an aligned word of the kernel's `.text`, mapped readable for the whole run.
+            let insn = unsafe { core::ptr::read_volatile(at as *const u32) };
+            slice::is_wait_hint(insn)
+        }
+    });
+    let hash = slice::registers_hash(&frame.x, frame.sp, frame.elr);
+    let Some(mut stalls) = STALLS[percore::id()].try_lock() else { return };
+    let (frozen, stretches) = &mut *stalls;
+    if let Some((start, end)) = frozen.tick(now, hash, waiting, stall_min_ticks(slice)) {
+        stretches.push(start, end);
+    }
+}
 
 /// Gives the first `cores` cores their rings, `CAPACITY_DUMP` transitions each with
 /// `timeline=dump` else `CAPACITY`, from the frame allocator (never freed). On the boot core,
@@ -157,4 +201,21 @@ pub fn dump(from: u64, to: u64) {
         dump::event_lines(core, &snapshot.events, |line| kprintln!("{line}"));
     }
     kprintln!("{}", dump::END);
+    print_stalls(cores);
+}
+
+/// The first `cores` cores' stall stretches as `STALLS` lines (`slice::stall_lines`), the one
+/// under way included.
+pub fn print_stalls(cores: usize) {
+    for (core, stalls) in STALLS.iter().enumerate().take(cores) {
+        // Held while printing: the core's ticks skip their look meanwhile.
+        let mut stalls = stalls.lock();
+        let (frozen, stretches) = &mut *stalls;
+        if let Some((start, end)) = frozen.ongoing(stall_min_ticks(crate::tasks::slice_ticks())) {
+            stretches.push(start, end);
+        }
+        for line in slice::stall_lines(core, stretches) {
+            kprintln!("{line}");
+        }
+    }
 }

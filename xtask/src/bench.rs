@@ -197,17 +197,22 @@ fn mmu_curves(results: &Path, elf: &Path) -> Result {
     // GCBench is left, and the collector runs beside it alone).
     // mmu_go: sweeping and wbBuf flushes as the program's time, as Go's trace tool counts them.
     // tick_slice: the interleaving, or `median` / `min` / `max` over them.
-    let mut csv = String::from("mode,tick_slice,window_ns,mmu,mmu_sweep_as_mutator,mmu_all_mutators,mmu_go\n");
+    // mmu_stalls_kept: as mmu, with the cores' vCPU stalls (QEMU ran none of their code: the
+    // kernel's `STALLS` lines, `crate::trace::Stalls`) counted in the states they froze instead
+    // of left out.
+    let mut csv =
+        String::from("mode,tick_slice,window_ns,mmu,mmu_sweep_as_mutator,mmu_all_mutators,mmu_go,mmu_stalls_kept\n");
     let mut chart = Vec::new();
-    const VARIANTS: [&str; 4] = [
+    const VARIANTS: [&str; 5] = [
         "",
         "with sweeping counted as mutator time",
         "while every core has its mutator",
         "counted as Go's trace counts it (sweeps and wbBuf flushes the program's)",
+        "with vCPU stalls counted in the states they froze",
     ];
     for mode in MMU_MODES {
-        // Per interleaving, the four accountings' curves.
-        let mut runs: Vec<[crate::trace::Curve; 4]> = Vec::new();
+        // Per interleaving, the five accountings' curves.
+        let mut runs: Vec<[crate::trace::Curve; 5]> = Vec::new();
         let mut utilisation = Vec::new();
         for slice in INTERLEAVINGS {
             let machine = Machine {
@@ -226,29 +231,32 @@ fn mmu_curves(results: &Path, elf: &Path) -> Result {
             }
             stopped_in_time(&outcome.output).map_err(|why| format!("{}: {why}", machine.append))?;
             let t = crate::trace::decode(&outcome.output)?;
-            use crate::trace::{Span, Sweep};
+            let stalls = crate::trace::stalls(&outcome.output)?;
+            use crate::trace::{Span, Stalls, Sweep};
             let until = crate::trace::first_done(&outcome.output).ok_or("the timeline dump has no first_done=")?;
             let curves = [
-                crate::trace::mmu_curve(&t, Sweep::IsGc, Span::Run),
-                crate::trace::mmu_curve(&t, Sweep::IsMutator, Span::Run),
-                crate::trace::mmu_curve(&t, Sweep::IsGc, Span::Until(until)),
-                crate::trace::mmu_curve(&t, Sweep::GoAccounting, Span::Run),
+                crate::trace::mmu_curve(&t, &stalls, Sweep::IsGc, Span::Run),
+                crate::trace::mmu_curve(&t, &stalls, Sweep::IsMutator, Span::Run),
+                crate::trace::mmu_curve(&t, &stalls, Sweep::IsGc, Span::Until(until)),
+                crate::trace::mmu_curve(&t, &stalls, Sweep::GoAccounting, Span::Run),
+                crate::trace::mmu_curve(&t, &Stalls::new(), Sweep::IsGc, Span::Run),
             ];
             csv += &mmu_rows(mode, &slice.to_string(), &curves);
             let (from, to) = t.known_span();
-            let overall = crate::trace::utilisation(&t).overall();
+            let overall = crate::trace::utilisation(&t, &stalls).overall();
             println!(
-                "bench: MMU {mode} tick.slice={slice}: 1 ms {}, 10 ms {} (utilisation {:.1} % over {:.1} ms; every core has its mutator for the first {:.1} ms)",
+                "bench: MMU {mode} tick.slice={slice}: 1 ms {}, 10 ms {} (utilisation {:.1} % over {:.1} ms; every core has its mutator for the first {:.1} ms; vCPU stalls left out: {})",
                 point(&curves[0], 1),
                 point(&curves[0], 10),
                 overall * 100.0,
                 t.ns(to - from) / 1e6,
-                t.ns(until.saturating_sub(from)) / 1e6
+                t.ns(until.saturating_sub(from)) / 1e6,
+                crate::trace::stall_summary(&t, &stalls)
             );
             utilisation.push(overall);
             runs.push(curves);
         }
-        let over = |pick: fn(&[f64]) -> f64| -> [crate::trace::Curve; 4] {
+        let over = |pick: fn(&[f64]) -> f64| -> [crate::trace::Curve; 5] {
             core::array::from_fn(|v| across(&runs.iter().map(|r| &r[v]).collect::<Vec<_>>(), pick))
         };
         let (median, min, max) = (over(median_of), over(min_of), over(max_of));
@@ -275,12 +283,13 @@ fn mmu_curves(results: &Path, elf: &Path) -> Result {
             INTERLEAVINGS.len(),
             median_of(&utilisation) * 100.0
         );
-        let [m0, m1, m2, m3] = median;
+        let [m0, m1, m2, m3, m4] = median;
         chart.push((mode.to_string(), m0, 2));
         chart.push((format!("{mode}, lowest of the interleavings"), min[0].clone(), 1));
         chart.push((format!("{mode}, sweep as mutator"), m1, 1));
         chart.push((format!("{mode}, while every core has its mutator"), m2, 1));
         chart.push((format!("{mode}, counted as Go's trace"), m3, 1));
+        chart.push((format!("{mode}, vCPU stalls counted"), m4, 1));
     }
     write(results, "mmu.csv", csv)?;
     mmu_chart(&results.join("mmu.svg"), &chart)
@@ -291,13 +300,13 @@ fn point(c: &[(u64, Option<f64>)], ms: u64) -> String {
     c.iter().find(|p| p.0 == ms * 1_000_000).and_then(|p| p.1).map_or("n/a".into(), |m| format!("{:.1} %", m * 100.0))
 }
 
-/// mmu.csv's rows for one mode and interleaving (or aggregate): the four accountings per window.
-fn mmu_rows(mode: &str, slice: &str, c: &[crate::trace::Curve; 4]) -> String {
+/// mmu.csv's rows for one mode and interleaving (or aggregate): the five accountings per window.
+fn mmu_rows(mode: &str, slice: &str, c: &[crate::trace::Curve; 5]) -> String {
     let cell = |m: Option<f64>| m.map_or(String::new(), |m| format!("{m:.4}"));
     let mut rows = String::new();
     for (i, &(w, m)) in c[0].iter().enumerate() {
-        rows +=
-            &format!("{mode},{slice},{w},{},{},{},{}\n", cell(m), cell(c[1][i].1), cell(c[2][i].1), cell(c[3][i].1));
+        let rest: Vec<String> = c[1..].iter().map(|curve| cell(curve[i].1)).collect();
+        rows += &format!("{mode},{slice},{w},{},{}\n", cell(m), rest.join(","));
     }
     rows
 }

@@ -465,6 +465,15 @@ const CASES: &[Case] = &[
         min_smp: 1,
     },
     Case {
+        name: "icount-stall-detector",
+        append: "test=bench-stalls tick.slice=25",
+        exit: SUCCESS,
+        expect: &["BENCH stalls cores={smp} spin_us="],
+        check: Some(stalls_found),
+        hw: ICOUNT,
+        min_smp: 3,
+    },
+    Case {
         // The negative control of `icount-turns`: without the slice, QEMU's round-robin leaves
         // cores standing still for milliseconds, and the same check must say so.
         name: "icount-turns-unsliced",
@@ -967,6 +976,28 @@ fn turns_verdict(output: &str, smp: usize) -> Result {
     let (lo, hi) = elapsed.iter().fold((f64::MAX, 0f64), |(lo, hi), &e| (lo.min(e), hi.max(e)));
     if hi > lo * 1.1 {
         return Err(format!("the cores' loops took {:.1} to {:.1} ms: not a fair share", lo / 1e6, hi / 1e6));
+    }
+    Ok(())
+}
+
+/// `bench-stalls`: the spinning core 1 was reported stalled for at least half its spin, the
+/// computing core 2 for none of it (the negative control: a detector that saw every core as
+/// stalled, or none, fails).
+fn stalls_found(output: &str, _smp: usize) -> Result {
+    let line = crate::bench::parse(output).into_iter().find(|l| l.kind == "stalls").ok_or("no BENCH stalls line")?;
+    let number = |key: &str| -> Result<f64> {
+        line.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| format!("BENCH stalls without {key}"))
+    };
+    let (spin_us, freq) = (number("spin_us")?, number("freq")?);
+    let stalls = tricolor_kernel::slice::parse_stalls(output)?.ok_or("no STALLS lines")?;
+    let us = |core: usize| -> f64 {
+        stalls.get(core).map_or(0.0, |s| s.iter().map(|(a, b)| (b - a) as f64).sum::<f64>() * 1e6 / freq)
+    };
+    if us(1) < spin_us / 2.0 {
+        return Err(format!("core 1 spun {spin_us:.0} µs with its registers unchanged, stalled only {:.0} µs", us(1)));
+    }
+    if us(2) > 0.0 {
+        return Err(format!("core 2 computed the whole time and was reported stalled for {:.0} µs", us(2)));
     }
     Ok(())
 }

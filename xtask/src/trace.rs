@@ -26,9 +26,45 @@ pub fn decode(output: &str) -> Result<Timeline> {
     Ok(t)
 }
 
-/// Every core's utilisation over the part of the run where all of their states are known.
-pub fn utilisation(t: &Timeline) -> Utilisation {
-    utilisation_counting(t, Sweep::IsGc)
+/// Per core, the stretches `(start, end)` (counter ticks) in which QEMU ran none of the core's own
+/// code: the kernel's stall detector at the slice ticks (`tricolor_kernel::slice::Frozen`,
+/// the console's `STALLS` lines). A stalled core was not running, for no reason of the program's
+/// or the collector's: MMU leaves its stalls out like halted time, whatever state it was in.
+pub type Stalls = Vec<Vec<(u64, u64)>>;
+
+/// The stall stretches in `console` (none for a run without `tick.slice=`).
+pub fn stalls(console: &str) -> Result<Stalls> {
+    Ok(tricolor_kernel::slice::parse_stalls(console)?.unwrap_or_default())
+}
+
+/// `intervals` with every part inside one of `stalls` (sorted stretches) relabelled as
+/// [`State::Idle`]: left out of utilisation.
+pub fn without_stalls(intervals: &[(u64, u64, State)], stalls: &[(u64, u64)]) -> Vec<(u64, u64, State)> {
+    let mut out = Vec::with_capacity(intervals.len());
+    for &(start, end, state) in intervals {
+        let mut at = start;
+        // Stretches are few (tens per core): a scan per interval is cheap enough.
+        for &(s, e) in stalls.iter().filter(|&&(s, e)| s < end && e > start) {
+            let (s, e) = (s.max(at), e.min(end));
+            if s > at {
+                out.push((at, s, state));
+            }
+            if e > s {
+                out.push((s, e, State::Idle));
+            }
+            at = at.max(e);
+        }
+        if at < end {
+            out.push((at, end, state));
+        }
+    }
+    out
+}
+
+/// Every core's utilisation over the part of the run where all of their states are known, its
+/// stalls left out.
+pub fn utilisation(t: &Timeline, stalls: &Stalls) -> Utilisation {
+    utilisation_of(t, stalls, Sweep::IsGc, Span::Run)
 }
 
 /// Whether sweeping counts as the collector's time (`tricolor_timeline`'s categories) or, as Go's
@@ -60,12 +96,9 @@ pub fn first_done(console: &str) -> Option<u64> {
     begin.split_whitespace().find_map(|w| w.strip_prefix("first_done="))?.parse().ok()
 }
 
-fn utilisation_counting(t: &Timeline, sweep: Sweep) -> Utilisation {
-    utilisation_of(t, sweep, Span::Run)
-}
-
-/// Utilisation over `span`, sweeping counted as `sweep` says.
-pub fn utilisation_of(t: &Timeline, sweep: Sweep, span: Span) -> Utilisation {
+/// Utilisation over `span`, sweeping counted as `sweep` says, the cores' `stalls` left out (pass
+/// none to count the states as recorded).
+pub fn utilisation_of(t: &Timeline, stalls: &Stalls, sweep: Sweep, span: Span) -> Utilisation {
     let (from, mut to) = t.known_span();
     if let Span::Until(until) = span {
         to = until.clamp(from, to);
@@ -85,7 +118,10 @@ pub fn utilisation_of(t: &Timeline, sweep: Sweep, span: Span) -> Utilisation {
                     i.2 = State::Mutator;
                 }
             }
-            intervals
+            match stalls.get(c.core) {
+                Some(stalled) if !stalled.is_empty() => without_stalls(&intervals, stalled),
+                _ => intervals,
+            }
         })
         .collect();
     Utilisation::new(&cores, from, to)
@@ -100,15 +136,15 @@ fn ticks(t: &Timeline, ns: u64) -> u64 {
 pub type Curve = Vec<(u64, Option<f64>)>;
 
 /// MMU at the standard windows (100 µs to 100 ms, ten per decade).
-pub fn mmu_curve(t: &Timeline, sweep: Sweep, span: Span) -> Curve {
-    let u = utilisation_of(t, sweep, span);
+pub fn mmu_curve(t: &Timeline, stalls: &Stalls, sweep: Sweep, span: Span) -> Curve {
+    let u = utilisation_of(t, stalls, sweep, span);
     mmu::standard_windows_ns().into_iter().map(|w| (w, u.mmu(ticks(t, w)))).collect()
 }
 
 /// MMU for one window of `ns` (the tests' shorthand).
 #[cfg(test)]
 pub fn mmu_at(t: &Timeline, ns: u64) -> Option<f64> {
-    utilisation(t).mmu(ticks(t, ns))
+    utilisation(t, &Stalls::new()).mmu(ticks(t, ns))
 }
 
 /// The category name a trace event carries (`cat`): what MMU counts the state as.
@@ -480,7 +516,8 @@ pub fn run(elf: &Path, o: &Options) -> Result<Timeline> {
     let svg_path = o.out.join("trace.svg");
     std::fs::write(&svg_path, svg_timeline(&t, &title))
         .map_err(|e| format!("cannot write {}: {e}", svg_path.display()))?;
-    let u = utilisation(&t);
+    let stalled = stalls(&console)?;
+    let u = utilisation(&t, &stalled);
     let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1} %", v * 100.0));
     println!(
         "trace: {} events on {} cores ({:?} per core), {} pauses, {:.1} ms; utilisation {:.1} %, MMU(1 ms) {}, MMU(10 ms) {}",
@@ -493,6 +530,15 @@ pub fn run(elf: &Path, o: &Options) -> Result<Timeline> {
         pct(u.mmu(ticks(&t, 1_000_000))),
         pct(u.mmu(ticks(&t, 10_000_000)))
     );
+    if stalled.iter().any(|s| !s.is_empty()) {
+        let raw = utilisation(&t, &Stalls::new());
+        println!(
+            "trace: vCPU stalls left out (QEMU ran none of a core's code): {}; MMU with them as recorded: 1 ms {}, 10 ms {}",
+            stall_summary(&t, &stalled),
+            pct(raw.mmu(ticks(&t, 1_000_000))),
+            pct(raw.mmu(ticks(&t, 10_000_000)))
+        );
+    }
     println!(
         "xtask: wrote {} (open in https://ui.perfetto.dev), {} and {}",
         json_path.display(),
@@ -500,6 +546,21 @@ pub fn run(elf: &Path, o: &Options) -> Result<Timeline> {
         console_path.display()
     );
     Ok(t)
+}
+
+/// Per core: the stalls' total, count and longest, as `trace` and `bench` print them.
+pub fn stall_summary(t: &Timeline, stalls: &Stalls) -> String {
+    let ms = |ticks: u64| t.ns(ticks) / 1e6;
+    stalls
+        .iter()
+        .enumerate()
+        .map(|(core, s)| {
+            let total: u64 = s.iter().map(|(a, b)| b - a).sum();
+            let longest = s.iter().map(|(a, b)| b - a).max().unwrap_or(0);
+            format!("core {core} {:.1} ms ({}, longest {:.1} ms)", ms(total), s.len(), ms(longest))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The QEMU-backed test in `cargo xtask test`: a short demo trace at 4 cores into a temporary
@@ -759,6 +820,45 @@ mod tests {
     }
 
     #[test]
+    fn stalls_become_halted_time() {
+        use State::{Idle, Mark, Mutator};
+        let iv = [(0, 100, Mutator), (100, 200, Mark), (200, 300, Mutator)];
+        assert_eq!(without_stalls(&iv, &[]), iv);
+        assert_eq!(
+            without_stalls(&iv, &[(50, 150), (250, 260)]),
+            [
+                (0, 50, Mutator),
+                (50, 100, Idle),
+                (100, 150, Idle),
+                (150, 200, Mark),
+                (200, 250, Mutator),
+                (250, 260, Idle),
+                (260, 300, Mutator)
+            ]
+        );
+        // A stretch over whole intervals and past the end.
+        assert_eq!(
+            without_stalls(&iv, &[(90, 400)]),
+            [(0, 90, Mutator), (90, 100, Idle), (100, 200, Idle), (200, 300, Idle)]
+        );
+    }
+
+    #[test]
+    fn a_stalled_core_in_a_gc_state_does_not_count_against_the_program() {
+        // Two cores: core 0 marks from 20 000 to 40 000 (a flush inside), core 1 runs its mutator.
+        let t = decode(&dump_text(2, false)).unwrap();
+        let recorded = utilisation_of(&t, &Stalls::new(), Sweep::IsGc, Span::Run);
+        assert!((recorded.mmu(20_000).unwrap() - 0.5).abs() < 1e-9, "{:?}", recorded.mmu(20_000));
+        // Core 0's mark a stall: core 1 alone ran, all of it the program's.
+        let console = format!("{}STALLS core=0 stretches=1 dropped=0\nST 0 20000:40000\n", dump_text(2, false));
+        let stalled = stalls(&console).unwrap();
+        assert_eq!(stalled, vec![vec![(20_000, 40_000)]]);
+        let left_out = utilisation_of(&t, &stalled, Sweep::IsGc, Span::Run);
+        assert!((left_out.mmu(20_000).unwrap() - 1.0).abs() < 1e-9, "{:?}", left_out.mmu(20_000));
+        assert!(stalls(&dump_text(2, false)).unwrap().is_empty(), "no STALLS lines: none");
+    }
+
+    #[test]
     fn a_decoded_dump_becomes_a_trace_with_every_core_and_its_pauses() {
         let t = decode(&dump_text(4, true)).unwrap();
         let json = chrome_trace(&t);
@@ -813,7 +913,7 @@ mod tests {
         let idle_us: f64 = (0..4).map(|c| 1000.0 - (50_000.0 + 1000.0 * c as f64) * 0.016).sum();
         let expected = 1.0 - 360.0 / (4000.0 - idle_us);
         assert!((whole - expected).abs() < 1e-9, "MMU(1 ms) = {whole}, want {expected}");
-        let curve = mmu_curve(&t, Sweep::IsGc, Span::Run);
+        let curve = mmu_curve(&t, &Stalls::new(), Sweep::IsGc, Span::Run);
         assert_eq!(curve.first().unwrap().0, 100_000);
         assert!(curve.iter().filter(|(w, _)| *w > 1_000_000).all(|(_, m)| m.is_none()), "windows longer than the run");
     }
@@ -824,7 +924,7 @@ mod tests {
         assert_eq!(first_done(&text), Some(50_000));
         assert_eq!(first_done(&dump_text(4, true)), None);
         let t = decode(&text).unwrap();
-        let u = utilisation_of(&t, Sweep::IsGc, Span::Until(50_000));
+        let u = utilisation_of(&t, &Stalls::new(), Sweep::IsGc, Span::Until(50_000));
         assert_eq!(u.span(), (0, 50_000));
         // Up to 50 000 ticks no core is idle: GC is 4 x 10 µs of pause and 320 µs of mark.
         assert!((u.overall() - (1.0 - 360.0 / 3200.0)).abs() < 1e-9, "{}", u.overall());
@@ -837,8 +937,8 @@ mod tests {
         dump::event_lines(0, &s.events, |l| text += &format!("{l}\n"));
         text += dump::END;
         let t = decode(&text).unwrap();
-        assert_eq!(utilisation_of(&t, Sweep::IsGc, Span::Run).overall(), 0.0);
-        assert_eq!(utilisation_of(&t, Sweep::IsMutator, Span::Run).overall(), 1.0);
+        assert_eq!(utilisation_of(&t, &Stalls::new(), Sweep::IsGc, Span::Run).overall(), 0.0);
+        assert_eq!(utilisation_of(&t, &Stalls::new(), Sweep::IsMutator, Span::Run).overall(), 1.0);
     }
 
     #[test]
