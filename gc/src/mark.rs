@@ -281,7 +281,7 @@ pub(crate) fn drain_some(
     loop {
         while scanned < max_objects && slots < max_slots {
             let batch = (max_objects - scanned).min(BALANCE_EVERY);
-            let (n, read, blocked) = scan_batch(&heap, work, batch, &mut shaded);
+            let (n, read, blocked) = scan_batch(c, &heap, work, batch, &mut shaded);
             scanned += n;
             slots = slots.saturating_add(read);
             if blocked {
@@ -366,6 +366,7 @@ fn slot_of(mem: *mut u8, off: usize) -> usize {
 /// once the buffer is empty.
 #[inline(always)]
 fn scan_batch(
+    c: &Collector,
     heap: &crate::heap::HeapView<'_>,
     work: &mut LocalWork,
     max: usize,
@@ -387,6 +388,7 @@ fn scan_batch(
         // computed once for the header and every slot, from the drain's view (the heap's own
         // fields would be reloaded after every atomic).
         let mem = heap.ptr(base);
+        debug_assert!(c.heap.find_object(base).is_some_and(|o| o.base == base && !o.noscan));
         let ty = heap.type_at(base);
         let offsets = ty.pointer_offsets;
         if len - 1 + offsets.len() > LOCAL_WORK_ENTRIES {

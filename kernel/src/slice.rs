@@ -72,14 +72,15 @@ impl Frozen {
     }
 
     /// A slice tick at counter value `now` that interrupted registers hashing to `hash`
-    /// ([`registers_hash`]), `waiting`: the core is in a wait loop ([`is_wait_hint`] near the
-    /// interrupted instruction), where unchanged registers are a core that waits (its hint ran),
-    /// not one that stood still. Returns a stall that this tick ended: `(start, end)`, the first
-    /// and the last tick that saw the same registers, when they are more than `min_ticks` apart.
-    pub fn tick(&mut self, now: u64, hash: u64, waiting: bool, min_ticks: u64) -> Option<(u64, u64)> {
+    /// ([`registers_hash`]); `waiting` says whether the core is in a wait loop ([`is_wait_hint`]
+    /// near the interrupted instruction), where unchanged registers are a core that waits (its
+    /// hint ran), not one that stood still: asked only when the registers did not change. Returns
+    /// a stall that this tick ended: `(start, end)`, the first and the last tick that saw the same
+    /// registers, when they are more than `min_ticks` apart.
+    pub fn tick(&mut self, now: u64, hash: u64, waiting: impl FnOnce() -> bool, min_ticks: u64) -> Option<(u64, u64)> {
         let last = self.last.replace((now, hash));
         match last {
-            Some((_, h)) if h == hash && !waiting => None,
+            Some((_, h)) if h == hash && !waiting() => None,
             Some((at, _)) => {
                 let run = (core::mem::replace(&mut self.since, now), at);
                 (run.1 - run.0 > min_ticks).then_some(run)
@@ -161,14 +162,16 @@ impl<const N: usize> Default for Stretches<N> {
     }
 }
 
-/// The dump of one core's stretches (after the timeline's, see `timeline::dump` in the kernel):
-/// `STALLS core=<c> stretches=<n> dropped=<ticks>`, then `ST <c> <start>:<end> ...` lines of at
-/// most [`STALL_LINE_MAX`] characters, counter ticks in decimal.
-pub fn stall_lines<const N: usize>(core: usize, s: &Stretches<N>) -> Vec<String> {
-    let mut lines = vec![format!("STALLS core={core} stretches={} dropped={}", s.len, s.dropped)];
+/// The dump of one core's stretches (after the timeline's, see `timeline::dump` in the kernel),
+/// `ongoing` (a stall under way, [`Frozen::ongoing`]) after them: `STALLS core=<c>
+/// stretches=<n> dropped=<ticks>`, then `ST <c> <start>:<end> ...` lines of at most
+/// [`STALL_LINE_MAX`] characters, counter ticks in decimal.
+pub fn stall_lines<const N: usize>(core: usize, s: &Stretches<N>, ongoing: Option<(u64, u64)>) -> Vec<String> {
+    let all: Vec<(u64, u64)> = s.as_slice().iter().copied().chain(ongoing).collect();
+    let mut lines = vec![format!("STALLS core={core} stretches={} dropped={}", all.len(), s.dropped)];
     let prefix = format!("ST {core}");
     let mut line = prefix.clone();
-    for &(start, end) in s.as_slice() {
+    for &(start, end) in &all {
         let item = format!(" {start}:{end}");
         if line.len() + item.len() > STALL_LINE_MAX {
             lines.push(core::mem::replace(&mut line, prefix.clone()));
@@ -282,22 +285,22 @@ mod tests {
         let moved = registers_hash(&[1, 2, 4], 0x1000, 0x4000);
         assert_ne!(moved, h, "one register moved: the core ran");
         // Unchanged for 3 ticks (100 to 300), within the 250 a core may wait for its slice.
-        assert_eq!(f.tick(100, h, false, 250), None);
-        assert_eq!(f.tick(200, h, false, 250), None);
-        assert_eq!(f.tick(300, h, false, 250), None);
-        assert_eq!(f.tick(400, moved, false, 250), None, "a wait for its own slice");
+        assert_eq!(f.tick(100, h, || false, 250), None);
+        assert_eq!(f.tick(200, h, || false, 250), None);
+        assert_eq!(f.tick(300, h, || false, 250), None);
+        assert_eq!(f.tick(400, moved, || false, 250), None, "a wait for its own slice");
         // Unchanged from 400 to 800: a stall, reported when the registers move.
         for t in [500, 600, 700, 800] {
-            assert_eq!(f.tick(t, moved, false, 250), None);
+            assert_eq!(f.tick(t, moved, || false, 250), None);
         }
         assert_eq!(f.ongoing(250), Some((400, 800)));
-        assert_eq!(f.tick(900, h, false, 250), Some((400, 800)));
+        assert_eq!(f.tick(900, h, || false, 250), Some((400, 800)));
         assert_eq!(f.ongoing(250), None);
         // Unchanged but waiting in a loop: no stall however long.
         for t in [1000, 1100, 1200, 1300, 1400] {
-            assert_eq!(f.tick(t, h, true, 250), None);
+            assert_eq!(f.tick(t, h, || true, 250), None);
         }
-        assert_eq!(f.tick(1500, moved, false, 250), None);
+        assert_eq!(f.tick(1500, moved, || false, 250), None);
     }
 
     #[test]
@@ -338,7 +341,7 @@ mod tests {
         for i in 0..40u64 {
             s.push(1_000_000 * i, 1_000_000 * i + 5_000 + i);
         }
-        let lines = stall_lines(2, &s);
+        let lines = stall_lines(2, &s, None);
         assert!(lines.iter().all(|l| l.len() <= STALL_LINE_MAX), "{lines:?}");
         assert!(lines.len() > 2, "the stretches span several lines");
         let console = format!("boot\n{}\nmore\n", lines.join("\n"));
@@ -346,6 +349,10 @@ mod tests {
         assert_eq!(parsed.len(), 3);
         assert!(parsed[0].is_empty() && parsed[1].is_empty());
         assert_eq!(parsed[2], s.as_slice());
+        // A stall under way comes last, counted.
+        let with = parse_stalls(&stall_lines(0, &s, Some((99_000_000, 99_001_000))).join("\n")).unwrap().unwrap();
+        assert_eq!(with[0].len(), 41);
+        assert_eq!(with[0][40], (99_000_000, 99_001_000));
         assert_eq!(parse_stalls("no stalls here").unwrap(), None);
         // A lost line: the count does not add up.
         let short: Vec<_> = lines.iter().take(lines.len() - 1).cloned().collect();

@@ -66,21 +66,23 @@ fn stall_min_ticks(slice: u64) -> u64 {
 /// A slice tick on this core (`tasks`' timer handler, IRQs masked) that interrupted `frame`,
 /// at counter value `now`, slices `slice` counter ticks long: feed the core's stall detector.
 pub fn on_slice_tick(frame: &tricolor_arch::exception::TrapFrame, now: u64, slice: u64) {
-    let pc = frame.elr as usize;
-    // A wait hint among the instructions around the interrupted one (a spin loop's body: the
-    // interrupt lands on its head, after the hint's turn ended), in the kernel's code (IRQs are
-    // only taken there: the kernel runs everything at EL1).
-    let waiting = (0..slice::WAIT_LOOP_WORDS).any(|k| {
-        let at = pc.wrapping_sub(4 * k).wrapping_add(4);
-        crate::gc::is_kernel_code(at) && at.is_multiple_of(4) && {
-            // SAFETY: an aligned word of the kernel's `.text`, mapped readable for the whole run.
-            let insn = unsafe { core::ptr::read_volatile(at as *const u32) };
-            slice::is_wait_hint(insn)
-        }
-    });
     let hash = slice::registers_hash(&frame.x, frame.sp, frame.elr);
     let Some(mut stalls) = STALLS[percore::id()].try_lock() else { return };
     let (frozen, stretches) = &mut *stalls;
+    let pc = frame.elr as usize;
+    // A wait hint among the instructions around the interrupted one (a spin loop's body: the
+    // interrupt lands on its head, after the hint's turn ended), in the kernel's code (IRQs are
+    // only taken there: the kernel runs everything at EL1). Read only for unchanged registers.
+    let waiting = || {
+        (0..slice::WAIT_LOOP_WORDS).any(|k| {
+            let at = pc.wrapping_sub(4 * k).wrapping_add(4);
+            crate::gc::is_kernel_code(at) && at.is_multiple_of(4) && {
+                // SAFETY: an aligned word of the kernel's `.text`, mapped readable for the whole run.
+                let insn = unsafe { core::ptr::read_volatile(at as *const u32) };
+                slice::is_wait_hint(insn)
+            }
+        })
+    };
     if let Some((start, end)) = frozen.tick(now, hash, waiting, stall_min_ticks(slice)) {
         stretches.push(start, end);
     }
@@ -209,12 +211,10 @@ pub fn dump(from: u64, to: u64) {
 pub fn print_stalls(cores: usize) {
     for (core, stalls) in STALLS.iter().enumerate().take(cores) {
         // Held while printing: the core's ticks skip their look meanwhile.
-        let mut stalls = stalls.lock();
-        let (frozen, stretches) = &mut *stalls;
-        if let Some((start, end)) = frozen.ongoing(stall_min_ticks(crate::tasks::slice_ticks())) {
-            stretches.push(start, end);
-        }
-        for line in slice::stall_lines(core, stretches) {
+        let stalls = stalls.lock();
+        let (frozen, stretches) = &*stalls;
+        let ongoing = frozen.ongoing(stall_min_ticks(crate::tasks::slice_ticks()));
+        for line in slice::stall_lines(core, stretches, ongoing) {
             kprintln!("{line}");
         }
     }
