@@ -97,6 +97,9 @@ pub struct Config<'a> {
     pub gc_percent: u32,
     /// `gc.verify=`: re-mark with the world stopped after every concurrent mark (gccheckmark).
     pub gc_verify: bool,
+    /// `gc.poison=`: the sweep fills freed memory with `tricolor_gc::heap::POISON` (on by default, so a
+    /// use of a freed object reads garbage that the checks recognise; benchmarks turn it off).
+    pub gc_poison: bool,
     /// `gc.torture=`: a collection every this many GC allocations (0: off).
     pub gc_torture: u64,
     /// `gc.pacer=off`: heap growth starts no cycle (with `gc.torture=`, cycles come at the same
@@ -137,6 +140,7 @@ impl Default for Config<'_> {
             gc_wbbuf: 512,
             gc_percent: 100,
             gc_verify: false,
+            gc_poison: true,
             gc_torture: 0,
             gc_pacer: true,
             gc_trace: false,
@@ -177,6 +181,11 @@ pub const KEYS: &[Key] = &[
     Key { name: "gc.wbbuf", values: "2..=4096", help: "write-barrier buffer entries per core" },
     Key { name: "gc.percent", values: "1..=10000", help: "heap growth (percent of live) before the next cycle" },
     Key { name: "gc.verify", values: "on|off", help: "stop-the-world re-mark after each concurrent mark" },
+    Key {
+        name: "gc.poison",
+        values: "on|off",
+        help: "the sweep fills freed memory with a pattern (off: as Go, which only zeroes at allocation)",
+    },
     Key { name: "virtio.timeout", values: "<spins>", help: "empty polls before a GPU command is reported failed" },
     Key { name: "gc.torture", values: "<allocations, 0 = off>", help: "a collection every this many GC allocations" },
     Key {
@@ -263,6 +272,7 @@ pub fn parse(line: &str) -> Result<Config<'_>, CmdlineError<'_>> {
                 config.gc_percent = value.parse().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(bad)?
             }
             "gc.verify" => config.gc_verify = parse_switch(value).ok_or_else(bad)?,
+            "gc.poison" => config.gc_poison = parse_switch(value).ok_or_else(bad)?,
             "gc.torture" => config.gc_torture = parse_u64(value).ok_or_else(bad)?,
             "gc.pacer" => config.gc_pacer = parse_switch(value).ok_or_else(bad)?,
             "gc.trace" => {
@@ -459,6 +469,9 @@ mod tests {
         let listed: Vec<&str> = key.values.split('|').collect();
         let names: Vec<&str> = BarrierMode::ALL.iter().map(|m| m.name()).collect();
         assert_eq!(listed, names);
+        assert!(Config::default().gc_poison && !parse("gc.poison=off").unwrap().gc_poison);
+        assert!(parse("gc.poison=on").unwrap().gc_poison);
+        assert!(parse("gc.poison=2").is_err());
         assert!(parse("gc.trace=1").unwrap().gc_trace);
         assert!(!parse("gc.trace=0").unwrap().gc_trace && !Config::default().gc_trace);
         for bad in [

@@ -218,7 +218,7 @@ fn mmu_curves(results: &Path, elf: &Path) -> Result {
             let machine = Machine {
                 smp: HEADROOM_SMP,
                 append: format!(
-                    "suite={HEADROOM_SUITE} gc.heap={HEADROOM_HEAP} gc.mode={mode} timeline=dump tick.slice={slice}"
+                    "suite={HEADROOM_SUITE} gc.heap={HEADROOM_HEAP} {NO_POISON} gc.mode={mode} timeline=dump tick.slice={slice}"
                 ),
                 gpu: false,
                 icount: true,
@@ -393,6 +393,12 @@ const HEADROOM_SUITE: &str = "gcbench-quick";
 const INTERLEAVINGS: [u32; 5] = [25, 23, 27, 29, 31];
 const HEADROOM_SMP: usize = 4;
 const HEADROOM_HEAP: &str = "64M";
+/// What the MMU and pause runs add to the kernel command line: freed memory is not poisoned.
+/// Poisoning is the stress suites' check that nothing reads a freed object; Go does not do it,
+/// and in every cycle of gcbench-quick at 4 cores it cost about 9 ms of the collecting core
+/// (utilisation 80.8 → 84.3 % without it; docs/experiments.md, 2026-12-03 (2)). `trace --suite`
+/// adds it too, so that its run is the bench's.
+pub const NO_POISON: &str = "gc.poison=off";
 
 /// The value at quantile `q` (0..=1) of sorted `values` (nearest rank).
 fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -422,7 +428,9 @@ fn gc_headroom(results: &Path, elf: &Path) -> Result {
             smp,
             // Fair turns between the vCPUs (`tricolor_kernel::slice`): without them a core can
             // stand still for milliseconds, and a cycle handed to another core's task starts late.
-            append: format!("suite={HEADROOM_SUITE} gc.heap={HEADROOM_HEAP} gc.percent={percent} tick.slice={slice}"),
+            append: format!(
+                "suite={HEADROOM_SUITE} gc.heap={HEADROOM_HEAP} {NO_POISON} gc.percent={percent} tick.slice={slice}"
+            ),
             gpu: false,
             icount: true,
             ..Machine::new(elf)

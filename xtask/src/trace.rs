@@ -454,7 +454,7 @@ fn capture(elf: &Path, o: &Options) -> Result<String> {
     if let Some(suite) = &o.suite {
         // The command line of `bench`'s MMU runs: under -icount `--suite gcbench-quick` is the
         // very run whose MMU `bench` reports.
-        append = format!("suite={suite} gc.heap=64M {append}");
+        append = format!("suite={suite} gc.heap=64M {} {append}", crate::bench::NO_POISON);
     }
     if !o.append.is_empty() {
         append = format!("{append} {}", o.append);
