@@ -156,10 +156,19 @@ fn category(state: State) -> &'static str {
     }
 }
 
+/// The `tid` of core `c`'s vCPU-stall track in [`chrome_trace`]: `STALL_TID + c`.
+pub const STALL_TID: usize = 1000;
+
+/// The name of a vCPU stall's event in [`chrome_trace`] (no state has it).
+pub const STALL_EVENT: &str = "vcpu-stall";
+
 /// The timeline as Chrome trace-event JSON: one "X" (complete) event per state interval, `ts` and
 /// `dur` in µs from the start of the known span, `pid` 1 (the machine), `tid` the core, `name`
 /// the state, `cat` its utilisation category; metadata events name the process and each core.
-pub fn chrome_trace(t: &Timeline) -> String {
+/// Each core with `stalls` gets a track of its own below it (`tid` [`STALL_TID`] + core, named
+/// "core N: vCPU stalls"), one [`STALL_EVENT`] event per stretch in which QEMU ran none of the
+/// core's code (clipped to the known span): the state above it was frozen, not running.
+pub fn chrome_trace(t: &Timeline, stalls: &Stalls) -> String {
     let (from, to) = t.known_span();
     let us = |ticks: u64| t.ns(ticks) / 1000.0;
     let mut out = String::from("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n");
@@ -179,8 +188,34 @@ pub fn chrome_trace(t: &Timeline) -> String {
             ",\n{{\"name\":\"thread_sort_index\",\"ph\":\"M\",\"pid\":1,\"tid\":{0},\"args\":{{\"sort_index\":{0}}}}}",
             track.core
         );
+        if stalls.get(track.core).is_some_and(|s| !s.is_empty()) {
+            let tid = STALL_TID + track.core;
+            let _ = write!(
+                out,
+                ",\n{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":{tid},\"args\":{{\"name\":\"core {}: vCPU stalls\"}}}}",
+                track.core
+            );
+            // Right below its core's track.
+            let _ = write!(
+                out,
+                ",\n{{\"name\":\"thread_sort_index\",\"ph\":\"M\",\"pid\":1,\"tid\":{tid},\"args\":{{\"sort_index\":{}}}}}",
+                track.core
+            );
+        }
     }
     for track in &t.cores {
+        for &(a, b) in stalls.get(track.core).map_or(&[][..], Vec::as_slice) {
+            let (a, b) = (a.max(from), b.min(to));
+            if a < b {
+                let _ = write!(
+                    out,
+                    ",\n{{\"name\":\"{STALL_EVENT}\",\"cat\":\"stall\",\"ph\":\"X\",\"ts\":{:.3},\"dur\":{:.3},\"pid\":1,\"tid\":{}}}",
+                    us(a - from),
+                    us(b - a),
+                    STALL_TID + track.core
+                );
+            }
+        }
         for (start, end, state) in track.intervals(from, to) {
             let _ = write!(
                 out,
@@ -204,17 +239,21 @@ pub struct TraceSummary {
     pub events_per_core: Vec<usize>,
     /// "X" events named `pause`.
     pub pauses: usize,
+    /// [`STALL_EVENT`] events, on the cores' stall tracks.
+    pub stalls: usize,
 }
 
 /// Checks a trace written by [`chrome_trace`] as a trace viewer reads it: well-formed JSON, a
 /// `traceEvents` array of objects, every "X" event with a known state name, numeric `ts` and
 /// `dur` (not negative), `pid` and `tid`; every one of `cores` cores has events, and at least one
-/// event is a pause. Each core's events follow one another without overlapping.
+/// event is a pause. Each core's events follow one another without overlapping; so do the
+/// [`STALL_EVENT`] events, which only a core's stall track (`tid` [`STALL_TID`] + core) has.
 pub fn check_trace(text: &str, cores: usize) -> Result<TraceSummary> {
     let value = json::parse(text)?;
     let events = value.get("traceEvents").and_then(json::Value::as_array).ok_or("no traceEvents array")?;
-    let mut summary = TraceSummary { events_per_core: vec![0; cores], pauses: 0 };
+    let mut summary = TraceSummary { events_per_core: vec![0; cores], pauses: 0, stalls: 0 };
     let mut last_end = vec![0.0f64; cores];
+    let mut last_stall_end = vec![0.0f64; cores];
     for (i, e) in events.iter().enumerate() {
         let field = |k: &str| e.get(k).ok_or_else(|| format!("event {i} has no {k}"));
         let ph = field("ph")?.as_str().ok_or_else(|| format!("event {i}: ph is not a string"))?;
@@ -225,7 +264,6 @@ pub fn check_trace(text: &str, cores: usize) -> Result<TraceSummary> {
             return Err(format!("event {i}: phase {ph}, not X or M"));
         }
         let name = field("name")?.as_str().ok_or_else(|| format!("event {i}: name is not a string"))?;
-        let state = State::from_name(name).ok_or_else(|| format!("event {i}: {name} is no state"))?;
         let number = |k: &str| field(k)?.as_f64().ok_or_else(|| format!("event {i}: {k} is not a number"));
         let (ts, dur) = (number("ts")?, number("dur")?);
         number("pid")?;
@@ -233,6 +271,19 @@ pub fn check_trace(text: &str, cores: usize) -> Result<TraceSummary> {
         if ts < 0.0 || dur < 0.0 {
             return Err(format!("event {i}: ts {ts} dur {dur}"));
         }
+        if name == STALL_EVENT {
+            let core = (tid as usize).wrapping_sub(STALL_TID);
+            if tid.fract() != 0.0 || tid < STALL_TID as f64 || core >= cores {
+                return Err(format!("event {i}: a stall on tid {tid}, not a stall track of the {cores} cores"));
+            }
+            if ts + 0.002 < last_stall_end[core] {
+                return Err(format!("event {i}: core {core}'s stall at {ts} µs overlaps the one before it"));
+            }
+            last_stall_end[core] = ts + dur;
+            summary.stalls += 1;
+            continue;
+        }
+        let state = State::from_name(name).ok_or_else(|| format!("event {i}: {name} is no state"))?;
         let core = tid as usize;
         if tid.fract() != 0.0 || core >= cores {
             return Err(format!("event {i}: tid {tid} is not one of the {cores} cores"));
@@ -277,9 +328,10 @@ const TOP: usize = 50;
 
 /// The timeline as an SVG, for readers without a trace viewer: one lane per core, each pixel
 /// column a stacked bar of the share of that column's time the core spent in each state (so a
-/// state shorter than a pixel still shows, in proportion), and above each lane a red tick for
-/// every column with any pause in it, however short.
-pub fn svg_timeline(t: &Timeline, title: &str) -> String {
+/// state shorter than a pixel still shows, in proportion), above each lane a red tick for
+/// every column with any pause in it, however short, and below it a black tick for every column
+/// with any of the core's `stalls` (QEMU ran none of its code: the state there was frozen).
+pub fn svg_timeline(t: &Timeline, stalls: &Stalls, title: &str) -> String {
     let (from, to) = t.known_span();
     let span = (to - from).max(1);
     let width = LEFT + SVG_COLUMNS + 20;
@@ -294,7 +346,9 @@ pub fn svg_timeline(t: &Timeline, title: &str) -> String {
         let y0 = TOP + lane * (LANE + 10);
         let _ = writeln!(out, "<text x=\"8\" y=\"{}\">core {}</text>", y0 + LANE / 2 + 4, track.core);
         let intervals = track.intervals(from, to);
+        let stalled = stalls.get(track.core).map_or(&[][..], Vec::as_slice);
         let mut k = 0;
+        let mut ks = 0;
         // Consecutive columns with the same shares are drawn as one rectangle per state.
         let mut run: Option<(usize, [u64; tricolor_timeline::state::COUNT])> = None;
         let flush = |out: &mut String, run: &Option<(usize, [u64; tricolor_timeline::state::COUNT])>, end: usize| {
@@ -329,6 +383,17 @@ pub fn svg_timeline(t: &Timeline, title: &str) -> String {
                 let (s, e, state) = intervals[j];
                 shares[state as usize] += e.min(c1) - s.max(c0);
                 j += 1;
+            }
+            while ks < stalled.len() && stalled[ks].1 <= c0 {
+                ks += 1;
+            }
+            if stalled.get(ks).is_some_and(|&(a, _)| a < c1) {
+                let _ = writeln!(
+                    out,
+                    "<rect x=\"{}\" y=\"{}\" width=\"1\" height=\"4\" fill=\"#212121\"/>",
+                    LEFT + col,
+                    y0 + LANE + 1
+                );
             }
             if shares[State::Pause as usize] > 0 {
                 let _ =
@@ -383,7 +448,7 @@ pub fn svg_timeline(t: &Timeline, title: &str) -> String {
     }
     let _ = writeln!(
         out,
-        "<text x=\"{x}\" y=\"{legend_y}\">(red ticks above a lane: a pause in that pixel's time)</text>\n</svg>"
+        "<text x=\"{x}\" y=\"{legend_y}\">(red ticks above a lane: a pause in that pixel's time; black below: a vCPU stall)</text>\n</svg>"
     );
     out
 }
@@ -500,7 +565,8 @@ pub fn run(elf: &Path, o: &Options) -> Result<Timeline> {
     let console_path = o.out.join("trace-console.txt");
     std::fs::write(&console_path, &console).map_err(|e| format!("cannot write {}: {e}", console_path.display()))?;
     let t = decode(&console)?;
-    let json = chrome_trace(&t);
+    let stalled = stalls(&console)?;
+    let json = chrome_trace(&t, &stalled);
     let summary = check_trace(&json, t.cores.len())?;
     let json_path = o.out.join("trace.json");
     std::fs::write(&json_path, &json).map_err(|e| format!("cannot write {}: {e}", json_path.display()))?;
@@ -514,9 +580,8 @@ pub fn run(elf: &Path, o: &Options) -> Result<Timeline> {
         t.ns(to - from) / 1e6
     );
     let svg_path = o.out.join("trace.svg");
-    std::fs::write(&svg_path, svg_timeline(&t, &title))
+    std::fs::write(&svg_path, svg_timeline(&t, &stalled, &title))
         .map_err(|e| format!("cannot write {}: {e}", svg_path.display()))?;
-    let stalled = stalls(&console)?;
     let u = utilisation(&t, &stalled);
     let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1} %", v * 100.0));
     println!(
@@ -861,11 +926,11 @@ mod tests {
     #[test]
     fn a_decoded_dump_becomes_a_trace_with_every_core_and_its_pauses() {
         let t = decode(&dump_text(4, true)).unwrap();
-        let json = chrome_trace(&t);
+        let json = chrome_trace(&t, &Stalls::new());
         let summary = check_trace(&json, 4).unwrap();
         // Core 0: mutator, pause, mutator, mark, flush, mark, mutator, idle; the others:
         // mutator, pause, mutator, idle.
-        assert_eq!(summary, TraceSummary { events_per_core: vec![8, 4, 4, 4], pauses: 4 });
+        assert_eq!(summary, TraceSummary { events_per_core: vec![8, 4, 4, 4], pauses: 4, stalls: 0 });
         // Times in µs: the pause starts at 10 000 ticks = 160 µs and lasts 10 µs.
         assert!(json.contains(
             "\"name\":\"pause\",\"cat\":\"gc\",\"ph\":\"X\",\"ts\":160.000,\"dur\":10.000,\"pid\":1,\"tid\":0"
@@ -889,15 +954,42 @@ mod tests {
     #[test]
     fn a_trace_without_a_pause_or_a_core_or_well_formed_json_is_refused() {
         let t = decode(&dump_text(2, false)).unwrap();
-        assert!(check_trace(&chrome_trace(&t), 2).unwrap_err().contains("no pause"));
+        assert!(check_trace(&chrome_trace(&t, &Stalls::new()), 2).unwrap_err().contains("no pause"));
         let t = decode(&dump_text(2, true)).unwrap();
-        let json = chrome_trace(&t);
+        let json = chrome_trace(&t, &Stalls::new());
         assert!(check_trace(&json, 3).unwrap_err().contains("core 2 has no events"));
         assert!(check_trace(&json[..json.len() - 4], 2).unwrap_err().contains("JSON"));
         let garbled = json.replacen("\"ts\":160.000", "\"ts\":\"160\"", 1);
         assert!(check_trace(&garbled, 2).unwrap_err().contains("ts is not a number"));
         let overlapping = json.replacen("\"ts\":160.000", "\"ts\":150.000", 1);
         assert!(check_trace(&overlapping, 2).unwrap_err().contains("overlaps"));
+    }
+
+    #[test]
+    fn stalls_get_a_track_below_their_core_in_the_trace_and_ticks_in_the_svg() {
+        let t = decode(&dump_text(4, true)).unwrap();
+        // Core 1 stalled from 20 000 to 30 000 ticks (320-480 µs), and once past the dump's end.
+        let stalled: Stalls = vec![vec![], vec![(20_000, 30_000), (70_000, 80_000)]];
+        let json = chrome_trace(&t, &stalled);
+        let summary = check_trace(&json, 4).unwrap();
+        assert_eq!(summary.stalls, 1, "the stretch past the span is clipped away");
+        assert_eq!(summary.events_per_core, vec![8, 4, 4, 4], "the cores' own tracks unchanged");
+        assert!(json.contains(&format!(
+            "\"name\":\"{STALL_EVENT}\",\"cat\":\"stall\",\"ph\":\"X\",\"ts\":320.000,\"dur\":160.000,\"pid\":1,\"tid\":1001"
+        )));
+        assert!(json.contains("\"args\":{\"name\":\"core 1: vCPU stalls\"}"));
+        assert!(!json.contains("core 0: vCPU stalls"), "no track for a core without stalls");
+        // A stall on a core's own track, or on the track of a core there is not, is refused.
+        let on_core = json.replacen("\"tid\":1001}", "\"tid\":1}", 1);
+        assert!(check_trace(&on_core, 4).unwrap_err().contains("not a stall track"));
+        assert!(check_trace(&json, 1).unwrap_err().contains("not a stall track"));
+        // The SVG: 160 of 1000 µs in 1400 columns, about 224 black ticks, all in core 1's lane.
+        let svg = svg_timeline(&t, &stalled, "");
+        let ticks = svg.matches("height=\"4\" fill=\"#212121\"").count();
+        assert!((223..=226).contains(&ticks), "{ticks} stall ticks");
+        let lane_1_below = format!("y=\"{}\" width=\"1\" height=\"4\"", TOP + (LANE + 10) + LANE + 1);
+        assert_eq!(svg.matches(&lane_1_below).count(), ticks);
+        assert_eq!(svg_timeline(&t, &Stalls::new(), "").matches("fill=\"#212121\"").count(), 0);
     }
 
     #[test]
@@ -944,7 +1036,7 @@ mod tests {
     #[test]
     fn the_svg_has_a_lane_per_core_and_marks_the_pauses() {
         let t = decode(&dump_text(4, true)).unwrap();
-        let svg = svg_timeline(&t, "test <run>");
+        let svg = svg_timeline(&t, &Stalls::new(), "test <run>");
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("test &lt;run&gt;"));
         for c in 0..4 {
@@ -954,6 +1046,6 @@ mod tests {
         let ticks = svg.matches("height=\"6\" fill=\"#d32f2f\"").count();
         assert!((4 * 14..=4 * 16).contains(&ticks), "{ticks} pause ticks");
         let t = decode(&dump_text(4, false)).unwrap();
-        assert_eq!(svg_timeline(&t, "").matches("height=\"6\" fill=\"#d32f2f\"").count(), 0);
+        assert_eq!(svg_timeline(&t, &Stalls::new(), "").matches("height=\"6\" fill=\"#d32f2f\"").count(), 0);
     }
 }
