@@ -991,7 +991,7 @@ fn stalls_found(output: &str, _smp: usize) -> Result {
     let (spin_us, freq) = (number("spin_us")?, number("freq")?);
     let stalls = tricolor_kernel::slice::parse_stalls(output)?.ok_or("no STALLS lines")?;
     let us = |core: usize| -> f64 {
-        stalls.get(core).map_or(0.0, |s| s.iter().map(|(a, b)| (b - a) as f64).sum::<f64>() * 1e6 / freq)
+        crate::trace::core_stalls(&stalls, core).iter().map(|(a, b)| (b - a) as f64).sum::<f64>() * 1e6 / freq
     };
     if us(1) < spin_us / 2.0 {
         return Err(format!("core 1 spun {spin_us:.0} µs with its registers unchanged, stalled only {:.0} µs", us(1)));

@@ -37,6 +37,11 @@ pub fn stalls(console: &str) -> Result<Stalls> {
     Ok(tricolor_kernel::slice::parse_stalls(console)?.unwrap_or_default())
 }
 
+/// Core `core`'s stretches in `stalls` (none if the dump had no line for it).
+pub fn core_stalls(stalls: &Stalls, core: usize) -> &[(u64, u64)] {
+    stalls.get(core).map_or(&[], Vec::as_slice)
+}
+
 /// `intervals` with every part inside one of `stalls` (sorted stretches) relabelled as
 /// [`State::Idle`]: left out of utilisation.
 pub fn without_stalls(intervals: &[(u64, u64, State)], stalls: &[(u64, u64)]) -> Vec<(u64, u64, State)> {
@@ -118,9 +123,11 @@ pub fn utilisation_of(t: &Timeline, stalls: &Stalls, sweep: Sweep, span: Span) -
                     i.2 = State::Mutator;
                 }
             }
-            match stalls.get(c.core) {
-                Some(stalled) if !stalled.is_empty() => without_stalls(&intervals, stalled),
-                _ => intervals,
+            let stalled = core_stalls(stalls, c.core);
+            if stalled.is_empty() {
+                intervals
+            } else {
+                without_stalls(&intervals, stalled)
             }
         })
         .collect();
@@ -177,34 +184,26 @@ pub fn chrome_trace(t: &Timeline, stalls: &Stalls) -> String {
         "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,\"args\":{{\"name\":\"tricolor ({} cores)\"}}}}",
         t.cores.len()
     );
+    // A track's name and place: core `c` at 2c, its stall track (if it has one) right below.
+    let track_meta = |out: &mut String, tid: usize, name: &str, sort_index: usize| {
+        let _ = write!(
+            out,
+            ",\n{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":{tid},\"args\":{{\"name\":\"{name}\"}}}}"
+        );
+        let _ = write!(
+            out,
+            ",\n{{\"name\":\"thread_sort_index\",\"ph\":\"M\",\"pid\":1,\"tid\":{tid},\"args\":{{\"sort_index\":{sort_index}}}}}"
+        );
+    };
     for track in &t.cores {
-        let _ = write!(
-            out,
-            ",\n{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":{0},\"args\":{{\"name\":\"core {0}\"}}}}",
-            track.core
-        );
-        let _ = write!(
-            out,
-            ",\n{{\"name\":\"thread_sort_index\",\"ph\":\"M\",\"pid\":1,\"tid\":{0},\"args\":{{\"sort_index\":{0}}}}}",
-            track.core
-        );
-        if stalls.get(track.core).is_some_and(|s| !s.is_empty()) {
-            let tid = STALL_TID + track.core;
-            let _ = write!(
-                out,
-                ",\n{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":{tid},\"args\":{{\"name\":\"core {}: vCPU stalls\"}}}}",
-                track.core
-            );
-            // Right below its core's track.
-            let _ = write!(
-                out,
-                ",\n{{\"name\":\"thread_sort_index\",\"ph\":\"M\",\"pid\":1,\"tid\":{tid},\"args\":{{\"sort_index\":{}}}}}",
-                track.core
-            );
+        track_meta(&mut out, track.core, &format!("core {}", track.core), 2 * track.core);
+        if !core_stalls(stalls, track.core).is_empty() {
+            let name = format!("core {}: vCPU stalls", track.core);
+            track_meta(&mut out, STALL_TID + track.core, &name, 2 * track.core + 1);
         }
     }
     for track in &t.cores {
-        for &(a, b) in stalls.get(track.core).map_or(&[][..], Vec::as_slice) {
+        for &(a, b) in core_stalls(stalls, track.core) {
             let (a, b) = (a.max(from), b.min(to));
             if a < b {
                 let _ = write!(
@@ -346,7 +345,7 @@ pub fn svg_timeline(t: &Timeline, stalls: &Stalls, title: &str) -> String {
         let y0 = TOP + lane * (LANE + 10);
         let _ = writeln!(out, "<text x=\"8\" y=\"{}\">core {}</text>", y0 + LANE / 2 + 4, track.core);
         let intervals = track.intervals(from, to);
-        let stalled = stalls.get(track.core).map_or(&[][..], Vec::as_slice);
+        let stalled = core_stalls(stalls, track.core);
         let mut k = 0;
         let mut ks = 0;
         // Consecutive columns with the same shares are drawn as one rectangle per state.
@@ -978,6 +977,9 @@ mod tests {
             "\"name\":\"{STALL_EVENT}\",\"cat\":\"stall\",\"ph\":\"X\",\"ts\":320.000,\"dur\":160.000,\"pid\":1,\"tid\":1001"
         )));
         assert!(json.contains("\"args\":{\"name\":\"core 1: vCPU stalls\"}"));
+        // Right below core 1 (sort index 2) and above core 2 (4).
+        assert!(json.contains("\"tid\":1001,\"args\":{\"sort_index\":3}"));
+        assert!(json.contains("\"tid\":2,\"args\":{\"sort_index\":4}"));
         assert!(!json.contains("core 0: vCPU stalls"), "no track for a core without stalls");
         // A stall on a core's own track, or on the track of a core there is not, is refused.
         let on_core = json.replacen("\"tid\":1001}", "\"tid\":1}", 1);
