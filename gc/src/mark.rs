@@ -205,26 +205,8 @@ pub(crate) fn shade_recorded(c: &Collector, core: &GcCore, work: &mut LocalWork,
     // at every object); written back before a publication and at the end.
     let mut len = work.len;
     for &p in ptrs {
-        let Some((obj, word, bit)) = heap.find_unmarked(p) else {
-            continue;
-        };
-        // SAFETY: `obj.span` came from the heap's page table, so it is one of its pages.
-        let span = unsafe { heap.span(obj.span) };
-        // The RMW decides a race with another shader: only the one that sets the bit queues it.
-        if !span.mark.set_in_word(word, bit) {
-            continue;
-        }
-        shaded += 1;
-        bytes += span.elem_size() as u64;
-        if !obj.noscan {
-            if len == LOCAL_WORK_ENTRIES {
-                work.len = len;
-                work.publish(&c.work);
-                len = 0;
-            }
-            // SAFETY: `len < LOCAL_WORK_ENTRIES`: a full buffer was just published.
-            unsafe { *work.items.get_unchecked_mut(len) = obj.base };
-            len += 1;
+        if let Some(child) = shade_slot(&heap, p, &mut shaded, &mut bytes) {
+            push_publishing(c, work, &mut len, child);
         }
     }
     work.len = len;
@@ -331,10 +313,11 @@ impl Shaded {
     }
 }
 
-/// One pointer slot's value `v`, read by a scan: if it names an unmarked object, mark it (the
+/// A pointer `v` read by a scan or recorded by the barrier: if it names an unmarked object, mark it (the
 /// RMW decides a race with another shader: only the one that sets the bit goes on) and count it
 /// in `objects` and `bytes`. Returns the object's base if it must be queued (it holds pointers).
-/// The scans' per-slot step, inlined into their loops ([`scan_batch`], [`scan_object_in`]).
+/// The per-pointer step of the scans and of the flush, inlined into their loops ([`scan_batch`],
+/// [`scan_object_in`], [`shade_recorded`]).
 #[inline(always)]
 fn shade_slot(heap: &crate::heap::HeapView<'_>, v: usize, objects: &mut u64, bytes: &mut u64) -> Option<usize> {
     let (obj, word, bit) = heap.find_unmarked(v)?;
@@ -346,6 +329,21 @@ fn shade_slot(heap: &crate::heap::HeapView<'_>, v: usize, objects: &mut u64, byt
     *objects += 1;
     *bytes += span.elem_size() as u64;
     (!obj.noscan).then_some(obj.base)
+}
+
+/// Queue `child` at `*len`, the caller's copy of `work.len` (kept in a register by its loop),
+/// publishing a full buffer first so that any number of children fits (the flush's loop and
+/// [`scan_object_in`]; [`scan_batch`] checks for room up front instead).
+#[inline(always)]
+fn push_publishing(c: &Collector, work: &mut LocalWork, len: &mut usize, child: usize) {
+    if *len == LOCAL_WORK_ENTRIES {
+        work.len = *len;
+        work.publish(&c.work);
+        *len = 0;
+    }
+    // SAFETY: `*len < LOCAL_WORK_ENTRIES`: a full buffer was just published.
+    unsafe { *work.items.get_unchecked_mut(*len) = child };
+    *len += 1;
 }
 
 /// The slot word at offset `off` of the payload mapped at `mem` (an object's header address
@@ -433,14 +431,7 @@ fn scan_object_in(
     let mut len = work.len;
     for &off in ty.pointer_offsets {
         if let Some(child) = shade_slot(heap, slot_of(mem, off), &mut shaded.objects, &mut shaded.bytes) {
-            if len == LOCAL_WORK_ENTRIES {
-                work.len = len;
-                work.publish(&c.work);
-                len = 0;
-            }
-            // SAFETY: `len < LOCAL_WORK_ENTRIES`: a full buffer was just published.
-            unsafe { *work.items.get_unchecked_mut(len) = child };
-            len += 1;
+            push_publishing(c, work, &mut len, child);
         }
     }
     work.len = len;
