@@ -25,9 +25,17 @@
 //!
 //! On hardware the slice only costs interrupts; nothing depends on it but the measurements.
 //!
-//! Even so a core can stand still for milliseconds: QEMU runs its timer interrupts, each slice,
-//! and none of its own code in between (a drain of 96 objects took 6 ms; the same registers were
-//! interrupted at a hundred ticks in a row). [`Frozen`] finds those stretches at the slice ticks
+//! A core could still stand still for milliseconds, running its tick handler at every slice and
+//! none of its own code in between (a drain of 96 objects took 6 ms; the same registers were
+//! interrupted at a hundred ticks in a row). QEMU's interrupt log (`-d int`) showed why: the
+//! handler armed the next boundary and then yielded; when the vCPU ran again that boundary had
+//! passed, so it took the next tick at the exception return, in a slice it did not own, yielded
+//! again, and so on, skipping its own slices too. A stalled marker holding grey objects kept the
+//! whole mark waiting (the collecting core waited up to 9 ms for one drain's 25 objects). Two
+//! rules stop it: the handler arms the next boundary after its yield, and a core whose registers
+//! have not moved for more than a round of slices keeps the slice it is in, once a round
+//! ([`Frozen::keeps_slice`]). Since then the longest stall in a gcbench-quick run is
+//! 0.3 ms (it was 5-7 ms on core 0). [`Frozen`] finds those stretches at the slice ticks
 //! (the interrupted registers did not change for two rounds of slices, and the core is not in a
 //! loop around a `yield`, `wfe`, `wfi` or `isb`), and the kernel reports them with the timeline (`STALLS` lines) so
 //! that MMU can leave them out like halted time: the core was not running, for no reason of the
@@ -63,12 +71,14 @@ pub struct Frozen {
     last: Option<(u64, u64)>,
     /// The first tick that saw those registers.
     since: u64,
+    /// The last tick at which [`Frozen::keeps_slice`] kept a slice.
+    kept: Option<u64>,
 }
 
 impl Frozen {
     /// A detector that has seen no tick.
     pub const fn new() -> Self {
-        Frozen { last: None, since: 0 }
+        Frozen { last: None, since: 0, kept: None }
     }
 
     /// A slice tick at counter value `now` that interrupted registers hashing to `hash`
@@ -96,6 +106,23 @@ impl Frozen {
     pub fn ongoing(&self, min_ticks: u64) -> Option<(u64, u64)> {
         let (at, _) = self.last?;
         (at - self.since > min_ticks).then_some((self.since, at))
+    }
+
+    /// Whether the core keeps the slice of the last tick although another core owns it: its
+    /// registers had not changed for more than one round of `cores` slices `slice` long, so it
+    /// ran nothing in its own slice (see the module docs: a core that yielded at every tick it
+    /// took ran nothing but its tick handler for milliseconds). At most one slice per round: a
+    /// core that does run but looks frozen (a loop without a wait hint whose registers stay put)
+    /// must not take every slice, or the core after it, skipped at each deadline its turns end
+    /// at, stands still instead. A core in a wait loop (its hint ran) keeps nothing.
+    pub fn keeps_slice(&mut self, cores: usize, slice: u64) -> bool {
+        let Some((at, _)) = self.last else { return false };
+        let round = cores as u64 * slice;
+        let keep = at - self.since > round && self.kept.is_none_or(|k| k < self.since || at - k >= round);
+        if keep {
+            self.kept = Some(at);
+        }
+        keep
     }
 }
 
@@ -278,6 +305,41 @@ mod tests {
         assert_eq!(next_slice(5, 0), 6, "a zero slice is one tick");
         assert_eq!((owner(0, 4), owner(1, 4), owner(2, 4), owner(3, 4), owner(4, 4)), (0, 3, 2, 1, 0));
     }
+    #[test]
+    fn a_core_that_did_not_run_in_its_own_slice_keeps_one_slice_a_round() {
+        let (cores, slice) = (4, 100);
+        let mut f = Frozen::new();
+        let h = registers_hash(&[1, 2, 3], 0x1000, 0x4000);
+        assert!(!f.keeps_slice(cores, slice), "no tick yet");
+        // The same registers for one round (4 slices): a core waiting for its own slice.
+        for t in [100, 200, 300, 400, 500] {
+            f.tick(t, h, || false, 800);
+            assert!(!f.keeps_slice(cores, slice), "at {t}: within one round");
+        }
+        // Past one round: its own slice went by and it ran nothing. It keeps this slice, then
+        // none until another round went by with its registers still put.
+        let kept: Vec<u64> = (6..=14)
+            .map(|n| n * 100)
+            .filter(|&t| {
+                f.tick(t, h, || false, 800);
+                f.keeps_slice(cores, slice)
+            })
+            .collect();
+        assert_eq!(kept, [600, 1000, 1400]);
+        // It ran (its registers moved): an ordinary core again, for a round at least.
+        let moved = registers_hash(&[1, 2, 4], 0x1000, 0x4000);
+        for t in [1500, 1600, 1700, 1800, 1900] {
+            f.tick(t, moved, || false, 800);
+            assert!(!f.keeps_slice(cores, slice), "at {t}: it ran at 1500");
+        }
+        // A waiting core's registers do not move either; it ran its wait hint, so it missed nothing.
+        let w = registers_hash(&[9], 0x2000, 0x5000);
+        for t in [2000, 2100, 2200, 2300, 2400, 2500, 2600, 2700] {
+            f.tick(t, w, || true, 800);
+            assert!(!f.keeps_slice(cores, slice), "at {t}: waiting");
+        }
+    }
+
     #[test]
     fn a_core_whose_registers_did_not_change_stood_still() {
         let mut f = Frozen::new();

@@ -118,17 +118,19 @@ fn on_tick(_: u32, frame: &mut tricolor_arch::exception::TrapFrame) {
     }
     let slice = SLICE_TICKS.load(Ordering::Relaxed);
     if slice < quantum {
-        // `tick.slice=` (measurements under -icount, `tricolor_kernel::slice`): the next slice
-        // boundary, the same on every core; a core that does not own this slice ends its vCPU
-        // turn here (the `yield` hint), so the owner runs the slice.
+        // `tick.slice=` (measurements under -icount, `tricolor_kernel::slice`): a core that does
+        // not own this slice ends its vCPU turn here (the `yield` hint), so the owner runs the
+        // slice, unless it ran none of its code since before its own last slice (`Frozen::keeps_slice`).
         let now = cpu::counter();
         let core = percore::id();
-        timer::arm_at(slice::next_slice(now, slice));
-        // Whether this core ran any of its code since the last slice (`slice::Frozen`).
-        timeline::on_slice_tick(frame, now, slice);
-        if slice::owner(now / slice, percore::online_count()) != core {
+        let keep = timeline::on_slice_tick(frame, now, slice);
+        if !keep && slice::owner(now / slice, percore::online_count()) != core {
             cpu::relax();
         }
+        // The next slice boundary, the same on every core, from the time after the yield: armed
+        // before it, the boundary had often passed by the time this vCPU ran again, so it took the
+        // next tick right at the exception return, in a slice it did not own, and yielded again.
+        timer::arm_at(slice::next_slice(cpu::counter(), slice));
         // Relaxed: only this core's timer handler touches its start (IRQs masked here).
         let start = &QUANTUM_START[core];
         if now.wrapping_sub(start.load(Ordering::Relaxed)) < quantum {

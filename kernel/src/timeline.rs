@@ -65,9 +65,11 @@ fn stall_min_ticks(slice: u64) -> u64 {
 
 /// A slice tick on this core (`tasks`' timer handler, IRQs masked) that interrupted `frame`,
 /// at counter value `now`, slices `slice` counter ticks long: feed the core's stall detector.
-pub fn on_slice_tick(frame: &tricolor_arch::exception::TrapFrame, now: u64, slice: u64) {
+/// True if the core keeps this slice though it does not own it ([`Frozen::keeps_slice`]).
+/// (False if a dump holds the detector: the tick then behaves as before the detector.)
+pub fn on_slice_tick(frame: &tricolor_arch::exception::TrapFrame, now: u64, slice: u64) -> bool {
     let hash = slice::registers_hash(&frame.x, frame.sp, frame.elr);
-    let Some(mut stalls) = STALLS[percore::id()].try_lock() else { return };
+    let Some(mut stalls) = STALLS[percore::id()].try_lock() else { return false };
     let (frozen, stretches) = &mut *stalls;
     let pc = frame.elr as usize;
     // A wait hint among the instructions around the interrupted one (a spin loop's body: the
@@ -86,6 +88,7 @@ pub fn on_slice_tick(frame: &tricolor_arch::exception::TrapFrame, now: u64, slic
     if let Some((start, end)) = frozen.tick(now, hash, waiting, stall_min_ticks(slice)) {
         stretches.push(start, end);
     }
+    frozen.keeps_slice(percore::online_count(), slice)
 }
 
 /// Gives the first `cores` cores their rings, `CAPACITY_DUMP` transitions each with
