@@ -251,13 +251,9 @@ fn drive(config: &Config<'_>, suite: &Workload, negative: bool) {
             // spinning: once this core's mutator is done, a spinning driver would run for as long
             // as the slowest other core, and under -icount its instructions would count in the
             // run's (the barrier-overhead measurement reads them).
-            let done = || workload::all_finished() || caught();
-            while !done() {
-                tasks::yield_now();
-                if !done() {
-                    cpu::wait_for_interrupt();
-                }
-            }
+            // It waits as the core's idle task would (`tasks::wait_as_idle`): once this core's
+            // mutator is done, a cycle running here beside it takes nothing from the program.
+            tasks::wait_as_idle(|| workload::all_finished() || caught());
         }
     }
 }
