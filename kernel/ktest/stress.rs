@@ -250,9 +250,8 @@ fn drive(config: &Config<'_>, suite: &Workload, negative: bool) {
             // Between looks the driver sleeps until the core's next interrupt (the tick) instead of
             // spinning: once this core's mutator is done, a spinning driver would run for as long
             // as the slowest other core, and under -icount its instructions would count in the
-            // run's (the barrier-overhead measurement reads them).
-            // It waits as the core's idle task would (`tasks::wait_as_idle`): once this core's
-            // mutator is done, a cycle running here beside it takes nothing from the program.
+            // run's (the barrier-overhead measurement reads them). It counts as idle meanwhile
+            // (`tasks::wait_as_idle`), so a cycle beside it here takes nothing from the program.
             tasks::wait_as_idle(|| workload::all_finished() || caught());
         }
     }

@@ -35,7 +35,7 @@
 //! rules stop it: the handler arms the next boundary after its yield, and a core whose registers
 //! have not moved for more than a round of slices keeps the slice it is in, once a round
 //! ([`Frozen::keeps_slice`]). Since then the longest stall in a gcbench-quick run is
-//! 0.3 ms (it was 5-7 ms on core 0). [`Frozen`] finds those stretches at the slice ticks
+//! 0.2-2.0 ms (it was 5-7 ms on core 0). [`Frozen`] finds those stretches at the slice ticks
 //! (the interrupted registers did not change for two rounds of slices, and the core is not in a
 //! loop around a `yield`, `wfe`, `wfi` or `isb`), and the kernel reports them with the timeline (`STALLS` lines) so
 //! that MMU can leave them out like halted time: the core was not running, for no reason of the
