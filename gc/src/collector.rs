@@ -142,6 +142,26 @@ pub struct CycleReport {
     pub termination_phases_ns: [u64; 4],
 }
 
+/// A cycle past its mark setup that can go on on another task ([`Collector::collect_movable`]):
+/// holds the cycle lock until it ends.
+pub struct Cycle<'c> {
+    mode: BarrierMode,
+    report: CycleReport,
+    /// Mark terminations so far that went back to concurrent marking.
+    restarts: u32,
+    /// The mark is over (in `off` mode, in the setup pause).
+    terminated: bool,
+    _lock: spin::mutex::MutexGuard<'c, ()>,
+}
+
+/// How far [`Collector::collect_movable`] took its cycle.
+pub enum CycleProgress<'c> {
+    /// The cycle ran to its end.
+    Done(CycleReport),
+    /// The cycle is to be finished elsewhere ([`Collector::resume_cycle`]).
+    Moved(Cycle<'c>),
+}
+
 /// A pinned no-scan buffer in the GC heap (a framebuffer): page aligned, zeroed, never freed
 /// while pinned, never scanned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -579,13 +599,15 @@ impl Collector {
     /// as the cycle's [`State::Mark`], or as [`State::IdleMark`] while the platform says the
     /// marking displaces nothing ([`Platform::cycle_displaces_nothing`]): asked per drain with
     /// preemption off, so a task made ready on this core turns the next drain back into `Mark`.
-    fn collector_drain<P: Platform>(&self) -> usize {
+    /// Returns the objects scanned and whether the drain displaced nothing.
+    fn collector_drain<P: Platform>(&self) -> (usize, bool) {
         P::systemstack(|| {
             // The state's guard inside a preemption guard, so that it is entered and left on this
             // core (`mark_worker` nests its own).
             let _np = P::disable_preemption();
-            let _idle = P::cycle_displaces_nothing().then(|| InState::<P>::enter(State::IdleMark));
-            self.mark_worker::<P>()
+            let alone = P::cycle_displaces_nothing();
+            let _idle = alone.then(|| InState::<P>::enter(State::IdleMark));
+            (self.mark_worker::<P>(), alone)
         })
     }
 
@@ -656,7 +678,32 @@ impl Collector {
     /// act as a mutator in the middle of the mark. (In `off` mode marking is already complete by
     /// then.)
     pub fn collect_with_hook<P: Platform>(&self, during_mark: &mut dyn FnMut()) -> CycleReport {
-        let _cycle = self.cycle_lock.lock();
+        match self.collect_movable::<P>(during_mark, &mut || false) {
+            CycleProgress::Done(report) => report,
+            CycleProgress::Moved(_) => unreachable!("a cycle that may not move moved"),
+        }
+    }
+
+    /// [`Collector::collect_with_hook`], for a cycle that may go on on another task: during the
+    /// concurrent mark, between drains, the collecting task asks `move_now`, and on `true`
+    /// returns [`CycleProgress::Moved`] with the cycle, for the caller to hand to a task that
+    /// finishes it ([`Collector::resume_cycle`]), and goes back to what it was doing. What a
+    /// triggered cycle on a mutator's task does when another core goes idle: the rest of the
+    /// cycle, waits included, then takes no time from that mutator (Go's gcStart hands the mark
+    /// to background workers; its allocating goroutine goes on).
+    ///
+    /// Why a move is safe at that point: the cycle's state is this [`Cycle`] (its lock, its
+    /// report, its restart count) and the collector's; the collecting core's grey buffer is the
+    /// core's, not the task's (each drain publishes what it leaves, see `mark::drain_some`); the
+    /// collecting task's stack is one of the scan list's like any other (scanned where it
+    /// stands if it has not been yet, or at its next safe point once it runs as a mutator); and
+    /// the task the cycle moves to is spawned during the mark, so its stack starts empty (black).
+    pub fn collect_movable<P: Platform>(
+        &self,
+        during_mark: &mut dyn FnMut(),
+        move_now: &mut dyn FnMut() -> bool,
+    ) -> CycleProgress<'_> {
+        let lock = self.cycle_lock.lock();
         // The whole cycle is this core's GC work; its sweeps, pauses and flushes nest inside.
         let _collecting = InState::<P>::enter(State::Mark);
         let mode = barrier::mode();
@@ -750,21 +797,54 @@ impl Collector {
             P::scan_stacks(self);
         }
         during_mark();
+        let cycle = Cycle { mode, report, restarts: 0, terminated: done_in_setup, _lock: lock };
+        self.run_cycle::<P>(cycle, move_now)
+    }
+
+    /// The rest of a cycle that moved ([`Collector::collect_movable`]), on the calling task: its
+    /// mark, termination and sweep. Returns its report.
+    pub fn resume_cycle<P: Platform>(&self, cycle: Cycle<'_>) -> CycleReport {
+        let _collecting = InState::<P>::enter(State::Mark);
+        match self.run_cycle::<P>(cycle, &mut || false) {
+            CycleProgress::Done(report) => report,
+            CycleProgress::Moved(_) => unreachable!("a cycle that may not move moved"),
+        }
+    }
+
+    /// Steps 3 to 5 of `cycle`, or until `move_now` says to hand it over.
+    fn run_cycle<'c, P: Platform>(
+        &'c self,
+        mut cycle: Cycle<'c>,
+        move_now: &mut dyn FnMut() -> bool,
+    ) -> CycleProgress<'c> {
+        let mode = cycle.mode;
         // 3 and 4, like Go's gcMarkDone: mark concurrently until no grey object is visible, have
         // every core flush its wbBuf and mark what that greys, then stop the world and flush
-        // every wbBuf again (only what was recorded since the handshake). If that surfaces grey objects (a mutator shaded a
-        // large unmarked subgraph late), restart the world and mark them concurrently instead of
-        // inside the pause; after `MAX_MARK_RESTARTS` the pause drains whatever is left.
-        let mut restarts = 0;
-        let mut terminated = done_in_setup;
-        while !terminated {
+        // every wbBuf again (only what was recorded since the handshake). If that surfaces grey
+        // objects (a mutator shaded a large unmarked subgraph late), restart the world and mark
+        // them concurrently instead of inside the pause; after `MAX_MARK_RESTARTS` the pause
+        // drains whatever is left.
+        while !cycle.terminated {
             // 3. Concurrent mark: drain, and scan the stacks noted at mark start, until both
             // are done (`collector_drain`: on the system stack).
             let t_mark = P::now_ns();
             let mut idle_since = None;
+            // While the platform says this marking displaces nothing, so does its waiting
+            // (`State::IdleMark`, entered once per stretch of waiting, not per look).
+            let mut waiting_as_idle: Option<InState<P>> = None;
             loop {
-                if self.collector_drain::<P>() > 0 {
+                // Asked before each drain, the first included: a cycle that can move marks
+                // nothing on the task that started it.
+                if move_now() {
+                    drop(waiting_as_idle);
+                    cycle.report.mark_ns += P::now_ns() - t_mark;
+                    self.stats.ns_concurrent_mark.add(P::now_ns() - t_mark);
+                    return CycleProgress::Moved(cycle);
+                }
+                let (scanned, displaces_nothing) = self.collector_drain::<P>();
+                if scanned > 0 {
                     idle_since = None;
+                    waiting_as_idle = None;
                     continue;
                 }
                 let stacks_done = !mode.marks_concurrently() || P::scan_stacks(self);
@@ -773,21 +853,27 @@ impl Collector {
                 }
                 // No grey object to take: waiting for stack scans or for other markers.
                 let now = P::now_ns();
-                report.mark_wait_ns += now - idle_since.unwrap_or(now);
+                cycle.report.mark_wait_ns += now - idle_since.unwrap_or(now);
                 if !stacks_done {
-                    report.mark_wait_stacks_ns += now - idle_since.unwrap_or(now);
+                    cycle.report.mark_wait_stacks_ns += now - idle_since.unwrap_or(now);
                 }
                 idle_since = Some(now);
+                if !displaces_nothing {
+                    waiting_as_idle = None;
+                } else if waiting_as_idle.is_none() {
+                    waiting_as_idle = Some(InState::<P>::enter(State::IdleMark));
+                }
                 P::relax();
             }
-            report.mark_ns += P::now_ns() - t_mark;
+            drop(waiting_as_idle);
+            cycle.report.mark_ns += P::now_ns() - t_mark;
             // Every core flushes its own wbBuf while the world runs (Go's forEachP in
             // gcMarkDone), and the objects that greys are marked concurrently too: the final
             // pause then only flushes what was recorded since.
             if mode.marks_concurrently() {
                 P::flush_handshake(self);
                 loop {
-                    if self.collector_drain::<P>() > 0 {
+                    if self.collector_drain::<P>().0 > 0 {
                         continue;
                     }
                     if self.quiescent::<P>() {
@@ -801,25 +887,25 @@ impl Collector {
             // 4. Mark termination, world stopped.
             let t_term = P::now_ns();
             let finished = P::stop_the_world(|| {
-                if restarts < MAX_MARK_RESTARTS && !self.flush_all::<P>() {
+                if cycle.restarts < MAX_MARK_RESTARTS && !self.flush_all::<P>() {
                     false
                 } else {
-                    self.mark_termination::<P>(mode, &mut report);
+                    self.mark_termination::<P>(mode, &mut cycle.report);
                     true
                 }
             });
             let stop = P::last_stop();
             let pause = pause_of(stop, P::now_ns() - t_term);
             self.stats.record_pause(pause);
-            if pause >= report.pause_ns[1] {
-                report.pause_ns[1] = pause;
-                report.safepoint[1] = stop;
+            if pause >= cycle.report.pause_ns[1] {
+                cycle.report.pause_ns[1] = pause;
+                cycle.report.safepoint[1] = stop;
             }
             self.stats.ns_mark_termination.add(pause);
-            terminated = finished;
+            cycle.terminated = finished;
             if !finished {
-                restarts += 1;
-                report.mark_restarts = restarts;
+                cycle.restarts += 1;
+                cycle.report.mark_restarts = cycle.restarts;
                 self.stats.mark_restarts.bump();
             }
         }
@@ -836,10 +922,10 @@ impl Collector {
         self.stats.bytes_freed.add(swept.bytes_freed as u64);
         self.stats.objects_freed.add(swept.objects_freed as u64);
         self.stats.ns_sweep.add(P::now_ns() - t);
-        report.freed_bytes = swept.bytes_freed as u64;
-        report.freed_objects = swept.objects_freed as u64;
+        cycle.report.freed_bytes = swept.bytes_freed as u64;
+        cycle.report.freed_objects = swept.objects_freed as u64;
         self.stats.cycles.bump();
-        report
+        CycleProgress::Done(cycle.report)
     }
 
     /// The calling core's part of the flush handshake ([`Platform::flush_handshake`]): flush its

@@ -90,10 +90,13 @@ pub struct CycleLock {
     holder: AtomicUsize,
 }
 
-/// Clears `held` when the closure ends, including by unwinding (host tests).
-struct Unlock<'a>(&'a CycleLock);
+/// The lock, held as a value ([`CycleLock::try_take`]): let go when dropped, on whichever task
+/// or core that happens (a cycle that moves to another task takes it along). Also what clears
+/// `held` when a closure under the lock ends, including by unwinding (host tests).
+#[must_use = "the lock is let go as soon as this is dropped"]
+pub struct CycleLockHeld<'a>(&'a CycleLock);
 
-impl Drop for Unlock<'_> {
+impl Drop for CycleLockHeld<'_> {
     fn drop(&mut self) {
         self.0.holder.store(0, Ordering::Relaxed);
         // Ordering: Release, pairs with the next holder's Acquire swap (see `held`).
@@ -132,19 +135,31 @@ impl CycleLock {
     /// Runs `f` holding the lock if it is free and no caller waits in [`CycleLock::hold`];
     /// otherwise returns `None` at once without running `f`.
     pub fn try_hold<P: Platform, R>(&self, f: impl FnOnce() -> R) -> Option<R> {
+        let _held = self.try_take::<P>()?;
+        Some(f())
+    }
+
+    /// Takes the lock if it is free and no caller waits in [`CycleLock::hold`], as a value that
+    /// lets it go when dropped; `None` at once otherwise.
+    pub fn try_take<P: Platform>(&self) -> Option<CycleLockHeld<'_>> {
         // Ordering: Relaxed, see `waiters`; Acquire on success, see `held`.
         if self.waiters.load(Ordering::Relaxed) != 0 || self.held.swap(true, Ordering::Acquire) {
             return None;
         }
-        Some(self.run::<P, R>(f))
+        Some(self.taken::<P>())
     }
 
     /// `f` with the lock taken by the caller.
     fn run<P: Platform, R>(&self, f: impl FnOnce() -> R) -> R {
+        let _unlock = self.taken::<P>();
+        f()
+    }
+
+    /// The caller has just set `held`.
+    fn taken<P: Platform>(&self) -> CycleLockHeld<'_> {
         // Ordering: Relaxed, see `holder`.
         self.holder.store(P::current_core_index() + 1, Ordering::Relaxed);
-        let _unlock = Unlock(self);
-        f()
+        CycleLockHeld(self)
     }
 
     /// Whether a closure runs under the lock now (a snapshot).

@@ -90,8 +90,8 @@ mod tests;
 
 pub use barrier::{take_checked_reports, write_pointer, BarrierMode, CheckedReport, CheckedSlot, WRITE_BARRIER};
 pub use census::{CensusEntry, Exemption, RootOwner, RootPart, Unscanned};
-pub use collector::{Collector, Config, CycleReport, Phase, PinnedBuf};
-pub use cyclelock::{wait_while, CycleLock, WaitWatch};
+pub use collector::{Collector, Config, Cycle, CycleProgress, CycleReport, Phase, PinnedBuf};
+pub use cyclelock::{wait_while, CycleLock, CycleLockHeld, WaitWatch};
 pub use heap::AllocError;
 pub use object::{Gc, GcSlot, GcType, Trace};
 pub use platform::{GcCore, Platform, ScanRange, StopReport, GCCORE_WBBUF_OFFSET};

@@ -23,6 +23,7 @@ const SCENARIOS: &[Entry] = &[
     scenario("gc-blind-stack", "planted: the only reference to a node sits on a stack the root scan skips; the census must report it", gc_blind_stack),
     scenario("gc-blind-memory", "planted: the only reference to a node sits in kernel memory the collector never scans; the verifier must report it", gc_blind_memory),
     scenario("gc-masked-wait", "the driver, IRQs masked, waits for the cycle lock behind another core's cycle: that cycle must still stop it", gc_masked_wait),
+    scenario("gc-moved-cycle", "a cycle started on the driver's task moves to an idle core mid-mark; the driver, a mutator again, hides a node on its stack; nothing is lost", gc_moved_cycle),
     scenario("stw-retry", "a core keeps preemption off past the stop-the-world deadline: the retry is counted and reported", stw_retry),
 ];
 
@@ -521,5 +522,52 @@ fn gc_masked_wait(_: &Config<'_>) -> ! {
     );
     let ok = other_done && parks >= 1 && retries == 0 && report.verifier_misses == 0;
     kprintln!("gc-masked-wait: {}", if ok { "ok" } else { "FAILED" });
+    exit::exit(if ok { exit::SUCCESS } else { exit::TEST_FAILED })
+}
+
+/// The root of [`gc_moved_cycle`]'s two nodes.
+#[unsafe(link_section = ".gcroots")]
+static MOVE_ROOT: tricolor_gc::GcSlot<graph::Node> = tricolor_gc::GcSlot::null();
+
+/// A cycle that moves (`gc::try_collect_movable`): started on this task with the other cores
+/// idle, it moves to one of them at its first drain and this task goes back to being a mutator
+/// while it marks. As one, it moves the only heap pointer to a node B onto its own stack (already
+/// scanned: the cycle scanned its starting task first) and clears the field, the hazard the
+/// barrier's deletion half exists for. The verifier must find nothing lost, B must be intact after
+/// the cycle, and the cycle must have moved.
+fn gc_moved_cycle(config: &Config<'_>) -> ! {
+    require_verifier(config, "gc-moved-cycle", 2);
+    // IRQs on: the moved cycle's stops must be able to stop this core.
+    let _irqs = IrqGuard::unmask();
+    let (Some(a), Some(b)) = (node(), node()) else {
+        kprintln!("gc-moved-cycle: cannot allocate");
+        exit::exit(exit::TEST_FAILED)
+    };
+    a.set_left(Some(b));
+    MOVE_ROOT.set::<Kernel>(Some(a));
+    for _ in 0..64 {
+        core::hint::black_box(node()); // garbage
+    }
+    let c = gc::collector();
+    let before = gc::Findings::now();
+    let moved_before = gc::MOVED_CYCLES.load(Ordering::Relaxed);
+    let cycles = c.stats.cycles.get();
+    let moved = gc::try_collect_movable();
+    let marking = c.phase() == tricolor_gc::Phase::Mark;
+    let held = core::hint::black_box(a.left());
+    a.set_left(None);
+    gc::wait_for_triggered_cycle();
+    let found = gc::Findings::now().since(before);
+    let counted = gc::MOVED_CYCLES.load(Ordering::Relaxed) - moved_before;
+    let intact = held.is_some_and(graph::node_intact);
+    kprintln!(
+        "gc-moved-cycle: moved {moved:?} (counted {counted}), still marking after the move: {marking}, cycles {}, findings {} (misses {}), node {}",
+        c.stats.cycles.get() - cycles,
+        found.failures(),
+        found.misses,
+        if intact { "kept intact" } else { "LOST" }
+    );
+    MOVE_ROOT.set::<Kernel>(None);
+    let ok = moved == Some(true) && counted == 1 && c.stats.cycles.get() == cycles + 1 && found.failures() == 0 && intact;
     exit::exit(if ok { exit::SUCCESS } else { exit::TEST_FAILED })
 }

@@ -314,11 +314,7 @@ fn free_stack(task: &Task, fixed_pages: Option<(usize, usize)>) {
         None => {
             if let Some(reservation) = task.reservation() {
                 let hi = reservation.mapped_lo() + reservation.mapped_bytes();
-                for page in (reservation.mapped_lo()..hi).step_by(PAGE_SIZE) {
-                    if let Some(pa) = vm::unmap_live_returning(page) {
-                        memory::free_pages(pa, 1);
-                    }
-                }
+                vm::unmap_range_live(reservation.mapped_lo(), hi, |pa| memory::free_pages(pa, 1));
             }
         }
     }

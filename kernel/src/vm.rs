@@ -129,11 +129,39 @@ pub fn try_map_live(va: usize, pa: usize) -> Option<Result<(), MapError>> {
     Some(result)
 }
 
-/// Unmaps a page and returns what it mapped (freeing a grown stack).
-pub fn unmap_live_returning(va: usize) -> Option<usize> {
-    let (pa, _) = translate(va)?;
-    unmap_live(va).ok()?;
-    Some(pa)
+/// Pages [`unmap_range_live`] unmaps per hold of the table lock and TLB broadcast.
+const UNMAP_BATCH: usize = 64;
+
+/// Unmaps the pages of `[lo, hi)` that are mapped (freeing a grown stack) and calls `freed` with
+/// each one's frame once no core's TLB can hold its translation any more. A batch of pages at a
+/// time under the table lock, with one TLB broadcast per batch: unmapping a page at a time
+/// (`unmap_live`, a broadcast each) took about a round of every core's turn per page under QEMU,
+/// with the lock held across each; a mutator that wanted the lock meanwhile (to free a stack of
+/// its own) waited 28 ms while the boot core reaped a GCBench mutator's stack.
+pub fn unmap_range_live(lo: usize, hi: usize, mut freed: impl FnMut(usize)) {
+    let mut va = lo;
+    while va < hi {
+        let mut frames = [0usize; UNMAP_BATCH];
+        let mut n = 0;
+        {
+            let mut tables = TABLES.lock();
+            let tables = tables.as_mut().expect("vm::init ran");
+            while va < hi && n < UNMAP_BATCH {
+                if let Some((pa, _)) = tables.translate(va) {
+                    if tables.unmap_page(va, &mut FrameTables).is_ok() {
+                        frames[n] = pa;
+                        n += 1;
+                    }
+                }
+                va += PAGE_SIZE;
+            }
+            if n > 0 {
+                tricolor_arch::mmu::invalidate_all();
+            }
+        }
+        // After the invalidation: no core can reach these frames through the old mappings.
+        frames[..n].iter().for_each(|&pa| freed(pa));
+    }
 }
 
 /// A table allocator that has none: for paths that must not allocate.

@@ -188,6 +188,15 @@ const CASES: &[Case] = &[
         min_smp: 2,
     },
     Case {
+        name: "gc-moved-cycle",
+        append: "test=gc-moved-cycle gc.verify=on gc.heap=16M",
+        exit: SUCCESS,
+        expect: &["gc-moved-cycle: moved Some(true) (counted 1)", "findings 0 (misses 0), node kept intact"],
+        check: None,
+        hw: NO_GPU,
+        min_smp: 2,
+    },
+    Case {
         name: "gc-blind-memory",
         append: "test=gc-blind-memory gc.verify=on gc.heap=16M",
         exit: SUCCESS,

@@ -58,6 +58,23 @@ pub fn publish_new_mapping() {
     barrier::isb(barrier::SY);
 }
 
+/// After invalidating many valid entries: remove every EL1 translation from every core's TLB
+/// (inner-shareable broadcast) and wait for that to finish before continuing. One broadcast for a
+/// whole range: under QEMU's TCG each broadcast TLBI ends the vCPU's turn, and a range invalidated
+/// a page at a time with a lock held took one round of every vCPU's turns per page.
+pub fn invalidate_all() {
+    // DSB ISHST: the invalid descriptors are visible to every core's table walker before the
+    // invalidation (ARM ARM D8.13, "breaking" a translation: store, DSB, TLBI, DSB).
+    barrier::dsb(barrier::ISHST);
+    // SAFETY: invalidating all EL1 translations, broadcast to the inner-shareable domain; it only
+    // drops cached translations.
+    unsafe { core::arch::asm!("tlbi vmalle1is", options(nostack, preserves_flags)) };
+    // DSB ISH: the invalidation is complete on every core before anything after it (freeing the
+    // frames); ISB: this core's later instructions are fetched with it in effect.
+    barrier::dsb(barrier::ISH);
+    barrier::isb(barrier::SY);
+}
+
 /// After invalidating a valid entry: remove the translation from every core's TLB (inner-shareable
 /// broadcast) and wait for that to finish before continuing.
 pub fn invalidate_page(va: usize) {

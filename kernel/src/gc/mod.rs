@@ -17,13 +17,14 @@ pub mod safepoint;
 pub mod scan;
 
 use crate::{memory, percore, stw, tasks};
+use alloc::boxed::Box;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use spin::Once;
 use tricolor_abi::PAGE_SIZE;
 use tricolor_arch::{cpu, irqmask};
 use tricolor_gc::{
-    AllocError, BarrierMode, CensusEntry, Collector, CycleLock, CycleReport, Exemption, Gc, GcCore, Phase, Platform,
-    RootOwner, ScanRange, Trace,
+    AllocError, BarrierMode, CensusEntry, Collector, Cycle, CycleLock, CycleLockHeld, CycleProgress, CycleReport,
+    Exemption, Gc, GcCore, Phase, Platform, RootOwner, ScanRange, Trace,
 };
 use tricolor_kernel::cmdline::Config;
 use tricolor_runtime::preempt::PreemptGuard;
@@ -562,11 +563,12 @@ static BACKGROUND: AtomicBool = AtomicBool::new(false);
 /// of a run, where some cores' work is done). With none idle it runs here, on this mutator's
 /// task, as a dedicated marker does on a quarter of the cores (handed to a task sharing this core
 /// a quantum at a time, it marked at half the pace, and the mutators' assists made up the rest:
-/// MMU(10 ms) 63.3 → 61.3 %, assists 103 → 147 ms in `cargo xtask trace --suite gcbench-quick`).
-/// False if a cycle is already under way.
+/// MMU(10 ms) 63.3 → 61.3 %, assists 103 → 147 ms in `cargo xtask trace --suite gcbench-quick`),
+/// until a core goes idle during its mark: the rest of the cycle then moves there
+/// ([`try_collect_movable`]). False if a cycle is already under way.
 fn start_background_cycle() -> bool {
     let Some(core) = tasks::idle_core() else {
-        return try_collect().is_some();
+        return try_collect_movable().is_some();
     };
     // AcqRel: one caller wins; the winner's spawn sees the flag set.
     if BACKGROUND.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_err() {
@@ -587,7 +589,7 @@ fn start_background_cycle() -> bool {
 pub fn wait_for_triggered_cycle() {
     // Acquire pairs with the task's Release store: its cycle is complete.
     tricolor_gc::wait_while::<Kernel>(
-        || BACKGROUND.load(Ordering::Acquire),
+        || BACKGROUND.load(Ordering::Acquire) || MOVED.load(Ordering::Acquire),
         |waited| log::warn!("gc: waited {} s for a triggered cycle to finish", waited / 1_000_000_000),
     );
 }
@@ -652,14 +654,28 @@ pub fn collect_with_mark_delay(delay_us: u64) -> CycleReport {
 
 /// One cycle (the cycle lock held); `forced`: asked for, not started by the pacer.
 fn cycle(delay_us: u64, forced: bool) -> CycleReport {
-    let c = collector();
-    let me = percore::id();
+    let mut start = begin_cycle();
+    let progress = collector().collect_movable::<Kernel>(&mut mark_hook(&mut start, delay_us), &mut || false);
+    let CycleProgress::Done(report) = progress else { unreachable!("a cycle that may not move moved") };
+    end_cycle(start, &report, forced);
+    report
+}
+
+/// Before a cycle, the cycle lock held: the scan list's room, this task's dead stack, the trace.
+fn begin_cycle() -> trace::Start {
     scan::reserve();
     tasks::scrub_own_stack();
-    let mut start = trace::begin();
-    let report = c.collect_with_hook::<Kernel>(&mut || {
+    trace::begin()
+}
+
+/// What a cycle does once the world runs again after its mark setup (the collector's mark hook):
+/// the trace's mark start, the mark delay a stress suite asked for, and the dedicated mark
+/// workers beyond the collecting task.
+fn mark_hook(start: &mut trace::Start, delay_us: u64) -> impl FnMut() + '_ {
+    let me = percore::id();
+    move || {
         start.marking();
-        if c.phase() != Phase::Mark {
+        if collector().phase() != Phase::Mark {
             return;
         }
         let until = cpu::counter() + cpu::counter_frequency() * delay_us / 1_000_000;
@@ -676,7 +692,13 @@ fn cycle(delay_us: u64, forced: bool) -> CycleReport {
                 WORKERS_RUNNING.fetch_sub(1, Ordering::Relaxed);
             }
         }
-    });
+    }
+}
+
+/// After a cycle, still holding the cycle lock: wait for the mark workers, account and print the
+/// cycle, run the after-cycle check.
+fn end_cycle(start: trace::Start, report: &CycleReport, forced: bool) {
+    let c = collector();
     // Workers leave at the end of the mark phase; wait so the next cycle starts with none.
     // Acquire pairs with each worker's Release decrement: its marking is done.
     tricolor_gc::wait_while::<Kernel>(
@@ -691,12 +713,77 @@ fn cycle(delay_us: u64, forced: bool) -> CycleReport {
             )
         },
     );
-    trace::end(start, &report, forced);
+    trace::end(start, report, forced);
     let check = AFTER_CYCLE.load(Ordering::Acquire);
     if check != 0 {
         // SAFETY: only `set_after_cycle` stores a nonzero value, and it stores a `fn(&CycleReport)`.
         let check: fn(&CycleReport) = unsafe { core::mem::transmute::<usize, fn(&CycleReport)>(check) };
-        check(&report);
+        check(report);
     }
-    report
+}
+
+/// A cycle that moved to an idle core's task ([`try_collect_movable`]): what that task needs to
+/// finish it. The cycle lock goes with it and is let go when the task is done.
+struct MovedCycle {
+    cycle: Cycle<'static>,
+    start: trace::Start,
+    held: CycleLockHeld<'static>,
+}
+
+/// A moved cycle's task exists (spawned, not yet done).
+static MOVED: AtomicBool = AtomicBool::new(false);
+/// Cycles that moved to an idle core's task.
+pub static MOVED_CYCLES: AtomicU64 = AtomicU64::new(0);
+
+/// A triggered cycle on this mutator's task ([`try_collect`]'s), which moves to a task of its own
+/// on an idle core as soon as one is seen during its concurrent mark, so that this mutator goes
+/// on: in a run's tail, a cycle started beside busy cores went on after they had finished, its
+/// collecting core waiting for grey objects while one idle core drained a narrow part of the
+/// graph (5-9 ms of a 12-17 ms mark), all of it taken from this core's mutator. `None` if a cycle
+/// is already under way, else whether this one moved (then it may still be running: see
+/// [`wait_for_triggered_cycle`]).
+pub fn try_collect_movable() -> Option<bool> {
+    let held = CYCLES.try_take::<Kernel>()?;
+    TRIGGERED_CYCLES.fetch_add(1, Ordering::Relaxed);
+    let c = collector();
+    let mut start = begin_cycle();
+    let mut target = None;
+    let progress = c.collect_movable::<Kernel>(&mut mark_hook(&mut start, 0), &mut || {
+        target = tasks::idle_core();
+        target.is_some()
+    });
+    let cycle = match progress {
+        CycleProgress::Done(report) => {
+            end_cycle(start, &report, false);
+            return Some(false);
+        }
+        CycleProgress::Moved(cycle) => cycle,
+    };
+    MOVED_CYCLES.fetch_add(1, Ordering::Relaxed);
+    // Relaxed: only this function sets it, holding the cycle lock, and the task it spawns clears
+    // it (Release) before it lets the lock go: it is false here.
+    MOVED.store(true, Ordering::Relaxed);
+    let moved = Box::into_raw(Box::new(MovedCycle { cycle, start, held }));
+    let spawn = tasks::Spawn { name: COLLECTOR_TASK, stack_bytes: 64 * 1024, pinned: target, growable_from: None };
+    if tasks::spawn(spawn, finish_moved_cycle, moved as usize).is_ok() {
+        tasks::wake_others();
+    } else {
+        // No task for it: finish it here.
+        finish_moved_cycle(moved as usize);
+    }
+    Some(true)
+}
+
+/// A moved cycle's task: the rest of the cycle ([`Collector::resume_cycle`]), then the cycle's
+/// end as on the task that started it.
+fn finish_moved_cycle(arg: usize) {
+    // SAFETY: `try_collect_movable` passes a `Box<MovedCycle>` it gave up (`into_raw`), to this
+    // function once.
+    let moved = unsafe { Box::from_raw(arg as *mut MovedCycle) };
+    let MovedCycle { cycle, start, held } = *moved;
+    let report = collector().resume_cycle::<Kernel>(cycle);
+    end_cycle(start, &report, false);
+    // Release: whoever sees it clear (`wait_for_triggered_cycle`) sees the cycle complete.
+    MOVED.store(false, Ordering::Release);
+    drop(held);
 }

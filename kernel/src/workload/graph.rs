@@ -81,6 +81,11 @@ pub const ROOTS_PER_CORE: usize = 32;
 static ROOTS: [GcSlot<Node>; MAX_CORES * ROOTS_PER_CORE] = [const { GcSlot::null() }; MAX_CORES * ROOTS_PER_CORE];
 
 impl Node {
+    /// What `left` points to.
+    pub fn left(&self) -> Option<Gc<Node>> {
+        self.left.get()
+    }
+
     /// `left = value` through the write barrier.
     pub fn set_left(&self, value: Option<Gc<Node>>) {
         self.left.set::<Kernel>(value);
