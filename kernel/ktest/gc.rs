@@ -568,6 +568,7 @@ fn gc_moved_cycle(config: &Config<'_>) -> ! {
         if intact { "kept intact" } else { "LOST" }
     );
     MOVE_ROOT.set::<Kernel>(None);
-    let ok = moved == Some(true) && counted == 1 && c.stats.cycles.get() == cycles + 1 && found.failures() == 0 && intact;
+    let ok =
+        moved == Some(true) && counted == 1 && c.stats.cycles.get() == cycles + 1 && found.failures() == 0 && intact;
     exit::exit(if ok { exit::SUCCESS } else { exit::TEST_FAILED })
 }
