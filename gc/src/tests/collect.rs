@@ -318,6 +318,17 @@ fn trigger_follows_the_live_heap_and_percent() {
     });
 }
 
+/// Two new nodes, A in `root` (registered as a root) and B only in A's last field.
+fn rooted_pair(c: &crate::Collector, root: &'static GcSlot<Node>) -> (Gc<Node>, Gc<Node>) {
+    root.set::<P>(None);
+    c.roots.register_slot(root);
+    let a = new_node(c, 1);
+    let b = new_node(c, 2);
+    a.kids[2].set::<P>(Some(b));
+    root.set::<P>(Some(a));
+    (a, b)
+}
+
 /// The hazard the deletion half of the barrier exists for: during marking, a mutator moves the
 /// only heap pointer to B onto its (already scanned) stack and clears the field. `scenario`
 /// returns the verifier's misses.
@@ -326,13 +337,8 @@ fn moved_to_stack_scenario(mode: BarrierMode) -> (Vec<crate::Miss>, usize, usize
     let w = World::new(1, 16 * HEAP_PAGE_SIZE, config(), mode);
     w.run_on(0, || {
         let c = w.collector();
-        ROOT.set::<P>(None);
-        c.roots.register_slot(&ROOT);
         let m = w.mutator(1);
-        let a = new_node(c, 1);
-        let b = new_node(c, 2);
-        a.kids[2].set::<P>(Some(b));
-        ROOT.set::<P>(Some(a));
+        let (a, b) = rooted_pair(c, &ROOT);
         let r = c.collect_with_hook::<P>(&mut || {
             // Stack scanned, A grey, B white. Move B to the stack, clear A's field.
             let moved = a.kids[2].get();
@@ -633,13 +639,8 @@ fn moved_cycle_scenario(mode: BarrierMode) -> (usize, u64, bool) {
     let w = World::new(2, 32 * HEAP_PAGE_SIZE, config(), mode);
     w.run_on(0, || {
         let c = w.collector();
-        ROOT.set::<P>(None);
-        c.roots.register_slot(&ROOT);
         let m = w.mutator(1);
-        let a = new_node(c, 1);
-        let b = new_node(c, 2);
-        a.kids[2].set::<P>(Some(b));
-        ROOT.set::<P>(Some(a));
+        let (a, b) = rooted_pair(c, &ROOT);
         for seed in 10..20 {
             new_node(c, seed); // garbage
         }
