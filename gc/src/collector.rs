@@ -211,7 +211,9 @@ pub struct Collector {
     mark_expected: AtomicUsize,
     mark_room: AtomicUsize,
     /// One cycle (or mode change) at a time: held across the whole cycle, preemptibly, so it is
-    /// the lock discipline's exception (`sync::CycleMutex`); never taken with preemption off.
+    /// the lock discipline's exception (`sync::CycleMutex`); never taken with preemption off. A
+    /// cycle that moves takes its guard along ([`Cycle`]): it is let go by the task that finishes
+    /// the cycle, on whichever core (the unlock is one Release store).
     cycle_lock: crate::sync::CycleMutex<()>,
     /// Cycle counters.
     pub stats: CycleStats,
