@@ -162,6 +162,16 @@ pub enum CycleProgress<'c> {
     Moved(Cycle<'c>),
 }
 
+impl CycleProgress<'_> {
+    /// The report of a cycle that was never asked to move (its `move_now` always false).
+    fn unmoved(self) -> CycleReport {
+        match self {
+            CycleProgress::Done(report) => report,
+            CycleProgress::Moved(_) => unreachable!("a cycle that may not move moved"),
+        }
+    }
+}
+
 /// A pinned no-scan buffer in the GC heap (a framebuffer): page aligned, zeroed, never freed
 /// while pinned, never scanned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -680,10 +690,7 @@ impl Collector {
     /// act as a mutator in the middle of the mark. (In `off` mode marking is already complete by
     /// then.)
     pub fn collect_with_hook<P: Platform>(&self, during_mark: &mut dyn FnMut()) -> CycleReport {
-        match self.collect_movable::<P>(during_mark, &mut || false) {
-            CycleProgress::Done(report) => report,
-            CycleProgress::Moved(_) => unreachable!("a cycle that may not move moved"),
-        }
+        self.collect_movable::<P>(during_mark, &mut || false).unmoved()
     }
 
     /// [`Collector::collect_with_hook`], for a cycle that may go on on another task: during the
@@ -807,10 +814,7 @@ impl Collector {
     /// mark, termination and sweep. Returns its report.
     pub fn resume_cycle<P: Platform>(&self, cycle: Cycle<'_>) -> CycleReport {
         let _collecting = InState::<P>::enter(State::Mark);
-        match self.run_cycle::<P>(cycle, &mut || false) {
-            CycleProgress::Done(report) => report,
-            CycleProgress::Moved(_) => unreachable!("a cycle that may not move moved"),
-        }
+        self.run_cycle::<P>(cycle, &mut || false).unmoved()
     }
 
     /// Steps 3 to 5 of `cycle`, or until `move_now` says to hand it over.

@@ -655,8 +655,7 @@ pub fn collect_with_mark_delay(delay_us: u64) -> CycleReport {
 /// One cycle (the cycle lock held); `forced`: asked for, not started by the pacer.
 fn cycle(delay_us: u64, forced: bool) -> CycleReport {
     let mut start = begin_cycle();
-    let progress = collector().collect_movable::<Kernel>(&mut mark_hook(&mut start, delay_us), &mut || false);
-    let CycleProgress::Done(report) = progress else { unreachable!("a cycle that may not move moved") };
+    let report = collector().collect_with_hook::<Kernel>(&mut mark_hook(&mut start, delay_us));
     end_cycle(start, &report, forced);
     report
 }
