@@ -230,7 +230,7 @@ pub fn flush_full_window_buffer<P: Platform>() {
     // SAFETY: this core's buffer, preemption disabled by the caller; no window is in progress on
     // this core (the one that found the buffer full has been left), so no other reference exists.
     let buf = unsafe { core.wbbuf_mut() };
-    wb_buf_flush1(P::collector(), core, buf);
+    wb_buf_flush_full(P::collector(), core, buf);
 }
 
 /// The barrier's slow half: record (old, new) in this core's wbBuf, or shade directly.
@@ -287,8 +287,28 @@ fn shade_pair<P: Platform>(core: &GcCore, old: usize, new: usize) {
 pub fn wb_buf_flush<P: Platform>(buf: &mut WbBuf) {
     P::systemstack(|| {
         let _flushing = InState::<P>::enter(State::Flush);
-        wb_buf_flush1(P::collector(), P::current_core(), buf)
+        wb_buf_flush_full(P::collector(), P::current_core(), buf)
     });
+}
+
+/// The barrier's flush of a full buffer: during a mark, hand the records over to the markers
+/// (a copy into a spare batch, [`crate::mark::Batches`]) unless the collector's hand-off is off
+/// or no spare is free; otherwise shade them here ([`wb_buf_flush1`]). Only the barrier's own
+/// flushes hand over: the handshake's and the stops' flushes are there to empty the buffers
+/// into the grey set.
+pub fn wb_buf_flush_full(c: &Collector, core: &GcCore, buf: &mut WbBuf) {
+    if !buf.empty()
+        && WRITE_BARRIER.load(Ordering::Relaxed) & BARRIER_MARKING != 0
+        && c.hands_off_batches()
+        && c.work.hand_off(buf.recorded())
+    {
+        core.stats.barriers.add(buf.recorded().len() as u64 / 2);
+        core.stats.flushes.bump();
+        core.stats.handoffs.bump();
+        buf.reset();
+        return;
+    }
+    wb_buf_flush1(c, core, buf);
 }
 
 /// Shade every recorded pointer into `core`'s mark work buffer (skipping nil and non-heap

@@ -201,6 +201,9 @@ pub struct Collector {
     percent: AtomicU32,
     heap_minimum: usize,
     wbbuf_entries: AtomicUsize,
+    /// The barrier's full-buffer flushes hand their records to the markers during a mark
+    /// (`mark::Batches`); off, each flush shades its own (Go's way). On by default.
+    handoff: AtomicBool,
     verify: AtomicBool,
     /// This cycle's mark start took the verifier's snapshot (`verify` was on then).
     snapshot_taken: AtomicBool,
@@ -258,6 +261,7 @@ impl Collector {
             percent: AtomicU32::new(config.percent),
             heap_minimum: config.heap_minimum,
             wbbuf_entries: AtomicUsize::new(WbBuf::clamp_entries(config.wbbuf_entries)),
+            handoff: AtomicBool::new(true),
             verify: AtomicBool::new(config.verify),
             snapshot_taken: AtomicBool::new(false),
             panic_on_miss: config.panic_on_miss,
@@ -353,6 +357,19 @@ impl Collector {
             // Ordering: Relaxed, world stopped; the restart handshake publishes it.
             WRITE_BARRIER.store(flag, Ordering::Relaxed);
         });
+    }
+
+    /// Whether the barrier's full-buffer flushes hand their records over to the markers
+    /// during a mark (`mark::Batches`) or shade them themselves (`gc.handoff=off`).
+    pub fn set_handoff(&self, on: bool) {
+        // Ordering: Relaxed; each flush reads it once, and either way is correct.
+        self.handoff.store(on, Ordering::Relaxed);
+    }
+
+    /// See [`Collector::set_handoff`].
+    pub fn hands_off_batches(&self) -> bool {
+        // Ordering: as in `set_handoff`.
+        self.handoff.load(Ordering::Relaxed)
     }
 
     /// Set the wbBuf size (entries) for every core (stops the world).
@@ -499,7 +516,8 @@ impl Collector {
                 let before = core.stats.bytes_marked.get();
                 // SAFETY: this core with preemption disabled.
                 let work = unsafe { core.work_mut() };
-                let scanned = mark::drain_some(self, core, work, usize::MAX, mark::DRAIN_BUDGET_SLOTS);
+                let scanned =
+                    mark::drain_some(self, core, work, usize::MAX, mark::DRAIN_BUDGET_SLOTS, mark::Batched::Leave);
                 (scanned, core.stats.bytes_marked.get() - before)
             });
             if step.0 == 0 {
@@ -602,7 +620,7 @@ impl Collector {
         let core = P::current_core();
         // SAFETY: this core with preemption disabled.
         let work = unsafe { core.work_mut() };
-        mark::drain_some(self, core, work, usize::MAX, mark::DRAIN_BUDGET_SLOTS)
+        mark::drain_some(self, core, work, usize::MAX, mark::DRAIN_BUDGET_SLOTS, mark::Batched::Shade)
     }
 
     /// The collecting task's bounded drain during the concurrent mark ([`Collector::mark_worker`])
@@ -660,7 +678,7 @@ impl Collector {
         let core = P::current_core();
         // SAFETY: this core with preemption disabled.
         let work = unsafe { core.work_mut() };
-        mark::drain_some(self, core, work, budget, usize::MAX)
+        mark::drain_some(self, core, work, budget, usize::MAX, mark::Batched::Leave)
     }
 
     /// Whether the mark's grey set is empty and no marker holds work, from a preemptible task:
@@ -717,6 +735,14 @@ impl Collector {
         let _collecting = InState::<P>::enter(State::Mark);
         let mode = barrier::mode();
         let mut report = CycleReport { cycle: self.stats.cycles.get() + 1, ..CycleReport::default() };
+
+        // The spare batches the mark's flushes may hand over (`mark::Batches`), allocated here,
+        // outside any pause and any flush.
+        {
+            let _np = P::disable_preemption();
+            let entries = self.wbbuf_entries.load(Ordering::Relaxed);
+            self.work.reserve_batches(P::core_count() * mark::BATCHES_PER_CORE, entries);
+        }
 
         // 1. Sweep termination.
         let t = P::now_ns();
@@ -962,6 +988,16 @@ impl Collector {
             wb_buf_flush1(self, core, buf);
             // SAFETY: as above.
             unsafe { core.work_mut() }.publish(&self.work);
+        }
+        // The handed-over batches too: with the world stopped they are wbBufs like the rest.
+        let me = P::current_core();
+        while let Some(batch) = self.work.take_batch() {
+            // SAFETY: as above.
+            let work = unsafe { me.work_mut() };
+            mark::shade_recorded(self, me, work, &batch);
+            work.publish(&self.work);
+            self.work.spare_batch(batch);
+            self.work.done();
         }
         self.work.quiescent()
     }
@@ -1280,6 +1316,7 @@ impl Collector {
             let c = &P::core(i).stats;
             snap.barriers += c.barriers.get();
             snap.flushes += c.flushes.get();
+            snap.handoffs += c.handoffs.get();
             snap.objects_shaded += c.shaded.get();
             snap.allocs += c.allocs.get();
             snap.checked_reports += c.checked_reports.get();

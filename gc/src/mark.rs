@@ -91,14 +91,51 @@ impl LocalWork {
     }
 }
 
-/// Grey objects any marker may take, and the count of markers holding taken work.
+/// Grey objects any marker may take, full wbBufs handed over for a marker to shade
+/// ([`Batches`]), and the count of markers holding taken work.
 pub struct GlobalWork {
     pub(crate) items: crate::sync::Mutex<Vec<usize>>,
-    /// Markers currently draining work they took. Incremented under the `items` lock.
+    /// Markers currently draining work they took: grey objects (incremented under the `items`
+    /// lock) or a handed-over batch (under the `batches` lock).
     active: AtomicUsize,
     /// A marker found `items` empty: draining markers hand it part of theirs (`balance`).
     hungry: AtomicBool,
+    /// Full wbBufs handed over by the barrier's flush, and the spare batches they go into.
+    batches: crate::sync::Mutex<Batches>,
+    /// The hand-off's negative control (host tests): a handed-over batch is dropped, not queued.
+    #[cfg(test)]
+    lose_batches: AtomicBool,
 }
+
+/// Full wbBufs a mutator's flush handed over instead of shading them itself (as G1's SATB
+/// queues go to its concurrent markers, here between Go's per-P wbBufs and its markers): the
+/// barrier's full-buffer flush copies the records into a spare batch and queues it
+/// ([`GlobalWork::hand_off`]), the markers shade them ([`drain_some`]), and the mutator's flush
+/// costs a copy instead of a lookup per record. The shading is the same work, moved to the cores
+/// that already mark (a dedicated worker's, an idle one's) instead of the allocating mutators'.
+///
+/// Invariants:
+/// - **A queued batch is grey work**: [`GlobalWork::quiescent`] is false while one is queued or
+///   a marker holds one it took (counted in `active` under the `batches` lock), so no mark
+///   terminates with records unshaded, as none does with a wbBuf unflushed. The final stop
+///   shades what is queued with the wbBufs ([`GlobalWork::take_batch`] from `flush_all`).
+/// - **Handing over never allocates and never waits for a marker**: the spares and both lists'
+///   room are reserved before the cycle's mark ([`GlobalWork::reserve_batches`]); with no spare
+///   left, or records too many for one, the flush shades them itself, as before.
+/// - A batch is taken with preemption off and shaded before the taker's next safe point, so a
+///   stop never finds one in flight.
+pub(crate) struct Batches {
+    /// Handed over, not yet taken, each the records of one full wbBuf.
+    queued: Vec<Vec<usize>>,
+    /// Empty batches, each with room for a whole wbBuf.
+    spare: Vec<Vec<usize>>,
+    /// Batches that exist (queued, spare or held by a marker).
+    total: usize,
+}
+
+/// Spare batches per core: a marker shades a batch in about the time a mutator fills one, so a
+/// few per core absorb bursts; beyond them the mutators flush for themselves.
+pub const BATCHES_PER_CORE: usize = 4;
 
 impl GlobalWork {
     pub(crate) const fn new() -> Self {
@@ -106,7 +143,76 @@ impl GlobalWork {
             items: crate::sync::Mutex::new(Vec::new()),
             active: AtomicUsize::new(0),
             hungry: AtomicBool::new(false),
+            batches: crate::sync::Mutex::new(Batches { queued: Vec::new(), spare: Vec::new(), total: 0 }),
+            #[cfg(test)]
+            lose_batches: AtomicBool::new(false),
         }
+    }
+
+    /// The negative control's switch: handed-over batches are dropped (their records never
+    /// shaded), for a test to show that the verifier catches what that loses.
+    #[cfg(test)]
+    pub(crate) fn lose_batches_for_test(&self, lose: bool) {
+        self.lose_batches.store(lose, Ordering::Relaxed);
+    }
+
+    /// Make `count` batches of room for `entries` records exist, and room in both lists for all
+    /// of them, so that [`GlobalWork::hand_off`] never allocates. Spares too small for `entries`
+    /// (a wbBuf made larger since) are replaced. Called with preemption off, outside any pause.
+    pub(crate) fn reserve_batches(&self, count: usize, entries: usize) {
+        let mut b = self.batches.lock();
+        let before = b.spare.len();
+        b.spare.retain(|v| v.capacity() >= entries);
+        let dropped = before - b.spare.len();
+        b.total -= dropped;
+        while b.total < count {
+            b.spare.push(Vec::with_capacity(entries));
+            b.total += 1;
+        }
+        let total = b.total;
+        let (queued, spare) = (total - b.queued.len(), total - b.spare.len());
+        b.queued.reserve(queued);
+        b.spare.reserve(spare);
+    }
+
+    /// Queue a copy of `records` (a full wbBuf's) for a marker to shade. False, and nothing
+    /// queued, if no spare batch is free or `records` does not fit one: the caller shades them.
+    pub(crate) fn hand_off(&self, records: &[usize]) -> bool {
+        let Some(mut batch) = self.batches.lock().spare.pop() else {
+            return false;
+        };
+        if batch.capacity() < records.len() {
+            self.batches.lock().spare.push(batch);
+            return false;
+        }
+        // The copy outside the lock: the spare is this caller's until it is queued. Within the
+        // capacity: no allocation.
+        batch.clear();
+        batch.extend_from_slice(records);
+        let mut b = self.batches.lock();
+        #[cfg(test)]
+        if self.lose_batches.load(Ordering::Relaxed) {
+            b.spare.push(batch);
+            return true;
+        }
+        debug_assert!(b.queued.len() < b.queued.capacity(), "reserve_batches left room for every batch");
+        b.queued.push(batch);
+        true
+    }
+
+    /// Take a queued batch, counting the caller active until its [`GlobalWork::done`]: the caller
+    /// shades it and gives it back ([`GlobalWork::spare_batch`]).
+    pub(crate) fn take_batch(&self) -> Option<Vec<usize>> {
+        let mut b = self.batches.lock();
+        let batch = b.queued.pop()?;
+        // Ordering: Relaxed under the lock; `quiescent` reads it after taking the same lock.
+        self.active.fetch_add(1, Ordering::Relaxed);
+        Some(batch)
+    }
+
+    /// A shaded batch goes back to the spares.
+    pub(crate) fn spare_batch(&self, batch: Vec<usize>) {
+        self.batches.lock().spare.push(batch);
     }
 
     /// Take a batch into `local` and count the caller active; false if there was nothing.
@@ -129,7 +235,7 @@ impl GlobalWork {
         true
     }
 
-    fn done(&self) {
+    pub(crate) fn done(&self) {
         // Ordering: Release, so a `quiescent` check that Acquire-loads 0 sees everything this
         // marker pushed (its pushes took the lock before this decrement).
         self.active.fetch_sub(1, Ordering::Release);
@@ -142,15 +248,27 @@ impl GlobalWork {
         self.hungry.load(Ordering::Relaxed)
     }
 
-    /// True if no grey object is queued and no marker holds taken work.
+    /// True if no grey object and no handed-over batch is queued and no marker holds taken work.
+    /// Both locks are held for the look at `active` (`items` first, the only order they nest
+    /// in): a taker counts itself active under the lock it takes from, so work that leaves
+    /// either list before this look is counted in `active`, and work that leaves after it was
+    /// still seen queued.
     pub(crate) fn quiescent(&self) -> bool {
         let items = self.items.lock();
+        let batches = self.batches.lock();
         // Ordering: Acquire pairs with `done`'s Release.
-        items.is_empty() && self.active.load(Ordering::Acquire) == 0
+        items.is_empty() && batches.queued.is_empty() && self.active.load(Ordering::Acquire) == 0
     }
 
+    /// Empty the grey list at mark setup (world stopped). No batch is queued then (the last
+    /// termination shaded them all); any that were go back to the spares.
     pub(crate) fn clear(&self) {
         self.items.lock().clear();
+        let mut b = self.batches.lock();
+        debug_assert!(b.queued.is_empty(), "a batch outlived its mark");
+        while let Some(batch) = b.queued.pop() {
+            b.spare.push(batch);
+        }
     }
 }
 
@@ -230,7 +348,17 @@ pub(crate) fn slot_at(c: &Collector, addr: usize) -> &AtomicUsize {
 /// a profile finds the mark in it.
 #[inline(never)]
 pub(crate) fn drain(c: &Collector, core: &GcCore, work: &mut LocalWork) -> usize {
-    drain_some(c, core, work, usize::MAX, usize::MAX)
+    drain_some(c, core, work, usize::MAX, usize::MAX, Batched::Shade)
+}
+
+/// Whether a drain shades handed-over wbBuf batches ([`Batches`]) as well as grey objects.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Batched {
+    /// Markers: the collecting task, mark workers, idle cores, the pauses' drains.
+    Shade,
+    /// Assists: a mutator pays for its allocation in marked bytes, which records of objects
+    /// already black (most of a batch) would not earn it.
+    Leave,
 }
 
 /// Pointer slots a concurrent drain reads per preemption-disabled stretch (about 40
@@ -242,7 +370,9 @@ pub const DRAIN_BUDGET_SLOTS: usize = 256;
 /// what is left is published to the global list (any marker can take it) before this marker
 /// counts itself out, so the grey set never looks empty while it is not (a `quiescent` check never
 /// sees neither). Mark workers bound the slots (their preemption-disabled stretch), a mutator's
-/// assist the objects (its share of the work). Returns objects scanned.
+/// assist the objects (its share of the work). With `batches` [`Batched::Shade`], a drain whose
+/// own buffer ran out shades a handed-over batch before it looks at the global list (each record
+/// counts as half a slot, a batch as one object scanned). Returns objects scanned.
 #[inline(never)]
 pub(crate) fn drain_some(
     c: &Collector,
@@ -250,6 +380,7 @@ pub(crate) fn drain_some(
     work: &mut LocalWork,
     max_objects: usize,
     max_slots: usize,
+    batches: Batched,
 ) -> usize {
     let mut scanned = 0;
     let mut slots = 0usize;
@@ -287,6 +418,18 @@ pub(crate) fn drain_some(
         }
         if holding {
             c.work.done();
+        }
+        if batches == Batched::Shade {
+            if let Some(batch) = c.work.take_batch() {
+                // Counted active until the next `done`, like taken grey objects: what the batch
+                // greys is in this buffer (or published) by then.
+                holding = true;
+                shade_recorded(c, core, work, &batch);
+                slots = slots.saturating_add((batch.len() / 2).max(1));
+                c.work.spare_batch(batch);
+                scanned += 1;
+                continue;
+            }
         }
         holding = c.work.take(work);
         if !holding {

@@ -40,8 +40,10 @@ pub struct CoreStats {
     /// Barriers that took the recording path (flag on). Buffered ones are counted a pair at a
     /// time when their buffer is flushed (the fast path counts nothing).
     pub barriers: Counter,
-    /// wbBuf flushes that shaded (not discards).
+    /// wbBuf flushes that shaded or handed their records over (not discards).
     pub flushes: Counter,
+    /// Those of `flushes` that handed the records over to the markers (`mark::Batches`).
+    pub handoffs: Counter,
     /// Objects this core shaded (white to grey, or allocated black).
     pub shaded: Counter,
     /// Bytes this core marked in the current cycle (reset at cycle start).
@@ -69,6 +71,7 @@ impl CoreStats {
         CoreStats {
             barriers: Counter::new(),
             flushes: Counter::new(),
+            handoffs: Counter::new(),
             shaded: Counter::new(),
             bytes_marked: Counter::new(),
             checked_reports: Counter::new(),
@@ -165,6 +168,8 @@ pub struct StatsSnapshot {
     pub pause_mean_ns: u64,
     pub barriers: u64,
     pub flushes: u64,
+    /// Flushes that handed their records over to the markers.
+    pub handoffs: u64,
     pub objects_shaded: u64,
     pub last_marked_bytes: u64,
     pub bytes_freed: u64,

@@ -316,7 +316,7 @@ fn report(
     }
     let gc_ns = stats.ns_mark_setup + stats.ns_concurrent_mark + stats.ns_mark_termination + stats.ns_sweep;
     kprintln!(
-        "BENCH gc_summary suite={} cores={cores} percent={} heap_mib={} elapsed_ns={} run_ns={run_ns} run_gc_ns={run_gc_ns} gc_ns={gc_ns} stw_ns={} cycles={} pause_max_ns={} allocs={} assists={} assist_bytes={} assist_ns={} barriers={} flushes={}",
+        "BENCH gc_summary suite={} cores={cores} percent={} heap_mib={} elapsed_ns={} run_ns={run_ns} run_gc_ns={run_gc_ns} gc_ns={gc_ns} stw_ns={} cycles={} pause_max_ns={} allocs={} assists={} assist_bytes={} assist_ns={} barriers={} flushes={} handoffs={}",
         suite.name,
         config.gc_percent,
         config.gc_heap >> 20,
@@ -329,7 +329,8 @@ fn report(
         stats.assist_bytes,
         stats.ns_assist,
         stats.barriers,
-        stats.flushes
+        stats.flushes,
+        stats.handoffs
     );
     if let Err(why) = &finish {
         kprintln!("stress: end-of-run check failed: {why}");

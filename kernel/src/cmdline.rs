@@ -93,6 +93,9 @@ pub struct Config<'a> {
     pub gc_heap: usize,
     /// `gc.wbbuf=`: write-barrier buffer entries per core.
     pub gc_wbbuf: usize,
+    /// `gc.handoff=`: a full wbBuf's records go to the markers during a mark (on) or are shaded
+    /// by the flushing mutator (off, Go's way).
+    pub gc_handoff: bool,
     /// `gc.percent=`: GOGC-like growth before the next cycle triggers.
     pub gc_percent: u32,
     /// `gc.verify=`: re-mark with the world stopped after every concurrent mark (gccheckmark).
@@ -138,6 +141,7 @@ impl Default for Config<'_> {
             gc_mode: BarrierMode::Buffered,
             gc_heap: 64 << 20,
             gc_wbbuf: 512,
+            gc_handoff: true,
             gc_percent: 100,
             gc_verify: false,
             gc_poison: true,
@@ -179,6 +183,7 @@ pub const KEYS: &[Key] = &[
     },
     Key { name: "gc.heap", values: "<size: 1M..=768M, K/M/G suffix>", help: "GC heap size" },
     Key { name: "gc.wbbuf", values: "2..=4096", help: "write-barrier buffer entries per core" },
+    Key { name: "gc.handoff", values: "on|off", help: "full wbBufs shaded by the markers (on) or by the mutator" },
     Key { name: "gc.percent", values: "1..=10000", help: "heap growth (percent of live) before the next cycle" },
     Key { name: "gc.verify", values: "on|off", help: "stop-the-world re-mark after each concurrent mark" },
     Key {
@@ -268,6 +273,7 @@ pub fn parse(line: &str) -> Result<Config<'_>, CmdlineError<'_>> {
                 config.gc_heap = parse_size(value).filter(|n| ((1 << 20)..=(768 << 20)).contains(n)).ok_or_else(bad)?
             }
             "gc.wbbuf" => config.gc_wbbuf = value.parse().ok().filter(|n| (2..=4096).contains(n)).ok_or_else(bad)?,
+            "gc.handoff" => config.gc_handoff = parse_switch(value).ok_or_else(bad)?,
             "gc.percent" => {
                 config.gc_percent = value.parse().ok().filter(|n| (1..=10_000).contains(n)).ok_or_else(bad)?
             }

@@ -684,3 +684,52 @@ fn a_moved_cycle_without_the_barrier_frees_the_node_its_first_task_hid() {
     let (_, freed, kept) = moved_cycle_scenario(BarrierMode::UnsafeOffDuringMark);
     assert_eq!((freed, kept), (11, false), "B must be lost without the barrier");
 }
+
+/// A mark whose wbBuf fills while the only pointer to B is in it: the barrier's flush hands the
+/// records over (`mark::Batches`) and the markers, not the mutator, shade them. `lose` is the
+/// negative control: the handed-over batch is dropped instead of queued. Returns the verifier's
+/// misses, the hand-offs made and whether B survived.
+fn handed_off_scenario(handoff: bool, lose: bool) -> (usize, u64, bool) {
+    static ROOT: GcSlot<Node> = GcSlot::null();
+    let w = World::new(1, 16 * HEAP_PAGE_SIZE, config(), BarrierMode::Buffered);
+    w.run_on(0, || {
+        let c = w.collector();
+        // A buffer of one pair: the store after the one that records B's pair flushes it.
+        c.set_wbbuf_entries::<P>(2);
+        c.set_handoff(handoff);
+        c.work.lose_batches_for_test(lose);
+        let m = w.mutator(1);
+        let (a, b) = rooted_pair(c, &ROOT);
+        for seed in 10..20 {
+            new_node(c, seed); // garbage
+        }
+        let before = c.stats::<P>().handoffs;
+        let r = c.collect_with_hook::<P>(&mut || {
+            // Stack scanned, A grey, B white: B moves to the stack, A's field is cleared (the
+            // pair [B, nil] fills the buffer), and the next store flushes it.
+            m.set_root(0, a.kids[2].get().map_or(0, |g| g.addr()));
+            a.kids[2].set::<P>(None);
+            a.kids[0].set::<P>(None);
+        });
+        let handoffs = c.stats::<P>().handoffs - before;
+        let kept = b.intact() && r.freed_objects == 10;
+        c.work.lose_batches_for_test(false);
+        ROOT.set::<P>(None);
+        drop(m);
+        (r.verifier_misses, handoffs, kept)
+    })
+}
+
+#[test]
+fn a_full_wbbuf_handed_to_the_markers_is_shaded_before_the_mark_ends() {
+    assert_eq!(handed_off_scenario(true, false), (0, 1, true), "one hand-off, no miss, only the garbage freed");
+    assert_eq!(handed_off_scenario(false, false), (0, 0, true), "hand-off off: the mutator's flush shades");
+}
+
+/// The negative control: a hand-off whose batch never reaches a marker loses B, and the verifier
+/// catches it.
+#[test]
+fn a_handed_off_batch_that_is_lost_loses_the_object_it_recorded() {
+    let (misses, handoffs, _) = handed_off_scenario(true, true);
+    assert_eq!((misses, handoffs), (1, 1), "the verifier must catch B");
+}

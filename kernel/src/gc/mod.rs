@@ -246,6 +246,7 @@ pub fn init(config: &Config<'_>) -> Result<(), InitError> {
         )
     };
     collector.heap.set_poison(config.gc_poison);
+    collector.set_handoff(config.gc_handoff);
     collector.set_mode::<Kernel>(config.gc_mode);
     stw::set_park_hook(flush_at_park);
     set_torture(config.gc_torture);
@@ -259,10 +260,11 @@ pub fn init(config: &Config<'_>) -> Result<(), InitError> {
     }
     trace::set_global_bytes((&raw const __gcroots_end as usize - &raw const __gcroots_start as usize) as u64);
     log::info!(
-        "gc: {} MiB heap at {base:#x} (RAM {frames:#x}), mode {}, wbBuf {} entries, GOGC {}%{}, verifier {}, torture {}{}",
+        "gc: {} MiB heap at {base:#x} (RAM {frames:#x}), mode {}, wbBuf {} entries{}, GOGC {}%{}, verifier {}, torture {}{}",
         config.gc_heap >> 20,
         config.gc_mode.name(),
         config.gc_wbbuf,
+        if config.gc_handoff { "" } else { " (no hand-off)" },
         config.gc_percent,
         if config.gc_pacer { "" } else { " (pacer off)" },
         if config.gc_verify { "on" } else { "off" },
