@@ -1172,13 +1172,7 @@ impl Collector {
         let scanned = (marked as usize).saturating_sub(in_use.saturating_sub(started_at));
         let expected = if live_before > 0 { live_before } else { started_at };
         let remaining = expected.saturating_sub(scanned).max(expected / 16);
-        // Past the marking it expected, the mark aims at Go's hard goal.
-        let room = if scanned >= expected {
-            pacer::assist_room_past_expected(plan, live_before, in_use)
-        } else {
-            pacer::assist_room(plan, live_before, in_use)
-        };
-        let ratio = pacer::ratio_fixed(remaining, room);
+        let ratio = pacer::assist_ratio_fixed(remaining, plan, live_before, in_use);
         // Ordering: Relaxed; allocators read it Relaxed, a stale ratio only mis-sizes one debt.
         self.assist_ratio.store(ratio, Ordering::Relaxed);
     }

@@ -159,25 +159,8 @@ pub fn goal(live: usize, percent: u32) -> usize {
 /// Bytes of marking an allocated byte owes during a mark that starts with `in_use` bytes in use
 /// (see the module docs), scaled by 2^16 for integer use on the allocation path.
 pub fn assist_ratio_fixed(expected_mark: usize, plan: Plan, live_before: usize, in_use: usize) -> u64 {
-    ratio_fixed(expected_mark, assist_room(plan, live_before, in_use))
-}
-
-/// `mark / room` bytes of marking per allocated byte, ×2^16.
-pub fn ratio_fixed(mark: usize, room: usize) -> u64 {
-    ((mark as f64 / room.max(1) as f64) * 65536.0).min(u32::MAX as f64) as u64
-}
-
-/// Go's hard goal (mgcpacer.go: the soft goal plus 10 %): a mark that has done all the marking
-/// it expected and still is not done (the live heap grew, as a program's start-up builds its
-/// long-lived data) aims its assists at this share over the goal instead of the goal itself,
-/// rather than taking the mutators' time at twice the rate to stop the heap at the goal.
-pub const HARD_GOAL_SHARE: f64 = 0.1;
-
-/// The room [`assist_room`] gives a mark past its expected work: up to the hard goal
-/// ([`HARD_GOAL_SHARE`]), with the same floor.
-pub fn assist_room_past_expected(plan: Plan, live_before: usize, in_use: usize) -> usize {
-    let hard = Plan { goal: plan.goal + (plan.goal as f64 * HARD_GOAL_SHARE) as usize, ..plan };
-    assist_room(hard, live_before, in_use).max(assist_room(plan, live_before, in_use))
+    let room = assist_room(plan, live_before, in_use) as f64;
+    ((expected_mark as f64 / room) * 65536.0).min(u32::MAX as f64) as u64
 }
 
 /// The allocation room a mark that starts with `in_use` bytes in use has until its goal: at least
