@@ -246,6 +246,10 @@ fn bench_barrier(_: &Config<'_>) -> ! {
         kprintln!("bench-barrier: done");
         exit::exit(exit::SUCCESS)
     }
+    // The barrier's own costs, Go's model: each full wbBuf is shaded by the storing core, so that
+    // the per-store totals and the components below measure the flush, not a copy handed to a
+    // marker (`gc.handoff=`, off here; the hand-off's total is the line after the modes').
+    gc::collector().set_handoff(false);
     for mode in [
         BarrierMode::Off,
         BarrierMode::Buffered,
@@ -260,6 +264,15 @@ fn bench_barrier(_: &Config<'_>) -> ! {
             mode.name()
         );
     }
+    gc::set_mode(BarrierMode::Buffered);
+    gc::collector().set_handoff(true);
+    let handoffs_before = gc::collector().stats::<Kernel>().handoffs;
+    let (ns, flushes) = measure_during_mark(a, b);
+    let handoffs = gc::collector().stats::<Kernel>().handoffs - handoffs_before;
+    kprintln!(
+        "BENCH barrier_handoff mode=buffered wbbuf=512 stores={STORES} ns_per_store={ns:.2} flushes={flushes} handoffs={handoffs}"
+    );
+    gc::collector().set_handoff(false);
     // The components, then the per-store totals they must predict. White targets are
     // allocated with the pacer off (a cycle in between would free them: they are garbage).
     gc::set_pacer(false);
@@ -294,6 +307,7 @@ fn bench_barrier(_: &Config<'_>) -> ! {
         entries *= 2;
     }
     fast_path(a, b);
+    gc::collector().set_handoff(true);
     kprintln!("bench-barrier: done");
     exit::exit(exit::SUCCESS)
 }

@@ -343,7 +343,7 @@ fn report(
         (true, _) => "caught",
     };
     kprintln!(
-        "stress result: suite={} seed={} mode={} cores={cores} torture={} cycles={} misses={} unscanned={} corrupt={} mutator_corrupt={} poison={} stw_retries={} finish={} peak_reachable={} verdict={verdict}",
+        "stress result: suite={} seed={} mode={} cores={cores} torture={} cycles={} misses={} unscanned={} corrupt={} mutator_corrupt={} poison={} stw_retries={} finish={} peak_reachable={} handoffs={} verdict={verdict}",
         suite.name,
         config.seed,
         config.gc_mode.name(),
@@ -356,7 +356,8 @@ fn report(
         load(&TALLY.poison),
         findings.stw_retries,
         if finish.is_ok() { "ok" } else { "failed" },
-        load(&TALLY.reachable)
+        load(&TALLY.reachable),
+        gc::collector().stats::<Kernel>().handoffs
     );
     if verdict == "FAILED" || verdict == "NOT-CAUGHT" {
         kprintln!("stress: replay: cargo xtask stress --replay \"{}\" --smp {cores}", replay_line(config, suite));

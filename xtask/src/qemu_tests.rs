@@ -379,6 +379,27 @@ const CASES: &[Case] = &[
         min_smp: 1,
     },
     Case {
+        // The markers shade the full wbBufs the barrier hands them (`mark::Batches`), and the
+        // verifier finds nothing missed.
+        name: "stress-graph-handoff",
+        append: "suite=graph seed=1 gc.mode=buffered gc.verify=on gc.heap=16M suite.cycles=6",
+        exit: SUCCESS,
+        expect: &["stress result: suite=graph seed=1 mode=buffered ", " misses=0 ", "verdict=clean"],
+        check: Some(handed_off),
+        hw: NO_GPU,
+        min_smp: 1,
+    },
+    Case {
+        // Go's flush: each mutator shades its own full wbBuf, nothing is handed over.
+        name: "stress-graph-no-handoff",
+        append: "suite=graph seed=1 gc.mode=buffered gc.handoff=off gc.verify=on gc.heap=16M suite.cycles=6",
+        exit: SUCCESS,
+        expect: &["stress result: suite=graph seed=1 mode=buffered ", " misses=0 ", " handoffs=0 ", "verdict=clean"],
+        check: None,
+        hw: NO_GPU,
+        min_smp: 1,
+    },
+    Case {
         name: "stress-negative-without-old-pointers",
         append: "suite=gcbench-quick gc.mode=unsafe-off-during-mark gc.verify=on",
         exit: BAD_CONFIG,
@@ -1046,6 +1067,17 @@ fn bench_lines_complete(output: &str, smp: usize) -> Result {
                 return Err(format!("[VIRTIO PERF] {label} fence={fence}: want 60 frames, a frame rate and fences"));
             }
         }
+    }
+    Ok(())
+}
+
+/// The stress result must count some wbBufs handed over to the markers.
+fn handed_off(output: &str, _smp: usize) -> Result {
+    let fields = crate::stress::parse_result(output).ok_or("no stress result line")?;
+    let handoffs: u64 =
+        fields.get("handoffs").and_then(|n| n.parse().ok()).ok_or("no handoffs= in the stress result")?;
+    if handoffs == 0 {
+        return Err("no wbBuf was handed over to the markers".into());
     }
     Ok(())
 }
