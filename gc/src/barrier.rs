@@ -292,7 +292,7 @@ pub fn wb_buf_flush<P: Platform>(buf: &mut WbBuf) {
 }
 
 /// The barrier's flush of a full buffer: during a mark, hand the records over to the markers
-/// (a copy into a spare batch, [`crate::mark::Batches`]) unless the collector's hand-off is off
+/// (a copy into a spare batch, `mark::Batches`) unless the collector's hand-off is off
 /// or no spare is free; otherwise shade them here ([`wb_buf_flush1`]). Only the barrier's own
 /// flushes hand over: the handshake's and the stops' flushes are there to empty the buffers
 /// into the grey set.

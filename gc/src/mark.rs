@@ -3,7 +3,8 @@
 //!
 //! Colours: white = mark bit clear; grey = mark bit set and the object's base queued; black = mark
 //! bit set and scanned. Allocation during marking sets the mark bit and never queues (black).
-//! No-scan objects go straight to black.
+//! No-scan objects go straight to black. The barrier's full wbBufs handed over to the markers
+//! ([`Batches`]) are grey work too until a marker has shaded them.
 
 use core::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
 

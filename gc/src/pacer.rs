@@ -5,7 +5,10 @@
 //!   `live × (1 + percent/100)` (GOGC): the heap in use should peak there. Never below the heap
 //!   minimum × percent/100 (Go's `heapMinimum`, 4 MiB at GOGC 100), which is also the first
 //!   cycle's goal: a small heap is not collected over and over while a program starts.
-//! - **Trigger.** The next cycle starts at `live + f × (goal − live)`. What the mutators allocate
+//! - **Trigger.** The next cycle starts at `live + f × (goal − live)`, `f = 1 − r × (1 +`
+//!   [`RUNWAY_MARGIN`]`)` for the runway estimate `r` below: the margin leaves the mark a little
+//!   more room than it is expected to use, so that it ends a little under its goal instead of on
+//!   its assist schedule's line. What the mutators allocate
 //!   between the trigger and mark termination (the *runway* they use) lands on top, so the trigger
 //!   must come early enough that the peak meets the goal. `f` is fed back from each cycle: the
 //!   runway the last cycle used, as a share of its distance `goal − live`, smoothed over cycles

@@ -478,6 +478,8 @@ mod tests {
         assert!(Config::default().gc_poison && !parse("gc.poison=off").unwrap().gc_poison);
         assert!(parse("gc.poison=on").unwrap().gc_poison);
         assert!(parse("gc.poison=2").is_err());
+        assert!(Config::default().gc_handoff && !parse("gc.handoff=off").unwrap().gc_handoff);
+        assert!(parse("gc.handoff=on").unwrap().gc_handoff);
         assert!(parse("gc.trace=1").unwrap().gc_trace);
         assert!(!parse("gc.trace=0").unwrap().gc_trace && !Config::default().gc_trace);
         for bad in [
@@ -490,6 +492,7 @@ mod tests {
             "gc.wbbuf=8192",
             "gc.percent=0",
             "gc.verify=yes",
+            "gc.handoff=maybe",
         ] {
             assert!(matches!(parse(bad), Err(CmdlineError::BadValue { .. })), "{bad} accepted");
         }
