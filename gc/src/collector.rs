@@ -204,6 +204,12 @@ pub struct Collector {
     /// The barrier's full-buffer flushes hand their records to the markers during a mark
     /// (`mark::Batches`); off, each flush shades its own (Go's way). On by default.
     handoff: AtomicBool,
+    /// This mark's hand-offs are over: set at its flush handshake, cleared at the next mark
+    /// setup. From the handshake on, a full wbBuf is shaded by the mutator that filled it (Go's
+    /// flush, concurrent), so that the final stop finds no batch queued since the drain that
+    /// preceded it: shading one there is work in the pause (measured: 8 µs of pause less
+    /// time-to-safepoint at 4 cores, against 1.3 µs at 1 core).
+    handoff_closed: AtomicBool,
     verify: AtomicBool,
     /// This cycle's mark start took the verifier's snapshot (`verify` was on then).
     snapshot_taken: AtomicBool,
@@ -262,6 +268,7 @@ impl Collector {
             heap_minimum: config.heap_minimum,
             wbbuf_entries: AtomicUsize::new(WbBuf::clamp_entries(config.wbbuf_entries)),
             handoff: AtomicBool::new(true),
+            handoff_closed: AtomicBool::new(false),
             verify: AtomicBool::new(config.verify),
             snapshot_taken: AtomicBool::new(false),
             panic_on_miss: config.panic_on_miss,
@@ -368,8 +375,9 @@ impl Collector {
 
     /// See [`Collector::set_handoff`].
     pub fn hands_off_batches(&self) -> bool {
-        // Ordering: as in `set_handoff`.
-        self.handoff.load(Ordering::Relaxed)
+        // Ordering: as in `set_handoff`; a flush that reads `handoff_closed` late only hands
+        // over a batch that the final stop then shades.
+        self.handoff.load(Ordering::Relaxed) && !self.handoff_closed.load(Ordering::Relaxed)
     }
 
     /// Set the wbBuf size (entries) for every core (stops the world).
@@ -764,6 +772,8 @@ impl Collector {
                 P::core(i).stats.bytes_marked.set(0);
             }
             self.work.clear();
+            // Ordering: Relaxed, world stopped; the restart handshake publishes it.
+            self.handoff_closed.store(false, Ordering::Relaxed);
             self.start_pacing::<P>();
             self.set_phase(Phase::Mark);
             if mode.barrier_while_marking() {
@@ -903,6 +913,8 @@ impl Collector {
             // gcMarkDone), and the objects that greys are marked concurrently too: the final
             // pause then only flushes what was recorded since.
             if mode.marks_concurrently() {
+                // Ordering: Relaxed (see `hands_off_batches`).
+                self.handoff_closed.store(true, Ordering::Relaxed);
                 P::flush_handshake(self);
                 loop {
                     if self.collector_drain::<P>().0 > 0 {
