@@ -292,8 +292,9 @@ pub fn wb_buf_flush<P: Platform>(buf: &mut WbBuf) {
 }
 
 /// The barrier's flush of a full buffer: during a mark, hand the records over to the markers
-/// (a copy into a spare batch, `mark::Batches`) unless the collector's hand-off is off
-/// or no spare is free; otherwise shade them here ([`wb_buf_flush1`]). Only the barrier's own
+/// (a copy into a spare batch, `mark::Batches`) unless the collector's hand-off is off, closed
+/// for this mark (its flush handshake has begun: `Collector::hands_off_batches`) or no spare is
+/// free; otherwise shade them here ([`wb_buf_flush1`]). Only the barrier's own
 /// flushes hand over: the handshake's and the stops' flushes are there to empty the buffers
 /// into the grey set.
 pub fn wb_buf_flush_full(c: &Collector, core: &GcCore, buf: &mut WbBuf) {
