@@ -1003,14 +1003,13 @@ impl Collector {
         }
         // The handed-over batches too: with the world stopped they are wbBufs like the rest.
         let me = P::current_core();
+        // SAFETY: as above.
+        let work = unsafe { me.work_mut() };
         while let Some(batch) = self.work.take_batch() {
-            // SAFETY: as above.
-            let work = unsafe { me.work_mut() };
-            mark::shade_recorded(self, me, work, &batch);
-            work.publish(&self.work);
-            self.work.spare_batch(batch);
+            mark::shade_batch(self, me, work, batch);
             self.work.done();
         }
+        work.publish(&self.work);
         self.work.quiescent()
     }
 

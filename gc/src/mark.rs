@@ -222,13 +222,9 @@ impl GlobalWork {
     /// Queue a copy of `records` (a full wbBuf's) for a marker to shade. False, and nothing
     /// queued, if no spare batch is free or `records` does not fit one: the caller shades them.
     pub(crate) fn hand_off(&self, records: &[usize]) -> bool {
-        let Some(mut batch) = self.batches.lock().spare.pop() else {
+        let Some(mut batch) = self.batches.lock().spare.pop_if(|spare| spare.capacity() >= records.len()) else {
             return false;
         };
-        if batch.capacity() < records.len() {
-            self.batches.lock().spare.push(batch);
-            return false;
-        }
         // The copy outside the lock: the spare is this caller's until it is queued.
         copy_records(&mut batch, records);
         let mut b = self.batches.lock();
@@ -466,9 +462,7 @@ pub(crate) fn drain_some(
                 // Counted active until the next `done`, like taken grey objects: what the batch
                 // greys is in this buffer (or published) by then.
                 holding = true;
-                shade_recorded(c, core, work, &batch);
-                slots = slots.saturating_add((batch.len() / 2).max(1));
-                c.work.spare_batch(batch);
+                slots = slots.saturating_add((shade_batch(c, core, work, batch) / 2).max(1));
                 scanned += 1;
                 continue;
             }
@@ -479,6 +473,15 @@ pub(crate) fn drain_some(
             return scanned;
         }
     }
+}
+
+/// Shade a batch taken with [`GlobalWork::take_batch`] into `work` and give it back to the
+/// spares (the taker's `done` is its own to call). Returns the records it held.
+pub(crate) fn shade_batch(c: &Collector, core: &GcCore, work: &mut LocalWork, batch: Vec<usize>) -> usize {
+    shade_recorded(c, core, work, &batch);
+    let records = batch.len();
+    c.work.spare_batch(batch);
+    records
 }
 
 /// What a drain shaded, counted into the core's statistics once, at its end.

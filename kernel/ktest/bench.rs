@@ -307,7 +307,6 @@ fn bench_barrier(_: &Config<'_>) -> ! {
         entries *= 2;
     }
     fast_path(a, b);
-    gc::collector().set_handoff(true);
     kprintln!("bench-barrier: done");
     exit::exit(exit::SUCCESS)
 }

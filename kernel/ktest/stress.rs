@@ -357,7 +357,7 @@ fn report(
         findings.stw_retries,
         if finish.is_ok() { "ok" } else { "failed" },
         load(&TALLY.reachable),
-        gc::collector().stats::<Kernel>().handoffs
+        stats.handoffs
     );
     if verdict == "FAILED" || verdict == "NOT-CAUGHT" {
         kprintln!("stress: replay: cargo xtask stress --replay \"{}\" --smp {cores}", replay_line(config, suite));
